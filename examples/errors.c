@@ -10,7 +10,8 @@
 static int parse_positive(weft_ctx *ctx, const void *in, size_t len)
 {
     char buf[32];
-    if (len == 0 || len >= sizeof buf) return weft_ctx_fail(ctx, WEFT_EINVAL, "input of %zu bytes", len);
+    if (len == 0 || len >= sizeof buf)
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "input of %zu bytes", len);
     memcpy(buf, in, len);
     buf[len] = '\0';
     char *end;
@@ -45,8 +46,10 @@ static void show(const char *what, weft_future *f, int expect)
 {
     const void *out;
     int rc = weft_future_result(f, WEFT_FOREVER, &out, NULL);
-    if (rc == 0) printf("%-22s ok\n", what);
-    else printf("%-22s %s; message: \"%s\"\n", what, weft_strerror(rc), weft_future_error(f));
+    if (rc == 0)
+        printf("%-22s ok\n", what);
+    else
+        printf("%-22s %s; message: \"%s\"\n", what, weft_strerror(rc), weft_future_error(f));
     surprises += rc != expect;
 }
 
@@ -66,7 +69,8 @@ int main(int argc, char **argv)
     surprises += rc != WEFT_EINVAL || ex != NULL;
     setenv("WEFT_BACKEND", "warp-drive", 1); /* the environment is checked too */
     rc = weft_executor_create(NULL, &ex);
-    printf("   WEFT_BACKEND=warp-drive: %s; detail: \"%s\"\n", weft_strerror(rc), weft_last_error());
+    printf("   WEFT_BACKEND=warp-drive: %s; detail: \"%s\"\n", weft_strerror(rc),
+           weft_last_error());
     surprises += rc != WEFT_EINVAL;
     unsetenv("WEFT_BACKEND");
 
@@ -96,8 +100,10 @@ int main(int argc, char **argv)
     surprises += rc != WEFT_EINVAL || weft_results_failed(res) != 2;
     for (size_t i = 0; i < weft_results_count(res); i++) {
         const void *p;
-        if (weft_results_get(res, i, &p, NULL) == 0) printf("   [%zu] %ld\n", i, *(const long *)p);
-        else printf("   [%zu] failed: %s\n", i, weft_results_error(res, i));
+        if (weft_results_get(res, i, &p, NULL) == 0)
+            printf("   [%zu] %ld\n", i, *(const long *)p);
+        else
+            printf("   [%zu] failed: %s\n", i, weft_results_error(res, i));
     }
     weft_results_destroy(res);
 

@@ -13,7 +13,8 @@
 static int nap(weft_ctx *ctx, const void *in, size_t len)
 {
     double s;
-    if (len != sizeof s) return weft_ctx_fail(ctx, WEFT_EINVAL, "want a double, got %zu bytes", len);
+    if (len != sizeof s)
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "want a double, got %zu bytes", len);
     memcpy(&s, in, sizeof s);
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     nanosleep(&ts, NULL);

@@ -54,9 +54,9 @@ typedef struct item_in {
 } item_in;
 
 typedef struct item_out {
-    uint64_t y;          /* f(x) modulo 2^64 */
-    double start, end;   /* weft_now() around the loop, for the picture */
-    int32_t worker;      /* weft_ctx_worker() */
+    uint64_t y;        /* f(x) modulo 2^64 */
+    double start, end; /* weft_now() around the loop, for the picture */
+    int32_t worker;    /* weft_ctx_worker() */
     int32_t pad;
 } item_out;
 
@@ -153,10 +153,12 @@ static int run_level(weft_backend backend, int workers, uint64_t n, const char *
     }
     if (rc != 0)
         fprintf(stderr, "levels: %s: map failed: %s %s\n", weft_backend_name(backend),
-                weft_strerror(rc), res && weft_results_error(res, 0) ? weft_results_error(res, 0) : "");
+                weft_strerror(rc),
+                res && weft_results_error(res, 0) ? weft_results_error(res, 0) : "");
     weft_results_destroy(res);
     int drc = weft_executor_destroy(ex); /* joins workers, writes the trace */
-    if (drc != 0) fprintf(stderr, "levels: writing %s: %s\n", trace ? trace : "-", weft_strerror(drc));
+    if (drc != 0)
+        fprintf(stderr, "levels: writing %s: %s\n", trace ? trace : "-", weft_strerror(drc));
     return rc;
 }
 
@@ -252,9 +254,9 @@ static int write_json(const level_row *rows, int nrows)
         fprintf(f,
                 "  {\"backend\": \"%s\", \"workers\": %d, \"wall_s\": %.6f, \"speedup\": %.4f, "
                 "\"efficiency\": %.4f, \"results_match\": %s}%s\n",
-                weft_backend_name(rows[i].backend), rows[i].workers, rows[i].wall,
-                rows[i].speedup, rows[i].speedup / rows[i].workers,
-                rows[i].match ? "true" : "false", i + 1 < nrows ? "," : "");
+                weft_backend_name(rows[i].backend), rows[i].workers, rows[i].wall, rows[i].speedup,
+                rows[i].speedup / rows[i].workers, rows[i].match ? "true" : "false",
+                i + 1 < nrows ? "," : "");
     fprintf(f, "]\n");
     if (fclose(f) != 0) return -1;
     printf("wrote %s\n", path);
@@ -263,11 +265,12 @@ static int write_json(const level_row *rows, int nrows)
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: levels [--n N] [--quick] [--workers W] [--outdir DIR]\n"
-                "  --n N        iterations per task (default %llu: ~3 s serial)\n"
-                "  --quick      N = %llu, for a smoke test\n"
-                "  --workers W  workers for the parallel levels (default: all CPUs)\n"
-                "  --outdir DIR where levels.json and the trace go (default build/demo)\n",
+    fprintf(to,
+            "usage: levels [--n N] [--quick] [--workers W] [--outdir DIR]\n"
+            "  --n N        iterations per task (default %llu: ~3 s serial)\n"
+            "  --quick      N = %llu, for a smoke test\n"
+            "  --workers W  workers for the parallel levels (default: all CPUs)\n"
+            "  --outdir DIR where levels.json and the trace go (default build/demo)\n",
             DEFAULT_N, QUICK_N);
 }
 
@@ -346,7 +349,9 @@ int main(int argc, char **argv)
         if (!row->match) status = 1;
         printf("%-10s %7d %10.3f %9.2f %10.0f%%  %s\n", weft_backend_name(b), row->workers,
                row->wall, row->speedup, 100.0 * row->speedup / row->workers,
-               nrows == 0 ? "reference" : row->match ? "match" : "DIFFER");
+               nrows == 0   ? "reference"
+               : row->match ? "match"
+                            : "DIFFER");
         fflush(stdout);
         nrows++;
     }
@@ -359,8 +364,10 @@ int main(int argc, char **argv)
     for (int r = 0; r < nrows; r++) {
         if (rows[r].backend != WEFT_BACKEND_THREADS) continue;
         struct stat st;
-        if (stat(trace, &st) == 0) printf("wrote %s (open it in Perfetto)\n", trace);
-        else fprintf(stderr, "levels: the executor wrote no %s\n", trace), status = 1;
+        if (stat(trace, &st) == 0)
+            printf("wrote %s (open it in Perfetto)\n", trace);
+        else
+            fprintf(stderr, "levels: the executor wrote no %s\n", trace), status = 1;
         if (write_svg(&rows[r], n) != 0) status = 1;
     }
     if (status) fprintf(stderr, "levels: FAILED: a level's results differ or a level failed\n");

@@ -12,7 +12,10 @@
 
 #define CUTOFF 20 /* below this, plain recursion: a task should be worth its cost */
 
-static uint64_t fib_seq(int n) { return n < 2 ? (uint64_t)n : fib_seq(n - 1) + fib_seq(n - 2); }
+static uint64_t fib_seq(int n)
+{
+    return n < 2 ? (uint64_t)n : fib_seq(n - 1) + fib_seq(n - 2);
+}
 
 static int fib_task(weft_ctx *ctx, const void *in, size_t len);
 
