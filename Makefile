@@ -1,0 +1,63 @@
+# weft: a thin front over CMake and scripts/ for the everyday commands.
+#   make deps          install missing Debian packages (root; apt only if needed)
+#   make build         configure build/ (Release -O2 -g, -Werror) and build it
+#   make test          deps, then plain, ASan+UBSan and TSan builds, each + ctest
+#   make test-plain | test-asan | test-tsan     one configuration only
+#   make demo          build, then run the levels example (writes build/demo/levels.json)
+#   make bench         build with the benchmarks and run them (build/bench/results.json)
+#   make install       cmake --install build (PREFIX=/usr/local)
+#   make format-check  clang-format --dry-run -Werror over the sources
+#   make clean         remove the build directories
+SHELL := /bin/bash
+MAKEFLAGS += --no-print-directory
+.DEFAULT_GOAL := build
+
+BUILD   ?= build
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX  ?= /usr/local
+CMAKE   ?= cmake
+CONFIGURE_FLAGS = -DCMAKE_BUILD_TYPE=Release "-DCMAKE_C_FLAGS_RELEASE=-O2 -g" \
+                  -DWEFT_WERROR=ON -DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_EXAMPLES=ON
+
+.PHONY: all deps deps-bench configure build test test-plain test-asan test-tsan demo bench \
+        install format-check clean
+
+all: build
+
+deps:
+	scripts/install-deps.sh
+
+deps-bench:
+	scripts/install-deps.sh --bench
+
+configure:
+	$(CMAKE) -S . -B $(BUILD) $(CONFIGURE_FLAGS) $(CMAKE_ARGS)
+
+build: configure
+	$(CMAKE) --build $(BUILD) -j $(JOBS)
+
+test: deps
+	JOBS=$(JOBS) scripts/run-tests.sh plain asan tsan
+
+test-plain test-asan test-tsan:
+	JOBS=$(JOBS) scripts/run-tests.sh $(@:test-%=%)
+
+demo: deps
+	$(MAKE) --no-print-directory build
+	mkdir -p $(BUILD)/demo
+	./$(BUILD)/examples/levels
+
+bench: deps-bench
+	$(CMAKE) -S . -B $(BUILD) $(CONFIGURE_FLAGS) -DWEFT_BUILD_BENCH=ON $(CMAKE_ARGS)
+	$(CMAKE) --build $(BUILD) -j $(JOBS)
+	scripts/run-bench.sh $(BUILD)
+
+install: build
+	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
+
+format-check:
+	scripts/format-check.sh
+
+clean:
+	rm -rf build build-asan build-tsan
+	@if [ "$(BUILD)" != build ]; then rm -rf "$(BUILD)"; fi

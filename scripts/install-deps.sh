@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# install-deps.sh : installs the Debian 12 packages weft needs that are not
+# installed yet. Nothing is touched (not even `apt-get update`) when all are
+# there. Usage: scripts/install-deps.sh [--bench]
+#   (no argument)  what `make build` and `make test` need
+#   --bench        also the anchors `make bench` compares against
+# Needs root to install; without it, it names what is missing and goes on
+# (the build then fails later only if a required tool is really absent).
+set -euo pipefail
+
+# Required: the build cannot go on without these.
+required=(build-essential cmake pkg-config python3)
+# Wanted: used by parts of the tests, docs and format check; a failure to
+# install them is a warning, not an error.
+wanted=(clang-format graphviz)
+# Bench anchors: oneTBB, Python (concurrent.futures, joblib, dask), GNU parallel.
+bench=(libtbb-dev python3 python3-joblib python3-dask parallel)
+
+mode=${1:-}
+pkgs=("${required[@]}" "${wanted[@]}")
+if [ "$mode" = "--bench" ]; then
+    pkgs+=("${bench[@]}")
+elif [ -n "$mode" ]; then
+    echo "usage: $0 [--bench]" >&2
+    exit 2
+fi
+
+is_installed() {
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = "installed" ]
+}
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "deps: not a Debian system (no dpkg-query); install by hand: ${pkgs[*]}"
+    exit 0
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    is_installed "$p" || missing+=("$p")
+done
+# de-duplicate (python3 is in two lists)
+if [ ${#missing[@]} -gt 0 ]; then
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "deps: all ${#pkgs[@]} packages already installed"
+    exit 0
+fi
+
+echo "deps: missing: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: not root, not installing. As root run: apt-get install ${missing[*]}"
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt_opts=(-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold
+          --no-install-recommends)
+ok=1
+apt-get update -q </dev/null || ok=0
+if [ $ok -eq 1 ]; then
+    apt-get install "${apt_opts[@]}" "${missing[@]}" </dev/null || ok=0
+fi
+if [ $ok -eq 0 ]; then
+    # Try one by one so one unavailable package does not block the rest.
+    for p in "${missing[@]}"; do
+        is_installed "$p" || apt-get install "${apt_opts[@]}" "$p" </dev/null ||
+            echo "deps: WARNING: could not install $p"
+    done
+fi
+
+still=()
+for p in "${required[@]}"; do
+    is_installed "$p" || still+=("$p")
+done
+if [ ${#still[@]} -gt 0 ]; then
+    echo "deps: ERROR: required packages still missing: ${still[*]}" >&2
+    exit 1
+fi
+for p in "${missing[@]}"; do
+    is_installed "$p" || echo "deps: WARNING: $p is not installed; the parts that use it will be skipped"
+done
+echo "deps: done"

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# run-bench.sh : runs every benchmark program built in BUILD/bench (default
+# build/bench), one after another, with cwd BUILD/bench, then merges the JSON
+# each one wrote (BUILD/bench/<name>.json: a list of
+# {"bench","system","value","unit",...} objects) into BUILD/bench/results.json,
+# one JSON list of all of them (and the machine into BUILD/bench/machine.json).
+# Usage: scripts/run-bench.sh [BUILD_DIR] [NAME...]   (names: only these)
+# Environment given to the programs: WEFT_BENCH_SRCDIR (bench/ sources, where
+# the Python anchors are), WEFT_PYTHON (/usr/bin/python3), WEFT_BIN (the weft
+# command, when built). Exits non-zero if a program failed or wrote no JSON.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+[ $# -gt 0 ] && shift
+case $build in /*) ;; *) build=$PWD/$build ;; esac
+dir=$build/bench
+[ -d "$dir" ] || { echo "run-bench: $dir does not exist (configure with -DWEFT_BUILD_BENCH=ON)" >&2; exit 1; }
+
+export WEFT_BENCH_SRCDIR="$root/bench"
+if [ -x /usr/bin/python3 ]; then export WEFT_PYTHON=/usr/bin/python3; else export WEFT_PYTHON=${WEFT_PYTHON:-python3}; fi
+[ -x "$build/programs/weft" ] && export WEFT_BIN="$build/programs/weft"
+
+progs=()
+if [ $# -gt 0 ]; then
+    for n in "$@"; do progs+=("$dir/$n"); done
+else
+    for f in "$dir"/*; do
+        [ -f "$f" ] && [ -x "$f" ] && progs+=("$f")
+    done
+fi
+[ ${#progs[@]} -gt 0 ] || { echo "run-bench: no benchmark programs in $dir" >&2; exit 1; }
+
+echo "run-bench: $(nproc) CPUs, $(uname -srm), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+failed=()
+fragments=()
+for p in "${progs[@]}"; do
+    name=$(basename "$p")
+    rm -f "$dir/$name.json"
+    echo "=== $name"
+    start=$(date +%s)
+    (cd "$dir" && "$p")
+    rc=$?
+    echo "=== $name: exit $rc, $(( $(date +%s) - start )) s"
+    if [ $rc -ne 0 ]; then
+        failed+=("$name (exit $rc)")
+    elif [ ! -s "$dir/$name.json" ]; then
+        failed+=("$name (wrote no $name.json)")
+    else
+        fragments+=("$dir/$name.json")
+    fi
+done
+
+"$WEFT_PYTHON" - "$dir/results.json" "${fragments[@]}" <<'PY'
+import json, os, platform, sys, time
+out, frags = sys.argv[1], sys.argv[2:]
+results, bad = [], []
+for f in frags:
+    try:
+        with open(f) as fh:
+            data = json.load(fh)
+        if isinstance(data, dict):
+            data = [data]
+        if not isinstance(data, list):
+            raise ValueError("not a JSON list")
+        results.extend(data)
+    except Exception as e:  # a broken fragment is reported, the rest kept
+        bad.append(f)
+        print(f"run-bench: {f}: {e}", file=sys.stderr)
+with open(out, "w") as fh:
+    json.dump(results, fh, indent=1)
+    fh.write("\n")
+machine = {"cpus": os.cpu_count(), "system": platform.platform(),
+           "python": platform.python_version(),
+           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+with open(os.path.join(os.path.dirname(out), "machine.json"), "w") as fh:
+    json.dump(machine, fh, indent=1)
+    fh.write("\n")
+print(f"run-bench: {len(results)} results from {len(frags) - len(bad)} programs -> {out}")
+sys.exit(1 if bad else 0)
+PY
+merge=$?
+
+if [ ${#failed[@]} -gt 0 ] || [ $merge -ne 0 ]; then
+    echo "run-bench: FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "run-bench: all ${#progs[@]} benchmarks ran"
