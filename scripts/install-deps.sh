@@ -25,6 +25,8 @@ elif [ -n "$mode" ]; then
     exit 2
 fi
 
+mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | awk '!seen[$0]++')
+
 is_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = "installed" ]
 }
@@ -38,10 +40,6 @@ missing=()
 for p in "${pkgs[@]}"; do
     is_installed "$p" || missing+=("$p")
 done
-# de-duplicate (python3 is in two lists)
-if [ ${#missing[@]} -gt 0 ]; then
-    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
-fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "deps: all ${#pkgs[@]} packages already installed"
