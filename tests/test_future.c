@@ -1,0 +1,934 @@
+/* test_future.c : submit, results, errors, cancel, state, callbacks,
+ * references, weft_wait, as_completed, retries. */
+#include "check.h"
+
+static weft_executor *make_ex(weft_backend b, int workers)
+{
+    weft_options o = {0};
+    o.backend = b;
+    o.workers = workers;
+    weft_executor *ex = NULL;
+    int rc = weft_executor_create(&o, &ex);
+    if (rc != 0) {
+        printf("    weft_executor_create(%s, %d): %s (%s)\n", weft_backend_name(b), workers,
+               weft_strerror(rc), weft_last_error());
+        return NULL;
+    }
+    return ex;
+}
+
+/* ---- tasks ---- */
+
+static int echo(weft_ctx *ctx, const void *in, size_t len)
+{
+    return weft_ctx_set_output(ctx, in, len);
+}
+WEFT_TASK_REGISTER(echo);
+
+/* outputs the input pointer itself */
+static int input_ptr(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)len;
+    uintptr_t p = (uintptr_t)in;
+    return weft_ctx_set_output(ctx, &p, sizeof p);
+}
+WEFT_TASK_REGISTER(input_ptr);
+
+static atomic_int ran;
+
+static int count_run(weft_ctx *ctx, const void *in, size_t len)
+{
+    atomic_fetch_add(&ran, 1);
+    return weft_ctx_set_output(ctx, in, len);
+}
+WEFT_TASK_REGISTER(count_run);
+
+/* gates: gate_task waits on flag gate_open[k] where k is its int input */
+static atomic_int gate_started[4], gate_open[4];
+
+static void gates_reset(void)
+{
+    for (int i = 0; i < 4; i++) {
+        atomic_store(&gate_started[i], 0);
+        atomic_store(&gate_open[i], 0);
+    }
+}
+
+static int gate_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    int k = 0;
+    if (len == sizeof k) memcpy(&k, in, sizeof k);
+    atomic_fetch_add(&gate_started[k], 1);
+    double end = check_now() + 30;
+    while (!atomic_load(&gate_open[k]) && check_now() < end) check_sleep(0.0005);
+    return weft_ctx_set_output(ctx, "opened", 6);
+}
+WEFT_TASK_REGISTER(gate_task);
+
+static weft_future *start_gate(weft_executor *ex, int k)
+{
+    weft_future *g = NULL;
+    int rc = weft_submit(ex, gate_task, &k, sizeof k, &g);
+    CHECK_OK(rc);
+    if (rc) return NULL;
+    CHECK(check_wait_atomic(&gate_started[k], 1, 10));
+    return g;
+}
+
+static int fail_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    int mode = len == sizeof(int) ? *(const int *)in : 0;
+    switch (mode) {
+    case 0: return weft_ctx_fail(ctx, WEFT_EPERM, "refused %s %d", "item", 7);
+    case 1: return WEFT_EINVAL;          /* no message */
+    case 2: return 3;                    /* positive: WEFT_ETASK */
+    default: return weft_ctx_fail(ctx, -7777, "custom");
+    }
+}
+WEFT_TASK_REGISTER(fail_task);
+
+static atomic_int attempts_seen;
+
+/* fails on attempts 0 and 1, succeeds on attempt 2 */
+static int flaky(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in, (void)len;
+    atomic_fetch_add(&attempts_seen, 1);
+    int a = weft_ctx_attempt(ctx);
+    if (a < 2) return weft_ctx_fail(ctx, WEFT_EAGAIN, "attempt %d fails", a);
+    return weft_ctx_set_output(ctx, &a, sizeof a);
+}
+WEFT_TASK_REGISTER(flaky);
+
+static int sleeper(weft_ctx *ctx, const void *in, size_t len)
+{
+    double s = 0;
+    if (len == sizeof s) memcpy(&s, in, sizeof s);
+    check_sleep(s);
+    return weft_ctx_set_output(ctx, &s, sizeof s);
+}
+WEFT_TASK_REGISTER(sleeper);
+
+/* ---- submit ---- */
+
+TEST(submit_copies_input)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    gates_reset();
+    weft_future *g = start_gate(ex, 0);
+    REQUIRE(g);
+    char buf[64];
+    memset(buf, 'A', sizeof buf);
+    weft_future *f;
+    REQUIRE_OK(weft_submit(ex, echo, buf, sizeof buf, &f));
+    memset(buf, 'B', sizeof buf); /* the task has not run yet */
+    CHECK(!weft_future_done(f));
+    atomic_store(&gate_open[0], 1);
+    const void *d;
+    size_t len;
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, &d, &len));
+    CHECK_EQ_INT(len, sizeof buf);
+    char want[64];
+    memset(want, 'A', sizeof want);
+    CHECK(len == 64 && memcmp(d, want, 64) == 0);
+    weft_future_release(f);
+    weft_future_release(g);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(submit_borrow)
+{
+    weft_backend bs[2] = {WEFT_BACKEND_THREADS, WEFT_BACKEND_SERIAL};
+    for (int k = 0; k < 2; k++) {
+        weft_executor *ex = make_ex(bs[k], 2);
+        REQUIRE(ex);
+        static char big[100000];
+        for (size_t i = 0; i < sizeof big; i++) big[i] = (char)(i % 251);
+        weft_submit_options so = {0};
+        so.flags = WEFT_SUBMIT_BORROW;
+        weft_future *f, *p;
+        REQUIRE_OK(weft_submit_ex(ex, echo, big, sizeof big, &so, &f));
+        REQUIRE_OK(weft_submit_ex(ex, input_ptr, big, sizeof big, &so, &p));
+        const void *d;
+        size_t len;
+        CHECK_OK(weft_future_result(f, WEFT_FOREVER, &d, &len));
+        CHECK(len == sizeof big && memcmp(d, big, len) == 0);
+        CHECK_OK(weft_future_result(p, WEFT_FOREVER, &d, &len));
+        REQUIRE(len == sizeof(uintptr_t));
+        uintptr_t ptr;
+        memcpy(&ptr, d, sizeof ptr);
+        CHECK_MSG(ptr == (uintptr_t)big, "BORROW on %s: the task saw a copy", weft_backend_name(bs[k]));
+        weft_future_release(f);
+        weft_future_release(p);
+        CHECK_OK(weft_executor_destroy(ex));
+    }
+}
+
+TEST(submit_empty_input)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    weft_future *f;
+    REQUIRE_OK(weft_submit(ex, echo, NULL, 0, &f));
+    size_t len = 99;
+    const void *d = NULL;
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, &d, &len));
+    CHECK_EQ_INT(len, 0);
+    weft_future_release(f);
+    char c = 'x';
+    REQUIRE_OK(weft_submit(ex, echo, &c, 0, &f)); /* non-NULL, len 0 */
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, NULL, &len));
+    CHECK_EQ_INT(len, 0);
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* ---- results, timeouts, errors ---- */
+
+TEST(result_timeout_then_success)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    gates_reset();
+    weft_future *g = start_gate(ex, 1);
+    REQUIRE(g);
+    double t0 = check_now();
+    CHECK_RC(weft_future_result(g, 0, NULL, NULL), WEFT_ETIMEDOUT);
+    CHECK(check_now() - t0 < 0.5);
+    t0 = check_now();
+    CHECK_RC(weft_future_result(g, 0.1, NULL, NULL), WEFT_ETIMEDOUT);
+    double dt = check_now() - t0;
+    CHECK_MSG(dt >= 0.09 && dt < 3.0, "result(0.1) took %.3f s", dt);
+    t0 = check_now();
+    CHECK_RC(weft_future_wait(g, 0.05), WEFT_ETIMEDOUT);
+    dt = check_now() - t0;
+    CHECK_MSG(dt >= 0.045 && dt < 3.0, "wait(0.05) took %.3f s", dt);
+    CHECK_RC(weft_future_wait(g, 0), WEFT_ETIMEDOUT);
+    CHECK(!weft_future_done(g));
+    atomic_store(&gate_open[1], 1);
+    const void *d;
+    size_t len;
+    CHECK_OK(weft_future_result(g, 10.0, &d, &len));
+    CHECK(len == 6 && memcmp(d, "opened", 6) == 0);
+    CHECK_OK(weft_future_wait(g, 0));
+    CHECK_OK(weft_future_wait(g, WEFT_FOREVER));
+    /* the same output again */
+    const void *d2;
+    CHECK_OK(weft_future_result(g, 0, &d2, &len));
+    CHECK(d2 == d);
+    weft_future_release(g);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+static void run_errors(weft_backend b)
+{
+    weft_executor *ex = make_ex(b, 2);
+    REQUIRE(ex);
+    static const struct {
+        int mode, code;
+        const char *msg;
+    } cases[] = {{0, WEFT_EPERM, "refused item 7"},
+                 {1, WEFT_EINVAL, ""},
+                 {2, WEFT_ETASK, ""},
+                 {3, -7777, "custom"}};
+    for (int i = 0; i < 4; i++) {
+        weft_future *f;
+        REQUIRE_OK(weft_submit(ex, fail_task, &cases[i].mode, sizeof(int), &f));
+        const void *d = (const void *)1;
+        size_t len = 5;
+        CHECK_RC(weft_future_result(f, WEFT_FOREVER, &d, &len), cases[i].code);
+        CHECK_OK(weft_future_wait(f, 0));
+        CHECK_EQ_INT(weft_future_state_get(f), WEFT_FUTURE_FAILED);
+        CHECK(weft_future_done(f));
+        CHECK(!weft_future_cancelled(f));
+        CHECK(!weft_future_running(f));
+        CHECK_EQ_STR(weft_future_error(f), cases[i].msg);
+        /* cancel of a finished future */
+        CHECK_RC(weft_future_cancel(f), WEFT_EBUSY);
+        weft_future_release(f);
+    }
+    /* success: error is NULL */
+    weft_future *f;
+    REQUIRE_OK(weft_submit(ex, echo, "x", 1, &f));
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, NULL, NULL));
+    CHECK(weft_future_error(f) == NULL);
+    CHECK_EQ_INT(weft_future_state_get(f), WEFT_FUTURE_DONE);
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(errors_threads) { run_errors(WEFT_BACKEND_THREADS); }
+TEST(errors_serial) { run_errors(WEFT_BACKEND_SERIAL); }
+
+/* ---- cancel and state ---- */
+
+TEST(cancel_before_start)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    gates_reset();
+    atomic_store(&ran, 0);
+    weft_future *g = start_gate(ex, 0);
+    REQUIRE(g);
+    CHECK_EQ_INT(weft_future_state_get(g), WEFT_FUTURE_RUNNING);
+    CHECK(weft_future_running(g));
+    CHECK(!weft_future_done(g));
+    CHECK(!weft_future_cancelled(g));
+
+    weft_future *f1, *f2;
+    REQUIRE_OK(weft_submit(ex, count_run, "a", 1, &f1));
+    REQUIRE_OK(weft_submit(ex, count_run, "b", 1, &f2));
+    CHECK_EQ_INT(weft_future_state_get(f1), WEFT_FUTURE_PENDING);
+    CHECK(!weft_future_running(f1));
+    CHECK(!weft_future_done(f1));
+    CHECK(!weft_future_cancelled(f1));
+
+    CHECK_OK(weft_future_cancel(f1));
+    CHECK_OK(weft_future_cancel(f1)); /* already cancelled: still 0 */
+    CHECK(weft_future_cancelled(f1));
+    CHECK(weft_future_done(f1));
+    CHECK(!weft_future_running(f1));
+    CHECK_EQ_INT(weft_future_state_get(f1), WEFT_FUTURE_CANCELLED);
+    CHECK_RC(weft_future_result(f1, WEFT_FOREVER, NULL, NULL), WEFT_ECANCELLED);
+    CHECK_RC(weft_future_result(f1, 0, NULL, NULL), WEFT_ECANCELLED);
+    CHECK_OK(weft_future_wait(f1, 0));
+
+    /* cancel of the running gate */
+    CHECK_RC(weft_future_cancel(g), WEFT_EBUSY);
+    CHECK(!weft_future_cancelled(g));
+
+    atomic_store(&gate_open[0], 1);
+    const void *d;
+    size_t len;
+    CHECK_OK(weft_future_result(f2, WEFT_FOREVER, &d, &len));
+    CHECK(len == 1 && memcmp(d, "b", 1) == 0);
+    CHECK_OK(weft_future_result(g, WEFT_FOREVER, NULL, NULL));
+    CHECK_EQ_INT(weft_future_state_get(g), WEFT_FUTURE_DONE);
+    CHECK_RC(weft_future_cancel(g), WEFT_EBUSY);
+    CHECK_RC(weft_future_cancel(f2), WEFT_EBUSY);
+    CHECK_OK(weft_executor_destroy(ex));
+    /* f1 never ran */
+    CHECK_EQ_INT(atomic_load(&ran), 1);
+    CHECK_EQ_INT(weft_future_state_get(f1), WEFT_FUTURE_CANCELLED);
+    weft_future_release(f1);
+    weft_future_release(f2);
+    weft_future_release(g);
+}
+
+TEST(cancel_serial_is_busy)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_SERIAL, 1);
+    REQUIRE(ex);
+    weft_future *f;
+    REQUIRE_OK(weft_submit(ex, echo, "q", 1, &f));
+    CHECK(weft_future_done(f));
+    CHECK_RC(weft_future_cancel(f), WEFT_EBUSY);
+    CHECK_EQ_INT(weft_future_state_get(f), WEFT_FUTURE_DONE);
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* ---- callbacks ---- */
+
+struct cb_log {
+    pthread_mutex_t lock;
+    int order[16];
+    int n;
+    weft_future *expect;
+    int wrong_future;
+    pthread_t thread[16];
+};
+
+struct cb_arg {
+    struct cb_log *log;
+    int id;
+};
+
+static void log_cb(weft_future *f, void *arg)
+{
+    struct cb_arg *a = arg;
+    pthread_mutex_lock(&a->log->lock);
+    if (f != a->log->expect) a->log->wrong_future++;
+    /* the future is finished when its callbacks run */
+    if (!weft_future_done(f)) a->log->wrong_future += 100;
+    if (a->log->n < 16) {
+        a->log->thread[a->log->n] = pthread_self();
+        a->log->order[a->log->n++] = a->id;
+    }
+    pthread_mutex_unlock(&a->log->lock);
+}
+
+static int log_count(struct cb_log *l)
+{
+    pthread_mutex_lock(&l->lock);
+    int n = l->n;
+    pthread_mutex_unlock(&l->lock);
+    return n;
+}
+
+static bool wait_log(struct cb_log *l, int n, double timeout)
+{
+    double end = check_now() + timeout;
+    while (log_count(l) < n) {
+        if (check_now() > end) return false;
+        check_sleep(0.0005);
+    }
+    return true;
+}
+
+TEST(on_done_order_and_once)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    gates_reset();
+    weft_future *g = start_gate(ex, 0);
+    REQUIRE(g);
+    weft_future *f;
+    REQUIRE_OK(weft_submit(ex, echo, "z", 1, &f));
+    struct cb_log log;
+    memset(&log, 0, sizeof log);
+    pthread_mutex_init(&log.lock, NULL);
+    log.expect = f;
+    struct cb_arg args[6];
+    for (int i = 0; i < 6; i++) args[i] = (struct cb_arg){&log, i};
+    for (int i = 0; i < 3; i++) CHECK_OK(weft_future_on_done(f, log_cb, &args[i]));
+    CHECK_EQ_INT(log_count(&log), 0);
+    atomic_store(&gate_open[0], 1);
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, NULL, NULL));
+    CHECK(wait_log(&log, 3, 10));
+    /* added after completion: runs at once in the caller's thread */
+    for (int i = 3; i < 6; i++) {
+        CHECK_OK(weft_future_on_done(f, log_cb, &args[i]));
+        CHECK_EQ_INT(log_count(&log), i + 1);
+        CHECK(pthread_equal(log.thread[i], pthread_self()));
+    }
+    check_sleep(0.02);
+    CHECK_EQ_INT(log_count(&log), 6);
+    for (int i = 0; i < 6; i++) CHECK_EQ_INT(log.order[i], i);
+    CHECK_EQ_INT(log.wrong_future, 0);
+    weft_future_release(f);
+    weft_future_release(g);
+    CHECK_OK(weft_executor_destroy(ex));
+    CHECK_EQ_INT(log_count(&log), 6);
+    pthread_mutex_destroy(&log.lock);
+}
+
+TEST(on_done_cancelled_and_failed)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    gates_reset();
+    weft_future *g = start_gate(ex, 0);
+    REQUIRE(g);
+    weft_future *f, *bad;
+    REQUIRE_OK(weft_submit(ex, echo, "z", 1, &f));
+    int mode = 0;
+    REQUIRE_OK(weft_submit(ex, fail_task, &mode, sizeof mode, &bad));
+    struct cb_log log, log2;
+    memset(&log, 0, sizeof log);
+    memset(&log2, 0, sizeof log2);
+    pthread_mutex_init(&log.lock, NULL);
+    pthread_mutex_init(&log2.lock, NULL);
+    log.expect = f;
+    log2.expect = bad;
+    struct cb_arg a0 = {&log, 0}, a1 = {&log, 1}, b0 = {&log2, 0};
+    CHECK_OK(weft_future_on_done(f, log_cb, &a0));
+    CHECK_OK(weft_future_on_done(f, log_cb, &a1));
+    CHECK_OK(weft_future_on_done(bad, log_cb, &b0));
+    CHECK_OK(weft_future_cancel(f));
+    CHECK(wait_log(&log, 2, 10));
+    CHECK_EQ_INT(log.order[0], 0);
+    CHECK_EQ_INT(log.order[1], 1);
+    atomic_store(&gate_open[0], 1);
+    CHECK_RC(weft_future_result(bad, WEFT_FOREVER, NULL, NULL), WEFT_EPERM);
+    CHECK(wait_log(&log2, 1, 10));
+    CHECK_OK(weft_executor_destroy(ex));
+    CHECK_EQ_INT(log_count(&log), 2);
+    CHECK_EQ_INT(log_count(&log2), 1);
+    CHECK_EQ_INT(log.wrong_future + log2.wrong_future, 0);
+    weft_future_release(f);
+    weft_future_release(bad);
+    weft_future_release(g);
+    pthread_mutex_destroy(&log.lock);
+    pthread_mutex_destroy(&log2.lock);
+}
+
+/* a callback may call future functions on f (but not release it) */
+static atomic_int cb_result_rc = 1;
+static void result_in_cb(weft_future *f, void *arg)
+{
+    (void)arg;
+    size_t len = 0;
+    int rc = weft_future_result(f, 0, NULL, &len);
+    atomic_store(&cb_result_rc, rc == 0 && len == 3 ? 0 : (rc ? rc : -1));
+}
+
+TEST(on_done_calls_result)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    atomic_store(&cb_result_rc, 1);
+    double s = 0.02;
+    weft_future *f;
+    REQUIRE_OK(weft_submit(ex, echo, "abc", 3, &f));
+    CHECK_OK(weft_future_on_done(f, result_in_cb, NULL));
+    CHECK_OK(weft_future_wait(f, WEFT_FOREVER));
+    double end = check_now() + 10;
+    while (atomic_load(&cb_result_rc) == 1 && check_now() < end) check_sleep(0.001);
+    CHECK_EQ_INT(atomic_load(&cb_result_rc), 0);
+    weft_future_release(f);
+    (void)s;
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* ---- references ---- */
+
+struct ref_arg {
+    weft_future *f;
+    int n;
+};
+
+static void *retain_release_loop(void *p)
+{
+    struct ref_arg *a = p;
+    for (int i = 0; i < a->n; i++) {
+        weft_future_retain(a->f);
+        if (i & 1) (void)weft_future_done(a->f);
+        weft_future_release(a->f);
+    }
+    for (int i = 0; i < 10; i++) weft_future_retain(a->f);
+    for (int i = 0; i < 10; i++) weft_future_release(a->f);
+    return NULL;
+}
+
+TEST(retain_release_many_threads)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    double s = 0.05;
+    weft_future *f;
+    REQUIRE_OK(weft_submit(ex, sleeper, &s, sizeof s, &f));
+    enum { T = 8 };
+    pthread_t th[T];
+    struct ref_arg a = {f, 20000};
+    for (int i = 0; i < T; i++) REQUIRE(pthread_create(&th[i], NULL, retain_release_loop, &a) == 0);
+    for (int i = 0; i < T; i++) pthread_join(th[i], NULL);
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, NULL, NULL));
+    /* hand extra references to the executor's lifetime */
+    weft_future_retain(f);
+    weft_future_retain(f);
+    weft_future_release(f);
+    weft_future_release(f);
+    CHECK_OK(weft_future_result(f, 0, NULL, NULL));
+    weft_future_release(f);
+    weft_future_retain(NULL);
+    weft_future_release(NULL);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(release_before_completion)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    gates_reset();
+    atomic_store(&ran, 0);
+    weft_future *g = start_gate(ex, 0);
+    REQUIRE(g);
+    weft_future *f;
+    char big[5000];
+    memset(big, 'r', sizeof big);
+    REQUIRE_OK(weft_submit(ex, count_run, big, sizeof big, &f));
+    weft_future_release(f); /* never cancels */
+    weft_future_release(g); /* released while running */
+    atomic_store(&gate_open[0], 1);
+    CHECK(check_wait_atomic(&ran, 1, 10));
+    CHECK_OK(weft_executor_destroy(ex));
+    CHECK_EQ_INT(atomic_load(&ran), 1);
+}
+
+/* ---- weft_wait ---- */
+
+TEST(wait_all)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    enum { N = 8 };
+    weft_future *fs[N];
+    for (int i = 0; i < N; i++) {
+        double s = 0.002 * i;
+        REQUIRE_OK(weft_submit(ex, sleeper, &s, sizeof s, &fs[i]));
+    }
+    bool done[N];
+    memset(done, 0, sizeof done);
+    CHECK_EQ_INT(weft_wait(fs, N, WEFT_WAIT_ALL, WEFT_FOREVER, done), N);
+    for (int i = 0; i < N; i++) {
+        CHECK(done[i]);
+        CHECK(weft_future_done(fs[i]));
+    }
+    CHECK_EQ_INT(weft_wait(fs, N, WEFT_WAIT_ALL, 0, NULL), N);
+    CHECK_EQ_INT(weft_wait(fs, 0, WEFT_WAIT_ALL, 0, NULL), 0);
+    for (int i = 0; i < N; i++) weft_future_release(fs[i]);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(wait_timeout_and_first_completed)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    gates_reset();
+    weft_future *g = start_gate(ex, 0);
+    REQUIRE(g);
+    weft_future *fs[3] = {g, NULL, NULL};
+    bool done[3];
+    /* ALL with a blocked future times out */
+    double t0 = check_now();
+    CHECK_RC(weft_wait(fs, 1, WEFT_WAIT_ALL, 0.05, done), WEFT_ETIMEDOUT);
+    CHECK(check_now() - t0 >= 0.045);
+    CHECK_RC(weft_wait(fs, 1, WEFT_WAIT_FIRST_COMPLETED, 0.02, NULL), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_wait(fs, 1, WEFT_WAIT_FIRST_ERROR, 0, NULL), WEFT_ETIMEDOUT);
+    /* a NULL entry counts as finished */
+    memset(done, 0, sizeof done);
+    CHECK_EQ_INT(weft_wait(fs, 2, WEFT_WAIT_FIRST_COMPLETED, 0, done), 1);
+    CHECK(!done[0]);
+    CHECK(done[1]);
+    CHECK_RC(weft_wait(fs, 2, WEFT_WAIT_ALL, 0.01, NULL), WEFT_ETIMEDOUT);
+    /* a fast task on the other worker */
+    double s = 0.01;
+    REQUIRE_OK(weft_submit(ex, sleeper, &s, sizeof s, &fs[1]));
+    memset(done, 0, sizeof done);
+    CHECK_EQ_INT(weft_wait(fs, 2, WEFT_WAIT_FIRST_COMPLETED, 10.0, done), 1);
+    CHECK(!done[0]);
+    CHECK(done[1]);
+    CHECK(!weft_future_done(g));
+    /* FIRST_ERROR: no error, one pending -> waits and times out */
+    CHECK_RC(weft_wait(fs, 2, WEFT_WAIT_FIRST_ERROR, 0.02, NULL), WEFT_ETIMEDOUT);
+    atomic_store(&gate_open[0], 1);
+    memset(done, 0, sizeof done);
+    CHECK_EQ_INT(weft_wait(fs, 3, WEFT_WAIT_ALL, 10.0, done), 3);
+    CHECK(done[0] && done[1] && done[2]);
+    /* FIRST_ERROR with all finished and no error: met, returns all */
+    CHECK_EQ_INT(weft_wait(fs, 2, WEFT_WAIT_FIRST_ERROR, 0, NULL), 2);
+    weft_future_release(fs[0]);
+    weft_future_release(fs[1]);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(wait_first_error)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    gates_reset();
+    weft_future *fs[3];
+    fs[0] = start_gate(ex, 0);
+    REQUIRE(fs[0]);
+    int mode = 0;
+    REQUIRE_OK(weft_submit(ex, fail_task, &mode, sizeof mode, &fs[1]));
+    fs[2] = NULL;
+    bool done[3] = {true, false, false};
+    int n = weft_wait(fs, 3, WEFT_WAIT_FIRST_ERROR, 10.0, done);
+    CHECK_EQ_INT(n, 2); /* the failed one and the NULL entry */
+    CHECK(!done[0]);
+    CHECK(done[1]);
+    CHECK(done[2]);
+    CHECK(!weft_future_done(fs[0]));
+    atomic_store(&gate_open[0], 1);
+    CHECK_EQ_INT(weft_wait(fs, 3, WEFT_WAIT_ALL, 10.0, NULL), 3);
+    weft_future_release(fs[0]);
+    weft_future_release(fs[1]);
+
+    /* a cancelled future also meets FIRST_ERROR */
+    gates_reset();
+    weft_executor *ex1 = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex1);
+    weft_future *gs[2];
+    gs[0] = start_gate(ex1, 0);
+    REQUIRE(gs[0]);
+    REQUIRE_OK(weft_submit(ex1, echo, "c", 1, &gs[1]));
+    CHECK_OK(weft_future_cancel(gs[1]));
+    CHECK_EQ_INT(weft_wait(gs, 2, WEFT_WAIT_FIRST_ERROR, 10.0, done), 1);
+    CHECK(!done[0] && done[1]);
+    atomic_store(&gate_open[0], 1);
+    weft_future_release(gs[0]);
+    weft_future_release(gs[1]);
+    CHECK_OK(weft_executor_destroy(ex1));
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(wait_bad_args)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    weft_future *f;
+    REQUIRE_OK(weft_submit(ex, echo, "a", 1, &f));
+    weft_future *fs[1] = {f};
+    CHECK_ERR(weft_wait(NULL, 1, WEFT_WAIT_ALL, 1.0, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_wait(fs, 1, WEFT_WAIT_ALL, NAN, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_wait(fs, 1, WEFT_WAIT_ALL, -1.0, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_wait(fs, 1, WEFT_WAIT_ALL, -INFINITY, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_wait(fs, 1, (weft_wait_mode)17, 1.0, NULL), WEFT_EINVAL);
+    CHECK_EQ_INT(weft_wait(fs, 1, WEFT_WAIT_ALL, WEFT_FOREVER, NULL), 1);
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* ---- as_completed ---- */
+
+TEST(as_completed_each_once)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    enum { N = 12 };
+    weft_future *fs[N];
+    for (int i = 0; i < N; i++) {
+        double s = 0.003 * ((i * 7) % N);
+        REQUIRE_OK(weft_submit(ex, sleeper, &s, sizeof s, &fs[i]));
+    }
+    weft_as_completed *it = NULL;
+    REQUIRE_OK(weft_as_completed_create(fs, N, &it));
+    /* the iterator holds its own references */
+    weft_future *mine[N];
+    memcpy(mine, fs, sizeof fs);
+    for (int i = 0; i < N; i++) weft_future_release(fs[i]);
+    memset(fs, 0, sizeof fs);
+    int seen[N];
+    memset(seen, 0, sizeof seen);
+    for (int k = 0; k < N; k++) {
+        weft_future *f = NULL;
+        size_t idx = 999;
+        int rc = weft_as_completed_next(it, 10.0, &f, &idx);
+        CHECK_OK(rc);
+        if (rc) break;
+        REQUIRE(idx < N);
+        seen[idx]++;
+        CHECK(f == mine[idx]);
+        CHECK(weft_future_done(f));
+        double s;
+        size_t len;
+        const void *d;
+        CHECK_OK(weft_future_result(f, 0, &d, &len));
+        CHECK(len == sizeof s);
+    }
+    for (int i = 0; i < N; i++) CHECK_EQ_INT(seen[i], 1);
+    weft_future *f = (weft_future *)1;
+    CHECK_RC(weft_as_completed_next(it, 0, &f, NULL), WEFT_EOF);
+    CHECK_RC(weft_as_completed_next(it, 1.0, &f, NULL), WEFT_EOF);
+    weft_as_completed_destroy(it);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(as_completed_finished_first_in_order)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    gates_reset();
+    enum { N = 6 };
+    weft_future *fs[N];
+    for (int i = 0; i < N; i++) {
+        if (i == 2) {
+            fs[i] = start_gate(ex, 0);
+            REQUIRE(fs[i]);
+        } else {
+            REQUIRE_OK(weft_submit(ex, echo, &i, sizeof i, &fs[i]));
+        }
+    }
+    for (int i = 0; i < N; i++)
+        if (i != 2) CHECK_OK(weft_future_wait(fs[i], WEFT_FOREVER));
+    weft_as_completed *it = NULL;
+    REQUIRE_OK(weft_as_completed_create(fs, N, &it));
+    size_t order[N];
+    for (int k = 0; k < N - 1; k++) {
+        weft_future *f;
+        CHECK_OK(weft_as_completed_next(it, 10.0, &f, &order[k]));
+    }
+    CHECK_EQ_INT(order[0], 0);
+    CHECK_EQ_INT(order[1], 1);
+    CHECK_EQ_INT(order[2], 3);
+    CHECK_EQ_INT(order[3], 4);
+    CHECK_EQ_INT(order[4], 5);
+    /* the gate is still running */
+    weft_future *f = NULL;
+    double t0 = check_now();
+    CHECK_RC(weft_as_completed_next(it, 0.05, &f, NULL), WEFT_ETIMEDOUT);
+    CHECK(check_now() - t0 >= 0.045);
+    CHECK_RC(weft_as_completed_next(it, 0, &f, NULL), WEFT_ETIMEDOUT);
+    atomic_store(&gate_open[0], 1);
+    size_t idx = 99;
+    CHECK_OK(weft_as_completed_next(it, 10.0, &f, &idx));
+    CHECK_EQ_INT(idx, 2);
+    CHECK(f == fs[2]);
+    CHECK_RC(weft_as_completed_next(it, 0, &f, &idx), WEFT_EOF);
+    /* keep a yielded future past destroy */
+    weft_future_retain(f);
+    weft_as_completed_destroy(it);
+    for (int i = 0; i < N; i++) weft_future_release(fs[i]);
+    CHECK_OK(weft_future_result(f, 0, NULL, NULL));
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(as_completed_bad_args)
+{
+    weft_as_completed *it = (weft_as_completed *)1;
+    CHECK_ERR(weft_as_completed_create(NULL, 2, &it), WEFT_EINVAL);
+    weft_future *fs[1] = {NULL};
+    CHECK_ERR(weft_as_completed_create(fs, 0, NULL), WEFT_EINVAL);
+    /* empty: EOF at once */
+    it = NULL;
+    CHECK_OK(weft_as_completed_create(fs, 0, &it));
+    if (it) {
+        weft_future *f;
+        CHECK_RC(weft_as_completed_next(it, 0, &f, NULL), WEFT_EOF);
+        CHECK_ERR(weft_as_completed_next(it, NAN, &f, NULL), WEFT_EINVAL);
+        CHECK_ERR(weft_as_completed_next(it, -0.5, &f, NULL), WEFT_EINVAL);
+        CHECK_ERR(weft_as_completed_next(it, 0, NULL, NULL), WEFT_EINVAL);
+        weft_as_completed_destroy(it);
+    }
+    weft_future *f;
+    CHECK_ERR(weft_as_completed_next(NULL, 0, &f, NULL), WEFT_EINVAL);
+    weft_as_completed_destroy(NULL);
+}
+
+/* ---- bad inputs ---- */
+
+TEST(future_bad_args)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    weft_future *f = (weft_future *)1;
+    CHECK_ERR(weft_submit(NULL, echo, NULL, 0, &f), WEFT_EINVAL);
+    CHECK(f == NULL);
+    f = (weft_future *)1;
+    CHECK_ERR(weft_submit(ex, NULL, NULL, 0, &f), WEFT_EINVAL);
+    CHECK(f == NULL);
+    CHECK_ERR(weft_submit(ex, echo, NULL, 0, NULL), WEFT_EINVAL);
+    f = (weft_future *)1;
+    CHECK_ERR(weft_submit(ex, echo, NULL, 5, &f), WEFT_EINVAL);
+    CHECK(f == NULL);
+    weft_submit_options so = {0};
+    so.retries = -1;
+    f = (weft_future *)1;
+    CHECK_ERR(weft_submit_ex(ex, echo, "a", 1, &so, &f), WEFT_EINVAL);
+    CHECK(f == NULL);
+
+    REQUIRE_OK(weft_submit(ex, echo, "a", 1, &f));
+    CHECK_ERR(weft_future_result(NULL, 1.0, NULL, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_future_result(f, NAN, NULL, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_future_result(f, -1.0, NULL, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_future_result(f, -INFINITY, NULL, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_future_wait(NULL, 1.0), WEFT_EINVAL);
+    CHECK_ERR(weft_future_wait(f, NAN), WEFT_EINVAL);
+    CHECK_ERR(weft_future_wait(f, -0.001), WEFT_EINVAL);
+    CHECK_ERR(weft_future_cancel(NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_future_on_done(NULL, NULL, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_future_on_done(f, NULL, NULL), WEFT_EINVAL);
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, NULL, NULL));
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* ---- retries ---- */
+
+static void run_retries(weft_backend b)
+{
+    weft_executor *ex = make_ex(b, 2);
+    REQUIRE(ex);
+    weft_submit_options so = {0};
+    weft_future *f;
+
+    so.retries = 2;
+    atomic_store(&attempts_seen, 0);
+    REQUIRE_OK(weft_submit_ex(ex, flaky, NULL, 0, &so, &f));
+    const void *d;
+    size_t len;
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, &d, &len));
+    if (len == sizeof(int)) CHECK_EQ_INT(*(const int *)d, 2);
+    else CHECK_EQ_INT(len, sizeof(int));
+    CHECK(weft_future_error(f) == NULL);
+    CHECK_EQ_INT(atomic_load(&attempts_seen), 3);
+    weft_future_release(f);
+
+    so.retries = 1;
+    atomic_store(&attempts_seen, 0);
+    REQUIRE_OK(weft_submit_ex(ex, flaky, NULL, 0, &so, &f));
+    CHECK_RC(weft_future_result(f, WEFT_FOREVER, NULL, NULL), WEFT_EAGAIN);
+    CHECK_EQ_STR(weft_future_error(f), "attempt 1 fails");
+    CHECK_EQ_INT(atomic_load(&attempts_seen), 2);
+    weft_future_release(f);
+
+    so.retries = 0;
+    atomic_store(&attempts_seen, 0);
+    REQUIRE_OK(weft_submit_ex(ex, flaky, NULL, 0, &so, &f));
+    CHECK_RC(weft_future_result(f, WEFT_FOREVER, NULL, NULL), WEFT_EAGAIN);
+    CHECK_EQ_STR(weft_future_error(f), "attempt 0 fails");
+    CHECK_EQ_INT(atomic_load(&attempts_seen), 1);
+    weft_future_release(f);
+
+    so.retries = 10; /* stops retrying once it succeeds */
+    atomic_store(&attempts_seen, 0);
+    REQUIRE_OK(weft_submit_ex(ex, flaky, NULL, 0, &so, &f));
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, NULL, NULL));
+    CHECK_EQ_INT(atomic_load(&attempts_seen), 3);
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(retries_threads) { run_retries(WEFT_BACKEND_THREADS); }
+TEST(retries_serial) { run_retries(WEFT_BACKEND_SERIAL); }
+
+/* the future outlives the executor */
+TEST(future_outlives_executor)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    weft_future *f;
+    REQUIRE_OK(weft_submit(ex, echo, "survivor", 8, &f));
+    CHECK_OK(weft_executor_destroy(ex));
+    const void *d;
+    size_t len;
+    CHECK_OK(weft_future_result(f, 0, &d, &len));
+    CHECK(len == 8 && memcmp(d, "survivor", 8) == 0);
+    CHECK_EQ_INT(weft_future_state_get(f), WEFT_FUTURE_DONE);
+    weft_future_release(f);
+}
+
+/* many futures, waited from several threads at once */
+struct waiter_arg {
+    weft_future **fs;
+    int n;
+    int bad;
+};
+
+static void *wait_all_thread(void *p)
+{
+    struct waiter_arg *a = p;
+    for (int i = a->n - 1; i >= 0; i--) {
+        const void *d;
+        size_t len;
+        if (weft_future_result(a->fs[i], WEFT_FOREVER, &d, &len) != 0 || len != sizeof(int) ||
+            *(const int *)d != i)
+            a->bad++;
+    }
+    return NULL;
+}
+
+TEST(many_waiters)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    enum { N = 2000, T = 4 };
+    static weft_future *fs[N];
+    for (int i = 0; i < N; i++) REQUIRE_OK(weft_submit(ex, echo, &i, sizeof i, &fs[i]));
+    pthread_t th[T];
+    struct waiter_arg a[T];
+    for (int t = 0; t < T; t++) {
+        a[t] = (struct waiter_arg){fs, N, 0};
+        REQUIRE(pthread_create(&th[t], NULL, wait_all_thread, &a[t]) == 0);
+    }
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        CHECK_EQ_INT(a[t].bad, 0);
+    }
+    for (int i = 0; i < N; i++) weft_future_release(fs[i]);
+    CHECK_OK(weft_executor_destroy(ex));
+}
