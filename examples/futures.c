@@ -63,7 +63,7 @@ int main(int argc, char **argv)
     weft_future_release(slow);
 
     /* 2. weft_wait: block until the first of several futures finishes. */
-    double naps[4] = {0.3, 0.1, 0.2, 0.05};
+    double naps[4] = {0.4, 0.1, 0.15, 0.05}; /* on 2 workers: finish 1, 2, 3, 0 */
     weft_future *fs[4];
     bool done[4];
     for (int i = 0; i < 4; i++) fs[i] = submit_nap(ex, naps[i]);
