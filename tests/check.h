@@ -23,6 +23,10 @@
 #ifndef WEFT_CHECK_H
 #define WEFT_CHECK_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -305,7 +309,12 @@ __attribute__((unused)) static int check_arg_threads(int def)
     return check__threads_arg > 0 ? check__threads_arg : def;
 }
 
-/* True when built with ThreadSanitizer or AddressSanitizer. */
+/* CHECK_TSAN / CHECK_ASAN: 1 when built with that sanitizer. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CHECK_ASAN 1
+#else
+#define CHECK_ASAN 0
+#endif
 #if defined(__SANITIZE_THREAD__)
 #define CHECK_TSAN 1
 #elif defined(__has_feature)
@@ -369,6 +378,8 @@ static int check_main(int argc, char **argv)
     int watchdog = CHECK_WATCHDOG_SECONDS;
     const char *w = getenv("CHECK_WATCHDOG");
     if (w && atoi(w) > 0) watchdog = atoi(w);
+    else if (CHECK_TSAN) watchdog *= 3; /* CTest's timeouts grow the same way */
+    else if (CHECK_ASAN) watchdog *= 2;
     signal(SIGALRM, check__watchdog);
 
     int passed = 0, failed = 0, skipped = 0;
@@ -408,7 +419,8 @@ static int check_main(int argc, char **argv)
         failed = 1;
     }
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-    return failed ? 1 : 0;
+    if (failed) return 1;
+    return passed == 0 && skipped > 0 ? 77 : 0; /* 77: CTest's "skipped" */
 }
 
 #ifndef CHECK_CUSTOM_MAIN
