@@ -10,7 +10,7 @@
 #include <string.h>
 #include <weft.h>
 
-#define CUTOFF 20 /* below this, plain recursion: a task should be worth its cost */
+#define CUTOFF 22 /* below this, plain recursion: a task should be worth its cost */
 
 static uint64_t fib_seq(int n)
 {
@@ -78,7 +78,7 @@ static int run(weft_backend backend, int workers, int n, uint64_t expect)
 
 int main(int argc, char **argv)
 {
-    int n = 34, bad = 0;
+    int n = 38, bad = 0;
     weft_init(&argc, &argv);
     double t0 = weft_now();
     uint64_t expect = fib_seq(n);
