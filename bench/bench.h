@@ -215,12 +215,12 @@ static inline double bench_ratio(const char *bench, const char *anchor, const ch
     }
     if (bench_higher_is_better(w->unit)) {
         double r = w->median / a->median;
-        printf("ratio %s %s/%s = %.2fx (speed-up of %s over %s's)\n", bench, sys, anchor, r, sys,
+        printf("ratio %s %s/%s = %.3gx (speed-up of %s over %s's)\n", bench, sys, anchor, r, sys,
                anchor);
         return r;
     }
     double r = a->median / w->median;
-    printf("ratio %s %s/%s = %.2fx (>1: %s is faster)\n", bench, anchor, sys, r, sys);
+    printf("ratio %s %s/%s = %.3gx (>1: %s is faster)\n", bench, anchor, sys, r, sys);
     return r;
 }
 
