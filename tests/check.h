@@ -51,6 +51,23 @@
 
 #define CHECK_MAX_TESTS 512
 
+/* CHECK_TSAN / CHECK_ASAN: 1 when built with that sanitizer. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CHECK_ASAN 1
+#else
+#define CHECK_ASAN 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CHECK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CHECK_TSAN 1
+#endif
+#endif
+#ifndef CHECK_TSAN
+#define CHECK_TSAN 0
+#endif
+
 typedef void (*check_fn)(void);
 
 struct check_test {
@@ -283,7 +300,8 @@ __attribute__((unused)) static bool check_wait_atomic(atomic_int *flag, int valu
     return true;
 }
 
-/* Stress scale: argv's second number, else WEFT_STRESS_SCALE, else 1.0. */
+/* Stress scale: argv's second number, else WEFT_STRESS_SCALE, else 1.0
+ * (0.2 in sanitizer builds). */
 __attribute__((unused)) static double check_stress_scale(void)
 {
     if (check__scale_arg > 0) return check__scale_arg;
@@ -292,7 +310,7 @@ __attribute__((unused)) static double check_stress_scale(void)
         double v = strtod(s, NULL);
         if (v > 0 && isfinite(v)) return v;
     }
-    return 1.0;
+    return (CHECK_TSAN || CHECK_ASAN) ? 0.2 : 1.0;
 }
 
 /* `n` scaled by check_stress_scale(), at least `min`. */
@@ -309,22 +327,6 @@ __attribute__((unused)) static int check_arg_threads(int def)
     return check__threads_arg > 0 ? check__threads_arg : def;
 }
 
-/* CHECK_TSAN / CHECK_ASAN: 1 when built with that sanitizer. */
-#if defined(__SANITIZE_ADDRESS__)
-#define CHECK_ASAN 1
-#else
-#define CHECK_ASAN 0
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define CHECK_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CHECK_TSAN 1
-#endif
-#endif
-#ifndef CHECK_TSAN
-#define CHECK_TSAN 0
-#endif
 
 /* ------------------------------------------------------------------------
  * Runner
