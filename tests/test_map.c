@@ -756,12 +756,5 @@ TEST(map_bad_args)
     CHECK_ERR(weft_map_stream(ex, square, NULL, NULL, NULL, &r), WEFT_EINVAL);
     CHECK_ERR(weft_map_stream(NULL, square, stream_next, NULL, NULL, &r), WEFT_EINVAL);
     CHECK_ERR(weft_map_stream(ex, NULL, stream_next, NULL, NULL, &r), WEFT_EINVAL);
-    weft_map_options mo = {0};
-    mo.retries = -1;
-    CHECK_ERR(weft_map(ex, square, items, sizeof items[0], 4, &mo, &r), WEFT_EINVAL);
-    CHECK_EQ_INT(weft_results_count(NULL), 0);
-    CHECK_EQ_INT(weft_results_failed(NULL), 0);
-    CHECK_RC(weft_results_get(NULL, 0, NULL, NULL), WEFT_EINVAL);
-    CHECK(weft_results_error(NULL, 0) == NULL);
     CHECK_OK(weft_executor_destroy(ex));
 }
