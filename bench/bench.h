@@ -29,8 +29,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,16 +104,20 @@ static inline void bench_watchdog(unsigned seconds, const char *what)
 }
 
 /* bench_begin() :
- * Names the program (from argv[0]) and where its sources are (for the .py
- * anchors: WEFT_BENCH_DIR, else the directory of `src_file`, normally
- * __FILE__, which CMake passes as an absolute path). */
+ * Names the program (from argv[0]) and where its sources are, for the .py
+ * anchors: the environment's WEFT_BENCH_SRCDIR (set by scripts/run-bench.sh),
+ * else the WEFT_BENCH_SRCDIR the build defined, else the directory of
+ * `src_file` (normally __FILE__). */
 static inline void bench_begin(const char *argv0, const char *src_file)
 {
     const char *base = strrchr(argv0, '/');
     base = base ? base + 1 : argv0;
     snprintf(bench_g.prog, sizeof bench_g.prog, "%s", base);
     snprintf(bench_g.json_path, sizeof bench_g.json_path, "%s.json", bench_g.prog);
-    const char *env = getenv("WEFT_BENCH_DIR");
+    const char *env = getenv("WEFT_BENCH_SRCDIR");
+#ifdef WEFT_BENCH_SRCDIR
+    if (!env || !*env) env = WEFT_BENCH_SRCDIR;
+#endif
     if (env && *env) {
         snprintf(bench_g.src_dir, sizeof bench_g.src_dir, "%s", env);
     } else {
@@ -172,8 +176,8 @@ static inline void bench_report(const char *bench, const char *system, double *s
     if (n < 1) return;
     qsort(samples, (size_t)n, sizeof *samples, bench_cmp_double);
     double med = n % 2 ? samples[n / 2] : 0.5 * (samples[n / 2 - 1] + samples[n / 2]);
-    printf("bench=%s system=%s median=%.4g min=%.4g max=%.4g unit=%s runs=%d\n", bench, system,
-           med, samples[0], samples[n - 1], unit, n);
+    printf("bench=%s system=%s median=%.4g min=%.4g max=%.4g unit=%s runs=%d\n", bench, system, med,
+           samples[0], samples[n - 1], unit, n);
     fflush(stdout);
     if (bench_g.nresults < BENCH_MAX_RESULTS) {
         bench_result *r = &bench_g.results[bench_g.nresults++];
@@ -252,7 +256,7 @@ static inline void bench_skip(const char *bench, const char *system, const char 
 }
 
 /* bench_python() :
- * Runs `/usr/bin/python3 DIR/script args` (DIR: WEFT_BENCH_DIR, else the
+ * Runs `/usr/bin/python3 DIR/script args` (DIR: WEFT_BENCH_SRCDIR, else the
  * directory of the bench source, else ../../bench, ../bench, bench) and collects the numbers of its
  * stdout lines "sample X" into samples[0..max); other lines are echoed with a
  * "# py: " prefix. A line "FAIL ..." from the script counts as a failed
@@ -272,7 +276,7 @@ static inline int bench_python(const char *script, const char *args, double *sam
         found = access(path, R_OK) == 0;
     }
     if (!found) {
-        printf("# py: %s not found (set WEFT_BENCH_DIR to the bench/ directory)\n", script);
+        printf("# py: %s not found (set WEFT_BENCH_SRCDIR to the bench/ directory)\n", script);
         return -2;
     }
     char cmd[PATH_MAX + 512];

@@ -118,9 +118,10 @@ int main(int argc, char **argv)
     const uint64_t *ip = in.data();
     bench_measure(B, "tbb", "ns/item", 1, REPS, 60, [&]() -> double {
         double t0 = bench_now();
-        tbb::parallel_for(tbb::blocked_range<size_t>(0, N), [&](const tbb::blocked_range<size_t> &r) {
-            for (size_t i = r.begin(); i != r.end(); ++i) o[i] = ip[i] + 1;
-        });
+        tbb::parallel_for(tbb::blocked_range<size_t>(0, N),
+                          [&](const tbb::blocked_range<size_t> &r) {
+                              for (size_t i = r.begin(); i != r.end(); ++i) o[i] = ip[i] + 1;
+                          });
         double t1 = bench_now();
         return check_out("tbb", o) ? (t1 - t0) / (double)N * 1e9 : -1;
     });

@@ -15,9 +15,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <functional>
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_group.h>
-#include <functional>
 #include <vector>
 
 #include "bench.h"

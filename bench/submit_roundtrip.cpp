@@ -161,7 +161,6 @@ int main(int argc, char **argv)
     bench_ratio(B, "python-threadpool", W);
     bench_ratio(B, "weft-serial", W);
     const bench_result *w = bench_get(B, W);
-    bench_target("submit_roundtrip: weft-threads <= 2 us/task", w != NULL,
-                 w && w->median <= 2.0);
+    bench_target("submit_roundtrip: weft-threads <= 2 us/task", w != NULL, w && w->median <= 2.0);
     return bench_finish();
 }
