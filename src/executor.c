@@ -1,0 +1,1033 @@
+/* executor.c : the executor, its serial backend and its threads backend.
+ *
+ * Threads backend design
+ * ----------------------
+ * Work lives in Chase-Lev deques (deque.h), one per "slot". Slots
+ * [0, workers) belong to the worker threads; a thread that is not a worker
+ * and submits gets a slot of its own on its first submit (kept in a
+ * thread-local cache), so submitting is a push onto a deque only its thread
+ * writes: no lock and no shared counter on the hot path. Workers pop their
+ * own deque (LIFO, cache-warm, depth-first for nested work) and steal from
+ * any slot, starting at a random one. A thread that exits gives its slot up
+ * (owner = NULL) and a later thread adopts it.
+ *
+ * Sleeping: an idle worker spins on steal attempts for IDLE_SPIN_NS, then
+ * announces itself in `sleepers`, re-checks every deque and sleeps on the
+ * `epoch` futex. A submitter, after its push and a seq_cst fence, wakes one
+ * sleeper if there are sleepers and no wake is already in flight (`waking`);
+ * the woken worker clears `waking` and, if it finds more work than it takes,
+ * wakes the next. The fence pair (sleeper: sleepers++ then re-check; pusher:
+ * push then read sleepers) means a task is never left behind a sleeping pool.
+ *
+ * Shutdown: `pushed` is counted per slot by its owner and `finished` per
+ * worker, so pending = sum(pushed) - sum(finished) costs nothing per task.
+ * A submit increments pushed, pushes, fences, then reads `closed`; shutdown
+ * stores closed, fences, then reads the counters. If the submitter saw
+ * `closed`, it pops its item back (it is the newest, at the bottom) and
+ * fails with WEFT_ECLOSED; if a worker stole it first, it runs. Either way
+ * shutdown waits for it or never counted it.
+ *
+ * Waiting inside a task: weft__help_one() runs queued tasks on the waiting
+ * worker, so nested submit/wait needs no extra thread and cannot deadlock.
+ *
+ * Lock order: live_mu (global) > ex->slot_mu > future LOCK bits. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "deque.h"
+#include "internal.h"
+
+#define MAX_WORKERS 4096
+#define MAX_EXT_SLOTS 256
+#define IDLE_SPIN_NS 100000
+#define DEQUE_CAP0 256
+#define STATE_INLINE 64
+
+typedef struct slot {
+    weft__deque dq;
+    _Atomic int64_t pushed WEFT__ALIGNED; /* written by the owner only */
+    _Atomic(void *) owner;                 /* thread token; NULL = free */
+    bool shared;                           /* overflow slot: owner ops under shared_mu */
+} slot;
+
+typedef struct worker {
+    _Atomic int64_t finished WEFT__ALIGNED;
+    weft_executor *ex;
+    int id;
+    pthread_t th;
+    bool started;
+    slot *own;
+    uint64_t rng;
+    void *state;
+    size_t state_len;
+    bool state_heap;
+    unsigned char state_inl[STATE_INLINE];
+} worker;
+
+struct weft_executor {
+    uint64_t id;
+    weft_backend backend;
+    int nworkers;
+    uint64_t seed;
+    uint64_t t0;
+    weft_task_fn initializer, finalizer;
+    void *init_in;
+    size_t init_len;
+    char *trace_path;
+    _Atomic bool tracing;
+    weft__trace_buf *trace; /* one per worker (serial: one) */
+    int ntrace;
+    size_t stack_size;
+
+    worker *workers;
+    slot *slots[MAX_WORKERS + MAX_EXT_SLOTS];
+    _Atomic int nslots;
+    pthread_mutex_t slot_mu;
+    pthread_mutex_t shared_mu;
+    slot *shared_slot;
+
+    _Atomic uint32_t epoch WEFT__ALIGNED;
+    _Atomic int sleepers;
+    _Atomic int waking;
+    _Atomic uint32_t idle_epoch WEFT__ALIGNED;
+    _Atomic int closed;
+    _Atomic int cancelling;
+    _Atomic int stop;
+    _Atomic int shut_done;
+    _Atomic uint64_t next_index WEFT__ALIGNED;
+
+    /* serial backend: tasks running inline right now, and the state */
+    _Atomic int inline_running;
+    worker serial;
+
+    /* creation handshake */
+    pthread_mutex_t init_mu;
+    pthread_cond_t init_cv;
+    int init_count;
+    int init_err;
+    char *init_msg;
+};
+
+/* ---- thread-local state ---------------------------------------------------------- */
+
+typedef struct ext_slot {
+    uint64_t ex_id;
+    slot *s;
+    struct ext_slot *next;
+} ext_slot;
+
+typedef struct tls {
+    weft_executor *ex; /* the executor this thread is a worker of */
+    worker *w;
+    uint64_t cache_id;
+    slot *cache_slot;
+    ext_slot *list;
+    int serial_depth;
+    weft_executor *serial_ex;
+    bool keyed;
+} tls;
+
+static __thread tls T;
+
+/* Live executors, so an exiting thread can tell whether its slots are still
+ * there. Guarded by live_mu. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t *live_ids;
+static size_t live_n, live_cap;
+static uint64_t next_ex_id = 1;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static bool live_has(uint64_t id)
+{
+    for (size_t i = 0; i < live_n; i++)
+        if (live_ids[i] == id) return true;
+    return false;
+}
+
+static void tls_exit(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&live_mu);
+    for (ext_slot *e = T.list; e;) {
+        ext_slot *n = e->next;
+        if (live_has(e->ex_id)) atomic_store_explicit(&e->s->owner, NULL, memory_order_release);
+        free(e);
+        e = n;
+    }
+    pthread_mutex_unlock(&live_mu);
+    T.list = NULL;
+    T.cache_id = 0;
+    T.cache_slot = NULL;
+}
+
+static void tls_make_key(void)
+{
+    pthread_key_create(&tls_key, tls_exit);
+}
+
+weft_executor *weft__current_executor(void)
+{
+    return T.w ? T.ex : NULL;
+}
+
+int weft__executor_worker_index(void)
+{
+    return T.w ? T.w->id : -1;
+}
+
+bool weft__executor_is_serial(const weft_executor *ex)
+{
+    return ex->backend == WEFT_BACKEND_SERIAL;
+}
+
+bool weft__executor_cancelling(weft_executor *ex)
+{
+    return atomic_load_explicit(&ex->cancelling, memory_order_relaxed) != 0;
+}
+
+bool weft__executor_closed(weft_executor *ex)
+{
+    return atomic_load_explicit(&ex->closed, memory_order_relaxed) != 0;
+}
+
+uint64_t weft__executor_seed(const weft_executor *ex)
+{
+    return ex->seed;
+}
+
+uint64_t weft__executor_t0(const weft_executor *ex)
+{
+    return ex->t0;
+}
+
+uint64_t weft__executor_next_index(weft_executor *ex)
+{
+    return atomic_fetch_add_explicit(&ex->next_index, 1, memory_order_relaxed);
+}
+
+bool weft__executor_tracing(const weft_executor *ex)
+{
+    return atomic_load_explicit(&((weft_executor *)ex)->tracing, memory_order_relaxed);
+}
+
+void weft__trace_record(weft_executor *ex, int worker_id, weft_task_fn fn, uint64_t t0, uint64_t t1,
+                        int err, uint64_t items)
+{
+    if (worker_id < 0 || worker_id >= ex->ntrace) worker_id = 0;
+    weft__trace_buf *b = &ex->trace[worker_id];
+    pthread_mutex_lock(&b->mu);
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        weft__trace_ev *ev = realloc(b->ev, cap * sizeof *ev);
+        if (!ev) {
+            pthread_mutex_unlock(&b->mu);
+            return;
+        }
+        b->ev = ev;
+        b->cap = cap;
+    }
+    b->ev[b->n++] = (weft__trace_ev){t0, t1, fn, items, worker_id, err};
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* ---- slots ---------------------------------------------------------------------- */
+
+static slot *slot_new(bool shared)
+{
+    slot *s;
+    if (posix_memalign((void **)&s, WEFT__CACHELINE, sizeof *s)) return NULL;
+    memset(s, 0, sizeof *s);
+    if (weft__deque_init(&s->dq, DEQUE_CAP0)) {
+        free(s);
+        return NULL;
+    }
+    atomic_init(&s->pushed, 0);
+    atomic_init(&s->owner, NULL);
+    s->shared = shared;
+    return s;
+}
+
+static void slot_free(slot *s)
+{
+    if (!s) return;
+    weft__deque_fini(&s->dq);
+    free(s);
+}
+
+/* The slot the calling (non-worker) thread submits through. */
+static slot *ext_slot_get(weft_executor *ex)
+{
+    if (WEFT__LIKELY(T.cache_id == ex->id)) return T.cache_slot;
+    for (ext_slot *e = T.list; e; e = e->next) {
+        if (e->ex_id == ex->id) {
+            T.cache_id = ex->id;
+            T.cache_slot = e->s;
+            return e->s;
+        }
+    }
+    if (!T.keyed) {
+        pthread_once(&tls_once, tls_make_key);
+        pthread_setspecific(tls_key, &T);
+        T.keyed = true;
+    }
+    ext_slot *node = malloc(sizeof *node);
+    if (!node) return NULL;
+    /* drop entries of executors that are gone */
+    pthread_mutex_lock(&live_mu);
+    for (ext_slot **pp = &T.list; *pp;) {
+        if (!live_has((*pp)->ex_id)) {
+            ext_slot *dead = *pp;
+            *pp = dead->next;
+            free(dead);
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    pthread_mutex_unlock(&live_mu);
+
+    slot *got = NULL;
+    pthread_mutex_lock(&ex->slot_mu);
+    int n = atomic_load_explicit(&ex->nslots, memory_order_relaxed);
+    for (int i = ex->nworkers; i < n; i++) {
+        void *expect = NULL;
+        if (atomic_compare_exchange_strong(&ex->slots[i]->owner, &expect, &T)) {
+            got = ex->slots[i];
+            break;
+        }
+    }
+    if (!got && n < ex->nworkers + MAX_EXT_SLOTS) {
+        got = slot_new(false);
+        if (got) {
+            atomic_store(&got->owner, &T);
+            ex->slots[n] = got;
+            atomic_store_explicit(&ex->nslots, n + 1, memory_order_release);
+        }
+    }
+    if (!got) got = ex->shared_slot; /* many threads at once: share a locked slot */
+    pthread_mutex_unlock(&ex->slot_mu);
+    node->ex_id = ex->id;
+    node->s = got;
+    node->next = T.list;
+    T.list = node;
+    T.cache_id = ex->id;
+    T.cache_slot = got;
+    return got;
+}
+
+/* ---- waking ----------------------------------------------------------------------- */
+
+static void wake_one(weft_executor *ex)
+{
+    if (atomic_load_explicit(&ex->sleepers, memory_order_relaxed) > 0 &&
+        atomic_load_explicit(&ex->waking, memory_order_relaxed) == 0) {
+        int expect = 0;
+        if (atomic_compare_exchange_strong(&ex->waking, &expect, 1)) {
+            atomic_fetch_add_explicit(&ex->epoch, 1, memory_order_release);
+            weft__futex_wake(&ex->epoch, 1);
+        }
+    }
+}
+
+static void wake_all(weft_executor *ex)
+{
+    atomic_fetch_add(&ex->epoch, 1);
+    weft__futex_wake(&ex->epoch, INT_MAX);
+}
+
+/* ---- running tasks ------------------------------------------------------------------- */
+
+static void drop_cancelled(weft_future *f)
+{
+    if (f->in_heap) {
+        free((void *)f->in);
+        f->in_heap = false;
+    }
+    weft_future_release(f);
+}
+
+void weft__run_future(weft_executor *ex, weft_future *f, int wid, const void *wstate,
+                      size_t wstate_len)
+{
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL) {
+        weft__map_run_chunk(f, wid, wstate, wstate_len);
+        return;
+    }
+    if (WEFT__UNLIKELY(atomic_load_explicit(&ex->cancelling, memory_order_relaxed)))
+        weft__future_complete(f, WEFT_FUTURE_CANCELLED);
+    if (!weft__future_start(f)) {
+        drop_cancelled(f);
+        return;
+    }
+    weft_ctx ctx;
+    ctx.ex = ex;
+    ctx.index = f->index;
+    ctx.seed = f->seed;
+    ctx.worker = wid;
+    ctx.attempt = 0;
+    ctx.out = NULL;
+    ctx.out_len = 0;
+    ctx.out_heap = false;
+    ctx.inl = f->out_inl;
+    ctx.inl_cap = WEFT__OUT_INLINE;
+    ctx.msg = NULL;
+    ctx.wstate = wstate;
+    ctx.wstate_len = wstate_len;
+    bool tracing = weft__executor_tracing(ex);
+    uint64_t t0 = tracing ? weft__now_ns() : 0;
+    int rc = weft__ctx_run(&ctx, f->fn, f->in, f->in_len, f->retries);
+    if (tracing) weft__trace_record(ex, wid, f->fn, t0, weft__now_ns(), rc, 1);
+    if (f->in_heap) {
+        free((void *)f->in);
+        f->in_heap = false;
+    }
+    if (rc == 0) {
+        f->out = ctx.out ? ctx.out : f->out_inl;
+        f->out_len = ctx.out_len;
+        f->out_heap = ctx.out_heap;
+        f->err = 0;
+    } else {
+        if (ctx.out_heap) free(ctx.out);
+        f->err = rc;
+        f->msg = ctx.msg;
+    }
+    weft__future_complete(f, rc == 0 ? WEFT_FUTURE_DONE : WEFT_FUTURE_FAILED);
+    weft_future_release(f);
+}
+
+static inline uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* One round over every slot, starting at a random one. */
+static weft_future *steal_round(weft_executor *ex, worker *w, bool *found_more)
+{
+    int n = atomic_load_explicit(&ex->nslots, memory_order_acquire);
+    int start = (int)(xorshift(&w->rng) % (uint64_t)n);
+    for (int pass = 0; pass < 2; pass++) {
+        bool aborted = false;
+        for (int k = 0; k < n; k++) {
+            slot *s = ex->slots[(start + k) % n];
+            if (s == w->own) continue;
+            void *x = weft__deque_steal(&s->dq);
+            if (x == WEFT__DEQUE_ABORT) {
+                aborted = true;
+                continue;
+            }
+            if (x) {
+                if (found_more) *found_more = weft__deque_size(&s->dq) > 0;
+                return x;
+            }
+        }
+        if (!aborted) break;
+    }
+    if (ex->shared_slot) {
+        void *x = weft__deque_steal(&ex->shared_slot->dq);
+        if (x && x != WEFT__DEQUE_ABORT) return x;
+    }
+    return NULL;
+}
+
+static weft_future *find_work(weft_executor *ex, worker *w)
+{
+    weft_future *f = weft__deque_pop(&w->own->dq);
+    if (f) return f;
+    bool more = false;
+    f = steal_round(ex, w, &more);
+    if (f && more) wake_one(ex);
+    return f;
+}
+
+static void run_counted(weft_executor *ex, worker *w, weft_future *f)
+{
+    weft__run_future(ex, f, w->id, w->state, w->state_len);
+    atomic_store_explicit(&w->finished,
+                          atomic_load_explicit(&w->finished, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+bool weft__help_one(weft_executor *ex)
+{
+    worker *w = T.w;
+    if (!w || T.ex != ex) return false;
+    weft_future *f = find_work(ex, w);
+    if (!f) return false;
+    run_counted(ex, w, f);
+    return true;
+}
+
+static void worker_state_set(worker *w, weft_ctx *ctx)
+{
+    w->state = ctx->out;
+    w->state_len = ctx->out_len;
+    w->state_heap = ctx->out_heap;
+    ctx->out_heap = false;
+}
+
+static int run_initializer(weft_executor *ex, worker *w, char **msg)
+{
+    weft_ctx ctx = {0};
+    ctx.ex = ex;
+    ctx.worker = w->id;
+    ctx.index = (uint64_t)w->id;
+    ctx.seed = weft__seed_for(ex->seed, UINT64_MAX - (uint64_t)w->id);
+    ctx.inl = w->state_inl;
+    ctx.inl_cap = STATE_INLINE;
+    int rc = weft__ctx_run(&ctx, ex->initializer, ex->init_in, ex->init_len, 0);
+    if (rc == 0) {
+        worker_state_set(w, &ctx);
+    } else {
+        *msg = ctx.msg;
+        ctx.msg = NULL;
+        weft__ctx_clear(&ctx);
+    }
+    return rc;
+}
+
+static void run_finalizer(weft_executor *ex, worker *w)
+{
+    if (ex->finalizer) {
+        weft_ctx ctx = {0};
+        ctx.ex = ex;
+        ctx.worker = w->id;
+        ctx.inl = NULL;
+        ctx.inl_cap = 0;
+        ctx.wstate = w->state;
+        ctx.wstate_len = w->state_len;
+        weft__ctx_run(&ctx, ex->finalizer, w->state, w->state_len, 0);
+        weft__ctx_clear(&ctx);
+    }
+    if (w->state_heap) free(w->state);
+    w->state = NULL;
+    w->state_len = 0;
+    w->state_heap = false;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    weft_executor *ex = w->ex;
+    T.ex = ex;
+    T.w = w;
+    int rc = 0;
+    char *msg = NULL;
+    if (ex->initializer) rc = run_initializer(ex, w, &msg);
+    pthread_mutex_lock(&ex->init_mu);
+    if (rc && !ex->init_err) {
+        ex->init_err = rc;
+        ex->init_msg = msg;
+        msg = NULL;
+    }
+    ex->init_count++;
+    pthread_cond_broadcast(&ex->init_cv);
+    pthread_mutex_unlock(&ex->init_mu);
+    free(msg);
+
+    for (;;) {
+        weft_future *f = find_work(ex, w);
+        if (f) {
+            run_counted(ex, w, f);
+            continue;
+        }
+        if (atomic_load_explicit(&ex->stop, memory_order_acquire)) break;
+        /* spin a while: a new task is often a moment away */
+        uint64_t t0 = weft__now_ns();
+        for (unsigned i = 1; !f; i++) {
+            f = steal_round(ex, w, NULL);
+            if (f || (i & 15) == 0) {
+                if (f || weft__now_ns() - t0 > IDLE_SPIN_NS ||
+                    atomic_load_explicit(&ex->stop, memory_order_acquire))
+                    break;
+                weft__yield();
+            }
+            weft__cpu_relax();
+        }
+        if (f) {
+            run_counted(ex, w, f);
+            continue;
+        }
+        /* sleep */
+        uint32_t e = atomic_load_explicit(&ex->epoch, memory_order_acquire);
+        atomic_fetch_add_explicit(&ex->sleepers, 1, memory_order_seq_cst);
+        f = find_work(ex, w);
+        if (f) {
+            atomic_fetch_sub_explicit(&ex->sleepers, 1, memory_order_relaxed);
+            run_counted(ex, w, f);
+            continue;
+        }
+        if (atomic_load_explicit(&ex->stop, memory_order_acquire)) {
+            atomic_fetch_sub_explicit(&ex->sleepers, 1, memory_order_relaxed);
+            break;
+        }
+        if (atomic_load_explicit(&ex->closed, memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&ex->idle_epoch, 1, memory_order_release);
+            weft__futex_wake(&ex->idle_epoch, INT_MAX);
+        }
+        weft__futex_wait(&ex->epoch, e, -1);
+        atomic_fetch_sub_explicit(&ex->sleepers, 1, memory_order_relaxed);
+        atomic_store_explicit(&ex->waking, 0, memory_order_seq_cst);
+    }
+    run_finalizer(ex, w);
+    return NULL;
+}
+
+/* ---- submit ------------------------------------------------------------------------ */
+
+static int serial_run(weft_executor *ex, weft_future *f)
+{
+    atomic_fetch_add(&ex->inline_running, 1);
+    if (atomic_load(&ex->closed)) {
+        atomic_fetch_sub(&ex->inline_running, 1);
+        return weft__err(WEFT_ECLOSED, "submit: the executor is shut down");
+    }
+    weft_executor *prev = T.serial_ex;
+    T.serial_ex = ex;
+    T.serial_depth++;
+    weft__run_future(ex, f, 0, ex->serial.state, ex->serial.state_len);
+    T.serial_depth--;
+    T.serial_ex = prev;
+    atomic_fetch_sub(&ex->inline_running, 1);
+    return 0;
+}
+
+int weft__enqueue(weft_executor *ex, weft_future *f)
+{
+    if (ex->backend == WEFT_BACKEND_SERIAL) return serial_run(ex, f);
+    slot *s = (T.w && T.ex == ex) ? T.w->own : ext_slot_get(ex);
+    if (WEFT__UNLIKELY(!s)) return weft__err(WEFT_ENOMEM, "submit: out of memory");
+    if (WEFT__UNLIKELY(s->shared)) pthread_mutex_lock(&ex->shared_mu);
+    int64_t p = atomic_load_explicit(&s->pushed, memory_order_relaxed);
+    atomic_store_explicit(&s->pushed, p + 1, memory_order_relaxed);
+    if (WEFT__UNLIKELY(weft__deque_push(&s->dq, f))) {
+        atomic_store_explicit(&s->pushed, p, memory_order_relaxed);
+        if (s->shared) pthread_mutex_unlock(&ex->shared_mu);
+        return weft__err(WEFT_ENOMEM, "submit: out of memory growing the queue");
+    }
+    atomic_thread_fence(memory_order_seq_cst);
+    if (WEFT__UNLIKELY(atomic_load_explicit(&ex->closed, memory_order_relaxed))) {
+        void *back = weft__deque_pop(&s->dq);
+        if (back) {
+            atomic_store_explicit(&s->pushed, p, memory_order_relaxed);
+            if (s->shared) pthread_mutex_unlock(&ex->shared_mu);
+            return weft__err(WEFT_ECLOSED, "submit: the executor is shut down");
+        }
+    }
+    if (WEFT__UNLIKELY(s->shared)) pthread_mutex_unlock(&ex->shared_mu);
+    wake_one(ex);
+    return 0;
+}
+
+int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t len,
+                   const weft_submit_options *opts, weft_future **out)
+{
+    if (out) *out = NULL;
+    if (WEFT__UNLIKELY(!ex || !fn || !out || (!in && len)))
+        return weft__err(WEFT_EINVAL, "weft_submit: %s is NULL",
+                         !ex ? "the executor" : !fn ? "the task" : !out ? "out" : "the input");
+    if (WEFT__UNLIKELY(atomic_load_explicit(&ex->closed, memory_order_relaxed)))
+        return weft__err(WEFT_ECLOSED, "weft_submit: the executor is shut down");
+    if (WEFT__UNLIKELY(opts && opts->retries < 0))
+        return weft__err(WEFT_EINVAL, "weft_submit: negative retries %d", opts->retries);
+    weft_future *f = weft__future_alloc();
+    if (WEFT__UNLIKELY(!f)) return weft__err(WEFT_ENOMEM, "weft_submit: out of memory");
+    atomic_store_explicit(&f->state, WEFT_FUTURE_PENDING, memory_order_relaxed);
+    atomic_store_explicit(&f->refs, 2, memory_order_relaxed);
+    f->fn = fn;
+    f->ex = ex;
+    f->retries = opts ? opts->retries : 0;
+    f->index = (opts && opts->has_index) ? opts->index : weft__executor_next_index(ex);
+    f->seed = weft__seed_for(ex->seed, f->index);
+    f->in_len = len;
+    if ((opts && (opts->flags & WEFT_SUBMIT_BORROW)) || len == 0) {
+        f->in = in;
+    } else if (len <= WEFT__IN_INLINE) {
+        memcpy(f->in_inl, in, len);
+        f->in = f->in_inl;
+    } else {
+        void *copy = malloc(len);
+        if (!copy) {
+            atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+            atomic_store_explicit(&f->state, WEFT_FUTURE_CANCELLED, memory_order_relaxed);
+            weft_future_release(f);
+            return weft__err(WEFT_ENOMEM, "weft_submit: cannot copy %zu input bytes", len);
+        }
+        memcpy(copy, in, len);
+        f->in = copy;
+        f->in_heap = true;
+    }
+    int rc = weft__enqueue(ex, f);
+    if (WEFT__UNLIKELY(rc)) {
+        atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+        atomic_store_explicit(&f->state, WEFT_FUTURE_CANCELLED, memory_order_relaxed);
+        weft_future_release(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int weft_submit(weft_executor *ex, weft_task_fn fn, const void *in, size_t len, weft_future **out)
+{
+    return weft_submit_ex(ex, fn, in, len, NULL, out);
+}
+
+/* ---- create / shutdown / destroy ----------------------------------------------------- */
+
+int weft_backend_parse(const char *name, weft_backend *out)
+{
+    static const struct {
+        const char *name;
+        weft_backend b;
+    } names[] = {{"serial", WEFT_BACKEND_SERIAL},
+                 {"threads", WEFT_BACKEND_THREADS},
+                 {"processes", WEFT_BACKEND_PROCESSES},
+                 {"mpi", WEFT_BACKEND_MPI}};
+    if (!name || !out) return weft__err(WEFT_EINVAL, "weft_backend_parse: NULL argument");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcasecmp(name, names[i].name) == 0) {
+            *out = names[i].b;
+            return 0;
+        }
+    }
+    return weft__err(WEFT_EINVAL, "'%s' is not a backend: use serial, threads, processes or mpi",
+                     name);
+}
+
+const char *weft_backend_name(weft_backend b)
+{
+    switch (b) {
+    case WEFT_BACKEND_DEFAULT: return "default";
+    case WEFT_BACKEND_SERIAL: return "serial";
+    case WEFT_BACKEND_THREADS: return "threads";
+    case WEFT_BACKEND_PROCESSES: return "processes";
+    case WEFT_BACKEND_MPI: return "mpi";
+    }
+    return "unknown";
+}
+
+bool weft_backend_available(weft_backend b)
+{
+    return b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS;
+}
+
+weft_backend weft_executor_backend(const weft_executor *ex)
+{
+    return ex ? ex->backend : WEFT_BACKEND_DEFAULT;
+}
+
+int weft_executor_workers(const weft_executor *ex)
+{
+    return ex ? ex->nworkers : 0;
+}
+
+static int parse_workers_env(const char *v, int *out)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    while (*end == ' ') end++;
+    if (errno || end == v || *end || n < 0 || n > MAX_WORKERS)
+        return weft__err(WEFT_EINVAL, "WEFT_WORKERS='%s' is not a worker count (0..%d)", v,
+                         MAX_WORKERS);
+    *out = (int)n;
+    return 0;
+}
+
+static void executor_free(weft_executor *ex)
+{
+    if (!ex) return;
+    for (int i = 0; i < atomic_load(&ex->nslots); i++) slot_free(ex->slots[i]);
+    slot_free(ex->shared_slot);
+    free(ex->workers);
+    for (int i = 0; i < ex->ntrace; i++) {
+        pthread_mutex_destroy(&ex->trace[i].mu);
+        free(ex->trace[i].ev);
+    }
+    free(ex->trace);
+    free(ex->init_in);
+    free(ex->trace_path);
+    free(ex->init_msg);
+    pthread_mutex_destroy(&ex->slot_mu);
+    pthread_mutex_destroy(&ex->shared_mu);
+    pthread_mutex_destroy(&ex->init_mu);
+    pthread_cond_destroy(&ex->init_cv);
+    free(ex);
+}
+
+static void live_add(weft_executor *ex)
+{
+    pthread_mutex_lock(&live_mu);
+    ex->id = next_ex_id++;
+    if (live_n == live_cap) {
+        size_t cap = live_cap ? live_cap * 2 : 16;
+        uint64_t *p = realloc(live_ids, cap * sizeof *p);
+        if (p) {
+            live_ids = p;
+            live_cap = cap;
+        }
+    }
+    if (live_n < live_cap) live_ids[live_n++] = ex->id;
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void live_remove(weft_executor *ex)
+{
+    pthread_mutex_lock(&live_mu);
+    for (size_t i = 0; i < live_n; i++) {
+        if (live_ids[i] == ex->id) {
+            live_ids[i] = live_ids[--live_n];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void stop_workers(weft_executor *ex)
+{
+    atomic_store(&ex->stop, 1);
+    wake_all(ex);
+    for (int i = 0; i < ex->nworkers; i++)
+        if (ex->workers[i].started) pthread_join(ex->workers[i].th, NULL);
+}
+
+static int start_threads(weft_executor *ex)
+{
+    ex->workers = calloc((size_t)ex->nworkers, sizeof *ex->workers);
+    if (!ex->workers) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
+    for (int i = 0; i < ex->nworkers; i++) {
+        worker *w = &ex->workers[i];
+        w->ex = ex;
+        w->id = i;
+        w->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) ^ ex->id;
+        w->own = slot_new(false);
+        if (!w->own) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
+        atomic_store(&w->own->owner, w);
+        ex->slots[i] = w->own;
+        atomic_store(&ex->nslots, i + 1);
+    }
+    ex->shared_slot = slot_new(true);
+    if (!ex->shared_slot) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, ex->stack_size);
+    int started = 0, rc = 0;
+    for (int i = 0; i < ex->nworkers; i++) {
+        int e = pthread_create(&ex->workers[i].th, &attr, worker_main, &ex->workers[i]);
+        if (e) {
+            rc = weft__err(WEFT_EAGAIN, "weft_executor_create: cannot start worker thread %d of %d: %s",
+                           i, ex->nworkers, strerror(e));
+            break;
+        }
+        ex->workers[i].started = true;
+        started++;
+    }
+    pthread_attr_destroy(&attr);
+    pthread_mutex_lock(&ex->init_mu);
+    while (ex->init_count < started) pthread_cond_wait(&ex->init_cv, &ex->init_mu);
+    pthread_mutex_unlock(&ex->init_mu);
+    if (!rc && ex->init_err)
+        rc = weft__err(ex->init_err, "weft_executor_create: the initializer failed: %s",
+                       ex->init_msg ? ex->init_msg : weft_strerror(ex->init_err));
+    return rc;
+}
+
+int weft_executor_create(const weft_options *opts, weft_executor **out)
+{
+    static const weft_options defaults;
+    if (!out) return weft__err(WEFT_EINVAL, "weft_executor_create: out is NULL");
+    *out = NULL;
+    if (!opts) opts = &defaults;
+
+    weft_backend backend = opts->backend;
+    if ((int)backend < 0 || backend > WEFT_BACKEND_MPI)
+        return weft__err(WEFT_EINVAL, "weft_executor_create: unknown backend %d", (int)backend);
+    if (backend == WEFT_BACKEND_DEFAULT) {
+        const char *v = getenv("WEFT_BACKEND");
+        if (v && *v) {
+            if (weft_backend_parse(v, &backend))
+                return weft__err(WEFT_EINVAL,
+                                 "WEFT_BACKEND='%s' is not a backend: use serial, threads, "
+                                 "processes or mpi",
+                                 v);
+        } else {
+            backend = WEFT_BACKEND_THREADS;
+        }
+    }
+    if (!weft_backend_available(backend))
+        return weft__err(WEFT_ENOTSUP,
+                         "the '%s' backend is not available in this build (available: serial, "
+                         "threads)",
+                         weft_backend_name(backend));
+    int workers = opts->workers;
+    if (workers < 0)
+        return weft__err(WEFT_EINVAL, "weft_executor_create: negative worker count %d", workers);
+    if (workers > MAX_WORKERS)
+        return weft__err(WEFT_EINVAL, "weft_executor_create: %d workers is over the limit of %d",
+                         workers, MAX_WORKERS);
+    if (workers == 0) {
+        const char *v = getenv("WEFT_WORKERS");
+        if (v && *v) {
+            int rc = parse_workers_env(v, &workers);
+            if (rc) return rc;
+        }
+        if (workers == 0) workers = weft__cpu_count();
+    }
+    if (opts->init_len && !opts->init_input)
+        return weft__err(WEFT_EINVAL, "weft_executor_create: init_input is NULL with init_len %zu",
+                         opts->init_len);
+    if (backend == WEFT_BACKEND_SERIAL) workers = 1;
+
+    weft_executor *ex;
+    if (posix_memalign((void **)&ex, WEFT__CACHELINE, sizeof *ex))
+        return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
+    memset(ex, 0, sizeof *ex);
+    pthread_mutex_init(&ex->slot_mu, NULL);
+    pthread_mutex_init(&ex->shared_mu, NULL);
+    pthread_mutex_init(&ex->init_mu, NULL);
+    pthread_cond_init(&ex->init_cv, NULL);
+    ex->backend = backend;
+    ex->nworkers = workers;
+    ex->seed = opts->seed ? opts->seed : 0x5eedf00dcafe1234ull;
+    ex->t0 = weft__now_ns();
+    ex->initializer = opts->initializer;
+    ex->finalizer = opts->finalizer;
+    ex->stack_size = opts->stack_size ? opts->stack_size : (8u << 20);
+    if (ex->stack_size < 65536) ex->stack_size = 65536;
+    if (opts->init_len) {
+        ex->init_in = malloc(opts->init_len);
+        if (!ex->init_in) {
+            executor_free(ex);
+            return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
+        }
+        memcpy(ex->init_in, opts->init_input, opts->init_len);
+        ex->init_len = opts->init_len;
+    }
+    const char *tp = opts->trace_path;
+    if (!tp) {
+        tp = getenv("WEFT_TRACE");
+        if (tp && !*tp) tp = NULL;
+    }
+    ex->ntrace = workers;
+    ex->trace = calloc((size_t)workers, sizeof *ex->trace);
+    if (!ex->trace || (tp && !(ex->trace_path = strdup(tp)))) {
+        executor_free(ex);
+        return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
+    }
+    for (int i = 0; i < workers; i++) pthread_mutex_init(&ex->trace[i].mu, NULL);
+    atomic_store(&ex->tracing, tp != NULL);
+    live_add(ex);
+
+    if (backend == WEFT_BACKEND_SERIAL) {
+        ex->serial.ex = ex;
+        ex->serial.id = 0;
+        if (ex->initializer) {
+            char *msg = NULL;
+            int rc = run_initializer(ex, &ex->serial, &msg);
+            if (rc) {
+                weft__err(rc, "weft_executor_create: the initializer failed: %s",
+                          msg ? msg : weft_strerror(rc));
+                free(msg);
+                live_remove(ex);
+                executor_free(ex);
+                return rc;
+            }
+        }
+    } else {
+        int rc = start_threads(ex);
+        if (rc) {
+            char keep[512];
+            snprintf(keep, sizeof keep, "%s", weft_last_error());
+            atomic_store(&ex->closed, 1);
+            stop_workers(ex);
+            live_remove(ex);
+            executor_free(ex);
+            return weft__err(rc, "%s", keep);
+        }
+    }
+    *out = ex;
+    return 0;
+}
+
+static int64_t pending(weft_executor *ex)
+{
+    int64_t p = 0;
+    int n = atomic_load_explicit(&ex->nslots, memory_order_acquire);
+    for (int i = 0; i < n; i++) p += atomic_load_explicit(&ex->slots[i]->pushed, memory_order_acquire);
+    if (ex->shared_slot) p += atomic_load_explicit(&ex->shared_slot->pushed, memory_order_acquire);
+    for (int i = 0; i < ex->nworkers; i++)
+        p -= atomic_load_explicit(&ex->workers[i].finished, memory_order_acquire);
+    return p;
+}
+
+static bool inside_own_task(const weft_executor *ex)
+{
+    return (T.w && T.ex == ex) || (T.serial_depth > 0 && T.serial_ex == ex);
+}
+
+int weft_executor_shutdown(weft_executor *ex, weft_shutdown_mode mode)
+{
+    if (!ex) return weft__err(WEFT_EINVAL, "weft_executor_shutdown: NULL executor");
+    if (mode != WEFT_SHUTDOWN_WAIT && mode != WEFT_SHUTDOWN_CANCEL)
+        return weft__err(WEFT_EINVAL, "weft_executor_shutdown: unknown mode %d", (int)mode);
+    if (inside_own_task(ex))
+        return weft__err(WEFT_EDEADLK,
+                         "weft_executor_shutdown: called from a task of the same executor");
+    if (mode == WEFT_SHUTDOWN_CANCEL) atomic_store(&ex->cancelling, 1);
+    atomic_store(&ex->closed, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (ex->backend == WEFT_BACKEND_SERIAL) {
+        while (atomic_load(&ex->inline_running) > 0) weft__yield();
+        return 0;
+    }
+    wake_all(ex); /* in cancel mode sleeping workers must drain */
+    for (;;) {
+        uint32_t e = atomic_load(&ex->idle_epoch);
+        if (pending(ex) <= 0) break;
+        weft__futex_wait(&ex->idle_epoch, e, 1000000);
+    }
+    return 0;
+}
+
+int weft_executor_destroy(weft_executor *ex)
+{
+    if (!ex) return 0;
+    if (inside_own_task(ex))
+        return weft__err(WEFT_EDEADLK, "weft_executor_destroy: called from a task of the same executor");
+    weft_executor_shutdown(ex, WEFT_SHUTDOWN_WAIT);
+    int rc = 0;
+    if (ex->backend == WEFT_BACKEND_SERIAL) {
+        run_finalizer(ex, &ex->serial);
+    } else {
+        stop_workers(ex);
+    }
+    if (ex->trace_path) rc = weft_trace_write(ex, ex->trace_path);
+    live_remove(ex);
+    if (T.cache_id == ex->id) {
+        T.cache_id = 0;
+        T.cache_slot = NULL;
+    }
+    executor_free(ex);
+    return rc;
+}
+
+int weft_trace_enable(weft_executor *ex)
+{
+    if (!ex) return weft__err(WEFT_EINVAL, "weft_trace_enable: NULL executor");
+    atomic_store(&ex->tracing, true);
+    return 0;
+}
+
+int weft_trace_write(weft_executor *ex, const char *path)
+{
+    if (!ex || !path || !*path) return weft__err(WEFT_EINVAL, "weft_trace_write: NULL argument");
+    return weft__trace_write_file(path, ex->trace, ex->ntrace, ex->t0,
+                                  weft_backend_name(ex->backend));
+}

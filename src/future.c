@@ -1,0 +1,679 @@
+/* future.c : futures, their allocator, callbacks, wait and as_completed.
+ *
+ * A future is a small state machine in one 32-bit word:
+ *
+ *     PENDING --start--> RUNNING --finish--> DONE | FAILED
+ *        \--cancel--> CANCELLED
+ *
+ * with flag bits beside the state: LOCK guards the callback and waiter
+ * lists, SLEEP says a thread sleeps on the word (futex), LIST says a list is
+ * attached. The finishing transition is a CAS that requires LOCK clear, so a
+ * thread holding LOCK knows the state cannot become final under it: whoever
+ * adds a callback either sees the future finished (and runs the callback
+ * itself) or leaves it in the list for the finisher. The hot path -- no
+ * callbacks, no sleepers -- costs one CAS to start and one to finish.
+ *
+ * The waiter nodes of weft_wait() live on the waiting thread's stack; the
+ * finisher signals them while holding LOCK and the waiter unlinks them under
+ * LOCK before returning, so a node is never touched after its wait ends.
+ *
+ * References: the submitter's reference plus one held by the queue until a
+ * worker has run or dropped the task. Futures are recycled through a
+ * per-thread free list that overflows into a global list of batches, so a
+ * steady stream of submits does not call malloc. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- allocator ------------------------------------------------------------ */
+
+#define LOCAL_MAX 512
+#define BATCH 256
+#define GLOBAL_MAX_BATCHES 1024 /* 256k futures kept for reuse at most */
+
+typedef struct batch {
+    weft_future *head;
+    struct batch *next;
+} batch;
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static batch *pool_batches;
+static size_t pool_nbatches;
+static batch *pool_free_batch_nodes;
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+typedef struct local_pool {
+    weft_future *head;
+    size_t n;
+    bool keyed;
+} local_pool;
+
+static __thread local_pool lp;
+
+static void give_batch(weft_future *head)
+{
+    pthread_mutex_lock(&pool_mu);
+    if (pool_nbatches >= GLOBAL_MAX_BATCHES) {
+        pthread_mutex_unlock(&pool_mu);
+        while (head) {
+            weft_future *n = head->next_free;
+            free(head);
+            head = n;
+        }
+        return;
+    }
+    batch *b = pool_free_batch_nodes;
+    if (b) {
+        pool_free_batch_nodes = b->next;
+    } else {
+        b = malloc(sizeof *b);
+        if (!b) {
+            pthread_mutex_unlock(&pool_mu);
+            while (head) {
+                weft_future *n = head->next_free;
+                free(head);
+                head = n;
+            }
+            return;
+        }
+    }
+    b->head = head;
+    b->next = pool_batches;
+    pool_batches = b;
+    pool_nbatches++;
+    pthread_mutex_unlock(&pool_mu);
+}
+
+static void pool_thread_exit(void *unused)
+{
+    (void)unused;
+    weft_future *h = lp.head;
+    lp.head = NULL;
+    lp.n = 0;
+    while (h) {
+        weft_future *n = h->next_free;
+        free(h);
+        h = n;
+    }
+}
+
+static void pool_init_key(void)
+{
+    pthread_key_create(&pool_key, pool_thread_exit);
+}
+
+static weft_future *take_batch(void)
+{
+    pthread_mutex_lock(&pool_mu);
+    batch *b = pool_batches;
+    weft_future *h = NULL;
+    if (b) {
+        pool_batches = b->next;
+        pool_nbatches--;
+        h = b->head;
+        b->next = pool_free_batch_nodes;
+        pool_free_batch_nodes = b;
+    }
+    pthread_mutex_unlock(&pool_mu);
+    return h;
+}
+
+weft_future *weft__future_alloc(void)
+{
+    weft_future *f = lp.head;
+    if (WEFT__UNLIKELY(!f)) {
+        if (!lp.keyed) {
+            pthread_once(&pool_once, pool_init_key);
+            pthread_setspecific(pool_key, &lp);
+            lp.keyed = true;
+        }
+        f = take_batch();
+        if (f) {
+            size_t n = 0;
+            for (weft_future *p = f; p; p = p->next_free) n++;
+            lp.head = f;
+            lp.n = n;
+        } else {
+            f = malloc(sizeof *f);
+            if (!f) return NULL;
+            f->next_free = NULL;
+            lp.head = f;
+            lp.n = 1;
+        }
+    }
+    lp.head = f->next_free;
+    lp.n--;
+    /* fields the submit path does not set */
+    f->cbs = f->cbs_tail = NULL;
+    f->waiters = NULL;
+    f->msg = NULL;
+    f->err = 0;
+    f->out = NULL;
+    f->out_len = 0;
+    f->out_heap = false;
+    f->in_heap = false;
+    f->job = NULL;
+    return f;
+}
+
+static void future_free(weft_future *f)
+{
+    if (f->in_heap) free((void *)f->in);
+    if (f->out_heap) free(f->out);
+    free(f->msg);
+    if (!lp.keyed) {
+        pthread_once(&pool_once, pool_init_key);
+        pthread_setspecific(pool_key, &lp);
+        lp.keyed = true;
+    }
+    f->next_free = lp.head;
+    lp.head = f;
+    if (++lp.n >= LOCAL_MAX) {
+        /* hand a batch of BATCH to the global pool */
+        weft_future *h = lp.head, *p = h;
+        for (int i = 1; i < BATCH; i++) p = p->next_free;
+        lp.head = p->next_free;
+        p->next_free = NULL;
+        lp.n -= BATCH;
+        give_batch(h);
+    }
+}
+
+void weft_future_retain(weft_future *f)
+{
+    if (f) atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+void weft_future_release(weft_future *f)
+{
+    if (!f) return;
+    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) future_free(f);
+}
+
+/* ---- state machine ----------------------------------------------------------- */
+
+typedef struct weft__cb {
+    weft_future_cb cb;
+    void *arg;
+    struct weft__cb *next;
+} weft__cb;
+
+typedef struct weft__waiter {
+    _Atomic uint32_t seq;
+} weft__waiter;
+
+typedef struct weft__waiter_node {
+    weft__waiter *w;
+    weft_future *f;
+    struct weft__waiter_node *next, *prev;
+} weft__waiter_node;
+
+static uint32_t lock_future(weft_future *f)
+{
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    for (;;) {
+        if (s & WEFT__ST_LOCK) {
+            weft__cpu_relax();
+            s = atomic_load_explicit(&f->state, memory_order_relaxed);
+            continue;
+        }
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | WEFT__ST_LOCK,
+                                                  memory_order_acquire, memory_order_relaxed))
+            return s | WEFT__ST_LOCK;
+    }
+}
+
+static void unlock_future(weft_future *f)
+{
+    if (f->cbs || f->waiters)
+        atomic_fetch_or_explicit(&f->state, WEFT__ST_LIST, memory_order_relaxed);
+    else
+        atomic_fetch_and_explicit(&f->state, ~WEFT__ST_LIST, memory_order_relaxed);
+    atomic_fetch_and_explicit(&f->state, ~WEFT__ST_LOCK, memory_order_release);
+}
+
+bool weft__future_start(weft_future *f)
+{
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+    for (;;) {
+        if ((s & WEFT__ST_MASK) != WEFT_FUTURE_PENDING) return false;
+        uint32_t n = (s & ~WEFT__ST_MASK) | WEFT_FUTURE_RUNNING;
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, n, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return true;
+    }
+}
+
+/* Moves f to `final` if its state is one of `from_mask` (bit per state). */
+static bool transition(weft_future *f, uint32_t from_mask, uint32_t final)
+{
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    for (;;) {
+        if (!(from_mask & (1u << (s & WEFT__ST_MASK)))) return false;
+        if (s & WEFT__ST_LOCK) {
+            weft__cpu_relax();
+            s = atomic_load_explicit(&f->state, memory_order_relaxed);
+            continue;
+        }
+        uint32_t n = (s & ~(WEFT__ST_MASK | WEFT__ST_SLEEP)) | final;
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, n, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            break;
+    }
+    if (s & WEFT__ST_LIST) {
+        lock_future(f);
+        weft__cb *cbs = f->cbs;
+        f->cbs = f->cbs_tail = NULL;
+        for (weft__waiter_node *w = f->waiters; w; w = w->next) {
+            atomic_fetch_add_explicit(&w->w->seq, 1, memory_order_release);
+            weft__futex_wake(&w->w->seq, INT_MAX);
+        }
+        unlock_future(f);
+        while (cbs) {
+            weft__cb *n = cbs->next;
+            cbs->cb(f, cbs->arg);
+            free(cbs);
+            cbs = n;
+        }
+    }
+    if (s & WEFT__ST_SLEEP) weft__futex_wake(&f->state, INT_MAX);
+    return true;
+}
+
+bool weft__future_complete(weft_future *f, uint32_t final)
+{
+    uint32_t from = final == WEFT_FUTURE_CANCELLED ? (1u << WEFT_FUTURE_PENDING)
+                                                   : (1u << WEFT_FUTURE_RUNNING) |
+                                                         (1u << WEFT_FUTURE_PENDING);
+    return transition(f, from, final);
+}
+
+int weft_future_cancel(weft_future *f)
+{
+    if (!f) return weft__err(WEFT_EINVAL, "weft_future_cancel: NULL future");
+    if (transition(f, 1u << WEFT_FUTURE_PENDING, WEFT_FUTURE_CANCELLED)) return 0;
+    uint32_t st = weft__future_st(f);
+    if (st == WEFT_FUTURE_CANCELLED) return 0;
+    return weft__err(WEFT_EBUSY, "weft_future_cancel: the task is %s",
+                     st == WEFT_FUTURE_RUNNING ? "running" : "already finished");
+}
+
+weft_future_state weft_future_state_get(const weft_future *f)
+{
+    return f ? (weft_future_state)weft__future_st(f) : WEFT_FUTURE_PENDING;
+}
+
+bool weft_future_done(const weft_future *f)
+{
+    return f && weft__st_final(weft__future_st(f));
+}
+
+bool weft_future_running(const weft_future *f)
+{
+    return f && weft__future_st(f) == WEFT_FUTURE_RUNNING;
+}
+
+bool weft_future_cancelled(const weft_future *f)
+{
+    return f && weft__future_st(f) == WEFT_FUTURE_CANCELLED;
+}
+
+int weft_future_on_done(weft_future *f, weft_future_cb cb, void *arg)
+{
+    if (!f || !cb) return weft__err(WEFT_EINVAL, "weft_future_on_done: NULL argument");
+    if (weft__st_final(weft__future_st(f))) {
+        cb(f, arg);
+        return 0;
+    }
+    weft__cb *n = malloc(sizeof *n);
+    if (!n) return weft__err(WEFT_ENOMEM, "weft_future_on_done: out of memory");
+    n->cb = cb;
+    n->arg = arg;
+    n->next = NULL;
+    uint32_t s = lock_future(f);
+    if (weft__st_final(s & WEFT__ST_MASK)) {
+        unlock_future(f);
+        free(n);
+        cb(f, arg);
+        return 0;
+    }
+    if (f->cbs_tail)
+        f->cbs_tail->next = n;
+    else
+        f->cbs = n;
+    f->cbs_tail = n;
+    unlock_future(f);
+    return 0;
+}
+
+/* ---- waiting ----------------------------------------------------------------- */
+
+#define SPIN_NS 50000 /* external waiters spin this long before sleeping */
+#define HELP_SLEEP_NS 50000
+
+static uint64_t deadline_of(int64_t tmo_ns)
+{
+    return tmo_ns < 0 ? UINT64_MAX : weft__now_ns() + (uint64_t)tmo_ns;
+}
+
+static int64_t remaining(uint64_t deadline)
+{
+    if (deadline == UINT64_MAX) return -1;
+    uint64_t now = weft__now_ns();
+    return now >= deadline ? 0 : (int64_t)(deadline - now);
+}
+
+/* Sleeps on f's state word for at most `ns` (-1: no limit) unless final. */
+static void sleep_on_future(weft_future *f, int64_t ns)
+{
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+    for (;;) {
+        if (weft__st_final(s & WEFT__ST_MASK)) return;
+        if (s & WEFT__ST_SLEEP) break;
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | WEFT__ST_SLEEP,
+                                                  memory_order_acq_rel, memory_order_acquire)) {
+            s |= WEFT__ST_SLEEP;
+            break;
+        }
+    }
+    weft__futex_wait(&f->state, s, ns);
+}
+
+static int wait_ns(weft_future *f, int64_t tmo_ns)
+{
+    if (weft__st_final(weft__future_st(f))) return 0;
+    if (tmo_ns == 0) return WEFT_ETIMEDOUT;
+    uint64_t deadline = deadline_of(tmo_ns);
+    weft_executor *cur = weft__current_executor();
+    if (cur) {
+        while (!weft__st_final(weft__future_st(f))) {
+            if (weft__help_one(cur)) continue;
+            int64_t r = remaining(deadline);
+            if (r == 0) return WEFT_ETIMEDOUT;
+            sleep_on_future(f, r < 0 || r > HELP_SLEEP_NS ? HELP_SLEEP_NS : r);
+        }
+        return 0;
+    }
+    uint64_t t0 = weft__now_ns();
+    for (unsigned i = 0;; i++) {
+        if (weft__st_final(weft__future_st(f))) return 0;
+        if ((i & 63) == 63) {
+            uint64_t now = weft__now_ns();
+            if (now >= deadline) return WEFT_ETIMEDOUT;
+            if (now - t0 > SPIN_NS) break;
+            if (i > 2048) weft__yield();
+        }
+        weft__cpu_relax();
+    }
+    for (;;) {
+        if (weft__st_final(weft__future_st(f))) return 0;
+        int64_t r = remaining(deadline);
+        if (r == 0) return WEFT_ETIMEDOUT;
+        sleep_on_future(f, r);
+    }
+}
+
+int weft_future_wait(weft_future *f, double timeout)
+{
+    int64_t ns;
+    if (!f) return weft__err(WEFT_EINVAL, "weft_future_wait: NULL future");
+    int rc = weft__timeout_ns(timeout, &ns, "weft_future_wait");
+    if (rc) return rc;
+    rc = wait_ns(f, ns);
+    if (rc == WEFT_ETIMEDOUT)
+        return weft__err(rc, "weft_future_wait: not finished within %g s", timeout);
+    return rc;
+}
+
+int weft_future_result(weft_future *f, double timeout, const void **data, size_t *len)
+{
+    if (data) *data = NULL;
+    if (len) *len = 0;
+    if (!f) return weft__err(WEFT_EINVAL, "weft_future_result: NULL future");
+    int64_t ns;
+    int rc = weft__timeout_ns(timeout, &ns, "weft_future_result");
+    if (rc) return rc;
+    rc = wait_ns(f, ns);
+    if (rc == WEFT_ETIMEDOUT)
+        return weft__err(rc, "weft_future_result: not finished within %g s", timeout);
+    switch (weft__future_st(f)) {
+    case WEFT_FUTURE_DONE:
+        if (data) *data = f->out;
+        if (len) *len = f->out_len;
+        return 0;
+    case WEFT_FUTURE_CANCELLED:
+        return weft__err(WEFT_ECANCELLED, "weft_future_result: the task was cancelled");
+    default:
+        return weft__err(f->err, "task failed: %s", f->msg ? f->msg : weft_strerror(f->err));
+    }
+}
+
+const char *weft_future_error(const weft_future *f)
+{
+    if (!f) return NULL;
+    uint32_t st = weft__future_st(f);
+    if (st == WEFT_FUTURE_CANCELLED) return "cancelled";
+    if (st != WEFT_FUTURE_FAILED) return NULL;
+    return f->msg ? f->msg : "";
+}
+
+/* ---- weft_wait ------------------------------------------------------------------ */
+
+static bool wait_met(weft_future *const *fs, size_t n, weft_wait_mode mode, bool *done,
+                     int *ndone)
+{
+    int cnt = 0;
+    bool err = false;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t st = fs[i] ? weft__future_st(fs[i]) : WEFT_FUTURE_DONE;
+        bool d = weft__st_final(st);
+        if (done) done[i] = d;
+        if (d) cnt++;
+        if (st == WEFT_FUTURE_FAILED || st == WEFT_FUTURE_CANCELLED) err = true;
+    }
+    *ndone = cnt;
+    if ((size_t)cnt == n) return true;
+    if (mode == WEFT_WAIT_FIRST_COMPLETED) return cnt > 0;
+    if (mode == WEFT_WAIT_FIRST_ERROR) return err;
+    return false;
+}
+
+int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, double timeout, bool *done)
+{
+    if (!fs && n) return weft__err(WEFT_EINVAL, "weft_wait: NULL future array");
+    if (mode != WEFT_WAIT_ALL && mode != WEFT_WAIT_FIRST_COMPLETED && mode != WEFT_WAIT_FIRST_ERROR)
+        return weft__err(WEFT_EINVAL, "weft_wait: unknown mode %d", (int)mode);
+    int64_t ns;
+    int rc = weft__timeout_ns(timeout, &ns, "weft_wait");
+    if (rc) return rc;
+    int cnt;
+    if (wait_met(fs, n, mode, done, &cnt)) return cnt;
+    if (ns == 0) return weft__err(WEFT_ETIMEDOUT, "weft_wait: condition not met");
+    uint64_t deadline = deadline_of(ns);
+
+    weft__waiter w;
+    atomic_init(&w.seq, 0);
+    weft__waiter_node *nodes = calloc(n, sizeof *nodes);
+    if (!nodes) return weft__err(WEFT_ENOMEM, "weft_wait: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        weft_future *f = fs[i];
+        if (!f) continue;
+        uint32_t s = lock_future(f);
+        if (weft__st_final(s & WEFT__ST_MASK)) {
+            unlock_future(f);
+            continue;
+        }
+        nodes[i].w = &w;
+        nodes[i].f = f;
+        nodes[i].prev = NULL;
+        nodes[i].next = f->waiters;
+        if (f->waiters) f->waiters->prev = &nodes[i];
+        f->waiters = &nodes[i];
+        unlock_future(f);
+    }
+    weft_executor *cur = weft__current_executor();
+    rc = WEFT_ETIMEDOUT;
+    for (;;) {
+        uint32_t seq = atomic_load_explicit(&w.seq, memory_order_acquire);
+        if (wait_met(fs, n, mode, done, &cnt)) {
+            rc = cnt;
+            break;
+        }
+        if (cur && weft__help_one(cur)) continue;
+        int64_t r = remaining(deadline);
+        if (r == 0) break;
+        if (cur && (r < 0 || r > HELP_SLEEP_NS)) r = HELP_SLEEP_NS;
+        weft__futex_wait(&w.seq, seq, r);
+    }
+    for (size_t i = 0; i < n; i++) {
+        weft__waiter_node *nd = &nodes[i];
+        if (!nd->f) continue;
+        lock_future(nd->f);
+        if (nd->prev)
+            nd->prev->next = nd->next;
+        else
+            nd->f->waiters = nd->next;
+        if (nd->next) nd->next->prev = nd->prev;
+        unlock_future(nd->f);
+    }
+    free(nodes);
+    if (rc == WEFT_ETIMEDOUT) {
+        wait_met(fs, n, mode, done, &cnt);
+        return weft__err(WEFT_ETIMEDOUT, "weft_wait: condition not met within %g s (%d of %zu done)",
+                         timeout, cnt, n);
+    }
+    return rc;
+}
+
+/* ---- as_completed ------------------------------------------------------------- */
+
+typedef struct ac_node {
+    struct weft_as_completed *it;
+    size_t index;
+    struct ac_node *next;
+} ac_node;
+
+struct weft_as_completed {
+    _Atomic uint32_t refs;
+    _Atomic uint32_t seq;
+    _Atomic(ac_node *) stack; /* finished, newest first */
+    ac_node *ready;           /* finished, oldest first (iterator thread only) */
+    size_t n, yielded;
+    weft_future **fs;
+    ac_node *nodes;
+};
+
+static void ac_unref(weft_as_completed *it)
+{
+    if (atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) == 1) {
+        free(it->nodes);
+        free(it->fs);
+        free(it);
+    }
+}
+
+static void ac_on_done(weft_future *f, void *arg)
+{
+    (void)f;
+    ac_node *nd = arg;
+    weft_as_completed *it = nd->it;
+    ac_node *head = atomic_load_explicit(&it->stack, memory_order_relaxed);
+    do {
+        nd->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&it->stack, &head, nd, memory_order_release,
+                                                    memory_order_relaxed));
+    atomic_fetch_add_explicit(&it->seq, 1, memory_order_release);
+    weft__futex_wake(&it->seq, INT_MAX);
+    ac_unref(it);
+}
+
+int weft_as_completed_create(weft_future *const *fs, size_t n, weft_as_completed **out)
+{
+    if (out) *out = NULL;
+    if (!out || (!fs && n)) return weft__err(WEFT_EINVAL, "weft_as_completed_create: NULL argument");
+    for (size_t i = 0; i < n; i++)
+        if (!fs[i]) return weft__err(WEFT_EINVAL, "weft_as_completed_create: fs[%zu] is NULL", i);
+    weft_as_completed *it = calloc(1, sizeof *it);
+    if (!it) return weft__err(WEFT_ENOMEM, "weft_as_completed_create: out of memory");
+    it->fs = malloc((n ? n : 1) * sizeof *it->fs);
+    it->nodes = calloc(n ? n : 1, sizeof *it->nodes);
+    if (!it->fs || !it->nodes) {
+        free(it->fs);
+        free(it->nodes);
+        free(it);
+        return weft__err(WEFT_ENOMEM, "weft_as_completed_create: out of memory");
+    }
+    it->n = n;
+    atomic_init(&it->refs, (uint32_t)(n + 1));
+    atomic_init(&it->seq, 0);
+    atomic_init(&it->stack, NULL);
+    for (size_t i = 0; i < n; i++) {
+        it->fs[i] = fs[i];
+        weft_future_retain(fs[i]);
+        it->nodes[i].it = it;
+        it->nodes[i].index = i;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (weft_future_on_done(fs[i], ac_on_done, &it->nodes[i]) < 0) {
+            /* only ENOMEM: wait for it by polling instead is not possible;
+             * fail the creation cleanly once every registered callback ran */
+            for (size_t j = i; j < n; j++) ac_unref(it); /* callbacks never registered */
+            weft_as_completed_destroy(it);
+            return weft__err(WEFT_ENOMEM, "weft_as_completed_create: out of memory");
+        }
+    }
+    *out = it;
+    return 0;
+}
+
+int weft_as_completed_next(weft_as_completed *it, double timeout, weft_future **f, size_t *index)
+{
+    if (f) *f = NULL;
+    if (!it || !f) return weft__err(WEFT_EINVAL, "weft_as_completed_next: NULL argument");
+    int64_t ns;
+    int rc = weft__timeout_ns(timeout, &ns, "weft_as_completed_next");
+    if (rc) return rc;
+    if (it->yielded == it->n) return WEFT_EOF;
+    uint64_t deadline = deadline_of(ns);
+    weft_executor *cur = weft__current_executor();
+    for (;;) {
+        uint32_t seq = atomic_load_explicit(&it->seq, memory_order_acquire);
+        if (!it->ready) {
+            ac_node *s = atomic_exchange_explicit(&it->stack, NULL, memory_order_acquire);
+            /* reverse into FIFO order, appended after what is ready */
+            ac_node *rev = NULL;
+            while (s) {
+                ac_node *n = s->next;
+                s->next = rev;
+                rev = s;
+                s = n;
+            }
+            it->ready = rev;
+        }
+        if (it->ready) {
+            ac_node *nd = it->ready;
+            it->ready = nd->next;
+            it->yielded++;
+            *f = it->fs[nd->index];
+            if (index) *index = nd->index;
+            return 0;
+        }
+        if (cur && weft__help_one(cur)) continue;
+        int64_t r = remaining(deadline);
+        if (r == 0) return weft__err(WEFT_ETIMEDOUT, "weft_as_completed_next: nothing finished in time");
+        if (cur && (r < 0 || r > HELP_SLEEP_NS)) r = HELP_SLEEP_NS;
+        weft__futex_wait(&it->seq, seq, r);
+    }
+}
+
+void weft_as_completed_destroy(weft_as_completed *it)
+{
+    if (!it) return;
+    for (size_t i = 0; i < it->n; i++) weft_future_release(it->fs[i]);
+    /* fs stays allocated until the last callback has run (ac_unref) but its
+     * entries are no longer used */
+    ac_unref(it);
+}

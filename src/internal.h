@@ -1,0 +1,172 @@
+/* internal.h : declarations shared by the parts of libweft. Not installed. */
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "os/os.h"
+#include "weft.h"
+
+#define WEFT__CACHELINE 64
+#define WEFT__ALIGNED __attribute__((aligned(WEFT__CACHELINE)))
+#define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
+#define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- errors (error.c) ---------------------------------------------------- */
+
+/* Records a message for weft_last_error() and returns `code`. */
+int weft__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Validates a timeout: returns 0 and the limit in ns (-1 = none) in *ns. */
+int weft__timeout_ns(double timeout, int64_t *ns, const char *fn);
+char *weft__vasprintf(const char *fmt, va_list ap);
+
+/* ---- registry (registry.c) ---------------------------------------------- */
+
+/* The first conflict met by a static registration, or NULL. */
+const char *weft__registry_conflict(void);
+
+/* ---- task context -------------------------------------------------------- */
+
+#define WEFT__OUT_INLINE 32
+
+struct weft_ctx {
+    weft_executor *ex;
+    uint64_t index;
+    uint64_t seed;
+    int worker;
+    int attempt;
+    /* output: points into `inl` (caller storage) or to a heap block */
+    void *out;
+    size_t out_len;
+    bool out_heap;
+    unsigned char *inl;
+    size_t inl_cap;
+    char *msg; /* heap, from weft_ctx_fail */
+    const void *wstate;
+    size_t wstate_len;
+};
+
+/* Derives the seed of item `index` from the run seed. */
+static inline uint64_t weft__seed_for(uint64_t run_seed, uint64_t index)
+{
+    uint64_t x = run_seed ^ (index * 0xd1342543de82ef95ull);
+    uint64_t a = weft__splitmix64(&x);
+    return a ^ weft__splitmix64(&x);
+}
+
+/* Runs fn with retries in `ctx` (prepared by the caller: ex, index, seed,
+ * worker, inl/inl_cap, wstate). Returns the final code (0 or < 0); the
+ * output and message are left in ctx (owned by the caller afterwards). */
+int weft__ctx_run(weft_ctx *ctx, weft_task_fn fn, const void *in, size_t len, int retries);
+/* Frees a heap output / message left in ctx. */
+void weft__ctx_clear(weft_ctx *ctx);
+
+/* ---- futures (future.c) --------------------------------------------------- */
+
+/* state word: low 3 bits = weft_future_state, then flags */
+#define WEFT__ST_MASK 7u
+#define WEFT__ST_LOCK (1u << 3)    /* callbacks / waiter list being changed */
+#define WEFT__ST_SLEEP (1u << 4)   /* a thread sleeps on the state word */
+#define WEFT__ST_LIST (1u << 5)    /* callbacks or waiter nodes attached */
+#define WEFT__ST_INTERNAL (1u << 6) /* an internal job (map chunk) */
+
+#define WEFT__IN_INLINE 48
+
+struct weft__cb;
+struct weft__waiter_node;
+
+struct weft_future {
+    _Atomic uint32_t state;
+    _Atomic uint32_t refs;
+    weft_task_fn fn;
+    weft_executor *ex;
+    uint64_t index;
+    uint64_t seed;
+    int retries;
+    int err;
+    const void *in;
+    size_t in_len;
+    bool in_heap;
+    bool out_heap;
+    void *out;
+    size_t out_len;
+    char *msg;
+    struct weft__cb *cbs;                /* FIFO, under LOCK */
+    struct weft__cb *cbs_tail;
+    struct weft__waiter_node *waiters;   /* under LOCK */
+    void *job;                           /* internal jobs: the job record */
+    struct weft_future *next_free;       /* allocator free lists */
+    unsigned char in_inl[WEFT__IN_INLINE];
+    unsigned char out_inl[WEFT__OUT_INLINE];
+};
+
+weft_future *weft__future_alloc(void);
+/* Marks f finished with `final` (DONE, FAILED or CANCELLED) unless already
+ * finished; runs callbacks and wakes waiters. Returns true if it did. */
+bool weft__future_complete(weft_future *f, uint32_t final);
+/* PENDING -> RUNNING; false if f was cancelled. */
+bool weft__future_start(weft_future *f);
+static inline uint32_t weft__future_st(const weft_future *f)
+{
+    return atomic_load_explicit(&((weft_future *)f)->state, memory_order_acquire) & WEFT__ST_MASK;
+}
+static inline bool weft__st_final(uint32_t st)
+{
+    return st >= WEFT_FUTURE_DONE;
+}
+
+/* ---- executor (executor.c) ----------------------------------------------- */
+
+/* Runs one queued task if one can be found for the calling worker of `ex`.
+ * Returns true if it ran something. Only on a worker thread of `ex`. */
+bool weft__help_one(weft_executor *ex);
+/* The executor whose worker the calling thread is, or NULL. */
+weft_executor *weft__current_executor(void);
+/* Queues an allocated future (refs already include the queue's). */
+int weft__enqueue(weft_executor *ex, weft_future *f);
+/* Waits until *word != seen or `deadline_ns` (0: none); a worker of an
+ * executor helps meanwhile. `done` is polled. Returns 0 or WEFT_ETIMEDOUT. */
+int weft__wait_until(bool (*done)(void *), void *arg, uint64_t deadline_ns);
+bool weft__executor_is_serial(const weft_executor *ex);
+bool weft__executor_cancelling(weft_executor *ex);
+bool weft__executor_closed(weft_executor *ex);
+uint64_t weft__executor_seed(const weft_executor *ex);
+int weft__executor_worker_index(void);
+uint64_t weft__executor_next_index(weft_executor *ex);
+bool weft__executor_tracing(const weft_executor *ex);
+void weft__trace_record(weft_executor *ex, int worker, weft_task_fn fn, uint64_t t0,
+                        uint64_t t1, int err, uint64_t items);
+uint64_t weft__executor_t0(const weft_executor *ex);
+/* Runs a dequeued future on the calling thread as worker `worker`. */
+void weft__run_future(weft_executor *ex, weft_future *f, int worker, const void *wstate,
+                      size_t wstate_len);
+
+/* ---- map (map.c) --------------------------------------------------------- */
+
+/* Runs a map chunk job carried by internal future f. */
+void weft__map_run_chunk(weft_future *f, int worker, const void *wstate, size_t wstate_len);
+
+/* ---- trace (trace.c) ----------------------------------------------------- */
+
+typedef struct weft__trace_ev {
+    uint64_t t0, t1;
+    weft_task_fn fn;
+    uint64_t items;
+    int worker;
+    int err;
+} weft__trace_ev;
+
+typedef struct weft__trace_buf {
+    pthread_mutex_t mu;
+    weft__trace_ev *ev;
+    size_t n, cap;
+} weft__trace_buf;
+
+int weft__trace_write_file(const char *path, weft__trace_buf *bufs, int nbufs, uint64_t t0,
+                           const char *backend);
+
+#endif

@@ -1,0 +1,660 @@
+/* map.c : weft_map, weft_map_bufs, weft_map_stream and their results.
+ *
+ * The calling thread coordinates: it cuts the input into chunks, queues each
+ * chunk as one internal task, and collects finished chunks from a lock-free
+ * stack. Workers write each item's result straight into its entry (the
+ * results array for array input, a per-chunk array for streams), so the
+ * caller touches a chunk only twice: to queue it and to deliver it.
+ *
+ * Chunk size: fixed when asked; otherwise it follows the measured time per
+ * item so that one chunk takes about TARGET_CHUNK_NS (small enough to
+ * balance the load, large enough that the per-chunk costs vanish), starting
+ * from one item and never more than a quarter of a worker's share of what is
+ * left, so the tail stays balanced.
+ *
+ * At most `ring` chunks and (for streams) max_in_flight items are out at
+ * once: the caller reads more input only as results are delivered, which is
+ * what keeps an endless stream in bounded memory.
+ *
+ * Ordering: chunks sit in a ring in input order; ordered delivery takes
+ * them from the head as they finish, unordered delivery takes them as they
+ * arrive.
+ *
+ * Lifetime: the job lives on the caller's stack. Every queued chunk holds a
+ * reference to it and drops it as its very last touch of the job, and the
+ * caller does not return before the count is back to its own, so no worker
+ * ever touches a dead job. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define TARGET_CHUNK_NS 100000ull
+#define MAX_CHUNK (1u << 20)
+
+typedef struct entry {
+    uint64_t len;
+    int32_t err;
+    uint32_t pad;
+    union {
+        unsigned char inl[8];
+        void *ptr; /* heap output (len > 8), or error message (err != 0) */
+    } u;
+} entry;
+
+struct weft_results {
+    size_t count, cap;
+    entry *e;
+    size_t failed;
+};
+
+enum { IN_ARRAY, IN_BUFS, IN_STREAM };
+
+typedef struct map_job map_job;
+
+typedef struct chunk {
+    map_job *job;
+    uint64_t start;
+    size_t n;
+    entry *ents;
+    bool own_ents;
+    unsigned char *data; /* stream: copied items */
+    size_t *offs;        /* stream: n + 1 offsets into data */
+    int state;           /* caller's view: 0 queued, 1 finished, 2 delivered */
+    struct chunk *next_done;
+} chunk;
+
+struct map_job {
+    weft_executor *ex;
+    weft_task_fn fn;
+    unsigned flags;
+    int retries;
+    uint64_t seed;
+    int mode;
+    const unsigned char *items;
+    size_t item_size;
+    const weft_buf *bufs;
+    _Atomic int stop;
+    _Atomic(chunk *) done_stack;
+    _Atomic uint32_t wake;
+    _Atomic int caller_sleeping;
+    _Atomic int refs;
+    _Atomic uint64_t stat_ns, stat_items;
+};
+
+/* ---- entries ------------------------------------------------------------------ */
+
+static void entry_clear(entry *e)
+{
+    if (e->err != 0 || e->len > sizeof e->u.inl) free(e->u.ptr);
+    e->u.ptr = NULL;
+    e->len = 0;
+}
+
+static const void *entry_data(const entry *e)
+{
+    if (e->err != 0) return NULL;
+    return e->len > sizeof e->u.inl ? e->u.ptr : e->u.inl;
+}
+
+static void entry_cancel(entry *e)
+{
+    e->err = WEFT_ECANCELLED;
+    e->len = 0;
+    e->u.ptr = NULL;
+}
+
+/* ---- the worker side -------------------------------------------------------------- */
+
+void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wstate_len)
+{
+    chunk *c = f->job;
+    map_job *job = c->job;
+    bool cancelled = weft__executor_cancelling(job->ex);
+    bool tracing = weft__executor_tracing(job->ex);
+    uint64_t t0 = weft__now_ns();
+    int first_err = 0;
+    weft_ctx ctx;
+    ctx.ex = job->ex;
+    ctx.worker = wid;
+    ctx.wstate = wstate;
+    ctx.wstate_len = wstate_len;
+    ctx.msg = NULL;
+    for (size_t i = 0; i < c->n; i++) {
+        entry *e = &c->ents[i];
+        e->pad = 0;
+        if (cancelled || atomic_load_explicit(&job->stop, memory_order_relaxed)) {
+            entry_cancel(e);
+            continue;
+        }
+        uint64_t idx = c->start + i;
+        const void *in;
+        size_t len;
+        switch (job->mode) {
+        case IN_ARRAY:
+            in = job->items + idx * job->item_size;
+            len = job->item_size;
+            break;
+        case IN_BUFS:
+            in = job->bufs[idx].data;
+            len = job->bufs[idx].len;
+            break;
+        default:
+            in = c->data + c->offs[i];
+            len = c->offs[i + 1] - c->offs[i];
+            break;
+        }
+        ctx.index = idx;
+        ctx.seed = weft__seed_for(job->seed, idx);
+        ctx.out = NULL;
+        ctx.out_len = 0;
+        ctx.out_heap = false;
+        ctx.inl = e->u.inl;
+        ctx.inl_cap = sizeof e->u.inl;
+        int rc = weft__ctx_run(&ctx, job->fn, in, len, job->retries);
+        if (rc == 0) {
+            e->err = 0;
+            e->len = ctx.out_len;
+            if (ctx.out_heap) {
+                e->u.ptr = ctx.out;
+            } else if (ctx.out_len > sizeof e->u.inl) {
+                /* cannot happen: inline outputs fit by construction */
+                e->len = 0;
+            }
+        } else {
+            if (ctx.out_heap) free(ctx.out);
+            e->err = rc;
+            e->len = 0;
+            e->u.ptr = ctx.msg;
+            ctx.msg = NULL;
+            if (!first_err) first_err = rc;
+            if (job->flags & WEFT_MAP_STOP_ON_ERROR)
+                atomic_store_explicit(&job->stop, 1, memory_order_relaxed);
+        }
+    }
+    uint64_t t1 = weft__now_ns();
+    if (!cancelled) {
+        atomic_fetch_add_explicit(&job->stat_ns, t1 - t0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&job->stat_items, c->n, memory_order_relaxed);
+    }
+    if (tracing) weft__trace_record(job->ex, wid, job->fn, t0, t1, first_err, c->n);
+    /* publish the chunk */
+    chunk *head = atomic_load_explicit(&job->done_stack, memory_order_relaxed);
+    do {
+        c->next_done = head;
+    } while (!atomic_compare_exchange_weak_explicit(&job->done_stack, &head, c,
+                                                    memory_order_release, memory_order_relaxed));
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&job->caller_sleeping, memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&job->wake, 1, memory_order_release);
+        weft__futex_wake(&job->wake, 1);
+    }
+    atomic_fetch_sub_explicit(&job->refs, 1, memory_order_release); /* last touch of job */
+    weft_future_release(f);
+}
+
+/* ---- the caller side --------------------------------------------------------------- */
+
+typedef struct map_call {
+    map_job job;
+    weft_results *res;
+    const weft_map_options *o;
+    weft_input_cb next;
+    void *next_arg;
+    size_t count; /* array/bufs: item count */
+    chunk **ring;
+    size_t ring_cap, ring_head, ring_n;
+    uint64_t next_index;
+    size_t inflight_items;
+    size_t max_items;
+    bool input_done;
+    int stop_code;  /* from on_result or input */
+    int first_err;  /* lowest-index real error */
+    uint64_t first_err_idx;
+    bool any_cancelled;
+    int workers;
+} map_call;
+
+static int results_reserve(weft_results *r, size_t n)
+{
+    if (n <= r->cap) return 0;
+    size_t cap = r->cap ? r->cap : 64;
+    while (cap < n) cap *= 2;
+    entry *e = realloc(r->e, cap * sizeof *e);
+    if (!e) return WEFT_ENOMEM;
+    memset(e + r->cap, 0, (cap - r->cap) * sizeof *e);
+    r->e = e;
+    r->cap = cap;
+    return 0;
+}
+
+static size_t pick_chunk(map_call *mc)
+{
+    const weft_map_options *o = mc->o;
+    size_t size;
+    if (o->chunk_size) {
+        size = o->chunk_size;
+    } else {
+        uint64_t items = atomic_load_explicit(&mc->job.stat_items, memory_order_relaxed);
+        uint64_t ns = atomic_load_explicit(&mc->job.stat_ns, memory_order_relaxed);
+        if (items == 0) {
+            size = 1;
+        } else {
+            uint64_t per = ns / items;
+            if (per == 0) per = 1;
+            uint64_t s = TARGET_CHUNK_NS / per;
+            size = s < 1 ? 1 : s > MAX_CHUNK ? MAX_CHUNK : (size_t)s;
+        }
+        if (mc->job.mode != IN_STREAM) {
+            size_t left = mc->count - (size_t)mc->next_index;
+            size_t share = left / (size_t)(4 * mc->workers);
+            if (size > share) size = share ? share : 1;
+        } else {
+            size_t share = mc->max_items / (size_t)(2 * mc->workers);
+            if (size > share) size = share ? share : 1;
+        }
+    }
+    return size;
+}
+
+static void chunk_free(chunk *c)
+{
+    if (c->own_ents) free(c->ents);
+    free(c->data);
+    free(c->offs);
+    free(c);
+}
+
+/* Reads up to `want` stream items into a new chunk. Returns the chunk (n may
+ * be 0 at the end of input) or NULL with mc->stop_code set. */
+static chunk *read_stream(map_call *mc, size_t want)
+{
+    chunk *c = calloc(1, sizeof *c);
+    size_t cap = 0, used = 0;
+    if (!c || !(c->offs = malloc((want + 1) * sizeof *c->offs))) {
+        free(c);
+        mc->stop_code = WEFT_ENOMEM;
+        return NULL;
+    }
+    c->offs[0] = 0;
+    while (c->n < want) {
+        weft_buf item = {NULL, 0};
+        int r = mc->next(mc->next_arg, mc->next_index + c->n, &item);
+        if (r == 0) {
+            mc->input_done = true;
+            break;
+        }
+        if (r < 0 || (!item.data && item.len)) {
+            mc->stop_code = r < 0 ? r : weft__err(WEFT_EINVAL, "map input: item with NULL data");
+            mc->input_done = true;
+            break;
+        }
+        if (used + item.len > cap) {
+            size_t ncap = cap ? cap * 2 : 256;
+            while (ncap < used + item.len) ncap *= 2;
+            unsigned char *d = realloc(c->data, ncap);
+            if (!d) {
+                mc->stop_code = WEFT_ENOMEM;
+                mc->input_done = true;
+                break;
+            }
+            c->data = d;
+            cap = ncap;
+        }
+        if (item.len) memcpy(c->data + used, item.data, item.len);
+        used += item.len;
+        c->n++;
+        c->offs[c->n] = used;
+    }
+    return c;
+}
+
+static int dispatch_one(map_call *mc)
+{
+    map_job *job = &mc->job;
+    size_t size = pick_chunk(mc);
+    chunk *c;
+    if (job->mode == IN_STREAM) {
+        size_t room = mc->max_items - mc->inflight_items;
+        if (size > room) size = room;
+        c = read_stream(mc, size);
+        if (!c) return -1;
+        if (c->n == 0) {
+            chunk_free(c);
+            return -1;
+        }
+    } else {
+        size_t left = mc->count - (size_t)mc->next_index;
+        if (left == 0) {
+            mc->input_done = true;
+            return -1;
+        }
+        if (size > left) size = left;
+        c = calloc(1, sizeof *c);
+        if (!c) {
+            mc->stop_code = WEFT_ENOMEM;
+            return -1;
+        }
+        c->n = size;
+    }
+    c->job = job;
+    c->start = mc->next_index;
+    if (mc->res && job->mode != IN_STREAM) {
+        c->ents = mc->res->e + c->start;
+    } else {
+        c->ents = malloc(c->n * sizeof *c->ents);
+        c->own_ents = true;
+        if (!c->ents) {
+            chunk_free(c);
+            mc->stop_code = WEFT_ENOMEM;
+            return -1;
+        }
+    }
+    weft_future *f = weft__future_alloc();
+    if (!f) {
+        chunk_free(c);
+        mc->stop_code = WEFT_ENOMEM;
+        return -1;
+    }
+    atomic_store_explicit(&f->state, WEFT_FUTURE_PENDING | WEFT__ST_INTERNAL, memory_order_relaxed);
+    atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+    f->fn = job->fn;
+    f->ex = job->ex;
+    f->job = c;
+    f->in = NULL;
+    f->in_len = 0;
+    mc->next_index += c->n;
+    mc->inflight_items += c->n;
+    mc->ring[(mc->ring_head + mc->ring_n) % mc->ring_cap] = c;
+    mc->ring_n++;
+    atomic_fetch_add_explicit(&job->refs, 1, memory_order_relaxed);
+    int rc = weft__enqueue(job->ex, f);
+    if (rc) {
+        /* shut down under us: the chunk never runs; fail its items */
+        atomic_fetch_sub_explicit(&job->refs, 1, memory_order_relaxed);
+        atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+        weft_future_release(f);
+        for (size_t i = 0; i < c->n; i++) entry_cancel(&c->ents[i]);
+        c->state = 1;
+        mc->stop_code = rc;
+        return -1;
+    }
+    return 0;
+}
+
+static void note_error(map_call *mc, uint64_t idx, int err)
+{
+    if (err == WEFT_ECANCELLED) {
+        mc->any_cancelled = true;
+        return;
+    }
+    if (!mc->first_err || idx < mc->first_err_idx) {
+        mc->first_err = err;
+        mc->first_err_idx = idx;
+    }
+}
+
+static void deliver(map_call *mc, chunk *c)
+{
+    const weft_map_options *o = mc->o;
+    for (size_t i = 0; i < c->n; i++) {
+        entry *e = &c->ents[i];
+        uint64_t idx = c->start + i;
+        if (e->err) {
+            note_error(mc, idx, e->err);
+            if (mc->res) mc->res->failed++;
+        }
+        if (o->on_result && !mc->stop_code) {
+            int r = o->on_result(o->arg, idx, e->err, entry_data(e), e->err ? 0 : e->len,
+                                 e->err ? (e->u.ptr ? (const char *)e->u.ptr
+                                                    : weft_strerror(e->err))
+                                        : NULL);
+            if (r) {
+                mc->stop_code = r;
+                atomic_store(&mc->job.stop, 1);
+            }
+        }
+    }
+    if (c->own_ents) {
+        if (mc->res) {
+            /* streams: move the entries into the results */
+            if (results_reserve(mc->res, c->start + c->n) == 0) {
+                memcpy(mc->res->e + c->start, c->ents, c->n * sizeof *c->ents);
+                if (mc->res->count < c->start + c->n) mc->res->count = c->start + c->n;
+            } else {
+                for (size_t i = 0; i < c->n; i++) entry_clear(&c->ents[i]);
+                if (!mc->stop_code) mc->stop_code = WEFT_ENOMEM;
+            }
+        } else {
+            for (size_t i = 0; i < c->n; i++) entry_clear(&c->ents[i]);
+        }
+    }
+    mc->inflight_items -= c->n;
+    c->state = 2;
+}
+
+static bool collect(map_call *mc)
+{
+    chunk *s = atomic_exchange_explicit(&mc->job.done_stack, NULL, memory_order_acquire);
+    if (!s) return false;
+    for (; s; s = s->next_done) s->state = 1;
+    bool ordered = !(mc->o->flags & WEFT_MAP_UNORDERED);
+    if (!ordered) {
+        for (size_t k = 0; k < mc->ring_n; k++) {
+            chunk *c = mc->ring[(mc->ring_head + k) % mc->ring_cap];
+            if (c->state == 1) deliver(mc, c);
+        }
+    }
+    while (mc->ring_n) {
+        chunk *c = mc->ring[mc->ring_head];
+        if (c->state == 1) deliver(mc, c);
+        if (c->state != 2) break;
+        chunk_free(c);
+        mc->ring_head = (mc->ring_head + 1) % mc->ring_cap;
+        mc->ring_n--;
+    }
+    return true;
+}
+
+static void wait_for_chunks(map_call *mc)
+{
+    map_job *job = &mc->job;
+    weft_executor *cur = weft__current_executor();
+    if (cur == job->ex && weft__help_one(cur)) return;
+    uint32_t seq = atomic_load_explicit(&job->wake, memory_order_acquire);
+    atomic_store_explicit(&job->caller_sleeping, 1, memory_order_seq_cst);
+    if (!atomic_load_explicit(&job->done_stack, memory_order_acquire))
+        weft__futex_wait(&job->wake, seq, cur ? 50000 : 200000000);
+    atomic_store_explicit(&job->caller_sleeping, 0, memory_order_relaxed);
+}
+
+static int run_map(map_call *mc, weft_results **out)
+{
+    map_job *job = &mc->job;
+    const weft_map_options *o = mc->o;
+    weft_executor *ex = job->ex;
+    mc->workers = weft_executor_workers(ex);
+    if (mc->workers < 1) mc->workers = 1;
+    mc->max_items = o->max_in_flight ? o->max_in_flight : (size_t)1024 * (size_t)mc->workers;
+    mc->ring_cap = (size_t)(4 * mc->workers + 4);
+    mc->ring = calloc(mc->ring_cap, sizeof *mc->ring);
+    if (!mc->ring) return weft__err(WEFT_ENOMEM, "weft_map: out of memory");
+    if (out) {
+        mc->res = calloc(1, sizeof *mc->res);
+        if (!mc->res) {
+            free(mc->ring);
+            return weft__err(WEFT_ENOMEM, "weft_map: out of memory");
+        }
+        if (job->mode != IN_STREAM) {
+            if (results_reserve(mc->res, mc->count ? mc->count : 1)) {
+                free(mc->res);
+                free(mc->ring);
+                return weft__err(WEFT_ENOMEM, "weft_map: cannot allocate %zu results", mc->count);
+            }
+            mc->res->count = mc->count;
+        }
+    }
+    atomic_init(&job->stop, 0);
+    atomic_init(&job->done_stack, NULL);
+    atomic_init(&job->wake, 0);
+    atomic_init(&job->caller_sleeping, 0);
+    atomic_init(&job->refs, 0);
+    atomic_init(&job->stat_ns, 0);
+    atomic_init(&job->stat_items, 0);
+
+    for (;;) {
+        bool stopping = mc->stop_code || atomic_load_explicit(&job->stop, memory_order_relaxed);
+        while (!stopping && !mc->input_done && mc->ring_n < mc->ring_cap &&
+               mc->inflight_items < mc->max_items) {
+            if (dispatch_one(mc) < 0) break;
+            /* on serial the chunk already ran: collect before reading more */
+            if (weft__executor_is_serial(ex)) collect(mc);
+            stopping = mc->stop_code || atomic_load_explicit(&job->stop, memory_order_relaxed);
+        }
+        if (collect(mc)) continue;
+        if (mc->ring_n == 0) {
+            stopping = mc->stop_code || atomic_load_explicit(&job->stop, memory_order_relaxed);
+            if (mc->input_done || stopping) break;
+            continue;
+        }
+        wait_for_chunks(mc);
+    }
+    /* every chunk is delivered; wait for the workers' last touch of the job */
+    while (atomic_load_explicit(&job->refs, memory_order_acquire) != 0) weft__cpu_relax();
+    free(mc->ring);
+
+    if (mc->res && job->mode != IN_STREAM) {
+        /* items never queued after a stop */
+        for (size_t i = (size_t)mc->next_index; i < mc->count; i++) {
+            entry_cancel(&mc->res->e[i]);
+            mc->res->failed++;
+            mc->any_cancelled = true;
+        }
+    } else if (job->mode != IN_STREAM && mc->next_index < mc->count) {
+        mc->any_cancelled = true;
+    }
+    if (out) *out = mc->res;
+    int rc = 0;
+    if (mc->stop_code)
+        rc = mc->stop_code;
+    else if (mc->first_err)
+        rc = mc->first_err;
+    else if (mc->any_cancelled)
+        rc = WEFT_ECANCELLED;
+    if (rc == mc->first_err && rc)
+        weft__err(rc, "weft_map: item %llu failed: %s", (unsigned long long)mc->first_err_idx,
+                  weft_strerror(rc));
+    else if (rc == WEFT_ECANCELLED)
+        weft__err(rc, "weft_map: items were cancelled");
+    else if (rc)
+        weft__err(rc, "weft_map: stopped with %s", weft_strerror(rc));
+    return rc;
+}
+
+static int map_common(weft_executor *ex, weft_task_fn fn, const weft_map_options *opts,
+                      map_call *mc, weft_results **out, const char *name)
+{
+    static const weft_map_options defaults;
+    if (out) *out = NULL;
+    if (!ex || !fn) return weft__err(WEFT_EINVAL, "%s: %s is NULL", name, !ex ? "the executor" : "the task");
+    if (!opts) opts = &defaults;
+    if (opts->retries < 0) return weft__err(WEFT_EINVAL, "%s: negative retries %d", name, opts->retries);
+    if (opts->flags & ~(unsigned)(WEFT_MAP_STOP_ON_ERROR | WEFT_MAP_UNORDERED))
+        return weft__err(WEFT_EINVAL, "%s: unknown flags 0x%x", name, opts->flags);
+    if (!out && !opts->on_result)
+        return weft__err(WEFT_EINVAL, "%s: neither out nor on_result is given", name);
+    if (weft__executor_closed(ex)) return weft__err(WEFT_ECLOSED, "%s: the executor is shut down", name);
+    mc->o = opts;
+    mc->job.ex = ex;
+    mc->job.fn = fn;
+    mc->job.flags = opts->flags;
+    mc->job.retries = opts->retries;
+    mc->job.seed = opts->seed ? opts->seed : weft__executor_seed(ex);
+    return run_map(mc, out);
+}
+
+int weft_map(weft_executor *ex, weft_task_fn fn, const void *items, size_t item_size, size_t count,
+             const weft_map_options *opts, weft_results **out)
+{
+    if (out) *out = NULL;
+    if (count && item_size && !items) return weft__err(WEFT_EINVAL, "weft_map: items is NULL");
+    map_call mc;
+    memset(&mc, 0, sizeof mc);
+    mc.job.mode = IN_ARRAY;
+    mc.job.items = items;
+    mc.job.item_size = item_size;
+    mc.count = count;
+    return map_common(ex, fn, opts, &mc, out, "weft_map");
+}
+
+int weft_map_bufs(weft_executor *ex, weft_task_fn fn, const weft_buf *items, size_t count,
+                  const weft_map_options *opts, weft_results **out)
+{
+    if (out) *out = NULL;
+    if (count && !items) return weft__err(WEFT_EINVAL, "weft_map_bufs: items is NULL");
+    for (size_t i = 0; i < count; i++)
+        if (!items[i].data && items[i].len)
+            return weft__err(WEFT_EINVAL, "weft_map_bufs: items[%zu] has NULL data", i);
+    map_call mc;
+    memset(&mc, 0, sizeof mc);
+    mc.job.mode = IN_BUFS;
+    mc.job.bufs = items;
+    mc.count = count;
+    return map_common(ex, fn, opts, &mc, out, "weft_map_bufs");
+}
+
+int weft_map_stream(weft_executor *ex, weft_task_fn fn, weft_input_cb next, void *arg,
+                    const weft_map_options *opts, weft_results **out)
+{
+    if (out) *out = NULL;
+    if (!next) return weft__err(WEFT_EINVAL, "weft_map_stream: next is NULL");
+    map_call mc;
+    memset(&mc, 0, sizeof mc);
+    mc.job.mode = IN_STREAM;
+    mc.next = next;
+    mc.next_arg = arg;
+    return map_common(ex, fn, opts, &mc, out, "weft_map_stream");
+}
+
+/* ---- results -------------------------------------------------------------------- */
+
+size_t weft_results_count(const weft_results *r)
+{
+    return r ? r->count : 0;
+}
+
+int weft_results_get(const weft_results *r, size_t i, const void **data, size_t *len)
+{
+    if (data) *data = NULL;
+    if (len) *len = 0;
+    if (!r) return weft__err(WEFT_EINVAL, "weft_results_get: NULL results");
+    if (i >= r->count)
+        return weft__err(WEFT_EINVAL, "weft_results_get: index %zu out of range (%zu items)", i,
+                         r->count);
+    const entry *e = &r->e[i];
+    if (e->err) return e->err;
+    if (data) *data = entry_data(e);
+    if (len) *len = e->len;
+    return 0;
+}
+
+const char *weft_results_error(const weft_results *r, size_t i)
+{
+    if (!r || i >= r->count) return NULL;
+    const entry *e = &r->e[i];
+    if (!e->err) return NULL;
+    return e->u.ptr ? (const char *)e->u.ptr : weft_strerror(e->err);
+}
+
+size_t weft_results_failed(const weft_results *r)
+{
+    return r ? r->failed : 0;
+}
+
+void weft_results_destroy(weft_results *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->count; i++) entry_clear(&r->e[i]);
+    free(r->e);
+    free(r);
+}

@@ -1,0 +1,38 @@
+/* os.h : the platform layer (Linux first). Everything that makes a system
+ * call other than pthreads and stdio lives behind this interface. */
+#ifndef WEFT_OS_H
+#define WEFT_OS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Monotonic clock in nanoseconds. */
+uint64_t weft__now_ns(void);
+
+/* Sleeps while `*addr == expected`, at most `timeout_ns` (< 0: no limit).
+ * Returns 0 when woken or the value differed, WEFT_ETIMEDOUT on timeout.
+ * Spurious returns are possible: callers re-check their condition. */
+int weft__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ns);
+
+/* Wakes up to `n` threads sleeping on `addr`. */
+void weft__futex_wake(_Atomic uint32_t *addr, int n);
+
+/* Online CPUs (>= 1). */
+int weft__cpu_count(void);
+
+/* A pause hint for spin loops. */
+static inline void weft__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield" ::: "memory");
+#else
+    __asm__ volatile("" ::: "memory");
+#endif
+}
+
+/* Yields the CPU to another runnable thread. */
+void weft__yield(void);
+
+#endif

@@ -1,0 +1,110 @@
+/* registry.c : the task registry, name <-> function.
+ *
+ * Names are what let a task cross a process or machine boundary: a worker in
+ * another address space finds the same function by its name. Registrations
+ * mostly happen in constructors before main(), lookups by pointer on the
+ * submit path of backends that need names and when a trace is written. The
+ * table is small and changes rarely, so one mutex guards it; entries are
+ * never removed, so the names handed out live as long as the process. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct entry {
+    char *name;
+    weft_task_fn fn;
+} entry;
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static entry *reg;
+static size_t reg_n, reg_cap;
+static char *reg_conflict;
+
+static int reg_add(const char *name, weft_task_fn fn)
+{
+    for (size_t i = 0; i < reg_n; i++) {
+        bool same_name = strcmp(reg[i].name, name) == 0;
+        if (same_name && reg[i].fn == fn) return 0;
+        if (same_name)
+            return weft__err(WEFT_EEXIST, "task name '%s' is already registered to another function",
+                             name);
+        if (reg[i].fn == fn)
+            return weft__err(WEFT_EEXIST, "task function is already registered as '%s', not '%s'",
+                             reg[i].name, name);
+    }
+    if (reg_n == reg_cap) {
+        size_t cap = reg_cap ? reg_cap * 2 : 32;
+        entry *e = realloc(reg, cap * sizeof *e);
+        if (!e) return weft__err(WEFT_ENOMEM, "out of memory registering task '%s'", name);
+        reg = e;
+        reg_cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy) return weft__err(WEFT_ENOMEM, "out of memory registering task '%s'", name);
+    reg[reg_n].name = copy;
+    reg[reg_n].fn = fn;
+    reg_n++;
+    return 0;
+}
+
+int weft_task_register(const char *name, weft_task_fn fn)
+{
+    if (!name || !*name) return weft__err(WEFT_EINVAL, "weft_task_register: empty task name");
+    if (!fn) return weft__err(WEFT_EINVAL, "weft_task_register: NULL function for '%s'", name);
+    pthread_mutex_lock(&reg_mu);
+    int rc = reg_add(name, fn);
+    pthread_mutex_unlock(&reg_mu);
+    return rc;
+}
+
+void weft__task_register_static(const char *name, weft_task_fn fn)
+{
+    if (!name || !*name || !fn) return;
+    pthread_mutex_lock(&reg_mu);
+    int rc = reg_add(name, fn);
+    if (rc < 0 && !reg_conflict) reg_conflict = strdup(weft_last_error());
+    pthread_mutex_unlock(&reg_mu);
+}
+
+const char *weft__registry_conflict(void)
+{
+    pthread_mutex_lock(&reg_mu);
+    const char *c = reg_conflict;
+    pthread_mutex_unlock(&reg_mu);
+    return c;
+}
+
+int weft_task_lookup(const char *name, weft_task_fn *fn)
+{
+    if (fn) *fn = NULL;
+    if (!name || !fn) return weft__err(WEFT_EINVAL, "weft_task_lookup: NULL argument");
+    int rc = weft__err(WEFT_ENOENT, "no task is registered under the name '%s'", name);
+    pthread_mutex_lock(&reg_mu);
+    for (size_t i = 0; i < reg_n; i++) {
+        if (strcmp(reg[i].name, name) == 0) {
+            *fn = reg[i].fn;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg_mu);
+    return rc;
+}
+
+const char *weft_task_name(weft_task_fn fn)
+{
+    const char *name = NULL;
+    if (!fn) return NULL;
+    pthread_mutex_lock(&reg_mu);
+    for (size_t i = 0; i < reg_n; i++) {
+        if (reg[i].fn == fn) {
+            name = reg[i].name;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg_mu);
+    return name;
+}

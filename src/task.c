@@ -1,0 +1,113 @@
+/* task.c : the context a task runs in: output, failure, seed, worker. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void *weft_ctx_output(weft_ctx *ctx, size_t len)
+{
+    if (!ctx) return NULL;
+    if (ctx->out_heap) {
+        free(ctx->out);
+        ctx->out_heap = false;
+    }
+    ctx->out = NULL;
+    ctx->out_len = 0;
+    void *p;
+    if (len <= ctx->inl_cap) {
+        p = ctx->inl;
+    } else {
+        p = malloc(len);
+        if (!p) return NULL;
+        ctx->out_heap = true;
+    }
+    ctx->out = p;
+    ctx->out_len = len;
+    return p;
+}
+
+int weft_ctx_set_output(weft_ctx *ctx, const void *data, size_t len)
+{
+    if (!ctx || (!data && len)) return weft__err(WEFT_EINVAL, "weft_ctx_set_output: NULL argument");
+    void *p = weft_ctx_output(ctx, len);
+    if (!p) return weft__err(WEFT_ENOMEM, "weft_ctx_set_output: cannot allocate %zu bytes", len);
+    if (len) memmove(p, data, len);
+    return 0;
+}
+
+int weft_ctx_fail(weft_ctx *ctx, int code, const char *fmt, ...)
+{
+    if (code >= 0) code = WEFT_ETASK;
+    if (!ctx) return code;
+    free(ctx->msg);
+    ctx->msg = NULL;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        ctx->msg = weft__vasprintf(fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+uint64_t weft_ctx_seed(const weft_ctx *ctx)
+{
+    return ctx ? ctx->seed : 0;
+}
+
+uint64_t weft_ctx_index(const weft_ctx *ctx)
+{
+    return ctx ? ctx->index : 0;
+}
+
+int weft_ctx_worker(const weft_ctx *ctx)
+{
+    return ctx ? ctx->worker : -1;
+}
+
+int weft_ctx_attempt(const weft_ctx *ctx)
+{
+    return ctx ? ctx->attempt : 0;
+}
+
+const void *weft_ctx_worker_state(const weft_ctx *ctx, size_t *len)
+{
+    if (len) *len = ctx ? ctx->wstate_len : 0;
+    return ctx ? ctx->wstate : NULL;
+}
+
+weft_executor *weft_ctx_executor(const weft_ctx *ctx)
+{
+    return ctx ? ctx->ex : NULL;
+}
+
+void weft__ctx_clear(weft_ctx *ctx)
+{
+    if (ctx->out_heap) free(ctx->out);
+    ctx->out = NULL;
+    ctx->out_len = 0;
+    ctx->out_heap = false;
+    free(ctx->msg);
+    ctx->msg = NULL;
+}
+
+int weft__ctx_run(weft_ctx *ctx, weft_task_fn fn, const void *in, size_t len, int retries)
+{
+    int rc = 0;
+    for (int attempt = 0;; attempt++) {
+        ctx->attempt = attempt;
+        rc = fn(ctx, in, len);
+        if (rc > 0) {
+            if (!ctx->msg) weft_ctx_fail(ctx, WEFT_ETASK, "task returned %d", rc);
+            rc = WEFT_ETASK;
+        }
+        if (rc == 0 || attempt >= retries) break;
+        weft__ctx_clear(ctx);
+    }
+    if (rc == 0 && ctx->msg) {
+        free(ctx->msg);
+        ctx->msg = NULL;
+    }
+    return rc;
+}
