@@ -315,10 +315,11 @@ TEST(wait_inside_task_one_worker)
 }
 
 /* a task waiting with a timeout inside a task times out instead of hanging */
-static atomic_int hold;
+static atomic_int hold, holder_started;
 static int holder(weft_ctx *ctx, const void *in, size_t len)
 {
     (void)ctx, (void)in, (void)len;
+    atomic_store(&holder_started, 1);
     double end = check_now() + 20;
     while (!atomic_load(&hold) && check_now() < end) check_sleep(0.001);
     return 0;
@@ -340,8 +341,10 @@ TEST(timeout_inside_task)
     weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
     REQUIRE(ex);
     atomic_store(&hold, 0);
+    atomic_store(&holder_started, 0);
     weft_future *g, *w;
     REQUIRE_OK(weft_submit(ex, holder, NULL, 0, &g));
+    REQUIRE(check_wait_atomic(&holder_started, 1, 10));
     REQUIRE_OK(weft_submit(ex, timed_waiter, &g, sizeof g, &w));
     const void *d;
     size_t len;
