@@ -98,6 +98,7 @@ struct weft_executor {
     _Atomic int stop;
     _Atomic int shut_done;
     _Atomic uint64_t next_index WEFT__ALIGNED;
+    _Atomic int64_t finished_ext; /* tasks dropped by shutdown(CANCEL) itself */
 
     /* serial backend: tasks running inline right now, and the state */
     _Atomic int inline_running;
@@ -964,7 +965,26 @@ static int64_t pending(weft_executor *ex)
     if (ex->shared_slot) p += atomic_load_explicit(&ex->shared_slot->pushed, memory_order_acquire);
     for (int i = 0; i < ex->nworkers; i++)
         p -= atomic_load_explicit(&ex->workers[i].finished, memory_order_acquire);
+    p -= atomic_load_explicit(&ex->finished_ext, memory_order_acquire);
     return p;
+}
+
+/* Shutdown with CANCEL: take every queued task out of every deque (stealing
+ * works from any thread) and cancel it now, instead of waiting for a worker
+ * to come by while it may be busy with a long task. */
+static void cancel_queued(weft_executor *ex)
+{
+    int n = atomic_load_explicit(&ex->nslots, memory_order_acquire);
+    for (int i = 0; i <= n; i++) {
+        slot *s = i < n ? ex->slots[i] : ex->shared_slot;
+        for (;;) {
+            weft_future *f = weft__deque_steal(&s->dq);
+            if (f == WEFT__DEQUE_ABORT) continue;
+            if (!f) break;
+            weft__run_future(ex, f, -1, NULL, 0); /* cancels: cancelling is set */
+            atomic_fetch_add_explicit(&ex->finished_ext, 1, memory_order_release);
+        }
+    }
 }
 
 static bool inside_own_task(const weft_executor *ex)
@@ -987,7 +1007,8 @@ int weft_executor_shutdown(weft_executor *ex, weft_shutdown_mode mode)
         while (atomic_load(&ex->inline_running) > 0) weft__yield();
         return 0;
     }
-    wake_all(ex); /* in cancel mode sleeping workers must drain */
+    wake_all(ex);
+    if (mode == WEFT_SHUTDOWN_CANCEL) cancel_queued(ex);
     for (;;) {
         uint32_t e = atomic_load(&ex->idle_epoch);
         if (pending(ex) <= 0) break;

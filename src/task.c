@@ -98,10 +98,7 @@ int weft__ctx_run(weft_ctx *ctx, weft_task_fn fn, const void *in, size_t len, in
     for (int attempt = 0;; attempt++) {
         ctx->attempt = attempt;
         rc = fn(ctx, in, len);
-        if (rc > 0) {
-            if (!ctx->msg) weft_ctx_fail(ctx, WEFT_ETASK, "task returned %d", rc);
-            rc = WEFT_ETASK;
-        }
+        if (rc > 0) rc = WEFT_ETASK;
         if (rc == 0 || attempt >= retries) break;
         weft__ctx_clear(ctx);
     }
