@@ -18,7 +18,6 @@ static weft_executor *make_ex(weft_backend b, int workers)
 }
 
 static atomic_int max_threads;
-static atomic_int samples;
 
 static void sample_threads(void)
 {
