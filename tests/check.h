@@ -122,6 +122,19 @@ __attribute__((format(printf, 3, 4), unused)) static void check__fail(const char
     pthread_mutex_unlock(&check__print_lock);
 }
 
+__attribute__((format(printf, 4, 5), unused)) static void check__fail_msg(const char *file,
+                                                                         int line,
+                                                                         const char *cond,
+                                                                         const char *fmt, ...)
+{
+    char m[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m, sizeof m, fmt, ap);
+    va_end(ap);
+    check__fail(file, line, "CHECK(%s): %s", cond, m);
+}
+
 __attribute__((noreturn, unused)) static void check__abort_test(void)
 {
     if (pthread_equal(pthread_self(), check__test_thread)) longjmp(check__jmp, 1);
@@ -137,11 +150,7 @@ __attribute__((noreturn, unused)) static void check__abort_test(void)
 
 #define CHECK_MSG(cond, ...)                                                  \
     do {                                                                      \
-        if (!(cond)) {                                                        \
-            char check__m[512];                                               \
-            snprintf(check__m, sizeof check__m, __VA_ARGS__);                 \
-            check__fail(__FILE__, __LINE__, "CHECK(%s): %s", #cond, check__m); \
-        }                                                                     \
+        if (!(cond)) check__fail_msg(__FILE__, __LINE__, #cond, __VA_ARGS__); \
     } while (0)
 
 #define CHECK_EQ_INT(a, b)                                                    \
