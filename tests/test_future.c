@@ -757,7 +757,8 @@ TEST(as_completed_finished_first_in_order)
     CHECK_OK(weft_as_completed_next(it, 10.0, &f, &idx));
     CHECK_EQ_INT(idx, 2);
     CHECK(f == fs[2]);
-    CHECK_RC(weft_as_completed_next(it, 0, &f, &idx), WEFT_EOF);
+    weft_future *f_eof = NULL;
+    CHECK_RC(weft_as_completed_next(it, 0, &f_eof, &idx), WEFT_EOF);
     /* keep a yielded future past destroy */
     weft_future_retain(f);
     weft_as_completed_destroy(it);
