@@ -250,7 +250,7 @@ static atomic_int gate_started, gate_open;
 static int trace_gate(weft_ctx *ctx, const void *in, size_t len)
 {
     (void)ctx, (void)in, (void)len;
-    atomic_store(&gate_started, 1);
+    atomic_fetch_add(&gate_started, 1);
     double end = check_now() + 30;
     while (!atomic_load(&gate_open) && check_now() < end) check_sleep(0.0005);
     return 0;
@@ -259,16 +259,20 @@ WEFT_TASK_REGISTER(trace_gate);
 
 enum { N_OK = 20, N_ERR = 3, N_CANCEL = 2 };
 
-/* gate, 2 cancelled, N_OK ok, N_ERR failed */
+/* one gate per worker (so every worker is busy), N_CANCEL cancelled while
+ * they block, then N_OK ok and N_ERR failed tasks */
 static void run_workload(weft_executor *ex)
 {
+    bool serial = weft_executor_backend(ex) == WEFT_BACKEND_SERIAL;
+    int nw = weft_executor_workers(ex);
+    REQUIRE(nw >= 1 && nw <= 16);
     atomic_store(&gate_started, 0);
     /* serial runs the gate inline: open it first */
-    atomic_store(&gate_open, weft_executor_backend(ex) == WEFT_BACKEND_SERIAL);
-    weft_future *g, *c[N_CANCEL], *fs[N_OK + N_ERR];
-    REQUIRE_OK(weft_submit(ex, trace_gate, NULL, 0, &g));
-    if (weft_executor_backend(ex) != WEFT_BACKEND_SERIAL) {
-        CHECK(check_wait_atomic(&gate_started, 1, 10));
+    atomic_store(&gate_open, serial);
+    weft_future *g[16], *c[N_CANCEL], *fs[N_OK + N_ERR];
+    for (int i = 0; i < nw; i++) REQUIRE_OK(weft_submit(ex, trace_gate, NULL, 0, &g[i]));
+    if (!serial) {
+        CHECK(check_wait_atomic(&gate_started, nw, 10));
         for (int i = 0; i < N_CANCEL; i++) {
             REQUIRE_OK(weft_submit(ex, trace_cancel, NULL, 0, &c[i]));
             CHECK_OK(weft_future_cancel(c[i]));
@@ -283,8 +287,10 @@ static void run_workload(weft_executor *ex)
         weft_future_wait(fs[i], WEFT_FOREVER);
         weft_future_release(fs[i]);
     }
-    weft_future_wait(g, WEFT_FOREVER);
-    weft_future_release(g);
+    for (int i = 0; i < nw; i++) {
+        weft_future_wait(g[i], WEFT_FOREVER);
+        weft_future_release(g[i]);
+    }
     for (int i = 0; i < N_CANCEL; i++) weft_future_release(c[i]);
 }
 
@@ -340,7 +346,7 @@ static void check_trace_file(const char *path, int workers, int expect_cancel)
     }
     CHECK_EQ_INT(n_ok, N_OK);
     CHECK_EQ_INT(n_err, N_ERR);
-    CHECK_EQ_INT(n_gate, 1);
+    CHECK_EQ_INT(n_gate, workers);
     if (expect_cancel >= 0) CHECK_EQ_INT(n_cancel, expect_cancel);
     /* events that ran are on worker rows: at most one row per worker */
     CHECK_MSG(ntids >= 1 && ntids <= workers, "%d distinct tids for %d workers", ntids, workers);
