@@ -492,7 +492,7 @@ typedef struct weft_map_options {
     size_t chunk_size;       /* items per task; 0 = automatic from measured durations */
     int retries;             /* re-run an item that returned an error */
     uint64_t seed;           /* run seed; 0 = the executor's */
-    size_t max_in_flight;    /* stream: items read but not delivered; 0 = 64 * workers */
+    size_t max_in_flight;    /* stream: items read but not delivered; 0 = 1024 * workers */
     weft_result_cb on_result; /* optional: deliver results through this callback */
     void *arg;               /* for on_result */
 } weft_map_options;

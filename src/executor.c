@@ -15,7 +15,8 @@
  * announces itself in `sleepers`, re-checks every deque and sleeps on the
  * `epoch` futex. A submitter, after its push and a seq_cst fence, wakes one
  * sleeper if there are sleepers and no wake is already in flight (`waking`);
- * the woken worker clears `waking` and, if it finds more work than it takes,
+ * every worker passing through the sleep path clears `waking` (before its
+ * re-check and after it wakes) and, if it finds more work than it takes,
  * wakes the next. The fence pair (sleeper: sleepers++ then re-check; pusher:
  * push then read sleepers) means a task is never left behind a sleeping pool.
  *
@@ -341,8 +342,13 @@ static void wake_all(weft_executor *ex)
 
 /* ---- running tasks ------------------------------------------------------------------- */
 
-static void drop_cancelled(weft_future *f)
+static void drop_cancelled(weft_executor *ex, weft_future *f, int wid)
 {
+    if (weft__executor_tracing(ex) && !(atomic_load_explicit(&f->state, memory_order_relaxed) &
+                                          WEFT__ST_INTERNAL)) {
+        uint64_t t = weft__now_ns();
+        weft__trace_record(ex, wid, f->fn, t, t, WEFT_ECANCELLED, 1);
+    }
     if (f->in_heap) {
         free((void *)f->in);
         f->in_heap = false;
@@ -360,7 +366,7 @@ void weft__run_future(weft_executor *ex, weft_future *f, int wid, const void *ws
     if (WEFT__UNLIKELY(atomic_load_explicit(&ex->cancelling, memory_order_relaxed)))
         weft__future_complete(f, WEFT_FUTURE_CANCELLED);
     if (!weft__future_start(f)) {
-        drop_cancelled(f);
+        drop_cancelled(ex, f, wid);
         return;
     }
     weft_ctx ctx;
@@ -558,6 +564,11 @@ static void *worker_main(void *arg)
         /* sleep */
         uint32_t e = atomic_load_explicit(&ex->epoch, memory_order_acquire);
         atomic_fetch_add_explicit(&ex->sleepers, 1, memory_order_seq_cst);
+        /* Drop any wake claim in flight: a claim whose target never sleeps
+         * must not silence later submits. At worst this costs one extra
+         * wake; a submitter that still reads waking == 1 did so before this
+         * store, so the re-check below sees its task. */
+        atomic_store_explicit(&ex->waking, 0, memory_order_seq_cst);
         f = find_work(ex, w);
         if (f) {
             atomic_fetch_sub_explicit(&ex->sleepers, 1, memory_order_relaxed);
