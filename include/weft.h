@@ -125,7 +125,8 @@ WEFT_API int weft_task_register(const char *name, weft_task_fn fn);
 
 /* weft_task_lookup() :
  * Finds the function registered under `name`.
- * @return 0 and `*fn`, or WEFT_ENOENT (`*fn` = NULL), WEFT_EINVAL. Threads: any. */
+ * @return 0 and `*fn`, or WEFT_ENOENT (`*fn` = NULL), WEFT_EEXIST (the name
+ * is ambiguous, see WEFT_TASK_REGISTER), WEFT_EINVAL. Threads: any. */
 WEFT_API int weft_task_lookup(const char *name, weft_task_fn *fn);
 
 /* weft_task_name() :
@@ -139,9 +140,10 @@ WEFT_API const char *weft_task_name(weft_task_fn fn);
  *     static int square(weft_ctx *ctx, const void *in, size_t len) { ... }
  *     WEFT_TASK_REGISTER(square);
  *
- * WEFT_TASK_REGISTER_AS(fn, "lib.square") chooses the name. A clash is
- * reported by weft_executor_create() through weft_last_error() and by
- * submission to a backend that needs names. */
+ * WEFT_TASK_REGISTER_AS(fn, "lib.square") chooses the name. A clash (two
+ * functions under one name) cannot fail at load time; the name is then
+ * ambiguous: weft_task_lookup() of it fails with WEFT_EEXIST and names why,
+ * and backends that need names refuse tasks under it. */
 #define WEFT_TASK_REGISTER_AS(fn, name)                                          \
     __attribute__((constructor)) static void weft__register_##fn(void)          \
     {                                                                            \

@@ -397,7 +397,7 @@ void weft__run_future(weft_executor *ex, weft_future *f, int wid, const void *ws
         f->out_heap = ctx.out_heap;
         f->err = 0;
     } else {
-        if (ctx.out_heap) free(ctx.out);
+        if (ctx.out_heap) weft__out_free(ctx.out);
         f->err = rc;
         f->msg = ctx.msg;
     }
@@ -512,7 +512,7 @@ static void run_finalizer(weft_executor *ex, worker *w)
         weft__ctx_run(&ctx, ex->finalizer, w->state, w->state_len, 0);
         weft__ctx_clear(&ctx);
     }
-    if (w->state_heap) free(w->state);
+    if (w->state_heap) weft__out_free(w->state);
     w->state = NULL;
     w->state_len = 0;
     w->state_heap = false;

@@ -162,7 +162,7 @@ weft_future *weft__future_alloc(void)
 static void future_free(weft_future *f)
 {
     if (f->in_heap) free((void *)f->in);
-    if (f->out_heap) free(f->out);
+    if (f->out_heap) weft__out_free(f->out);
     free(f->msg);
     if (!lp.keyed) {
         pthread_once(&pool_once, pool_init_key);

@@ -58,6 +58,12 @@ static inline uint64_t weft__seed_for(uint64_t run_seed, uint64_t index)
     return a ^ weft__splitmix64(&x);
 }
 
+#define WEFT__OUT_HDR 16
+/* Heap output blocks (length header before the bytes). */
+void *weft__out_alloc(size_t len);
+void weft__out_free(void *out);
+size_t weft__out_len(const void *out);
+
 /* Runs fn with retries in `ctx` (prepared by the caller: ex, index, seed,
  * worker, inl/inl_cap, wstate). Returns the final code (0 or < 0); the
  * output and message are left in ctx (owned by the caller afterwards). */

@@ -22,6 +22,10 @@ static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static entry *reg;
 static size_t reg_n, reg_cap;
 static char *reg_conflict;
+/* names that two functions tried to take through WEFT_TASK_REGISTER: a
+ * lookup of such a name is ambiguous and fails */
+static char **clashed;
+static size_t nclashed;
 
 static int reg_add(const char *name, weft_task_fn fn)
 {
@@ -66,6 +70,13 @@ void weft__task_register_static(const char *name, weft_task_fn fn)
     pthread_mutex_lock(&reg_mu);
     int rc = reg_add(name, fn);
     if (rc < 0 && !reg_conflict) reg_conflict = strdup(weft_last_error());
+    if (rc == WEFT_EEXIST) {
+        char **c = realloc(clashed, (nclashed + 1) * sizeof *c);
+        if (c) {
+            clashed = c;
+            if ((clashed[nclashed] = strdup(name))) nclashed++;
+        }
+    }
     pthread_mutex_unlock(&reg_mu);
 }
 
@@ -87,6 +98,15 @@ int weft_task_lookup(const char *name, weft_task_fn *fn)
         if (strcmp(reg[i].name, name) == 0) {
             *fn = reg[i].fn;
             rc = 0;
+            break;
+        }
+    }
+    for (size_t i = 0; i < nclashed; i++) {
+        if (strcmp(clashed[i], name) == 0) {
+            *fn = NULL;
+            rc = weft__err(WEFT_EEXIST,
+                           "task name '%s' was registered by two different functions: rename one",
+                           name);
             break;
         }
     }

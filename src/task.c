@@ -5,11 +5,34 @@
 
 #include "internal.h"
 
+/* Heap outputs carry their length in a header before the bytes, so a map
+ * result entry can stay 16 bytes and still hold any length. */
+void *weft__out_alloc(size_t len)
+{
+    if (len > SIZE_MAX - WEFT__OUT_HDR) return NULL;
+    unsigned char *p = malloc(len + WEFT__OUT_HDR);
+    if (!p) return NULL;
+    memcpy(p, &len, sizeof len);
+    return p + WEFT__OUT_HDR;
+}
+
+void weft__out_free(void *out)
+{
+    if (out) free((unsigned char *)out - WEFT__OUT_HDR);
+}
+
+size_t weft__out_len(const void *out)
+{
+    size_t len;
+    memcpy(&len, (const unsigned char *)out - WEFT__OUT_HDR, sizeof len);
+    return len;
+}
+
 void *weft_ctx_output(weft_ctx *ctx, size_t len)
 {
     if (!ctx) return NULL;
     if (ctx->out_heap) {
-        free(ctx->out);
+        weft__out_free(ctx->out);
         ctx->out_heap = false;
     }
     ctx->out = NULL;
@@ -18,7 +41,7 @@ void *weft_ctx_output(weft_ctx *ctx, size_t len)
     if (len <= ctx->inl_cap) {
         p = ctx->inl;
     } else {
-        p = malloc(len);
+        p = weft__out_alloc(len);
         if (!p) return NULL;
         ctx->out_heap = true;
     }
@@ -84,7 +107,7 @@ weft_executor *weft_ctx_executor(const weft_ctx *ctx)
 
 void weft__ctx_clear(weft_ctx *ctx)
 {
-    if (ctx->out_heap) free(ctx->out);
+    if (ctx->out_heap) weft__out_free(ctx->out);
     ctx->out = NULL;
     ctx->out_len = 0;
     ctx->out_heap = false;

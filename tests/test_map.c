@@ -557,8 +557,8 @@ static void run_stream(weft_backend b, int w, uint64_t n, size_t max_in_flight, 
     memset(&s, 0, sizeof s);
     s.caller = pthread_self();
     s.n = n;
-    /* 0 = 64 * workers */
-    s.limit = max_in_flight ? max_in_flight : 64 * (uint64_t)weft_executor_workers(ex);
+    /* 0 = 1024 * workers (weft.h) */
+    s.limit = max_in_flight ? max_in_flight : 1024 * (uint64_t)weft_executor_workers(ex);
     s.fail_at = -1;
     weft_map_options mo = {0};
     mo.max_in_flight = max_in_flight;
