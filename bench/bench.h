@@ -135,9 +135,15 @@ static inline void bench_begin(const char *argv0, const char *src_file)
         fclose(f);
     }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    printf("# %s: %ld online CPUs; pools are started and warmed outside the timed "
-           "blocks\n",
-           bench_g.prog, ncpu);
+    double load = -1;
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) {
+        if (fscanf(la, "%lf", &load) != 1) load = -1;
+        fclose(la);
+    }
+    printf("# %s: %ld online CPUs, load average %.2f at start; pools are started and warmed "
+           "outside the timed blocks\n",
+           bench_g.prog, ncpu, load);
     fflush(stdout);
 }
 
