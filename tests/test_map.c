@@ -596,6 +596,7 @@ TEST(map_stream_small_cases)
     run_stream(WEFT_BACKEND_THREADS, 2, 1000, 1, 0);
     run_stream(WEFT_BACKEND_THREADS, 3, 1000, 7, 1);
     run_stream(WEFT_BACKEND_THREADS, 2, 5000, 0, 0); /* default bound */
+    run_stream(WEFT_BACKEND_THREADS, 1, 5000, 0, 1);
     run_stream(WEFT_BACKEND_SERIAL, 1, 5000, 4, 0);
     run_stream(WEFT_BACKEND_THREADS, 2, 0, 8, 0); /* empty stream */
 }

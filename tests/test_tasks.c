@@ -52,6 +52,36 @@ static int dyn_fn(weft_ctx *ctx, const void *in, size_t len)
     return 2;
 }
 
+/* two functions registered statically under one name: the name is ambiguous */
+static int clash_a(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx, (void)in, (void)len;
+    return 0;
+}
+WEFT_TASK_REGISTER_AS(clash_a, "clash.name");
+static int clash_b(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx, (void)in, (void)len;
+    return 1;
+}
+WEFT_TASK_REGISTER_AS(clash_b, "clash.name");
+
+TEST(register_static_clash)
+{
+    weft_task_fn fn = (weft_task_fn)1;
+    CHECK_ERR(weft_task_lookup("clash.name", &fn), WEFT_EEXIST);
+    CHECK(fn == NULL);
+    /* the clash does not stop executors from being created */
+    weft_executor *ex = NULL;
+    weft_options o = {0};
+    o.backend = WEFT_BACKEND_THREADS;
+    o.workers = 1;
+    CHECK_OK(weft_executor_create(&o, &ex));
+    CHECK_OK(weft_executor_destroy(ex));
+    /* other names are unaffected */
+    CHECK_OK(weft_task_lookup("echo", &fn));
+}
+
 TEST(register_macro)
 {
     weft_task_fn fn = NULL;
