@@ -87,6 +87,21 @@ def main(argv):
     benches += sorted({k[0] for k in res} - set(benches))
 
     if markdown:
+        anchors = [a for a in ORDER[1:] if any(k[1] == a for k in res)]
+        print("How many times faster weft-threads is than each system, same run "
+              "(medians; < 1: slower):\n")
+        print("| workload | weft-threads | " + " | ".join(anchors) + " |")
+        print("|---|---:|" + "---:|" * len(anchors))
+        for b in benches:
+            w = res.get((b, WEFT))
+            cells = []
+            for a in anchors:
+                r = res.get((b, a))
+                adv = r and weft_advantage(r["unit"], w and w["value"], r["value"])
+                cells.append(f"{fmt(adv)}x" if r else "")
+            wv = f"{fmt(w['value'])} {w['unit']}" if w else "n/a"
+            print(f"| {b} | {wv} | " + " | ".join(cells) + " |")
+        print()
         print("| workload | unit | system | median | min | max | weft-threads is ... x faster |")
         print("|---|---|---|---:|---:|---:|---:|")
     else:
