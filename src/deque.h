@@ -126,6 +126,31 @@ static inline void *weft__deque_steal(weft__deque *d)
     return x;
 }
 
+/* Any thread, on a deque whose owner only ever pushes: takes up to half of
+ * the items (at most `max`) with one CAS on top, oldest first, into out[].
+ * Safe because nothing but thieves moves top and the owner never takes from
+ * the bottom, so [top, top + k) cannot be taken by anyone else once the CAS
+ * succeeds, and the owner cannot overwrite those slots before it (it sees
+ * the old top and grows rather than wrap onto them). Returns the count, 0
+ * if empty, -1 if it lost a race. */
+static inline int64_t weft__deque_steal_batch(weft__deque *d, void **out, int64_t max)
+{
+    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
+    atomic_thread_fence(memory_order_seq_cst);
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_acquire);
+    int64_t n = b - t;
+    if (n <= 0) return 0;
+    int64_t k = (n + 1) / 2;
+    if (k > max) k = max;
+    weft__darray *a = atomic_load_explicit(&d->arr, memory_order_acquire);
+    for (int64_t i = 0; i < k; i++)
+        out[i] = atomic_load_explicit(&a->buf[(t + i) & (a->cap - 1)], memory_order_acquire);
+    if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + k, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return -1;
+    return k;
+}
+
 /* Any thread; a snapshot. */
 static inline int64_t weft__deque_size(weft__deque *d)
 {

@@ -24,9 +24,14 @@
  * worker, so pending = sum(pushed) - sum(finished) costs nothing per task.
  * A submit increments pushed, pushes, fences, then reads `closed`; shutdown
  * stores closed, fences, then reads the counters. If the submitter saw
- * `closed`, it pops its item back (it is the newest, at the bottom) and
- * fails with WEFT_ECLOSED; if a worker stole it first, it runs. Either way
- * shutdown waits for it or never counted it.
+ * `closed`, it cancels its task (which stays queued and counted until a
+ * worker drops it) and fails with WEFT_ECLOSED; if a worker started it
+ * first, it runs. Either way shutdown waits for it.
+ *
+ * Batches: an external slot's owner only ever pushes, so a thief takes up
+ * to half of it (STEAL_BATCH at most) with one CAS and keeps the rest in its
+ * own deque; one submitting thread then feeds the pool without a cache-line
+ * round trip per task.
  *
  * Waiting inside a task: weft__help_one() runs queued tasks on the waiting
  * worker, so nested submit/wait needs no extra thread and cannot deadlock.
@@ -52,6 +57,8 @@ typedef struct slot {
     _Atomic int64_t pushed WEFT__ALIGNED; /* written by the owner only */
     _Atomic(void *) owner;                 /* thread token; NULL = free */
     bool shared;                           /* overflow slot: owner ops under shared_mu */
+    bool push_only;                        /* external: the owner never pops, so
+                                              thieves may take batches */
 } slot;
 
 typedef struct worker {
@@ -100,6 +107,8 @@ struct weft_executor {
     _Atomic int shut_done;
     _Atomic uint64_t next_index WEFT__ALIGNED;
     _Atomic int64_t finished_ext; /* tasks dropped by shutdown(CANCEL) itself */
+
+    bool asym; /* membarrier available: submit needs no fence (see light_fence) */
 
     /* serial backend: tasks running inline right now, and the state */
     _Atomic int inline_running;
@@ -238,7 +247,7 @@ void weft__trace_record(weft_executor *ex, int worker_id, weft_task_fn fn, uint6
 
 /* ---- slots ---------------------------------------------------------------------- */
 
-static slot *slot_new(bool shared)
+static slot *slot_new(bool shared, bool push_only)
 {
     slot *s;
     if (posix_memalign((void **)&s, WEFT__CACHELINE, sizeof *s)) return NULL;
@@ -250,6 +259,7 @@ static slot *slot_new(bool shared)
     atomic_init(&s->pushed, 0);
     atomic_init(&s->owner, NULL);
     s->shared = shared;
+    s->push_only = push_only;
     return s;
 }
 
@@ -302,7 +312,7 @@ static slot *ext_slot_get(weft_executor *ex)
         }
     }
     if (!got && n < ex->nworkers + MAX_EXT_SLOTS) {
-        got = slot_new(false);
+        got = slot_new(false, true);
         if (got) {
             atomic_store(&got->owner, &T);
             ex->slots[n] = got;
@@ -318,6 +328,27 @@ static slot *ext_slot_get(weft_executor *ex)
     T.cache_id = ex->id;
     T.cache_slot = got;
     return got;
+}
+
+/* The two sides of every Dekker pair here: a submit (frequent: publish the
+ * task, then read `closed` and `sleepers`) against a worker going to sleep
+ * or a shutdown (rare: publish sleepers/closed, then read the queues and
+ * counters). With membarrier the rare side pays a syscall and the frequent
+ * side only stops the compiler from reordering. */
+static inline void light_fence(const weft_executor *ex)
+{
+    if (WEFT__LIKELY(ex->asym))
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
+}
+
+static inline void heavy_fence(const weft_executor *ex)
+{
+    if (ex->asym)
+        weft__heavy_barrier();
+    else
+        atomic_thread_fence(memory_order_seq_cst);
 }
 
 /* ---- waking ----------------------------------------------------------------------- */
@@ -372,14 +403,14 @@ void weft__run_future(weft_executor *ex, weft_future *f, int wid, const void *ws
     weft_ctx ctx;
     ctx.ex = ex;
     ctx.index = f->index;
-    ctx.seed = f->seed;
+    ctx.seed = weft__seed_for(ex->seed, f->index);
     ctx.worker = wid;
     ctx.attempt = 0;
     ctx.out = NULL;
     ctx.out_len = 0;
     ctx.out_heap = false;
     ctx.inl = f->out_inl;
-    ctx.inl_cap = WEFT__OUT_INLINE;
+    ctx.inl_cap = WEFT__FUT_OUT_INLINE;
     ctx.msg = NULL;
     ctx.wstate = wstate;
     ctx.wstate_len = wstate_len;
@@ -414,6 +445,42 @@ static inline uint64_t xorshift(uint64_t *s)
     return *s = x;
 }
 
+#define STEAL_BATCH 32
+
+/* Takes a batch from a push-only slot: runs the oldest, keeps the rest in
+ * the thief's own deque (newest pushed first, so they pop oldest first). */
+static weft_future *steal_from(slot *s, worker *w, bool *aborted, bool *more)
+{
+    if (!s->push_only) {
+        void *x = weft__deque_steal(&s->dq);
+        if (x == WEFT__DEQUE_ABORT) {
+            *aborted = true;
+            return NULL;
+        }
+        if (x && more) *more = weft__deque_size(&s->dq) > 0;
+        return x;
+    }
+    void *buf[STEAL_BATCH];
+    int64_t k = weft__deque_steal_batch(&s->dq, buf, STEAL_BATCH);
+    if (k < 0) {
+        *aborted = true;
+        return NULL;
+    }
+    if (k == 0) return NULL;
+    int64_t i = k - 1;
+    for (; i >= 1; i--)
+        if (weft__deque_push(&w->own->dq, buf[i])) break;
+    /* out of memory growing our deque: run what did not fit right here */
+    for (; i >= 1; i--) {
+        weft__run_future(w->ex, buf[i], w->id, w->state, w->state_len);
+        atomic_store_explicit(&w->finished,
+                              atomic_load_explicit(&w->finished, memory_order_relaxed) + 1,
+                              memory_order_release);
+    }
+    if (more) *more = k > 1 || weft__deque_size(&s->dq) > 0;
+    return buf[0];
+}
+
 /* One round over every slot, starting at a random one. */
 static weft_future *steal_round(weft_executor *ex, worker *w, bool *found_more)
 {
@@ -424,21 +491,15 @@ static weft_future *steal_round(weft_executor *ex, worker *w, bool *found_more)
         for (int k = 0; k < n; k++) {
             slot *s = ex->slots[(start + k) % n];
             if (s == w->own) continue;
-            void *x = weft__deque_steal(&s->dq);
-            if (x == WEFT__DEQUE_ABORT) {
-                aborted = true;
-                continue;
-            }
-            if (x) {
-                if (found_more) *found_more = weft__deque_size(&s->dq) > 0;
-                return x;
-            }
+            weft_future *x = steal_from(s, w, &aborted, found_more);
+            if (x) return x;
         }
         if (!aborted) break;
     }
     if (ex->shared_slot) {
-        void *x = weft__deque_steal(&ex->shared_slot->dq);
-        if (x && x != WEFT__DEQUE_ABORT) return x;
+        bool aborted = false;
+        weft_future *x = steal_from(ex->shared_slot, w, &aborted, found_more);
+        if (x) return x;
     }
     return NULL;
 }
@@ -569,6 +630,7 @@ static void *worker_main(void *arg)
          * wake; a submitter that still reads waking == 1 did so before this
          * store, so the re-check below sees its task. */
         atomic_store_explicit(&ex->waking, 0, memory_order_seq_cst);
+        heavy_fence(ex);
         f = find_work(ex, w);
         if (f) {
             atomic_fetch_sub_explicit(&ex->sleepers, 1, memory_order_relaxed);
@@ -623,13 +685,18 @@ int weft__enqueue(weft_executor *ex, weft_future *f)
         if (s->shared) pthread_mutex_unlock(&ex->shared_mu);
         return weft__err(WEFT_ENOMEM, "submit: out of memory growing the queue");
     }
-    atomic_thread_fence(memory_order_seq_cst);
-    if (WEFT__UNLIKELY(atomic_load_explicit(&ex->closed, memory_order_relaxed))) {
-        void *back = weft__deque_pop(&s->dq);
-        if (back) {
-            atomic_store_explicit(&s->pushed, p, memory_order_relaxed);
+    light_fence(ex);
+    if (WEFT__UNLIKELY(atomic_load_explicit(&ex->closed, memory_order_relaxed)) &&
+        !(atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL)) {
+        /* Shut down meanwhile (a map chunk instead just runs: its map is
+         * under way and the chunk reports cancellation itself). Take the task back by cancelling it: it stays
+         * queued (and counted) until a worker drops it, which shutdown waits
+         * for; if a worker already started it, the submit stands. The caller
+         * keeps no reference, so take the caller's one back here. */
+        if (weft__future_complete(f, WEFT_FUTURE_CANCELLED)) {
             if (s->shared) pthread_mutex_unlock(&ex->shared_mu);
-            return weft__err(WEFT_ECLOSED, "submit: the executor is shut down");
+            weft_future_release(f);
+            return WEFT__ECLOSED_QUEUED;
         }
     }
     if (WEFT__UNLIKELY(s->shared)) pthread_mutex_unlock(&ex->shared_mu);
@@ -656,7 +723,6 @@ int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t le
     f->ex = ex;
     f->retries = opts ? opts->retries : 0;
     f->index = (opts && opts->has_index) ? opts->index : weft__executor_next_index(ex);
-    f->seed = weft__seed_for(ex->seed, f->index);
     f->in_len = len;
     if ((opts && (opts->flags & WEFT_SUBMIT_BORROW)) || len == 0) {
         f->in = in;
@@ -676,6 +742,8 @@ int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t le
         f->in_heap = true;
     }
     int rc = weft__enqueue(ex, f);
+    if (WEFT__UNLIKELY(rc == WEFT__ECLOSED_QUEUED))
+        return weft__err(WEFT_ECLOSED, "weft_submit: the executor is shut down");
     if (WEFT__UNLIKELY(rc)) {
         atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
         atomic_store_explicit(&f->state, WEFT_FUTURE_CANCELLED, memory_order_relaxed);
@@ -819,13 +887,13 @@ static int start_threads(weft_executor *ex)
         w->ex = ex;
         w->id = i;
         w->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) ^ ex->id;
-        w->own = slot_new(false);
+        w->own = slot_new(false, false);
         if (!w->own) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
         atomic_store(&w->own->owner, w);
         ex->slots[i] = w->own;
         atomic_store(&ex->nslots, i + 1);
     }
-    ex->shared_slot = slot_new(true);
+    ex->shared_slot = slot_new(true, true);
     if (!ex->shared_slot) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -909,6 +977,7 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     ex->nworkers = workers;
     ex->seed = opts->seed ? opts->seed : 0x5eedf00dcafe1234ull;
     ex->t0 = weft__now_ns();
+    ex->asym = backend == WEFT_BACKEND_THREADS && weft__heavy_barrier_init();
     ex->initializer = opts->initializer;
     ex->finalizer = opts->finalizer;
     ex->stack_size = opts->stack_size ? opts->stack_size : (8u << 20);
@@ -1014,6 +1083,7 @@ int weft_executor_shutdown(weft_executor *ex, weft_shutdown_mode mode)
     if (mode == WEFT_SHUTDOWN_CANCEL) atomic_store(&ex->cancelling, 1);
     atomic_store(&ex->closed, 1);
     atomic_thread_fence(memory_order_seq_cst);
+    if (ex->backend != WEFT_BACKEND_SERIAL) heavy_fence(ex);
     if (ex->backend == WEFT_BACKEND_SERIAL) {
         while (atomic_load(&ex->inline_running) > 0) weft__yield();
         return 0;

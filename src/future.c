@@ -31,10 +31,11 @@
 
 #define LOCAL_MAX 512
 #define BATCH 256
-#define GLOBAL_MAX_BATCHES 1024 /* 256k futures kept for reuse at most */
+#define GLOBAL_MAX_BATCHES 4096 /* 1M futures (~230 MB) kept for reuse at most */
 
 typedef struct batch {
     weft_future *head;
+    size_t n;
     struct batch *next;
 } batch;
 
@@ -53,7 +54,7 @@ typedef struct local_pool {
 
 static __thread local_pool lp;
 
-static void give_batch(weft_future *head)
+static void give_batch(weft_future *head, size_t n)
 {
     pthread_mutex_lock(&pool_mu);
     if (pool_nbatches >= GLOBAL_MAX_BATCHES) {
@@ -81,6 +82,7 @@ static void give_batch(weft_future *head)
         }
     }
     b->head = head;
+    b->n = n;
     b->next = pool_batches;
     pool_batches = b;
     pool_nbatches++;
@@ -105,7 +107,7 @@ static void pool_init_key(void)
     pthread_key_create(&pool_key, pool_thread_exit);
 }
 
-static weft_future *take_batch(void)
+static weft_future *take_batch(size_t *n)
 {
     pthread_mutex_lock(&pool_mu);
     batch *b = pool_batches;
@@ -114,6 +116,7 @@ static weft_future *take_batch(void)
         pool_batches = b->next;
         pool_nbatches--;
         h = b->head;
+        *n = b->n;
         b->next = pool_free_batch_nodes;
         pool_free_batch_nodes = b;
     }
@@ -130,15 +133,13 @@ weft_future *weft__future_alloc(void)
             pthread_setspecific(pool_key, &lp);
             lp.keyed = true;
         }
-        f = take_batch();
+        size_t n = 0;
+        f = take_batch(&n);
         if (f) {
-            size_t n = 0;
-            for (weft_future *p = f; p; p = p->next_free) n++;
             lp.head = f;
             lp.n = n;
         } else {
-            f = malloc(sizeof *f);
-            if (!f) return NULL;
+            if (posix_memalign((void **)&f, WEFT__CACHELINE, sizeof *f)) return NULL;
             f->next_free = NULL;
             lp.head = f;
             lp.n = 1;
@@ -147,7 +148,7 @@ weft_future *weft__future_alloc(void)
     lp.head = f->next_free;
     lp.n--;
     /* fields the submit path does not set */
-    f->cbs = f->cbs_tail = NULL;
+    f->cbs = NULL;
     f->waiters = NULL;
     f->msg = NULL;
     f->err = 0;
@@ -178,7 +179,7 @@ static void future_free(weft_future *f)
         lp.head = p->next_free;
         p->next_free = NULL;
         lp.n -= BATCH;
-        give_batch(h);
+        give_batch(h, BATCH);
     }
 }
 
@@ -266,7 +267,7 @@ static bool transition(weft_future *f, uint32_t from_mask, uint32_t final)
     if (s & WEFT__ST_LIST) {
         lock_future(f);
         weft__cb *cbs = f->cbs;
-        f->cbs = f->cbs_tail = NULL;
+        f->cbs = NULL;
         for (weft__waiter_node *w = f->waiters; w; w = w->next) {
             atomic_fetch_add_explicit(&w->w->seq, 1, memory_order_release);
             weft__futex_wake(&w->w->seq, INT_MAX);
@@ -340,11 +341,9 @@ int weft_future_on_done(weft_future *f, weft_future_cb cb, void *arg)
         cb(f, arg);
         return 0;
     }
-    if (f->cbs_tail)
-        f->cbs_tail->next = n;
-    else
-        f->cbs = n;
-    f->cbs_tail = n;
+    weft__cb **pp = &f->cbs; /* callbacks run in the order added */
+    while (*pp) pp = &(*pp)->next;
+    *pp = n;
     unlock_future(f);
     return 0;
 }

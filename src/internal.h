@@ -80,35 +80,42 @@ void weft__ctx_clear(weft_ctx *ctx);
 #define WEFT__ST_LIST (1u << 5)    /* callbacks or waiter nodes attached */
 #define WEFT__ST_INTERNAL (1u << 6) /* an internal job (map chunk) */
 
-#define WEFT__IN_INLINE 48
+#define WEFT__IN_INLINE 16
+#define WEFT__FUT_OUT_INLINE 64
 
 struct weft__cb;
 struct weft__waiter_node;
 
+/* Three cache lines, 64-byte aligned: the first holds what submit writes
+ * and the worker and the waiter read, the second the rarely used parts, the
+ * third a small output. A submit of a small input touches two lines. */
 struct weft_future {
+    /* line 1 */
     _Atomic uint32_t state;
     _Atomic uint32_t refs;
     weft_task_fn fn;
     weft_executor *ex;
     uint64_t index;
-    uint64_t seed;
-    int retries;
-    int err;
     const void *in;
     size_t in_len;
-    bool in_heap;
-    bool out_heap;
     void *out;
     size_t out_len;
+    /* line 2 */
     char *msg;
-    struct weft__cb *cbs;                /* FIFO, under LOCK */
-    struct weft__cb *cbs_tail;
-    struct weft__waiter_node *waiters;   /* under LOCK */
-    void *job;                           /* internal jobs: the job record */
-    struct weft_future *next_free;       /* allocator free lists */
-    unsigned char in_inl[WEFT__IN_INLINE];
-    unsigned char out_inl[WEFT__OUT_INLINE];
-};
+    struct weft__cb *cbs;              /* FIFO, under LOCK */
+    struct weft__waiter_node *waiters; /* under LOCK */
+    union {
+        void *job;                     /* internal jobs: the job record */
+        struct weft_future *next_free; /* allocator free lists */
+    };
+    int32_t retries;
+    int32_t err;
+    bool in_heap;
+    bool out_heap;
+    unsigned char in_inl[WEFT__IN_INLINE] __attribute__((aligned(16)));
+    /* line 3 */
+    unsigned char out_inl[WEFT__FUT_OUT_INLINE] WEFT__ALIGNED;
+} WEFT__ALIGNED;
 
 weft_future *weft__future_alloc(void);
 /* Marks f finished with `final` (DONE, FAILED or CANCELLED) unless already
@@ -132,7 +139,11 @@ static inline bool weft__st_final(uint32_t st)
 bool weft__help_one(weft_executor *ex);
 /* The executor whose worker the calling thread is, or NULL. */
 weft_executor *weft__current_executor(void);
-/* Queues an allocated future (refs already include the queue's). */
+/* Queues an allocated future (refs already include the queue's). Returns 0,
+ * a WEFT_E* code (the future was not queued), or WEFT__ECLOSED_QUEUED: shut
+ * down meanwhile, the future is cancelled and the caller's reference was
+ * dropped (the queue still holds its own). */
+#define WEFT__ECLOSED_QUEUED (-100000)
 int weft__enqueue(weft_executor *ex, weft_future *f);
 /* Waits until *word != seen or `deadline_ns` (0: none); a worker of an
  * executor helps meanwhile. `done` is polled. Returns 0 or WEFT_ETIMEDOUT. */

@@ -4,9 +4,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "weft.h"
@@ -50,4 +53,28 @@ int weft__cpu_count(void)
 void weft__yield(void)
 {
     sched_yield();
+}
+
+static bool membarrier_ok;
+static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
+
+static void membarrier_setup(void)
+{
+    long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0);
+    if (cmds < 0 || !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) return;
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) != 0) return;
+    membarrier_ok = true;
+}
+
+bool weft__heavy_barrier_init(void)
+{
+    if (getenv("WEFT_NO_MEMBARRIER")) return false;
+    pthread_once(&membarrier_once, membarrier_setup);
+    return membarrier_ok;
+}
+
+void weft__heavy_barrier(void)
+{
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) != 0)
+        atomic_thread_fence(memory_order_seq_cst); /* cannot happen once registered */
 }

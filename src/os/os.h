@@ -4,6 +4,7 @@
 #define WEFT_OS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Monotonic clock in nanoseconds. */
@@ -31,6 +32,15 @@ static inline void weft__cpu_relax(void)
     __asm__ volatile("" ::: "memory");
 #endif
 }
+
+/* Asymmetric barrier. weft__heavy_barrier_init() registers the process for
+ * expedited membarrier and returns true if it is available. Then
+ * weft__heavy_barrier() makes every running thread of the process execute
+ * a full memory barrier before it returns, so the frequent side of a Dekker
+ * pair needs only a compiler barrier. Without it, callers fall back to
+ * seq_cst fences on both sides. */
+bool weft__heavy_barrier_init(void);
+void weft__heavy_barrier(void);
 
 /* Yields the CPU to another runnable thread. */
 void weft__yield(void);
