@@ -72,7 +72,7 @@ typedef struct worker {
     void *state;
     size_t state_len;
     bool state_heap;
-    unsigned char state_inl[STATE_INLINE];
+    unsigned char state_inl[STATE_INLINE] __attribute__((aligned(16))); /* any scalar type */
 } worker;
 
 struct weft_executor {
