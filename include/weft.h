@@ -144,11 +144,11 @@ WEFT_API const char *weft_task_name(weft_task_fn fn);
  * functions under one name) cannot fail at load time; the name is then
  * ambiguous: weft_task_lookup() of it fails with WEFT_EEXIST and names why,
  * and backends that need names refuse tasks under it. */
-#define WEFT_TASK_REGISTER_AS(fn, name)                                          \
-    __attribute__((constructor)) static void weft__register_##fn(void)          \
-    {                                                                            \
-        weft__task_register_static(name, fn);                                   \
-    }                                                                            \
+#define WEFT_TASK_REGISTER_AS(fn, name)                                \
+    __attribute__((constructor)) static void weft__register_##fn(void) \
+    {                                                                  \
+        weft__task_register_static(name, fn);                          \
+    }                                                                  \
     struct weft__semicolon_##fn
 #define WEFT_TASK_REGISTER(fn) WEFT_TASK_REGISTER_AS(fn, #fn)
 
@@ -340,10 +340,10 @@ enum {
 };
 
 typedef struct weft_submit_options {
-    unsigned flags;   /* WEFT_SUBMIT_* */
-    int retries;      /* re-run a task that returned an error up to this many times */
-    bool has_index;   /* use `index` below instead of the submission number */
-    uint64_t index;   /* index for weft_ctx_index() and the seed */
+    unsigned flags; /* WEFT_SUBMIT_* */
+    int retries;    /* re-run a task that returned an error up to this many times */
+    bool has_index; /* use `index` below instead of the submission number */
+    uint64_t index; /* index for weft_ctx_index() and the seed */
 } weft_submit_options;
 
 /* weft_submit() :
@@ -490,13 +490,13 @@ typedef int (*weft_result_cb)(void *arg, uint64_t index, int err, const void *ou
 typedef int (*weft_input_cb)(void *arg, uint64_t index, weft_buf *item);
 
 typedef struct weft_map_options {
-    unsigned flags;          /* WEFT_MAP_* */
-    size_t chunk_size;       /* items per task; 0 = automatic from measured durations */
-    int retries;             /* re-run an item that returned an error */
-    uint64_t seed;           /* run seed; 0 = the executor's */
-    size_t max_in_flight;    /* stream: items read but not delivered; 0 = 1024 * workers */
+    unsigned flags;           /* WEFT_MAP_* */
+    size_t chunk_size;        /* items per task; 0 = automatic from measured durations */
+    int retries;              /* re-run an item that returned an error */
+    uint64_t seed;            /* run seed; 0 = the executor's */
+    size_t max_in_flight;     /* stream: items read but not delivered; 0 = 1024 * workers */
     weft_result_cb on_result; /* optional: deliver results through this callback */
-    void *arg;               /* for on_result */
+    void *arg;                /* for on_result */
 } weft_map_options;
 
 /* weft_map() :
@@ -512,8 +512,8 @@ WEFT_API int weft_map(weft_executor *ex, weft_task_fn fn, const void *items, siz
                       size_t count, const weft_map_options *opts, weft_results **out);
 
 /* weft_map_bufs() : weft_map() over `count` buffers of any size. */
-WEFT_API int weft_map_bufs(weft_executor *ex, weft_task_fn fn, const weft_buf *items,
-                           size_t count, const weft_map_options *opts, weft_results **out);
+WEFT_API int weft_map_bufs(weft_executor *ex, weft_task_fn fn, const weft_buf *items, size_t count,
+                           const weft_map_options *opts, weft_results **out);
 
 /* weft_map_stream() :
  * weft_map() over items produced lazily by `next(arg, index, &item)`, called

@@ -75,10 +75,10 @@ static inline int weft__deque_push(weft__deque *d, void *x)
         weft__darray *na = weft__darray_new(a->cap * 2, a);
         if (!na) return WEFT_ENOMEM;
         for (int64_t i = t; i < b; i++)
-            atomic_store_explicit(&na->buf[i & (na->cap - 1)],
-                                  atomic_load_explicit(&a->buf[i & (a->cap - 1)],
-                                                       memory_order_relaxed),
-                                  memory_order_relaxed);
+            atomic_store_explicit(
+                &na->buf[i & (na->cap - 1)],
+                atomic_load_explicit(&a->buf[i & (a->cap - 1)], memory_order_relaxed),
+                memory_order_relaxed);
         atomic_store_explicit(&d->arr, na, memory_order_release);
         a = na;
     }

@@ -16,25 +16,44 @@ const char *weft_version(void)
 const char *weft_strerror(int code)
 {
     switch (code) {
-    case WEFT_OK: return "WEFT_OK: success";
-    case WEFT_EPERM: return "WEFT_EPERM: operation not permitted";
-    case WEFT_ENOENT: return "WEFT_ENOENT: no such name";
-    case WEFT_ENOMEM: return "WEFT_ENOMEM: out of memory";
-    case WEFT_EBUSY: return "WEFT_EBUSY: busy (already running or finished)";
-    case WEFT_EEXIST: return "WEFT_EEXIST: already registered";
-    case WEFT_EINVAL: return "WEFT_EINVAL: invalid argument";
-    case WEFT_EDEADLK: return "WEFT_EDEADLK: the call would deadlock";
-    case WEFT_ENOTSUP: return "WEFT_ENOTSUP: not available in this build";
-    case WEFT_ETIMEDOUT: return "WEFT_ETIMEDOUT: timed out";
-    case WEFT_EAGAIN: return "WEFT_EAGAIN: resource temporarily unavailable";
-    case WEFT_ETASK: return "WEFT_ETASK: the task failed";
-    case WEFT_ECANCELLED: return "WEFT_ECANCELLED: the task was cancelled";
-    case WEFT_ECLOSED: return "WEFT_ECLOSED: the executor is shut down";
-    case WEFT_ECRASHED: return "WEFT_ECRASHED: the worker running the task died";
-    case WEFT_EOF: return "WEFT_EOF: end of iteration";
-    case WEFT_ENOTREG: return "WEFT_ENOTREG: the task function is not registered";
-    case WEFT_EDEPEND: return "WEFT_EDEPEND: a task this one depends on failed";
-    default: return "unknown error";
+    case WEFT_OK:
+        return "WEFT_OK: success";
+    case WEFT_EPERM:
+        return "WEFT_EPERM: operation not permitted";
+    case WEFT_ENOENT:
+        return "WEFT_ENOENT: no such name";
+    case WEFT_ENOMEM:
+        return "WEFT_ENOMEM: out of memory";
+    case WEFT_EBUSY:
+        return "WEFT_EBUSY: busy (already running or finished)";
+    case WEFT_EEXIST:
+        return "WEFT_EEXIST: already registered";
+    case WEFT_EINVAL:
+        return "WEFT_EINVAL: invalid argument";
+    case WEFT_EDEADLK:
+        return "WEFT_EDEADLK: the call would deadlock";
+    case WEFT_ENOTSUP:
+        return "WEFT_ENOTSUP: not available in this build";
+    case WEFT_ETIMEDOUT:
+        return "WEFT_ETIMEDOUT: timed out";
+    case WEFT_EAGAIN:
+        return "WEFT_EAGAIN: resource temporarily unavailable";
+    case WEFT_ETASK:
+        return "WEFT_ETASK: the task failed";
+    case WEFT_ECANCELLED:
+        return "WEFT_ECANCELLED: the task was cancelled";
+    case WEFT_ECLOSED:
+        return "WEFT_ECLOSED: the executor is shut down";
+    case WEFT_ECRASHED:
+        return "WEFT_ECRASHED: the worker running the task died";
+    case WEFT_EOF:
+        return "WEFT_EOF: end of iteration";
+    case WEFT_ENOTREG:
+        return "WEFT_ENOTREG: the task function is not registered";
+    case WEFT_EDEPEND:
+        return "WEFT_EDEPEND: a task this one depends on failed";
+    default:
+        return "unknown error";
     }
 }
 

@@ -55,9 +55,9 @@
 typedef struct slot {
     weft__deque dq;
     _Atomic int64_t pushed WEFT__ALIGNED; /* written by the owner only */
-    _Atomic(void *) owner;                 /* thread token; NULL = free */
-    bool shared;                           /* overflow slot: owner ops under shared_mu */
-    bool push_only;                        /* external: the owner never pops, so
+    _Atomic(void *) owner;                /* thread token; NULL = free */
+    bool shared;                          /* overflow slot: owner ops under shared_mu */
+    bool push_only;                       /* external: the owner never pops, so
                                               thieves may take batches */
 } slot;
 
@@ -375,8 +375,8 @@ static void wake_all(weft_executor *ex)
 
 static void drop_cancelled(weft_executor *ex, weft_future *f, int wid)
 {
-    if (weft__executor_tracing(ex) && !(atomic_load_explicit(&f->state, memory_order_relaxed) &
-                                          WEFT__ST_INTERNAL)) {
+    if (weft__executor_tracing(ex) &&
+        !(atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL)) {
         uint64_t t = weft__now_ns();
         weft__trace_record(ex, wid, f->fn, t, t, WEFT_ECANCELLED, 1);
     }
@@ -710,7 +710,10 @@ int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t le
     if (out) *out = NULL;
     if (WEFT__UNLIKELY(!ex || !fn || !out || (!in && len)))
         return weft__err(WEFT_EINVAL, "weft_submit: %s is NULL",
-                         !ex ? "the executor" : !fn ? "the task" : !out ? "out" : "the input");
+                         !ex    ? "the executor"
+                         : !fn  ? "the task"
+                         : !out ? "out"
+                                : "the input");
     if (WEFT__UNLIKELY(atomic_load_explicit(&ex->closed, memory_order_relaxed)))
         return weft__err(WEFT_ECLOSED, "weft_submit: the executor is shut down");
     if (WEFT__UNLIKELY(opts && opts->retries < 0))
@@ -784,11 +787,16 @@ int weft_backend_parse(const char *name, weft_backend *out)
 const char *weft_backend_name(weft_backend b)
 {
     switch (b) {
-    case WEFT_BACKEND_DEFAULT: return "default";
-    case WEFT_BACKEND_SERIAL: return "serial";
-    case WEFT_BACKEND_THREADS: return "threads";
-    case WEFT_BACKEND_PROCESSES: return "processes";
-    case WEFT_BACKEND_MPI: return "mpi";
+    case WEFT_BACKEND_DEFAULT:
+        return "default";
+    case WEFT_BACKEND_SERIAL:
+        return "serial";
+    case WEFT_BACKEND_THREADS:
+        return "threads";
+    case WEFT_BACKEND_PROCESSES:
+        return "processes";
+    case WEFT_BACKEND_MPI:
+        return "mpi";
     }
     return "unknown";
 }
@@ -902,8 +910,9 @@ static int start_threads(weft_executor *ex)
     for (int i = 0; i < ex->nworkers; i++) {
         int e = pthread_create(&ex->workers[i].th, &attr, worker_main, &ex->workers[i]);
         if (e) {
-            rc = weft__err(WEFT_EAGAIN, "weft_executor_create: cannot start worker thread %d of %d: %s",
-                           i, ex->nworkers, strerror(e));
+            rc = weft__err(WEFT_EAGAIN,
+                           "weft_executor_create: cannot start worker thread %d of %d: %s", i,
+                           ex->nworkers, strerror(e));
             break;
         }
         ex->workers[i].started = true;
@@ -1041,7 +1050,8 @@ static int64_t pending(weft_executor *ex)
 {
     int64_t p = 0;
     int n = atomic_load_explicit(&ex->nslots, memory_order_acquire);
-    for (int i = 0; i < n; i++) p += atomic_load_explicit(&ex->slots[i]->pushed, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        p += atomic_load_explicit(&ex->slots[i]->pushed, memory_order_acquire);
     if (ex->shared_slot) p += atomic_load_explicit(&ex->shared_slot->pushed, memory_order_acquire);
     for (int i = 0; i < ex->nworkers; i++)
         p -= atomic_load_explicit(&ex->workers[i].finished, memory_order_acquire);
@@ -1102,7 +1112,8 @@ int weft_executor_destroy(weft_executor *ex)
 {
     if (!ex) return 0;
     if (inside_own_task(ex))
-        return weft__err(WEFT_EDEADLK, "weft_executor_destroy: called from a task of the same executor");
+        return weft__err(WEFT_EDEADLK,
+                         "weft_executor_destroy: called from a task of the same executor");
     weft_executor_shutdown(ex, WEFT_SHUTDOWN_WAIT);
     int rc = 0;
     if (ex->backend == WEFT_BACKEND_SERIAL) {

@@ -286,9 +286,9 @@ static bool transition(weft_future *f, uint32_t from_mask, uint32_t final)
 
 bool weft__future_complete(weft_future *f, uint32_t final)
 {
-    uint32_t from = final == WEFT_FUTURE_CANCELLED ? (1u << WEFT_FUTURE_PENDING)
-                                                   : (1u << WEFT_FUTURE_RUNNING) |
-                                                         (1u << WEFT_FUTURE_PENDING);
+    uint32_t from = final == WEFT_FUTURE_CANCELLED
+                        ? (1u << WEFT_FUTURE_PENDING)
+                        : (1u << WEFT_FUTURE_RUNNING) | (1u << WEFT_FUTURE_PENDING);
     return transition(f, from, final);
 }
 
@@ -461,8 +461,7 @@ const char *weft_future_error(const weft_future *f)
 
 /* ---- weft_wait ------------------------------------------------------------------ */
 
-static bool wait_met(weft_future *const *fs, size_t n, weft_wait_mode mode, bool *done,
-                     int *ndone)
+static bool wait_met(weft_future *const *fs, size_t n, weft_wait_mode mode, bool *done, int *ndone)
 {
     int cnt = 0;
     bool err = false;
@@ -541,8 +540,9 @@ int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, double time
     free(nodes);
     if (rc == WEFT_ETIMEDOUT) {
         wait_met(fs, n, mode, done, &cnt);
-        return weft__err(WEFT_ETIMEDOUT, "weft_wait: condition not met within %g s (%d of %zu done)",
-                         timeout, cnt, n);
+        return weft__err(WEFT_ETIMEDOUT,
+                         "weft_wait: condition not met within %g s (%d of %zu done)", timeout, cnt,
+                         n);
     }
     return rc;
 }
@@ -592,7 +592,8 @@ static void ac_on_done(weft_future *f, void *arg)
 int weft_as_completed_create(weft_future *const *fs, size_t n, weft_as_completed **out)
 {
     if (out) *out = NULL;
-    if (!out || (!fs && n)) return weft__err(WEFT_EINVAL, "weft_as_completed_create: NULL argument");
+    if (!out || (!fs && n))
+        return weft__err(WEFT_EINVAL, "weft_as_completed_create: NULL argument");
     for (size_t i = 0; i < n; i++)
         if (!fs[i]) return weft__err(WEFT_EINVAL, "weft_as_completed_create: fs[%zu] is NULL", i);
     weft_as_completed *it = calloc(1, sizeof *it);
@@ -662,7 +663,8 @@ int weft_as_completed_next(weft_as_completed *it, double timeout, weft_future **
         }
         if (cur && weft__help_one(cur)) continue;
         int64_t r = remaining(deadline);
-        if (r == 0) return weft__err(WEFT_ETIMEDOUT, "weft_as_completed_next: nothing finished in time");
+        if (r == 0)
+            return weft__err(WEFT_ETIMEDOUT, "weft_as_completed_next: nothing finished in time");
         if (cur && (r < 0 || r > HELP_SLEEP_NS)) r = HELP_SLEEP_NS;
         weft__futex_wait(&it->seq, seq, r);
     }

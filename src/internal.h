@@ -75,9 +75,9 @@ void weft__ctx_clear(weft_ctx *ctx);
 
 /* state word: low 3 bits = weft_future_state, then flags */
 #define WEFT__ST_MASK 7u
-#define WEFT__ST_LOCK (1u << 3)    /* callbacks / waiter list being changed */
-#define WEFT__ST_SLEEP (1u << 4)   /* a thread sleeps on the state word */
-#define WEFT__ST_LIST (1u << 5)    /* callbacks or waiter nodes attached */
+#define WEFT__ST_LOCK (1u << 3)     /* callbacks / waiter list being changed */
+#define WEFT__ST_SLEEP (1u << 4)    /* a thread sleeps on the state word */
+#define WEFT__ST_LIST (1u << 5)     /* callbacks or waiter nodes attached */
 #define WEFT__ST_INTERNAL (1u << 6) /* an internal job (map chunk) */
 
 #define WEFT__IN_INLINE 16
@@ -155,8 +155,8 @@ uint64_t weft__executor_seed(const weft_executor *ex);
 int weft__executor_worker_index(void);
 uint64_t weft__executor_next_index(weft_executor *ex);
 bool weft__executor_tracing(const weft_executor *ex);
-void weft__trace_record(weft_executor *ex, int worker, weft_task_fn fn, uint64_t t0,
-                        uint64_t t1, int err, uint64_t items);
+void weft__trace_record(weft_executor *ex, int worker, weft_task_fn fn, uint64_t t0, uint64_t t1,
+                        int err, uint64_t items);
 uint64_t weft__executor_t0(const weft_executor *ex);
 /* Runs a dequeued future on the calling thread as worker `worker`. */
 void weft__run_future(weft_executor *ex, weft_future *f, int worker, const void *wstate,

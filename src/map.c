@@ -55,7 +55,11 @@ struct weft_results {
     bool huge; /* e came from mmap */
 };
 
-enum { IN_ARRAY, IN_BUFS, IN_STREAM };
+enum {
+    IN_ARRAY,
+    IN_BUFS,
+    IN_STREAM
+};
 
 typedef struct map_job map_job;
 
@@ -225,8 +229,8 @@ typedef struct map_call {
     size_t inflight_items;
     size_t max_items;
     bool input_done;
-    int stop_code;  /* from on_result or input */
-    int first_err;  /* lowest-index real error */
+    int stop_code; /* from on_result or input */
+    int first_err; /* lowest-index real error */
     uint64_t first_err_idx;
     bool any_cancelled;
     int workers;
@@ -461,10 +465,9 @@ static void deliver(map_call *mc, chunk *c)
             if (mc->res) mc->res->failed++;
         }
         if (o->on_result && !mc->stop_code) {
-            int r = o->on_result(o->arg, idx, e->err, entry_data(e), entry_len(e),
-                                 e->err ? (e->u.ptr ? (const char *)e->u.ptr
-                                                    : weft_strerror(e->err))
-                                        : NULL);
+            int r = o->on_result(
+                o->arg, idx, e->err, entry_data(e), entry_len(e),
+                e->err ? (e->u.ptr ? (const char *)e->u.ptr : weft_strerror(e->err)) : NULL);
             if (r) {
                 mc->stop_code = r;
                 atomic_store(&mc->job.stop, 1);
@@ -612,14 +615,17 @@ static int map_common(weft_executor *ex, weft_task_fn fn, const weft_map_options
 {
     static const weft_map_options defaults;
     if (out) *out = NULL;
-    if (!ex || !fn) return weft__err(WEFT_EINVAL, "%s: %s is NULL", name, !ex ? "the executor" : "the task");
+    if (!ex || !fn)
+        return weft__err(WEFT_EINVAL, "%s: %s is NULL", name, !ex ? "the executor" : "the task");
     if (!opts) opts = &defaults;
-    if (opts->retries < 0) return weft__err(WEFT_EINVAL, "%s: negative retries %d", name, opts->retries);
+    if (opts->retries < 0)
+        return weft__err(WEFT_EINVAL, "%s: negative retries %d", name, opts->retries);
     if (opts->flags & ~(unsigned)(WEFT_MAP_STOP_ON_ERROR | WEFT_MAP_UNORDERED))
         return weft__err(WEFT_EINVAL, "%s: unknown flags 0x%x", name, opts->flags);
     if (!out && !opts->on_result)
         return weft__err(WEFT_EINVAL, "%s: neither out nor on_result is given", name);
-    if (weft__executor_closed(ex)) return weft__err(WEFT_ECLOSED, "%s: the executor is shut down", name);
+    if (weft__executor_closed(ex))
+        return weft__err(WEFT_ECLOSED, "%s: the executor is shut down", name);
     mc->o = opts;
     mc->job.ex = ex;
     mc->job.fn = fn;

@@ -33,8 +33,8 @@ static int reg_add(const char *name, weft_task_fn fn)
         bool same_name = strcmp(reg[i].name, name) == 0;
         if (same_name && reg[i].fn == fn) return 0;
         if (same_name)
-            return weft__err(WEFT_EEXIST, "task name '%s' is already registered to another function",
-                             name);
+            return weft__err(WEFT_EEXIST,
+                             "task name '%s' is already registered to another function", name);
         if (reg[i].fn == fn)
             return weft__err(WEFT_EEXIST, "task function is already registered as '%s', not '%s'",
                              reg[i].name, name);

@@ -42,12 +42,15 @@ int weft__trace_write_file(const char *path, weft__trace_buf *bufs, int nbufs, u
         int e = errno;
         return weft__err(-e, "weft_trace_write: cannot open '%s': %s", path, strerror(e));
     }
-    fprintf(f, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"backend\":\"%s\",\"version\":\"%s\"},"
-               "\"traceEvents\":[\n",
+    fprintf(f,
+            "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"backend\":\"%s\",\"version\":\"%s\"},"
+            "\"traceEvents\":[\n",
             backend, WEFT_VERSION_STRING);
     bool first = true;
     for (int w = 0; w < nbufs; w++) {
-        fprintf(f, "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,\"args\":{\"name\":\"worker %d\"}}",
+        fprintf(f,
+                "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,\"args\":{\"name\":"
+                "\"worker %d\"}}",
                 first ? "" : ",\n", w, w);
         first = false;
     }

@@ -7,9 +7,9 @@
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include "weft.h"
