@@ -380,9 +380,9 @@ static void drop_cancelled(weft_executor *ex, weft_future *f, int wid)
         uint64_t t = weft__now_ns();
         weft__trace_record(ex, wid, f->fn, t, t, WEFT_ECANCELLED, 1);
     }
-    if (f->in_heap) {
+    if ((atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_IN_HEAP) && f->in) {
         free((void *)f->in);
-        f->in_heap = false;
+        f->in = NULL;
     }
     weft_future_release(f);
 }
@@ -400,6 +400,7 @@ void weft__run_future(weft_executor *ex, weft_future *f, int wid, const void *ws
         drop_cancelled(ex, f, wid);
         return;
     }
+    uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
     weft_ctx ctx;
     ctx.ex = ex;
     ctx.index = f->index;
@@ -416,23 +417,24 @@ void weft__run_future(weft_executor *ex, weft_future *f, int wid, const void *ws
     ctx.wstate_len = wstate_len;
     bool tracing = weft__executor_tracing(ex);
     uint64_t t0 = tracing ? weft__now_ns() : 0;
-    int rc = weft__ctx_run(&ctx, f->fn, f->in, f->in_len, f->retries);
+    int rc = weft__ctx_run(&ctx, f->fn, f->in, f->in_len, (st & WEFT__ST_DIRTY) ? f->retries : 0);
     if (tracing) weft__trace_record(ex, wid, f->fn, t0, weft__now_ns(), rc, 1);
-    if (f->in_heap) {
+    if ((st & WEFT__ST_IN_HEAP) && f->in) {
         free((void *)f->in);
-        f->in_heap = false;
+        f->in = NULL;
     }
+    uint32_t final;
     if (rc == 0) {
         f->out = ctx.out ? ctx.out : f->out_inl;
         f->out_len = ctx.out_len;
-        f->out_heap = ctx.out_heap;
-        f->err = 0;
+        final = WEFT_FUTURE_DONE | (ctx.out_heap ? WEFT__ST_OUT_HEAP : 0);
     } else {
         if (ctx.out_heap) weft__out_free(ctx.out);
         f->err = rc;
         f->msg = ctx.msg;
+        final = WEFT_FUTURE_FAILED | WEFT__ST_DIRTY;
     }
-    weft__future_complete(f, rc == 0 ? WEFT_FUTURE_DONE : WEFT_FUTURE_FAILED);
+    weft__future_complete(f, final);
     weft_future_release(f);
 }
 
@@ -720,11 +722,14 @@ int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t le
         return weft__err(WEFT_EINVAL, "weft_submit: negative retries %d", opts->retries);
     weft_future *f = weft__future_alloc();
     if (WEFT__UNLIKELY(!f)) return weft__err(WEFT_ENOMEM, "weft_submit: out of memory");
-    atomic_store_explicit(&f->state, WEFT_FUTURE_PENDING, memory_order_relaxed);
+    uint32_t st = WEFT_FUTURE_PENDING;
     atomic_store_explicit(&f->refs, 2, memory_order_relaxed);
     f->fn = fn;
     f->ex = ex;
-    f->retries = opts ? opts->retries : 0;
+    if (opts && opts->retries) {
+        f->retries = opts->retries;
+        st |= WEFT__ST_DIRTY;
+    }
     f->index = (opts && opts->has_index) ? opts->index : weft__executor_next_index(ex);
     f->in_len = len;
     if ((opts && (opts->flags & WEFT_SUBMIT_BORROW)) || len == 0) {
@@ -736,20 +741,21 @@ int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t le
         void *copy = malloc(len);
         if (!copy) {
             atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
-            atomic_store_explicit(&f->state, WEFT_FUTURE_CANCELLED, memory_order_relaxed);
+            atomic_store_explicit(&f->state, st | WEFT_FUTURE_CANCELLED, memory_order_relaxed);
             weft_future_release(f);
             return weft__err(WEFT_ENOMEM, "weft_submit: cannot copy %zu input bytes", len);
         }
         memcpy(copy, in, len);
         f->in = copy;
-        f->in_heap = true;
+        st |= WEFT__ST_IN_HEAP;
     }
+    atomic_store_explicit(&f->state, st, memory_order_relaxed);
     int rc = weft__enqueue(ex, f);
     if (WEFT__UNLIKELY(rc == WEFT__ECLOSED_QUEUED))
         return weft__err(WEFT_ECLOSED, "weft_submit: the executor is shut down");
     if (WEFT__UNLIKELY(rc)) {
         atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
-        atomic_store_explicit(&f->state, WEFT_FUTURE_CANCELLED, memory_order_relaxed);
+        atomic_store_explicit(&f->state, st | WEFT_FUTURE_CANCELLED, memory_order_relaxed);
         weft_future_release(f);
         return rc;
     }

@@ -140,31 +140,31 @@ weft_future *weft__future_alloc(void)
             lp.n = n;
         } else {
             if (posix_memalign((void **)&f, WEFT__CACHELINE, sizeof *f)) return NULL;
-            f->next_free = NULL;
+            memset(f, 0, sizeof *f);
             lp.head = f;
             lp.n = 1;
         }
     }
     lp.head = f->next_free;
     lp.n--;
-    /* fields the submit path does not set */
-    f->cbs = NULL;
-    f->waiters = NULL;
-    f->msg = NULL;
-    f->err = 0;
+    /* line 2 is clean (see future_free); callers set all of line 1 */
     f->out = NULL;
     f->out_len = 0;
-    f->out_heap = false;
-    f->in_heap = false;
-    f->job = NULL;
     return f;
 }
 
 static void future_free(weft_future *f)
 {
-    if (f->in_heap) free((void *)f->in);
-    if (f->out_heap) weft__out_free(f->out);
-    free(f->msg);
+    uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if ((st & WEFT__ST_IN_HEAP) && f->in) free((void *)f->in);
+    if (st & WEFT__ST_OUT_HEAP) weft__out_free(f->out);
+    if (st & WEFT__ST_DIRTY) {
+        free(f->msg);
+        f->msg = NULL;
+        f->err = 0;
+        f->retries = 0;
+        f->job = NULL;
+    }
     if (!lp.keyed) {
         pthread_once(&pool_once, pool_init_key);
         pthread_setspecific(pool_key, &lp);
@@ -286,7 +286,7 @@ static bool transition(weft_future *f, uint32_t from_mask, uint32_t final)
 
 bool weft__future_complete(weft_future *f, uint32_t final)
 {
-    uint32_t from = final == WEFT_FUTURE_CANCELLED
+    uint32_t from = (final & WEFT__ST_MASK) == WEFT_FUTURE_CANCELLED
                         ? (1u << WEFT_FUTURE_PENDING)
                         : (1u << WEFT_FUTURE_RUNNING) | (1u << WEFT_FUTURE_PENDING);
     return transition(f, from, final);
@@ -350,7 +350,13 @@ int weft_future_on_done(weft_future *f, weft_future_cb cb, void *arg)
 
 /* ---- waiting ----------------------------------------------------------------- */
 
-#define SPIN_NS 50000 /* external waiters spin this long before sleeping */
+/* An external waiter spins before it sleeps, for at most spin_ns: doubled
+ * when a spin ends with the future finished, halved when the waiter had to
+ * sleep anyway. Short tasks thus keep a fast round trip (no futex wake),
+ * long tasks stop costing the workers a core's worth of spinning. */
+#define SPIN_MAX_NS 50000
+#define SPIN_MIN_NS 1000
+static __thread uint32_t spin_ns = SPIN_MAX_NS;
 #define HELP_SLEEP_NS 50000
 
 static uint64_t deadline_of(int64_t tmo_ns)
@@ -398,15 +404,19 @@ static int wait_ns(weft_future *f, int64_t tmo_ns)
     }
     uint64_t t0 = weft__now_ns();
     for (unsigned i = 0;; i++) {
-        if (weft__st_final(weft__future_st(f))) return 0;
+        if (weft__st_final(weft__future_st(f))) {
+            if (spin_ns < SPIN_MAX_NS) spin_ns *= 2;
+            return 0;
+        }
         if ((i & 63) == 63) {
             uint64_t now = weft__now_ns();
             if (now >= deadline) return WEFT_ETIMEDOUT;
-            if (now - t0 > SPIN_NS) break;
+            if (now - t0 > spin_ns) break;
             if (i > 2048) weft__yield();
         }
         weft__cpu_relax();
     }
+    if (spin_ns > SPIN_MIN_NS) spin_ns /= 2;
     for (;;) {
         if (weft__st_final(weft__future_st(f))) return 0;
         int64_t r = remaining(deadline);

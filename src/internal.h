@@ -79,6 +79,9 @@ void weft__ctx_clear(weft_ctx *ctx);
 #define WEFT__ST_SLEEP (1u << 4)    /* a thread sleeps on the state word */
 #define WEFT__ST_LIST (1u << 5)     /* callbacks or waiter nodes attached */
 #define WEFT__ST_INTERNAL (1u << 6) /* an internal job (map chunk) */
+#define WEFT__ST_IN_HEAP (1u << 7)  /* `in` is a heap copy (until freed) */
+#define WEFT__ST_OUT_HEAP (1u << 8) /* `out` is a heap block */
+#define WEFT__ST_DIRTY (1u << 9)    /* line 2 holds something to reset */
 
 #define WEFT__IN_INLINE 16
 #define WEFT__FUT_OUT_INLINE 64
@@ -86,40 +89,42 @@ void weft__ctx_clear(weft_ctx *ctx);
 struct weft__cb;
 struct weft__waiter_node;
 
-/* Three cache lines, 64-byte aligned: the first holds what submit writes
- * and the worker and the waiter read, the second the rarely used parts, the
- * third a small output. A submit of a small input touches two lines. */
+/* Three cache lines, 64-byte aligned. The first holds everything a plain
+ * submit writes and a worker and a waiter read; the second the rare parts,
+ * kept all-zero while unused so that neither submit nor free touches it
+ * (WEFT__ST_DIRTY says it must be reset at free); the third a small output.
+ * A submit without input touches one line, with a small input two. */
 struct weft_future {
     /* line 1 */
     _Atomic uint32_t state;
     _Atomic uint32_t refs;
-    weft_task_fn fn;
+    union {
+        weft_task_fn fn;
+        struct weft_future *next_free; /* allocator free lists */
+    };
     weft_executor *ex;
     uint64_t index;
-    const void *in;
+    const void *in; /* NULL once a heap copy is freed */
     size_t in_len;
     void *out;
     size_t out_len;
-    /* line 2 */
+    /* line 2: zero unless WEFT__ST_DIRTY (cbs and waiters are NULL again
+     * by the time the future is freed) */
     char *msg;
     struct weft__cb *cbs;              /* FIFO, under LOCK */
     struct weft__waiter_node *waiters; /* under LOCK */
-    union {
-        void *job;                     /* internal jobs: the job record */
-        struct weft_future *next_free; /* allocator free lists */
-    };
+    void *job;                         /* internal jobs: the job record */
     int32_t retries;
     int32_t err;
-    bool in_heap;
-    bool out_heap;
     unsigned char in_inl[WEFT__IN_INLINE] __attribute__((aligned(16)));
     /* line 3 */
     unsigned char out_inl[WEFT__FUT_OUT_INLINE] WEFT__ALIGNED;
 } WEFT__ALIGNED;
 
 weft_future *weft__future_alloc(void);
-/* Marks f finished with `final` (DONE, FAILED or CANCELLED) unless already
- * finished; runs callbacks and wakes waiters. Returns true if it did. */
+/* Marks f finished with `final` (DONE, FAILED or CANCELLED, possibly with
+ * OUT_HEAP / DIRTY bits) unless already finished; runs callbacks and wakes
+ * waiters. Returns true if it did. */
 bool weft__future_complete(weft_future *f, uint32_t final);
 /* PENDING -> RUNNING; false if f was cancelled. */
 bool weft__future_start(weft_future *f);

@@ -415,7 +415,8 @@ static int dispatch_one(map_call *mc)
         mc->stop_code = WEFT_ENOMEM;
         return -1;
     }
-    atomic_store_explicit(&f->state, WEFT_FUTURE_PENDING | WEFT__ST_INTERNAL, memory_order_relaxed);
+    atomic_store_explicit(&f->state, WEFT_FUTURE_PENDING | WEFT__ST_INTERNAL | WEFT__ST_DIRTY,
+                          memory_order_relaxed);
     atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
     f->fn = job->fn;
     f->ex = job->ex;
