@@ -2,13 +2,17 @@
 """Summarize a `make bench` run: weft against its anchors, as ratios.
 
     /usr/bin/python3 bench/summarize.py build/bench/results.json [--markdown]
+    /usr/bin/python3 bench/summarize.py run1.json run2.json ... [--markdown]
 
 Reads the merged results (a JSON list of {"bench","system","value","unit"}
 objects, "value" the median; scripts/run-bench.sh writes it) and prints, per
 workload, each system's median and how many times faster weft-threads is than
 it ("weft x": anchor time / weft time; for speed-ups in "x", weft's speed-up /
 the anchor's), then the targets the issue set for weft. With --markdown it
-prints the same as Markdown tables, for docs/BENCHMARKS.md.
+prints the same as Markdown tables, for docs/BENCHMARKS.md. Given several
+results files (separate runs), it prints for each workload and anchor the
+median over the runs of the in-run ratio, with its range, and how many runs
+met each target.
 Exit status 0 (the targets are reported, not enforced), 2 on bad input.
 """
 import json
@@ -67,22 +71,99 @@ def targets(res):
     return out
 
 
-def main(argv):
-    args = [a for a in argv[1:] if not a.startswith("--")]
-    markdown = "--markdown" in argv
-    if len(args) != 1:
-        print(__doc__, file=sys.stderr)
-        return 2
-    try:
-        with open(args[0]) as fh:
-            data = json.load(fh)
-    except (OSError, ValueError) as e:
-        print(f"summarize: {args[0]}: {e}", file=sys.stderr)
-        return 2
+def load(path):
+    with open(path) as fh:
+        data = json.load(fh)
     res = {}
     for r in data:
         if isinstance(r, dict) and {"bench", "system", "value", "unit"} <= r.keys():
             res[(r["bench"], r["system"])] = r
+    return res
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def summarize_runs(runs, markdown):
+    """Several runs: median over runs of each in-run ratio, and its range."""
+    keys = set().union(*runs)
+    benches = [b for b in BENCHES if any(k[0] == b for k in keys)]
+    benches += sorted({k[0] for k in keys} - set(benches))
+    anchors = [a for a in ORDER[1:] if any(k[1] == a for k in keys)]
+    anchors += sorted({k[1] for k in keys} - set(ORDER))
+
+    def cell(xs, unit=""):
+        if not xs:
+            return ""
+        if len(xs) == 1:
+            return f"{fmt(xs[0])}{unit}"
+        return f"{fmt(median(xs))}{unit} ({fmt(min(xs))}–{fmt(max(xs))})"
+
+    rows = []
+    for b in benches:
+        wv, unit = [], ""
+        for res in runs:
+            w = res.get((b, WEFT))
+            if w:
+                wv.append(w["value"])
+                unit = w["unit"]
+        cells = []
+        for a in anchors:
+            advs = []
+            for res in runs:
+                w, r = res.get((b, WEFT)), res.get((b, a))
+                adv = r and weft_advantage(r["unit"], w and w["value"], r["value"])
+                if adv:
+                    advs.append(adv)
+            cells.append(cell(advs, "x"))
+        rows.append((b, cell(wv, " " + unit), cells))
+    n = len(runs)
+    if markdown:
+        print(f"How many times faster weft-threads is than each system: median over {n} runs "
+              "of the ratio within each run (range in brackets; < 1: slower):\n")
+        print("| workload | weft-threads (median of run medians) | " + " | ".join(anchors) + " |")
+        print("|---|---:|" + "---:|" * len(anchors))
+        for b, wcell, cells in rows:
+            print(f"| {b} | {wcell} | " + " | ".join(cells) + " |")
+    else:
+        print(f"summary over {n} runs: weft-threads against each system, median of the in-run "
+              "ratios (range; > 1: weft-threads is faster)")
+        for b, wcell, cells in rows:
+            print(f"  {b}: weft-threads {wcell}")
+            for a, c in zip(anchors, cells):
+                if c:
+                    print(f"    vs {a:<18} {c}")
+    print()
+    per_run = [targets(res) for res in runs]
+    for i, (desc, _, _) in enumerate(per_run[0]):
+        states = [t[i][1] for t in per_run]
+        figs = ", ".join(t[i][2] for t in per_run)
+        known = [x for x in states if x is not None]
+        met = sum(1 for x in known if x)
+        verdict = ("UNKNOWN" if not known else "MET" if met == len(known)
+                   else "MISSED" if met == 0 else "MIXED")
+        line = f"{desc}: {verdict}, met in {met} of {len(known)} runs ({figs})"
+        print(f"- {line}" if markdown else f"target {line}")
+    return 0
+
+
+def main(argv):
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    markdown = "--markdown" in argv
+    if not args:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        runs = [load(a) for a in args]
+    except (OSError, ValueError) as e:
+        print(f"summarize: {e}", file=sys.stderr)
+        return 2
+    if len(runs) > 1:
+        return summarize_runs(runs, markdown)
+    res = runs[0]
     benches = [b for b in BENCHES if any(k[0] == b for k in res)]
     benches += sorted({k[0] for k in res} - set(benches))
 
