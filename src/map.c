@@ -73,6 +73,7 @@ typedef struct chunk {
     size_t *offs;        /* stream: n + 1 offsets into data */
     int state;           /* caller's view: 0 queued, 1 finished, 2 delivered */
     size_t nfail;        /* items that did not succeed (written by the worker) */
+    uint64_t ns;         /* time the worker spent on it (0 if cancelled) */
     struct chunk *next_done;
 } chunk;
 
@@ -90,8 +91,9 @@ struct map_job {
     _Atomic(chunk *) done_stack;
     _Atomic uint32_t wake;
     _Atomic int caller_sleeping;
+    _Atomic int pending;   /* queued chunks not finished yet */
+    _Atomic int low_water; /* wake the sleeping caller when pending drops to this */
     _Atomic int refs;
-    _Atomic uint64_t stat_ns, stat_items;
 };
 
 /* ---- entries ------------------------------------------------------------------ */
@@ -194,10 +196,7 @@ void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wst
         }
     }
     uint64_t t1 = weft__now_ns();
-    if (!cancelled) {
-        atomic_fetch_add_explicit(&job->stat_ns, t1 - t0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&job->stat_items, c->n, memory_order_relaxed);
-    }
+    c->ns = cancelled ? 0 : t1 - t0;
     if (tracing) weft__trace_record(job->ex, wid, job->fn, t0, t1, first_err, c->n);
     /* publish the chunk */
     chunk *head = atomic_load_explicit(&job->done_stack, memory_order_relaxed);
@@ -205,8 +204,9 @@ void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wst
         c->next_done = head;
     } while (!atomic_compare_exchange_weak_explicit(&job->done_stack, &head, c,
                                                     memory_order_release, memory_order_relaxed));
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&job->caller_sleeping, memory_order_relaxed)) {
+    int left = atomic_fetch_sub_explicit(&job->pending, 1, memory_order_seq_cst) - 1;
+    if (atomic_load_explicit(&job->caller_sleeping, memory_order_seq_cst) &&
+        left <= atomic_load_explicit(&job->low_water, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&job->wake, 1, memory_order_release);
         weft__futex_wake(&job->wake, 1);
     }
@@ -234,6 +234,8 @@ typedef struct map_call {
     uint64_t first_err_idx;
     bool any_cancelled;
     int workers;
+    double per_item[4]; /* ns per item of the last finished chunks */
+    int nsamples;
 } map_call;
 
 /* Streams: grow the results as chunks are delivered (zeroed, since an
@@ -294,14 +296,19 @@ static size_t pick_chunk(map_call *mc)
     if (o->chunk_size) {
         size = o->chunk_size;
     } else {
-        uint64_t items = atomic_load_explicit(&mc->job.stat_items, memory_order_relaxed);
-        uint64_t ns = atomic_load_explicit(&mc->job.stat_ns, memory_order_relaxed);
-        if (items == 0) {
+        if (mc->nsamples == 0) {
             size = 1;
         } else {
-            uint64_t per = ns / items;
-            if (per == 0) per = 1;
-            uint64_t s = TARGET_CHUNK_NS / per;
+            /* The fastest recent chunk: page faults, preemption and cold
+             * caches only ever make a chunk slower, so the minimum is the
+             * estimate they do not spoil (one 2 MB page fault in a map's
+             * first one-item chunk would otherwise keep chunks tiny). */
+            int k = mc->nsamples < 4 ? mc->nsamples : 4;
+            double per = mc->per_item[0];
+            for (int i = 1; i < k; i++)
+                if (mc->per_item[i] < per) per = mc->per_item[i];
+            if (per < 0.5) per = 0.5;
+            double s = (double)TARGET_CHUNK_NS / per;
             size = s < 1 ? 1 : s > MAX_CHUNK ? MAX_CHUNK : (size_t)s;
         }
         if (mc->job.mode != IN_STREAM) {
@@ -428,10 +435,12 @@ static int dispatch_one(map_call *mc)
     mc->ring[(mc->ring_head + mc->ring_n) % mc->ring_cap] = c;
     mc->ring_n++;
     atomic_fetch_add_explicit(&job->refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&job->pending, 1, memory_order_seq_cst);
     int rc = weft__enqueue(job->ex, f);
     if (rc) {
         /* shut down under us: the chunk never runs; fail its items */
         atomic_fetch_sub_explicit(&job->refs, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&job->pending, 1, memory_order_relaxed);
         atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
         weft_future_release(f);
         for (size_t i = 0; i < c->n; i++) entry_cancel(&c->ents[i]);
@@ -497,7 +506,10 @@ static bool collect(map_call *mc)
 {
     chunk *s = atomic_exchange_explicit(&mc->job.done_stack, NULL, memory_order_acquire);
     if (!s) return false;
-    for (; s; s = s->next_done) s->state = 1;
+    for (; s; s = s->next_done) {
+        s->state = 1;
+        if (s->ns && s->n) mc->per_item[mc->nsamples++ % 4] = (double)s->ns / (double)s->n;
+    }
     bool ordered = !(mc->o->flags & WEFT_MAP_UNORDERED);
     if (!ordered) {
         for (size_t k = 0; k < mc->ring_n; k++) {
@@ -521,9 +533,15 @@ static void wait_for_chunks(map_call *mc)
     map_job *job = &mc->job;
     weft_executor *cur = weft__current_executor();
     if (cur == job->ex && weft__help_one(cur)) return;
+    /* Sleep until half of what is queued has finished (all of it once
+     * nothing more can be queued): one wake-up per many chunks, and the
+     * workers still have the other half to run while this thread refills. */
+    bool more = !mc->input_done && !mc->stop_code && !atomic_load(&job->stop);
+    int lw = more ? (int)(mc->ring_n / 2) : 0;
+    atomic_store_explicit(&job->low_water, lw, memory_order_relaxed);
     uint32_t seq = atomic_load_explicit(&job->wake, memory_order_acquire);
     atomic_store_explicit(&job->caller_sleeping, 1, memory_order_seq_cst);
-    if (!atomic_load_explicit(&job->done_stack, memory_order_acquire))
+    if (atomic_load_explicit(&job->pending, memory_order_seq_cst) > lw)
         weft__futex_wait(&job->wake, seq, cur ? 50000 : 200000000);
     atomic_store_explicit(&job->caller_sleeping, 0, memory_order_relaxed);
 }
@@ -536,7 +554,7 @@ static int run_map(map_call *mc, weft_results **out)
     mc->workers = weft_executor_workers(ex);
     if (mc->workers < 1) mc->workers = 1;
     mc->max_items = o->max_in_flight ? o->max_in_flight : (size_t)1024 * (size_t)mc->workers;
-    mc->ring_cap = (size_t)(4 * mc->workers + 4);
+    mc->ring_cap = (size_t)(8 * mc->workers + 8);
     mc->ring = calloc(mc->ring_cap, sizeof *mc->ring);
     if (!mc->ring) return weft__err(WEFT_ENOMEM, "weft_map: out of memory");
     if (out) {
@@ -558,14 +576,14 @@ static int run_map(map_call *mc, weft_results **out)
     atomic_init(&job->done_stack, NULL);
     atomic_init(&job->wake, 0);
     atomic_init(&job->caller_sleeping, 0);
+    atomic_init(&job->pending, 0);
+    atomic_init(&job->low_water, 0);
     atomic_init(&job->refs, 0);
-    atomic_init(&job->stat_ns, 0);
-    atomic_init(&job->stat_items, 0);
 
     for (;;) {
         bool stopping = mc->stop_code || atomic_load_explicit(&job->stop, memory_order_relaxed);
         while (!stopping && !mc->input_done && mc->ring_n < mc->ring_cap &&
-               mc->inflight_items < mc->max_items) {
+               (job->mode != IN_STREAM || mc->inflight_items < mc->max_items)) {
             if (dispatch_one(mc) < 0) break;
             /* on serial the chunk already ran: collect before reading more */
             if (weft__executor_is_serial(ex)) collect(mc);
