@@ -43,8 +43,7 @@ static bool check_done(const char *system)
     return true;
 }
 
-/* Runs body(t) on THREADS threads released together; @return the seconds
- * from the release to the last join, or -1 if a body returned false. */
+/* One submitting thread of run_producers(). */
 struct producer {
     pthread_t th;
     int t;
@@ -61,6 +60,8 @@ static void *producer_main(void *p_)
     return NULL;
 }
 
+/* Runs body(t) on THREADS threads released together; @return the seconds
+ * from the release to the last join, or -1 if a body returned false. */
 static double run_producers(const std::function<bool(int)> &body)
 {
     pthread_barrier_t bar;
