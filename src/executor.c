@@ -698,6 +698,8 @@ int weft__enqueue(weft_executor *ex, weft_future *f)
         if (weft__future_complete(f, WEFT_FUTURE_CANCELLED)) {
             if (s->shared) pthread_mutex_unlock(&ex->shared_mu);
             weft_future_release(f);
+            /* a worker must still come by to drop it: shutdown counts it */
+            wake_one(ex);
             return WEFT__ECLOSED_QUEUED;
         }
     }
@@ -1109,7 +1111,13 @@ int weft_executor_shutdown(weft_executor *ex, weft_shutdown_mode mode)
     for (;;) {
         uint32_t e = atomic_load(&ex->idle_epoch);
         if (pending(ex) <= 0) break;
-        weft__futex_wait(&ex->idle_epoch, e, 1000000);
+        if (weft__futex_wait(&ex->idle_epoch, e, 1000000) == WEFT_ETIMEDOUT) {
+            /* Still pending after a quiet millisecond: make sure no task
+             * waits behind a sleeping pool (cheap, and only while shutting
+             * down). */
+            wake_all(ex);
+            if (mode == WEFT_SHUTDOWN_CANCEL) cancel_queued(ex);
+        }
     }
     return 0;
 }
