@@ -99,16 +99,16 @@ static void check__register(const char *name, check_fn fn, int line)
     check__ntests++;
 }
 
-#define TEST(name)                                                            \
-    static void test_##name(void);                                            \
-    __attribute__((constructor)) static void check__reg_##name(void)          \
-    {                                                                         \
-        check__register(#name, test_##name, __LINE__);                        \
-    }                                                                         \
+#define TEST(name)                                                   \
+    static void test_##name(void);                                   \
+    __attribute__((constructor)) static void check__reg_##name(void) \
+    {                                                                \
+        check__register(#name, test_##name, __LINE__);               \
+    }                                                                \
     static void test_##name(void)
 
 __attribute__((format(printf, 3, 4), unused)) static void check__fail(const char *file, int line,
-                                                                     const char *fmt, ...)
+                                                                      const char *fmt, ...)
 {
     atomic_fetch_add(&check__failures, 1);
     pthread_mutex_lock(&check__print_lock);
@@ -122,10 +122,8 @@ __attribute__((format(printf, 3, 4), unused)) static void check__fail(const char
     pthread_mutex_unlock(&check__print_lock);
 }
 
-__attribute__((format(printf, 4, 5), unused)) static void check__fail_msg(const char *file,
-                                                                         int line,
-                                                                         const char *cond,
-                                                                         const char *fmt, ...)
+__attribute__((format(printf, 4, 5), unused)) static void
+check__fail_msg(const char *file, int line, const char *cond, const char *fmt, ...)
 {
     char m[1024];
     va_list ap;
@@ -143,9 +141,9 @@ __attribute__((noreturn, unused)) static void check__abort_test(void)
 }
 
 /* Non-fatal checks (any thread). */
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (!(cond)) check__fail(__FILE__, __LINE__, "CHECK(%s)", #cond);     \
+#define CHECK(cond)                                                       \
+    do {                                                                  \
+        if (!(cond)) check__fail(__FILE__, __LINE__, "CHECK(%s)", #cond); \
     } while (0)
 
 #define CHECK_MSG(cond, ...)                                                  \
@@ -153,85 +151,85 @@ __attribute__((noreturn, unused)) static void check__abort_test(void)
         if (!(cond)) check__fail_msg(__FILE__, __LINE__, #cond, __VA_ARGS__); \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                    \
-    do {                                                                      \
-        long long check__a = (long long)(a), check__b = (long long)(b);       \
-        if (check__a != check__b)                                             \
+#define CHECK_EQ_INT(a, b)                                                                \
+    do {                                                                                  \
+        long long check__a = (long long)(a), check__b = (long long)(b);                   \
+        if (check__a != check__b)                                                         \
             check__fail(__FILE__, __LINE__, "CHECK_EQ_INT(%s, %s): %lld != %lld", #a, #b, \
-                        check__a, check__b);                                  \
+                        check__a, check__b);                                              \
     } while (0)
 
-#define CHECK_EQ_U64(a, b)                                                    \
-    do {                                                                      \
-        unsigned long long check__a = (unsigned long long)(a);                \
-        unsigned long long check__b = (unsigned long long)(b);                \
-        if (check__a != check__b)                                             \
+#define CHECK_EQ_U64(a, b)                                                                \
+    do {                                                                                  \
+        unsigned long long check__a = (unsigned long long)(a);                            \
+        unsigned long long check__b = (unsigned long long)(b);                            \
+        if (check__a != check__b)                                                         \
             check__fail(__FILE__, __LINE__, "CHECK_EQ_U64(%s, %s): %llu != %llu", #a, #b, \
-                        check__a, check__b);                                  \
+                        check__a, check__b);                                              \
     } while (0)
 
-#define CHECK_EQ_STR(a, b)                                                    \
-    do {                                                                      \
-        const char *check__a = (a), *check__b = (b);                          \
-        if (!check__a || !check__b || strcmp(check__a, check__b) != 0)        \
+#define CHECK_EQ_STR(a, b)                                                                    \
+    do {                                                                                      \
+        const char *check__a = (a), *check__b = (b);                                          \
+        if (!check__a || !check__b || strcmp(check__a, check__b) != 0)                        \
             check__fail(__FILE__, __LINE__, "CHECK_EQ_STR(%s, %s): \"%s\" != \"%s\"", #a, #b, \
-                        check__a ? check__a : "(null)", check__b ? check__b : "(null)"); \
+                        check__a ? check__a : "(null)", check__b ? check__b : "(null)");      \
     } while (0)
 
 /* Expects `expr` to return 0; prints the code's name and weft_last_error(). */
-#define CHECK_OK(expr)                                                        \
-    do {                                                                      \
-        int check__rc = (expr);                                               \
-        if (check__rc != 0)                                                   \
+#define CHECK_OK(expr)                                                                    \
+    do {                                                                                  \
+        int check__rc = (expr);                                                           \
+        if (check__rc != 0)                                                               \
             check__fail(__FILE__, __LINE__, "CHECK_OK(%s): %d %s (%s)", #expr, check__rc, \
-                        weft_strerror(check__rc), weft_last_error());         \
+                        weft_strerror(check__rc), weft_last_error());                     \
     } while (0)
 
 /* Expects `expr` to return `code` and weft_last_error() to be non-empty. */
-#define CHECK_ERR(expr, code)                                                 \
-    do {                                                                      \
-        int check__rc = (expr);                                               \
-        int check__want = (code);                                             \
-        if (check__rc != check__want) {                                       \
+#define CHECK_ERR(expr, code)                                                                   \
+    do {                                                                                        \
+        int check__rc = (expr);                                                                 \
+        int check__want = (code);                                                               \
+        if (check__rc != check__want) {                                                         \
             check__fail(__FILE__, __LINE__, "CHECK_ERR(%s): got %d %s, want %d %s (%s)", #expr, \
-                        check__rc, weft_strerror(check__rc), check__want,     \
-                        weft_strerror(check__want), weft_last_error());       \
-        } else {                                                              \
-            const char *check__le = weft_last_error();                        \
-            if (!check__le || !check__le[0])                                  \
-                check__fail(__FILE__, __LINE__, "CHECK_ERR(%s): weft_last_error() is empty", \
-                            #expr);                                           \
-        }                                                                     \
+                        check__rc, weft_strerror(check__rc), check__want,                       \
+                        weft_strerror(check__want), weft_last_error());                         \
+        } else {                                                                                \
+            const char *check__le = weft_last_error();                                          \
+            if (!check__le || !check__le[0])                                                    \
+                check__fail(__FILE__, __LINE__, "CHECK_ERR(%s): weft_last_error() is empty",    \
+                            #expr);                                                             \
+        }                                                                                       \
     } while (0)
 
 /* Expects `expr` to return `code` (no check of weft_last_error()). */
-#define CHECK_RC(expr, code)                                                  \
-    do {                                                                      \
-        int check__rc = (expr);                                               \
-        int check__want = (code);                                             \
-        if (check__rc != check__want)                                         \
+#define CHECK_RC(expr, code)                                                                   \
+    do {                                                                                       \
+        int check__rc = (expr);                                                                \
+        int check__want = (code);                                                              \
+        if (check__rc != check__want)                                                          \
             check__fail(__FILE__, __LINE__, "CHECK_RC(%s): got %d %s, want %d %s (%s)", #expr, \
-                        check__rc, weft_strerror(check__rc), check__want,     \
-                        weft_strerror(check__want), weft_last_error());       \
+                        check__rc, weft_strerror(check__rc), check__want,                      \
+                        weft_strerror(check__want), weft_last_error());                        \
     } while (0)
 
 /* Fatal checks: end the test at once. */
-#define REQUIRE(cond)                                                         \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            check__fail(__FILE__, __LINE__, "REQUIRE(%s)", #cond);            \
-            check__abort_test();                                              \
-        }                                                                     \
+#define REQUIRE(cond)                                              \
+    do {                                                           \
+        if (!(cond)) {                                             \
+            check__fail(__FILE__, __LINE__, "REQUIRE(%s)", #cond); \
+            check__abort_test();                                   \
+        }                                                          \
     } while (0)
 
-#define REQUIRE_OK(expr)                                                      \
-    do {                                                                      \
-        int check__rc = (expr);                                               \
-        if (check__rc != 0) {                                                 \
+#define REQUIRE_OK(expr)                                                                    \
+    do {                                                                                    \
+        int check__rc = (expr);                                                             \
+        if (check__rc != 0) {                                                               \
             check__fail(__FILE__, __LINE__, "REQUIRE_OK(%s): %d %s (%s)", #expr, check__rc, \
-                        weft_strerror(check__rc), weft_last_error());         \
-            check__abort_test();                                              \
-        }                                                                     \
+                        weft_strerror(check__rc), weft_last_error());                       \
+            check__abort_test();                                                            \
+        }                                                                                   \
     } while (0)
 
 #define SKIP(...)                                                             \
@@ -336,7 +334,6 @@ __attribute__((unused)) static int check_arg_threads(int def)
     return check__threads_arg > 0 ? check__threads_arg : def;
 }
 
-
 /* ------------------------------------------------------------------------
  * Runner
  * ------------------------------------------------------------------------ */
@@ -379,8 +376,10 @@ static int check_main(int argc, char **argv)
     int nnum = 0, nnames = 0;
     for (int i = 1; i < argc; i++) {
         if (check__is_number(argv[i])) {
-            if (nnum == 0) check__threads_arg = atoi(argv[i]);
-            else if (nnum == 1) check__scale_arg = strtod(argv[i], NULL);
+            if (nnum == 0)
+                check__threads_arg = atoi(argv[i]);
+            else if (nnum == 1)
+                check__scale_arg = strtod(argv[i], NULL);
             nnum++;
         } else {
             nnames++;
@@ -388,9 +387,12 @@ static int check_main(int argc, char **argv)
     }
     int watchdog = CHECK_WATCHDOG_SECONDS;
     const char *w = getenv("CHECK_WATCHDOG");
-    if (w && atoi(w) > 0) watchdog = atoi(w);
-    else if (CHECK_TSAN) watchdog *= 3; /* CTest's timeouts grow the same way */
-    else if (CHECK_ASAN) watchdog *= 2;
+    if (w && atoi(w) > 0)
+        watchdog = atoi(w);
+    else if (CHECK_TSAN)
+        watchdog *= 3; /* CTest's timeouts grow the same way */
+    else if (CHECK_ASAN)
+        watchdog *= 2;
     signal(SIGALRM, check__watchdog);
 
     int passed = 0, failed = 0, skipped = 0;

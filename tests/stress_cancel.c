@@ -5,8 +5,8 @@
 #include "check.h"
 
 static atomic_int executed;
-static atomic_uchar *ran;     /* per index: times the task ran */
-static atomic_uchar *cb_runs; /* per index: times the callback ran */
+static atomic_uchar *ran;       /* per index: times the task ran */
+static atomic_uchar *cb_runs;   /* per index: times the callback ran */
 static atomic_uchar *cancel_ok; /* per index: a cancel returned 0 */
 static atomic_int cb_total;
 
@@ -79,7 +79,9 @@ static void run(int workers, size_t n)
     atomic_store(&cb_total, 0);
     atomic_size_t published = 0;
     atomic_int stop = 0;
-    enum { C = 2 };
+    enum {
+        C = 2
+    };
     struct canceller cs[C];
     pthread_t th[C];
     for (int k = 0; k < C; k++) {
@@ -118,8 +120,7 @@ static void run(int workers, size_t n)
         if (atomic_load(&cb_runs[i]) != 1) ok = false;
         if (!ok && bad++ < 5)
             CHECK_MSG(0, "future %zu: state %d rc %d ran %d cancel_ok %d callbacks %d", i, st, rc,
-                      atomic_load(&ran[i]), atomic_load(&cancel_ok[i]),
-                      atomic_load(&cb_runs[i]));
+                      atomic_load(&ran[i]), atomic_load(&cancel_ok[i]), atomic_load(&cb_runs[i]));
         weft_future_release(fs[i]);
     }
     CHECK_EQ_INT(bad, 0);
@@ -140,5 +141,11 @@ static void run(int workers, size_t n)
     free(cancel_ok);
 }
 
-TEST(random_cancels) { run(check_arg_threads(0), check_scaled(200000, 2000)); }
-TEST(random_cancels_one_worker) { run(1, check_scaled(50000, 1000)); }
+TEST(random_cancels)
+{
+    run(check_arg_threads(0), check_scaled(200000, 2000));
+}
+TEST(random_cancels_one_worker)
+{
+    run(1, check_scaled(50000, 1000));
+}

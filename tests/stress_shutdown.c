@@ -71,7 +71,9 @@ static void run(weft_shutdown_mode mode, int workers, size_t queued)
     weft_future **pre = malloc(queued * sizeof *pre);
     REQUIRE(pre);
     for (size_t i = 0; i < queued; i++) REQUIRE_OK(weft_submit(ex, work, &i, sizeof i, &pre[i]));
-    enum { T = 3 };
+    enum {
+        T = 3
+    };
     struct sub s[T];
     pthread_t th[T];
     atomic_int go = 0;
@@ -91,9 +93,12 @@ static void run(weft_shutdown_mode mode, int workers, size_t queued)
     long ran = 0, cancelled = 0, bad = 0, total = (long)queued;
     for (size_t i = 0; i < queued; i++) {
         int r = check_one(pre[i], i, mode);
-        if (r == 1) ran++;
-        else if (r == 0) cancelled++;
-        else if (bad++ < 5) CHECK_MSG(0, "queued future %zu wrong after shutdown", i);
+        if (r == 1)
+            ran++;
+        else if (r == 0)
+            cancelled++;
+        else if (bad++ < 5)
+            CHECK_MSG(0, "queued future %zu wrong after shutdown", i);
         weft_future_release(pre[i]);
     }
     for (int k = 0; k < T; k++) {
@@ -102,9 +107,12 @@ static void run(weft_shutdown_mode mode, int workers, size_t queued)
         total += (long)s[k].n;
         for (size_t i = 0; i < s[k].n; i++) {
             int r = check_one(s[k].fs[i], i, mode);
-            if (r == 1) ran++;
-            else if (r == 0) cancelled++;
-            else if (bad++ < 5) CHECK_MSG(0, "submitter %d future %zu wrong after shutdown", k, i);
+            if (r == 1)
+                ran++;
+            else if (r == 0)
+                cancelled++;
+            else if (bad++ < 5)
+                CHECK_MSG(0, "submitter %d future %zu wrong after shutdown", k, i);
             weft_future_release(s[k].fs[i]);
         }
         free(s[k].fs);
@@ -132,7 +140,10 @@ TEST(shutdown_cancel)
         run(WEFT_SHUTDOWN_CANCEL, check_arg_threads(0), check_scaled(100000, 1000));
 }
 
-TEST(shutdown_cancel_one_worker) { run(WEFT_SHUTDOWN_CANCEL, 1, check_scaled(50000, 1000)); }
+TEST(shutdown_cancel_one_worker)
+{
+    run(WEFT_SHUTDOWN_CANCEL, 1, check_scaled(50000, 1000));
+}
 
 /* destroy (implicit WAIT) while threads still submit */
 TEST(destroy_with_work_queued)

@@ -3,7 +3,9 @@
 // weft-test-timeout: 180
 #include "check.h"
 
-enum { T = 8 };
+enum {
+    T = 8
+};
 
 static int tag(weft_ctx *ctx, const void *in, size_t len)
 {
@@ -99,5 +101,11 @@ static void run(int workers, size_t per)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(eight_submitters) { run(check_arg_threads(0), check_scaled(100000, 500)); }
-TEST(eight_submitters_one_worker) { run(1, check_scaled(25000, 200)); }
+TEST(eight_submitters)
+{
+    run(check_arg_threads(0), check_scaled(100000, 500));
+}
+TEST(eight_submitters_one_worker)
+{
+    run(1, check_scaled(25000, 200));
+}

@@ -53,8 +53,14 @@ static void run(weft_backend b, size_t n)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(million_tasks_threads) { run(WEFT_BACKEND_THREADS, check_scaled(1000000, 1000)); }
-TEST(tasks_serial) { run(WEFT_BACKEND_SERIAL, check_scaled(200000, 1000)); }
+TEST(million_tasks_threads)
+{
+    run(WEFT_BACKEND_THREADS, check_scaled(1000000, 1000));
+}
+TEST(tasks_serial)
+{
+    run(WEFT_BACKEND_SERIAL, check_scaled(200000, 1000));
+}
 
 /* the same through weft_map, chunked automatically */
 TEST(million_items_map)

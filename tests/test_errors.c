@@ -7,14 +7,22 @@ static const struct {
     int code;
     const char *name;
 } codes[] = {
-    {WEFT_EPERM, "WEFT_EPERM"},         {WEFT_ENOENT, "WEFT_ENOENT"},
-    {WEFT_ENOMEM, "WEFT_ENOMEM"},       {WEFT_EBUSY, "WEFT_EBUSY"},
-    {WEFT_EEXIST, "WEFT_EEXIST"},       {WEFT_EINVAL, "WEFT_EINVAL"},
-    {WEFT_EDEADLK, "WEFT_EDEADLK"},     {WEFT_ENOTSUP, "WEFT_ENOTSUP"},
-    {WEFT_ETIMEDOUT, "WEFT_ETIMEDOUT"}, {WEFT_EAGAIN, "WEFT_EAGAIN"},
-    {WEFT_ETASK, "WEFT_ETASK"},         {WEFT_ECANCELLED, "WEFT_ECANCELLED"},
-    {WEFT_ECLOSED, "WEFT_ECLOSED"},     {WEFT_ECRASHED, "WEFT_ECRASHED"},
-    {WEFT_EOF, "WEFT_EOF"},             {WEFT_ENOTREG, "WEFT_ENOTREG"},
+    {WEFT_EPERM, "WEFT_EPERM"},
+    {WEFT_ENOENT, "WEFT_ENOENT"},
+    {WEFT_ENOMEM, "WEFT_ENOMEM"},
+    {WEFT_EBUSY, "WEFT_EBUSY"},
+    {WEFT_EEXIST, "WEFT_EEXIST"},
+    {WEFT_EINVAL, "WEFT_EINVAL"},
+    {WEFT_EDEADLK, "WEFT_EDEADLK"},
+    {WEFT_ENOTSUP, "WEFT_ENOTSUP"},
+    {WEFT_ETIMEDOUT, "WEFT_ETIMEDOUT"},
+    {WEFT_EAGAIN, "WEFT_EAGAIN"},
+    {WEFT_ETASK, "WEFT_ETASK"},
+    {WEFT_ECANCELLED, "WEFT_ECANCELLED"},
+    {WEFT_ECLOSED, "WEFT_ECLOSED"},
+    {WEFT_ECRASHED, "WEFT_ECRASHED"},
+    {WEFT_EOF, "WEFT_EOF"},
+    {WEFT_ENOTREG, "WEFT_ENOTREG"},
     {WEFT_EDEPEND, "WEFT_EDEPEND"},
 };
 #define NCODES (sizeof codes / sizeof codes[0])
@@ -30,8 +38,8 @@ TEST(strerror_names_every_code)
         CHECK_MSG(strncmp(s, codes[i].name, n) == 0 && s[n] == ':',
                   "weft_strerror(%d) = \"%s\" should start with \"%s:\"", codes[i].code, s,
                   codes[i].name);
-        CHECK_MSG(strlen(s) > n + 2, "weft_strerror(%s) = \"%s\" has no description",
-                  codes[i].name, s);
+        CHECK_MSG(strlen(s) > n + 2, "weft_strerror(%s) = \"%s\" has no description", codes[i].name,
+                  s);
         CHECK_MSG(strcmp(s, "unknown error") != 0, "%s", codes[i].name);
     }
 }

@@ -165,7 +165,8 @@ TEST(unavailable_backends)
         CHECK_ERR(weft_executor_create(&o, &ex), WEFT_ENOTSUP);
         CHECK(ex == NULL);
         const char *m = weft_last_error();
-        CHECK_MSG(strstr(m, "not available") != NULL, "last error \"%s\" should say \"not available\"", m);
+        CHECK_MSG(strstr(m, "not available") != NULL,
+                  "last error \"%s\" should say \"not available\"", m);
     }
     if (!tested) SKIP("processes and mpi are both available in this build");
 }
@@ -436,7 +437,9 @@ TEST(shutdown_wait_runs_everything)
     weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
     REQUIRE(ex);
     atomic_store(&counter, 0);
-    enum { N = 100 };
+    enum {
+        N = 100
+    };
     weft_future *fs[N];
     double sl = 0.001;
     for (int i = 0; i < N; i++) REQUIRE_OK(weft_submit(ex, count_task, &sl, sizeof sl, &fs[i]));
@@ -513,7 +516,9 @@ TEST(shutdown_cancel)
     weft_future *gate;
     REQUIRE_OK(weft_submit(ex, gate_task, NULL, 0, &gate));
     REQUIRE(check_wait_atomic(&gate_started, 1, 10));
-    enum { N = 50 };
+    enum {
+        N = 50
+    };
     weft_future *fs[N];
     for (int i = 0; i < N; i++) REQUIRE_OK(weft_submit(ex, count_task, NULL, 0, &fs[i]));
 
@@ -558,7 +563,9 @@ TEST(shutdown_wait_then_cancel)
     weft_future *gate;
     REQUIRE_OK(weft_submit(ex, gate_task, NULL, 0, &gate));
     REQUIRE(check_wait_atomic(&gate_started, 1, 10));
-    enum { N = 20 };
+    enum {
+        N = 20
+    };
     weft_future *fs[N];
     for (int i = 0; i < N; i++) REQUIRE_OK(weft_submit(ex, count_task, NULL, 0, &fs[i]));
     struct shutdown_arg w = {ex, WEFT_SHUTDOWN_WAIT, -1, 0};
@@ -612,8 +619,14 @@ static void run_destroy_from_task(weft_backend b)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(destroy_from_task_threads) { run_destroy_from_task(WEFT_BACKEND_THREADS); }
-TEST(destroy_from_task_serial) { run_destroy_from_task(WEFT_BACKEND_SERIAL); }
+TEST(destroy_from_task_threads)
+{
+    run_destroy_from_task(WEFT_BACKEND_THREADS);
+}
+TEST(destroy_from_task_serial)
+{
+    run_destroy_from_task(WEFT_BACKEND_SERIAL);
+}
 
 /* threads still submitting during shutdown */
 struct submitter {
@@ -651,7 +664,10 @@ static void run_submitters_during_shutdown(weft_shutdown_mode mode)
     clear_env();
     weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
     REQUIRE(ex);
-    enum { T = 4, CAP = 200000 };
+    enum {
+        T = 4,
+        CAP = 200000
+    };
     struct submitter s[T];
     pthread_t th[T];
     atomic_int go = 0;
@@ -676,8 +692,8 @@ static void run_submitters_during_shutdown(weft_shutdown_mode mode)
         for (int j = 0; j < s[i].n; j++) {
             weft_future *f = s[i].fs[j];
             /* shutdown returned only after everything submitted before it finished */
-            CHECK_MSG(weft_future_done(f), "submitter %d future %d not finished after shutdown",
-                      i, j);
+            CHECK_MSG(weft_future_done(f), "submitter %d future %d not finished after shutdown", i,
+                      j);
             const void *d;
             size_t len;
             int rc = weft_future_result(f, 5.0, &d, &len);
@@ -700,8 +716,14 @@ static void run_submitters_during_shutdown(weft_shutdown_mode mode)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(submitters_during_shutdown_wait) { run_submitters_during_shutdown(WEFT_SHUTDOWN_WAIT); }
-TEST(submitters_during_shutdown_cancel) { run_submitters_during_shutdown(WEFT_SHUTDOWN_CANCEL); }
+TEST(submitters_during_shutdown_wait)
+{
+    run_submitters_during_shutdown(WEFT_SHUTDOWN_WAIT);
+}
+TEST(submitters_during_shutdown_cancel)
+{
+    run_submitters_during_shutdown(WEFT_SHUTDOWN_CANCEL);
+}
 
 TEST(destroy_runs_pending_work)
 {
@@ -714,8 +736,10 @@ TEST(destroy_runs_pending_work)
     for (int i = 0; i < 200; i++) {
         weft_future *f;
         REQUIRE_OK(weft_submit(ex, count_task, &sl, sizeof sl, &f));
-        if (i == 199) keep = f;
-        else weft_future_release(f);
+        if (i == 199)
+            keep = f;
+        else
+            weft_future_release(f);
     }
     CHECK_OK(weft_executor_destroy(ex));
     CHECK_EQ_INT(atomic_load(&counter), 200);
@@ -739,13 +763,15 @@ TEST(no_thread_or_fd_leak)
     int threads0 = check_count_threads();
     int fds0 = check_count_fds();
     for (int round = 0; round < 10; round++) {
-        weft_executor *ex = make_ex(round % 3 == 2 ? WEFT_BACKEND_SERIAL : WEFT_BACKEND_THREADS,
-                                    1 + round % 4);
+        weft_executor *ex =
+            make_ex(round % 3 == 2 ? WEFT_BACKEND_SERIAL : WEFT_BACKEND_THREADS, 1 + round % 4);
         REQUIRE(ex);
         if (round == 0 && weft_executor_backend(ex) == WEFT_BACKEND_THREADS)
             CHECK(check_count_threads() >= threads0 + 1);
         for (int i = 0; i < 30; i++) check_square(ex, i);
-        if (round % 2) CHECK_OK(weft_executor_shutdown(ex, round % 4 == 1 ? WEFT_SHUTDOWN_WAIT : WEFT_SHUTDOWN_CANCEL));
+        if (round % 2)
+            CHECK_OK(weft_executor_shutdown(ex, round % 4 == 1 ? WEFT_SHUTDOWN_WAIT
+                                                               : WEFT_SHUTDOWN_CANCEL));
         CHECK_OK(weft_executor_destroy(ex));
         CHECK_EQ_INT(check_wait_threads_at_most(threads0, 5.0), threads0);
         CHECK_EQ_INT(check_count_fds(), fds0);
@@ -756,14 +782,17 @@ TEST(many_executors_at_once)
 {
     clear_env();
     int threads0 = check_count_threads();
-    enum { E = 6 };
+    enum {
+        E = 6
+    };
     weft_executor *ex[E];
     for (int i = 0; i < E; i++) {
         ex[i] = make_ex(WEFT_BACKEND_THREADS, 2);
         REQUIRE(ex[i]);
     }
     int nt = check_count_threads();
-    CHECK_MSG(nt >= threads0 + 2 * E && nt <= threads0 + 2 * E + E, "%d threads for %d executors of 2 workers (baseline %d)", nt, E, threads0);
+    CHECK_MSG(nt >= threads0 + 2 * E && nt <= threads0 + 2 * E + E,
+              "%d threads for %d executors of 2 workers (baseline %d)", nt, E, threads0);
     for (int i = 0; i < E; i++) check_square(ex[i], i + 100);
     for (int i = E - 1; i >= 0; i--) CHECK_OK(weft_executor_destroy(ex[i]));
     CHECK_EQ_INT(check_wait_threads_at_most(threads0, 5.0), threads0);

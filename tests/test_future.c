@@ -79,10 +79,14 @@ static int fail_task(weft_ctx *ctx, const void *in, size_t len)
 {
     int mode = len == sizeof(int) ? *(const int *)in : 0;
     switch (mode) {
-    case 0: return weft_ctx_fail(ctx, WEFT_EPERM, "refused %s %d", "item", 7);
-    case 1: return WEFT_EINVAL;          /* no message */
-    case 2: return 3;                    /* positive: WEFT_ETASK */
-    default: return weft_ctx_fail(ctx, -7777, "custom");
+    case 0:
+        return weft_ctx_fail(ctx, WEFT_EPERM, "refused %s %d", "item", 7);
+    case 1:
+        return WEFT_EINVAL; /* no message */
+    case 2:
+        return 3; /* positive: WEFT_ETASK */
+    default:
+        return weft_ctx_fail(ctx, -7777, "custom");
     }
 }
 WEFT_TASK_REGISTER(fail_task);
@@ -158,7 +162,8 @@ TEST(submit_borrow)
         REQUIRE(len == sizeof(uintptr_t));
         uintptr_t ptr;
         memcpy(&ptr, d, sizeof ptr);
-        CHECK_MSG(ptr == (uintptr_t)big, "BORROW on %s: the task saw a copy", weft_backend_name(bs[k]));
+        CHECK_MSG(ptr == (uintptr_t)big, "BORROW on %s: the task saw a copy",
+                  weft_backend_name(bs[k]));
         weft_future_release(f);
         weft_future_release(p);
         CHECK_OK(weft_executor_destroy(ex));
@@ -258,8 +263,14 @@ static void run_errors(weft_backend b)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(errors_threads) { run_errors(WEFT_BACKEND_THREADS); }
-TEST(errors_serial) { run_errors(WEFT_BACKEND_SERIAL); }
+TEST(errors_threads)
+{
+    run_errors(WEFT_BACKEND_THREADS);
+}
+TEST(errors_serial)
+{
+    run_errors(WEFT_BACKEND_SERIAL);
+}
 
 /* ---- cancel and state ---- */
 
@@ -509,7 +520,9 @@ TEST(retain_release_many_threads)
     double s = 0.05;
     weft_future *f;
     REQUIRE_OK(weft_submit(ex, sleeper, &s, sizeof s, &f));
-    enum { T = 8 };
+    enum {
+        T = 8
+    };
     pthread_t th[T];
     struct ref_arg a = {f, 20000};
     for (int i = 0; i < T; i++) REQUIRE(pthread_create(&th[i], NULL, retain_release_loop, &a) == 0);
@@ -553,7 +566,9 @@ TEST(wait_all)
 {
     weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
     REQUIRE(ex);
-    enum { N = 8 };
+    enum {
+        N = 8
+    };
     weft_future *fs[N];
     for (int i = 0; i < N; i++) {
         double s = 0.002 * i;
@@ -678,7 +693,9 @@ TEST(as_completed_each_once)
 {
     weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
     REQUIRE(ex);
-    enum { N = 12 };
+    enum {
+        N = 12
+    };
     weft_future *fs[N];
     for (int i = 0; i < N; i++) {
         double s = 0.003 * ((i * 7) % N);
@@ -722,7 +739,9 @@ TEST(as_completed_finished_first_in_order)
     weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
     REQUIRE(ex);
     gates_reset();
-    enum { N = 6 };
+    enum {
+        N = 6
+    };
     weft_future *fs[N];
     for (int i = 0; i < N; i++) {
         if (i == 2) {
@@ -854,8 +873,10 @@ static void run_retries(weft_backend b)
     const void *d;
     size_t len;
     CHECK_OK(weft_future_result(f, WEFT_FOREVER, &d, &len));
-    if (len == sizeof(int)) CHECK_EQ_INT(*(const int *)d, 2);
-    else CHECK_EQ_INT(len, sizeof(int));
+    if (len == sizeof(int))
+        CHECK_EQ_INT(*(const int *)d, 2);
+    else
+        CHECK_EQ_INT(len, sizeof(int));
     CHECK(weft_future_error(f) == NULL);
     CHECK_EQ_INT(atomic_load(&attempts_seen), 3);
     weft_future_release(f);
@@ -885,8 +906,14 @@ static void run_retries(weft_backend b)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(retries_threads) { run_retries(WEFT_BACKEND_THREADS); }
-TEST(retries_serial) { run_retries(WEFT_BACKEND_SERIAL); }
+TEST(retries_threads)
+{
+    run_retries(WEFT_BACKEND_THREADS);
+}
+TEST(retries_serial)
+{
+    run_retries(WEFT_BACKEND_SERIAL);
+}
 
 /* the future outlives the executor */
 TEST(future_outlives_executor)
@@ -928,7 +955,10 @@ TEST(many_waiters)
 {
     weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
     REQUIRE(ex);
-    enum { N = 2000, T = 4 };
+    enum {
+        N = 2000,
+        T = 4
+    };
     static weft_future *fs[N];
     for (int i = 0; i < N; i++) REQUIRE_OK(weft_submit(ex, echo, &i, sizeof i, &fs[i]));
     pthread_t th[T];

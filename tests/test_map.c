@@ -141,7 +141,8 @@ static void check_squares(weft_results *r, size_t n)
         int64_t v = -1;
         if (rc == 0 && len == sizeof v) memcpy(&v, d, sizeof v);
         if (rc != 0 || v != (int64_t)(i * i) || weft_results_error(r, i) != NULL) {
-            if (bad++ < 5) CHECK_MSG(0, "item %zu: rc %d len %zu value %lld", i, rc, len, (long long)v);
+            if (bad++ < 5)
+                CHECK_MSG(0, "item %zu: rc %d len %zu value %lld", i, rc, len, (long long)v);
         }
     }
     CHECK_EQ_INT(bad, 0);
@@ -154,7 +155,9 @@ TEST(map_ordered_results)
     struct {
         weft_backend b;
         int w;
-    } cfg[] = {{WEFT_BACKEND_SERIAL, 1}, {WEFT_BACKEND_THREADS, 1}, {WEFT_BACKEND_THREADS, 2},
+    } cfg[] = {{WEFT_BACKEND_SERIAL, 1},
+               {WEFT_BACKEND_THREADS, 1},
+               {WEFT_BACKEND_THREADS, 2},
                {WEFT_BACKEND_THREADS, 4}};
     size_t chunks[] = {0, 1, 3, 7, 64, 1000, 100000};
     size_t n = 5003;
@@ -303,8 +306,14 @@ static void run_stop_on_error(weft_backend b, int w, int64_t at, size_t n, doubl
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(map_stop_on_error_serial) { run_stop_on_error(WEFT_BACKEND_SERIAL, 1, 500, 2000, 0); }
-TEST(map_stop_on_error_threads) { run_stop_on_error(WEFT_BACKEND_THREADS, 2, 0, 1000, 0.002); }
+TEST(map_stop_on_error_serial)
+{
+    run_stop_on_error(WEFT_BACKEND_SERIAL, 1, 500, 2000, 0);
+}
+TEST(map_stop_on_error_threads)
+{
+    run_stop_on_error(WEFT_BACKEND_THREADS, 2, 0, 1000, 0.002);
+}
 
 static void run_no_stop(weft_backend b, int w, size_t chunk)
 {
@@ -339,9 +348,18 @@ static void run_no_stop(weft_backend b, int w, size_t chunk)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(map_errors_without_stop_threads) { run_no_stop(WEFT_BACKEND_THREADS, 2, 0); }
-TEST(map_errors_without_stop_chunk1) { run_no_stop(WEFT_BACKEND_THREADS, 3, 1); }
-TEST(map_errors_without_stop_serial) { run_no_stop(WEFT_BACKEND_SERIAL, 1, 0); }
+TEST(map_errors_without_stop_threads)
+{
+    run_no_stop(WEFT_BACKEND_THREADS, 2, 0);
+}
+TEST(map_errors_without_stop_chunk1)
+{
+    run_no_stop(WEFT_BACKEND_THREADS, 3, 1);
+}
+TEST(map_errors_without_stop_serial)
+{
+    run_no_stop(WEFT_BACKEND_SERIAL, 1, 0);
+}
 
 struct cb_state {
     pthread_t caller;
@@ -378,8 +396,10 @@ static int unordered_cb(void *arg, uint64_t index, int err, const void *out, siz
     int64_t v = -1;
     if (len == sizeof v) memcpy(&v, out, sizeof v);
     if (err != 0 || msg != NULL || v != (int64_t)(index * index)) s->bad_value++;
-    if (index < s->n) s->seen[index]++;
-    else s->bad_value++;
+    if (index < s->n)
+        s->seen[index]++;
+    else
+        s->bad_value++;
     return 0;
 }
 
@@ -418,11 +438,26 @@ static void run_on_result(weft_backend b, int w, bool unordered, bool with_out)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(map_on_result_ordered) { run_on_result(WEFT_BACKEND_THREADS, 2, false, false); }
-TEST(map_on_result_ordered_with_out) { run_on_result(WEFT_BACKEND_THREADS, 3, false, true); }
-TEST(map_on_result_unordered) { run_on_result(WEFT_BACKEND_THREADS, 2, true, false); }
-TEST(map_on_result_serial) { run_on_result(WEFT_BACKEND_SERIAL, 1, false, false); }
-TEST(map_on_result_serial_unordered) { run_on_result(WEFT_BACKEND_SERIAL, 1, true, false); }
+TEST(map_on_result_ordered)
+{
+    run_on_result(WEFT_BACKEND_THREADS, 2, false, false);
+}
+TEST(map_on_result_ordered_with_out)
+{
+    run_on_result(WEFT_BACKEND_THREADS, 3, false, true);
+}
+TEST(map_on_result_unordered)
+{
+    run_on_result(WEFT_BACKEND_THREADS, 2, true, false);
+}
+TEST(map_on_result_serial)
+{
+    run_on_result(WEFT_BACKEND_SERIAL, 1, false, false);
+}
+TEST(map_on_result_serial_unordered)
+{
+    run_on_result(WEFT_BACKEND_SERIAL, 1, true, false);
+}
 
 TEST(map_on_result_stops)
 {
@@ -682,8 +717,14 @@ static void run_map_retries(weft_backend b)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(map_retries_threads) { run_map_retries(WEFT_BACKEND_THREADS); }
-TEST(map_retries_serial) { run_map_retries(WEFT_BACKEND_SERIAL); }
+TEST(map_retries_threads)
+{
+    run_map_retries(WEFT_BACKEND_THREADS);
+}
+TEST(map_retries_serial)
+{
+    run_map_retries(WEFT_BACKEND_SERIAL);
+}
 
 TEST(map_empty)
 {
@@ -729,7 +770,8 @@ TEST(map_output_sizes)
                 continue;
             }
             size_t want = i % 3 == 0 ? 0 : i % 3 == 1 ? 8 : 1000;
-            if (len != want) bad++;
+            if (len != want)
+                bad++;
             else
                 for (size_t j = 0; j < len; j++)
                     if (d[j] != (unsigned char)(i + j)) {

@@ -53,8 +53,10 @@ static int parent(weft_ctx *ctx, const void *in, size_t len)
         const void *d;
         size_t l;
         int rc = weft_future_result(fs[i], WEFT_FOREVER, &d, &l);
-        if (rc == 0 && l == sizeof(int64_t)) sum += *(const int64_t *)d;
-        else err = rc ? rc : WEFT_ETASK;
+        if (rc == 0 && l == sizeof(int64_t))
+            sum += *(const int64_t *)d;
+        else
+            err = rc ? rc : WEFT_ETASK;
         weft_future_release(fs[i]);
     }
     if (err) return weft_ctx_fail(ctx, err, "child failed");
@@ -66,23 +68,36 @@ static void run_parents(weft_backend b, int w)
 {
     weft_executor *ex = make_ex(b, w);
     REQUIRE(ex);
-    enum { N = 20 };
+    enum {
+        N = 20
+    };
     weft_future *fs[N];
     for (int i = 0; i < N; i++) REQUIRE_OK(weft_submit(ex, parent, NULL, 0, &fs[i]));
     for (int i = 0; i < N; i++) {
         const void *d;
         size_t len;
         CHECK_OK(weft_future_result(fs[i], WEFT_FOREVER, &d, &len));
-        if (len == 8) CHECK_EQ_INT(*(const int64_t *)d, 3 * 45);
-        else CHECK_EQ_INT(len, 8);
+        if (len == 8)
+            CHECK_EQ_INT(*(const int64_t *)d, 3 * 45);
+        else
+            CHECK_EQ_INT(len, 8);
         weft_future_release(fs[i]);
     }
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(children_threads_1) { run_parents(WEFT_BACKEND_THREADS, 1); }
-TEST(children_threads_2) { run_parents(WEFT_BACKEND_THREADS, 2); }
-TEST(children_serial) { run_parents(WEFT_BACKEND_SERIAL, 1); }
+TEST(children_threads_1)
+{
+    run_parents(WEFT_BACKEND_THREADS, 1);
+}
+TEST(children_threads_2)
+{
+    run_parents(WEFT_BACKEND_THREADS, 2);
+}
+TEST(children_serial)
+{
+    run_parents(WEFT_BACKEND_SERIAL, 1);
+}
 
 /* depth d submits depth d-1 and waits for it */
 static int deep(weft_ctx *ctx, const void *in, size_t len)
@@ -120,8 +135,10 @@ static void run_deep(weft_backend b, int w, int depth)
     const void *d;
     size_t len;
     CHECK_OK(weft_future_result(f, 60.0, &d, &len));
-    if (len == sizeof(int)) CHECK_EQ_INT(*(const int *)d, depth + 1);
-    else CHECK_EQ_INT(len, sizeof(int));
+    if (len == sizeof(int))
+        CHECK_EQ_INT(*(const int *)d, depth + 1);
+    else
+        CHECK_EQ_INT(len, sizeof(int));
     weft_future_release(f);
     int nw = weft_executor_workers(ex);
     CHECK_OK(weft_executor_destroy(ex));
@@ -130,9 +147,18 @@ static void run_deep(weft_backend b, int w, int depth)
               "%d threads while nesting (baseline %d, %d workers)", mt, threads0, nw);
 }
 
-TEST(deep_10_one_worker) { run_deep(WEFT_BACKEND_THREADS, 1, 10); }
-TEST(deep_100_two_workers) { run_deep(WEFT_BACKEND_THREADS, 2, 100); }
-TEST(deep_10_serial) { run_deep(WEFT_BACKEND_SERIAL, 1, 10); }
+TEST(deep_10_one_worker)
+{
+    run_deep(WEFT_BACKEND_THREADS, 1, 10);
+}
+TEST(deep_100_two_workers)
+{
+    run_deep(WEFT_BACKEND_THREADS, 2, 100);
+}
+TEST(deep_10_serial)
+{
+    run_deep(WEFT_BACKEND_SERIAL, 1, 10);
+}
 
 /* fib by nested submits */
 static atomic_int fib_calls;
@@ -183,8 +209,10 @@ static void run_fib(weft_backend b, int w, int n, int64_t want)
     const void *d;
     size_t len;
     CHECK_OK(weft_future_result(f, 100.0, &d, &len));
-    if (len == 8) CHECK_EQ_INT(*(const int64_t *)d, want);
-    else CHECK_EQ_INT(len, 8);
+    if (len == 8)
+        CHECK_EQ_INT(*(const int64_t *)d, want);
+    else
+        CHECK_EQ_INT(len, 8);
     weft_future_release(f);
     int nw = weft_executor_workers(ex);
     CHECK_OK(weft_executor_destroy(ex));
@@ -195,9 +223,18 @@ static void run_fib(weft_backend b, int w, int n, int64_t want)
               "%d threads while nesting (baseline %d, %d workers)", mt, threads0, nw);
 }
 
-TEST(fib20_one_worker) { run_fib(WEFT_BACKEND_THREADS, 1, 20, 6765); }
-TEST(fib20_two_workers) { run_fib(WEFT_BACKEND_THREADS, 2, 20, 6765); }
-TEST(fib20_serial) { run_fib(WEFT_BACKEND_SERIAL, 1, 20, 6765); }
+TEST(fib20_one_worker)
+{
+    run_fib(WEFT_BACKEND_THREADS, 1, 20, 6765);
+}
+TEST(fib20_two_workers)
+{
+    run_fib(WEFT_BACKEND_THREADS, 2, 20, 6765);
+}
+TEST(fib20_serial)
+{
+    run_fib(WEFT_BACKEND_SERIAL, 1, 20, 6765);
+}
 
 /* a map inside a task */
 static int square(weft_ctx *ctx, const void *in, size_t len)
@@ -260,13 +297,22 @@ static void run_map_inside(weft_backend b, int w)
     int nw = weft_executor_workers(ex);
     CHECK_OK(weft_executor_destroy(ex));
     int mt = atomic_load(&max_threads);
-    CHECK_MSG(mt <= threads0 + (b == WEFT_BACKEND_SERIAL ? 0 : nw), "%d threads (baseline %d)",
-              mt, threads0);
+    CHECK_MSG(mt <= threads0 + (b == WEFT_BACKEND_SERIAL ? 0 : nw), "%d threads (baseline %d)", mt,
+              threads0);
 }
 
-TEST(map_inside_task_1) { run_map_inside(WEFT_BACKEND_THREADS, 1); }
-TEST(map_inside_task_2) { run_map_inside(WEFT_BACKEND_THREADS, 2); }
-TEST(map_inside_task_serial) { run_map_inside(WEFT_BACKEND_SERIAL, 1); }
+TEST(map_inside_task_1)
+{
+    run_map_inside(WEFT_BACKEND_THREADS, 1);
+}
+TEST(map_inside_task_2)
+{
+    run_map_inside(WEFT_BACKEND_THREADS, 2);
+}
+TEST(map_inside_task_serial)
+{
+    run_map_inside(WEFT_BACKEND_SERIAL, 1);
+}
 
 /* weft_wait and as_completed from inside a task also help */
 static int wait_inside(weft_ctx *ctx, const void *in, size_t len)

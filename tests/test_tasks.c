@@ -157,10 +157,26 @@ TEST(unregistered_name_is_null)
 }
 
 /* Registration from many threads at once: every name lands exactly once. */
-static int t0(weft_ctx *c, const void *i, size_t l) { (void)c, (void)i, (void)l; return 0; }
-static int t1(weft_ctx *c, const void *i, size_t l) { (void)c, (void)i, (void)l; return 0; }
-static int t2(weft_ctx *c, const void *i, size_t l) { (void)c, (void)i, (void)l; return 0; }
-static int t3(weft_ctx *c, const void *i, size_t l) { (void)c, (void)i, (void)l; return 0; }
+static int t0(weft_ctx *c, const void *i, size_t l)
+{
+    (void)c, (void)i, (void)l;
+    return 0;
+}
+static int t1(weft_ctx *c, const void *i, size_t l)
+{
+    (void)c, (void)i, (void)l;
+    return 0;
+}
+static int t2(weft_ctx *c, const void *i, size_t l)
+{
+    (void)c, (void)i, (void)l;
+    return 0;
+}
+static int t3(weft_ctx *c, const void *i, size_t l)
+{
+    (void)c, (void)i, (void)l;
+    return 0;
+}
 static weft_task_fn race_fns[4] = {t0, t1, t2, t3};
 static atomic_int race_ok, race_exist;
 
@@ -169,9 +185,12 @@ static void *race_register(void *arg)
     (void)arg;
     for (int i = 0; i < 4; i++) {
         int rc = weft_task_register("race.name", race_fns[i]);
-        if (rc == 0) atomic_fetch_add(&race_ok, 1);
-        else if (rc == WEFT_EEXIST) atomic_fetch_add(&race_exist, 1);
-        else CHECK_MSG(0, "unexpected rc %d", rc);
+        if (rc == 0)
+            atomic_fetch_add(&race_ok, 1);
+        else if (rc == WEFT_EEXIST)
+            atomic_fetch_add(&race_exist, 1);
+        else
+            CHECK_MSG(0, "unexpected rc %d", rc);
     }
     return NULL;
 }
@@ -327,8 +346,14 @@ static void run_output_tests(weft_backend b, int workers)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(ctx_output_threads) { run_output_tests(WEFT_BACKEND_THREADS, 2); }
-TEST(ctx_output_serial) { run_output_tests(WEFT_BACKEND_SERIAL, 0); }
+TEST(ctx_output_threads)
+{
+    run_output_tests(WEFT_BACKEND_THREADS, 2);
+}
+TEST(ctx_output_serial)
+{
+    run_output_tests(WEFT_BACKEND_SERIAL, 0);
+}
 
 static void run_fail_tests(weft_backend b)
 {
@@ -366,8 +391,14 @@ static void run_fail_tests(weft_backend b)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(ctx_fail_threads) { run_fail_tests(WEFT_BACKEND_THREADS); }
-TEST(ctx_fail_serial) { run_fail_tests(WEFT_BACKEND_SERIAL); }
+TEST(ctx_fail_threads)
+{
+    run_fail_tests(WEFT_BACKEND_THREADS);
+}
+TEST(ctx_fail_serial)
+{
+    run_fail_tests(WEFT_BACKEND_SERIAL);
+}
 
 static struct ctx_info submit_info(weft_executor *ex, const weft_submit_options *so)
 {
@@ -380,8 +411,10 @@ static struct ctx_info submit_info(weft_executor *ex, const weft_submit_options 
     const void *data;
     size_t len;
     CHECK_OK(weft_future_result(f, WEFT_FOREVER, &data, &len));
-    if (len == sizeof info) memcpy(&info, data, sizeof info);
-    else CHECK_EQ_INT(len, sizeof info);
+    if (len == sizeof info)
+        memcpy(&info, data, sizeof info);
+    else
+        CHECK_EQ_INT(len, sizeof info);
     weft_future_release(f);
     return info;
 }
@@ -424,8 +457,14 @@ static void run_info_tests(weft_backend b, int workers)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(ctx_info_threads) { run_info_tests(WEFT_BACKEND_THREADS, 3); }
-TEST(ctx_info_serial) { run_info_tests(WEFT_BACKEND_SERIAL, 0); }
+TEST(ctx_info_threads)
+{
+    run_info_tests(WEFT_BACKEND_THREADS, 3);
+}
+TEST(ctx_info_serial)
+{
+    run_info_tests(WEFT_BACKEND_SERIAL, 0);
+}
 
 /* The seed is identical on every backend and worker count for one index. */
 TEST(ctx_seed_same_across_backends)
@@ -521,7 +560,9 @@ TEST(ctx_worker_state_from_initializer)
     weft_executor *ex = NULL;
     REQUIRE_OK(weft_executor_create(&o, &ex));
     memset(init_in, 'Z', sizeof init_in); /* copied at creation */
-    enum { N = 60 };
+    enum {
+        N = 60
+    };
     weft_future *fs[N];
     for (int i = 0; i < N; i++) REQUIRE_OK(weft_submit(ex, read_state, NULL, 0, &fs[i]));
     for (int i = 0; i < N; i++) {

@@ -113,8 +113,10 @@ static char *compact(const char *t)
     for (const char *p = t; *p; p++) {
         if (in) {
             *q++ = *p;
-            if (*p == '\\' && p[1]) *q++ = *++p;
-            else if (*p == '"') in = false;
+            if (*p == '\\' && p[1])
+                *q++ = *++p;
+            else if (*p == '"')
+                in = false;
         } else if (*p == '"') {
             in = true;
             *q++ = *p;
@@ -257,7 +259,11 @@ static int trace_gate(weft_ctx *ctx, const void *in, size_t len)
 }
 WEFT_TASK_REGISTER(trace_gate);
 
-enum { N_OK = 20, N_ERR = 3, N_CANCEL = 2 };
+enum {
+    N_OK = 20,
+    N_ERR = 3,
+    N_CANCEL = 2
+};
 
 /* one gate per worker (so every worker is busy), N_CANCEL cancelled while
  * they block, then N_OK ok and N_ERR failed tasks */
@@ -330,8 +336,10 @@ static void check_trace_file(const char *path, int workers, int expect_cancel)
             continue;
         }
         if (!strcmp(e->name, "trace_ok") || !strcmp(e->name, "trace_gate")) {
-            if (!strcmp(e->name, "trace_ok")) n_ok++;
-            else n_gate++;
+            if (!strcmp(e->name, "trace_ok"))
+                n_ok++;
+            else
+                n_gate++;
             CHECK_MSG(args_has(e, "ok"), "%s args %s", e->name, e->args);
             bool found = false;
             for (int k = 0; k < ntids; k++) found |= tids[k] == e->tid;
