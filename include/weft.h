@@ -556,4 +556,8 @@ WEFT_API double weft_now(void);
 #ifdef __cplusplus
 }
 #endif
+
+/* The parts beyond the executor, one sub-header each. */
+#include "weft/sched.h"
+
 #endif /* WEFT_H */
