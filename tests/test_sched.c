@@ -289,7 +289,9 @@ TEST(random_events_come_out_in_order)
     REQUIRE(s);
     seen_count = 0;
     seen_clock = &c;
-    enum { N = 2000 };
+    enum {
+        N = 2000
+    };
     static ev_info info[N];
     static weft_sched_id ids[N];
     static bool cancelled[N];
@@ -411,8 +413,7 @@ TEST(periodic_fixed_rate_keeps_the_grid)
     weft_sched *s = make_virtual(&c);
     REQUIRE(s);
     ticker t = {.s = s, .c = &c, .max_runs = 5, .work = 0.25, .rc_cancel = 1};
-    CHECK_OK(
-        weft_sched_enter_periodic(s, 0, 1.0, WEFT_SCHED_FIXED_RATE, 0, tick, &t, &t.id));
+    CHECK_OK(weft_sched_enter_periodic(s, 0, 1.0, WEFT_SCHED_FIXED_RATE, 0, tick, &t, &t.id));
     CHECK_OK(weft_sched_run(s, true, NULL)); /* ends: the 5th run cancels itself */
     CHECK_EQ_INT(t.runs, 5);
     CHECK_EQ_INT(t.rc_cancel, 0);
@@ -428,8 +429,7 @@ TEST(periodic_fixed_delay_counts_from_the_end_of_a_run)
     weft_sched *s = make_virtual(&c);
     REQUIRE(s);
     ticker t = {.s = s, .c = &c, .max_runs = 5, .work = 0.25, .rc_cancel = 1};
-    CHECK_OK(
-        weft_sched_enter_periodic(s, 0, 1.0, WEFT_SCHED_FIXED_DELAY, 0, tick, &t, &t.id));
+    CHECK_OK(weft_sched_enter_periodic(s, 0, 1.0, WEFT_SCHED_FIXED_DELAY, 0, tick, &t, &t.id));
     CHECK_OK(weft_sched_run(s, true, NULL));
     CHECK_EQ_INT(t.runs, 5);
     for (int i = 0; i < 5; i++) CHECK_MSG(t.at[i] == 1.25 * i, "run %d at %g", i, t.at[i]);
@@ -628,7 +628,10 @@ TEST(background_accepts_events_from_many_threads)
 {
     weft_sched *s = make_background(NULL);
     REQUIRE(s);
-    enum { T = 4, PER = 100 };
+    enum {
+        T = 4,
+        PER = 100
+    };
     static stamp st[T * PER];
     atomic_int counter = 0;
     for (int i = 0; i < T * PER; i++) st[i] = (stamp){.counter = &counter};
@@ -696,8 +699,7 @@ TEST(background_stop_drain_runs_pending_events)
         CHECK_OK(weft_sched_enter(s, d, 0, stamp_run, &st[i], NULL));
     }
     rticker p = {0};
-    CHECK_OK(weft_sched_enter_periodic(s, 0.001, 0.001, WEFT_SCHED_FIXED_RATE, 0, rtick, &p,
-                                       NULL));
+    CHECK_OK(weft_sched_enter_periodic(s, 0.001, 0.001, WEFT_SCHED_FIXED_RATE, 0, rtick, &p, NULL));
     CHECK_OK(weft_sched_stop(s, WEFT_SCHED_STOP_DRAIN));
     CHECK_EQ_INT(atomic_load(&counter), 3);
     for (int i = 0; i < 3; i++) CHECK(st[i].ran >= st[i].due);
@@ -913,8 +915,8 @@ TEST(destroy_with_pending_task_events_frees_their_inputs)
     weft_executor *ex = make_ex();
     REQUIRE(ex);
     vclock c = {0};
-    weft_sched_options o = {.timefunc = vtime, .delayfunc = vdelay, .clock_arg = &c,
-                            .executor = ex};
+    weft_sched_options o = {
+        .timefunc = vtime, .delayfunc = vdelay, .clock_arg = &c, .executor = ex};
     weft_sched *s = NULL;
     CHECK_OK(weft_sched_create(&o, &s));
     REQUIRE(s);
@@ -965,14 +967,12 @@ TEST(bad_input_is_einval_with_a_message)
               WEFT_EINVAL);
     CHECK_ERR(weft_sched_enter_periodic(s, 0, NAN, WEFT_SCHED_FIXED_RATE, 0, rec, NULL, &id),
               WEFT_EINVAL);
-    CHECK_ERR(
-        weft_sched_enter_periodic(s, 0, INFINITY, WEFT_SCHED_FIXED_RATE, 0, rec, NULL, &id),
-        WEFT_EINVAL);
+    CHECK_ERR(weft_sched_enter_periodic(s, 0, INFINITY, WEFT_SCHED_FIXED_RATE, 0, rec, NULL, &id),
+              WEFT_EINVAL);
     CHECK_ERR(weft_sched_enter_periodic(s, NAN, 1, WEFT_SCHED_FIXED_RATE, 0, rec, NULL, &id),
               WEFT_EINVAL);
-    CHECK_ERR(
-        weft_sched_enter_periodic(s, 0, 1, (weft_sched_period_mode)7, 0, rec, NULL, &id),
-        WEFT_EINVAL);
+    CHECK_ERR(weft_sched_enter_periodic(s, 0, 1, (weft_sched_period_mode)7, 0, rec, NULL, &id),
+              WEFT_EINVAL);
     /* a task event needs an executor */
     CHECK_ERR(weft_sched_enter_task(s, 0, 0, square, NULL, 0, &id), WEFT_EINVAL);
     CHECK_ERR(weft_sched_enter_task(s, 0, 0, NULL, NULL, 0, &id), WEFT_EINVAL);
