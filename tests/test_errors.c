@@ -24,6 +24,8 @@ static const struct {
     {WEFT_EOF, "WEFT_EOF"},
     {WEFT_ENOTREG, "WEFT_ENOTREG"},
     {WEFT_EDEPEND, "WEFT_EDEPEND"},
+    {WEFT_EOVERFLOW, "WEFT_EOVERFLOW"},
+    {WEFT_EBROKEN, "WEFT_EBROKEN"},
 };
 #define NCODES (sizeof codes / sizeof codes[0])
 
