@@ -19,8 +19,19 @@
  * releases the lock and sleeps while `seq` is unchanged; notify bumps `seq`
  * and wakes up to n sleepers, and skips both when nobody waits. */
 #include <limits.h>
+#include <sys/single_threaded.h>
 
 #include "sync/sync_internal.h"
+
+/* True while the process has one thread (glibc clears the flag before the
+ * second thread starts). A process-private lock then needs no atomic
+ * read-modify-write: nobody else can touch it. glibc's own mutex takes the
+ * same shortcut; PSHARED locks never do (another process may). */
+static inline bool private_single_threaded(uint32_t flags)
+{
+    return __atomic_load_n(&__libc_single_threaded, __ATOMIC_RELAXED) &&
+           !(flags & WEFT_SYNC_PSHARED);
+}
 
 int weft__lockword_acquire_slow(uint32_t *w, uint64_t deadline, bool try_only, bool shared)
 {
@@ -118,12 +129,21 @@ int weft_lock_acquire(weft_lock *l, double timeout)
     if (WEFT__UNLIKELY(!l || ld_relaxed(&l->weft__magic) != WEFT__MAGIC_LOCK))
         return bad_object(l, "weft_lock_acquire", "lock");
     uint32_t me = weft__thread_id();
-    uint32_t z = 0;
-    if (WEFT__LIKELY(timeout >= 0 &&
-                     __atomic_compare_exchange_n(&l->weft__state, &z, 1, false, __ATOMIC_ACQUIRE,
-                                                 __ATOMIC_RELAXED))) {
-        st_relaxed(&l->weft__owner, me);
-        return 0;
+    if (WEFT__LIKELY(timeout >= 0)) {
+        if (private_single_threaded(ld_relaxed(&l->weft__flags))) {
+            if (ld_relaxed(&l->weft__state) == 0) {
+                st_relaxed(&l->weft__state, 1);
+                st_relaxed(&l->weft__owner, me);
+                return 0;
+            }
+        } else {
+            uint32_t z = 0;
+            if (__atomic_compare_exchange_n(&l->weft__state, &z, 1, false, __ATOMIC_ACQUIRE,
+                                            __ATOMIC_RELAXED)) {
+                st_relaxed(&l->weft__owner, me);
+                return 0;
+            }
+        }
     }
     return lock_slow(l, timeout, me);
 }
@@ -143,7 +163,11 @@ int weft_lock_release(weft_lock *l)
     if (WEFT__UNLIKELY(owner != weft__thread_id()))
         return release_eperm(owner, "weft_lock_release", "lock");
     st_relaxed(&l->weft__owner, 0);
-    weft__lockword_release(&l->weft__state, weft__sync_shared(ld_relaxed(&l->weft__flags)));
+    uint32_t flags = ld_relaxed(&l->weft__flags);
+    if (private_single_threaded(flags))
+        st_relaxed(&l->weft__state, 0); /* no other thread: none can sleep on it */
+    else
+        weft__lockword_release(&l->weft__state, weft__sync_shared(flags));
     return 0;
 }
 
