@@ -66,6 +66,7 @@ enum {
     WEFT_ENOTSUP = -ENOTSUP,     /* not available in this build / on this backend */
     WEFT_ETIMEDOUT = -ETIMEDOUT, /* the timeout elapsed first */
     WEFT_EAGAIN = -EAGAIN,       /* nothing available now (non-blocking calls) */
+    WEFT_EOVERFLOW = -EOVERFLOW, /* a count would exceed its bound (bounded semaphore) */
     /* weft's own codes */
     WEFT_ETASK = -1000,      /* a task failed without a more specific code */
     WEFT_ECANCELLED = -1001, /* the task was cancelled before it started */
@@ -74,6 +75,7 @@ enum {
     WEFT_EOF = -1004,        /* an iteration is finished */
     WEFT_ENOTREG = -1005,    /* the task function is not registered */
     WEFT_EDEPEND = -1006,    /* a task this one depends on failed */
+    WEFT_EBROKEN = -1007,    /* the barrier is broken (abort, timeout, failed action, reset) */
 };
 
 /* weft_strerror() :
@@ -559,5 +561,6 @@ WEFT_API double weft_now(void);
 
 /* The parts beyond the executor, one sub-header each. */
 #include "weft/sched.h"
+#include "weft/sync.h"
 
 #endif /* WEFT_H */

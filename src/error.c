@@ -38,6 +38,8 @@ const char *weft_strerror(int code)
         return "WEFT_ETIMEDOUT: timed out";
     case WEFT_EAGAIN:
         return "WEFT_EAGAIN: resource temporarily unavailable";
+    case WEFT_EOVERFLOW:
+        return "WEFT_EOVERFLOW: a count would exceed its bound";
     case WEFT_ETASK:
         return "WEFT_ETASK: the task failed";
     case WEFT_ECANCELLED:
@@ -52,6 +54,8 @@ const char *weft_strerror(int code)
         return "WEFT_ENOTREG: the task function is not registered";
     case WEFT_EDEPEND:
         return "WEFT_EDEPEND: a task this one depends on failed";
+    case WEFT_EBROKEN:
+        return "WEFT_EBROKEN: the barrier is broken";
     default:
         return "unknown error";
     }

@@ -24,6 +24,8 @@ static const struct {
     {WEFT_EOF, "WEFT_EOF"},
     {WEFT_ENOTREG, "WEFT_ENOTREG"},
     {WEFT_EDEPEND, "WEFT_EDEPEND"},
+    {WEFT_EOVERFLOW, "WEFT_EOVERFLOW"},
+    {WEFT_EBROKEN, "WEFT_EBROKEN"},
 };
 #define NCODES (sizeof codes / sizeof codes[0])
 
@@ -60,7 +62,7 @@ TEST(strerror_ok_and_unknown)
     CHECK_EQ_STR(weft_strerror(12345), "unknown error");
     CHECK_EQ_STR(weft_strerror(-12345), "unknown error");
     CHECK_EQ_STR(weft_strerror(-999), "unknown error");
-    CHECK_EQ_STR(weft_strerror(-1007), "unknown error");
+    CHECK_EQ_STR(weft_strerror(-1008), "unknown error"); /* the first unassigned code */
     CHECK_EQ_STR(weft_strerror(INT_MIN), "unknown error");
     CHECK_EQ_STR(weft_strerror(INT_MAX), "unknown error");
 }

@@ -39,6 +39,46 @@ void weft__futex_wake(_Atomic uint32_t *addr, int n)
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
+int weft__futex_wait_ex(uint32_t *addr, uint32_t expected, int64_t timeout_ns, bool shared)
+{
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000);
+        tsp = &ts;
+    }
+    int op = shared ? FUTEX_WAIT : FUTEX_WAIT_PRIVATE;
+    long r = syscall(SYS_futex, addr, op, expected, tsp, NULL, 0);
+    if (r == -1 && errno == ETIMEDOUT) return WEFT_ETIMEDOUT;
+    return 0;
+}
+
+void weft__futex_wake_ex(uint32_t *addr, int n, bool shared)
+{
+    syscall(SYS_futex, addr, shared ? FUTEX_WAKE : FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+__thread uint32_t weft__tid_cache __attribute__((tls_model("initial-exec")));
+static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
+
+/* In a fork()ed child the one thread has a new id: forget the parent's. */
+static void tid_atfork_child(void)
+{
+    weft__tid_cache = 0;
+}
+
+static void tid_setup(void)
+{
+    pthread_atfork(NULL, NULL, tid_atfork_child);
+}
+
+uint32_t weft__thread_id_slow(void)
+{
+    pthread_once(&tid_once, tid_setup);
+    weft__tid_cache = (uint32_t)syscall(SYS_gettid);
+    return weft__tid_cache;
+}
+
 int weft__cpu_count(void)
 {
     cpu_set_t set;

@@ -18,6 +18,23 @@ int weft__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_
 /* Wakes up to `n` threads sleeping on `addr`. */
 void weft__futex_wake(_Atomic uint32_t *addr, int n);
 
+/* As weft__futex_wait / weft__futex_wake on a plain 32-bit word (accessed
+ * elsewhere with __atomic builtins); with `shared` the futex is keyed by the
+ * physical page (no FUTEX_PRIVATE_FLAG), so processes that map the word
+ * through shared memory wait and wake one another. */
+int weft__futex_wait_ex(uint32_t *addr, uint32_t expected, int64_t timeout_ns, bool shared);
+void weft__futex_wake_ex(uint32_t *addr, int n, bool shared);
+
+/* The calling thread's kernel id (gettid), unique across the processes of
+ * the machine; cached per thread and refreshed in a fork()ed child. */
+extern __thread uint32_t weft__tid_cache __attribute__((tls_model("initial-exec")));
+uint32_t weft__thread_id_slow(void);
+static inline uint32_t weft__thread_id(void)
+{
+    uint32_t t = weft__tid_cache;
+    return __builtin_expect(t != 0, 1) ? t : weft__thread_id_slow();
+}
+
 /* Online CPUs (>= 1). */
 int weft__cpu_count(void);
 
