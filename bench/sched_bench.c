@@ -7,10 +7,13 @@
  * ns/event = (enter all + run all) / N. Systems:
  *   weft        weft_sched_enter + weft_sched_run (locks, ids, slot table)
  *   python      sched.scheduler under /usr/bin/python3 (bench/sched_anchor.py)
- *   plain-heap  a bare binary heap of (priority, seq, fn, arg), no lock, no
- *               ids, no cancel: the floor any scheduler pays
+ *   pthread     the raw C equivalent: a binary heap of (priority, seq, fn,
+ *               arg) guarded by a pthread mutex taken per enter and per pop
+ *               (as sched takes its lock), no ids, no cancel
+ *   plain-heap  the same heap with no lock: the floor any scheduler pays
  * Every run checks that all N events ran, in priority order.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -116,7 +119,10 @@ static inline int pless(const pev *a, const pev *b)
     return a->prio != b->prio ? a->prio < b->prio : a->seq < b->seq;
 }
 
-static double run_plain(void)
+static pthread_mutex_t heap_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* One run of the heap; `locked` takes heap_mu around every enter and pop. */
+static double run_heap(bool locked, const char *system)
 {
     pev *h = malloc(sizeof *h * 16);
     size_t n = 0, cap = 16;
@@ -135,6 +141,7 @@ static double run_plain(void)
             cap *= 2;
         }
         int p = prio_of(i);
+        if (locked) pthread_mutex_lock(&heap_mu);
         pev e = {p, seq++, action, (void *)(intptr_t)p};
         size_t k = n++;
         while (k > 0 && pless(&e, &h[(k - 1) / 2])) {
@@ -142,8 +149,14 @@ static double run_plain(void)
             k = (k - 1) / 2;
         }
         h[k] = e;
+        if (locked) pthread_mutex_unlock(&heap_mu);
     }
-    while (n > 0) {
+    for (;;) {
+        if (locked) pthread_mutex_lock(&heap_mu);
+        if (n == 0) {
+            if (locked) pthread_mutex_unlock(&heap_mu);
+            break;
+        }
         pev top = h[0];
         pev e = h[--n];
         size_t k = 0;
@@ -156,13 +169,24 @@ static double run_plain(void)
             k = c;
         }
         if (n > 0) h[k] = e;
+        if (locked) pthread_mutex_unlock(&heap_mu);
         top.fn(top.arg);
         no_delay(NULL, 0);
     }
     double t1 = bench_now();
     free(h);
-    if (check_done("plain-heap")) return -1;
+    if (check_done(system)) return -1;
     return (t1 - t0) / N * 1e9;
+}
+
+static double run_plain(void)
+{
+    return run_heap(false, "plain-heap");
+}
+
+static double run_pthread(void)
+{
+    return run_heap(true, "pthread");
 }
 
 static void measure(const char *system, double (*run)(void))
@@ -190,11 +214,13 @@ int main(int argc, char **argv)
     printf("# weft %s; %d events per run, all due at once on a clock that reads 0\n",
            weft_version(), N);
     measure("weft", run_weft);
+    measure("pthread", run_pthread);
     measure("plain-heap", run_plain);
     char args[64];
     snprintf(args, sizeof args, "%d %d", N, REPS_PY);
     bench_python_report(B, "python", "ns/event", "sched_anchor.py", args, 300);
     bench_ratio(B, "python", "weft");
+    bench_ratio(B, "pthread", "weft");
     bench_ratio(B, "plain-heap", "weft");
     const bench_result *w = bench_get(B, "weft"), *p = bench_get(B, "python");
     bench_target("sched_enter_run: weft >= 10x cheaper per event than Python's sched", w && p,

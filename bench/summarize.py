@@ -6,9 +6,9 @@
 
 Reads the merged results (a JSON list of {"bench","system","value","unit"}
 objects, "value" the median; scripts/run-bench.sh writes it) and prints, per
-workload, each system's median and how many times faster weft-threads is than
-it ("weft x": anchor time / weft time; for speed-ups in "x", weft's speed-up /
-the anchor's), then the targets the issue set for weft. With --markdown it
+workload, each system's median and how many times faster its weft peer is
+(weft-threads, weft, weft-processes or weft-mpi: see PEER) than it (anchor
+time / weft time; for speed-ups in "x" and rates in "*/s", weft / anchor), then the targets the issue set for weft. With --markdown it
 prints the same as Markdown tables, for docs/BENCHMARKS.md. Given several
 results files (separate runs), it prints for each workload and anchor the
 median over the runs of the in-run ratio, with its range, and how many runs
@@ -19,16 +19,45 @@ import json
 import sys
 
 WEFT = "weft-threads"
-ORDER = ["weft-threads", "weft-serial", "tbb", "openmp", "naive-pool", "python-threadpool"]
+ORDER = ["weft-threads", "weft-processes", "weft-mpi", "weft", "weft-serial", "tbb", "openmp",
+         "pthread", "naive-pool", "python-threadpool", "python"]
 BENCHES = ["submit_batch", "submit_roundtrip", "map_empty", "submit_8threads", "fib_nested",
-           "fib_nested_speedup", "cpu_speedup", "cpu_speedup_map"]
+           "fib_nested_speedup", "cpu_speedup", "cpu_speedup_map",
+           "lock_uncontended", "lock_uncontended_mt", "lock_handoff", "queue_spsc",
+           "queue_mpmc8", "event_pingpong", "sched_enter_run"]
+# The weft system each anchor is measured against when a workload has several
+# weft systems (submit_batch on threads and on processes); any other anchor is
+# compared with the first weft system of WEFT_PREF the workload has.
+PEER = {"python-processpool": "weft-processes", "joblib-loky": "weft-processes",
+        "joblib-multiprocessing": "weft-processes", "dask-processes": "weft-processes",
+        "mpi4py-futures": "weft-mpi", "dask-threads": "weft-threads"}
+WEFT_PREF = ["weft-threads", "weft", "weft-processes", "weft-mpi"]
+
+
+def is_weft(system):
+    return system == "weft" or system.startswith("weft-")
+
+
+def weft_of(res, bench, system):
+    """The weft system `system` of `bench` is compared with (None if none)."""
+    peer = PEER.get(system)
+    if peer and (bench, peer) in res:
+        return peer
+    for w in WEFT_PREF:
+        if (bench, w) in res:
+            return w
+    return None
+
+
+def higher_is_better(unit):
+    return unit == "x" or unit.endswith("/s")
 
 
 def weft_advantage(unit, weft, other):
     """How many times faster weft is than `other` (> 1: weft is faster)."""
     if weft is None or other is None or weft <= 0 or other <= 0:
         return None
-    return weft / other if unit == "x" else other / weft
+    return weft / other if higher_is_better(unit) else other / weft
 
 
 def fmt(v):
@@ -47,6 +76,10 @@ def targets(res):
         r = res.get((bench, system))
         return r["value"] if r else None
 
+    def ratio(bench, system, weft):
+        r = res.get((bench, system))
+        return r and weft_advantage(r["unit"], med(bench, weft), r["value"])
+
     out = []
     w = med("submit_batch", WEFT)
     for anchor, label in (("tbb", "tbb task_group"), ("openmp", "openmp tasks")):
@@ -55,8 +88,7 @@ def targets(res):
         out.append((f"submit_batch: weft-threads cheaper per task than {label}",
                     None if adv is None else adv > 1,
                     f"{fmt(w)} vs {fmt(a)} us/task ({fmt(adv)}x)"))
-    a = med("submit_batch", "python-threadpool")
-    adv = weft_advantage("us/task", w, a)
+    adv = ratio("submit_batch", "python-threadpool", WEFT)
     out.append(("submit_batch: weft-threads >= 100x cheaper than ThreadPoolExecutor",
                 None if adv is None else adv >= 100, f"{fmt(adv)}x"))
     v = med("submit_roundtrip", WEFT)
@@ -68,7 +100,34 @@ def targets(res):
     v = med("cpu_speedup", WEFT)
     out.append(("cpu_speedup: weft-threads >= 1.9x over serial",
                 None if v is None else v >= 1.9, f"{fmt(v)}x"))
-    return out
+    # issue 3
+    w, p = med("lock_uncontended", "weft"), med("lock_uncontended", "pthread")
+    out.append(("lock_uncontended: weft within 1.2x of a pthread mutex",
+                None if w is None or p is None else w <= 1.2 * p,
+                f"{fmt(w)} vs {fmt(p)} ns/op"))
+    v = med("queue_spsc", "weft")
+    out.append(("queue_spsc: weft >= 10M items/s", None if v is None else v >= 10e6,
+                f"{fmt(v and v / 1e6)}M items/s"))
+    adv = ratio("queue_spsc", "python", "weft")
+    out.append(("queue_spsc: weft >= 50x queue.Queue", None if adv is None else adv >= 50,
+                f"{fmt(adv)}x"))
+    # issue 4
+    for bench, limit, unit in (("submit_batch", 3.0, "us/task"),
+                               ("submit_roundtrip", 20.0, "us/task"),
+                               ("map_empty", 0.2, "us/item")):
+        r = res.get((bench, "weft-processes"))
+        v = r and r["value"]
+        if r and r["unit"] != unit and r["unit"].startswith("ns"):
+            v = v / 1000.0
+        out.append((f"{bench}: weft-processes <= {limit} {unit}",
+                    None if v is None else v <= limit, f"{fmt(v)} {unit}"))
+    v = med("payload_64mib", "weft-processes")
+    out.append(("payload_64mib: weft-processes >= 1 GB/s", None if v is None else v >= 1.0,
+                f"{fmt(v)} GB/s"))
+    v = med("cpu_speedup", "weft-processes")
+    out.append(("cpu_speedup: weft-processes >= 1.85x over serial",
+                None if v is None else v >= 1.85, f"{fmt(v)}x"))
+    return [t for t in out if t[1] is not None]
 
 
 def load(path):
@@ -92,60 +151,60 @@ def summarize_runs(runs, markdown):
     keys = set().union(*runs)
     benches = [b for b in BENCHES if any(k[0] == b for k in keys)]
     benches += sorted({k[0] for k in keys} - set(benches))
-    anchors = [a for a in ORDER[1:] if any(k[1] == a for k in keys)]
-    anchors += sorted({k[1] for k in keys} - set(ORDER))
 
     def cell(xs, unit=""):
         if not xs:
-            return ""
+            return "n/a"
         if len(xs) == 1:
             return f"{fmt(xs[0])}{unit}"
         return f"{fmt(median(xs))}{unit} ({fmt(min(xs))}–{fmt(max(xs))})"
 
-    rows = []
-    for b in benches:
-        wv, unit = [], ""
-        for res in runs:
-            w = res.get((b, WEFT))
-            if w:
-                wv.append(w["value"])
-                unit = w["unit"]
-        cells = []
-        for a in anchors:
-            advs = []
-            for res in runs:
-                w, r = res.get((b, WEFT)), res.get((b, a))
-                adv = r and weft_advantage(r["unit"], w and w["value"], r["value"])
-                if adv:
-                    advs.append(adv)
-            cells.append(cell(advs, "x"))
-        rows.append((b, cell(wv, " " + unit), cells))
     n = len(runs)
     if markdown:
-        print(f"How many times faster weft-threads is than each system: median over {n} runs "
-              "of the ratio within each run (range in brackets; < 1: slower):\n")
-        print("| workload | weft-threads (median of run medians) | " + " | ".join(anchors) + " |")
-        print("|---|---:|" + "---:|" * len(anchors))
-        for b, wcell, cells in rows:
-            print(f"| {b} | {wcell} | " + " | ".join(cells) + " |")
+        print(f"Medians over {n} runs; 'weft is ... x faster' is the median over the runs of "
+              "the ratio within each run (range in brackets; < 1: weft is slower):\n")
+        print("| workload | system | median of run medians | compared with | weft is ... x faster |")
+        print("|---|---|---:|---|---:|")
     else:
-        print(f"summary over {n} runs: weft-threads against each system, median of the in-run "
-              "ratios (range; > 1: weft-threads is faster)")
-        for b, wcell, cells in rows:
-            print(f"  {b}: weft-threads {wcell}")
-            for a, c in zip(anchors, cells):
-                if c:
-                    print(f"    vs {a:<18} {c}")
+        print(f"summary over {n} runs: each system's median of run medians, and how many times "
+              "faster its weft peer is (median of in-run ratios, range)")
+    for b in benches:
+        systems = [s for s in ORDER if any((b, s) in r for r in runs)]
+        systems += sorted({k[1] for k in keys if k[0] == b} - set(systems))
+        if not markdown:
+            print(f"  {b}")
+        for s in systems:
+            vals, advs, unit, peer = [], [], "", None
+            for res in runs:
+                r = res.get((b, s))
+                if not r:
+                    continue
+                vals.append(r["value"])
+                unit = r["unit"]
+                if not is_weft(s):
+                    peer = weft_of(res, b, s) or peer
+                    w = res.get((b, peer)) if peer else None
+                    adv = weft_advantage(unit, w and w["value"], r["value"])
+                    if adv:
+                        advs.append(adv)
+            vcell = f"{fmt(median(vals))} {unit}"
+            if markdown:
+                print(f"| {b} | {s} | {vcell} | {peer or '—'} | "
+                      f"{'—' if is_weft(s) else cell(advs, 'x')} |")
+            else:
+                tail = "" if is_weft(s) else f"   {peer} {cell(advs, 'x')}"
+                print(f"    {s:<22} {vcell:>18}{tail}")
     print()
-    per_run = [targets(res) for res in runs]
-    for i, (desc, _, _) in enumerate(per_run[0]):
-        states = [t[i][1] for t in per_run]
-        figs = ", ".join(t[i][2] for t in per_run)
-        known = [x for x in states if x is not None]
-        met = sum(1 for x in known if x)
-        verdict = ("UNKNOWN" if not known else "MET" if met == len(known)
-                   else "MISSED" if met == 0 else "MIXED")
-        line = f"{desc}: {verdict}, met in {met} of {len(known)} runs ({figs})"
+    per_run = [{d: (m, f) for d, m, f in targets(res)} for res in runs]
+    descs = []
+    for t in per_run:
+        descs += [d for d in t if d not in descs]
+    for desc in descs:
+        states = [t[desc][0] for t in per_run if desc in t]
+        figs = ", ".join(t[desc][1] for t in per_run if desc in t)
+        met = sum(1 for x in states if x)
+        verdict = "MET" if met == len(states) else "MISSED" if met == 0 else "MIXED"
+        line = f"{desc}: {verdict}, met in {met} of {len(states)} runs ({figs})"
         print(f"- {line}" if markdown else f"target {line}")
     return 0
 
@@ -168,42 +227,30 @@ def main(argv):
     benches += sorted({k[0] for k in res} - set(benches))
 
     if markdown:
-        anchors = [a for a in ORDER[1:] if any(k[1] == a for k in res)]
-        print("How many times faster weft-threads is than each system, same run "
-              "(medians; < 1: slower):\n")
-        print("| workload | weft-threads | " + " | ".join(anchors) + " |")
-        print("|---|---:|" + "---:|" * len(anchors))
-        for b in benches:
-            w = res.get((b, WEFT))
-            cells = []
-            for a in anchors:
-                r = res.get((b, a))
-                adv = r and weft_advantage(r["unit"], w and w["value"], r["value"])
-                cells.append(f"{fmt(adv)}x" if r else "")
-            wv = f"{fmt(w['value'])} {w['unit']}" if w else "n/a"
-            print(f"| {b} | {wv} | " + " | ".join(cells) + " |")
-        print()
-        print("| workload | unit | system | median | min | max | weft-threads is ... x faster |")
-        print("|---|---|---|---:|---:|---:|---:|")
+        print("Same run, medians; 'weft is ... x faster' compares each system with its weft peer "
+              "(< 1: weft is slower):\n")
+        print("| workload | unit | system | median | min | max | compared with | weft is ... x faster |")
+        print("|---|---|---|---:|---:|---:|---|---:|")
     else:
-        print("summary: weft-threads against each system, same run "
-              "(advantage > 1: weft-threads is faster)")
+        print("summary: each system against its weft peer, same run "
+              "(advantage > 1: weft is faster)")
     for b in benches:
         systems = [s for s in ORDER if (b, s) in res]
         systems += sorted({k[1] for k in res if k[0] == b} - set(systems))
-        w = res.get((b, WEFT))
         if not markdown:
             print(f"  {b} ({res[(b, systems[0])]['unit']})")
         for s in systems:
             r = res[(b, s)]
-            adv = None if s == WEFT else weft_advantage(r["unit"], w and w["value"], r["value"])
+            peer = None if is_weft(s) else weft_of(res, b, s)
+            w = res.get((b, peer)) if peer else None
+            adv = weft_advantage(r["unit"], w and w["value"], r["value"]) if peer else None
             lo, hi = r.get("min"), r.get("max")
             if markdown:
                 print(f"| {b} | {r['unit']} | {s} | {fmt(r['value'])} | {fmt(lo)} | {fmt(hi)} | "
-                      f"{'—' if s == WEFT else fmt(adv)} |")
+                      f"{peer or '—'} | {'—' if not peer else fmt(adv)} |")
             else:
-                tail = "" if s == WEFT else f"   weft-threads {fmt(adv)}x"
-                print(f"    {s:<18} {fmt(r['value']):>9}{tail}")
+                tail = f"   {peer} {fmt(adv)}x" if peer else ""
+                print(f"    {s:<22} {fmt(r['value']):>9}{tail}")
     print()
     for desc, met, fig in targets(res):
         state = "UNKNOWN (not measured)" if met is None else ("MET" if met else "MISSED")
