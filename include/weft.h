@@ -70,7 +70,7 @@ enum {
     /* weft's own codes */
     WEFT_ETASK = -1000,      /* a task failed without a more specific code */
     WEFT_ECANCELLED = -1001, /* the task was cancelled before it started */
-    WEFT_ECLOSED = -1002,    /* the executor is shut down */
+    WEFT_ECLOSED = -1002,    /* shut down: executor, queue, scheduler or channel */
     WEFT_ECRASHED = -1003,   /* the worker running the task died */
     WEFT_EOF = -1004,        /* an iteration is finished */
     WEFT_ENOTREG = -1005,    /* the task function is not registered */

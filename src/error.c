@@ -45,7 +45,7 @@ const char *weft_strerror(int code)
     case WEFT_ECANCELLED:
         return "WEFT_ECANCELLED: the task was cancelled";
     case WEFT_ECLOSED:
-        return "WEFT_ECLOSED: the executor is shut down";
+        return "WEFT_ECLOSED: shut down or closed (executor, queue, scheduler, channel)";
     case WEFT_ECRASHED:
         return "WEFT_ECRASHED: the worker running the task died";
     case WEFT_EOF:
