@@ -76,6 +76,7 @@ enum {
     WEFT_ENOTREG = -1005,    /* the task function is not registered */
     WEFT_EDEPEND = -1006,    /* a task this one depends on failed */
     WEFT_EBROKEN = -1007,    /* the barrier is broken (abort, timeout, failed action, reset) */
+    WEFT_EMEMLIMIT = -1008,  /* the task went over its worker's memory limit (processes) */
 };
 
 /* weft_strerror() :
@@ -292,6 +293,33 @@ typedef struct weft_options {
     const char *trace_path;
     /* Worker thread stack size in bytes; 0 = 8 MiB. */
     size_t stack_size;
+
+    /* ---- processes backend only (ignored by the others) ---- */
+    /* Per-task time limit in seconds (0: none): a task still running after
+     * it has its worker process killed and replaced, and fails with
+     * WEFT_ETIMEDOUT. weft_submit_options.timeout overrides it per task. */
+    double task_timeout;
+    /* Replace a worker process after it ran this many tasks (map items
+     * count one each); 0: never (multiprocessing's maxtasksperchild). */
+    int max_tasks_per_worker;
+    /* Private memory (heap and anonymous mappings, RLIMIT_DATA) a worker
+     * process may hold, in bytes; 0: no limit. A task whose allocation
+     * fails under it, or that dies after one failed, fails with
+     * WEFT_EMEMLIMIT; the worker is replaced. */
+    size_t memory_limit;
+    /* Run a task whose worker died (crash, kill, timeout) again on a fresh
+     * worker, up to this many times; 0 (default): fail it at once. */
+    int crash_retries;
+    /* Largest task input, in bytes; 0: no limit. A larger input fails its
+     * future with WEFT_EOVERFLOW; the pool goes on. */
+    size_t max_input;
+    /* Watchdog: when no task finished for this many seconds while tasks
+     * are pending (0: off), report which task each worker runs and for how
+     * long -- to watchdog_fn(report, watchdog_arg) if set, else to stderr.
+     * Reported once per stall. */
+    double watchdog;
+    void (*watchdog_fn)(const char *report, void *arg);
+    void *watchdog_arg;
 } weft_options;
 
 /* weft_executor_create() :
@@ -346,6 +374,8 @@ typedef struct weft_submit_options {
     int retries;    /* re-run a task that returned an error up to this many times */
     bool has_index; /* use `index` below instead of the submission number */
     uint64_t index; /* index for weft_ctx_index() and the seed */
+    double timeout; /* processes backend: time limit of this task in seconds
+                       (0: the executor's task_timeout; < 0: none) */
 } weft_submit_options;
 
 /* weft_submit() :

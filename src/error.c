@@ -56,6 +56,8 @@ const char *weft_strerror(int code)
         return "WEFT_EDEPEND: a task this one depends on failed";
     case WEFT_EBROKEN:
         return "WEFT_EBROKEN: the barrier is broken";
+    case WEFT_EMEMLIMIT:
+        return "WEFT_EMEMLIMIT: over the worker memory limit";
     default:
         return "unknown error";
     }
@@ -97,11 +99,4 @@ int weft__timeout_ns(double timeout, int64_t *ns, const char *fn)
 double weft_now(void)
 {
     return (double)weft__now_ns() * 1e-9;
-}
-
-int weft_init(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    return 0;
 }

@@ -45,6 +45,7 @@
 
 #include "deque.h"
 #include "internal.h"
+#include "procs/procs.h"
 
 #define MAX_WORKERS 4096
 #define MAX_EXT_SLOTS 256
@@ -73,6 +74,9 @@ typedef struct worker {
     size_t state_len;
     bool state_heap;
     unsigned char state_inl[STATE_INLINE] __attribute__((aligned(16))); /* any scalar type */
+    /* processes backend */
+    weft__proxy *proxy;
+    double item_ns; /* recent time per task in the worker process */
 } worker;
 
 struct weft_executor {
@@ -113,6 +117,16 @@ struct weft_executor {
     /* serial backend: tasks running inline right now, and the state */
     _Atomic int inline_running;
     worker serial;
+
+    /* processes backend */
+    weft__proxy_opts popts;
+    _Atomic uint64_t last_done_ns;
+    double watchdog;
+    void (*watchdog_fn)(const char *report, void *arg);
+    void *watchdog_arg;
+    pthread_t watchdog_th;
+    bool watchdog_started;
+    _Atomic uint32_t watchdog_stop;
 
     /* creation handshake */
     pthread_mutex_t init_mu;
@@ -413,6 +427,7 @@ void weft__run_future(weft_executor *ex, weft_future *f, int wid, const void *ws
     ctx.inl = f->out_inl;
     ctx.inl_cap = WEFT__FUT_OUT_INLINE;
     ctx.msg = NULL;
+    ctx.alloc_out = NULL;
     ctx.wstate = wstate;
     ctx.wstate_len = wstate_len;
     bool tracing = weft__executor_tracing(ex);
@@ -524,13 +539,15 @@ static void run_counted(weft_executor *ex, worker *w, weft_future *f)
                           memory_order_release);
 }
 
+static void run_work(weft_executor *ex, worker *w, weft_future *f);
+
 bool weft__help_one(weft_executor *ex)
 {
     worker *w = T.w;
     if (!w || T.ex != ex) return false;
     weft_future *f = find_work(ex, w);
     if (!f) return false;
-    run_counted(ex, w, f);
+    run_work(ex, w, f);
     return true;
 }
 
@@ -564,6 +581,11 @@ static int run_initializer(weft_executor *ex, worker *w, char **msg)
 
 static void run_finalizer(weft_executor *ex, worker *w)
 {
+    if (w->proxy) {
+        weft__proxy_destroy(w->proxy); /* runs the finalizer in the worker process */
+        w->proxy = NULL;
+        return;
+    }
     if (ex->finalizer) {
         weft_ctx ctx = {0};
         ctx.ex = ex;
@@ -581,6 +603,135 @@ static void run_finalizer(weft_executor *ex, worker *w)
     w->state_heap = false;
 }
 
+/* ---- processes backend: batches of futures through the worker's proxy ---------------- */
+
+#define REMOTE_BATCH_MAX 64
+#define REMOTE_BATCH_NS 100000.0 /* aim: a batch takes about this long in the worker */
+
+weft__proxy *weft__worker_proxy(void)
+{
+    return T.w ? T.w->proxy : NULL;
+}
+
+void weft__executor_progress(weft_executor *ex)
+{
+    atomic_store_explicit(&ex->last_done_ns, weft__now_ns(), memory_order_relaxed);
+}
+
+typedef struct remote_batch {
+    weft_executor *ex;
+    worker *w;
+    weft_future **f;
+    double ns;
+} remote_batch;
+
+static void remote_done(void *arg, size_t i, const weft__rres *r)
+{
+    remote_batch *b = arg;
+    weft_future *f = b->f[i];
+    uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (weft__executor_tracing(b->ex) && r->t1)
+        weft__trace_record(b->ex, b->w->id, f->fn, r->t0, r->t1, r->err, 1);
+    b->ns += (double)(r->t1 - r->t0);
+    if ((st & WEFT__ST_IN_HEAP) && f->in) {
+        free((void *)f->in);
+        f->in = NULL;
+    }
+    uint32_t final;
+    int err = r->err;
+    const char *msg = r->msg;
+    if (err == 0) {
+        void *out = f->out_inl;
+        final = WEFT_FUTURE_DONE;
+        if (r->out_len > WEFT__FUT_OUT_INLINE) {
+            out = weft__out_alloc(r->out_len);
+            final |= WEFT__ST_OUT_HEAP;
+        }
+        if (out) {
+            if (r->out_len) memcpy(out, r->out, r->out_len);
+            f->out = out;
+            f->out_len = r->out_len;
+        } else {
+            err = WEFT_ENOMEM;
+            msg = "out of memory for the task's output";
+        }
+    }
+    if (err == WEFT_ECANCELLED && !msg) {
+        final = WEFT_FUTURE_CANCELLED;
+    } else if (err) {
+        f->err = err;
+        f->msg = msg ? strdup(msg) : NULL;
+        final = WEFT_FUTURE_FAILED | WEFT__ST_DIRTY;
+    }
+    weft__future_complete(f, final);
+    weft_future_release(f);
+}
+
+static void run_remote(weft_executor *ex, worker *w, weft_future *first)
+{
+    weft_future *fs[REMOTE_BATCH_MAX];
+    weft__ritem items[REMOTE_BATCH_MAX];
+    int max = 1;
+    if (w->item_ns > 0) {
+        double m = REMOTE_BATCH_NS / w->item_ns;
+        max = m >= REMOTE_BATCH_MAX ? REMOTE_BATCH_MAX : m < 1 ? 1 : (int)m;
+    } else {
+        max = 8;
+    }
+    size_t n = 0;
+    int64_t taken = 0;
+    weft_future *f = first;
+    for (;;) {
+        taken++;
+        uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
+        if (WEFT__UNLIKELY(atomic_load_explicit(&ex->cancelling, memory_order_relaxed)))
+            weft__future_complete(f, WEFT_FUTURE_CANCELLED);
+        if (!weft__future_start(f)) {
+            drop_cancelled(ex, f, w->id);
+        } else {
+            fs[n] = f;
+            items[n].fn = f->fn;
+            items[n].in = f->in;
+            items[n].len = f->in_len;
+            items[n].index = f->index;
+            items[n].seed = weft__seed_for(ex->seed, f->index);
+            items[n].retries = (st & WEFT__ST_DIRTY) ? f->retries : 0;
+            items[n].timeout = (st & WEFT__ST_DIRTY) ? f->timeout : 0;
+            n++;
+        }
+        f = NULL;
+        if ((int)n >= max) break;
+        f = weft__deque_pop(&w->own->dq);
+        if (!f) break;
+        if (atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL) {
+            if (weft__deque_push(&w->own->dq, f) == 0) f = NULL; /* a map chunk goes alone */
+            break;
+        }
+    }
+    if (n) {
+        remote_batch b = {ex, w, fs, 0};
+        weft__proxy_run(w->proxy, items, n, &ex->cancelling, false, remote_done, &b);
+        double per = b.ns / (double)n;
+        w->item_ns = w->item_ns > 0 ? 0.5 * w->item_ns + 0.5 * per : per;
+        if (w->item_ns < 1) w->item_ns = 1;
+        weft__executor_progress(ex);
+    }
+    atomic_store_explicit(&w->finished,
+                          atomic_load_explicit(&w->finished, memory_order_relaxed) + taken,
+                          memory_order_release);
+    if (f) run_counted(ex, w, f); /* a chunk that could not go back to the deque */
+}
+
+static void run_work(weft_executor *ex, worker *w, weft_future *f)
+{
+    if (w->proxy && !(atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL)) {
+        run_remote(ex, w, f);
+        return;
+    }
+    run_counted(ex, w, f);
+    if (w->proxy) weft__executor_progress(ex);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -589,7 +740,13 @@ static void *worker_main(void *arg)
     T.w = w;
     int rc = 0;
     char *msg = NULL;
-    if (ex->initializer) rc = run_initializer(ex, w, &msg);
+    if (ex->backend == WEFT_BACKEND_PROCESSES) {
+        weft__proxy_opts po = ex->popts;
+        po.id = w->id;
+        rc = weft__proxy_create(&po, &w->proxy, &msg);
+    } else if (ex->initializer) {
+        rc = run_initializer(ex, w, &msg);
+    }
     pthread_mutex_lock(&ex->init_mu);
     if (rc && !ex->init_err) {
         ex->init_err = rc;
@@ -604,7 +761,7 @@ static void *worker_main(void *arg)
     for (;;) {
         weft_future *f = find_work(ex, w);
         if (f) {
-            run_counted(ex, w, f);
+            run_work(ex, w, f);
             continue;
         }
         if (atomic_load_explicit(&ex->stop, memory_order_acquire)) break;
@@ -621,7 +778,7 @@ static void *worker_main(void *arg)
             weft__cpu_relax();
         }
         if (f) {
-            run_counted(ex, w, f);
+            run_work(ex, w, f);
             continue;
         }
         /* sleep */
@@ -636,7 +793,7 @@ static void *worker_main(void *arg)
         f = find_work(ex, w);
         if (f) {
             atomic_fetch_sub_explicit(&ex->sleepers, 1, memory_order_relaxed);
-            run_counted(ex, w, f);
+            run_work(ex, w, f);
             continue;
         }
         if (atomic_load_explicit(&ex->stop, memory_order_acquire)) {
@@ -712,6 +869,10 @@ int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t le
                    const weft_submit_options *opts, weft_future **out)
 {
     if (out) *out = NULL;
+    if (WEFT__UNLIKELY(weft__worker_process))
+        return weft__err(WEFT_ENOTSUP, "weft_submit: a task of the processes backend cannot "
+                                       "submit (nested submits are supported on serial and "
+                                       "threads only)");
     if (WEFT__UNLIKELY(!ex || !fn || !out || (!in && len)))
         return weft__err(WEFT_EINVAL, "weft_submit: %s is NULL",
                          !ex    ? "the executor"
@@ -722,14 +883,21 @@ int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t le
         return weft__err(WEFT_ECLOSED, "weft_submit: the executor is shut down");
     if (WEFT__UNLIKELY(opts && opts->retries < 0))
         return weft__err(WEFT_EINVAL, "weft_submit: negative retries %d", opts->retries);
+    if (WEFT__UNLIKELY(opts && opts->timeout != opts->timeout))
+        return weft__err(WEFT_EINVAL, "weft_submit: the timeout is NaN");
+    if (ex->backend == WEFT_BACKEND_PROCESSES) {
+        int rc = weft__check_registered(fn, "weft_submit");
+        if (rc) return rc;
+    }
     weft_future *f = weft__future_alloc();
     if (WEFT__UNLIKELY(!f)) return weft__err(WEFT_ENOMEM, "weft_submit: out of memory");
     uint32_t st = WEFT_FUTURE_PENDING;
     atomic_store_explicit(&f->refs, 2, memory_order_relaxed);
     f->fn = fn;
     f->ex = ex;
-    if (opts && opts->retries) {
+    if (opts && (opts->retries || opts->timeout != 0)) {
         f->retries = opts->retries;
+        f->timeout = opts->timeout;
         st |= WEFT__ST_DIRTY;
     }
     f->index = (opts && opts->has_index) ? opts->index : weft__executor_next_index(ex);
@@ -811,7 +979,7 @@ const char *weft_backend_name(weft_backend b)
 
 bool weft_backend_available(weft_backend b)
 {
-    return b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS;
+    return b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS || b == WEFT_BACKEND_PROCESSES;
 }
 
 weft_backend weft_executor_backend(const weft_executor *ex)
@@ -936,6 +1104,46 @@ static int start_threads(weft_executor *ex)
     return rc;
 }
 
+/* The watchdog of the processes backend: when nothing finished for
+ * ex->watchdog seconds while tasks are pending, reports what every worker
+ * process is running, once per stall. */
+static int64_t pending(weft_executor *ex);
+
+static void *watchdog_main(void *arg)
+{
+    weft_executor *ex = arg;
+    uint64_t limit = (uint64_t)(ex->watchdog * 1e9);
+    uint64_t reported_for = 0;
+    while (!atomic_load(&ex->watchdog_stop)) {
+        weft__futex_wait(&ex->watchdog_stop, 0, (int64_t)(limit / 4 + 1000000));
+        if (atomic_load(&ex->watchdog_stop)) break;
+        uint64_t last = atomic_load_explicit(&ex->last_done_ns, memory_order_relaxed);
+        uint64_t now = weft__now_ns();
+        if (now - last < limit || last == reported_for || pending(ex) <= 0) continue;
+        reported_for = last;
+        size_t cap = 256 + (size_t)ex->nworkers * 192, len = 0;
+        char *rep = malloc(cap);
+        if (!rep) continue;
+        len += (size_t)snprintf(rep + len, cap - len,
+                                "weft watchdog: no task finished for %.1f s (%lld pending)",
+                                (double)(now - last) * 1e-9, (long long)pending(ex));
+        for (int i = 0; i < ex->nworkers && len < cap; i++) {
+            char line[192];
+            if (ex->workers[i].proxy)
+                weft__proxy_describe(ex->workers[i].proxy, now, line, sizeof line);
+            else
+                snprintf(line, sizeof line, "worker %d: no process", i);
+            len += (size_t)snprintf(rep + len, cap - len, "\n  %s", line);
+        }
+        if (ex->watchdog_fn)
+            ex->watchdog_fn(rep, ex->watchdog_arg);
+        else
+            fprintf(stderr, "%s\n", rep);
+        free(rep);
+    }
+    return NULL;
+}
+
 int weft_executor_create(const weft_options *opts, weft_executor **out)
 {
     static const weft_options defaults;
@@ -961,7 +1169,7 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     if (!weft_backend_available(backend))
         return weft__err(WEFT_ENOTSUP,
                          "the '%s' backend is not available in this build (available: serial, "
-                         "threads)",
+                         "threads, processes)",
                          weft_backend_name(backend));
     int workers = opts->workers;
     if (workers < 0)
@@ -981,6 +1189,20 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
         return weft__err(WEFT_EINVAL, "weft_executor_create: init_input is NULL with init_len %zu",
                          opts->init_len);
     if (backend == WEFT_BACKEND_SERIAL) workers = 1;
+    if (backend == WEFT_BACKEND_PROCESSES) {
+        if (weft__worker_process)
+            return weft__err(WEFT_ENOTSUP, "weft_executor_create: not inside a worker process of "
+                                           "the processes backend (nested pools are refused)");
+        if (opts->task_timeout < 0 || opts->task_timeout != opts->task_timeout ||
+            opts->watchdog < 0 || opts->watchdog != opts->watchdog)
+            return weft__err(WEFT_EINVAL, "weft_executor_create: task_timeout and watchdog must "
+                                          "be >= 0 seconds");
+        if (opts->max_tasks_per_worker < 0 || opts->crash_retries < 0)
+            return weft__err(WEFT_EINVAL, "weft_executor_create: negative %s",
+                             opts->crash_retries < 0 ? "crash_retries" : "max_tasks_per_worker");
+        int rc = weft__fs_start("weft_executor_create");
+        if (rc) return rc;
+    }
 
     weft_executor *ex;
     if (posix_memalign((void **)&ex, WEFT__CACHELINE, sizeof *ex))
@@ -998,6 +1220,18 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     ex->initializer = opts->initializer;
     ex->finalizer = opts->finalizer;
     ex->stack_size = opts->stack_size ? opts->stack_size : (8u << 20);
+    ex->popts.task_timeout = opts->task_timeout;
+    ex->popts.memory_limit = opts->memory_limit;
+    ex->popts.max_tasks = opts->max_tasks_per_worker;
+    ex->popts.crash_retries = opts->crash_retries;
+    ex->popts.max_input = opts->max_input;
+    ex->popts.initializer = opts->initializer;
+    ex->popts.finalizer = opts->finalizer;
+    ex->popts.seed = ex->seed;
+    ex->watchdog = backend == WEFT_BACKEND_PROCESSES ? opts->watchdog : 0;
+    ex->watchdog_fn = opts->watchdog_fn;
+    ex->watchdog_arg = opts->watchdog_arg;
+    atomic_store(&ex->last_done_ns, weft__now_ns());
     if (ex->stack_size < 65536) ex->stack_size = 65536;
     if (opts->init_len) {
         ex->init_in = malloc(opts->init_len);
@@ -1008,6 +1242,8 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
         memcpy(ex->init_in, opts->init_input, opts->init_len);
         ex->init_len = opts->init_len;
     }
+    ex->popts.init_in = ex->init_in;
+    ex->popts.init_len = ex->init_len;
     const char *tp = opts->trace_path;
     if (!tp) {
         tp = getenv("WEFT_TRACE");
@@ -1049,6 +1285,8 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
             executor_free(ex);
             return weft__err(rc, "%s", keep);
         }
+        if (ex->watchdog > 0 && pthread_create(&ex->watchdog_th, NULL, watchdog_main, ex) == 0)
+            ex->watchdog_started = true;
     }
     *out = ex;
     return 0;
@@ -1133,6 +1371,11 @@ int weft_executor_destroy(weft_executor *ex)
     if (ex->backend == WEFT_BACKEND_SERIAL) {
         run_finalizer(ex, &ex->serial);
     } else {
+        if (ex->watchdog_started) {
+            atomic_store(&ex->watchdog_stop, 1);
+            weft__futex_wake(&ex->watchdog_stop, 1);
+            pthread_join(ex->watchdog_th, NULL);
+        }
         stop_workers(ex);
     }
     if (ex->trace_path) rc = weft_trace_write(ex, ex->trace_path);

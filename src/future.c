@@ -163,6 +163,7 @@ static void future_free(weft_future *f)
         f->msg = NULL;
         f->err = 0;
         f->retries = 0;
+        f->timeout = 0;
         f->job = NULL;
     }
     if (!lp.keyed) {

@@ -48,6 +48,9 @@ struct weft_ctx {
     char *msg; /* heap, from weft_ctx_fail */
     const void *wstate;
     size_t wstate_len;
+    /* processes backend, in a worker process: outputs go straight into the
+     * shared arena (NULL elsewhere) */
+    void *(*alloc_out)(weft_ctx *ctx, size_t len);
 };
 
 /* Derives the seed of item `index` from the run seed. */
@@ -116,6 +119,7 @@ struct weft_future {
     void *job;                         /* internal jobs: the job record */
     int32_t retries;
     int32_t err;
+    double timeout; /* processes: this task's time limit (0: the executor's) */
     unsigned char in_inl[WEFT__IN_INLINE] __attribute__((aligned(16)));
     /* line 3 */
     unsigned char out_inl[WEFT__FUT_OUT_INLINE] WEFT__ALIGNED;
@@ -166,6 +170,17 @@ uint64_t weft__executor_t0(const weft_executor *ex);
 /* Runs a dequeued future on the calling thread as worker `worker`. */
 void weft__run_future(weft_executor *ex, weft_future *f, int worker, const void *wstate,
                       size_t wstate_len);
+
+/* The processes backend's proxy of the calling worker thread, or NULL. */
+struct weft__proxy *weft__worker_proxy(void);
+/* 0 if `fn` is registered (weft_task_register / WEFT_TASK_REGISTER), else
+ * WEFT_ENOTREG naming `who`: backends that run tasks in other processes
+ * find them by registration. Cached per thread. */
+int weft__check_registered(weft_task_fn fn, const char *who);
+/* Set in a worker process of the processes backend. */
+extern bool weft__worker_process;
+/* Processes backend: notes that tasks finished now (for the watchdog). */
+void weft__executor_progress(weft_executor *ex);
 
 /* ---- map (map.c) --------------------------------------------------------- */
 

@@ -29,6 +29,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "procs/procs.h"
 
 #define TARGET_CHUNK_NS 100000ull
 #define MAX_CHUNK (1u << 20)
@@ -129,9 +130,121 @@ static void entry_cancel(entry *e)
 
 /* ---- the worker side -------------------------------------------------------------- */
 
+static void chunk_publish(weft_future *f, chunk *c, map_job *job);
+
+/* ---- processes backend: the whole chunk runs in the worker process ---- */
+
+typedef struct rchunk {
+    chunk *c;
+    map_job *job;
+    uint64_t t0, t1;
+    int first_err;
+} rchunk;
+
+static void rchunk_fail(chunk *c, entry *e, int err, const char *msg)
+{
+    e->err = err;
+    e->len = 0;
+    e->u.ptr = msg ? strdup(msg) : NULL;
+    c->nfail++;
+}
+
+static void rchunk_done(void *arg, size_t i, const weft__rres *r)
+{
+    rchunk *rc = arg;
+    chunk *c = rc->c;
+    entry *e = &c->ents[i];
+    if (r->t1) {
+        if (!rc->t0 || r->t0 < rc->t0) rc->t0 = r->t0;
+        if (r->t1 > rc->t1) rc->t1 = r->t1;
+    }
+    if (r->err == 0) {
+        if (r->out_len <= sizeof e->u.inl) {
+            if (r->out_len) memcpy(e->u.inl, r->out, r->out_len);
+            e->len = (uint32_t)r->out_len;
+            e->err = 0;
+        } else {
+            void *p = weft__out_alloc(r->out_len);
+            if (!p) {
+                rchunk_fail(c, e, WEFT_ENOMEM, "out of memory for the item's output");
+                return;
+            }
+            memcpy(p, r->out, r->out_len);
+            e->u.ptr = p;
+            e->len = LEN_HEAP;
+            e->err = 0;
+        }
+        return;
+    }
+    if (r->err == WEFT_ECANCELLED && !r->msg) {
+        entry_cancel(e);
+        c->nfail++;
+        return;
+    }
+    rchunk_fail(c, e, r->err, r->msg);
+    if (!rc->first_err) rc->first_err = r->err;
+    if (rc->job->flags & WEFT_MAP_STOP_ON_ERROR)
+        atomic_store_explicit(&rc->job->stop, 1, memory_order_relaxed);
+}
+
+static void map_run_chunk_remote(weft_future *f, chunk *c, weft__proxy *px)
+{
+    map_job *job = c->job;
+    bool cancelled = weft__executor_cancelling(job->ex);
+    weft__ritem *items = cancelled ? NULL : malloc(c->n * sizeof *items);
+    rchunk rc = {c, job, 0, 0, 0};
+    if (!items) {
+        for (size_t i = 0; i < c->n; i++) {
+            if (cancelled) {
+                entry_cancel(&c->ents[i]);
+                c->nfail++;
+            } else {
+                rchunk_fail(c, &c->ents[i], WEFT_ENOMEM, "out of memory");
+            }
+        }
+    } else {
+        for (size_t i = 0; i < c->n; i++) {
+            uint64_t idx = c->start + i;
+            weft__ritem *it = &items[i];
+            it->fn = job->fn;
+            switch (job->mode) {
+            case IN_ARRAY:
+                it->in = job->items + idx * job->item_size;
+                it->len = job->item_size;
+                break;
+            case IN_BUFS:
+                it->in = job->bufs[idx].data;
+                it->len = job->bufs[idx].len;
+                break;
+            default:
+                it->in = c->data + c->offs[i];
+                it->len = c->offs[i + 1] - c->offs[i];
+                break;
+            }
+            it->index = idx;
+            it->seed = weft__seed_for(job->seed, idx);
+            it->retries = job->retries;
+            it->timeout = 0;
+        }
+        weft__proxy_run(px, items, c->n, &job->stop, (job->flags & WEFT_MAP_STOP_ON_ERROR) != 0,
+                        rchunk_done, &rc);
+        free(items);
+    }
+    c->ns = rc.t1 > rc.t0 ? rc.t1 - rc.t0 : 0;
+    if (weft__executor_tracing(job->ex) && rc.t1)
+        weft__trace_record(job->ex, weft__executor_worker_index(), job->fn, rc.t0, rc.t1,
+                           rc.first_err, c->n);
+    chunk_publish(f, c, job);
+}
+
 void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wstate_len)
 {
     chunk *c = f->job;
+    weft__proxy *px = weft__worker_proxy();
+    if (px) {
+        map_run_chunk_remote(f, c, px);
+        return;
+    }
     map_job *job = c->job;
     bool cancelled = weft__executor_cancelling(job->ex);
     bool tracing = weft__executor_tracing(job->ex);
@@ -143,6 +256,8 @@ void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wst
     ctx.wstate = wstate;
     ctx.wstate_len = wstate_len;
     ctx.msg = NULL;
+    ctx.alloc_out = NULL;
+    ctx.attempt = 0;
     for (size_t i = 0; i < c->n; i++) {
         entry *e = &c->ents[i];
         if (cancelled || atomic_load_explicit(&job->stop, memory_order_relaxed)) {
@@ -198,7 +313,12 @@ void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wst
     uint64_t t1 = weft__now_ns();
     c->ns = cancelled ? 0 : t1 - t0;
     if (tracing) weft__trace_record(job->ex, wid, job->fn, t0, t1, first_err, c->n);
-    /* publish the chunk */
+    chunk_publish(f, c, job);
+}
+
+/* Hands a finished chunk to the caller; the last touch of the job. */
+static void chunk_publish(weft_future *f, chunk *c, map_job *job)
+{
     chunk *head = atomic_load_explicit(&job->done_stack, memory_order_relaxed);
     do {
         c->next_done = head;
@@ -634,6 +754,11 @@ static int map_common(weft_executor *ex, weft_task_fn fn, const weft_map_options
 {
     static const weft_map_options defaults;
     if (out) *out = NULL;
+    if (weft__worker_process)
+        return weft__err(WEFT_ENOTSUP,
+                         "%s: a task of the processes backend cannot start a map "
+                         "(nested maps are supported on serial and threads only)",
+                         name);
     if (!ex || !fn)
         return weft__err(WEFT_EINVAL, "%s: %s is NULL", name, !ex ? "the executor" : "the task");
     if (!opts) opts = &defaults;
@@ -645,6 +770,10 @@ static int map_common(weft_executor *ex, weft_task_fn fn, const weft_map_options
         return weft__err(WEFT_EINVAL, "%s: neither out nor on_result is given", name);
     if (weft__executor_closed(ex))
         return weft__err(WEFT_ECLOSED, "%s: the executor is shut down", name);
+    if (weft_executor_backend(ex) == WEFT_BACKEND_PROCESSES) {
+        int rc = weft__check_registered(fn, name);
+        if (rc) return rc;
+    }
     mc->o = opts;
     mc->job.ex = ex;
     mc->job.fn = fn;

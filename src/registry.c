@@ -128,3 +128,18 @@ const char *weft_task_name(weft_task_fn fn)
     pthread_mutex_unlock(&reg_mu);
     return name;
 }
+
+int weft__check_registered(weft_task_fn fn, const char *who)
+{
+    static __thread weft_task_fn ok[4];
+    static __thread unsigned next;
+    for (int i = 0; i < 4; i++)
+        if (ok[i] == fn) return 0;
+    if (!weft_task_name(fn))
+        return weft__err(WEFT_ENOTREG,
+                         "%s: the task function is not registered; the processes and mpi backends "
+                         "find tasks by name (use WEFT_TASK_REGISTER or weft_task_register)",
+                         who);
+    ok[next++ & 3] = fn;
+    return 0;
+}

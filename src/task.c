@@ -38,7 +38,10 @@ void *weft_ctx_output(weft_ctx *ctx, size_t len)
     ctx->out = NULL;
     ctx->out_len = 0;
     void *p;
-    if (len <= ctx->inl_cap) {
+    if (ctx->alloc_out) {
+        p = ctx->alloc_out(ctx, len);
+        if (!p) return NULL;
+    } else if (len <= ctx->inl_cap) {
         p = ctx->inl;
     } else {
         p = weft__out_alloc(len);

@@ -1,0 +1,128 @@
+/* procs.h : internals of the processes backend (not installed).
+ *
+ * Three pieces:
+ * - the fork server (forkserver.c): one small single-threaded process per
+ *   program, forked by weft_init() (or by the first processes executor of a
+ *   program that is still single-threaded). It forks the worker processes,
+ *   reaps them, tells the owner how each one died, and kills them on
+ *   request; with PR_SET_PDEATHSIG along the chain program -> server ->
+ *   worker, nothing outlives the program.
+ * - the worker process (remote.c): maps its arena (a memfd shared with the
+ *   program), waits for requests on a futex, runs the tasks they name with
+ *   their inputs read in place, writes outputs straight into the arena.
+ * - the proxy (remote.c): one per worker process, driven by one worker
+ *   thread of the executor. weft__proxy_run() sends a batch of items (plain
+ *   futures or one map chunk), waits for them, and reports each item's
+ *   result through a callback; a crash, a timeout or a memory-limit hit
+ *   fails exactly the item that was running, a fresh worker replaces the
+ *   dead one and the rest of the batch goes on.
+ */
+#ifndef WEFT_PROCS_H
+#define WEFT_PROCS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../internal.h"
+
+/* ---- fork server (forkserver.c) -------------------------------------------------- */
+
+/* Starts the fork server if it is not running. `who` names the caller in
+ * errors. Refuses (WEFT_ENOTSUP, naming weft_init) when the program already
+ * has other threads, since forking then is not safe. */
+int weft__fs_start(const char *who);
+/* Forks a worker process from the server. The worker maps `memfd` and runs
+ * weft__worker_main(memfd). Returns 0 and the pid, or an error. */
+int weft__fs_spawn(int memfd, size_t memory_limit, pid_t *pid);
+/* Sends `sig` to worker `pid` unless it was reaped already. */
+int weft__fs_kill(pid_t pid, int sig);
+/* The server's pid (0 if not running): tests look for leftover children. */
+pid_t weft__fs_pid(void);
+/* True in a worker process. */
+bool weft__in_worker(void);
+
+/* ---- the control block at the start of every arena --------------------------------- */
+
+#define WEFT__ARENA_CTRL 4096u
+#define WEFT__ARENA_RESERVE (1ull << 38) /* virtual range reserved per mapping */
+
+typedef struct weft__wctl {
+    uint32_t req_seq;  /* owner: bumped after writing a request */
+    uint32_t resp_seq; /* worker: bumped after a response; server: after death */
+    uint32_t worker_sleeping;
+    uint32_t owner_sleeping;
+    uint32_t dead;       /* set by the fork server when the worker was reaped */
+    int32_t status;      /* its wait status */
+    int64_t maxrss_kb;   /* its peak resident size */
+    uint64_t arena_size; /* current memfd size (either side may grow it) */
+    uint32_t done_items; /* items of the current request finished */
+    uint32_t cur_item;   /* item running now */
+    uint64_t item_t0;    /* when it started (monotonic ns) */
+    int32_t crash_sig;   /* set by the worker's crash handler */
+    int32_t crash_errno; /* errno when it crashed (ENOMEM: an allocation failed) */
+    int32_t pid;
+    uint32_t ready;
+    uint32_t stop; /* owner: cancel the items not started */
+    uint64_t memory_limit;
+} weft__wctl;
+
+/* The worker process's main loop; never returns. */
+void weft__worker_main(int memfd) __attribute__((noreturn));
+
+/* ---- proxy (remote.c) ---------------------------------------------------------------- */
+
+typedef struct weft__proxy weft__proxy;
+
+typedef struct weft__proxy_opts {
+    int id;
+    double task_timeout; /* seconds, 0 = none */
+    size_t memory_limit; /* bytes, 0 = none */
+    int max_tasks;       /* recycle the worker after this many items, 0 = never */
+    int crash_retries;   /* re-run a crashed / timed-out item on a fresh worker */
+    size_t max_input;    /* 0 = no limit */
+    weft_task_fn initializer, finalizer;
+    const void *init_in;
+    size_t init_len;
+    uint64_t seed;
+} weft__proxy_opts;
+
+/* One item to run remotely. */
+typedef struct weft__ritem {
+    weft_task_fn fn;
+    const void *in;
+    size_t len;
+    uint64_t index;
+    uint64_t seed;
+    int retries;    /* re-runs of a task that returned an error */
+    double timeout; /* seconds; 0 takes the proxy's task_timeout; < 0: none */
+} weft__ritem;
+
+/* The result of one item, valid only during the callback. */
+typedef struct weft__rres {
+    int err;
+    const void *out;
+    size_t out_len;
+    const char *msg; /* NULL or a message */
+    uint64_t t0, t1; /* when it ran (monotonic ns) */
+} weft__rres;
+
+typedef void (*weft__rdone_fn)(void *arg, size_t i, const weft__rres *r);
+
+/* Starts the worker process of a proxy and runs the initializer in it.
+ * On failure returns the code and, in *msg (heap, may be NULL), why. */
+int weft__proxy_create(const weft__proxy_opts *o, weft__proxy **out, char **msg);
+/* Runs the finalizer in the worker, stops it, frees the proxy. */
+void weft__proxy_destroy(weft__proxy *p);
+/* Runs items[0..n) in the worker, in order, calling done(arg, i, result)
+ * exactly once per item, in order. When *stop becomes non-zero (or an item
+ * fails and stop_on_error), the items not started are reported cancelled. */
+void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
+                     bool stop_on_error, weft__rdone_fn done, void *arg);
+/* One line on what the proxy's worker is doing (watchdog reports). */
+void weft__proxy_describe(weft__proxy *p, uint64_t now, char *buf, size_t len);
+/* pid of the worker process now (tests). */
+pid_t weft__proxy_pid(const weft__proxy *p);
+
+#endif

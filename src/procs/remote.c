@@ -1,0 +1,788 @@
+/* remote.c : the worker process and its proxy (processes backend).
+ *
+ * The arena: one memfd per worker, shared by the worker and its proxy.
+ * Each side reserves a large virtual range once and maps the memfd at its
+ * start, growing the mapping in place (MAP_FIXED), so a pointer into the
+ * arena (a task's input, an output being written) never moves, whichever
+ * side grows the file. Layout of one request:
+ *
+ *   [control block, 4 KiB][req_hdr][req_item x n][inputs][resp_rec x n][outputs]
+ *
+ * The proxy writes header, items and inputs, bumps req_seq; the worker runs
+ * the items in order, the task reading its input in place and writing its
+ * output straight into the arena (weft_ctx_output allocates there), fills
+ * each resp_rec and bumps done_items after every item, then bumps resp_seq.
+ * Wake-ups are futexes on req_seq / resp_seq, made only when the other side
+ * announced it sleeps: a busy pair exchanges requests with no system call.
+ *
+ * Faults: the fork server reaps a dead worker and sets `dead` in its
+ * control block with a wake, so the proxy learns at once. Items before
+ * done_items have results; the one at done_items is the one that killed
+ * the worker (or ran out of time, or over the memory limit): it fails with
+ * the cause, a fresh worker takes the arena and the rest of the batch.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "procs.h"
+
+#define ARENA_MIN (1u << 20)
+#define ARENA_SHRINK (64u << 20) /* give memory back above this after a batch */
+#define ARENA_RESERVE (1ull << 36)
+#define ALIGN 64
+#define SLICE_NS 50000000ll /* longest sleep between checks of timeouts, stop, watchdog */
+#define SPIN_NS 20000ull
+
+enum {
+    OP_RUN = 1,
+    OP_INIT = 2,
+    OP_QUIT = 3
+};
+enum {
+    RF_STOP_ON_ERROR = 1
+};
+
+typedef struct req_hdr {
+    uint32_t op;
+    uint32_t n;
+    uint32_t flags;
+    int32_t worker_id;
+    uint64_t resp_off; /* the resp_rec array */
+    uint64_t data_off; /* where outputs may start */
+    uint32_t seq;      /* the request number (req_seq after it) */
+    uint32_t pad;
+} req_hdr;
+
+typedef struct req_item {
+    weft_task_fn fn;
+    uint64_t in_off, in_len;
+    uint64_t index, seed;
+    int32_t retries;
+    int32_t pad;
+} req_item;
+
+typedef struct resp_rec {
+    int32_t err;
+    uint32_t pad;
+    uint64_t out_off, out_len;
+    uint64_t msg_off, msg_len;
+    uint64_t t0, t1;
+} resp_rec;
+
+static inline size_t align_up(size_t x, size_t a)
+{
+    return (x + a - 1) & ~(a - 1);
+}
+
+/* ---- arena (both sides) ---------------------------------------------------------- */
+
+typedef struct arena {
+    unsigned char *base;
+    size_t mapped;
+    int fd;
+} arena;
+
+static int arena_open(arena *a, int fd)
+{
+    void *r =
+        mmap(NULL, ARENA_RESERVE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) return -errno;
+    a->base = r;
+    a->mapped = 0;
+    a->fd = fd;
+    return 0;
+}
+
+/* Maps [0, size) of the file (in place). */
+static int arena_map(arena *a, size_t size)
+{
+    if (size <= a->mapped) return 0;
+    if (size > ARENA_RESERVE) return -E2BIG;
+    size_t want = align_up(size, 2u << 20);
+    if (want > ARENA_RESERVE) want = ARENA_RESERVE;
+    void *r = mmap(a->base + a->mapped, want - a->mapped, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_FIXED, a->fd, (off_t)a->mapped);
+    if (r == MAP_FAILED) return -errno;
+    a->mapped = want;
+    return 0;
+}
+
+static void arena_close(arena *a)
+{
+    if (a->base) munmap(a->base, ARENA_RESERVE);
+    a->base = NULL;
+    a->mapped = 0;
+}
+
+static inline weft__wctl *ctl_of(const arena *a)
+{
+    return (weft__wctl *)a->base;
+}
+
+/* Makes the file at least `need` bytes and maps it. */
+static int arena_grow(arena *a, size_t need)
+{
+    weft__wctl *c = ctl_of(a);
+    size_t cur = __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE);
+    if (need > cur) {
+        size_t n = cur * 2 > need ? cur * 2 : need;
+        n = align_up(n, 1u << 20);
+        if (n > ARENA_RESERVE) n = ARENA_RESERVE;
+        if (need > n) return -E2BIG;
+        if (ftruncate(a->fd, (off_t)n) < 0) return -errno;
+        __atomic_store_n(&c->arena_size, n, __ATOMIC_RELEASE);
+        cur = n;
+    }
+    return arena_map(a, cur);
+}
+
+/* ---- the worker process ------------------------------------------------------------ */
+
+static arena W;
+static size_t w_cursor; /* where the next output goes */
+static size_t w_item_start;
+static void *w_state;
+static size_t w_state_len;
+static weft_task_fn w_checked_fn;
+
+static void crash_handler(int sig)
+{
+    int e = errno;
+    weft__wctl *c = ctl_of(&W);
+    if (c) {
+        c->crash_errno = e;
+        __atomic_store_n(&c->crash_sig, sig, __ATOMIC_SEQ_CST);
+    }
+    raise(sig); /* SA_RESETHAND: the default action now ends the process */
+}
+
+static void install_crash_handlers(void)
+{
+    static char altstack[65536];
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = crash_handler;
+    sa.sa_flags = SA_ONSTACK | SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+}
+
+static void *w_alloc_out(weft_ctx *ctx, size_t len)
+{
+    (void)ctx;
+    size_t need = w_item_start + len;
+    if (need < w_item_start || arena_grow(&W, need) != 0) return NULL;
+    w_cursor = need;
+    return W.base + w_item_start;
+}
+
+/* Copies `len` bytes to the arena at the cursor; returns its offset. */
+static uint64_t w_put(const void *p, size_t len)
+{
+    size_t off = align_up(w_cursor, 16);
+    if (arena_grow(&W, off + len) != 0) return 0;
+    memcpy(W.base + off, p, len);
+    w_cursor = off + len;
+    return off;
+}
+
+static void w_message(resp_rec *r, const char *msg)
+{
+    r->msg_off = r->msg_len = 0;
+    if (!msg) return;
+    size_t n = strlen(msg);
+    uint64_t off = w_put(msg, n + 1);
+    if (off) {
+        r->msg_off = off;
+        r->msg_len = n;
+    }
+}
+
+static bool fn_loaded(weft_task_fn fn)
+{
+    if (fn == w_checked_fn) return true;
+    Dl_info di;
+    union {
+        weft_task_fn f;
+        void *p;
+    } u = {.f = fn};
+    if (!dladdr(u.p, &di) || !di.dli_fname) return false;
+    w_checked_fn = fn;
+    return true;
+}
+
+/* Runs one item; fills *r. */
+static void w_run_item(const req_hdr *h, const req_item *it, resp_rec *r)
+{
+    weft__wctl *c = ctl_of(&W);
+    weft_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.index = it->index;
+    ctx.seed = it->seed;
+    ctx.worker = h->worker_id;
+    ctx.wstate = w_state;
+    ctx.wstate_len = w_state_len;
+    ctx.alloc_out = w_alloc_out;
+    w_item_start = align_up(w_cursor, ALIGN);
+    w_cursor = w_item_start;
+    r->t0 = weft__now_ns();
+    __atomic_store_n(&c->item_t0, r->t0, __ATOMIC_RELAXED);
+    int rc;
+    if (!fn_loaded(it->fn)) {
+        rc = weft_ctx_fail(&ctx, WEFT_ENOTREG,
+                           "the task function is not loaded in the worker process (a library "
+                           "loaded after weft_init?)");
+    } else {
+        errno = 0;
+        rc = weft__ctx_run(&ctx, it->fn, W.base + it->in_off, it->in_len, it->retries);
+        if (rc && c->memory_limit && (rc == WEFT_ENOMEM || errno == ENOMEM)) {
+            char *m = ctx.msg;
+            ctx.msg = NULL;
+            rc = weft_ctx_fail(&ctx, WEFT_EMEMLIMIT,
+                               "the task went over the worker memory limit of %zu bytes (an "
+                               "allocation failed)%s%s",
+                               (size_t)c->memory_limit, m ? ": " : "", m ? m : "");
+            free(m);
+        }
+    }
+    r->t1 = weft__now_ns();
+    r->err = rc;
+    if (rc == 0) {
+        r->out_off = ctx.out_len ? (uint64_t)((unsigned char *)ctx.out - W.base) : 0;
+        r->out_len = ctx.out_len;
+        w_cursor = w_item_start + ctx.out_len;
+    } else {
+        r->out_off = r->out_len = 0;
+        w_cursor = w_item_start;
+    }
+    w_message(r, ctx.msg);
+    free(ctx.msg);
+}
+
+static void w_respond(void)
+{
+    weft__wctl *c = ctl_of(&W);
+    __atomic_fetch_add(&c->resp_seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&c->owner_sleeping, __ATOMIC_SEQ_CST))
+        weft__futex_wake_ex(&c->resp_seq, 1, true);
+}
+
+void weft__worker_main(int memfd)
+{
+    if (arena_open(&W, memfd) != 0) _exit(112);
+    if (arena_map(&W, WEFT__ARENA_CTRL) != 0) _exit(113);
+    weft__wctl *c = ctl_of(&W);
+    if (arena_map(&W, __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE)) != 0) _exit(114);
+    install_crash_handlers();
+    c->pid = getpid();
+    uint32_t seen = 0; /* the owner reset the block before the spawn; request 1 may be there */
+    __atomic_store_n(&c->ready, 1, __ATOMIC_SEQ_CST);
+    for (;;) {
+        /* wait for the next request: spin a little, then sleep */
+        uint64_t t0 = weft__now_ns();
+        for (unsigned i = 0; __atomic_load_n(&c->req_seq, __ATOMIC_ACQUIRE) == seen; i++) {
+            if ((i & 63) == 0 && weft__now_ns() - t0 > SPIN_NS) {
+                __atomic_store_n(&c->worker_sleeping, 1, __ATOMIC_SEQ_CST);
+                if (__atomic_load_n(&c->req_seq, __ATOMIC_SEQ_CST) == seen)
+                    weft__futex_wait_ex(&c->req_seq, seen, -1, true);
+                __atomic_store_n(&c->worker_sleeping, 0, __ATOMIC_RELAXED);
+            } else {
+                weft__cpu_relax();
+            }
+        }
+        seen = __atomic_load_n(&c->req_seq, __ATOMIC_ACQUIRE);
+        if (arena_map(&W, __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE)) != 0) _exit(115);
+        const req_hdr *h = (const req_hdr *)(W.base + WEFT__ARENA_CTRL);
+        const req_item *items = (const req_item *)(h + 1);
+        resp_rec *recs = (resp_rec *)(W.base + h->resp_off);
+        w_cursor = h->data_off;
+        if (h->op == OP_INIT || h->op == OP_QUIT) {
+            weft_ctx ctx;
+            memset(&ctx, 0, sizeof ctx);
+            ctx.worker = h->worker_id;
+            ctx.index = (uint64_t)h->worker_id;
+            ctx.seed = items[0].seed;
+            ctx.wstate = w_state;
+            ctx.wstate_len = w_state_len;
+            int rc = 0;
+            if (items[0].fn) {
+                const void *in =
+                    h->op == OP_INIT ? (const void *)(W.base + items[0].in_off) : w_state;
+                size_t len = h->op == OP_INIT ? items[0].in_len : w_state_len;
+                rc = weft__ctx_run(&ctx, items[0].fn, in, len, 0);
+            }
+            recs[0].err = rc;
+            recs[0].out_off = recs[0].out_len = 0;
+            w_message(&recs[0], ctx.msg);
+            if (h->op == OP_INIT && rc == 0 && ctx.out_len) {
+                w_state = malloc(ctx.out_len);
+                if (w_state) memcpy(w_state, ctx.out, ctx.out_len);
+                w_state_len = w_state ? ctx.out_len : 0;
+            }
+            weft__ctx_clear(&ctx);
+            __atomic_store_n(&c->done_items, 1, __ATOMIC_RELEASE);
+            w_respond();
+            if (h->op == OP_QUIT) _exit(0);
+            continue;
+        }
+        bool failed = false;
+        for (uint32_t k = 0; k < h->n; k++) {
+            __atomic_store_n(&c->cur_item, k, __ATOMIC_RELAXED);
+            resp_rec *r = &recs[k];
+            if (__atomic_load_n(&c->stop, __ATOMIC_RELAXED) ||
+                (failed && (h->flags & RF_STOP_ON_ERROR))) {
+                memset(r, 0, sizeof *r);
+                r->err = WEFT_ECANCELLED;
+            } else {
+                w_run_item(h, &items[k], r);
+                if (r->err) failed = true;
+            }
+            __atomic_store_n(&c->done_items, k + 1, __ATOMIC_RELEASE);
+        }
+        w_respond();
+    }
+}
+
+/* ---- the proxy ------------------------------------------------------------------------ */
+
+struct weft__proxy {
+    weft__proxy_opts o;
+    arena a;
+    int memfd;
+    pid_t pid;
+    bool alive;
+    uint32_t seq; /* last req_seq written */
+    uint64_t items_run;
+    /* what runs now, for the watchdog */
+    pthread_mutex_t mu;
+    weft_task_fn cur_fn;
+    uint64_t cur_index;
+    uint64_t cur_t0;
+};
+
+pid_t weft__proxy_pid(const weft__proxy *p)
+{
+    return p->alive ? p->pid : 0;
+}
+
+static weft__wctl *pctl(weft__proxy *p)
+{
+    return ctl_of(&p->a);
+}
+
+/* Names how a worker died, from its wait status and crash record. */
+static int death_cause(weft__proxy *p, char *buf, size_t len)
+{
+    weft__wctl *c = pctl(p);
+    int st = c->status;
+    int csig = __atomic_load_n(&c->crash_sig, __ATOMIC_ACQUIRE);
+    if (p->o.memory_limit && csig && c->crash_errno == ENOMEM) {
+        snprintf(buf, len,
+                 "the worker process (pid %d) went over its memory limit of %zu bytes: an "
+                 "allocation failed and it then died of signal %d (%s)",
+                 (int)p->pid, p->o.memory_limit, csig, strsignal(csig));
+        return WEFT_EMEMLIMIT;
+    }
+    if (WIFSIGNALED(st)) {
+        int s = WTERMSIG(st);
+        snprintf(buf, len, "the worker process (pid %d) died of signal %d (%s%s)", (int)p->pid, s,
+                 strsignal(s),
+                 s == SIGKILL ? "; killed from outside, e.g. by kill -9 or the OOM killer" : "");
+    } else if (WIFEXITED(st)) {
+        snprintf(buf, len, "the worker process (pid %d) exited with status %d during the task",
+                 (int)p->pid, WEXITSTATUS(st));
+    } else {
+        snprintf(buf, len, "the worker process (pid %d) died (wait status 0x%x)", (int)p->pid,
+                 (unsigned)st);
+    }
+    return WEFT_ECRASHED;
+}
+
+/* Waits until the server has reported the worker dead (after a kill). */
+static void wait_dead(weft__proxy *p)
+{
+    weft__wctl *c = pctl(p);
+    while (!__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE)) {
+        uint32_t s = __atomic_load_n(&c->resp_seq, __ATOMIC_ACQUIRE);
+        __atomic_store_n(&c->owner_sleeping, 1, __ATOMIC_SEQ_CST);
+        if (!__atomic_load_n(&c->dead, __ATOMIC_SEQ_CST))
+            weft__futex_wait_ex(&c->resp_seq, s, SLICE_NS, true);
+        __atomic_store_n(&c->owner_sleeping, 0, __ATOMIC_RELAXED);
+        if (weft__fs_pid() == 0) break; /* the server itself is gone */
+    }
+    p->alive = false;
+}
+
+/* Starts a fresh worker on the proxy's arena; runs the initializer. */
+static int spawn(weft__proxy *p)
+{
+    weft__wctl *c = pctl(p);
+    size_t size = c->arena_size;
+    memset(c, 0, sizeof *c);
+    c->arena_size = size;
+    c->memory_limit = p->o.memory_limit;
+    p->seq = 0;
+    pid_t pid;
+    int rc = weft__fs_spawn(p->memfd, p->o.memory_limit, &pid);
+    if (rc) return rc;
+    p->pid = pid;
+    p->alive = true;
+    p->items_run = 0;
+    return 0;
+}
+
+/* Writes a request for items[0..n) (op RUN) or one INIT/QUIT. */
+static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, size_t n,
+                         uint32_t flags)
+{
+    size_t off = WEFT__ARENA_CTRL + sizeof(req_hdr) + n * sizeof(req_item);
+    size_t total = off;
+    for (size_t i = 0; i < n; i++) total = align_up(total, 16) + items[i].len;
+    size_t resp_off = align_up(total, ALIGN);
+    size_t data_off = resp_off + align_up(n * sizeof(resp_rec), ALIGN);
+    int rc = arena_grow(&p->a, data_off + 4096);
+    if (rc) return rc;
+    req_hdr *h = (req_hdr *)(p->a.base + WEFT__ARENA_CTRL);
+    req_item *ri = (req_item *)(h + 1);
+    h->op = op;
+    h->n = (uint32_t)n;
+    h->flags = flags;
+    h->worker_id = p->o.id;
+    h->resp_off = resp_off;
+    h->data_off = data_off;
+    size_t cur = off;
+    for (size_t i = 0; i < n; i++) {
+        cur = align_up(cur, 16);
+        ri[i].fn = items[i].fn;
+        ri[i].in_off = cur;
+        ri[i].in_len = items[i].len;
+        ri[i].index = items[i].index;
+        ri[i].seed = items[i].seed;
+        ri[i].retries = items[i].retries;
+        ri[i].pad = 0;
+        if (items[i].len) memcpy(p->a.base + cur, items[i].in, items[i].len);
+        cur += items[i].len;
+    }
+    weft__wctl *c = pctl(p);
+    __atomic_store_n(&c->done_items, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->cur_item, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->stop, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->item_t0, weft__now_ns(), __ATOMIC_RELAXED);
+    h->seq = ++p->seq;
+    __atomic_store_n(&c->req_seq, p->seq, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&c->worker_sleeping, __ATOMIC_SEQ_CST))
+        weft__futex_wake_ex(&c->req_seq, 1, true);
+    return 0;
+}
+
+static inline const resp_rec *rec_at(weft__proxy *p, size_t k)
+{
+    const req_hdr *h = (const req_hdr *)(p->a.base + WEFT__ARENA_CTRL);
+    return (const resp_rec *)(p->a.base + h->resp_off) + k;
+}
+
+static void report(weft__proxy *p, size_t k, weft__rdone_fn done, void *arg, size_t i)
+{
+    const resp_rec *r = rec_at(p, k);
+    weft__rres res;
+    res.err = r->err;
+    res.out = r->out_len ? p->a.base + r->out_off : NULL;
+    res.out_len = r->out_len;
+    res.msg = r->msg_len ? (const char *)(p->a.base + r->msg_off) : NULL;
+    res.t0 = r->t0;
+    res.t1 = r->t1;
+    done(arg, i, &res);
+}
+
+static void report_err(weft__rdone_fn done, void *arg, size_t i, int err, const char *msg)
+{
+    weft__rres res = {err, NULL, 0, msg, 0, 0};
+    uint64_t t = weft__now_ns();
+    res.t0 = res.t1 = t;
+    done(arg, i, &res);
+}
+
+/* Waits for the response to the request in flight. Returns 0 (response
+ * complete), 1 (the worker died; done_items tells how far it got), 2 (an
+ * item ran over its time and the worker was killed). */
+static int wait_response(weft__proxy *p, const weft__ritem *items, _Atomic int *stop)
+{
+    weft__wctl *c = pctl(p);
+    uint64_t t0 = weft__now_ns();
+    bool stopped = false;
+    for (unsigned i = 0;; i++) {
+        uint32_t s = __atomic_load_n(&c->resp_seq, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE)) return 1;
+        if (s == p->seq && __atomic_load_n(&c->done_items, __ATOMIC_ACQUIRE) ==
+                               ((const req_hdr *)(p->a.base + WEFT__ARENA_CTRL))->n)
+            return 0;
+        uint64_t now = weft__now_ns();
+        if (now - t0 < SPIN_NS) {
+            weft__cpu_relax();
+            continue;
+        }
+        /* timeouts of the running item */
+        uint32_t k = __atomic_load_n(&c->cur_item, __ATOMIC_RELAXED);
+        double to = items ? items[k].timeout : -1;
+        if (to == 0) to = p->o.task_timeout;
+        int64_t slice = SLICE_NS;
+        if (to > 0) {
+            uint64_t it0 = __atomic_load_n(&c->item_t0, __ATOMIC_RELAXED);
+            uint64_t lim = (uint64_t)(to * 1e9);
+            if (now - it0 >= lim) {
+                weft__fs_kill(p->pid, SIGKILL);
+                wait_dead(p);
+                return 2;
+            }
+            if ((int64_t)(lim - (now - it0)) < slice) slice = (int64_t)(lim - (now - it0));
+        }
+        if (stop && !stopped && atomic_load_explicit(stop, memory_order_relaxed)) {
+            __atomic_store_n(&c->stop, 1, __ATOMIC_RELAXED); /* the worker cancels the rest */
+            stopped = true;
+        }
+        if (p->o.id >= 0) {
+            pthread_mutex_lock(&p->mu);
+            if (items) {
+                p->cur_fn = items[k].fn;
+                p->cur_index = items[k].index;
+                p->cur_t0 = __atomic_load_n(&c->item_t0, __ATOMIC_RELAXED);
+            }
+            pthread_mutex_unlock(&p->mu);
+        }
+        __atomic_store_n(&c->owner_sleeping, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&c->resp_seq, __ATOMIC_SEQ_CST) == s)
+            weft__futex_wait_ex(&c->resp_seq, s, slice, true);
+        __atomic_store_n(&c->owner_sleeping, 0, __ATOMIC_RELAXED);
+        if (weft__fs_pid() == 0 && !__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE)) {
+            c->status = SIGKILL; /* server gone: its workers went with it */
+            __atomic_store_n(&c->dead, 1, __ATOMIC_RELEASE);
+        }
+    }
+}
+
+/* Runs an INIT or QUIT request; returns the code and *msg. */
+static int run_control(weft__proxy *p, uint32_t op, weft_task_fn fn, const void *in, size_t len,
+                       char **msg)
+{
+    weft__ritem it = {
+        fn, in, len, (uint64_t)p->o.id, weft__seed_for(p->o.seed, UINT64_MAX - (uint64_t)p->o.id),
+        0,  -1};
+    int rc = write_request(p, op, &it, 1, 0);
+    if (rc) return weft__err(WEFT_ENOMEM, "cannot grow the worker arena: %s", strerror(-rc));
+    int w = wait_response(p, NULL, NULL);
+    if (w) {
+        char why[256];
+        int code = death_cause(p, why, sizeof why);
+        p->alive = false;
+        if (msg) *msg = strdup(why);
+        return op == OP_QUIT ? 0 : code;
+    }
+    arena_map(&p->a, __atomic_load_n(&pctl(p)->arena_size, __ATOMIC_ACQUIRE));
+    const resp_rec *r = rec_at(p, 0);
+    if (r->err && msg && r->msg_len) *msg = strdup((const char *)(p->a.base + r->msg_off));
+    if (op == OP_QUIT) wait_dead(p);
+    return r->err;
+}
+
+static int start_worker(weft__proxy *p, char **msg)
+{
+    int rc = spawn(p);
+    if (rc) {
+        if (msg) *msg = strdup(weft_last_error());
+        return rc;
+    }
+    if (p->o.initializer) {
+        rc = run_control(p, OP_INIT, p->o.initializer, p->o.init_in, p->o.init_len, msg);
+        if (rc) {
+            if (p->alive) {
+                weft__fs_kill(p->pid, SIGKILL);
+                wait_dead(p);
+            }
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int weft__proxy_create(const weft__proxy_opts *o, weft__proxy **out, char **msg)
+{
+    *out = NULL;
+    if (msg) *msg = NULL;
+    weft__proxy *p = calloc(1, sizeof *p);
+    if (!p) return weft__err(WEFT_ENOMEM, "out of memory");
+    p->o = *o;
+    pthread_mutex_init(&p->mu, NULL);
+    p->memfd = memfd_create("weft-worker", MFD_CLOEXEC);
+    int rc = 0;
+    if (p->memfd < 0) {
+        rc = weft__err(WEFT_EAGAIN, "memfd_create: %s", strerror(errno));
+    } else if (ftruncate(p->memfd, ARENA_MIN) < 0) {
+        rc = weft__err(WEFT_ENOMEM, "cannot size the worker arena: %s", strerror(errno));
+    } else if ((rc = arena_open(&p->a, p->memfd)) != 0 || (rc = arena_map(&p->a, ARENA_MIN))) {
+        rc = weft__err(WEFT_ENOMEM, "cannot map the worker arena: %s", strerror(-rc));
+    }
+    if (!rc) {
+        pctl(p)->arena_size = ARENA_MIN;
+        rc = start_worker(p, msg);
+    }
+    if (rc) {
+        arena_close(&p->a);
+        if (p->memfd >= 0) close(p->memfd);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+void weft__proxy_destroy(weft__proxy *p)
+{
+    if (!p) return;
+    if (p->alive) {
+        char *msg = NULL;
+        run_control(p, OP_QUIT, p->o.finalizer, NULL, 0, &msg);
+        free(msg);
+        if (p->alive) {
+            weft__fs_kill(p->pid, SIGKILL);
+            wait_dead(p);
+        }
+    }
+    arena_close(&p->a);
+    close(p->memfd);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+void weft__proxy_describe(weft__proxy *p, uint64_t now, char *buf, size_t len)
+{
+    pthread_mutex_lock(&p->mu);
+    if (!p->cur_fn) {
+        snprintf(buf, len, "worker %d (pid %d): idle", p->o.id, (int)p->pid);
+    } else {
+        const char *name = weft_task_name(p->cur_fn);
+        snprintf(buf, len, "worker %d (pid %d): task '%s' (index %llu) running for %.3f s", p->o.id,
+                 (int)p->pid, name ? name : "?", (unsigned long long)p->cur_index,
+                 (double)(now - p->cur_t0) * 1e-9);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void set_idle(weft__proxy *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->cur_fn = NULL;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
+                     bool stop_on_error, weft__rdone_fn done, void *arg)
+{
+    size_t i = 0;
+    int tries = 0; /* crash retries spent on item i */
+    bool failed = false;
+    while (i < n) {
+        if ((stop && atomic_load_explicit(stop, memory_order_relaxed)) ||
+            (failed && stop_on_error)) {
+            report_err(done, arg, i++, WEFT_ECANCELLED, NULL);
+            continue;
+        }
+        if (!p->alive) {
+            char *msg = NULL;
+            int rc = start_worker(p, &msg);
+            if (rc) {
+                char buf[512];
+                snprintf(buf, sizeof buf, "cannot start a worker process: %s",
+                         msg ? msg : weft_strerror(rc));
+                free(msg);
+                report_err(done, arg, i++, rc, buf);
+                failed = true;
+                continue;
+            }
+        }
+        if (p->o.max_input && items[i].len > p->o.max_input) {
+            char buf[160];
+            snprintf(buf, sizeof buf, "input of %zu bytes is over the max_input limit of %zu bytes",
+                     items[i].len, p->o.max_input);
+            report_err(done, arg, i++, WEFT_EOVERFLOW, buf);
+            failed = true;
+            continue;
+        }
+        size_t j = i + 1;
+        while (j < n && !(p->o.max_input && items[j].len > p->o.max_input)) j++;
+        if (p->o.max_tasks > 0 && j - i > (size_t)p->o.max_tasks - p->items_run)
+            j = i + ((size_t)p->o.max_tasks - p->items_run);
+        int rc = write_request(p, OP_RUN, items + i, j - i, stop_on_error ? RF_STOP_ON_ERROR : 0);
+        if (rc) {
+            char buf[160];
+            snprintf(buf, sizeof buf, "cannot grow the worker arena for %zu input bytes: %s",
+                     items[i].len, strerror(-rc));
+            report_err(done, arg, i++, WEFT_ENOMEM, buf);
+            failed = true;
+            continue;
+        }
+        int w = wait_response(p, items + i, stop);
+        weft__wctl *c = pctl(p);
+        if (arena_map(&p->a, __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE)) != 0)
+            w = w ? w : 1; /* cannot see the outputs: treat as lost */
+        size_t got = __atomic_load_n(&c->done_items, __ATOMIC_ACQUIRE);
+        if (got > j - i) got = j - i;
+        if (w == 0) got = j - i;
+        for (size_t k = 0; k < got; k++) {
+            if (rec_at(p, k)->err) failed = true;
+            report(p, k, done, arg, i + k);
+        }
+        p->items_run += got;
+        i += got;
+        if (got) tries = 0;
+        if (w != 0) {
+            /* item i killed its worker (w == 1) or ran out of time (w == 2) */
+            char why[320];
+            int code;
+            if (w == 2) {
+                double to = items[i].timeout > 0 ? items[i].timeout : p->o.task_timeout;
+                snprintf(why, sizeof why,
+                         "the task ran longer than its timeout of %g s; its worker process "
+                         "(pid %d) was killed and replaced",
+                         to, (int)p->pid);
+                code = WEFT_ETIMEDOUT;
+            } else {
+                code = death_cause(p, why, sizeof why);
+            }
+            p->alive = false;
+            if (tries < p->o.crash_retries) {
+                tries++; /* run it again on a fresh worker */
+            } else {
+                report_err(done, arg, i++, code, why);
+                failed = true;
+                tries = 0;
+            }
+        } else if (p->o.max_tasks > 0 && p->items_run >= (uint64_t)p->o.max_tasks) {
+            char *msg = NULL;
+            run_control(p, OP_QUIT, p->o.finalizer, NULL, 0, &msg); /* recycle */
+            free(msg);
+            if (p->alive) {
+                weft__fs_kill(p->pid, SIGKILL);
+                wait_dead(p);
+            }
+        }
+        if (pctl(p)->arena_size > ARENA_SHRINK && p->alive) {
+            if (ftruncate(p->memfd, ARENA_MIN) == 0) pctl(p)->arena_size = ARENA_MIN;
+        }
+    }
+    set_idle(p);
+}

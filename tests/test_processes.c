@@ -1,0 +1,775 @@
+/* test_processes.c : the processes backend -- same API as threads, crash
+ * isolation, timeouts, limits, recycling, leak checks.
+ * weft-test-timeout: 300
+ * weft-test-labels: fault */
+#define CHECK_CUSTOM_MAIN
+#include "check.h"
+
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include "../src/procs/procs.h"
+
+/* ---- tasks ---- */
+
+static int square(weft_ctx *ctx, const void *in, size_t len)
+{
+    if (len != sizeof(int64_t)) return weft_ctx_fail(ctx, WEFT_EINVAL, "bad length %zu", len);
+    int64_t x;
+    memcpy(&x, in, sizeof x);
+    x *= x;
+    return weft_ctx_set_output(ctx, &x, sizeof x);
+}
+WEFT_TASK_REGISTER(square);
+
+static int getpid_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in;
+    (void)len;
+    int32_t p = (int32_t)getpid();
+    return weft_ctx_set_output(ctx, &p, sizeof p);
+}
+WEFT_TASK_REGISTER(getpid_task);
+
+/* input: int32 code; 0 = ok, 1 = segv, 2 = abort, 3 = exit(3), 4 = fail
+ * with an error, 5 = SIGKILL itself, 6 = hang */
+static int fault_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    int32_t code = 0;
+    if (len >= sizeof code) memcpy(&code, in, sizeof code);
+    switch (code) {
+    case 1: {
+        volatile int *p = (volatile int *)(uintptr_t)8;
+        *p = 1;
+        break;
+    }
+    case 2:
+        abort();
+    case 3:
+        exit(3);
+    case 4:
+        return weft_ctx_fail(ctx, WEFT_ETASK, "task failed on purpose");
+    case 5:
+        kill(getpid(), SIGKILL);
+        pause();
+        break;
+    case 6:
+        for (;;) pause();
+    default:
+        break;
+    }
+    int64_t idx = (int64_t)weft_ctx_index(ctx);
+    return weft_ctx_set_output(ctx, &idx, sizeof idx);
+}
+WEFT_TASK_REGISTER(fault_task);
+
+/* input: size_t bytes; output: the same bytes, each + 1 */
+static int echo_plus(weft_ctx *ctx, const void *in, size_t len)
+{
+    unsigned char *o = weft_ctx_output(ctx, len);
+    if (!o && len) return weft_ctx_fail(ctx, WEFT_ENOMEM, "no output buffer");
+    const unsigned char *i = in;
+    for (size_t k = 0; k < len; k++) o[k] = (unsigned char)(i[k] + 1);
+    return 0;
+}
+WEFT_TASK_REGISTER(echo_plus);
+
+static int sleep_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx;
+    double s = 0;
+    if (len == sizeof s) memcpy(&s, in, sizeof s);
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+WEFT_TASK_REGISTER(sleep_task);
+
+/* allocates (and touches) the number of MiB in its input */
+static int hog_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    int32_t mib = 0;
+    if (len == sizeof mib) memcpy(&mib, in, sizeof mib);
+    char *p = malloc((size_t)mib << 20);
+    if (!p) return weft_ctx_fail(ctx, WEFT_ENOMEM, "malloc(%d MiB) failed", mib);
+    memset(p, 1, (size_t)mib << 20);
+    free(p);
+    return 0;
+}
+WEFT_TASK_REGISTER(hog_task);
+
+/* allocates without checking and writes: dies after a failed allocation */
+static int hog_unchecked(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx;
+    int32_t mib = 0;
+    if (len == sizeof mib) memcpy(&mib, in, sizeof mib);
+    volatile char *p = malloc((size_t)mib << 20);
+    p[0] = 1; /* NULL when the limit refused it */
+    free((void *)p);
+    return 0;
+}
+WEFT_TASK_REGISTER(hog_unchecked);
+
+static int nested_submit(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in;
+    (void)len;
+    weft_future *f = NULL;
+    int rc = weft_submit(weft_ctx_executor(ctx), square, NULL, 0, &f);
+    int32_t r = rc;
+    return weft_ctx_set_output(ctx, &r, sizeof r);
+}
+WEFT_TASK_REGISTER(nested_submit);
+
+static int init_state(weft_ctx *ctx, const void *in, size_t len)
+{
+    int64_t v = 0;
+    if (len == sizeof v) memcpy(&v, in, sizeof v);
+    v += 1000;
+    return weft_ctx_set_output(ctx, &v, sizeof v);
+}
+WEFT_TASK_REGISTER(init_state);
+
+static int read_state(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in;
+    (void)len;
+    size_t n = 0;
+    const void *s = weft_ctx_worker_state(ctx, &n);
+    if (n != sizeof(int64_t)) return weft_ctx_fail(ctx, WEFT_EINVAL, "no state (%zu)", n);
+    return weft_ctx_set_output(ctx, s, n);
+}
+WEFT_TASK_REGISTER(read_state);
+
+static int unregistered(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx;
+    (void)in;
+    (void)len;
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+static weft_executor *make(int workers, const weft_options *extra)
+{
+    weft_options o = extra ? *extra : (weft_options){0};
+    o.backend = WEFT_BACKEND_PROCESSES;
+    o.workers = workers;
+    weft_executor *ex = NULL;
+    int rc = weft_executor_create(&o, &ex);
+    if (rc) printf("create: %s: %s\n", weft_strerror(rc), weft_last_error());
+    return ex;
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1;
+}
+
+/* children of the fork server still alive (workers) */
+static int server_children(void)
+{
+    pid_t srv = weft__fs_pid();
+    if (srv <= 0) return 0;
+    DIR *d = opendir("/proc");
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        char *rp = strrchr(buf, ')');
+        if (!rp) continue;
+        char st;
+        int ppid;
+        if (sscanf(rp + 2, "%c %d", &st, &ppid) == 2 && ppid == srv) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int dev_shm_entries(void)
+{
+    DIR *d = opendir("/dev/shm");
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+/* ---- tests ---- */
+
+TEST(submit_and_result)
+{
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    CHECK_EQ_INT(weft_executor_backend(ex), WEFT_BACKEND_PROCESSES);
+    enum {
+        N = 200
+    };
+    weft_future *fs[N];
+    for (int64_t i = 0; i < N; i++) CHECK_OK(weft_submit(ex, square, &i, sizeof i, &fs[i]));
+    for (int64_t i = 0; i < N; i++) {
+        const void *d;
+        size_t n;
+        CHECK_OK(weft_future_result(fs[i], 30, &d, &n));
+        CHECK_EQ_U64(n, sizeof(int64_t));
+        int64_t v;
+        memcpy(&v, d, sizeof v);
+        CHECK_EQ_U64((uint64_t)v, (uint64_t)(i * i));
+        weft_future_release(fs[i]);
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(tasks_run_in_other_processes)
+{
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    pid_t seen[2] = {0, 0};
+    int distinct = 0;
+    for (int i = 0; i < 64; i++) {
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, getpid_task, NULL, 0, &f));
+        const void *d;
+        size_t n;
+        CHECK_OK(weft_future_result(f, 30, &d, &n));
+        int32_t p;
+        memcpy(&p, d, sizeof p);
+        CHECK(p != getpid());
+        if (p != seen[0] && p != seen[1] && distinct < 2) seen[distinct++] = p;
+        weft_future_release(f);
+    }
+    CHECK(distinct >= 1);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(map_in_order_with_one_crash_among_10k)
+{
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    enum {
+        N = 10000
+    };
+    int32_t *in = calloc(N, sizeof *in);
+    REQUIRE(in);
+    in[4321] = 1; /* segfaults */
+    weft_results *r = NULL;
+    int rc = weft_map(ex, fault_task, in, sizeof *in, N, NULL, &r);
+    CHECK_EQ_INT(rc, WEFT_ECRASHED);
+    REQUIRE(r);
+    CHECK_EQ_U64(weft_results_count(r), N);
+    CHECK_EQ_U64(weft_results_failed(r), 1);
+    for (size_t i = 0; i < N; i++) {
+        const void *d;
+        size_t n;
+        int e = weft_results_get(r, i, &d, &n);
+        if (i == 4321) {
+            CHECK_EQ_INT(e, WEFT_ECRASHED);
+            const char *m = weft_results_error(r, i);
+            CHECK_MSG(m && strstr(m, "signal 11"), "message: %s", m ? m : "(null)");
+        } else {
+            CHECK_EQ_INT(e, 0);
+            int64_t v = -1;
+            if (e == 0) memcpy(&v, d, sizeof v);
+            CHECK_EQ_U64((uint64_t)v, i);
+        }
+    }
+    weft_results_destroy(r);
+    free(in);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(each_fault_fails_only_its_task)
+{
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    struct {
+        int32_t code;
+        int err;
+        const char *word;
+    } cases[] = {{1, WEFT_ECRASHED, "signal 11"},
+                 {2, WEFT_ECRASHED, "signal 6"},
+                 {3, WEFT_ECRASHED, "status 3"},
+                 {4, WEFT_ETASK, "on purpose"},
+                 {5, WEFT_ECRASHED, "signal 9"}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        enum {
+            N = 50
+        };
+        weft_future *fs[N];
+        for (int i = 0; i < N; i++) {
+            int32_t code = i == 17 ? cases[c].code : 0;
+            CHECK_OK(weft_submit(ex, fault_task, &code, sizeof code, &fs[i]));
+        }
+        for (int i = 0; i < N; i++) {
+            int rc = weft_future_wait(fs[i], 30);
+            CHECK_EQ_INT(rc, 0);
+            rc = weft_future_result(fs[i], 0, NULL, NULL);
+            if (i == 17) {
+                CHECK_EQ_INT(rc, cases[c].err);
+                const char *m = weft_future_error(fs[i]);
+                CHECK_MSG(m && strstr(m, cases[c].word), "case %d: %s", cases[c].code,
+                          m ? m : "(null)");
+            } else {
+                CHECK_EQ_INT(rc, 0);
+            }
+            weft_future_release(fs[i]);
+        }
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(worker_killed_from_outside)
+{
+    weft_executor *ex = make(1, NULL);
+    REQUIRE(ex);
+    int32_t hang = 6;
+    weft_future *f;
+    CHECK_OK(weft_submit(ex, fault_task, &hang, sizeof hang, &f));
+    /* wait until it runs, then kill its worker */
+    pid_t pid = 0;
+    for (int i = 0; i < 2000 && !pid; i++) {
+        usleep(1000);
+        if (weft_future_state_get(f) == WEFT_FUTURE_RUNNING) {
+            int n = 0;
+            DIR *d = opendir("/proc");
+            struct dirent *e;
+            while ((e = readdir(d)) && !pid) {
+                char path[300], buf[512];
+                snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+                FILE *fp = fopen(path, "r");
+                if (!fp) continue;
+                size_t k = fread(buf, 1, sizeof buf - 1, fp);
+                fclose(fp);
+                buf[k] = 0;
+                char *rp = strrchr(buf, ')');
+                int ppid;
+                char st;
+                if (rp && sscanf(rp + 2, "%c %d", &st, &ppid) == 2 && ppid == weft__fs_pid())
+                    pid = atoi(e->d_name), n++;
+            }
+            closedir(d);
+        }
+    }
+    REQUIRE(pid > 0);
+    usleep(20000);
+    kill(pid, SIGKILL);
+    CHECK_OK(weft_future_wait(f, 30));
+    CHECK_EQ_INT(weft_future_result(f, 0, NULL, NULL), WEFT_ECRASHED);
+    const char *m = weft_future_error(f);
+    CHECK_MSG(m && strstr(m, "signal 9"), "%s", m ? m : "(null)");
+    weft_future_release(f);
+    /* the pool still serves */
+    int64_t x = 7;
+    CHECK_OK(weft_submit(ex, square, &x, sizeof x, &f));
+    CHECK_OK(weft_future_result(f, 30, NULL, NULL));
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(task_timeout_kills_and_replaces)
+{
+    weft_options o = {0};
+    o.task_timeout = 0.3;
+    weft_executor *ex = make(2, &o);
+    REQUIRE(ex);
+    int32_t hang = 6, ok = 0;
+    weft_future *h, *g[20];
+    double t0 = check_now();
+    CHECK_OK(weft_submit(ex, fault_task, &hang, sizeof hang, &h));
+    for (int i = 0; i < 20; i++) CHECK_OK(weft_submit(ex, fault_task, &ok, sizeof ok, &g[i]));
+    CHECK_OK(weft_future_wait(h, 30));
+    CHECK_EQ_INT(weft_future_result(h, 0, NULL, NULL), WEFT_ETIMEDOUT);
+    CHECK(check_now() - t0 >= 0.29);
+    const char *m = weft_future_error(h);
+    CHECK_MSG(m && strstr(m, "timeout"), "%s", m ? m : "(null)");
+    for (int i = 0; i < 20; i++) {
+        CHECK_OK(weft_future_result(g[i], 30, NULL, NULL));
+        weft_future_release(g[i]);
+    }
+    weft_future_release(h);
+    /* per-submit override: a longer limit lets a 0.5 s task finish */
+    double half = 0.5;
+    weft_submit_options so = {0};
+    so.timeout = 5;
+    CHECK_OK(weft_submit_ex(ex, sleep_task, &half, sizeof half, &so, &h));
+    CHECK_OK(weft_future_result(h, 30, NULL, NULL));
+    weft_future_release(h);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(crash_retries_on_fresh_worker)
+{
+    weft_options o = {0};
+    o.crash_retries = 2;
+    weft_executor *ex = make(1, &o);
+    REQUIRE(ex);
+    int32_t segv = 1;
+    weft_future *f;
+    CHECK_OK(weft_submit(ex, fault_task, &segv, sizeof segv, &f));
+    CHECK_EQ_INT(weft_future_result(f, 30, NULL, NULL), WEFT_ECRASHED); /* 3 tries, all crash */
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(max_tasks_per_worker_recycles)
+{
+    weft_options o = {0};
+    o.max_tasks_per_worker = 5;
+    weft_executor *ex = make(1, &o);
+    REQUIRE(ex);
+    int distinct = 0;
+    int32_t last = 0;
+    for (int i = 0; i < 20; i++) {
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, getpid_task, NULL, 0, &f));
+        const void *d;
+        CHECK_OK(weft_future_result(f, 30, &d, NULL));
+        int32_t p;
+        memcpy(&p, d, sizeof p);
+        if (p != last) distinct++;
+        last = p;
+        weft_future_release(f);
+    }
+    CHECK_EQ_INT(distinct, 4);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(initializer_state_in_each_worker)
+{
+    weft_options o = {0};
+    int64_t base = 5;
+    o.initializer = init_state;
+    o.init_input = &base;
+    o.init_len = sizeof base;
+    weft_executor *ex = make(2, &o);
+    REQUIRE(ex);
+    for (int i = 0; i < 10; i++) {
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, read_state, NULL, 0, &f));
+        const void *d;
+        size_t n;
+        CHECK_OK(weft_future_result(f, 30, &d, &n));
+        int64_t v = 0;
+        if (n == sizeof v) memcpy(&v, d, sizeof v);
+        CHECK_EQ_U64((uint64_t)v, 1005);
+        weft_future_release(f);
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(payloads_0_to_64mib)
+{
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    size_t sizes[] = {0, 1, 63, 64, 65, 4096, 1 << 20, 3u << 20, 64u << 20};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n = sizes[s];
+        unsigned char *in = malloc(n + 1);
+        REQUIRE(in);
+        for (size_t k = 0; k < n; k++) in[k] = (unsigned char)(k * 31 + 7);
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, echo_plus, in, n, &f));
+        const void *d;
+        size_t len;
+        CHECK_OK(weft_future_result(f, 60, &d, &len));
+        CHECK_EQ_U64(len, n);
+        const unsigned char *o = d;
+        size_t bad = 0;
+        for (size_t k = 0; k < n && k < len; k++)
+            if (o[k] != (unsigned char)(in[k] + 1)) bad++;
+        CHECK_EQ_U64(bad, 0);
+        weft_future_release(f);
+        free(in);
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(bad_input_each_a_clear_error)
+{
+    weft_options o = {0};
+    o.max_input = 1000;
+    weft_executor *ex = make(2, &o);
+    REQUIRE(ex);
+    weft_future *f = NULL;
+    CHECK_ERR(weft_submit(ex, unregistered, NULL, 0, &f), WEFT_ENOTREG);
+    CHECK(f == NULL);
+    CHECK(strstr(weft_last_error(), "not registered"));
+    weft_results *r = NULL;
+    int64_t xs[3] = {1, 2, 3};
+    CHECK_ERR(weft_map(ex, unregistered, xs, sizeof xs[0], 3, NULL, &r), WEFT_ENOTREG);
+    /* a task returning an error */
+    int32_t fail = 4;
+    CHECK_OK(weft_submit(ex, fault_task, &fail, sizeof fail, &f));
+    CHECK_EQ_INT(weft_future_result(f, 30, NULL, NULL), WEFT_ETASK);
+    weft_future_release(f);
+    /* an input over max_input */
+    static unsigned char big[2000];
+    CHECK_OK(weft_submit(ex, echo_plus, big, sizeof big, &f));
+    CHECK_EQ_INT(weft_future_result(f, 30, NULL, NULL), WEFT_EOVERFLOW);
+    CHECK(strstr(weft_future_error(f), "max_input"));
+    weft_future_release(f);
+    /* nested submit from a process task is refused with a clear error */
+    CHECK_OK(weft_submit(ex, nested_submit, NULL, 0, &f));
+    const void *d;
+    CHECK_OK(weft_future_result(f, 30, &d, NULL));
+    int32_t code;
+    memcpy(&code, d, sizeof code);
+    CHECK_EQ_INT(code, WEFT_ENOTSUP);
+    weft_future_release(f);
+    /* still serving */
+    int64_t x = 9;
+    CHECK_OK(weft_submit(ex, square, &x, sizeof x, &f));
+    CHECK_OK(weft_future_result(f, 30, NULL, NULL));
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+    weft_options bad = {0};
+    bad.backend = WEFT_BACKEND_PROCESSES;
+    bad.task_timeout = NAN;
+    CHECK_ERR(weft_executor_create(&bad, &ex), WEFT_EINVAL);
+    bad.task_timeout = 0;
+    bad.crash_retries = -1;
+    CHECK_ERR(weft_executor_create(&bad, &ex), WEFT_EINVAL);
+}
+
+TEST(memory_limit_is_its_own_error)
+{
+    if (CHECK_ASAN || CHECK_TSAN) SKIP("sanitizers reserve address space the limit would count");
+    weft_options o = {0};
+    o.memory_limit = 256u << 20;
+    weft_executor *ex = make(1, &o);
+    REQUIRE(ex);
+    int32_t mib = 512;
+    weft_future *f;
+    CHECK_OK(weft_submit(ex, hog_task, &mib, sizeof mib, &f));
+    CHECK_EQ_INT(weft_future_result(f, 30, NULL, NULL), WEFT_EMEMLIMIT);
+    const char *m = weft_future_error(f);
+    CHECK_MSG(m && strstr(m, "memory limit"), "%s", m ? m : "(null)");
+    weft_future_release(f);
+    CHECK_OK(weft_submit(ex, hog_unchecked, &mib, sizeof mib, &f));
+    CHECK_EQ_INT(weft_future_result(f, 30, NULL, NULL), WEFT_EMEMLIMIT);
+    weft_future_release(f);
+    mib = 16; /* under the limit: fine */
+    CHECK_OK(weft_submit(ex, hog_task, &mib, sizeof mib, &f));
+    CHECK_OK(weft_future_result(f, 30, NULL, NULL));
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+static void on_watchdog(const char *report, void *arg)
+{
+    char *buf = arg;
+    if (!buf[0]) snprintf(buf, 1024, "%s", report);
+}
+
+TEST(watchdog_reports_the_stuck_task)
+{
+    static char report[1024];
+    weft_options o = {0};
+    o.watchdog = 0.2;
+    o.watchdog_fn = on_watchdog;
+    o.watchdog_arg = report;
+    o.task_timeout = 1.0;
+    weft_executor *ex = make(1, &o);
+    REQUIRE(ex);
+    int32_t hang = 6;
+    weft_future *f;
+    CHECK_OK(weft_submit(ex, fault_task, &hang, sizeof hang, &f));
+    CHECK_EQ_INT(weft_future_result(f, 30, NULL, NULL), WEFT_ETIMEDOUT);
+    weft_future_release(f);
+    CHECK_MSG(strstr(report, "fault_task") && strstr(report, "running for"), "report: %s", report);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(no_leaks_fds_shm_children)
+{
+    int fds0 = count_fds(), shm0 = dev_shm_entries();
+    for (int round = 0; round < 3; round++) {
+        weft_executor *ex = make(2, NULL);
+        REQUIRE(ex);
+        int32_t segv = 1;
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, fault_task, &segv, sizeof segv, &f));
+        CHECK_EQ_INT(weft_future_result(f, 30, NULL, NULL), WEFT_ECRASHED);
+        weft_future_release(f);
+        CHECK_OK(weft_executor_destroy(ex));
+    }
+    CHECK_EQ_INT(count_fds(), fds0);
+    CHECK_EQ_INT(dev_shm_entries(), shm0);
+    CHECK_EQ_INT(server_children(), 0);
+}
+
+TEST(shutdown_cancel_with_work_queued)
+{
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    enum {
+        N = 2000
+    };
+    weft_future **fs = calloc(N, sizeof *fs);
+    double d = 0.001;
+    for (int i = 0; i < N; i++) CHECK_OK(weft_submit(ex, sleep_task, &d, sizeof d, &fs[i]));
+    CHECK_OK(weft_executor_shutdown(ex, WEFT_SHUTDOWN_CANCEL));
+    int done = 0, cancelled = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK_OK(weft_future_wait(fs[i], 30));
+        weft_future_state s = weft_future_state_get(fs[i]);
+        if (s == WEFT_FUTURE_DONE) done++;
+        if (s == WEFT_FUTURE_CANCELLED) cancelled++;
+        weft_future_release(fs[i]);
+    }
+    CHECK_EQ_INT(done + cancelled, N);
+    CHECK(cancelled > 0);
+    free(fs);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* The program is killed: no worker or server survives it. Runs a copy of
+ * this test binary as "the program" (argv[1] = "--orphan-child"). */
+static const char *self_path;
+
+static int orphan_child(void)
+{
+    weft_executor *ex = make(2, NULL);
+    if (!ex) return 1;
+    int32_t hang = 6;
+    weft_future *f[2];
+    weft_submit(ex, fault_task, &hang, sizeof hang, &f[0]);
+    weft_submit(ex, fault_task, &hang, sizeof hang, &f[1]);
+    printf("%d\n", (int)weft__fs_pid());
+    fflush(stdout);
+    for (;;) pause();
+}
+
+static bool alive(pid_t p)
+{
+    char path[300], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)p);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[k] = 0;
+    char *rp = strrchr(buf, ')');
+    return rp && rp[2] != 'Z';
+}
+
+TEST(killing_the_program_leaves_no_survivors)
+{
+    int pfd[2];
+    REQUIRE(pipe(pfd) == 0);
+    pid_t prog = fork();
+    REQUIRE(prog >= 0);
+    if (prog == 0) {
+        dup2(pfd[1], 1);
+        close(pfd[0]);
+        execl(self_path, self_path, "--orphan-child", (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    char line[64] = {0};
+    ssize_t n = read(pfd[0], line, sizeof line - 1);
+    close(pfd[0]);
+    REQUIRE(n > 0);
+    pid_t srv = atoi(line);
+    REQUIRE(srv > 0);
+    usleep(100000);
+    /* collect the server's children (the workers) */
+    pid_t kids[16];
+    int nk = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while ((e = readdir(d)) && nk < 16) {
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        char *rp = strrchr(buf, ')');
+        int ppid;
+        char st;
+        if (rp && sscanf(rp + 2, "%c %d", &st, &ppid) == 2 && ppid == srv)
+            kids[nk++] = atoi(e->d_name);
+    }
+    closedir(d);
+    CHECK_EQ_INT(nk, 2);
+    kill(prog, SIGKILL);
+    waitpid(prog, NULL, 0);
+    bool any = true;
+    for (int t = 0; t < 200 && any; t++) {
+        any = alive(srv);
+        for (int i = 0; i < nk; i++) any = any || alive(kids[i]);
+        if (any) usleep(10000);
+    }
+    CHECK_MSG(!any, "a worker or the fork server outlived the program");
+}
+
+TEST(without_weft_init_a_threaded_program_gets_a_clear_error)
+{
+    /* This process called weft_init, so the server exists; the check is
+     * made in a fresh child that has a thread and no server. */
+    pid_t p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        execl(self_path, self_path, "--no-init-child", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+}
+
+static void *idle_thread(void *arg)
+{
+    (void)arg;
+    pause();
+    return NULL;
+}
+
+static int no_init_child(void)
+{
+    pthread_t th;
+    pthread_create(&th, NULL, idle_thread, NULL);
+    weft_options o = {0};
+    o.backend = WEFT_BACKEND_PROCESSES;
+    weft_executor *ex = NULL;
+    int rc = weft_executor_create(&o, &ex);
+    if (rc != WEFT_ENOTSUP || !strstr(weft_last_error(), "weft_init")) {
+        fprintf(stderr, "got %d: %s\n", rc, weft_last_error());
+        _exit(1);
+    }
+    _exit(0);
+}
+
+int main(int argc, char **argv)
+{
+    self_path = argv[0];
+    if (argc > 1 && strcmp(argv[1], "--no-init-child") == 0) return no_init_child();
+    int rc = weft_init(&argc, &argv);
+    if (rc) {
+        printf("weft_init: %s\n", weft_last_error());
+        return 1;
+    }
+    if (argc > 1 && strcmp(argv[1], "--orphan-child") == 0) return orphan_child();
+    return check_main(argc, argv);
+}
