@@ -272,6 +272,21 @@ static void server_gone(void)
     fs_server = 0;
 }
 
+bool weft__fs_alive(void)
+{
+    pthread_mutex_lock(&fs_mu);
+    bool ok = fs_server > 0;
+    if (ok) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PID, (id_t)fs_server, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid)
+            ok = false;
+        if (!ok) server_gone();
+    }
+    pthread_mutex_unlock(&fs_mu);
+    return ok;
+}
+
 int weft__fs_start(const char *who)
 {
     pthread_mutex_lock(&fs_mu);

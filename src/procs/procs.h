@@ -40,6 +40,8 @@ int weft__fs_spawn(int memfd, size_t memory_limit, pid_t *pid);
 int weft__fs_kill(pid_t pid, int sig);
 /* The server's pid (0 if not running): tests look for leftover children. */
 pid_t weft__fs_pid(void);
+/* False once the server has died (it is reaped then). */
+bool weft__fs_alive(void);
 /* True in a worker process. */
 bool weft__in_worker(void);
 

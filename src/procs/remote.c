@@ -41,8 +41,9 @@
 #define ARENA_SHRINK (64u << 20) /* give memory back above this after a batch */
 #define ARENA_RESERVE (1ull << 36)
 #define ALIGN 64
-#define SLICE_NS 50000000ll /* longest sleep between checks of timeouts, stop, watchdog */
-#define SPIN_NS 20000ull
+#define SLICE_NS 50000000ll      /* longest sleep between checks of timeouts, stop, watchdog */
+#define SPIN_NS 20000ull         /* the proxy spins this long for a response */
+#define WORKER_SPIN_NS 100000ull /* a worker process spins this long for a request */
 
 enum {
     OP_RUN = 1,
@@ -294,12 +295,14 @@ void weft__worker_main(int memfd)
     for (;;) {
         /* wait for the next request: spin a little, then sleep */
         uint64_t t0 = weft__now_ns();
-        for (unsigned i = 0; __atomic_load_n(&c->req_seq, __ATOMIC_ACQUIRE) == seen; i++) {
-            if ((i & 63) == 0 && weft__now_ns() - t0 > SPIN_NS) {
+        for (unsigned i = 1; __atomic_load_n(&c->req_seq, __ATOMIC_ACQUIRE) == seen; i++) {
+            if ((i & 63) == 0 && weft__now_ns() - t0 > WORKER_SPIN_NS) {
                 __atomic_store_n(&c->worker_sleeping, 1, __ATOMIC_SEQ_CST);
                 if (__atomic_load_n(&c->req_seq, __ATOMIC_SEQ_CST) == seen)
                     weft__futex_wait_ex(&c->req_seq, seen, -1, true);
                 __atomic_store_n(&c->worker_sleeping, 0, __ATOMIC_RELAXED);
+            } else if ((i & 63) == 0) {
+                weft__yield(); /* let a busy machine run something useful */
             } else {
                 weft__cpu_relax();
             }
@@ -422,7 +425,7 @@ static void wait_dead(weft__proxy *p)
         if (!__atomic_load_n(&c->dead, __ATOMIC_SEQ_CST))
             weft__futex_wait_ex(&c->resp_seq, s, SLICE_NS, true);
         __atomic_store_n(&c->owner_sleeping, 0, __ATOMIC_RELAXED);
-        if (weft__fs_pid() == 0) break; /* the server itself is gone */
+        if (!weft__fs_alive()) break; /* the server itself is gone */
     }
     p->alive = false;
 }
@@ -532,6 +535,7 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, _Atomic int *
             return 0;
         uint64_t now = weft__now_ns();
         if (now - t0 < SPIN_NS) {
+            if ((i & 63) == 63) weft__yield();
             weft__cpu_relax();
             continue;
         }
@@ -564,10 +568,12 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, _Atomic int *
             pthread_mutex_unlock(&p->mu);
         }
         __atomic_store_n(&c->owner_sleeping, 1, __ATOMIC_SEQ_CST);
+        int wr = 0;
         if (__atomic_load_n(&c->resp_seq, __ATOMIC_SEQ_CST) == s)
-            weft__futex_wait_ex(&c->resp_seq, s, slice, true);
+            wr = weft__futex_wait_ex(&c->resp_seq, s, slice, true);
         __atomic_store_n(&c->owner_sleeping, 0, __ATOMIC_RELAXED);
-        if (weft__fs_pid() == 0 && !__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE)) {
+        if (wr == WEFT_ETIMEDOUT && !__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE) &&
+            !weft__fs_alive()) {
             c->status = SIGKILL; /* server gone: its workers went with it */
             __atomic_store_n(&c->dead, 1, __ATOMIC_RELEASE);
         }
