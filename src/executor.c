@@ -647,13 +647,14 @@ static void remote_done(void *arg, size_t i, const weft__rres *r)
             out = weft__out_alloc(r->out_len);
             final |= WEFT__ST_OUT_HEAP;
         }
-        if (out) {
-            if (r->out_len) memcpy(out, r->out, r->out_len);
+        if (out && weft__rres_copy(r, out) == 0) {
             f->out = out;
             f->out_len = r->out_len;
         } else {
-            err = WEFT_ENOMEM;
-            msg = "out of memory for the task's output";
+            if (out && (final & WEFT__ST_OUT_HEAP)) weft__out_free(out);
+            err = out ? WEFT_ECRASHED : WEFT_ENOMEM;
+            msg = out ? "the output could not be read from the worker process"
+                      : "out of memory for the task's output";
         }
     }
     if (err == WEFT_ECANCELLED && !msg) {

@@ -160,7 +160,7 @@ static void rchunk_done(void *arg, size_t i, const weft__rres *r)
     }
     if (r->err == 0) {
         if (r->out_len <= sizeof e->u.inl) {
-            if (r->out_len) memcpy(e->u.inl, r->out, r->out_len);
+            if (r->out_len) memcpy(e->u.inl, r->out, r->out_len); /* small: in the arena */
             e->len = (uint32_t)r->out_len;
             e->err = 0;
         } else {
@@ -169,7 +169,11 @@ static void rchunk_done(void *arg, size_t i, const weft__rres *r)
                 rchunk_fail(c, e, WEFT_ENOMEM, "out of memory for the item's output");
                 return;
             }
-            memcpy(p, r->out, r->out_len);
+            if (weft__rres_copy(r, p)) {
+                weft__out_free(p);
+                rchunk_fail(c, e, WEFT_ECRASHED, "the output could not be read from the worker");
+                return;
+            }
             e->u.ptr = p;
             e->len = LEN_HEAP;
             e->err = 0;

@@ -7,6 +7,7 @@
 
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "../src/procs/procs.h"
@@ -476,8 +477,29 @@ TEST(initializer_state_in_each_worker)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
-TEST(payloads_0_to_64mib)
+/* Largest memfd arena this process has open now (bytes). */
+static long largest_arena(void)
 {
+    DIR *d = opendir("/proc/self/fd");
+    long best = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300], link[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n <= 0) continue;
+        link[n] = 0;
+        if (!strstr(link, "weft-worker")) continue;
+        struct stat st;
+        if (stat(path, &st) == 0 && st.st_size > best) best = (long)st.st_size;
+    }
+    closedir(d);
+    return best;
+}
+
+static void payload_round(int vm)
+{
+    weft__procs_set_vm(vm);
     weft_executor *ex = make(2, NULL);
     REQUIRE(ex);
     size_t sizes[] = {0, 1, 63, 64, 65, 4096, 1 << 20, 3u << 20, 64u << 20};
@@ -500,8 +522,17 @@ TEST(payloads_0_to_64mib)
         CHECK_EQ_U64(bad, 0);
         weft_future_release(f);
         free(in);
+        /* with process_vm_*, large payloads need no shared buffer of their size */
+        if (vm > 0) CHECK_MSG(largest_arena() <= (16l << 20), "arena %ld", largest_arena());
     }
     CHECK_OK(weft_executor_destroy(ex));
+    weft__procs_set_vm(0);
+}
+
+TEST(payloads_0_to_64mib)
+{
+    payload_round(1);  /* large payloads written into / read from the worker's memory */
+    payload_round(-1); /* the same through the shared arena */
 }
 
 TEST(bad_input_each_a_clear_error)

@@ -68,6 +68,14 @@ typedef struct weft__wctl {
     uint32_t ready;
     uint32_t stop; /* owner: cancel the items not started */
     uint64_t memory_limit;
+    uint32_t resp_done; /* worker: the request number it has answered */
+    /* large inputs: the worker asks the owner to write one into its memory */
+    uint32_t xfer_req;   /* worker: bumped when xfer_addr is ready */
+    uint32_t xfer_ack;   /* owner: = xfer_req once written (or refused) */
+    int32_t xfer_status; /* owner: 0 written, else -errno */
+    uint32_t xfer_item;  /* which item */
+    uint64_t xfer_addr;  /* the worker's buffer */
+    uint64_t probe_addr; /* a worker variable the owner reads to test the path */
 } weft__wctl;
 
 /* The worker process's main loop; never returns. */
@@ -101,16 +109,23 @@ typedef struct weft__ritem {
     double timeout; /* seconds; 0 takes the proxy's task_timeout; < 0: none */
 } weft__ritem;
 
-/* The result of one item, valid only during the callback. */
+/* The result of one item, valid only during the callback. The output is
+ * in the arena (`out`) or, when large, in the worker's own memory; copy it
+ * with weft__rres_copy(). */
 typedef struct weft__rres {
     int err;
-    const void *out;
+    const void *out; /* NULL when remote */
+    uint64_t remote; /* address in the worker (out == NULL, out_len > 0) */
+    pid_t pid;
     size_t out_len;
     const char *msg; /* NULL or a message */
     uint64_t t0, t1; /* when it ran (monotonic ns) */
 } weft__rres;
 
 typedef void (*weft__rdone_fn)(void *arg, size_t i, const weft__rres *r);
+/* Copies a result's out_len output bytes to dst. Returns 0 or WEFT_ECRASHED
+ * (the worker's memory could not be read). */
+int weft__rres_copy(const weft__rres *r, void *dst);
 
 /* Starts the worker process of a proxy and runs the initializer in it.
  * On failure returns the code and, in *msg (heap, may be NULL), why. */
@@ -122,6 +137,10 @@ void weft__proxy_destroy(weft__proxy *p);
  * fails and stop_on_error), the items not started are reported cancelled. */
 void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
                      bool stop_on_error, weft__rdone_fn done, void *arg);
+/* Tests: 1 = pass large payloads with process_vm_readv/writev, -1 = through
+ * the arena, 0 = find out (the default; WEFT_NO_VM=1 in the environment
+ * also forces the arena). */
+void weft__procs_set_vm(int state);
 /* One line on what the proxy's worker is doing (watchdog reports). */
 void weft__proxy_describe(weft__proxy *p, uint64_t now, char *buf, size_t len);
 /* pid of the worker process now (tests). */

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@
 #define ARENA_SHRINK (64u << 20) /* give memory back above this after a batch */
 #define ARENA_RESERVE (1ull << 36)
 #define ALIGN 64
+#define BIG_PAYLOAD (4u << 20)   /* inputs/outputs this large bypass the arena */
 #define SLICE_NS 50000000ll      /* longest sleep between checks of timeouts, stop, watchdog */
 #define SPIN_NS 20000ull         /* the proxy spins this long for a response */
 #define WORKER_SPIN_NS 100000ull /* a worker process spins this long for a request */
@@ -51,7 +53,10 @@ enum {
     OP_QUIT = 3
 };
 enum {
-    RF_STOP_ON_ERROR = 1
+    RF_STOP_ON_ERROR = 1, /* request: cancel the rest after a failure */
+    RF_VM = 2,            /* request: large outputs may stay in the worker */
+    IF_REMOTE_IN = 1,     /* item: the input is written into the worker's memory */
+    OF_REMOTE_OUT = 1,    /* record: the output is in the worker's memory at out_off */
 };
 
 typedef struct req_hdr {
@@ -70,12 +75,12 @@ typedef struct req_item {
     uint64_t in_off, in_len;
     uint64_t index, seed;
     int32_t retries;
-    int32_t pad;
+    uint32_t flags; /* IF_* */
 } req_item;
 
 typedef struct resp_rec {
     int32_t err;
-    uint32_t pad;
+    uint32_t flags; /* OF_* */
     uint64_t out_off, out_len;
     uint64_t msg_off, msg_len;
     uint64_t t0, t1;
@@ -156,6 +161,28 @@ static size_t w_item_start;
 static void *w_state;
 static size_t w_state_len;
 static weft_task_fn w_checked_fn;
+static volatile uint64_t w_probe = 0x77656674766d6f6bull; /* read by the owner */
+static bool w_vm;       /* this request allows outputs in worker memory */
+static void *w_big_out; /* the current item's large output, if any */
+static size_t w_big_len;
+typedef struct big {
+    void *p;
+    size_t len;
+} big;
+static big *w_bigs; /* large outputs of the last response, freed at the next */
+static size_t w_nbigs, w_capbigs;
+
+static void *big_alloc(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void w_free_bigs(void)
+{
+    for (size_t i = 0; i < w_nbigs; i++) munmap(w_bigs[i].p, w_bigs[i].len);
+    w_nbigs = 0;
+}
 
 static void crash_handler(int sig)
 {
@@ -185,6 +212,16 @@ static void install_crash_handlers(void)
 static void *w_alloc_out(weft_ctx *ctx, size_t len)
 {
     (void)ctx;
+    if (w_big_out) { /* a second call of weft_ctx_output (or a retry) */
+        munmap(w_big_out, w_big_len);
+        w_big_out = NULL;
+    }
+    if (w_vm && len >= BIG_PAYLOAD) {
+        w_big_out = big_alloc(len);
+        w_big_len = len;
+        if (w_big_out) w_cursor = w_item_start;
+        return w_big_out;
+    }
     size_t need = w_item_start + len;
     if (need < w_item_start || arena_grow(&W, need) != 0) return NULL;
     w_cursor = need;
@@ -243,13 +280,38 @@ static void w_run_item(const req_hdr *h, const req_item *it, resp_rec *r)
     r->t0 = weft__now_ns();
     __atomic_store_n(&c->item_t0, r->t0, __ATOMIC_RELAXED);
     int rc;
+    const void *in = W.base + it->in_off;
+    void *in_big = NULL;
+    if (it->flags & IF_REMOTE_IN) {
+        in_big = big_alloc(it->in_len);
+        if (!in_big) {
+            rc = weft_ctx_fail(&ctx, c->memory_limit ? WEFT_EMEMLIMIT : WEFT_ENOMEM,
+                               "the worker cannot allocate %zu bytes for the task's input",
+                               (size_t)it->in_len);
+            goto done;
+        }
+        /* ask the owner to write the input into in_big; wait for it */
+        __atomic_store_n(&c->xfer_addr, (uint64_t)(uintptr_t)in_big, __ATOMIC_RELAXED);
+        uint32_t want = __atomic_load_n(&c->xfer_req, __ATOMIC_RELAXED) + 1;
+        __atomic_store_n(&c->xfer_req, want, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&c->resp_seq, 1, __ATOMIC_SEQ_CST);
+        weft__futex_wake_ex(&c->resp_seq, 1, true);
+        while (__atomic_load_n(&c->xfer_ack, __ATOMIC_ACQUIRE) != want)
+            weft__futex_wait_ex(&c->xfer_ack, want - 1, -1, true);
+        if (c->xfer_status) {
+            rc = weft_ctx_fail(&ctx, WEFT_ECRASHED, "cannot pass the input to the worker: %s",
+                               strerror(-c->xfer_status));
+            goto done;
+        }
+        in = in_big;
+    }
     if (!fn_loaded(it->fn)) {
         rc = weft_ctx_fail(&ctx, WEFT_ENOTREG,
                            "the task function is not loaded in the worker process (a library "
                            "loaded after weft_init?)");
     } else {
         errno = 0;
-        rc = weft__ctx_run(&ctx, it->fn, W.base + it->in_off, it->in_len, it->retries);
+        rc = weft__ctx_run(&ctx, it->fn, in, it->in_len, it->retries);
         if (rc && c->memory_limit && (rc == WEFT_ENOMEM || errno == ENOMEM)) {
             char *m = ctx.msg;
             ctx.msg = NULL;
@@ -260,9 +322,26 @@ static void w_run_item(const req_hdr *h, const req_item *it, resp_rec *r)
             free(m);
         }
     }
+done:
+    if (in_big) munmap(in_big, it->in_len);
     r->t1 = weft__now_ns();
     r->err = rc;
-    if (rc == 0) {
+    r->flags = 0;
+    if (rc == 0 && w_big_out && ctx.out == w_big_out) {
+        r->flags = OF_REMOTE_OUT; /* the owner reads it from here */
+        r->out_off = (uint64_t)(uintptr_t)w_big_out;
+        r->out_len = ctx.out_len;
+        if (w_nbigs == w_capbigs) {
+            size_t cap = w_capbigs ? w_capbigs * 2 : 8;
+            big *nb = realloc(w_bigs, cap * sizeof *nb);
+            if (nb) {
+                w_bigs = nb;
+                w_capbigs = cap;
+            }
+        }
+        if (w_nbigs < w_capbigs) w_bigs[w_nbigs++] = (big){w_big_out, w_big_len};
+        w_cursor = w_item_start;
+    } else if (rc == 0) {
         r->out_off = ctx.out_len ? (uint64_t)((unsigned char *)ctx.out - W.base) : 0;
         r->out_len = ctx.out_len;
         w_cursor = w_item_start + ctx.out_len;
@@ -270,13 +349,16 @@ static void w_run_item(const req_hdr *h, const req_item *it, resp_rec *r)
         r->out_off = r->out_len = 0;
         w_cursor = w_item_start;
     }
+    if (w_big_out && !(r->flags & OF_REMOTE_OUT)) munmap(w_big_out, w_big_len);
+    w_big_out = NULL;
     w_message(r, ctx.msg);
     free(ctx.msg);
 }
 
-static void w_respond(void)
+static void w_respond(uint32_t seq)
 {
     weft__wctl *c = ctl_of(&W);
+    __atomic_store_n(&c->resp_done, seq, __ATOMIC_RELEASE);
     __atomic_fetch_add(&c->resp_seq, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&c->owner_sleeping, __ATOMIC_SEQ_CST))
         weft__futex_wake_ex(&c->resp_seq, 1, true);
@@ -290,6 +372,7 @@ void weft__worker_main(int memfd)
     if (arena_map(&W, __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE)) != 0) _exit(114);
     install_crash_handlers();
     c->pid = getpid();
+    c->probe_addr = (uint64_t)(uintptr_t)&w_probe;
     uint32_t seen = 0; /* the owner reset the block before the spawn; request 1 may be there */
     __atomic_store_n(&c->ready, 1, __ATOMIC_SEQ_CST);
     for (;;) {
@@ -313,6 +396,8 @@ void weft__worker_main(int memfd)
         const req_item *items = (const req_item *)(h + 1);
         resp_rec *recs = (resp_rec *)(W.base + h->resp_off);
         w_cursor = h->data_off;
+        w_free_bigs(); /* the owner has read the last response */
+        w_vm = (h->flags & RF_VM) != 0;
         if (h->op == OP_INIT || h->op == OP_QUIT) {
             weft_ctx ctx;
             memset(&ctx, 0, sizeof ctx);
@@ -338,7 +423,7 @@ void weft__worker_main(int memfd)
             }
             weft__ctx_clear(&ctx);
             __atomic_store_n(&c->done_items, 1, __ATOMIC_RELEASE);
-            w_respond();
+            w_respond(h->seq);
             if (h->op == OP_QUIT) _exit(0);
             continue;
         }
@@ -356,11 +441,47 @@ void weft__worker_main(int memfd)
             }
             __atomic_store_n(&c->done_items, k + 1, __ATOMIC_RELEASE);
         }
-        w_respond();
+        w_respond(h->seq);
     }
 }
 
 /* ---- the proxy ------------------------------------------------------------------------ */
+
+/* Whether process_vm_readv/writev work between the program and its workers
+ * (seccomp or security modules may refuse them): 0 unknown, 1 yes, -1 no.
+ * Without them large payloads go through the arena. */
+static _Atomic int vm_state;
+
+int weft__rres_copy(const weft__rres *r, void *dst)
+{
+    if (!r->out_len) return 0;
+    if (r->out) {
+        memcpy(dst, r->out, r->out_len);
+        return 0;
+    }
+    size_t done = 0;
+    while (done < r->out_len) {
+        struct iovec l = {(char *)dst + done, r->out_len - done};
+        struct iovec rm = {(void *)(uintptr_t)(r->remote + done), r->out_len - done};
+        ssize_t n = process_vm_readv(r->pid, &l, 1, &rm, 1, 0);
+        if (n <= 0) return WEFT_ECRASHED;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static int vm_write(pid_t pid, const void *src, size_t len, uint64_t addr)
+{
+    size_t done = 0;
+    while (done < len) {
+        struct iovec l = {(char *)src + done, len - done};
+        struct iovec rm = {(void *)(uintptr_t)(addr + done), len - done};
+        ssize_t n = process_vm_writev(pid, &l, 1, &rm, 1, 0);
+        if (n <= 0) return n < 0 ? -errno : -EIO;
+        done += (size_t)n;
+    }
+    return 0;
+}
 
 struct weft__proxy {
     weft__proxy_opts o;
@@ -385,6 +506,35 @@ pid_t weft__proxy_pid(const weft__proxy *p)
 static weft__wctl *pctl(weft__proxy *p)
 {
     return ctl_of(&p->a);
+}
+
+/* Tests once whether this process can read its workers' memory. */
+void weft__procs_set_vm(int state)
+{
+    atomic_store_explicit(&vm_state, state, memory_order_relaxed);
+}
+
+static bool vm_usable(weft__proxy *p)
+{
+    int st = atomic_load_explicit(&vm_state, memory_order_relaxed);
+    if (!st && getenv("WEFT_NO_VM")) st = -1; /* force the arena path (tests, debugging) */
+    if (st) return st > 0;
+    weft__wctl *c = pctl(p);
+    uint64_t t0 = weft__now_ns();
+    while (!__atomic_load_n(&c->ready, __ATOMIC_ACQUIRE) &&
+           !__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE)) {
+        if (weft__now_ns() - t0 > 2000000000ull) return false; /* slow start: ask again later */
+        weft__yield();
+    }
+    uint64_t v = 0;
+    struct iovec l = {&v, sizeof v};
+    struct iovec r = {(void *)(uintptr_t)c->probe_addr, sizeof v};
+    st =
+        process_vm_readv(p->pid, &l, 1, &r, 1, 0) == (ssize_t)sizeof v && v == 0x77656674766d6f6bull
+            ? 1
+            : -1;
+    atomic_store_explicit(&vm_state, st, memory_order_relaxed);
+    return st > 0;
 }
 
 /* Names how a worker died, from its wait status and crash record. */
@@ -452,9 +602,14 @@ static int spawn(weft__proxy *p)
 static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, size_t n,
                          uint32_t flags)
 {
+    bool vm = false;
+    for (size_t i = 0; i < n && !vm; i++) vm = items[i].len >= BIG_PAYLOAD;
+    vm = op == OP_RUN && (vm || atomic_load_explicit(&vm_state, memory_order_relaxed) > 0) &&
+         vm_usable(p);
     size_t off = WEFT__ARENA_CTRL + sizeof(req_hdr) + n * sizeof(req_item);
     size_t total = off;
-    for (size_t i = 0; i < n; i++) total = align_up(total, 16) + items[i].len;
+    for (size_t i = 0; i < n; i++)
+        if (!(vm && items[i].len >= BIG_PAYLOAD)) total = align_up(total, 16) + items[i].len;
     size_t resp_off = align_up(total, ALIGN);
     size_t data_off = resp_off + align_up(n * sizeof(resp_rec), ALIGN);
     int rc = arena_grow(&p->a, data_off + 4096);
@@ -463,20 +618,25 @@ static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, 
     req_item *ri = (req_item *)(h + 1);
     h->op = op;
     h->n = (uint32_t)n;
-    h->flags = flags;
+    h->flags = flags | (vm ? RF_VM : 0);
     h->worker_id = p->o.id;
     h->resp_off = resp_off;
     h->data_off = data_off;
     size_t cur = off;
     for (size_t i = 0; i < n; i++) {
-        cur = align_up(cur, 16);
         ri[i].fn = items[i].fn;
-        ri[i].in_off = cur;
         ri[i].in_len = items[i].len;
         ri[i].index = items[i].index;
         ri[i].seed = items[i].seed;
         ri[i].retries = items[i].retries;
-        ri[i].pad = 0;
+        if (vm && items[i].len >= BIG_PAYLOAD) {
+            ri[i].flags = IF_REMOTE_IN; /* written straight into the worker when it asks */
+            ri[i].in_off = 0;
+            continue;
+        }
+        cur = align_up(cur, 16);
+        ri[i].flags = 0;
+        ri[i].in_off = cur;
         if (items[i].len) memcpy(p->a.base + cur, items[i].in, items[i].len);
         cur += items[i].len;
     }
@@ -503,7 +663,14 @@ static void report(weft__proxy *p, size_t k, weft__rdone_fn done, void *arg, siz
     const resp_rec *r = rec_at(p, k);
     weft__rres res;
     res.err = r->err;
-    res.out = r->out_len ? p->a.base + r->out_off : NULL;
+    res.remote = 0;
+    res.pid = p->pid;
+    if (r->flags & OF_REMOTE_OUT) {
+        res.out = NULL;
+        res.remote = r->out_off;
+    } else {
+        res.out = r->out_len ? p->a.base + r->out_off : NULL;
+    }
     res.out_len = r->out_len;
     res.msg = r->msg_len ? (const char *)(p->a.base + r->msg_off) : NULL;
     res.t0 = r->t0;
@@ -513,7 +680,7 @@ static void report(weft__proxy *p, size_t k, weft__rdone_fn done, void *arg, siz
 
 static void report_err(weft__rdone_fn done, void *arg, size_t i, int err, const char *msg)
 {
-    weft__rres res = {err, NULL, 0, msg, 0, 0};
+    weft__rres res = {err, NULL, 0, 0, 0, msg, 0, 0};
     uint64_t t = weft__now_ns();
     res.t0 = res.t1 = t;
     done(arg, i, &res);
@@ -530,9 +697,17 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, _Atomic int *
     for (unsigned i = 0;; i++) {
         uint32_t s = __atomic_load_n(&c->resp_seq, __ATOMIC_ACQUIRE);
         if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE)) return 1;
-        if (s == p->seq && __atomic_load_n(&c->done_items, __ATOMIC_ACQUIRE) ==
-                               ((const req_hdr *)(p->a.base + WEFT__ARENA_CTRL))->n)
-            return 0;
+        if (__atomic_load_n(&c->resp_done, __ATOMIC_ACQUIRE) == p->seq) return 0;
+        uint32_t xr = __atomic_load_n(&c->xfer_req, __ATOMIC_ACQUIRE);
+        if (xr != __atomic_load_n(&c->xfer_ack, __ATOMIC_RELAXED) && items) {
+            uint32_t k = __atomic_load_n(&c->cur_item, __ATOMIC_RELAXED);
+            c->xfer_status = vm_write(p->pid, items[k].in, items[k].len,
+                                      __atomic_load_n(&c->xfer_addr, __ATOMIC_RELAXED));
+            __atomic_store_n(&c->xfer_ack, xr, __ATOMIC_SEQ_CST);
+            weft__futex_wake_ex(&c->xfer_ack, 1, true);
+            t0 = weft__now_ns();
+            continue;
+        }
         uint64_t now = weft__now_ns();
         if (now - t0 < SPIN_NS) {
             if ((i & 63) == 63) weft__yield();
