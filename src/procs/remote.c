@@ -172,15 +172,60 @@ typedef struct big {
 static big *w_bigs; /* large outputs of the last response, freed at the next */
 static size_t w_nbigs, w_capbigs;
 
+/* Large buffers are anonymous mappings; up to two (an input and an output)
+ * are kept for the next large task, so a stream of large payloads does not
+ * pay page faults and zeroing every time. Lengths are rounded to 2 MiB (the
+ * mapping's real length); big_free() takes the rounded length. */
+#define SPARE_MAX (256u << 20)
+static big w_spare[2];
+
+static size_t big_round(size_t len)
+{
+    return align_up(len, 2u << 20);
+}
+
 static void *big_alloc(size_t len)
 {
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    size_t want = big_round(len);
+    for (int i = 0; i < 2; i++) {
+        if (w_spare[i].p && w_spare[i].len >= want) {
+            void *p = w_spare[i].p;
+            if (w_spare[i].len > want) { /* give the tail back */
+                munmap((char *)p + want, w_spare[i].len - want);
+            }
+            w_spare[i].p = NULL;
+            return p;
+        }
+    }
+    void *p = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    madvise(p, want, MADV_HUGEPAGE); /* fewer faults; a hint only */
+    return p;
+}
+
+static void big_free(void *p, size_t len)
+{
+    size_t have = big_round(len);
+    if (have <= SPARE_MAX) {
+        for (int i = 0; i < 2; i++) {
+            if (!w_spare[i].p) {
+                w_spare[i] = (big){p, have};
+                return;
+            }
+        }
+        int small = w_spare[0].len <= w_spare[1].len ? 0 : 1;
+        if (w_spare[small].len < have) {
+            munmap(w_spare[small].p, w_spare[small].len);
+            w_spare[small] = (big){p, have};
+            return;
+        }
+    }
+    munmap(p, have);
 }
 
 static void w_free_bigs(void)
 {
-    for (size_t i = 0; i < w_nbigs; i++) munmap(w_bigs[i].p, w_bigs[i].len);
+    for (size_t i = 0; i < w_nbigs; i++) big_free(w_bigs[i].p, w_bigs[i].len);
     w_nbigs = 0;
 }
 
@@ -213,7 +258,7 @@ static void *w_alloc_out(weft_ctx *ctx, size_t len)
 {
     (void)ctx;
     if (w_big_out) { /* a second call of weft_ctx_output (or a retry) */
-        munmap(w_big_out, w_big_len);
+        big_free(w_big_out, w_big_len);
         w_big_out = NULL;
     }
     if (w_vm && len >= BIG_PAYLOAD) {
@@ -323,7 +368,7 @@ static void w_run_item(const req_hdr *h, const req_item *it, resp_rec *r)
         }
     }
 done:
-    if (in_big) munmap(in_big, it->in_len);
+    if (in_big) big_free(in_big, it->in_len);
     r->t1 = weft__now_ns();
     r->err = rc;
     r->flags = 0;
@@ -349,7 +394,7 @@ done:
         r->out_off = r->out_len = 0;
         w_cursor = w_item_start;
     }
-    if (w_big_out && !(r->flags & OF_REMOTE_OUT)) munmap(w_big_out, w_big_len);
+    if (w_big_out && !(r->flags & OF_REMOTE_OUT)) big_free(w_big_out, w_big_len);
     w_big_out = NULL;
     w_message(r, ctx.msg);
     free(ctx.msg);
