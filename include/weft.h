@@ -562,5 +562,6 @@ WEFT_API double weft_now(void);
 /* The parts beyond the executor, one sub-header each. */
 #include "weft/sched.h"
 #include "weft/sync.h"
+#include "weft/queue.h"
 
 #endif /* WEFT_H */
