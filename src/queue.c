@@ -3,9 +3,10 @@
  * FIFO. A FIFO queue is a chain of rings, each a bounded MPMC ring with a
  * sequence number per slot (Vyukov's design). A ring's `tail` and `head` are
  * 64-bit positions that only grow; position p lives in slot p % size, whose
- * `seq` says whose turn it is: seq == p -> free for the put of p; seq == p+1
- * -> holds the item of p; a get of p frees the slot for the next lap by
- * storing p + size. A put claims p with one compare-and-swap of `tail`,
+ * `seq` says whose turn it is: seq == 2p -> free for the put of p; 2p+1 ->
+ * holds the item of p; a get of p frees the slot for the next lap by storing
+ * 2(p + size). (Counting in steps of two keeps "full" and "free" apart even
+ * for a ring of one slot.) A put claims p with one compare-and-swap of `tail`,
  * writes the item and publishes it with a release store of `seq`; a get
  * mirrors it on `head`. The acquire load of `seq` on the other side orders
  * the item's bytes. Producers and consumers touch different cache lines
@@ -65,7 +66,15 @@
 #define FIFO_FIRST 1024u        /* slots of an unbounded queue's first ring */
 #define CLOSED_BIT (UINT64_C(1) << 63)
 
-enum { ST_OPEN = 0, ST_DRAIN = 1, ST_DISCARD = 2 };
+enum {
+    ST_OPEN = 0,
+    ST_DRAIN = 1,
+    ST_DISCARD = 2
+};
+
+/* Internal result of a get attempt: not empty, but the next item is still
+ * being put. Blocking callers wait for it; non-blocking ones see EAGAIN. */
+#define Q_BUSY 1
 
 typedef struct slot {
     _Atomic uint64_t seq;
@@ -100,7 +109,8 @@ struct weft_queue {
     _Atomic uint32_t get_waiters;
     _Atomic uint32_t put_waiters;
     _Atomic uint32_t join_waiters;
-    ring *first; /* the chain, for destroy */
+    uint32_t max_spinners; /* CPUs - 1, at least 1 */
+    ring *first;           /* the chain, for destroy */
     /* FIFO producers */
     _Atomic(ring *) tail_ring WEFT__ALIGNED;
     /* FIFO consumers */
@@ -109,8 +119,9 @@ struct weft_queue {
     _Atomic uint32_t nonempty WEFT__ALIGNED;
     _Atomic uint32_t nonfull;
     _Atomic uint32_t joinseq;
-    /* task_done */
+    /* task_done; threads spinning in block() */
     _Atomic uint64_t done WEFT__ALIGNED;
+    _Atomic uint32_t spinners;
     /* LIFO / PRIORITY, under `lock` */
     uint32_t lock WEFT__ALIGNED;
     _Atomic uint64_t puts; /* written under the lock, read anywhere */
@@ -138,8 +149,9 @@ static inline bool live(const weft_queue *q)
 static __attribute__((noinline)) int bad_queue(const weft_queue *q, const char *fn)
 {
     if (!q) return weft__err(WEFT_EINVAL, "%s: queue is NULL", fn);
-    return weft__err(WEFT_EINVAL, "%s: not a live queue (destroyed, or not made by "
-                                  "weft_queue_create)",
+    return weft__err(WEFT_EINVAL,
+                     "%s: not a live queue (destroyed, or not made by "
+                     "weft_queue_create)",
                      fn);
 }
 
@@ -207,7 +219,7 @@ static ring *ring_new(uint64_t size, uint64_t base)
     atomic_init(&r->tail, 0);
     atomic_init(&r->head, 0);
     for (uint64_t i = 0; i < size; i++) {
-        atomic_init(&r->slots[i].seq, i);
+        atomic_init(&r->slots[i].seq, 2 * i);
         r->slots[i].item = NULL;
     }
     return r;
@@ -218,7 +230,13 @@ static inline slot *ring_slot(ring *r, uint64_t pos)
     return &r->slots[r->mask ? (pos & r->mask) : (pos % r->size)];
 }
 
-enum { R_OK, R_FULL, R_CLOSED, R_EMPTY, R_BUSY };
+enum {
+    R_OK,
+    R_FULL,
+    R_CLOSED,
+    R_EMPTY,
+    R_BUSY
+};
 
 /* One put attempt: R_OK, R_FULL, or R_CLOSED. */
 static inline int ring_put(ring *r, void *item)
@@ -228,11 +246,11 @@ static inline int ring_put(ring *r, void *item)
         if (WEFT__UNLIKELY(pos & CLOSED_BIT)) return R_CLOSED;
         slot *s = ring_slot(r, pos);
         uint64_t seq = atomic_load_explicit(&s->seq, ACQ);
-        int64_t d = (int64_t)(seq - pos);
+        int64_t d = (int64_t)(seq - 2 * pos);
         if (d == 0) {
             if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1, RLX, RLX)) {
                 s->item = item;
-                atomic_store_explicit(&s->seq, pos + 1, REL);
+                atomic_store_explicit(&s->seq, 2 * pos + 1, REL);
                 return R_OK;
             }
         } else if (d < 0) {
@@ -254,11 +272,11 @@ static inline int ring_get(ring *r, void **item)
     for (;;) {
         slot *s = ring_slot(r, pos);
         uint64_t seq = atomic_load_explicit(&s->seq, ACQ);
-        int64_t d = (int64_t)(seq - (pos + 1));
+        int64_t d = (int64_t)(seq - (2 * pos + 1));
         if (d == 0) {
             if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1, RLX, RLX)) {
                 *item = s->item;
-                atomic_store_explicit(&s->seq, pos + r->size, REL);
+                atomic_store_explicit(&s->seq, 2 * (pos + r->size), REL);
                 return R_OK;
             }
         } else if (d < 0) {
@@ -284,11 +302,14 @@ static __attribute__((noinline)) int fifo_grow(weft_queue *q, ring *r)
     if (!n) {
         uint64_t size = r->size <= (UINT64_C(1) << 40) ? r->size * 2 : r->size;
         ring *fresh = ring_new(size, r->base + t);
-        if (!fresh) return weft__err(WEFT_ENOMEM, "weft_queue_put: cannot grow the queue to %llu "
-                                                  "slots",
-                                     (unsigned long long)size);
+        if (!fresh)
+            return weft__err(WEFT_ENOMEM,
+                             "weft_queue_put: cannot grow the queue to %llu "
+                             "slots",
+                             (unsigned long long)size);
         ring *expect = NULL;
-        if (atomic_compare_exchange_strong_explicit(&r->next, &expect, fresh, memory_order_acq_rel, ACQ)) {
+        if (atomic_compare_exchange_strong_explicit(&r->next, &expect, fresh, memory_order_acq_rel,
+                                                    ACQ)) {
             n = fresh;
         } else {
             free(fresh);
@@ -313,8 +334,9 @@ static inline int fifo_try_put(weft_queue *q, void *item)
     }
 }
 
-/* A get that never waits: 0 or WEFT_EAGAIN (empty). Waits out a put that
- * has claimed the head slot but not published it. */
+/* A get that never waits: 0, WEFT_EAGAIN (empty) or Q_BUSY (the put of
+ * the head position has claimed its slot and not published yet: the queue
+ * is not empty, but its next item is not ready). */
 static inline int fifo_try_get(weft_queue *q, void **item)
 {
     unsigned spins = 0;
@@ -323,10 +345,10 @@ static inline int fifo_try_get(weft_queue *q, void **item)
         int rc = ring_get(r, item);
         if (WEFT__LIKELY(rc == R_OK)) return 0;
         if (rc == R_BUSY) {
-            if (++spins < 256)
-                weft__cpu_relax();
-            else
-                weft__yield();
+            /* Usually a few instructions away, unless that producer was
+             * preempted: then the caller sleeps until its put notifies. */
+            if (++spins > 64) return Q_BUSY;
+            weft__cpu_relax();
             continue;
         }
         /* Empty: move on if this ring is closed and drained. */
@@ -336,6 +358,19 @@ static inline int fifo_try_get(weft_queue *q, void **item)
         ring *cur = r;
         atomic_compare_exchange_strong_explicit(&q->head_ring, &cur, n, REL, RLX);
     }
+}
+
+/* A producer that found a bounded ring full waits (while it spins) until
+ * the consumers have freed a run of slots, rather than taking each slot the
+ * moment it frees: then producer and consumers work on cache lines apart
+ * instead of bouncing the same line for every item. */
+static inline bool fifo_room(weft_queue *q)
+{
+    ring *r = atomic_load_explicit(&q->tail_ring, ACQ);
+    uint64_t k = r->size / 4 < 32 ? r->size / 4 : 32;
+    if (k < 2) return true;
+    uint64_t pos = (atomic_load_explicit(&r->tail, RLX) & ~CLOSED_BIT) + k - 1;
+    return atomic_load_explicit(&ring_slot(r, pos)->seq, RLX) == 2 * pos;
 }
 
 /* Positions claimed so far by puts (FIFO). */
@@ -525,6 +560,8 @@ int weft_queue_create(const weft_queue_options *opts, weft_queue **out)
     q->free_item = o.free_item;
     q->free_arg = o.free_arg;
     q->asym = weft__heavy_barrier_init();
+    int ncpu = weft__cpu_count();
+    q->max_spinners = ncpu > 2 ? (uint32_t)ncpu - 1 : 1;
     atomic_init(&q->state, ST_OPEN);
     if (q->kind == WEFT_QUEUE_FIFO) {
         ring *r = ring_new(o.capacity > 0 ? (uint64_t)o.capacity : FIFO_FIRST, 0);
@@ -548,7 +585,13 @@ static uint64_t discard_all(weft_queue *q)
     uint64_t n = 0;
     if (q->kind == WEFT_QUEUE_FIFO) {
         void *item;
-        while (fifo_try_get(q, &item) == 0) {
+        for (;;) {
+            int rc = fifo_try_get(q, &item);
+            if (rc == Q_BUSY) {
+                weft__yield();
+                continue;
+            }
+            if (rc) break;
             if (q->free_item) q->free_item(item, q->free_arg);
             n++;
         }
@@ -610,19 +653,34 @@ typedef bool (*closed_fn)(weft_queue *q, uint32_t state);
 static int block(weft_queue *q, _Atomic uint32_t *word, _Atomic uint32_t *waiters,
                  uint64_t deadline, attempt_fn attempt, closed_fn closed, void *ctx)
 {
-    for (int i = 0; i < WEFT__SPIN; i++) {
-        weft__cpu_relax();
-        int rc = attempt(q, ctx);
-        if (rc != WEFT_EAGAIN) return rc;
-        if (closed(q, atomic_load_explicit(&q->state, ACQ))) return WEFT_ECLOSED;
+    bool hyst = word == &q->nonfull && q->kind == WEFT_QUEUE_FIFO;
+    /* Spin only while fewer threads spin than there are other CPUs: with
+     * more threads than cores, spinning steals the time of the thread that
+     * would make progress. */
+    if (atomic_fetch_add_explicit(&q->spinners, 1, RLX) < q->max_spinners) {
+        for (int i = 0; i < WEFT__SPIN; i++) {
+            weft__cpu_relax();
+            if (hyst && i < WEFT__SPIN / 2 && !fifo_room(q)) continue;
+            int rc = attempt(q, ctx);
+            if (rc == Q_BUSY) continue;
+            if (rc != WEFT_EAGAIN) {
+                atomic_fetch_sub_explicit(&q->spinners, 1, RLX);
+                return rc;
+            }
+            if (closed(q, atomic_load_explicit(&q->state, ACQ))) {
+                atomic_fetch_sub_explicit(&q->spinners, 1, RLX);
+                return WEFT_ECLOSED;
+            }
+        }
     }
+    atomic_fetch_sub_explicit(&q->spinners, 1, RLX);
     for (;;) {
         atomic_fetch_add_explicit(waiters, 1, SC);
         waiter_fence(q);
         uint32_t seen = atomic_load_explicit(word, SC);
         int rc = attempt(q, ctx);
-        if (rc == WEFT_EAGAIN) {
-            if (closed(q, atomic_load_explicit(&q->state, SC))) {
+        if (rc == WEFT_EAGAIN || rc == Q_BUSY) {
+            if (rc == WEFT_EAGAIN && closed(q, atomic_load_explicit(&q->state, SC))) {
                 rc = WEFT_ECLOSED;
             } else {
                 int64_t rem = weft__remaining(deadline);
@@ -639,9 +697,9 @@ static int block(weft_queue *q, _Atomic uint32_t *word, _Atomic uint32_t *waiter
              * rather than leave it to a sleeper nobody wakes. */
             waiter_fence(q);
             int again = attempt(q, ctx);
-            return again == WEFT_EAGAIN ? rc : again;
+            return again == WEFT_EAGAIN || again == Q_BUSY ? rc : again;
         }
-        if (rc != WEFT_EAGAIN) return rc;
+        if (rc != WEFT_EAGAIN && rc != Q_BUSY) return rc;
     }
 }
 
@@ -726,8 +784,8 @@ int weft_queue_put_prio(weft_queue *q, void *item, int64_t priority, double time
 static __attribute__((noinline)) int get_slow(weft_queue *q, void **item, int64_t *prio,
                                               double timeout, int rc, const char *fn)
 {
-    if (rc != WEFT_EAGAIN) return rc;
-    if (atomic_load_explicit(&q->state, ACQ) != ST_OPEN) return WEFT_ECLOSED;
+    if (rc != WEFT_EAGAIN && rc != Q_BUSY) return rc;
+    if (rc == WEFT_EAGAIN && atomic_load_explicit(&q->state, ACQ) != ST_OPEN) return WEFT_ECLOSED;
     int64_t ns;
     if (weft__timeout_ns(timeout, &ns, fn)) return WEFT_EINVAL;
     if (ns == 0) return WEFT_EAGAIN;
@@ -827,7 +885,7 @@ int weft_queue_get_many(weft_queue *q, void **items, long max, double timeout, l
     long got = 1;
     while (got < max) {
         if (atomic_load_explicit(&q->state, ACQ) == ST_DISCARD) break;
-        if (try_get(q, &items[got], NULL) != 0) break;
+        if (try_get(q, &items[got], NULL) != 0) break; /* empty or busy */
         got++;
     }
     if (got > 1) notify_putters(q, got - 1);

@@ -137,8 +137,7 @@ WEFT_API int weft_queue_put_many(weft_queue *q, void *const *items, long n, doub
  * are available without waiting, into `items[0..*ngot)` in the queue's order.
  * Threads: any. @return 0 (*ngot >= 1), or as weft_queue_get() (*ngot = 0);
  * WEFT_EINVAL also for max < 1, NULL items or ngot. */
-WEFT_API int weft_queue_get_many(weft_queue *q, void **items, long max, double timeout,
-                                 long *ngot);
+WEFT_API int weft_queue_get_many(weft_queue *q, void **items, long max, double timeout, long *ngot);
 
 /* weft_queue_task_done() :
  * Marks `n` (>= 1) items fetched with get as processed (Queue.task_done).
