@@ -119,6 +119,8 @@ struct weft_queue {
     _Atomic uint32_t nonempty WEFT__ALIGNED;
     _Atomic uint32_t nonfull;
     _Atomic uint32_t joinseq;
+    _Atomic uint32_t get_pending; /* a getter was woken and has not run yet */
+    _Atomic uint32_t put_pending;
     /* task_done; threads spinning in block() */
     _Atomic uint64_t done WEFT__ALIGNED;
     _Atomic uint32_t spinners;
@@ -187,12 +189,28 @@ static inline void wake(_Atomic uint32_t *word, int n)
     weft__futex_wake(word, n);
 }
 
+/* Wakes one sleeper unless a wake-up is already on its way (`pending`):
+ * when producers outrun sleeping consumers, one system call per item would
+ * cost more than the items. The thread that wakes clears `pending` and, if
+ * it leaves items and sleepers behind, wakes the next one (chain_*). */
+static __attribute__((noinline)) void wake_pending(_Atomic uint32_t *word,
+                                                   _Atomic uint32_t *pending, long n)
+{
+    if (n == 1) {
+        if (atomic_exchange_explicit(pending, 1, SC) == 1) return;
+        wake(word, 1);
+    } else {
+        atomic_store_explicit(pending, 1, SC);
+        wake(word, n > INT_MAX ? INT_MAX : (int)n);
+    }
+}
+
 /* Wakes up to n getters if any sleep; call after making items available. */
 static inline void notify_getters(weft_queue *q, long n)
 {
     waker_fence(q);
     uint32_t w = atomic_load_explicit(&q->get_waiters, RLX);
-    if (WEFT__UNLIKELY(w != 0)) wake(&q->nonempty, n > INT_MAX ? INT_MAX : (int)n);
+    if (WEFT__UNLIKELY(w != 0)) wake_pending(&q->nonempty, &q->get_pending, n);
 }
 
 static inline void notify_putters(weft_queue *q, long n)
@@ -200,7 +218,7 @@ static inline void notify_putters(weft_queue *q, long n)
     if (q->capacity == 0) return; /* an unbounded put never waits */
     waker_fence(q);
     uint32_t w = atomic_load_explicit(&q->put_waiters, RLX);
-    if (WEFT__UNLIKELY(w != 0)) wake(&q->nonfull, n > INT_MAX ? INT_MAX : (int)n);
+    if (WEFT__UNLIKELY(w != 0)) wake_pending(&q->nonfull, &q->put_pending, n);
 }
 
 /* ------------------------------------------------------------------------
@@ -651,7 +669,8 @@ typedef int (*attempt_fn)(weft_queue *q, void *ctx);
 typedef bool (*closed_fn)(weft_queue *q, uint32_t state);
 
 static int block(weft_queue *q, _Atomic uint32_t *word, _Atomic uint32_t *waiters,
-                 uint64_t deadline, attempt_fn attempt, closed_fn closed, void *ctx)
+                 _Atomic uint32_t *pending, uint64_t deadline, attempt_fn attempt, closed_fn closed,
+                 void *ctx)
 {
     bool hyst = word == &q->nonfull && q->kind == WEFT_QUEUE_FIFO;
     /* Spin only while fewer threads spin than there are other CPUs: with
@@ -678,6 +697,9 @@ static int block(weft_queue *q, _Atomic uint32_t *word, _Atomic uint32_t *waiter
         atomic_fetch_add_explicit(waiters, 1, SC);
         waiter_fence(q);
         uint32_t seen = atomic_load_explicit(word, SC);
+        /* After reading the word: a waker that sets `pending` from now on
+         * also changes the word, so this thread cannot sleep through it. */
+        if (pending) atomic_exchange_explicit(pending, 0, SC);
         int rc = attempt(q, ctx);
         if (rc == WEFT_EAGAIN || rc == Q_BUSY) {
             if (rc == WEFT_EAGAIN && closed(q, atomic_load_explicit(&q->state, SC))) {
@@ -701,6 +723,23 @@ static int block(weft_queue *q, _Atomic uint32_t *word, _Atomic uint32_t *waiter
         }
         if (rc != WEFT_EAGAIN && rc != Q_BUSY) return rc;
     }
+}
+
+/* After a wait that ended with an item: pass the wake-up on if items and
+ * sleepers are left (see wake_pending). */
+static void chain_getters(weft_queue *q)
+{
+    waker_fence(q);
+    if (atomic_load_explicit(&q->get_waiters, RLX) != 0 && total_puts(q) > total_gets(q))
+        wake_pending(&q->nonempty, &q->get_pending, 1);
+}
+
+static void chain_putters(weft_queue *q)
+{
+    waker_fence(q);
+    if (atomic_load_explicit(&q->put_waiters, RLX) != 0 &&
+        total_puts(q) - total_gets(q) < (uint64_t)q->capacity)
+        wake_pending(&q->nonfull, &q->put_pending, 1);
 }
 
 struct put_ctx {
@@ -747,8 +786,12 @@ static __attribute__((noinline)) int put_slow(weft_queue *q, void *item, int64_t
     if (weft__timeout_ns(timeout, &ns, fn)) return WEFT_EINVAL;
     if (ns == 0) return WEFT_EAGAIN;
     struct put_ctx c = {item, prio};
-    rc = block(q, &q->nonfull, &q->put_waiters, weft__deadline(ns), attempt_put, put_closed, &c);
-    if (rc == 0) notify_getters(q, 1);
+    rc = block(q, &q->nonfull, &q->put_waiters, &q->put_pending, weft__deadline(ns), attempt_put,
+               put_closed, &c);
+    if (rc == 0) {
+        notify_getters(q, 1);
+        chain_putters(q);
+    }
     return rc;
 }
 
@@ -790,8 +833,12 @@ static __attribute__((noinline)) int get_slow(weft_queue *q, void **item, int64_
     if (weft__timeout_ns(timeout, &ns, fn)) return WEFT_EINVAL;
     if (ns == 0) return WEFT_EAGAIN;
     struct get_ctx c = {item, prio};
-    rc = block(q, &q->nonempty, &q->get_waiters, weft__deadline(ns), attempt_get, get_closed, &c);
-    if (rc == 0) notify_putters(q, 1);
+    rc = block(q, &q->nonempty, &q->get_waiters, &q->get_pending, weft__deadline(ns), attempt_get,
+               get_closed, &c);
+    if (rc == 0) {
+        notify_putters(q, 1);
+        chain_getters(q);
+    }
     return rc;
 }
 
@@ -862,7 +909,9 @@ int weft_queue_put_many(weft_queue *q, void *const *items, long n, double timeou
         pending = 0;
         if (ns == 0) break;
         struct put_ctx c = {items[i], 0};
-        rc = block(q, &q->nonfull, &q->put_waiters, deadline, attempt_put, put_closed, &c);
+        rc = block(q, &q->nonfull, &q->put_waiters, &q->put_pending, deadline, attempt_put,
+                   put_closed, &c);
+        if (rc == 0) chain_putters(q);
         if (rc) break;
         i++;
         pending++;
@@ -937,8 +986,8 @@ int weft_queue_join(weft_queue *q, double timeout)
     if (rc) return rc;
     if (attempt_join(q, NULL) == 0) return 0;
     if (ns == 0) return WEFT_EAGAIN;
-    return block(q, &q->joinseq, &q->join_waiters, weft__deadline(ns), attempt_join, join_closed,
-                 NULL);
+    return block(q, &q->joinseq, &q->join_waiters, NULL, weft__deadline(ns), attempt_join,
+                 join_closed, NULL);
 }
 
 /* ------------------------------------------------------------------------
