@@ -562,6 +562,7 @@ WEFT_API double weft_now(void);
 /* The parts beyond the executor, one sub-header each. */
 #include "weft/sched.h"
 #include "weft/sync.h"
-#include "weft/queue.h"
+
+#include "weft/queue.h" /* issue 3: MPMC queue */
 
 #endif /* WEFT_H */
