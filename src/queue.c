@@ -730,16 +730,19 @@ static int block(weft_queue *q, _Atomic uint32_t *word, _Atomic uint32_t *waiter
 static void chain_getters(weft_queue *q)
 {
     waker_fence(q);
-    if (atomic_load_explicit(&q->get_waiters, RLX) != 0 && total_puts(q) > total_gets(q))
-        wake_pending(&q->nonempty, &q->get_pending, 1);
+    if (atomic_load_explicit(&q->get_waiters, RLX) == 0) return;
+    uint64_t g = total_gets(q); /* gets first: then puts >= gets */
+    uint64_t p = total_puts(q);
+    if (p > g) wake_pending(&q->nonempty, &q->get_pending, 1);
 }
 
 static void chain_putters(weft_queue *q)
 {
     waker_fence(q);
-    if (atomic_load_explicit(&q->put_waiters, RLX) != 0 &&
-        total_puts(q) - total_gets(q) < (uint64_t)q->capacity)
-        wake_pending(&q->nonfull, &q->put_pending, 1);
+    if (atomic_load_explicit(&q->put_waiters, RLX) == 0) return;
+    uint64_t p = total_puts(q); /* puts first: the size can only be underestimated */
+    uint64_t g = total_gets(q);
+    if (g >= p || p - g < (uint64_t)q->capacity) wake_pending(&q->nonfull, &q->put_pending, 1);
 }
 
 struct put_ctx {
