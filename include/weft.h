@@ -593,4 +593,6 @@ WEFT_API double weft_now(void);
 #include "weft/sched.h"
 #include "weft/sync.h"
 
+#include "weft/queue.h" /* issue 3: MPMC queue */
+
 #endif /* WEFT_H */
