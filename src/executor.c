@@ -763,7 +763,8 @@ void weft__exec_finished(weft_executor *ex, int64_t k)
 {
     worker *w = T.w;
     (void)ex;
-    atomic_store_explicit(&w->finished, atomic_load_explicit(&w->finished, memory_order_relaxed) + k,
+    atomic_store_explicit(&w->finished,
+                          atomic_load_explicit(&w->finished, memory_order_relaxed) + k,
                           memory_order_release);
     if (atomic_load_explicit(&ex->closed, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&ex->idle_epoch, 1, memory_order_release);

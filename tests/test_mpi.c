@@ -25,8 +25,8 @@
 static bool under_mpi;
 static int nworkers; /* worker ranks of the job */
 
-#define NEED_MPI()                                                           \
-    do {                                                                     \
+#define NEED_MPI()                                                          \
+    do {                                                                    \
         if (!under_mpi) SKIP("not launched by mpirun (see the mpi label)"); \
     } while (0)
 
@@ -107,7 +107,8 @@ WEFT_TASK_REGISTER(echo_plus);
 static int flaky(weft_ctx *ctx, const void *in, size_t len)
 {
     (void)in, (void)len;
-    if (weft_ctx_attempt(ctx) < 2) return weft_ctx_fail(ctx, WEFT_ETASK, "attempt %d fails", weft_ctx_attempt(ctx));
+    if (weft_ctx_attempt(ctx) < 2)
+        return weft_ctx_fail(ctx, WEFT_ETASK, "attempt %d fails", weft_ctx_attempt(ctx));
     int32_t a = weft_ctx_attempt(ctx);
     return weft_ctx_set_output(ctx, &a, sizeof a);
 }
@@ -204,7 +205,9 @@ TEST(submit_result)
 {
     NEED_MPI();
     weft_executor *ex = make(0);
-    enum { N = 200 };
+    enum {
+        N = 200
+    };
     weft_future *fs[N];
     for (int64_t i = 0; i < N; i++) CHECK_OK(weft_submit(ex, square, &i, sizeof i, &fs[i]));
     for (int64_t i = 0; i < N; i++) {
@@ -233,7 +236,9 @@ TEST(context_matches_threads)
     weft_options so = {.backend = WEFT_BACKEND_SERIAL};
     weft_executor *ser;
     REQUIRE_OK(weft_executor_create(&so, &ser));
-    enum { N = 64 };
+    enum {
+        N = 64
+    };
     weft_future *fm[N], *fs[N];
     for (int i = 0; i < N; i++) {
         CHECK_OK(weft_submit(ex, who_task, NULL, 0, &fm[i]));
@@ -302,7 +307,9 @@ TEST(map_in_order_and_errors)
 {
     NEED_MPI();
     weft_executor *ex = make(0);
-    enum { N = 20000 };
+    enum {
+        N = 20000
+    };
     uint32_t *items = malloc(N * sizeof *items);
     REQUIRE(items);
     for (uint32_t i = 0; i < N; i++) items[i] = i;
@@ -386,7 +393,9 @@ TEST(map_stream_ordered_and_unordered)
     weft_executor *ex = make(0);
     for (int unordered = 0; unordered < 2; unordered++) {
         stream_st s = {.n = 50000, .in_order = true};
-        weft_map_options mo = {.on_result = stream_res, .arg = &s, .max_in_flight = 4096,
+        weft_map_options mo = {.on_result = stream_res,
+                               .arg = &s,
+                               .max_in_flight = 4096,
                                .flags = unordered ? WEFT_MAP_UNORDERED : 0};
         CHECK_OK(weft_map_stream(ex, twice, stream_next, &s, &mo, NULL));
         CHECK_EQ_U64(s.delivered, 50000);
@@ -401,7 +410,9 @@ TEST(large_payloads_both_ways)
     NEED_MPI();
     weft_executor *ex = make(0);
     size_t sizes[] = {0, 1, 100, 65535, 65536, 300000, 5u << 20};
-    enum { K = sizeof sizes / sizeof sizes[0] };
+    enum {
+        K = sizeof sizes / sizeof sizes[0]
+    };
     unsigned char *bufs[K];
     weft_future *fs[K];
     for (int k = 0; k < K; k++) {
@@ -482,7 +493,9 @@ TEST(callbacks_run_once)
     weft_executor *ex = make(0);
     atomic_store(&cb_count, 0);
     int one = 1;
-    enum { N = 300 };
+    enum {
+        N = 300
+    };
     weft_future *fs[N];
     for (int64_t i = 0; i < N; i++) {
         CHECK_OK(weft_submit(ex, square, &i, sizeof i, &fs[i]));
@@ -500,7 +513,9 @@ TEST(cancel_unsent_tasks)
 {
     NEED_MPI();
     weft_executor *ex = make(0);
-    enum { N = 100 };
+    enum {
+        N = 100
+    };
     uint32_t ms = 20;
     weft_future *fs[N];
     for (int i = 0; i < N; i++) CHECK_OK(weft_submit(ex, sleep_ms, &ms, sizeof ms, &fs[i]));
@@ -539,11 +554,15 @@ TEST(initializer_state_per_rank)
 {
     NEED_MPI();
     int64_t base = 42;
-    weft_options o = {.backend = WEFT_BACKEND_MPI, .initializer = init_state,
-                      .init_input = &base, .init_len = sizeof base};
+    weft_options o = {.backend = WEFT_BACKEND_MPI,
+                      .initializer = init_state,
+                      .init_input = &base,
+                      .init_len = sizeof base};
     weft_executor *ex;
     REQUIRE_OK(weft_executor_create(&o, &ex));
-    enum { N = 100 };
+    enum {
+        N = 100
+    };
     weft_future *fs[N];
     for (int i = 0; i < N; i++) CHECK_OK(weft_submit(ex, read_state, NULL, 0, &fs[i]));
     for (int i = 0; i < N; i++) {
@@ -567,7 +586,9 @@ TEST(one_million_map_items_nothing_lost)
 {
     NEED_MPI();
     weft_executor *ex = make(0);
-    enum { N = 1000000 };
+    enum {
+        N = 1000000
+    };
     uint32_t *items = malloc(N * sizeof *items);
     REQUIRE(items);
     for (uint32_t i = 0; i < N; i++) items[i] = i;
@@ -613,7 +634,9 @@ TEST(executors_one_after_another_and_side_by_side)
     }
     /* two at once share the worker ranks; their results never mix */
     weft_executor *a = make(0), *b = make(0);
-    enum { N = 2000 };
+    enum {
+        N = 2000
+    };
     uint32_t *items = malloc(N * sizeof *items);
     REQUIRE(items);
     for (uint32_t i = 0; i < N; i++) items[i] = i;
@@ -653,7 +676,9 @@ TEST(workers_option_uses_the_first_ranks)
     NEED_MPI();
     weft_executor *ex = make(1);
     CHECK_EQ_INT(weft_executor_workers(ex), 1);
-    enum { N = 50 };
+    enum {
+        N = 50
+    };
     weft_future *fs[N];
     for (int i = 0; i < N; i++) CHECK_OK(weft_submit(ex, who_task, NULL, 0, &fs[i]));
     for (int i = 0; i < N; i++) {
@@ -671,7 +696,9 @@ TEST(load_balance_uses_every_rank)
 {
     NEED_MPI();
     weft_executor *ex = make(0);
-    enum { N = 40 };
+    enum {
+        N = 40
+    };
     uint32_t ms = 10;
     weft_future *fs[N];
     for (int i = 0; i < N; i++) CHECK_OK(weft_submit(ex, sleep_ms, &ms, sizeof ms, &fs[i]));
@@ -684,7 +711,8 @@ TEST(load_balance_uses_every_rank)
         if (w >= 0 && w < 64) per[w]++;
         weft_future_release(fs[i]);
     }
-    for (int w = 0; w < nworkers && w < 64; w++) CHECK_MSG(per[w] > 0, "rank %d ran nothing", w + 1);
+    for (int w = 0; w < nworkers && w < 64; w++)
+        CHECK_MSG(per[w] > 0, "rank %d ran nothing", w + 1);
     CHECK_OK(weft_executor_destroy(ex));
 }
 
@@ -694,7 +722,9 @@ TEST(hybrid_threads_per_rank)
     weft_options o = {.backend = WEFT_BACKEND_MPI, .mpi_threads = 2};
     weft_executor *ex;
     REQUIRE_OK(weft_executor_create(&o, &ex));
-    enum { N = 5000 };
+    enum {
+        N = 5000
+    };
     uint32_t *items = malloc(N * sizeof *items);
     REQUIRE(items);
     for (uint32_t i = 0; i < N; i++) items[i] = i;

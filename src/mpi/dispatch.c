@@ -567,8 +567,8 @@ static bool poll_one(struct weft__mpi_exec *M)
     size_t n = h->n;
     if (h->type != MSG_RESULT || !b || b->id != h->batch || n != b->n) {
         pthread_mutex_unlock(&weft__mpi_mu);
-        fprintf(stderr, "weft: unexpected message from rank %d (type %u, batch %u)\n", src,
-                h->type, h->batch);
+        fprintf(stderr, "weft: unexpected message from rank %d (type %u, batch %u)\n", src, h->type,
+                h->batch);
         return true;
     }
     if (n > M->blocks_cap) {
@@ -596,8 +596,7 @@ static bool poll_one(struct weft__mpi_exec *M)
                 char *tmp = malloc(left < PIECE ? left : PIECE);
                 while (left) {
                     size_t k = left < PIECE ? left : PIECE;
-                    MPI_Recv(tmp, (int)k, MPI_BYTE, src, M->tag, weft__mpi_comm,
-                             MPI_STATUS_IGNORE);
+                    MPI_Recv(tmp, (int)k, MPI_BYTE, src, M->tag, weft__mpi_comm, MPI_STATUS_IGNORE);
                     left -= k;
                 }
                 free(tmp);

@@ -127,8 +127,9 @@ int weft__mpi_init(int *argc, char ***argv)
     }
     inited = true;
     if (provided < MPI_THREAD_SERIALIZED && weft__mpi_rank == 0)
-        fprintf(stderr, "weft: MPI gives thread level %d, below MPI_THREAD_SERIALIZED: the mpi "
-                        "backend is off\n",
+        fprintf(stderr,
+                "weft: MPI gives thread level %d, below MPI_THREAD_SERIALIZED: the mpi "
+                "backend is off\n",
                 provided);
     thread_level = provided;
     if (weft__mpi_rank != 0) weft__mpi_worker_loop(); /* never returns */
@@ -155,8 +156,9 @@ int weft__mpi_check_create(int workers, int threads, int *ranks, int *threads_ou
     if (finalized)
         return weft__err(WEFT_ENOTSUP, "the mpi backend: weft_finalize() was called already");
     if (thread_level < MPI_THREAD_SERIALIZED)
-        return weft__err(WEFT_ENOTSUP, "the mpi backend needs MPI_THREAD_SERIALIZED; MPI was "
-                                       "initialized with thread level %d",
+        return weft__err(WEFT_ENOTSUP,
+                         "the mpi backend needs MPI_THREAD_SERIALIZED; MPI was "
+                         "initialized with thread level %d",
                          thread_level);
     if (weft__mpi_size < 2)
         return weft__err(WEFT_ENOTSUP,
@@ -177,8 +179,8 @@ int weft__mpi_check_create(int workers, int threads, int *ranks, int *threads_ou
             char *end;
             long t = strtol(v, &end, 10);
             if (*end || t < 1 || t > 1024)
-                return weft__err(WEFT_EINVAL, "WEFT_MPI_THREADS='%s' is not a thread count (1..1024)",
-                                 v);
+                return weft__err(WEFT_EINVAL,
+                                 "WEFT_MPI_THREADS='%s' is not a thread count (1..1024)", v);
             threads = (int)t;
         } else {
             threads = 1;

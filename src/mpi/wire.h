@@ -30,8 +30,8 @@
 #define TAG_CMD 1
 #define TAG_RES0 100
 #define TAG_RES_SPAN 20000
-#define BIG (64u << 10)    /* payloads this large travel as their own message */
-#define PIECE (1u << 30)   /* messages are at most this many bytes (int counts) */
+#define BIG (64u << 10)  /* payloads this large travel as their own message */
+#define PIECE (1u << 30) /* messages are at most this many bytes (int counts) */
 
 enum {
     MSG_OPEN = 1,

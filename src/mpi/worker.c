@@ -455,8 +455,8 @@ static void do_batch(const w_hdr *h, const unsigned char *p)
         nslots_cap = n;
     }
     wexec dummy = {0};
-    wbatch b = {x ? x : &dummy, n, items, ins, fns, names, slots,
-                (h->flags & BF_STOP_ON_ERROR) != 0, 0};
+    wbatch b = {
+        x ? x : &dummy, n, items, ins, fns, names, slots, (h->flags & BF_STOP_ON_ERROR) != 0, 0};
     run_batch(&b);
     for (size_t i = 0; i < n; i++) free(bigs[i]);
 
