@@ -412,8 +412,10 @@ int weft_init(int *argc, char ***argv)
     int rank = weft__mpi_env_rank();
     int rc = rank <= 0 ? weft__fs_start("weft_init") : 0;
     if (rank >= 0) {
+        /* A program that initialized MPI itself has threads already: no
+         * fork server then; a processes executor says so when created. */
         int m = weft__mpi_init(argc, argv);
-        if (m) return m;
+        return m;
     }
     return rc;
 }
