@@ -3,7 +3,8 @@
 #   make build         configure build/ (Release -O2 -g, -Werror) and build it
 #   make test          deps, then plain, ASan+UBSan and TSan builds, each + ctest
 #   make test-plain | test-asan | test-tsan     one configuration only
-#   make demo          build, then run the levels example (writes build/demo/levels.json)
+#   make demo          build, then run the levels example (under mpirun -n 3 when the
+#                      mpi backend is built; writes build/demo/levels.json)
 #   make bench         build with the benchmarks and run them (build/bench/results.json)
 #   make install       cmake --install build (PREFIX=/usr/local)
 #   make format-check  clang-format --dry-run -Werror over the sources
@@ -17,7 +18,7 @@ JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX  ?= /usr/local
 CMAKE   ?= cmake
 CONFIGURE_FLAGS = -DCMAKE_BUILD_TYPE=Release "-DCMAKE_C_FLAGS_RELEASE=-O2 -g" \
-                  -DWEFT_WERROR=ON -DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_EXAMPLES=ON
+                  -DWEFT_WERROR=ON -DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_EXAMPLES=ON -DWEFT_WITH_MPI=ON
 
 .PHONY: all deps deps-bench configure build test test-plain test-asan test-tsan demo bench \
         install format-check clean
@@ -44,8 +45,7 @@ test-plain test-asan test-tsan:
 
 demo: deps
 	$(MAKE) --no-print-directory build
-	mkdir -p $(BUILD)/demo
-	./$(BUILD)/examples/levels
+	scripts/run-demo.sh $(BUILD)
 
 bench: deps-bench
 	$(CMAKE) -S . -B $(BUILD) $(CONFIGURE_FLAGS) -DWEFT_BUILD_BENCH=ON $(CMAKE_ARGS)

@@ -310,7 +310,7 @@ int main(int argc, char **argv)
         {WEFT_BACKEND_SERIAL, NULL},
         {WEFT_BACKEND_THREADS, NULL},
         {WEFT_BACKEND_PROCESSES, "issue #4"},
-        {WEFT_BACKEND_MPI, "planned"},
+        {WEFT_BACKEND_MPI, "MPI was not found when weft was built"},
     };
     static level_row rows[4];
     int nrows = 0, status = 0;
@@ -337,6 +337,12 @@ int main(int argc, char **argv)
         level_row *row = &rows[nrows];
         int rc = run_level(b, b == WEFT_BACKEND_SERIAL ? 1 : workers, n,
                            b == WEFT_BACKEND_THREADS ? trace : NULL, row);
+        if (rc == WEFT_ENOTSUP && b == WEFT_BACKEND_MPI) {
+            /* not launched by mpirun: not a failure of the demo */
+            printf("%s: skipped: run the demo as `mpirun -n 3 levels` (make demo does)\n",
+                   weft_backend_name(b));
+            continue;
+        }
         if (rc != 0) {
             printf("%s: failed: %s\n", weft_backend_name(b), weft_strerror(rc));
             status = 1;

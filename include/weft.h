@@ -98,10 +98,24 @@ WEFT_API const char *weft_last_error(void);
  * Prepares the process for the processes and mpi backends (fork server,
  * MPI ranks). Call it first thing in main(), before creating threads. With
  * only serial and threads in this build it records argv and returns 0.
- * Either argument may be NULL.
+ * Under mpirun/srun (and with the mpi backend in this build) it starts the
+ * fork server, then initializes MPI (MPI_Init_thread; argc/argv are passed
+ * on); rank 0 returns to main() and owns the mpi executors, every other
+ * rank becomes a worker and never returns: it exits 0 when rank 0 calls
+ * weft_finalize() or exits. Either argument may be NULL.
  * Threads: call once, from the main thread, before other weft calls.
  * @return 0, or a negative WEFT_E* code. */
 WEFT_API int weft_init(int *argc, char ***argv);
+
+/* weft_finalize() :
+ * Ends what weft_init() started: under mpirun, on rank 0, tells every
+ * worker rank to stop (they call MPI_Finalize and exit 0) and finalizes MPI
+ * if weft initialized it. Optional: weft_init() registers it with atexit(),
+ * so returning from main() does the same. Destroy every mpi executor first.
+ * A no-op outside mpirun and on a second call.
+ * Threads: the main thread, after every other weft call.
+ * @return 0, or WEFT_EBUSY (an mpi executor is still alive: nothing done). */
+WEFT_API int weft_finalize(void);
 
 /* ------------------------------------------------------------------------
  * Tasks
@@ -320,6 +334,12 @@ typedef struct weft_options {
     double watchdog;
     void (*watchdog_fn)(const char *report, void *arg);
     void *watchdog_arg;
+
+    /* ---- mpi backend only ---- */
+    /* Hybrid mode: each worker rank runs the items of a batch on this many
+     * threads of its own (ranks x threads); 0 takes WEFT_MPI_THREADS, else 1
+     * (items run on the rank's main thread). */
+    int mpi_threads;
 } weft_options;
 
 /* weft_executor_create() :

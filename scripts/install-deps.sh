@@ -12,9 +12,9 @@ set -euo pipefail
 required=(build-essential cmake pkg-config python3)
 # Wanted: used by parts of the tests, docs and format check; a failure to
 # install them is a warning, not an error.
-wanted=(clang-format graphviz)
-# Bench anchors: oneTBB, Python (concurrent.futures, joblib, dask), GNU parallel.
-bench=(libtbb-dev python3 python3-joblib python3-dask parallel)
+wanted=(clang-format graphviz libopenmpi-dev openmpi-bin)
+# Bench anchors: oneTBB, Python (concurrent.futures, joblib, dask, mpi4py), GNU parallel.
+bench=(libtbb-dev python3 python3-joblib python3-dask parallel python3-mpi4py)
 
 mode=${1:-}
 pkgs=("${required[@]}" "${wanted[@]}")

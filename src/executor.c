@@ -45,6 +45,7 @@
 
 #include "deque.h"
 #include "internal.h"
+#include "mpi/backend.h"
 #include "procs/procs.h"
 
 #define MAX_WORKERS 4096
@@ -127,6 +128,12 @@ struct weft_executor {
     pthread_t watchdog_th;
     bool watchdog_started;
     _Atomic uint32_t watchdog_stop;
+
+    /* mpi backend: one executor thread (the dispatcher) drives `ranks`
+     * worker ranks (src/mpi/dispatch.c) */
+    int ranks;
+    int mpi_threads;
+    struct weft__mpi_exec *mpi;
 
     /* creation handshake */
     pthread_mutex_t init_mu;
@@ -544,7 +551,7 @@ static void run_work(weft_executor *ex, worker *w, weft_future *f);
 bool weft__help_one(weft_executor *ex)
 {
     worker *w = T.w;
-    if (!w || T.ex != ex) return false;
+    if (!w || T.ex != ex || ex->backend == WEFT_BACKEND_MPI) return false;
     weft_future *f = find_work(ex, w);
     if (!f) return false;
     run_work(ex, w, f);
@@ -628,11 +635,15 @@ typedef struct remote_batch {
 static void remote_done(void *arg, size_t i, const weft__rres *r)
 {
     remote_batch *b = arg;
-    weft_future *f = b->f[i];
-    uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
-    if (weft__executor_tracing(b->ex) && r->t1)
-        weft__trace_record(b->ex, b->w->id, f->fn, r->t0, r->t1, r->err, 1);
     b->ns += (double)(r->t1 - r->t0);
+    weft__exec_complete_remote(b->ex, b->w->id, b->f[i], r);
+}
+
+void weft__exec_complete_remote(weft_executor *ex, int lane, weft_future *f, const weft__rres *r)
+{
+    uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (weft__executor_tracing(ex) && r->t1)
+        weft__trace_record(ex, lane, f->fn, r->t0, r->t1, r->err, 1);
     if ((st & WEFT__ST_IN_HEAP) && f->in) {
         free((void *)f->in);
         f->in = NULL;
@@ -644,6 +655,14 @@ static void remote_done(void *arg, size_t i, const weft__rres *r)
         void *out = f->out_inl;
         final = WEFT_FUTURE_DONE;
         if (r->out_len > WEFT__FUT_OUT_INLINE) {
+            if (r->take && *r->take) { /* mpi: keep the received block, no copy */
+                f->out = *r->take;
+                f->out_len = r->out_len;
+                *r->take = NULL;
+                weft__future_complete(f, final | WEFT__ST_OUT_HEAP);
+                weft_future_release(f);
+                return;
+            }
             out = weft__out_alloc(r->out_len);
             final |= WEFT__ST_OUT_HEAP;
         }
@@ -733,6 +752,86 @@ static void run_work(weft_executor *ex, worker *w, weft_future *f)
     if (w->proxy) weft__executor_progress(ex);
 }
 
+/* ---- mpi backend: the dispatcher thread's view of the queues ----------------------- */
+
+weft_future *weft__exec_take(weft_executor *ex)
+{
+    return T.w && T.ex == ex ? find_work(ex, T.w) : NULL;
+}
+
+void weft__exec_finished(weft_executor *ex, int64_t k)
+{
+    worker *w = T.w;
+    (void)ex;
+    atomic_store_explicit(&w->finished,
+                          atomic_load_explicit(&w->finished, memory_order_relaxed) + k,
+                          memory_order_release);
+    if (atomic_load_explicit(&ex->closed, memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&ex->idle_epoch, 1, memory_order_release);
+        weft__futex_wake(&ex->idle_epoch, INT_MAX);
+    }
+}
+
+bool weft__exec_stopping(weft_executor *ex)
+{
+    return atomic_load_explicit(&ex->stop, memory_order_acquire) != 0;
+}
+
+weft_future *weft__exec_idle(weft_executor *ex, int64_t timeout_ns)
+{
+    worker *w = T.w;
+    uint32_t e = atomic_load_explicit(&ex->epoch, memory_order_acquire);
+    atomic_fetch_add_explicit(&ex->sleepers, 1, memory_order_seq_cst);
+    atomic_store_explicit(&ex->waking, 0, memory_order_seq_cst);
+    heavy_fence(ex);
+    weft_future *f = find_work(ex, w);
+    if (!f && !atomic_load_explicit(&ex->stop, memory_order_acquire)) {
+        if (atomic_load_explicit(&ex->closed, memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&ex->idle_epoch, 1, memory_order_release);
+            weft__futex_wake(&ex->idle_epoch, INT_MAX);
+        }
+        weft__futex_wait(&ex->epoch, e, timeout_ns);
+        atomic_store_explicit(&ex->waking, 0, memory_order_seq_cst);
+    }
+    atomic_fetch_sub_explicit(&ex->sleepers, 1, memory_order_relaxed);
+    return f;
+}
+
+bool weft__exec_start_remote(weft_executor *ex, weft_future *f, int lane, weft__ritem *it)
+{
+    uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (WEFT__UNLIKELY(atomic_load_explicit(&ex->cancelling, memory_order_relaxed)))
+        weft__future_complete(f, WEFT_FUTURE_CANCELLED);
+    if (!weft__future_start(f)) {
+        drop_cancelled(ex, f, lane);
+        return false;
+    }
+    it->fn = f->fn;
+    it->in = f->in;
+    it->len = f->in_len;
+    it->index = f->index;
+    it->seed = weft__seed_for(ex->seed, f->index);
+    it->retries = (st & WEFT__ST_DIRTY) ? f->retries : 0;
+    it->timeout = 0;
+    return true;
+}
+
+struct weft__mpi_exec **weft__exec_mpi_slot(weft_executor *ex)
+{
+    return &ex->mpi;
+}
+
+void weft__exec_mpi_params(const weft_executor *ex, weft__mpi_params *p)
+{
+    p->ranks = ex->ranks;
+    p->threads = ex->mpi_threads;
+    p->seed = ex->seed;
+    p->initializer = ex->initializer;
+    p->finalizer = ex->finalizer;
+    p->init_in = ex->init_in;
+    p->init_len = ex->init_len;
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -745,6 +844,8 @@ static void *worker_main(void *arg)
         weft__proxy_opts po = ex->popts;
         po.id = w->id;
         rc = weft__proxy_create(&po, &w->proxy, &msg);
+    } else if (ex->backend == WEFT_BACKEND_MPI) {
+        rc = weft__mpi_exec_open(ex, &msg);
     } else if (ex->initializer) {
         rc = run_initializer(ex, w, &msg);
     }
@@ -759,6 +860,11 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&ex->init_mu);
     free(msg);
 
+    if (ex->backend == WEFT_BACKEND_MPI) {
+        if (rc == 0) weft__mpi_dispatch(ex);
+        weft__mpi_exec_close(ex); /* finalizers on the worker ranks */
+        return NULL;
+    }
     for (;;) {
         weft_future *f = find_work(ex, w);
         if (f) {
@@ -886,7 +992,7 @@ int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t le
         return weft__err(WEFT_EINVAL, "weft_submit: negative retries %d", opts->retries);
     if (WEFT__UNLIKELY(opts && opts->timeout != opts->timeout))
         return weft__err(WEFT_EINVAL, "weft_submit: the timeout is NaN");
-    if (ex->backend == WEFT_BACKEND_PROCESSES) {
+    if (ex->backend == WEFT_BACKEND_PROCESSES || ex->backend == WEFT_BACKEND_MPI) {
         int rc = weft__check_registered(fn, "weft_submit");
         if (rc) return rc;
     }
@@ -980,7 +1086,8 @@ const char *weft_backend_name(weft_backend b)
 
 bool weft_backend_available(weft_backend b)
 {
-    return b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS || b == WEFT_BACKEND_PROCESSES;
+    return b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS || b == WEFT_BACKEND_PROCESSES ||
+           (b == WEFT_BACKEND_MPI && weft__mpi_built());
 }
 
 weft_backend weft_executor_backend(const weft_executor *ex)
@@ -990,7 +1097,8 @@ weft_backend weft_executor_backend(const weft_executor *ex)
 
 int weft_executor_workers(const weft_executor *ex)
 {
-    return ex ? ex->nworkers : 0;
+    if (!ex) return 0;
+    return ex->backend == WEFT_BACKEND_MPI ? ex->ranks : ex->nworkers;
 }
 
 static int parse_workers_env(const char *v, int *out)
@@ -1170,15 +1278,15 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     if (!weft_backend_available(backend))
         return weft__err(WEFT_ENOTSUP,
                          "the '%s' backend is not available in this build (available: serial, "
-                         "threads, processes)",
-                         weft_backend_name(backend));
+                         "threads, processes%s)",
+                         weft_backend_name(backend), weft__mpi_built() ? ", mpi" : "");
     int workers = opts->workers;
     if (workers < 0)
         return weft__err(WEFT_EINVAL, "weft_executor_create: negative worker count %d", workers);
     if (workers > MAX_WORKERS)
         return weft__err(WEFT_EINVAL, "weft_executor_create: %d workers is over the limit of %d",
                          workers, MAX_WORKERS);
-    if (workers == 0) {
+    if (workers == 0 && backend != WEFT_BACKEND_MPI) {
         const char *v = getenv("WEFT_WORKERS");
         if (v && *v) {
             int rc = parse_workers_env(v, &workers);
@@ -1189,6 +1297,14 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     if (opts->init_len && !opts->init_input)
         return weft__err(WEFT_EINVAL, "weft_executor_create: init_input is NULL with init_len %zu",
                          opts->init_len);
+    int ranks = 0, mpi_threads = 0;
+    if (backend == WEFT_BACKEND_MPI) {
+        /* the worker count is the number of worker ranks used; the
+         * executor itself has one thread, the dispatcher */
+        int rc = weft__mpi_check_create(opts->workers, opts->mpi_threads, &ranks, &mpi_threads);
+        if (rc) return rc;
+        workers = 1;
+    }
     if (backend == WEFT_BACKEND_SERIAL) workers = 1;
     if (backend == WEFT_BACKEND_PROCESSES) {
         if (weft__worker_process)
@@ -1215,6 +1331,8 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     pthread_cond_init(&ex->init_cv, NULL);
     ex->backend = backend;
     ex->nworkers = workers;
+    ex->ranks = ranks;
+    ex->mpi_threads = mpi_threads;
     ex->seed = opts->seed ? opts->seed : 0x5eedf00dcafe1234ull;
     ex->t0 = weft__now_ns();
     ex->asym = backend == WEFT_BACKEND_THREADS && weft__heavy_barrier_init();
@@ -1250,13 +1368,13 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
         tp = getenv("WEFT_TRACE");
         if (tp && !*tp) tp = NULL;
     }
-    ex->ntrace = workers;
-    ex->trace = calloc((size_t)workers, sizeof *ex->trace);
+    ex->ntrace = backend == WEFT_BACKEND_MPI ? ranks : workers; /* mpi: a lane per rank */
+    ex->trace = calloc((size_t)ex->ntrace, sizeof *ex->trace);
     if (!ex->trace || (tp && !(ex->trace_path = strdup(tp)))) {
         executor_free(ex);
         return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
     }
-    for (int i = 0; i < workers; i++) pthread_mutex_init(&ex->trace[i].mu, NULL);
+    for (int i = 0; i < ex->ntrace; i++) pthread_mutex_init(&ex->trace[i].mu, NULL);
     atomic_store(&ex->tracing, tp != NULL);
     live_add(ex);
 

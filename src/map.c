@@ -29,6 +29,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "mpi/backend.h"
 #include "procs/procs.h"
 
 #define TARGET_CHUNK_NS 100000ull
@@ -163,6 +164,11 @@ static void rchunk_done(void *arg, size_t i, const weft__rres *r)
             if (r->out_len) memcpy(e->u.inl, r->out, r->out_len); /* small: in the arena */
             e->len = (uint32_t)r->out_len;
             e->err = 0;
+        } else if (r->take && *r->take) { /* mpi: keep the received block */
+            e->u.ptr = *r->take;
+            *r->take = NULL;
+            e->len = LEN_HEAP;
+            e->err = 0;
         } else {
             void *p = weft__out_alloc(r->out_len);
             if (!p) {
@@ -191,12 +197,14 @@ static void rchunk_done(void *arg, size_t i, const weft__rres *r)
         atomic_store_explicit(&rc->job->stop, 1, memory_order_relaxed);
 }
 
-static void map_run_chunk_remote(weft_future *f, chunk *c, weft__proxy *px)
+/* The items of chunk c, or NULL after failing or cancelling them all. */
+static weft__ritem *chunk_items(chunk *c)
 {
     map_job *job = c->job;
-    bool cancelled = weft__executor_cancelling(job->ex);
+    bool cancelled = weft__executor_cancelling(job->ex) ||
+                     (weft_executor_backend(job->ex) == WEFT_BACKEND_MPI &&
+                      atomic_load_explicit(&job->stop, memory_order_relaxed));
     weft__ritem *items = cancelled ? NULL : malloc(c->n * sizeof *items);
-    rchunk rc = {c, job, 0, 0, 0};
     if (!items) {
         for (size_t i = 0; i < c->n; i++) {
             if (cancelled) {
@@ -230,6 +238,16 @@ static void map_run_chunk_remote(weft_future *f, chunk *c, weft__proxy *px)
             it->retries = job->retries;
             it->timeout = 0;
         }
+    }
+    return items;
+}
+
+static void map_run_chunk_remote(weft_future *f, chunk *c, weft__proxy *px)
+{
+    map_job *job = c->job;
+    weft__ritem *items = chunk_items(c);
+    rchunk rc = {c, job, 0, 0, 0};
+    if (items) {
         weft__proxy_run(px, items, c->n, &job->stop, (job->flags & WEFT_MAP_STOP_ON_ERROR) != 0,
                         rchunk_done, &rc);
         free(items);
@@ -238,6 +256,54 @@ static void map_run_chunk_remote(weft_future *f, chunk *c, weft__proxy *px)
     if (weft__executor_tracing(job->ex) && rc.t1)
         weft__trace_record(job->ex, weft__executor_worker_index(), job->fn, rc.t0, rc.t1,
                            rc.first_err, c->n);
+    chunk_publish(f, c, job);
+}
+
+/* ---- mpi backend: a chunk is sent, and its results come back later ---- */
+
+struct weft__rchunk {
+    rchunk rc;
+    weft_future *f;
+};
+
+weft__rchunk *weft__map_chunk_open(weft_future *f, weft__ritem **items, size_t *n,
+                                   bool *stop_on_error)
+{
+    chunk *c = f->job;
+    weft__rchunk *r = malloc(sizeof *r);
+    *items = NULL;
+    *n = c->n;
+    *stop_on_error = (c->job->flags & WEFT_MAP_STOP_ON_ERROR) != 0;
+    if (r) *items = chunk_items(c);
+    if (!r || !*items) {
+        if (!r && *items) free(*items);
+        if (!r) /* nothing was filled in yet */
+            for (size_t i = 0; i < c->n; i++)
+                rchunk_fail(c, &c->ents[i], WEFT_ENOMEM, "out of memory");
+        free(r);
+        c->ns = 0;
+        chunk_publish(f, c, c->job);
+        return NULL;
+    }
+    r->rc = (rchunk){c, c->job, 0, 0, 0};
+    r->f = f;
+    return r;
+}
+
+void weft__map_chunk_item(weft__rchunk *r, size_t i, const weft__rres *res)
+{
+    rchunk_done(&r->rc, i, res);
+}
+
+void weft__map_chunk_close(weft__rchunk *r, int lane)
+{
+    chunk *c = r->rc.c;
+    map_job *job = r->rc.job;
+    c->ns = r->rc.t1 > r->rc.t0 ? r->rc.t1 - r->rc.t0 : 0;
+    if (weft__executor_tracing(job->ex) && r->rc.t1)
+        weft__trace_record(job->ex, lane, job->fn, r->rc.t0, r->rc.t1, r->rc.first_err, c->n);
+    weft_future *f = r->f;
+    free(r);
     chunk_publish(f, c, job);
 }
 
@@ -774,7 +840,8 @@ static int map_common(weft_executor *ex, weft_task_fn fn, const weft_map_options
         return weft__err(WEFT_EINVAL, "%s: neither out nor on_result is given", name);
     if (weft__executor_closed(ex))
         return weft__err(WEFT_ECLOSED, "%s: the executor is shut down", name);
-    if (weft_executor_backend(ex) == WEFT_BACKEND_PROCESSES) {
+    if (weft_executor_backend(ex) == WEFT_BACKEND_PROCESSES ||
+        weft_executor_backend(ex) == WEFT_BACKEND_MPI) {
         int rc = weft__check_registered(fn, name);
         if (rc) return rc;
     }

@@ -44,6 +44,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../mpi/backend.h"
 #include "procs.h"
 
 enum {
@@ -404,8 +405,17 @@ int weft__fs_kill(pid_t pid, int sig)
 
 int weft_init(int *argc, char ***argv)
 {
-    (void)argc;
-    (void)argv;
     if (weft__worker_process) return 0;
-    return weft__fs_start("weft_init");
+    /* Under mpirun: the fork server first (only rank 0 uses the processes
+     * backend; forking after MPI_Init is unsafe), then MPI. Worker ranks
+     * do not return from weft__mpi_init. */
+    int rank = weft__mpi_env_rank();
+    int rc = rank <= 0 ? weft__fs_start("weft_init") : 0;
+    if (rank >= 0) {
+        /* A program that initialized MPI itself has threads already: no
+         * fork server then; a processes executor says so when created. */
+        int m = weft__mpi_init(argc, argv);
+        return m;
+    }
+    return rc;
 }

@@ -120,6 +120,10 @@ typedef struct weft__rres {
     size_t out_len;
     const char *msg; /* NULL or a message */
     uint64_t t0, t1; /* when it ran (monotonic ns) */
+    /* mpi backend: when not NULL, *take is a weft__out_alloc block holding
+     * the out_len output bytes (out points into it); a callback may keep it
+     * instead of copying (it then sets *take = NULL). */
+    void **take;
 } weft__rres;
 
 typedef void (*weft__rdone_fn)(void *arg, size_t i, const weft__rres *r);

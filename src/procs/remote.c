@@ -720,12 +720,13 @@ static void report(weft__proxy *p, size_t k, weft__rdone_fn done, void *arg, siz
     res.msg = r->msg_len ? (const char *)(p->a.base + r->msg_off) : NULL;
     res.t0 = r->t0;
     res.t1 = r->t1;
+    res.take = NULL;
     done(arg, i, &res);
 }
 
 static void report_err(weft__rdone_fn done, void *arg, size_t i, int err, const char *msg)
 {
-    weft__rres res = {err, NULL, 0, 0, 0, msg, 0, 0};
+    weft__rres res = {err, NULL, 0, 0, 0, msg, 0, 0, NULL};
     uint64_t t = weft__now_ns();
     res.t0 = res.t1 = t;
     done(arg, i, &res);

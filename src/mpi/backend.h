@@ -1,0 +1,94 @@
+/* backend.h : internals of the mpi backend (not installed).
+ *
+ * Three pieces:
+ * - init (init.c): weft_init() under mpirun/srun initializes MPI; rank 0
+ *   returns to main, every other rank enters weft__mpi_worker_loop() and
+ *   never returns. weft_finalize() (or atexit) stops the workers.
+ * - the worker loop (worker.c): receives batches from rank 0, runs them
+ *   (on its own thread or, in hybrid mode, on a local threads executor),
+ *   sends one result message per batch.
+ * - the dispatcher (dispatch.c): the single executor thread of an mpi
+ *   executor on rank 0. It takes queued futures and map chunks from the
+ *   executor's deques, sends them in batches to the worker ranks with the
+ *   fewest batches in flight, polls for results and completes futures and
+ *   map entries.
+ * Without MPI in the build, stub.c gives the same functions (the backend
+ * is then not available).
+ */
+#ifndef WEFT_MPI_INTERNAL_H
+#define WEFT_MPI_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../internal.h"
+#include "../procs/procs.h"
+
+struct weft__mpi_exec;
+
+/* What an mpi executor's dispatcher needs from its executor. */
+typedef struct weft__mpi_params {
+    int ranks;   /* worker ranks used: 1..ranks */
+    int threads; /* hybrid: threads per worker rank (1: none) */
+    uint64_t seed;
+    weft_task_fn initializer, finalizer;
+    const void *init_in;
+    size_t init_len;
+} weft__mpi_params;
+
+/* ---- provided by executor.c for the dispatcher thread ---- */
+
+/* The next queued future for the calling dispatcher, or NULL. */
+weft_future *weft__exec_take(weft_executor *ex);
+/* Counts k taken futures finished (shutdown accounting). */
+void weft__exec_finished(weft_executor *ex, int64_t k);
+/* True once weft_executor_destroy() asked the executor's threads to stop. */
+bool weft__exec_stopping(weft_executor *ex);
+/* Sleeps until a submit wakes the dispatcher, stop, or timeout_ns (-1:
+ * none); returns a future found on the way in, or NULL. */
+weft_future *weft__exec_idle(weft_executor *ex, int64_t timeout_ns);
+/* Starts a taken plain future and describes it in *it; false if it was
+ * cancelled (then dropped and its reference released; still count it). */
+bool weft__exec_start_remote(weft_executor *ex, weft_future *f, int lane, weft__ritem *it);
+/* Completes a started plain future from a remote result (releases the
+ * queue's reference). */
+void weft__exec_complete_remote(weft_executor *ex, int lane, weft_future *f, const weft__rres *r);
+struct weft__mpi_exec **weft__exec_mpi_slot(weft_executor *ex);
+void weft__exec_mpi_params(const weft_executor *ex, weft__mpi_params *p);
+
+/* ---- provided by map.c ---- */
+
+typedef struct weft__rchunk weft__rchunk;
+/* Opens map chunk f (an internal future) for sending: *items (malloc'd,
+ * the caller frees) and *n. Returns NULL if nothing is to be sent: the
+ * chunk was cancelled or failed and is already handed back to its map. */
+weft__rchunk *weft__map_chunk_open(weft_future *f, weft__ritem **items, size_t *n,
+                                   bool *stop_on_error);
+/* Records item i's result. */
+void weft__map_chunk_item(weft__rchunk *r, size_t i, const weft__rres *res);
+/* Hands the finished chunk back to its map (frees r, releases f). */
+void weft__map_chunk_close(weft__rchunk *r, int lane);
+
+/* ---- provided by src/mpi ---- */
+
+/* True when this build has the mpi backend. */
+bool weft__mpi_built(void);
+/* weft_init()'s part: initializes MPI when launched by mpirun/srun; worker
+ * ranks never return. 0 outside mpirun. */
+int weft__mpi_init(int *argc, char ***argv);
+/* The rank the environment says this process has under mpirun (-1 if not
+ * launched by an MPI launcher). Safe before MPI_Init. */
+int weft__mpi_env_rank(void);
+/* Validates an mpi executor's creation: `workers` asked (0: all worker
+ * ranks), `threads` asked (0: WEFT_MPI_THREADS, else 1). */
+int weft__mpi_check_create(int workers, int threads, int *ranks, int *threads_out);
+/* On the dispatcher thread: opens the executor on the worker ranks (runs
+ * the initializer there). On failure *msg (heap) may say why. */
+int weft__mpi_exec_open(weft_executor *ex, char **msg);
+/* The dispatcher's loop; returns when the executor stops. */
+void weft__mpi_dispatch(weft_executor *ex);
+/* Closes the executor on the worker ranks (runs the finalizer), frees. */
+void weft__mpi_exec_close(weft_executor *ex);
+
+#endif

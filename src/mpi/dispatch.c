@@ -1,0 +1,722 @@
+/* dispatch.c : the dispatcher of an mpi executor, on rank 0.
+ *
+ * An mpi executor is the threads executor with one thread, the
+ * dispatcher: submit and map push onto the same deques, shutdown and
+ * cancel work the same way; where a threads worker would run a task, the
+ * dispatcher sends it.
+ *
+ * Loop: (1) poll results (MPI_Improbe on the executor's private tag, so
+ * several executors share the worker ranks), complete futures / map
+ * entries; (2) while a worker rank has room, take queued work and send it
+ * to the rank with the fewest batches in flight (a fast rank comes back
+ * sooner and so takes more: dynamic load balancing). Plain futures go in
+ * batches of up to BATCH_MAX, sized so that a batch takes about
+ * BATCH_TARGET_NS on the worker (from the measured time per task); a map
+ * chunk (sized by map's own estimator) is one batch. Up to DEPTH batches
+ * are in flight per rank, so a rank always has its next batch queued
+ * while it runs one and the message latency is hidden. (3) with nothing
+ * to do, spin briefly, then yield, then sleep on the executor's futex (a
+ * submit wakes it) with a timeout while results are awaited.
+ *
+ * A worker rank runs its batches in the order sent, so results from rank r
+ * answer the oldest batch in r's FIFO: no lookup table.
+ *
+ * Ownership: a sent batch keeps its send buffer and MPI requests until its
+ * answer arrives (then every request is complete: the worker has received
+ * all of it). Big inputs are sent straight from the future's input or the
+ * map's items (MPI_Isend, no copy); both stay alive until the item is
+ * complete. Big outputs are received into a weft__out_alloc block that the
+ * future or map entry keeps (no copy).
+ *
+ * Cancel: a future still in the deques can be cancelled; once taken it is
+ * started (RUNNING) before it is sent, so weft_future_cancel says EBUSY.
+ */
+#ifdef WEFT_HAVE_MPI
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "wire.h"
+
+#define BATCH_MAX 64
+#define BATCH_TARGET_NS 100000.0
+#define BATCH_BYTES (1u << 20)
+#define DEPTH 4
+#define DEPTH_LONG 2
+#define LONG_ITEM_NS 500000.0
+#define IDLE_SPIN_NS 50000
+
+typedef struct big {
+    const void *p;
+    size_t len;
+} big;
+
+typedef struct batch {
+    struct batch *next;
+    uint32_t id;
+    size_t n;
+    weft__rchunk *chunk; /* a map chunk, or NULL: plain futures in fs */
+    weft_future **fs;
+    size_t fs_cap;
+    MPI_Request *reqs;
+    int nreq, req_cap;
+    unsigned char *buf;
+    size_t cap;
+    big *bigs;
+    size_t nbig, big_cap;
+    uint64_t sent_ns;
+} batch;
+
+typedef struct rankq {
+    batch *head, *tail;
+    int n;
+} rankq;
+
+struct weft__mpi_exec {
+    weft_executor *ex;
+    weft__mpi_params p;
+    uint32_t no;
+    int tag;
+    rankq *rq;
+    int inflight;
+    int rr;
+    batch *free_batches;
+    unsigned char *rbuf;
+    size_t rcap;
+    weft__ritem items[BATCH_MAX];
+    void **blocks; /* big outputs of the batch being delivered */
+    size_t blocks_cap;
+    weft_future *pending; /* taken, not sent yet */
+    double item_ns;       /* recent time per item on the workers */
+    uint32_t next_batch;
+    struct {
+        weft_task_fn fn;
+        const char *name;
+    } names[8];
+    unsigned nnext;
+};
+
+static _Atomic uint32_t next_exec_no;
+
+/* ---- small helpers ---- */
+
+static int grow_bytes(unsigned char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 4096;
+    while (c < need) c *= 2;
+    unsigned char *p = realloc(*buf, c);
+    if (!p) return -1;
+    *buf = p;
+    *cap = c;
+    return 0;
+}
+
+static const char *name_of(struct weft__mpi_exec *M, weft_task_fn fn)
+{
+    for (int i = 0; i < 8; i++)
+        if (M->names[i].fn == fn) return M->names[i].name;
+    const char *n = weft_task_name(fn);
+    if (n) {
+        unsigned k = M->nnext++ % 8;
+        M->names[k].fn = fn;
+        M->names[k].name = n;
+    }
+    return n ? n : "";
+}
+
+static void sleep_ns(long ns)
+{
+    struct timespec ts = {0, ns};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits for one reply of `type` on M's tag from any rank; returns the
+ * header (in M->rbuf). Polls without holding the lock for long. */
+static const w_hdr *wait_reply(struct weft__mpi_exec *M, uint32_t type)
+{
+    uint64_t t0 = weft__now_ns();
+    for (;;) {
+        int flag = 0;
+        MPI_Message m;
+        MPI_Status st;
+        pthread_mutex_lock(&weft__mpi_mu);
+        MPI_Improbe(MPI_ANY_SOURCE, M->tag, weft__mpi_comm, &flag, &m, &st);
+        if (flag) {
+            int count = 0;
+            MPI_Get_count(&st, MPI_BYTE, &count);
+            if (grow_bytes(&M->rbuf, &M->rcap, (size_t)count + 8)) {
+                /* cannot hold it: receive into a scratch and fail the reply */
+                unsigned char *tmp = malloc((size_t)count);
+                MPI_Mrecv(tmp, count, MPI_BYTE, &m, MPI_STATUS_IGNORE);
+                free(tmp);
+                pthread_mutex_unlock(&weft__mpi_mu);
+                continue;
+            }
+            MPI_Mrecv(M->rbuf, count, MPI_BYTE, &m, MPI_STATUS_IGNORE);
+            pthread_mutex_unlock(&weft__mpi_mu);
+            const w_hdr *h = (const w_hdr *)M->rbuf;
+            if (h->type == type) return h;
+            continue;
+        }
+        pthread_mutex_unlock(&weft__mpi_mu);
+        uint64_t d = weft__now_ns() - t0;
+        if (d < 100000)
+            weft__cpu_relax();
+        else if (d < 2000000)
+            sched_yield();
+        else
+            sleep_ns(100000);
+    }
+}
+
+/* ---- open / close ---- */
+
+int weft__mpi_exec_open(weft_executor *ex, char **msg)
+{
+    *msg = NULL;
+    weft__mpi_params p;
+    weft__exec_mpi_params(ex, &p);
+    if (p.initializer && !weft_task_name(p.initializer))
+        return weft__err(WEFT_ENOTREG, "weft_executor_create: the initializer is not registered; "
+                                       "the mpi backend finds functions by name");
+    if (p.finalizer && !weft_task_name(p.finalizer))
+        return weft__err(WEFT_ENOTREG, "weft_executor_create: the finalizer is not registered; "
+                                       "the mpi backend finds functions by name");
+    struct weft__mpi_exec *M = calloc(1, sizeof *M);
+    if (!M || !(M->rq = calloc((size_t)p.ranks, sizeof *M->rq))) {
+        free(M);
+        return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
+    }
+    M->ex = ex;
+    M->p = p;
+    M->no = atomic_fetch_add(&next_exec_no, 1);
+    M->tag = res_tag(M->no);
+    *weft__exec_mpi_slot(ex) = M;
+    atomic_fetch_add(&weft__mpi_live, 1);
+
+    const char *names[2] = {p.initializer ? weft_task_name(p.initializer) : "",
+                            p.finalizer ? weft_task_name(p.finalizer) : ""};
+    size_t len = sizeof(w_hdr) + sizeof(w_item) + pad8(p.init_len);
+    for (int i = 0; i < 2; i++) len += 8 + pad8(strlen(names[i]));
+    unsigned char *buf = calloc(1, len);
+    if (!buf) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
+    w_hdr *h = (w_hdr *)buf;
+    h->type = MSG_OPEN;
+    h->exec = M->no;
+    h->nnames = 2;
+    h->flags = (p.initializer ? 1u : 0u) | (p.finalizer ? 2u : 0u);
+    h->seed = p.seed;
+    h->threads = p.threads;
+    unsigned char *q = buf + sizeof *h;
+    for (int i = 0; i < 2; i++) {
+        uint32_t l = (uint32_t)strlen(names[i]);
+        memcpy(q, &l, sizeof l);
+        memcpy(q + 8, names[i], l);
+        q += 8 + pad8(l);
+    }
+    w_item *it = (w_item *)q;
+    it->len = p.init_len;
+    q += sizeof *it;
+    if (p.init_len) memcpy(q, p.init_in, p.init_len);
+    pthread_mutex_lock(&weft__mpi_mu);
+    for (int r = 1; r <= p.ranks; r++)
+        MPI_Send(buf, (int)len, MPI_BYTE, r, TAG_CMD, weft__mpi_comm);
+    pthread_mutex_unlock(&weft__mpi_mu);
+    free(buf);
+
+    int err = 0;
+    for (int k = 0; k < p.ranks; k++) {
+        const w_hdr *rh = wait_reply(M, MSG_OPENED);
+        if (rh->err && !err) {
+            err = rh->err;
+            *msg = strndup((const char *)rh + sizeof *rh, rh->msg_len);
+        }
+    }
+    return err;
+}
+
+static void batch_free(batch *b)
+{
+    free(b->fs);
+    free(b->reqs);
+    free(b->buf);
+    free(b->bigs);
+    free(b);
+}
+
+void weft__mpi_exec_close(weft_executor *ex)
+{
+    struct weft__mpi_exec *M = *weft__exec_mpi_slot(ex);
+    if (!M) return;
+    w_hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = MSG_CLOSE;
+    h.exec = M->no;
+    pthread_mutex_lock(&weft__mpi_mu);
+    for (int r = 1; r <= M->p.ranks; r++)
+        MPI_Send(&h, (int)sizeof h, MPI_BYTE, r, TAG_CMD, weft__mpi_comm);
+    pthread_mutex_unlock(&weft__mpi_mu);
+    for (int k = 0; k < M->p.ranks; k++) wait_reply(M, MSG_CLOSED);
+    while (M->free_batches) {
+        batch *b = M->free_batches;
+        M->free_batches = b->next;
+        batch_free(b);
+    }
+    free(M->rq);
+    free(M->rbuf);
+    free(M->blocks);
+    free(M);
+    *weft__exec_mpi_slot(ex) = NULL;
+    atomic_fetch_sub(&weft__mpi_live, 1);
+}
+
+/* ---- sending ---- */
+
+static batch *batch_get(struct weft__mpi_exec *M)
+{
+    batch *b = M->free_batches;
+    if (b) {
+        M->free_batches = b->next;
+    } else {
+        b = calloc(1, sizeof *b);
+        if (!b) return NULL;
+    }
+    b->next = NULL;
+    b->n = 0;
+    b->chunk = NULL;
+    b->nreq = 0;
+    b->nbig = 0;
+    return b;
+}
+
+static void batch_put(struct weft__mpi_exec *M, batch *b)
+{
+    b->next = M->free_batches;
+    M->free_batches = b;
+}
+
+/* Packs items[0..n) into b->buf; big inputs are noted in b->bigs. */
+static int pack(struct weft__mpi_exec *M, batch *b, const weft__ritem *items, size_t n,
+                bool stop_on_error)
+{
+    weft_task_fn fns[8];
+    const char *nm[8];
+    uint32_t nn = 0;
+    /* name table: the distinct functions (a map chunk has one) */
+    size_t len = sizeof(w_hdr);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = 0;
+        while (k < nn && fns[k] != items[i].fn) k++;
+        if (k == nn) {
+            if (nn == 8) return -1; /* caller keeps batches to <= 8 functions */
+            fns[nn] = items[i].fn;
+            nm[nn] = name_of(M, items[i].fn);
+            len += 8 + pad8(strlen(nm[nn]));
+            nn++;
+        }
+        len += sizeof(w_item);
+        if (items[i].len < BIG) len += pad8(items[i].len);
+    }
+    if (grow_bytes(&b->buf, &b->cap, len)) return -1;
+    w_hdr *h = (w_hdr *)b->buf;
+    memset(h, 0, sizeof *h);
+    h->type = MSG_BATCH;
+    h->exec = M->no;
+    h->batch = b->id = M->next_batch++;
+    h->n = (uint32_t)n;
+    h->nnames = nn;
+    h->flags = stop_on_error ? BF_STOP_ON_ERROR : 0;
+    unsigned char *q = b->buf + sizeof *h;
+    for (uint32_t k = 0; k < nn; k++) {
+        uint32_t l = (uint32_t)strlen(nm[k]);
+        memcpy(q, &l, sizeof l);
+        memset(q + 4, 0, 4);
+        memcpy(q + 8, nm[k], l);
+        q += 8 + pad8(l);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const weft__ritem *r = &items[i];
+        w_item *it = (w_item *)q;
+        uint16_t k = 0;
+        while (fns[k] != r->fn) k++;
+        it->index = r->index;
+        it->seed = r->seed;
+        it->len = r->len;
+        it->retries = r->retries;
+        it->fn = k;
+        it->flags = 0;
+        q += sizeof *it;
+        if (r->len >= BIG) {
+            it->flags = IF_BIG;
+            if (b->nbig == b->big_cap) {
+                size_t c = b->big_cap ? b->big_cap * 2 : 8;
+                big *nb = realloc(b->bigs, c * sizeof *nb);
+                if (!nb) return -1;
+                b->bigs = nb;
+                b->big_cap = c;
+            }
+            b->bigs[b->nbig++] = (big){r->in, r->len};
+        } else if (r->len) {
+            memcpy(q, r->in, r->len);
+            size_t pl = pad8(r->len);
+            if (pl > r->len) memset(q + r->len, 0, pl - r->len);
+            q += pl;
+        }
+    }
+    b->n = n;
+    /* requests: the batch, and one per PIECE of each big input */
+    int nreq = 1;
+    for (size_t i = 0; i < b->nbig; i++) nreq += (int)((b->bigs[i].len + PIECE - 1) / PIECE);
+    if (nreq > b->req_cap) {
+        MPI_Request *r = realloc(b->reqs, (size_t)nreq * sizeof *r);
+        if (!r) return -1;
+        b->reqs = r;
+        b->req_cap = nreq;
+    }
+    return (int)(q - b->buf);
+}
+
+static void post(struct weft__mpi_exec *M, batch *b, int rank, int len)
+{
+    pthread_mutex_lock(&weft__mpi_mu);
+    MPI_Isend(b->buf, len, MPI_BYTE, rank, TAG_CMD, weft__mpi_comm, &b->reqs[0]);
+    b->nreq = 1;
+    for (size_t i = 0; i < b->nbig; i++) {
+        const char *p = b->bigs[i].p;
+        size_t left = b->bigs[i].len;
+        do {
+            size_t k = left > PIECE ? PIECE : left;
+            MPI_Isend(p, (int)k, MPI_BYTE, rank, TAG_CMD, weft__mpi_comm, &b->reqs[b->nreq++]);
+            p += k;
+            left -= k;
+        } while (left);
+    }
+    pthread_mutex_unlock(&weft__mpi_mu);
+    b->sent_ns = weft__now_ns();
+    rankq *q = &M->rq[rank - 1];
+    if (q->tail)
+        q->tail->next = b;
+    else
+        q->head = b;
+    q->tail = b;
+    q->n++;
+    M->inflight++;
+}
+
+/* Fails every item of an unsendable batch (out of memory). */
+static void fail_items(struct weft__mpi_exec *M, batch *b, size_t n, int lane)
+{
+    weft__rres r;
+    memset(&r, 0, sizeof r);
+    r.err = WEFT_ENOMEM;
+    r.msg = "out of memory packing the batch for the worker rank";
+    r.t0 = r.t1 = weft__now_ns();
+    for (size_t i = 0; i < n; i++) {
+        if (b->chunk)
+            weft__map_chunk_item(b->chunk, i, &r);
+        else
+            weft__exec_complete_remote(M->ex, lane, b->fs[i], &r);
+    }
+    if (b->chunk) {
+        weft__map_chunk_close(b->chunk, lane);
+        weft__exec_finished(M->ex, 1);
+    } else {
+        weft__exec_finished(M->ex, (int64_t)n);
+    }
+    batch_put(M, b);
+}
+
+static int batch_max(const struct weft__mpi_exec *M)
+{
+    if (M->item_ns <= 0) return 1; /* unknown yet: a long task must not hold up others */
+    double m = BATCH_TARGET_NS / M->item_ns;
+    return m >= BATCH_MAX ? BATCH_MAX : m < 1 ? 1 : (int)m;
+}
+
+/* Sends the next work to `rank`. Returns false if there was none. */
+static bool send_next(struct weft__mpi_exec *M, int rank)
+{
+    weft_executor *ex = M->ex;
+    int lane = rank - 1;
+    weft_future *f = M->pending ? M->pending : weft__exec_take(ex);
+    M->pending = NULL;
+    if (!f) return false;
+    batch *b = batch_get(M);
+    if (!b) { /* out of memory: keep it for later */
+        M->pending = f;
+        return false;
+    }
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL) {
+        weft__ritem *items;
+        size_t n;
+        bool soe;
+        b->chunk = weft__map_chunk_open(f, &items, &n, &soe);
+        if (!b->chunk) { /* cancelled or failed: already back with its map */
+            batch_put(M, b);
+            weft__exec_finished(ex, 1);
+            return true;
+        }
+        int len = pack(M, b, items, n, soe);
+        free(items);
+        if (len < 0) {
+            fail_items(M, b, n, lane);
+            return true;
+        }
+        post(M, b, rank, len);
+        return true;
+    }
+    int max = batch_max(M);
+    size_t n = 0, bytes = 0;
+    if (b->fs_cap < BATCH_MAX) {
+        weft_future **fs = realloc(b->fs, BATCH_MAX * sizeof *fs);
+        if (!fs) {
+            M->pending = f;
+            batch_put(M, b);
+            return false;
+        }
+        b->fs = fs;
+        b->fs_cap = BATCH_MAX;
+    }
+    weft_task_fn fns[8];
+    int nfns = 0;
+    for (;;) {
+        /* at most 8 distinct functions per batch (the name table) */
+        int k = 0;
+        while (k < nfns && fns[k] != f->fn) k++;
+        if (k == nfns && nfns == 8) {
+            M->pending = f;
+            break;
+        }
+        if (weft__exec_start_remote(ex, f, lane, &M->items[n])) {
+            if (k == nfns) fns[nfns++] = f->fn;
+            b->fs[n] = f;
+            bytes += M->items[n].len;
+            n++;
+        } else {
+            weft__exec_finished(ex, 1); /* cancelled while queued */
+        }
+        if ((int)n >= max || bytes >= BATCH_BYTES) break;
+        f = weft__exec_take(ex);
+        if (!f) break;
+        if (atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL) {
+            M->pending = f; /* a map chunk goes alone */
+            break;
+        }
+    }
+    if (n == 0) {
+        batch_put(M, b);
+        return true;
+    }
+    int len = pack(M, b, M->items, n, false);
+    if (len < 0) {
+        fail_items(M, b, n, lane);
+        return true;
+    }
+    post(M, b, rank, len);
+    return true;
+}
+
+/* The worker rank with room and the fewest batches in flight, or -1. */
+static int pick_rank(struct weft__mpi_exec *M)
+{
+    int depth = M->item_ns > LONG_ITEM_NS ? DEPTH_LONG : DEPTH;
+    int best = -1, best_n = depth;
+    int R = M->p.ranks;
+    for (int k = 0; k < R; k++) {
+        int i = (M->rr + k) % R;
+        if (M->rq[i].n < best_n) {
+            best = i;
+            best_n = M->rq[i].n;
+            if (best_n == 0) break;
+        }
+    }
+    if (best < 0) return -1;
+    M->rr = (best + 1) % R;
+    return best + 1;
+}
+
+/* ---- receiving ---- */
+
+static bool poll_one(struct weft__mpi_exec *M)
+{
+    int flag = 0;
+    MPI_Message m;
+    MPI_Status st;
+    pthread_mutex_lock(&weft__mpi_mu);
+    MPI_Improbe(MPI_ANY_SOURCE, M->tag, weft__mpi_comm, &flag, &m, &st);
+    if (!flag) {
+        pthread_mutex_unlock(&weft__mpi_mu);
+        return false;
+    }
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    if (grow_bytes(&M->rbuf, &M->rcap, (size_t)count + 8)) {
+        pthread_mutex_unlock(&weft__mpi_mu);
+        fprintf(stderr, "weft: rank 0 is out of memory receiving results\n");
+        MPI_Abort(weft__mpi_comm, 1);
+        return false;
+    }
+    MPI_Mrecv(M->rbuf, count, MPI_BYTE, &m, MPI_STATUS_IGNORE);
+    const w_hdr *h = (const w_hdr *)M->rbuf;
+    int src = st.MPI_SOURCE;
+    rankq *q = &M->rq[src - 1];
+    batch *b = q->head;
+    size_t n = h->n;
+    if (h->type != MSG_RESULT || !b || b->id != h->batch || n != b->n) {
+        pthread_mutex_unlock(&weft__mpi_mu);
+        fprintf(stderr, "weft: unexpected message from rank %d (type %u, batch %u)\n", src, h->type,
+                h->batch);
+        return true;
+    }
+    if (n > M->blocks_cap) {
+        void **bl = realloc(M->blocks, n * sizeof *bl);
+        if (!bl) {
+            pthread_mutex_unlock(&weft__mpi_mu);
+            MPI_Abort(weft__mpi_comm, 1);
+            return false;
+        }
+        M->blocks = bl;
+        M->blocks_cap = n;
+    }
+    /* the big outputs follow the answer, in item order */
+    const unsigned char *p = M->rbuf + sizeof *h;
+    for (size_t i = 0; i < n; i++) {
+        const w_res *r = (const w_res *)p;
+        p += sizeof *r;
+        M->blocks[i] = NULL;
+        if (r->flags & IF_BIG) {
+            M->blocks[i] = weft__out_alloc(r->out_len);
+            if (M->blocks[i]) {
+                weft__mpi_recv_big(M->blocks[i], r->out_len, src, M->tag);
+            } else { /* drain it, the item fails */
+                size_t left = r->out_len;
+                char *tmp = malloc(left < PIECE ? left : PIECE);
+                while (left) {
+                    size_t k = left < PIECE ? left : PIECE;
+                    MPI_Recv(tmp, (int)k, MPI_BYTE, src, M->tag, weft__mpi_comm, MPI_STATUS_IGNORE);
+                    left -= k;
+                }
+                free(tmp);
+            }
+        } else {
+            p += pad8(r->out_len);
+        }
+        p += pad8(r->msg_len);
+    }
+    MPI_Waitall(b->nreq, b->reqs, MPI_STATUSES_IGNORE);
+    pthread_mutex_unlock(&weft__mpi_mu);
+
+    q->head = b->next;
+    if (!q->head) q->tail = NULL;
+    q->n--;
+    M->inflight--;
+
+    uint64_t now = weft__now_ns();
+    bool same = weft__mpi_same_host && weft__mpi_same_host[src];
+    int lane = src - 1;
+    double busy = 0;
+    p = M->rbuf + sizeof *h;
+    for (size_t i = 0; i < n; i++) {
+        const w_res *r = (const w_res *)p;
+        p += sizeof *r;
+        weft__rres res;
+        res.err = r->err;
+        res.remote = 0;
+        res.pid = 0;
+        res.out_len = r->out_len;
+        res.take = NULL;
+        if (r->flags & IF_BIG) {
+            res.out = M->blocks[i];
+            res.take = &M->blocks[i];
+            if (!res.out) {
+                res.err = WEFT_ENOMEM;
+                res.out_len = 0;
+            }
+        } else {
+            res.out = r->out_len ? p : NULL;
+            p += pad8(r->out_len);
+        }
+        res.msg = NULL;
+        char *msg = NULL;
+        if (r->msg_len) {
+            msg = strndup((const char *)p, r->msg_len);
+            res.msg = msg ? msg : "(message lost: out of memory)";
+            p += pad8(r->msg_len);
+        } else if (res.err == WEFT_ENOMEM && !res.out_len && (r->flags & IF_BIG)) {
+            res.msg = "out of memory on rank 0 for the item's output";
+        }
+        busy += (double)(r->t1 - r->t0);
+        res.t0 = same ? r->t0 : b->sent_ns;
+        res.t1 = same ? r->t1 : now;
+        if (b->chunk)
+            weft__map_chunk_item(b->chunk, i, &res);
+        else
+            weft__exec_complete_remote(M->ex, lane, b->fs[i], &res);
+        if (M->blocks[i]) weft__out_free(M->blocks[i]); /* not kept */
+        free(msg);
+    }
+    double per = busy / (double)(n ? n : 1);
+    if (per < 1) per = 1;
+    M->item_ns = M->item_ns > 0 ? 0.7 * M->item_ns + 0.3 * per : per;
+    if (b->chunk) {
+        weft__map_chunk_close(b->chunk, lane);
+        weft__exec_finished(M->ex, 1);
+    } else {
+        weft__exec_finished(M->ex, (int64_t)n);
+    }
+    batch_put(M, b);
+    return true;
+}
+
+/* ---- the loop ---- */
+
+void weft__mpi_dispatch(weft_executor *ex)
+{
+    struct weft__mpi_exec *M = *weft__exec_mpi_slot(ex);
+    uint64_t wait_t0 = 0;
+    for (;;) {
+        bool did = false;
+        while (M->inflight && poll_one(M)) did = true;
+        for (int r; (r = pick_rank(M)) > 0;) {
+            if (!send_next(M, r)) break;
+            did = true;
+        }
+        if (did) {
+            wait_t0 = 0;
+            continue;
+        }
+        if (!M->inflight && !M->pending) {
+            if (weft__exec_stopping(ex)) break;
+            /* idle: spin a moment (the next submit is often close), then sleep */
+            uint64_t t0 = weft__now_ns();
+            weft_future *f = NULL;
+            for (unsigned i = 1; !f; i++) {
+                f = weft__exec_take(ex);
+                if (f || ((i & 15) == 0 && weft__now_ns() - t0 > IDLE_SPIN_NS)) break;
+                weft__cpu_relax();
+            }
+            if (!f) f = weft__exec_idle(ex, 100000000);
+            M->pending = f;
+            continue;
+        }
+        /* results awaited */
+        uint64_t now = weft__now_ns();
+        if (!wait_t0) wait_t0 = now;
+        uint64_t d = now - wait_t0;
+        if (d < 20000) {
+            weft__cpu_relax();
+        } else if (d < 1000000) {
+            sched_yield();
+        } else if (M->pending) {
+            sleep_ns(50000);
+        } else {
+            weft_future *f = weft__exec_idle(ex, d < 20000000 ? 50000 : 500000);
+            if (f) M->pending = f;
+        }
+    }
+}
+
+#endif

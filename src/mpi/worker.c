@@ -1,0 +1,552 @@
+/* worker.c : the loop of a worker rank (ranks 1..n-1) of the mpi backend.
+ *
+ * One thread makes every MPI call: it waits for a command from rank 0
+ * (MPI_Improbe, spinning briefly, then yielding, then sleeping in growing
+ * steps so an idle rank leaves its core to others), receives it whole
+ * (MPI_Mrecv into a buffer kept between batches), runs the batch's items
+ * in order and answers with one RESULT message (plus one message per big
+ * output, sent straight from the task's output block).
+ *
+ * State per executor (OPEN .. CLOSE): the initializer's output, the
+ * finalizer, and in hybrid mode a local threads executor on which a
+ * batch's items run in parallel (weft_map over the item numbers). The
+ * worker id a task sees is rank - 1 in both modes.
+ *
+ * A task that crashes the rank (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT)
+ * is named on stderr by an async-signal-safe handler before the default
+ * action ends the process; mpirun then aborts the whole job (Open MPI's
+ * default when a rank dies), which is the honest outcome: MPI has no way to
+ * replace a rank.
+ */
+#ifdef WEFT_HAVE_MPI
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wire.h"
+
+typedef struct wexec {
+    uint32_t no;
+    int tag;
+    weft_task_fn finalizer;
+    void *state; /* initializer output (weft__out_alloc block) or NULL */
+    size_t state_len;
+    int threads;
+    weft_executor *local; /* hybrid mode */
+    struct wexec *next;
+} wexec;
+
+/* One item's result while its batch runs. */
+typedef struct slot {
+    int err;
+    void *out; /* into inl or a heap block */
+    size_t out_len;
+    bool out_heap;
+    char *msg;
+    uint64_t t0, t1;
+    unsigned char inl[64] __attribute__((aligned(16)));
+} slot;
+
+/* The batch being run (hybrid items read it from their threads). */
+typedef struct wbatch {
+    wexec *x;
+    size_t n;
+    const w_item **items;
+    const void **ins;
+    weft_task_fn *fns;
+    const char **names;
+    slot *slots;
+    bool stop_on_error;
+    _Atomic int stop;
+} wbatch;
+
+static wexec *execs;
+static unsigned char *rbuf, *sbuf;
+static size_t rcap, scap;
+static slot *slots;
+static size_t nslots_cap;
+
+/* ---- crash report ---- */
+
+static const char *volatile cur_name;
+static volatile uint64_t cur_index;
+static volatile int cur_running;
+
+static size_t put_str(char *b, size_t at, size_t cap, const char *s)
+{
+    while (*s && at + 1 < cap) b[at++] = *s++;
+    return at;
+}
+
+static size_t put_u64(char *b, size_t at, size_t cap, uint64_t v)
+{
+    char d[24];
+    int n = 0;
+    do {
+        d[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n && at + 1 < cap) b[at++] = d[--n];
+    return at;
+}
+
+static void crash_handler(int sig)
+{
+    char b[512];
+    size_t k = 0;
+    k = put_str(b, k, sizeof b, "weft: rank ");
+    k = put_u64(b, k, sizeof b, (uint64_t)weft__mpi_rank);
+    k = put_str(b, k, sizeof b, " died of signal ");
+    k = put_u64(b, k, sizeof b, (uint64_t)sig);
+    if (cur_running) {
+        k = put_str(b, k, sizeof b, " while running task '");
+        k = put_str(b, k, sizeof b, cur_name ? cur_name : "?");
+        k = put_str(b, k, sizeof b, "' (index ");
+        k = put_u64(b, k, sizeof b, cur_index);
+        k = put_str(b, k, sizeof b, ")");
+    }
+    k = put_str(b, k, sizeof b, "; MPI will end the job\n");
+    ssize_t unused = write(2, b, k);
+    (void)unused;
+    raise(sig); /* SA_RESETHAND: the default action now */
+}
+
+static void install_crash_handlers(void)
+{
+    static char altstack[65536];
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = crash_handler;
+    sa.sa_flags = SA_ONSTACK | SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+}
+
+/* ---- helpers ---- */
+
+static int grow(unsigned char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 65536;
+    while (c < need) c *= 2;
+    unsigned char *p = realloc(*buf, c);
+    if (!p) return -1;
+    *buf = p;
+    *cap = c;
+    return 0;
+}
+
+static void die_oom(void)
+{
+    static const char m[] = "weft: a worker rank is out of memory; aborting the job\n";
+    ssize_t unused = write(2, m, sizeof m - 1);
+    (void)unused;
+    MPI_Abort(weft__mpi_comm, 1);
+    _exit(1);
+}
+
+static void wait_cmd(MPI_Message *m, MPI_Status *st)
+{
+    uint64_t t0 = 0;
+    for (unsigned spins = 0;; spins++) {
+        int flag = 0;
+        MPI_Improbe(0, TAG_CMD, weft__mpi_comm, &flag, m, st);
+        if (flag) return;
+        if (spins < 64) continue;
+        uint64_t now = weft__now_ns();
+        if (!t0) t0 = now;
+        uint64_t d = now - t0;
+        if (d < 50000) {
+            weft__cpu_relax();
+        } else if (d < 5000000) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, d < 100000000 ? 50000 : 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* Name -> function, cached: a batch names its functions, usually one. */
+static struct {
+    char name[128];
+    weft_task_fn fn;
+    const char *stable; /* the registry's copy, for crash reports */
+} fcache[16];
+static unsigned fcache_next;
+
+static weft_task_fn find_fn(const char *name, size_t len, const char **stable)
+{
+    for (int i = 0; i < 16; i++)
+        if (fcache[i].fn && strlen(fcache[i].name) == len &&
+            memcmp(fcache[i].name, name, len) == 0) {
+            *stable = fcache[i].stable;
+            return fcache[i].fn;
+        }
+    char tmp[1024];
+    if (len >= sizeof tmp) return NULL;
+    memcpy(tmp, name, len);
+    tmp[len] = 0;
+    weft_task_fn fn = NULL;
+    if (weft_task_lookup(tmp, &fn) != 0) return NULL;
+    *stable = weft_task_name(fn);
+    if (len < sizeof fcache[0].name) {
+        unsigned k = fcache_next++ % 16;
+        memcpy(fcache[k].name, tmp, len + 1);
+        fcache[k].fn = fn;
+        fcache[k].stable = *stable;
+    }
+    return fn;
+}
+
+static wexec *find_exec(uint32_t no)
+{
+    for (wexec *x = execs; x; x = x->next)
+        if (x->no == no) return x;
+    return NULL;
+}
+
+static void reply(int tag, uint32_t type, uint32_t no, int err, const char *msg)
+{
+    size_t ml = msg ? strlen(msg) : 0;
+    if (grow(&sbuf, &scap, sizeof(w_hdr) + ml)) die_oom();
+    w_hdr *h = (w_hdr *)sbuf;
+    memset(h, 0, sizeof *h);
+    h->type = type;
+    h->exec = no;
+    h->err = err;
+    h->msg_len = (uint32_t)ml;
+    h->rank = weft__mpi_rank;
+    if (ml) memcpy(sbuf + sizeof *h, msg, ml);
+    MPI_Send(sbuf, (int)(sizeof *h + ml), MPI_BYTE, 0, tag, weft__mpi_comm);
+}
+
+/* Parses the name table at p; fills fns/names (n entries). Returns the
+ * position after it. */
+static const unsigned char *parse_names(const unsigned char *p, uint32_t n, weft_task_fn *fns,
+                                        const char **names)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len;
+        memcpy(&len, p, sizeof len);
+        const char *s = (const char *)p + 8;
+        fns[i] = len ? find_fn(s, len, &names[i]) : NULL;
+        if (!fns[i]) names[i] = NULL;
+        p += 8 + pad8(len);
+    }
+    return p;
+}
+
+/* ---- running items ---- */
+
+static void run_item(wbatch *b, size_t i)
+{
+    slot *s = &b->slots[i];
+    const w_item *it = b->items[i];
+    weft_task_fn fn = it->fn < 65535 ? b->fns[it->fn] : NULL;
+    s->out = NULL;
+    s->out_len = 0;
+    s->out_heap = false;
+    s->msg = NULL;
+    s->t0 = s->t1 = weft__now_ns();
+    if (b->stop_on_error && atomic_load_explicit(&b->stop, memory_order_relaxed)) {
+        s->err = WEFT_ECANCELLED;
+        return;
+    }
+    if (!fn) {
+        s->err = WEFT_ENOTREG;
+        s->msg = strdup("the task is not registered under its name on this worker rank (is it "
+                        "the same program?)");
+        return;
+    }
+    weft_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.index = it->index;
+    ctx.seed = it->seed;
+    ctx.worker = weft__mpi_rank - 1;
+    ctx.inl = s->inl;
+    ctx.inl_cap = sizeof s->inl;
+    ctx.wstate = b->x->state;
+    ctx.wstate_len = b->x->state_len;
+    if (b->x->threads <= 1) {
+        cur_name = b->names[it->fn];
+        cur_index = it->index;
+        cur_running = 1;
+    }
+    s->err = weft__ctx_run(&ctx, fn, b->ins[i], it->len, it->retries);
+    cur_running = 0;
+    s->t1 = weft__now_ns();
+    if (s->err == 0) {
+        s->out = ctx.out ? ctx.out : s->inl;
+        s->out_len = ctx.out_len;
+        s->out_heap = ctx.out_heap;
+    } else {
+        if (ctx.out_heap) weft__out_free(ctx.out);
+        s->msg = ctx.msg;
+        if (b->stop_on_error) atomic_store_explicit(&b->stop, 1, memory_order_relaxed);
+    }
+}
+
+/* hybrid mode: a local map over the item numbers */
+static wbatch *hyb_batch;
+
+static int hyb_item(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx;
+    uint32_t i;
+    if (len != sizeof i) return WEFT_EINVAL;
+    memcpy(&i, in, sizeof i);
+    run_item(hyb_batch, i);
+    return 0;
+}
+
+static void run_batch(wbatch *b)
+{
+    if (b->x->local && b->n > 1) {
+        uint32_t *idx = malloc(b->n * sizeof *idx);
+        if (idx) {
+            for (size_t i = 0; i < b->n; i++) idx[i] = (uint32_t)i;
+            hyb_batch = b;
+            weft_map_options mo = {.chunk_size = 1};
+            weft_results *res = NULL;
+            weft_map(b->x->local, hyb_item, idx, sizeof *idx, b->n, &mo, &res);
+            weft_results_destroy(res);
+            free(idx);
+            return;
+        }
+    }
+    for (size_t i = 0; i < b->n; i++) run_item(b, i);
+}
+
+/* ---- commands ---- */
+
+static void do_open(const w_hdr *h, const unsigned char *p, int src_len)
+{
+    (void)src_len;
+    int tag = res_tag(h->exec);
+    weft_task_fn fns[2] = {NULL, NULL};
+    const char *names[2] = {NULL, NULL};
+    p = parse_names(p, h->nnames, fns, names);
+    const w_item *it = (const w_item *)p;
+    const void *in = p + sizeof *it;
+    wexec *x = calloc(1, sizeof *x);
+    if (!x) die_oom();
+    x->no = h->exec;
+    x->tag = tag;
+    x->threads = h->threads > 0 ? h->threads : 1;
+    x->finalizer = fns[1];
+    int err = 0;
+    char *msg = NULL;
+    if (h->nnames > 0 && !fns[0] && (h->flags & 1)) {
+        err = WEFT_ENOTREG;
+        msg = strdup("the initializer is not registered on this worker rank");
+    } else if (fns[0]) {
+        weft_ctx ctx;
+        unsigned char inl[64] __attribute__((aligned(16)));
+        memset(&ctx, 0, sizeof ctx);
+        ctx.inl = inl;
+        ctx.inl_cap = sizeof inl;
+        ctx.worker = weft__mpi_rank - 1;
+        ctx.index = (uint64_t)(weft__mpi_rank - 1);
+        ctx.seed = weft__seed_for(h->seed, UINT64_MAX - (uint64_t)(weft__mpi_rank - 1));
+        cur_name = names[0];
+        cur_index = 0;
+        cur_running = 1;
+        err = weft__ctx_run(&ctx, fns[0], in, it->len, 0);
+        cur_running = 0;
+        if (err == 0) {
+            if (ctx.out_heap) {
+                x->state = ctx.out;
+            } else if ((x->state = weft__out_alloc(ctx.out_len))) {
+                if (ctx.out_len) memcpy(x->state, ctx.out, ctx.out_len);
+            } else {
+                err = WEFT_ENOMEM;
+            }
+            x->state_len = ctx.out_len;
+        } else {
+            if (ctx.out_heap) weft__out_free(ctx.out);
+            msg = ctx.msg;
+        }
+    }
+    if (err == 0 && x->threads > 1) {
+        weft_options o = {.backend = WEFT_BACKEND_THREADS, .workers = x->threads};
+        int rc = weft_executor_create(&o, &x->local);
+        if (rc) {
+            err = rc;
+            msg = strdup(weft_last_error());
+        }
+    }
+    x->next = execs;
+    execs = x;
+    char full[512];
+    if (err)
+        snprintf(full, sizeof full, "rank %d: %s", weft__mpi_rank, msg ? msg : weft_strerror(err));
+    free(msg);
+    reply(tag, MSG_OPENED, h->exec, err, err ? full : NULL);
+}
+
+static void do_close(const w_hdr *h)
+{
+    wexec **pp = &execs;
+    while (*pp && (*pp)->no != h->exec) pp = &(*pp)->next;
+    wexec *x = *pp;
+    int tag = res_tag(h->exec);
+    if (x) {
+        *pp = x->next;
+        if (x->local) weft_executor_destroy(x->local);
+        if (x->finalizer) {
+            weft_ctx ctx;
+            memset(&ctx, 0, sizeof ctx);
+            ctx.worker = weft__mpi_rank - 1;
+            ctx.wstate = x->state;
+            ctx.wstate_len = x->state_len;
+            weft__ctx_run(&ctx, x->finalizer, x->state, x->state_len, 0);
+            weft__ctx_clear(&ctx);
+        }
+        if (x->state) weft__out_free(x->state);
+        free(x);
+    }
+    reply(tag, MSG_CLOSED, h->exec, 0, NULL);
+}
+
+static void do_batch(const w_hdr *h, const unsigned char *p)
+{
+    wexec *x = find_exec(h->exec);
+    size_t n = h->n;
+    weft_task_fn fns_small[8];
+    const char *names_small[8];
+    weft_task_fn *fns = h->nnames <= 8 ? fns_small : malloc(h->nnames * sizeof *fns);
+    const char **names = h->nnames <= 8 ? names_small : malloc(h->nnames * sizeof *names);
+    const w_item **items = malloc(n * sizeof *items);
+    const void **ins = malloc(n * sizeof *ins);
+    void **bigs = calloc(n, sizeof *bigs);
+    if (!fns || !names || !items || !ins || !bigs) die_oom();
+    p = parse_names(p, h->nnames, fns, names);
+    for (size_t i = 0; i < n; i++) {
+        items[i] = (const w_item *)p;
+        p += sizeof(w_item);
+        if (items[i]->flags & IF_BIG) {
+            ins[i] = NULL;
+        } else {
+            ins[i] = p;
+            p += pad8(items[i]->len);
+        }
+    }
+    /* the big inputs follow in item order */
+    for (size_t i = 0; i < n; i++) {
+        if (!(items[i]->flags & IF_BIG)) continue;
+        bigs[i] = malloc(items[i]->len);
+        if (!bigs[i]) die_oom();
+        weft__mpi_recv_big(bigs[i], items[i]->len, 0, TAG_CMD);
+        ins[i] = bigs[i];
+    }
+    if (n > nslots_cap) {
+        slot *s = realloc(slots, n * sizeof *s);
+        if (!s) die_oom();
+        slots = s;
+        nslots_cap = n;
+    }
+    wexec dummy = {0};
+    wbatch b = {
+        x ? x : &dummy, n, items, ins, fns, names, slots, (h->flags & BF_STOP_ON_ERROR) != 0, 0};
+    run_batch(&b);
+    for (size_t i = 0; i < n; i++) free(bigs[i]);
+
+    /* the answer: header, records (+ small outputs, messages), then bigs */
+    size_t need = sizeof(w_hdr);
+    for (size_t i = 0; i < n; i++) {
+        slot *s = &slots[i];
+        need += sizeof(w_res) + (s->msg ? pad8(strlen(s->msg)) : 0);
+        if (s->err == 0 && s->out_len < BIG) need += pad8(s->out_len);
+    }
+    if (grow(&sbuf, &scap, need)) die_oom();
+    w_hdr *rh = (w_hdr *)sbuf;
+    memset(rh, 0, sizeof *rh);
+    rh->type = MSG_RESULT;
+    rh->exec = h->exec;
+    rh->batch = h->batch;
+    rh->n = (uint32_t)n;
+    rh->rank = weft__mpi_rank;
+    unsigned char *q = sbuf + sizeof *rh;
+    for (size_t i = 0; i < n; i++) {
+        slot *s = &slots[i];
+        w_res *r = (w_res *)q;
+        q += sizeof *r;
+        r->err = s->err;
+        r->flags = 0;
+        r->out_len = s->err == 0 ? s->out_len : 0;
+        r->msg_len = s->msg ? (uint32_t)strlen(s->msg) : 0;
+        r->pad = 0;
+        r->t0 = s->t0;
+        r->t1 = s->t1;
+        if (s->err == 0 && s->out_len >= BIG) {
+            r->flags = IF_BIG;
+        } else if (r->out_len) {
+            memcpy(q, s->out, s->out_len);
+            q += pad8(s->out_len);
+        }
+        if (r->msg_len) {
+            memcpy(q, s->msg, r->msg_len);
+            q += pad8(r->msg_len);
+        }
+    }
+    int tag = res_tag(h->exec);
+    MPI_Send(sbuf, (int)(q - sbuf), MPI_BYTE, 0, tag, weft__mpi_comm);
+    for (size_t i = 0; i < n; i++) {
+        slot *s = &slots[i];
+        if (s->err == 0 && s->out_len >= BIG) weft__mpi_send_big(s->out, s->out_len, 0, tag);
+        if (s->out_heap) weft__out_free(s->out);
+        free(s->msg);
+    }
+    if (fns != fns_small) free(fns);
+    if (names != names_small) free(names);
+    free(items);
+    free(ins);
+    free(bigs);
+}
+
+void weft__mpi_worker_loop(void)
+{
+    install_crash_handlers();
+    for (;;) {
+        MPI_Message m;
+        MPI_Status st;
+        wait_cmd(&m, &st);
+        int count = 0;
+        MPI_Get_count(&st, MPI_BYTE, &count);
+        if (grow(&rbuf, &rcap, (size_t)count + 8)) die_oom();
+        MPI_Mrecv(rbuf, count, MPI_BYTE, &m, MPI_STATUS_IGNORE);
+        const w_hdr *h = (const w_hdr *)rbuf;
+        const unsigned char *p = rbuf + sizeof *h;
+        switch (h->type) {
+        case MSG_OPEN:
+            do_open(h, p, count);
+            break;
+        case MSG_BATCH:
+            do_batch(h, p);
+            break;
+        case MSG_CLOSE:
+            do_close(h);
+            break;
+        case MSG_STOP:
+            free(rbuf);
+            free(sbuf);
+            free(slots);
+            MPI_Comm_free(&weft__mpi_comm);
+            MPI_Finalize();
+            exit(0);
+        default:
+            break;
+        }
+    }
+}
+
+#endif
