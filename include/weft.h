@@ -76,6 +76,7 @@ enum {
     WEFT_ENOTREG = -1005,    /* the task function is not registered */
     WEFT_EDEPEND = -1006,    /* a task this one depends on failed */
     WEFT_EBROKEN = -1007,    /* the barrier is broken (abort, timeout, failed action, reset) */
+    WEFT_EPEERDIED = -1010,  /* the process at the other end of an IPC channel died */
 };
 
 /* weft_strerror() :
@@ -562,5 +563,6 @@ WEFT_API double weft_now(void);
 /* The parts beyond the executor, one sub-header each. */
 #include "weft/sched.h"
 #include "weft/sync.h"
+#include "weft/ipc.h"
 
 #endif /* WEFT_H */

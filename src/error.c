@@ -56,6 +56,8 @@ const char *weft_strerror(int code)
         return "WEFT_EDEPEND: a task this one depends on failed";
     case WEFT_EBROKEN:
         return "WEFT_EBROKEN: the barrier is broken";
+    case WEFT_EPEERDIED:
+        return "WEFT_EPEERDIED: the process at the other end died without closing";
     default:
         return "unknown error";
     }

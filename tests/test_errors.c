@@ -26,6 +26,7 @@ static const struct {
     {WEFT_EDEPEND, "WEFT_EDEPEND"},
     {WEFT_EOVERFLOW, "WEFT_EOVERFLOW"},
     {WEFT_EBROKEN, "WEFT_EBROKEN"},
+    {WEFT_EPEERDIED, "WEFT_EPEERDIED"},
 };
 #define NCODES (sizeof codes / sizeof codes[0])
 
