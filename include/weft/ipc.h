@@ -310,8 +310,7 @@ WEFT_API int weft_mpqueue_put(weft_mpqueue *q, const void *data, size_t len, dou
  * Threads: any thread of any attached process.
  * @return 0, WEFT_ETIMEDOUT, WEFT_EOF (closed and empty), WEFT_EOVERFLOW,
  * WEFT_EINVAL. */
-WEFT_API int weft_mpqueue_get(weft_mpqueue *q, void *buf, size_t cap, size_t *len,
-                              double timeout);
+WEFT_API int weft_mpqueue_get(weft_mpqueue *q, void *buf, size_t cap, size_t *len, double timeout);
 
 /* weft_mpqueue_get_alloc() : weft_mpqueue_get() into a malloc'd `*data`
  * (the caller frees it). @return as weft_mpqueue_get without

@@ -227,8 +227,8 @@ static bool other_dead(weft_channel *ch, bool force)
 
 static int peer_died(weft_channel *ch, const char *fn)
 {
-    int32_t pid = ch->end == END_OWNER ? ipc_ld(&ch->ctl->peer_pid)
-                                       : weft__ipc_hdr_of(&ch->map)->owner_pid;
+    int32_t pid =
+        ch->end == END_OWNER ? ipc_ld(&ch->ctl->peer_pid) : weft__ipc_hdr_of(&ch->map)->owner_pid;
     return weft__err(WEFT_EPEERDIED, "%s: the process at the other end (%d) died without closing",
                      fn, (int)pid);
 }
@@ -477,8 +477,9 @@ int weft_channel_recv_alloc(weft_channel *ch, void **data, size_t *len, double t
     int rc = next_message(ch, timeout, &head, &n, fn);
     if (rc) return rc;
     void *p = malloc(n ? (size_t)n : 1);
-    if (!p) return weft__err(WEFT_ENOMEM, "%s: out of memory for %llu bytes", fn,
-                             (unsigned long long)n);
+    if (!p)
+        return weft__err(WEFT_ENOMEM, "%s: out of memory for %llu bytes", fn,
+                         (unsigned long long)n);
     if (n) weft__ring_get(ch->rxdata, ch->mask, head + 8, p, (size_t)n);
     consume(ch, head, n);
     *data = p;

@@ -79,8 +79,8 @@ uint64_t weft__ipc_self_start(void);
 bool weft__ipc_proc_alive(int32_t pid, uint64_t start);
 
 /* Circular copies for rings of `mask + 1` bytes (a power of two). */
-static inline void weft__ring_put(unsigned char *data, uint64_t mask, uint64_t pos,
-                                  const void *src, size_t n)
+static inline void weft__ring_put(unsigned char *data, uint64_t mask, uint64_t pos, const void *src,
+                                  size_t n)
 {
     size_t off = (size_t)(pos & mask), room = (size_t)(mask + 1) - off;
     if (n <= room) {
@@ -91,8 +91,8 @@ static inline void weft__ring_put(unsigned char *data, uint64_t mask, uint64_t p
     }
 }
 
-static inline void weft__ring_get(const unsigned char *data, uint64_t mask, uint64_t pos,
-                                  void *dst, size_t n)
+static inline void weft__ring_get(const unsigned char *data, uint64_t mask, uint64_t pos, void *dst,
+                                  size_t n)
 {
     size_t off = (size_t)(pos & mask), room = (size_t)(mask + 1) - off;
     if (n <= room) {

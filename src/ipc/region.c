@@ -131,8 +131,7 @@ int weft__ipc_create(weft_ipc_kind kind, size_t size, const char *fn, weft__ipc_
     char name[32];
     snprintf(name, sizeof name, "weft-%s", kind_name(kind));
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-        return weft__err(WEFT_ENOMEM, "%s: memfd_create: %s", fn, strerror(errno));
+    if (fd < 0) return weft__err(WEFT_ENOMEM, "%s: memfd_create: %s", fn, strerror(errno));
     int rc = 0;
     const char *what = NULL;
     if (fchmod(fd, 0600) != 0) {
@@ -279,8 +278,9 @@ void weft__ipc_unmap(weft__ipc_map *m)
 int weft_ipc_token_format(const weft_ipc_token *t, char *buf, size_t len)
 {
     if (!t || !buf) return weft__err(WEFT_EINVAL, "weft_ipc_token_format: NULL argument");
-    int n = snprintf(buf, len, "weft-ipc:%" PRIu32 ":%" PRId32 ":%" PRId32 ":%" PRIu64 ":%016" PRIx64,
-                     t->kind, t->pid, t->fd, t->size, t->key);
+    int n =
+        snprintf(buf, len, "weft-ipc:%" PRIu32 ":%" PRId32 ":%" PRId32 ":%" PRIu64 ":%016" PRIx64,
+                 t->kind, t->pid, t->fd, t->size, t->key);
     if (n < 0 || (size_t)n >= len) {
         if (len) buf[0] = '\0';
         return weft__err(WEFT_EINVAL,
@@ -295,8 +295,8 @@ int weft_ipc_token_format(const weft_ipc_token *t, char *buf, size_t len)
 static bool parse_num(const char **s, int base, char sep, uint64_t max, uint64_t *out)
 {
     const char *p = *s;
-    if (!((*p >= '0' && *p <= '9') || (base == 16 && ((*p >= 'a' && *p <= 'f') ||
-                                                      (*p >= 'A' && *p <= 'F')))))
+    if (!((*p >= '0' && *p <= '9') ||
+          (base == 16 && ((*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')))))
         return false;
     char *end;
     errno = 0;
