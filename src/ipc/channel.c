@@ -17,9 +17,10 @@
  * Waiting. A reader that finds the ring empty spins for a few microseconds
  * (WEFT__IPC_SPIN_NS), then sleeps on the ring's `wseq` futex word, shared
  * (no FUTEX_PRIVATE_FLAG). The sleeper protocol is Dekker's: the reader
- * reads `wseq`, sets `rsleep`, fences, re-checks `tail`, sleeps while `wseq`
- * is unchanged; the writer moves `tail`, fences, and only if `rsleep` is set
- * bumps `wseq` and wakes. So a writer never makes a system call while its
+ * reads `wseq`, sets `rsleep`, re-checks `tail`, sleeps while `wseq` is
+ * unchanged; the writer moves `tail`, then reads `rsleep`, and only if it is
+ * set bumps `wseq` and wakes. Those four accesses are sequentially
+ * consistent (an xchg on x86), so one side always sees the other's store. So a writer never makes a system call while its
  * reader is awake. Writers waiting for room mirror this with `rseq` and
  * `wsleep`. Close sets a bit in `closed`, then bumps every futex word and
  * wakes everyone.
@@ -316,9 +317,8 @@ static int rx_wait(weft_channel *ch, uint64_t head, const wait_limit *l, uint64_
             continue;
         }
         uint32_t seen = ipc_ld(&r->wseq);
-        ipc_st_relaxed(&r->rsleep, 1);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (ipc_ld_relaxed(&r->tail) == head && !ipc_ld_relaxed(&ch->ctl->closed))
+        ipc_st_sc(&r->rsleep, 1);
+        if (ipc_ld_sc(&r->tail) == head && !ipc_ld_sc(&ch->ctl->closed))
             sleep_on(&r->wseq, seen, l);
         ipc_st_relaxed(&r->rsleep, 0);
     }
@@ -356,9 +356,8 @@ static int tx_wait(weft_channel *ch, uint64_t tail, uint64_t need, const wait_li
             continue;
         }
         uint32_t seen = ipc_ld(&r->rseq);
-        ipc_st_relaxed(&r->wsleep, 1);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (cap - (tail - ipc_ld_relaxed(&r->head)) < need && !ipc_ld_relaxed(&ch->ctl->closed))
+        ipc_st_sc(&r->wsleep, 1);
+        if (cap - (tail - ipc_ld_sc(&r->head)) < need && !ipc_ld_sc(&ch->ctl->closed))
             sleep_on(&r->rseq, seen, l);
         ipc_st_relaxed(&r->wsleep, 0);
     }
@@ -395,9 +394,8 @@ int weft_channel_send(weft_channel *ch, const void *data, size_t len, double tim
     uint64_t hdr = (uint64_t)len;
     memcpy(ch->txdata + (tail & ch->mask), &hdr, 8);
     if (len) weft__ring_put(ch->txdata, ch->mask, tail + 8, data, len);
-    ipc_st(&r->tail, tail + need);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (ipc_ld_relaxed(&r->rsleep)) {
+    ipc_st_sc(&r->tail, tail + need);
+    if (ipc_ld_sc(&r->rsleep)) {
         __atomic_fetch_add(&r->wseq, 1, __ATOMIC_RELEASE);
         weft__futex_wake_ex(&r->wseq, 1, true);
     }
@@ -440,9 +438,8 @@ static int next_message(weft_channel *ch, double timeout, uint64_t *head, uint64
 static void consume(weft_channel *ch, uint64_t head, uint64_t len)
 {
     struct ring *r = ch->rx;
-    ipc_st(&r->head, head + weft__ring_need((size_t)len));
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (ipc_ld_relaxed(&r->wsleep)) {
+    ipc_st_sc(&r->head, head + weft__ring_need((size_t)len));
+    if (ipc_ld_sc(&r->wsleep)) {
         __atomic_fetch_add(&r->rseq, 1, __ATOMIC_RELEASE);
         weft__futex_wake_ex(&r->rseq, 1, true);
     }

@@ -34,6 +34,8 @@
 #define ipc_ld_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define ipc_st(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define ipc_st_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define ipc_ld_sc(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define ipc_st_sc(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 
 /* At offset 0 of every mapping. */
 typedef struct weft__ipc_hdr {
