@@ -14,8 +14,8 @@
  * of a send or recv therefore leaves the ring consistent: the message is
  * either wholly published or not at all, wholly consumed or not at all.
  *
- * Waiting. A reader that finds the ring empty spins for a few microseconds
- * (WEFT__IPC_SPIN_NS), then sleeps on the ring's `wseq` futex word, shared
+ * Waiting. A reader that finds the ring empty spins for up to a few
+ * microseconds (adaptively: see weft__ipc_spin), then sleeps on the ring's `wseq` futex word, shared
  * (no FUTEX_PRIVATE_FLAG). The sleeper protocol is Dekker's: the reader
  * reads `wseq`, sets `rsleep`, re-checks `tail`, sleeps while `wseq` is
  * unchanged; the writer moves `tail`, then reads `rsleep`, and only if it is
@@ -78,6 +78,7 @@ struct weft_channel {
     uint64_t mask;
     uint64_t tx_head; /* cached rx->head of the tx ring (only grows) */
     uint64_t last_check_ns;
+    weft__ipc_spin rx_spin, tx_spin;
 };
 
 static bool sends(uint32_t dir, int end)
@@ -270,6 +271,30 @@ static bool expired(const wait_limit *l)
 #define MY_BIT(ch) (1u << (ch)->end)
 #define OTHER_BIT(ch) (1u << (1 - (ch)->end))
 
+struct rx_still {
+    weft_channel *ch;
+    uint64_t head;
+};
+
+static bool rx_still(void *arg)
+{
+    struct rx_still *a = arg;
+    return ipc_ld_relaxed(&a->ch->rx->tail) == a->head && !ipc_ld_relaxed(&a->ch->ctl->closed);
+}
+
+struct tx_still {
+    weft_channel *ch;
+    uint64_t tail, need;
+};
+
+static bool tx_still(void *arg)
+{
+    struct tx_still *a = arg;
+    uint64_t cap = a->ch->mask + 1;
+    return cap - (a->tail - ipc_ld_relaxed(&a->ch->tx->head)) < a->need &&
+           !ipc_ld_relaxed(&a->ch->ctl->closed);
+}
+
 /* Waits until the rx ring holds a message (0, `*tail`), or another outcome:
  * WEFT_ECLOSED (this end closed), WEFT_EOF (the other end closed, drained),
  * WEFT_EPEERDIED (drained, the writer died), WEFT_ETIMEDOUT. */
@@ -307,13 +332,9 @@ static int rx_wait(weft_channel *ch, uint64_t head, const wait_limit *l, uint64_
         if (out) return WEFT_ETIMEDOUT;
         if (!spun) {
             spun = true;
-            uint64_t end = weft__now_ns() + WEFT__IPC_SPIN_NS;
-            if (l->deadline && l->deadline < end) end = l->deadline;
-            for (int i = 0;; i++) {
-                if (ipc_ld_relaxed(&r->tail) != head || ipc_ld_relaxed(&ch->ctl->closed)) break;
-                weft__cpu_relax();
-                if ((i & 63) == 63 && weft__now_ns() >= end) break;
-            }
+            struct rx_still a = {ch, head};
+            bool hit = weft__spin_while(rx_still, &a, weft__spin_budget(&ch->rx_spin), l->deadline);
+            weft__spin_result(&ch->rx_spin, hit);
             continue;
         }
         uint32_t seen = ipc_ld(&r->wseq);
@@ -344,15 +365,9 @@ static int tx_wait(weft_channel *ch, uint64_t tail, uint64_t need, const wait_li
         if (out) return WEFT_ETIMEDOUT;
         if (!spun) {
             spun = true;
-            uint64_t end = weft__now_ns() + WEFT__IPC_SPIN_NS;
-            if (l->deadline && l->deadline < end) end = l->deadline;
-            for (int i = 0;; i++) {
-                if (cap - (tail - ipc_ld_relaxed(&r->head)) >= need ||
-                    ipc_ld_relaxed(&ch->ctl->closed))
-                    break;
-                weft__cpu_relax();
-                if ((i & 63) == 63 && weft__now_ns() >= end) break;
-            }
+            struct tx_still a = {ch, tail, need};
+            bool hit = weft__spin_while(tx_still, &a, weft__spin_budget(&ch->tx_spin), l->deadline);
+            weft__spin_result(&ch->tx_spin, hit);
             continue;
         }
         uint32_t seen = ipc_ld(&r->rseq);

@@ -25,10 +25,10 @@
 
 /* How long a waiter sleeps between checks that the other side still lives. */
 #define WEFT__IPC_SLICE_NS 100000000ll /* 100 ms */
-/* How long a waiter spins before it sleeps: a message from a process on
- * another core usually arrives within this, far cheaper than two futex
- * calls and a context switch each way. */
-#define WEFT__IPC_SPIN_NS 20000ll /* 20 us */
+/* How long a waiter spins at most before it sleeps: a message from a
+ * process on another core usually arrives within this, far cheaper than two
+ * futex calls and a context switch each way. */
+#define WEFT__IPC_SPIN_NS 20000u /* 20 us */
 
 #define ipc_ld(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define ipc_ld_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -36,6 +36,51 @@
 #define ipc_st_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define ipc_ld_sc(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define ipc_st_sc(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+
+/* Adaptive spinning, one per waiting side of a handle. Spinning only pays
+ * when the partner runs on another CPU at the same time; on a loaded
+ * machine it may share ours, and then every spin steals the time slice it
+ * needs to answer. So a wait whose spin saw the event grows the budget
+ * (doubling, up to WEFT__IPC_SPIN_NS), one that had to sleep halves it, down
+ * to no spinning at all; every 32nd wait probes with the full budget, so
+ * spinning comes back when the CPUs free up. Fields are relaxed atomics:
+ * threads sharing a handle may race on them harmlessly. */
+typedef struct weft__ipc_spin {
+    uint32_t budget_ns;
+    uint32_t waits;
+} weft__ipc_spin;
+
+static inline uint32_t weft__spin_budget(weft__ipc_spin *s)
+{
+    uint32_t w = __atomic_fetch_add(&s->waits, 1, __ATOMIC_RELAXED);
+    if ((w & 31) == 0) return WEFT__IPC_SPIN_NS;
+    return __atomic_load_n(&s->budget_ns, __ATOMIC_RELAXED);
+}
+
+static inline void weft__spin_result(weft__ipc_spin *s, bool hit)
+{
+    uint32_t b = __atomic_load_n(&s->budget_ns, __ATOMIC_RELAXED);
+    if (hit)
+        b = b >= WEFT__IPC_SPIN_NS / 2 ? WEFT__IPC_SPIN_NS : 2 * b + 500;
+    else
+        b = b < 1000 ? 0 : b / 2;
+    __atomic_store_n(&s->budget_ns, b, __ATOMIC_RELAXED);
+}
+
+/* Spins while `still(arg)` for at most `budget` ns (and not past
+ * `deadline`, 0 = none); true if the wait ended during the spin. */
+static inline bool weft__spin_while(bool (*still)(void *), void *arg, uint32_t budget,
+                                    uint64_t deadline)
+{
+    if (!budget) return !still(arg);
+    uint64_t end = weft__now_ns() + budget;
+    if (deadline && deadline < end) end = deadline;
+    for (int i = 0;; i++) {
+        if (!still(arg)) return true;
+        weft__cpu_relax();
+        if ((i & 63) == 63 && weft__now_ns() >= end) return false;
+    }
+}
 
 /* At offset 0 of every mapping. */
 typedef struct weft__ipc_hdr {

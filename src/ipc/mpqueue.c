@@ -18,10 +18,10 @@
  *
  * Waiting. Getters that find the queue empty count themselves in
  * `get_waiters`, read the `get_seq` futex word under the lock, release the
- * lock, spin briefly, then sleep while `get_seq` is unchanged (in slices,
- * so that the wait also ends at its deadline). A put that finds getters
- * waiting bumps `get_seq` under the lock and wakes one after unlocking;
- * putters waiting for room mirror this with `put_seq`. A waiter that leaves
+ * lock, spin briefly (adaptively: see weft__ipc_spin), then sleep while
+ * `get_seq` is unchanged (in slices, so that the wait also ends at its
+ * deadline). A put that finds getters waiting bumps `get_seq` under the
+ * lock and wakes one after unlocking; putters waiting for room mirror this with `put_seq`. A waiter that leaves
  * without taking what it was woken for (timeout) passes the wake-up on, so
  * one wake per message never strands a message while others sleep. Close
  * bumps both words and wakes everyone. */
@@ -56,6 +56,7 @@ struct weft_mpqueue {
     struct q_state *st;
     unsigned char *data;
     uint64_t mask;
+    weft__ipc_spin get_spin, put_spin;
 };
 
 static void wire(weft_mpqueue *q)
@@ -195,7 +196,19 @@ static int take_limit(double timeout, wait_limit *l, const char *fn)
 /* Called with the lock held after `*waiters` was incremented and `seen`
  * read: releases the lock, spins then sleeps while *word == seen (at most a
  * slice), takes the lock again. Returns false if the deadline has passed. */
-static bool wait_on(weft_mpqueue *q, uint32_t *word, uint32_t seen, const wait_limit *l)
+struct word_still {
+    uint32_t *word;
+    uint32_t seen;
+};
+
+static bool word_still(void *arg)
+{
+    struct word_still *a = arg;
+    return ipc_ld_relaxed(a->word) == a->seen;
+}
+
+static bool wait_on(weft_mpqueue *q, uint32_t *word, uint32_t seen, weft__ipc_spin *spin,
+                    const wait_limit *l)
 {
     unlock(q);
     uint64_t now = weft__now_ns();
@@ -203,17 +216,9 @@ static bool wait_on(weft_mpqueue *q, uint32_t *word, uint32_t seen, const wait_l
     if (l->deadline && now >= l->deadline) {
         more = false;
     } else {
-        uint64_t end = now + WEFT__IPC_SPIN_NS;
-        if (l->deadline && l->deadline < end) end = l->deadline;
-        bool changed = false;
-        for (int i = 0;; i++) {
-            if (ipc_ld_relaxed(word) != seen) {
-                changed = true;
-                break;
-            }
-            weft__cpu_relax();
-            if ((i & 63) == 63 && weft__now_ns() >= end) break;
-        }
+        struct word_still a = {word, seen};
+        bool changed = weft__spin_while(word_still, &a, weft__spin_budget(spin), l->deadline);
+        weft__spin_result(spin, changed);
         if (!changed) {
             int64_t slice = WEFT__IPC_SLICE_NS;
             if (l->deadline) {
@@ -281,7 +286,7 @@ int weft_mpqueue_put(weft_mpqueue *q, const void *data, size_t len, double timeo
         }
         st->put_waiters++;
         uint32_t seen = st->put_seq;
-        bool more = wait_on(q, &st->put_seq, seen, &l);
+        bool more = wait_on(q, &st->put_seq, seen, &q->put_spin, &l);
         st->put_waiters--;
         waited = true;
         if (!more && !st->closed && !has_room(st, need)) {
@@ -333,7 +338,7 @@ static int get_common(weft_mpqueue *q, double timeout, take_fn take, void *arg, 
         }
         st->get_waiters++;
         uint32_t seen = st->get_seq;
-        bool more = wait_on(q, &st->get_seq, seen, &l);
+        bool more = wait_on(q, &st->get_seq, seen, &q->get_spin, &l);
         st->get_waiters--;
         waited = true;
         if (!more && st->count == 0 && !st->closed) {
