@@ -19,7 +19,8 @@
  * (no FUTEX_PRIVATE_FLAG). The sleeper protocol is Dekker's: the reader
  * reads `wseq`, sets `rsleep`, re-checks `tail`, sleeps while `wseq` is
  * unchanged; the writer moves `tail`, then reads `rsleep`, and only if it is
- * set bumps `wseq` and wakes. Those four accesses are sequentially
+ * set clears it, bumps `wseq` and wakes (clearing it means one wake-up per
+ * sleep, not one per message sent before the woken reader runs). Those four accesses are sequentially
  * consistent (an xchg on x86), so one side always sees the other's store. So a writer never makes a system call while its
  * reader is awake. Writers waiting for room mirror this with `rseq` and
  * `wsleep`. Close sets a bit in `closed`, then bumps every futex word and
@@ -410,7 +411,9 @@ int weft_channel_send(weft_channel *ch, const void *data, size_t len, double tim
     memcpy(ch->txdata + (tail & ch->mask), &hdr, 8);
     if (len) weft__ring_put(ch->txdata, ch->mask, tail + 8, data, len);
     ipc_st_sc(&r->tail, tail + need);
-    if (ipc_ld_sc(&r->rsleep)) {
+    /* clearing the flag here spares the next sends a wake-up system call
+     * each while the woken reader is not yet running */
+    if (ipc_ld_sc(&r->rsleep) && __atomic_exchange_n(&r->rsleep, 0, __ATOMIC_SEQ_CST)) {
         __atomic_fetch_add(&r->wseq, 1, __ATOMIC_RELEASE);
         weft__futex_wake_ex(&r->wseq, 1, true);
     }
@@ -454,7 +457,7 @@ static void consume(weft_channel *ch, uint64_t head, uint64_t len)
 {
     struct ring *r = ch->rx;
     ipc_st_sc(&r->head, head + weft__ring_need((size_t)len));
-    if (ipc_ld_sc(&r->wsleep)) {
+    if (ipc_ld_sc(&r->wsleep) && __atomic_exchange_n(&r->wsleep, 0, __ATOMIC_SEQ_CST)) {
         __atomic_fetch_add(&r->rseq, 1, __ATOMIC_RELEASE);
         weft__futex_wake_ex(&r->rseq, 1, true);
     }

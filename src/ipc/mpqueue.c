@@ -21,9 +21,11 @@
  * lock, spin briefly (adaptively: see weft__ipc_spin), then sleep while
  * `get_seq` is unchanged (in slices, so that the wait also ends at its
  * deadline). A put that finds getters waiting bumps `get_seq` under the
- * lock and wakes one after unlocking; putters waiting for room mirror this with `put_seq`. A waiter that leaves
- * without taking what it was woken for (timeout) passes the wake-up on, so
- * one wake per message never strands a message while others sleep. Close
+ * lock and wakes one after unlocking, unless every waiter has a wake-up on
+ * its way already (`get_signals`); putters waiting for room mirror this
+ * with `put_seq`. A waiter that leaves without taking what it was woken for
+ * (timeout) passes the wake-up on, so one wake per message never strands a
+ * message while others sleep. Close
  * bumps both words and wakes everyone. */
 #include <errno.h>
 #include <pthread.h>
@@ -44,7 +46,8 @@ struct q_state {
     uint32_t closed;
     uint32_t get_seq, put_seq; /* futex words */
     uint32_t get_waiters, put_waiters;
-    uint32_t recoveries; /* times a dead holder's lock was recovered */
+    uint32_t get_signals, put_signals; /* wake-ups sent to waiters not yet back */
+    uint32_t recoveries;               /* times a dead holder's lock was recovered */
 };
 
 _Static_assert(sizeof(pthread_mutex_t) <= Q_STATE_OFF - Q_MUTEX_OFF, "mutex too big");
@@ -161,6 +164,7 @@ static void recover(weft_mpqueue *q)
     }
     st->count = n;
     st->recoveries++;
+    st->get_signals = st->put_signals = 0;
     /* waiters it had counted may be gone: over-counting only costs wake-ups */
     pthread_mutex_consistent(q->mu);
 }
@@ -235,11 +239,21 @@ static bool wait_on(weft_mpqueue *q, uint32_t *word, uint32_t seen, weft__ipc_sp
 
 /* With the lock held: bumps `*word` if anyone waits on it; returns whether a
  * wake-up is due (done after unlocking). */
-static bool signal_locked(uint32_t *word, uint32_t waiters)
+static bool signal_locked(uint32_t *word, uint32_t waiters, uint32_t *signals)
 {
-    if (!waiters) return false;
+    /* one wake-up per waiter: while a woken waiter is on its way back to
+     * the lock, more puts need not make more system calls */
+    if (waiters <= *signals) return false;
+    (*signals)++;
     __atomic_fetch_add(word, 1, __ATOMIC_RELEASE);
     return true;
+}
+
+/* A waiter is back under the lock (woken, timed out or spurious). */
+static void waiter_back(uint32_t *waiters, uint32_t *signals)
+{
+    (*waiters)--;
+    if (*signals > 0) (*signals)--;
 }
 
 static bool has_room(const struct q_state *st, uint64_t need)
@@ -277,7 +291,7 @@ int weft_mpqueue_put(weft_mpqueue *q, const void *data, size_t len, double timeo
             if (len) weft__ring_put(q->data, q->mask, t + 8, data, len);
             st->tail = t + need; /* the commit */
             st->count++;
-            wake_get = signal_locked(&st->get_seq, st->get_waiters);
+            wake_get = signal_locked(&st->get_seq, st->get_waiters, &st->get_signals);
             break;
         }
         if (l.try_only) {
@@ -287,7 +301,7 @@ int weft_mpqueue_put(weft_mpqueue *q, const void *data, size_t len, double timeo
         st->put_waiters++;
         uint32_t seen = st->put_seq;
         bool more = wait_on(q, &st->put_seq, seen, &q->put_spin, &l);
-        st->put_waiters--;
+        waiter_back(&st->put_waiters, &st->put_signals);
         waited = true;
         if (!more && !st->closed && !has_room(st, need)) {
             rc = WEFT_ETIMEDOUT;
@@ -296,7 +310,7 @@ int weft_mpqueue_put(weft_mpqueue *q, const void *data, size_t len, double timeo
     }
     /* leaving without using a wake-up meant for putters: pass it on */
     if (rc && waited && st->put_waiters && has_room(st, 8))
-        wake_put = signal_locked(&st->put_seq, st->put_waiters);
+        wake_put = signal_locked(&st->put_seq, st->put_waiters, &st->put_signals);
     unlock(q);
     if (wake_get) weft__futex_wake_ex(&st->get_seq, 1, true);
     if (wake_put) weft__futex_wake_ex(&st->put_seq, 1, true);
@@ -325,7 +339,7 @@ static int get_common(weft_mpqueue *q, double timeout, take_fn take, void *arg, 
             if (rc) break;
             st->head = h + weft__ring_need((size_t)len); /* the commit */
             st->count--;
-            wake_put = signal_locked(&st->put_seq, st->put_waiters);
+            wake_put = signal_locked(&st->put_seq, st->put_waiters, &st->put_signals);
             break;
         }
         if (st->closed) {
@@ -339,7 +353,7 @@ static int get_common(weft_mpqueue *q, double timeout, take_fn take, void *arg, 
         st->get_waiters++;
         uint32_t seen = st->get_seq;
         bool more = wait_on(q, &st->get_seq, seen, &q->get_spin, &l);
-        st->get_waiters--;
+        waiter_back(&st->get_waiters, &st->get_signals);
         waited = true;
         if (!more && st->count == 0 && !st->closed) {
             rc = WEFT_ETIMEDOUT;
@@ -347,7 +361,7 @@ static int get_common(weft_mpqueue *q, double timeout, take_fn take, void *arg, 
         }
     }
     if (rc && waited && st->get_waiters && st->count > 0)
-        wake_get = signal_locked(&st->get_seq, st->get_waiters);
+        wake_get = signal_locked(&st->get_seq, st->get_waiters, &st->get_signals);
     unlock(q);
     if (wake_get) weft__futex_wake_ex(&st->get_seq, 1, true);
     if (wake_put) weft__futex_wake_ex(&st->put_seq, 1, true);
