@@ -561,8 +561,8 @@ WEFT_API double weft_now(void);
 #endif
 
 /* The parts beyond the executor, one sub-header each. */
+#include "weft/ipc.h"
 #include "weft/sched.h"
 #include "weft/sync.h"
-#include "weft/ipc.h"
 
 #endif /* WEFT_H */
