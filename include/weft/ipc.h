@@ -42,6 +42,8 @@
 #error "include <weft.h>, not <weft/ipc.h>"
 #endif
 
+#include "weft/sync.h" /* weft_lock, for weft_shm_lock() */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
