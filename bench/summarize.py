@@ -20,11 +20,12 @@ import sys
 
 WEFT = "weft-threads"
 ORDER = ["weft-threads", "weft-processes", "weft-mpi", "weft", "weft-serial", "tbb", "openmp",
-         "pthread", "naive-pool", "python-threadpool", "python"]
+         "pthread", "pipe", "naive-pool", "python-threadpool", "python"]
 BENCHES = ["submit_batch", "submit_roundtrip", "map_empty", "submit_8threads", "fib_nested",
            "fib_nested_speedup", "cpu_speedup", "cpu_speedup_map",
            "lock_uncontended", "lock_uncontended_mt", "lock_handoff", "queue_spsc",
-           "queue_mpmc8", "event_pingpong", "sched_enter_run"]
+           "queue_mpmc8", "event_pingpong", "sched_enter_run", "channel_pingpong",
+           "channel_throughput", "mpqueue_throughput"]
 # The weft system each anchor is measured against when a workload has several
 # weft systems (submit_batch on threads and on processes); any other anchor is
 # compared with the first weft system of WEFT_PREF the workload has.

@@ -77,6 +77,7 @@ enum {
     WEFT_EDEPEND = -1006,    /* a task this one depends on failed */
     WEFT_EBROKEN = -1007,    /* the barrier is broken (abort, timeout, failed action, reset) */
     WEFT_EMEMLIMIT = -1008,  /* the task went over its worker's memory limit (processes) */
+    WEFT_EPEERDIED = -1010,  /* the process at the other end of an IPC channel died */
 };
 
 /* weft_strerror() :
@@ -610,6 +611,7 @@ WEFT_API double weft_now(void);
 #endif
 
 /* The parts beyond the executor, one sub-header each. */
+#include "weft/ipc.h"
 #include "weft/sched.h"
 #include "weft/sync.h"
 

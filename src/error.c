@@ -58,6 +58,8 @@ const char *weft_strerror(int code)
         return "WEFT_EBROKEN: the barrier is broken";
     case WEFT_EMEMLIMIT:
         return "WEFT_EMEMLIMIT: over the worker memory limit";
+    case WEFT_EPEERDIED:
+        return "WEFT_EPEERDIED: the process at the other end died without closing";
     default:
         return "unknown error";
     }

@@ -27,6 +27,7 @@ static const struct {
     {WEFT_EOVERFLOW, "WEFT_EOVERFLOW"},
     {WEFT_EBROKEN, "WEFT_EBROKEN"},
     {WEFT_EMEMLIMIT, "WEFT_EMEMLIMIT"},
+    {WEFT_EPEERDIED, "WEFT_EPEERDIED"},
 };
 #define NCODES (sizeof codes / sizeof codes[0])
 
