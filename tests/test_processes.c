@@ -144,6 +144,34 @@ static int read_state(weft_ctx *ctx, const void *in, size_t len)
 }
 WEFT_TASK_REGISTER(read_state);
 
+/* input: a weft_ipc_token of a region of int64 slots; writes index^2 into
+ * slot `index` in place and adds 1 to slot 0 under the region's lock */
+static int shm_writer(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_ipc_token tok;
+    if (len != sizeof tok) return weft_ctx_fail(ctx, WEFT_EINVAL, "bad token length");
+    memcpy(&tok, in, sizeof tok);
+    static weft_shm *shm; /* attached once per worker process */
+    static weft_ipc_token seen;
+    if (!shm || memcmp(&seen, &tok, sizeof tok) != 0) {
+        if (shm) weft_shm_destroy(shm);
+        shm = NULL;
+        int rc = weft_shm_attach(&tok, &shm);
+        if (rc) return weft_ctx_fail(ctx, rc, "attach: %s", weft_last_error());
+        seen = tok;
+    }
+    int64_t *a = weft_shm_ptr(shm);
+    uint64_t i = weft_ctx_index(ctx);
+    a[1 + i] = (int64_t)(i * i);
+    weft_lock *l = weft_shm_lock(shm);
+    int rc = weft_lock_acquire(l, 10);
+    if (rc) return weft_ctx_fail(ctx, rc, "lock");
+    a[0]++;
+    weft_lock_release(l);
+    return 0;
+}
+WEFT_TASK_REGISTER(shm_writer);
+
 static int unregistered(weft_ctx *ctx, const void *in, size_t len)
 {
     (void)ctx;
@@ -533,6 +561,33 @@ TEST(payloads_0_to_64mib)
 {
     payload_round(1);  /* large payloads written into / read from the worker's memory */
     payload_round(-1); /* the same through the shared arena */
+}
+
+TEST(workers_write_a_shared_region_in_place)
+{
+    enum {
+        N = 1000
+    };
+    weft_shm *shm = NULL;
+    REQUIRE(weft_shm_create((N + 1) * sizeof(int64_t), &shm) == 0);
+    weft_ipc_token tok;
+    CHECK_OK(weft_shm_token(shm, &tok));
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    weft_buf bufs[N];
+    for (int i = 0; i < N; i++) bufs[i] = (weft_buf){&tok, sizeof tok};
+    weft_results *r = NULL;
+    CHECK_OK(weft_map_bufs(ex, shm_writer, bufs, N, NULL, &r));
+    CHECK_EQ_U64(weft_results_failed(r), 0);
+    weft_results_destroy(r);
+    const int64_t *a = weft_shm_ptr(shm);
+    CHECK_EQ_U64((uint64_t)a[0], N); /* every increment, under the lock */
+    size_t bad = 0;
+    for (int64_t i = 0; i < N; i++)
+        if (a[1 + i] != i * i) bad++;
+    CHECK_EQ_U64(bad, 0);
+    CHECK_OK(weft_executor_destroy(ex));
+    weft_shm_destroy(shm);
 }
 
 TEST(bad_input_each_a_clear_error)
