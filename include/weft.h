@@ -67,6 +67,8 @@ enum {
     WEFT_ETIMEDOUT = -ETIMEDOUT, /* the timeout elapsed first */
     WEFT_EAGAIN = -EAGAIN,       /* nothing available now (non-blocking calls) */
     WEFT_EOVERFLOW = -EOVERFLOW, /* a count would exceed its bound (bounded semaphore) */
+    WEFT_ENOTDIR = -ENOTDIR,     /* a working directory cannot be entered (weft_run) */
+    WEFT_EPIPE = -EPIPE,         /* the reading end of a pipe is closed (weft_proc_write) */
     /* weft's own codes */
     WEFT_ETASK = -1000,      /* a task failed without a more specific code */
     WEFT_ECANCELLED = -1001, /* the task was cancelled before it started */
@@ -76,6 +78,7 @@ enum {
     WEFT_ENOTREG = -1005,    /* the task function is not registered */
     WEFT_EDEPEND = -1006,    /* a task this one depends on failed */
     WEFT_EBROKEN = -1007,    /* the barrier is broken (abort, timeout, failed action, reset) */
+    WEFT_EEXIT = -1008,      /* a child process exited non-zero or died of a signal (check mode) */
 };
 
 /* weft_strerror() :
@@ -562,5 +565,6 @@ WEFT_API double weft_now(void);
 /* The parts beyond the executor, one sub-header each. */
 #include "weft/sched.h"
 #include "weft/sync.h"
+#include "weft/proc.h"
 
 #endif /* WEFT_H */

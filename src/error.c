@@ -56,6 +56,12 @@ const char *weft_strerror(int code)
         return "WEFT_EDEPEND: a task this one depends on failed";
     case WEFT_EBROKEN:
         return "WEFT_EBROKEN: the barrier is broken";
+    case WEFT_ENOTDIR:
+        return "WEFT_ENOTDIR: the working directory cannot be entered";
+    case WEFT_EPIPE:
+        return "WEFT_EPIPE: the other end of the pipe is closed";
+    case WEFT_EEXIT:
+        return "WEFT_EEXIT: the child process exited with a non-zero status or a signal";
     default:
         return "unknown error";
     }
