@@ -353,7 +353,7 @@ int weft__proc_spawn(const char *const *argv, const weft_run_opts *o, bool want_
     p->pid = -1;
     p->pidfd = p->in_fd = p->out.fd = p->err.fd = -1;
 
-    char **envp, **env_owned;
+    char **envp = NULL, **env_owned = NULL;
     int rc = build_env(o, &envp, &env_owned, fn);
     if (rc) return rc;
 
