@@ -21,7 +21,7 @@ const char *weft_strerror(int code)
     case WEFT_EPERM:
         return "WEFT_EPERM: operation not permitted";
     case WEFT_ENOENT:
-        return "WEFT_ENOENT: no such name";
+        return "WEFT_ENOENT: no such name, file or program";
     case WEFT_ENOMEM:
         return "WEFT_ENOMEM: out of memory";
     case WEFT_EBUSY:
