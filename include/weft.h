@@ -563,8 +563,8 @@ WEFT_API double weft_now(void);
 #endif
 
 /* The parts beyond the executor, one sub-header each. */
+#include "weft/proc.h"
 #include "weft/sched.h"
 #include "weft/sync.h"
-#include "weft/proc.h"
 
 #endif /* WEFT_H */
