@@ -523,6 +523,21 @@ TEST(timeout_ends_grandchildren_in_the_group)
     grandchild_case("(trap '' TERM; exec sleep 30) & echo $!; wait", SIGKILL);
 }
 
+TEST(timeout_does_not_wait_for_a_pipe_held_outside_the_group)
+{
+    /* `setsid` moves the sleep out of the group: the kill misses it, and
+     * it holds stdout open for 2 s; weft_run gives up reading after one
+     * more grace period instead of waiting for it. */
+    weft_run_result r;
+    weft_run_opts o = {.timeout = 0.2, .kill_grace = 0.2, .out.mode = WEFT_STDIO_PIPE};
+    double t0 = check_now();
+    CHECK_ERR(weft_run_shell("setsid sleep 2 & echo bye; sleep 30", &o, &r), WEFT_ETIMEDOUT);
+    double dt = check_now() - t0;
+    CHECK_MSG(dt < 1.5, "took %.3f s", dt);
+    CHECK_EQ_STR(r.out, "bye\n");
+    weft_run_result_fini(&r);
+}
+
 TEST(same_pgroup_and_own_pgroup)
 {
     /* field 5 of /proc/self/stat is the process group */

@@ -438,6 +438,7 @@ static int drive(weft_proc *p, const void *input, size_t input_len, const char *
             pf[n++] = (struct pollfd){.fd = p->pidfd, .events = POLLIN};
         }
         uint64_t until = stage == 0 ? deadline : stage_at;
+        if (stage == 2 && now >= stage_at) until = NO_DEADLINE; /* only the exit is awaited */
         if (!p->exited && p->pidfd < 0) {
             uint64_t cap = weft__now_ns() + NO_PIDFD_POLL_NS;
             if (cap < until) until = cap;
