@@ -794,7 +794,7 @@ TEST(popen_read_timeouts_poll_wait_signal)
     size_t got = 99;
     double t0 = check_now();
     CHECK_RC(weft_proc_read(p, WEFT_PROC_STDOUT, buf, sizeof buf, 0, &got), WEFT_ETIMEDOUT);
-    CHECK(check_now() - t0 < 0.1);
+    CHECK(check_now() - t0 < 0.5); /* no wait */
     CHECK_EQ_INT(got, 0);
     t0 = check_now();
     CHECK_RC(weft_proc_read(p, WEFT_PROC_STDERR, buf, sizeof buf, 0.2, &got), WEFT_ETIMEDOUT);
