@@ -20,9 +20,10 @@
  * leaks into it, whatever other threads open meanwhile.
  *
  * The child runs in a new process group of its own (unless WEFT_RUN_SAME_PGROUP),
- * so that a timeout or weft_proc_kill() ends its descendants too: the group
- * gets SIGTERM, and SIGKILL once the child has exited or `kill_grace` seconds
- * have passed. (A child in its own group is not in the terminal's foreground
+ * so that a timeout or weft_proc_kill() ends its descendants too: at a
+ * timeout the group gets SIGTERM, and SIGKILL once the child has exited or
+ * `kill_grace` seconds have passed; weft_proc_kill() sends SIGKILL at once.
+ * (A child in its own group is not in the terminal's foreground
  * group: Ctrl-C does not reach it, and it stops with SIGTTIN if it reads
  * from the terminal.)
  *
