@@ -4,13 +4,15 @@
 Run by the bench program as
     /usr/bin/python3 bench/spawn_anchor.py MODE N REPS
 MODE is
-    spawn_true           N subprocess.run(["/bin/true"]) one after another (us/spawn)
+    spawn_true           N subprocess.run(["/bin/true"]) one after another, each
+                         timed alone (us/spawn: the median of the N)
     spawn_true_8threads  N runs spread over 8 threads of a ThreadPoolExecutor,
                          each thread running its share one at a time (us/spawn)
 It prints one line "sample X" per timed repetition, after an untimed warm-up.
 Every exit status is checked; a non-zero one prints a FAIL line.
 """
 import concurrent.futures
+import statistics
 import subprocess
 import sys
 import time
@@ -19,11 +21,13 @@ ARGV = ["/bin/true"]
 
 
 def spawn_true(n):
-    bad = 0
-    t0 = time.perf_counter()
+    """The median of n timed runs (as the C systems of spawn_bench report)."""
+    bad, times = 0, []
     for _ in range(n):
+        t0 = time.perf_counter()
         bad += subprocess.run(ARGV).returncode != 0
-    return (time.perf_counter() - t0) / n * 1e6, bad == 0
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6, bad == 0
 
 
 def spawn_true_8threads(n, pool):
