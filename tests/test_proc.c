@@ -538,23 +538,36 @@ TEST(timeout_does_not_wait_for_a_pipe_held_outside_the_group)
     weft_run_result_fini(&r);
 }
 
-TEST(same_pgroup_and_own_pgroup)
+/* The process group of a child running `cat /proc/self/stat` (field 5). */
+static int child_pgrp(weft_run_opts *o, int *pid)
 {
-    /* field 5 of /proc/self/stat is the process group */
     weft_run_result r;
-    weft_run_opts o = {.out.mode = WEFT_STDIO_PIPE};
-    CHECK_OK(weft_run(ARGV("cat", "/proc/self/stat"), &o, &r));
+    o->out.mode = WEFT_STDIO_PIPE;
+    CHECK_OK(weft_run(ARGV("cat", "/proc/self/stat"), o, &r));
     int pgrp = -1;
     const char *rp = r.out ? strrchr(r.out, ')') : NULL;
     CHECK(rp && sscanf(rp, ") %*c %*d %d", &pgrp) == 1);
-    CHECK_EQ_INT(pgrp, r.pid); /* leads its own group */
+    *pid = r.pid;
     weft_run_result_fini(&r);
-    o.flags = WEFT_RUN_SAME_PGROUP;
-    CHECK_OK(weft_run(ARGV("cat", "/proc/self/stat"), &o, &r));
-    rp = r.out ? strrchr(r.out, ')') : NULL;
-    CHECK(rp && sscanf(rp, ") %*c %*d %d", &pgrp) == 1);
-    CHECK_EQ_INT(pgrp, (int)getpgrp());
-    weft_run_result_fini(&r);
+    return pgrp;
+}
+
+TEST(process_group_only_with_a_timeout_or_asked)
+{
+    int pid;
+    /* no timeout: the caller's group, where a terminal's Ctrl-C reaches it */
+    weft_run_opts o = {0};
+    CHECK_EQ_INT(child_pgrp(&o, &pid), (int)getpgrp());
+    /* a timeout: a group of its own, which the timeout kills */
+    o = (weft_run_opts){.timeout = 30};
+    CHECK_EQ_INT(child_pgrp(&o, &pid), pid);
+    o = (weft_run_opts){.flags = WEFT_RUN_NEW_PGROUP};
+    CHECK_EQ_INT(child_pgrp(&o, &pid), pid);
+    o = (weft_run_opts){.timeout = 30, .flags = WEFT_RUN_SAME_PGROUP};
+    CHECK_EQ_INT(child_pgrp(&o, &pid), (int)getpgrp());
+    weft_run_result r;
+    o = (weft_run_opts){.flags = WEFT_RUN_SAME_PGROUP | WEFT_RUN_NEW_PGROUP};
+    CHECK_ERR(weft_run(ARGV("true"), &o, &r), WEFT_EINVAL);
 }
 
 /* The child's signal masks as /proc/self/status shows them. */
@@ -812,7 +825,8 @@ TEST(popen_read_timeouts_poll_wait_signal)
     CHECK_OK(weft_proc_wait(p, 0, &r));
     CHECK_EQ_INT(r.signal, SIGUSR1);
     CHECK_RC(weft_proc_read(p, WEFT_PROC_STDOUT, buf, sizeof buf, 1, &got), WEFT_EOF);
-    CHECK_OK(weft_proc_signal(p, SIGKILL, true)); /* reaped: nothing is sent */
+    CHECK_OK(weft_proc_kill(p));                               /* reaped: nothing is sent */
+    CHECK_RC(weft_proc_signal(p, SIGKILL, true), WEFT_EINVAL); /* no group of its own */
     CHECK_RC(weft_proc_read(p, 3, buf, sizeof buf, 1, &got), WEFT_EINVAL);
     CHECK_RC(weft_proc_write(p, "x", 1, 1, NULL), WEFT_EINVAL); /* stdin not a pipe */
     CHECK_RC(weft_proc_signal(p, -5, false), WEFT_EINVAL);
@@ -824,7 +838,7 @@ TEST(popen_kill_ends_the_group)
 {
     REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
     weft_proc *p;
-    weft_run_opts o = {.out.mode = WEFT_STDIO_PIPE};
+    weft_run_opts o = {.out.mode = WEFT_STDIO_PIPE, .flags = WEFT_RUN_NEW_PGROUP};
     REQUIRE_OK(weft_popen_shell("sleep 30 & echo $!; wait", &o, &p));
     const char *line;
     CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, &line, NULL, 10));

@@ -19,13 +19,16 @@
  * closes every descriptor above 2 before exec, so nothing but its 0/1/2
  * leaks into it, whatever other threads open meanwhile.
  *
- * The child runs in a new process group of its own (unless WEFT_RUN_SAME_PGROUP),
- * so that a timeout or weft_proc_kill() ends its descendants too: at a
- * timeout the group gets SIGTERM, and SIGKILL once the child has exited or
- * `kill_grace` seconds have passed; weft_proc_kill() sends SIGKILL at once.
- * (A child in its own group is not in the terminal's foreground
- * group: Ctrl-C does not reach it, and it stops with SIGTTIN if it reads
- * from the terminal.)
+ * A child started with a timeout runs in a new process group of its own,
+ * so that the timeout ends its descendants too: the group gets SIGTERM, and
+ * SIGKILL once the child has exited or `kill_grace` seconds have passed.
+ * WEFT_RUN_NEW_PGROUP gives the child its own group without a timeout (then
+ * weft_proc_kill() ends the group), WEFT_RUN_SAME_PGROUP keeps it in the
+ * caller's even with one (then only the child is signalled). Without a
+ * group of its own the child stays in the caller's foreground group, so
+ * Ctrl-C in a terminal reaches it as it reaches the caller; a child in its
+ * own group does not get Ctrl-C, and stops with SIGTTIN if it reads from
+ * the terminal.
  *
  * Errors are reported by the call that starts the child, never by a child
  * that exits 127: WEFT_ENOENT (program not found, or a file named in the
@@ -78,15 +81,18 @@ enum {
     WEFT_RUN_ENV_REPLACE = 1u << 1,  /* `env` is the child's whole environment;
                                         without it, `env` edits the caller's */
     WEFT_RUN_SAME_PGROUP = 1u << 2,  /* keep the child in the caller's process
-                                        group: timeouts and kill then signal the
-                                        child only, not its descendants */
+                                        group even with a timeout: timeouts and
+                                        kill then signal the child only */
     WEFT_RUN_KEEP_SIGNALS = 1u << 3, /* do not reset SIGPIPE and SIGXFSZ to their
                                         default action in the child (an ignored
                                         signal otherwise stays ignored across exec) */
+    WEFT_RUN_NEW_PGROUP = 1u << 4,   /* a process group of its own for the child
+                                        also without a timeout (for weft_popen:
+                                        weft_proc_kill then ends its descendants) */
 };
 
 /* Options of weft_run() and weft_popen(); the zero value (or NULL) means: the
- * caller's directory, environment and stdio, no timeout, own process group. */
+ * caller's directory, environment, stdio and process group, no timeout. */
 typedef struct weft_run_opts {
     unsigned flags;  /* WEFT_RUN_* */
     const char *cwd; /* working directory of the child; NULL: the caller's */
@@ -120,7 +126,7 @@ typedef struct weft_run_opts {
 /* What a child did. Filled by weft_run(), weft_proc_wait(),
  * weft_proc_communicate(); release with weft_run_result_fini(). */
 typedef struct weft_run_result {
-    int pid;       /* the child's process id (also its process group id) */
+    int pid;       /* the child's process id (and process group id, if it has its own) */
     int exit_code; /* 0..255 if it exited, else -1 */
     int signal;    /* the signal that ended it, else 0 */
     bool core_dumped;
@@ -210,8 +216,8 @@ WEFT_API int weft_popen(const char *const *argv, const weft_run_opts *opts, weft
 /* weft_popen_shell() : weft_popen() of {"/bin/sh", "-c", command}. */
 WEFT_API int weft_popen_shell(const char *command, const weft_run_opts *opts, weft_proc **out);
 
-/* weft_proc_pid() : the child's process id (its process group id too, unless
- * WEFT_RUN_SAME_PGROUP), or -1 for NULL. */
+/* weft_proc_pid() : the child's process id (its process group id too, if it
+ * has its own group), or -1 for NULL. */
 WEFT_API int weft_proc_pid(const weft_proc *p);
 
 /* weft_proc_write() :
@@ -289,7 +295,7 @@ WEFT_API int weft_proc_communicate(weft_proc *p, weft_run_result *res);
 
 /* weft_proc_signal() :
  * Sends `sig` to the child (to its whole process group with `group`; that
- * needs the child's own group, see WEFT_RUN_SAME_PGROUP). After the child
+ * needs a group of its own: WEFT_RUN_NEW_PGROUP or a timeout). After the child
  * was reaped (wait, poll or communicate saw it exit) nothing is sent: its
  * pid may belong to another process by then.
  * Threads: as weft_proc_poll.
@@ -298,14 +304,15 @@ WEFT_API int weft_proc_communicate(weft_proc *p, weft_run_result *res);
 WEFT_API int weft_proc_signal(weft_proc *p, int sig, bool group);
 
 /* weft_proc_kill() :
- * Ends the child and its process group now: SIGKILL to the group (to the
- * child only with WEFT_RUN_SAME_PGROUP). Then weft_proc_wait() reaps it.
+ * Ends the child now: SIGKILL to its process group if it has its own
+ * (WEFT_RUN_NEW_PGROUP or a timeout), else to the child alone. Then
+ * weft_proc_wait() reaps it.
  * @return as weft_proc_signal(). */
 WEFT_API int weft_proc_kill(weft_proc *p);
 
 /* weft_proc_destroy() :
  * Closes the pipes and frees `p`. A child not yet reaped is ended first
- * (SIGKILL to its group) and reaped, so no zombie and no orphan is left:
+ * (SIGKILL, to its group if it has its own) and reaped, so no zombie and no orphan is left:
  * wait for it before, if it should finish. NULL is a no-op.
  * Threads: no other call on `p` may be in progress or follow. */
 WEFT_API void weft_proc_destroy(weft_proc *p);

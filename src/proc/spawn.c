@@ -81,10 +81,12 @@ int weft__proc_check(const char *const *argv, const weft_run_opts *o, const char
 {
     if (!argv || !argv[0] || !argv[0][0])
         return weft__err(WEFT_EINVAL, "%s: argv is NULL or its program name is empty", fn);
-    unsigned known =
-        WEFT_RUN_CHECK | WEFT_RUN_ENV_REPLACE | WEFT_RUN_SAME_PGROUP | WEFT_RUN_KEEP_SIGNALS;
+    unsigned known = WEFT_RUN_CHECK | WEFT_RUN_ENV_REPLACE | WEFT_RUN_SAME_PGROUP |
+                     WEFT_RUN_KEEP_SIGNALS | WEFT_RUN_NEW_PGROUP;
     if (o->flags & ~known)
         return weft__err(WEFT_EINVAL, "%s: unknown flags 0x%x", fn, o->flags & ~known);
+    if ((o->flags & WEFT_RUN_SAME_PGROUP) && (o->flags & WEFT_RUN_NEW_PGROUP))
+        return weft__err(WEFT_EINVAL, "%s: WEFT_RUN_SAME_PGROUP with WEFT_RUN_NEW_PGROUP", fn);
     int rc;
     if ((rc = check_stdio(&o->in, 0, fn)) || (rc = check_stdio(&o->out, 1, fn)) ||
         (rc = check_stdio(&o->err, 2, fn)))
@@ -371,6 +373,11 @@ int weft__proc_spawn(const char *const *argv, const weft_run_opts *o, bool want_
         prog = found;
     }
 
+    /* A group of its own is what a timeout kills; without one the child
+     * stays in the caller's (foreground) group, where Ctrl-C reaches it. */
+    bool timeout = o->timeout > 0 && o->timeout < 9.2e9;
+    bool own_group =
+        !(o->flags & WEFT_RUN_SAME_PGROUP) && (timeout || (o->flags & WEFT_RUN_NEW_PGROUP));
     spawn_fds f = {.child = {-1, -1, -1}, .devnull = -1};
     int parent[3] = {-1, -1, -1};
     const weft_stdio *slots[3] = {&o->in, &o->out, &o->err};
@@ -421,7 +428,7 @@ int weft__proc_spawn(const char *const *argv, const weft_run_opts *o, bool want_
             e = posix_spawnattr_setsigdefault(&attr, &def);
             flags |= POSIX_SPAWN_SETSIGDEF;
         }
-        if (!e && !(o->flags & WEFT_RUN_SAME_PGROUP)) {
+        if (!e && own_group) {
             e = posix_spawnattr_setpgroup(&attr, 0);
             flags |= POSIX_SPAWN_SETPGROUP;
         }
@@ -455,7 +462,7 @@ int weft__proc_spawn(const char *const *argv, const weft_run_opts *o, bool want_
     p->in_pipe = parent[0] >= 0;
     p->out.fd = parent[1];
     p->err.fd = parent[2];
-    p->own_group = !(o->flags & WEFT_RUN_SAME_PGROUP);
+    p->own_group = own_group;
     if (want_pidfd) p->pidfd = pidfd_open_(p->pid);
     return 0;
 }
