@@ -12,6 +12,8 @@
 // weft-test-timeout: 300
 #include "check.h"
 
+#include "proc/proc_internal.h"
+
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -935,4 +937,27 @@ TEST(popen_read_mixed_with_read_line)
     weft_run_result r;
     CHECK_OK(weft_proc_wait(p, 5, &r));
     weft_proc_destroy(p);
+}
+
+TEST(without_pidfd_waitid_polling_works)
+{
+    /* as on kernels before 5.3: the loops poll waitid(WNOWAIT) instead */
+    atomic_store(&weft__proc_no_pidfd, 1);
+    weft_run_result r;
+    weft_run_opts o = {.timeout = 0.3, .kill_grace = 0.3, .out.mode = WEFT_STDIO_PIPE};
+    CHECK_ERR(weft_run_shell("trap '' TERM; echo a; sleep 30", &o, &r), WEFT_ETIMEDOUT);
+    CHECK_EQ_INT(r.signal, SIGKILL);
+    CHECK_EQ_STR(r.out, "a\n");
+    weft_run_result_fini(&r);
+    o = (weft_run_opts){.input = "xyz", .input_len = 3, .out.mode = WEFT_STDIO_PIPE, .timeout = 30};
+    CHECK_OK(weft_run(ARGV("cat"), &o, &r));
+    CHECK_EQ_STR(r.out, "xyz");
+    weft_run_result_fini(&r);
+    weft_proc *p;
+    REQUIRE_OK(weft_popen(ARGV("sleep", "0.2"), NULL, &p));
+    CHECK_RC(weft_proc_wait(p, 0.05, &r), WEFT_ETIMEDOUT);
+    CHECK_OK(weft_proc_wait(p, 10, &r));
+    CHECK_EQ_INT(r.exit_code, 0);
+    weft_proc_destroy(p);
+    atomic_store(&weft__proc_no_pidfd, 0);
 }

@@ -225,9 +225,10 @@ static bool check_exited(weft_proc *p)
     } else {
         siginfo_t si;
         memset(&si, 0, sizeof si);
-        if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid)
+        int r = waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT);
+        if (r == 0 && si.si_pid)
             p->exited = true;
-        else if (errno == ECHILD)
+        else if (r < 0 && errno == ECHILD)
             p->exited = true; /* reaped elsewhere: reap() reports it */
     }
     return p->exited;

@@ -59,6 +59,10 @@ struct weft_proc {
 int weft__proc_spawn(const char *const *argv, const weft_run_opts *o, bool want_pidfd, weft_proc *p,
                      const char *fn);
 
+/* Tests set it to make weft__proc_spawn open no pidfd, to exercise the
+ * waitid polling that kernels before 5.3 need. Not for other use. */
+extern _Atomic int weft__proc_no_pidfd;
+
 /* Validates options and argv: 0 or WEFT_EINVAL with a message. */
 int weft__proc_check(const char *const *argv, const weft_run_opts *o, const char *fn);
 

@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@
 #include "proc_internal.h"
 
 extern char **environ;
+
+_Atomic int weft__proc_no_pidfd;
 
 weft_stdio_mode weft__proc_in_mode(const weft_run_opts *o)
 {
@@ -463,6 +466,7 @@ int weft__proc_spawn(const char *const *argv, const weft_run_opts *o, bool want_
     p->out.fd = parent[1];
     p->err.fd = parent[2];
     p->own_group = own_group;
-    if (want_pidfd) p->pidfd = pidfd_open_(p->pid);
+    if (want_pidfd && !atomic_load_explicit(&weft__proc_no_pidfd, memory_order_relaxed))
+        p->pidfd = pidfd_open_(p->pid);
     return 0;
 }
