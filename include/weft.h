@@ -67,6 +67,8 @@ enum {
     WEFT_ETIMEDOUT = -ETIMEDOUT, /* the timeout elapsed first */
     WEFT_EAGAIN = -EAGAIN,       /* nothing available now (non-blocking calls) */
     WEFT_EOVERFLOW = -EOVERFLOW, /* a count would exceed its bound (bounded semaphore) */
+    WEFT_ENOTDIR = -ENOTDIR,     /* a working directory cannot be entered (weft_run) */
+    WEFT_EPIPE = -EPIPE,         /* the reading end of a pipe is closed (weft_proc_write) */
     /* weft's own codes */
     WEFT_ETASK = -1000,      /* a task failed without a more specific code */
     WEFT_ECANCELLED = -1001, /* the task was cancelled before it started */
@@ -77,6 +79,7 @@ enum {
     WEFT_EDEPEND = -1006,    /* a task this one depends on failed */
     WEFT_EBROKEN = -1007,    /* the barrier is broken (abort, timeout, failed action, reset) */
     WEFT_EMEMLIMIT = -1008,  /* the task went over its worker's memory limit (processes) */
+    WEFT_EEXIT = -1009,      /* a child process exited non-zero or died of a signal (check mode) */
     WEFT_EPEERDIED = -1010,  /* the process at the other end of an IPC channel died */
 };
 
@@ -612,6 +615,7 @@ WEFT_API double weft_now(void);
 
 /* The parts beyond the executor, one sub-header each. */
 #include "weft/ipc.h"
+#include "weft/proc.h"
 #include "weft/sched.h"
 #include "weft/sync.h"
 

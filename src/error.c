@@ -21,7 +21,7 @@ const char *weft_strerror(int code)
     case WEFT_EPERM:
         return "WEFT_EPERM: operation not permitted";
     case WEFT_ENOENT:
-        return "WEFT_ENOENT: no such name";
+        return "WEFT_ENOENT: no such name, file or program";
     case WEFT_ENOMEM:
         return "WEFT_ENOMEM: out of memory";
     case WEFT_EBUSY:
@@ -60,6 +60,12 @@ const char *weft_strerror(int code)
         return "WEFT_EMEMLIMIT: over the worker memory limit";
     case WEFT_EPEERDIED:
         return "WEFT_EPEERDIED: the process at the other end died without closing";
+    case WEFT_ENOTDIR:
+        return "WEFT_ENOTDIR: the working directory cannot be entered";
+    case WEFT_EPIPE:
+        return "WEFT_EPIPE: the other end of the pipe is closed";
+    case WEFT_EEXIT:
+        return "WEFT_EEXIT: the child process exited with a non-zero status or a signal";
     default:
         return "unknown error";
     }

@@ -28,6 +28,9 @@ static const struct {
     {WEFT_EBROKEN, "WEFT_EBROKEN"},
     {WEFT_EMEMLIMIT, "WEFT_EMEMLIMIT"},
     {WEFT_EPEERDIED, "WEFT_EPEERDIED"},
+    {WEFT_ENOTDIR, "WEFT_ENOTDIR"},
+    {WEFT_EPIPE, "WEFT_EPIPE"},
+    {WEFT_EEXIT, "WEFT_EEXIT"},
 };
 #define NCODES (sizeof codes / sizeof codes[0])
 
@@ -64,7 +67,7 @@ TEST(strerror_ok_and_unknown)
     CHECK_EQ_STR(weft_strerror(12345), "unknown error");
     CHECK_EQ_STR(weft_strerror(-12345), "unknown error");
     CHECK_EQ_STR(weft_strerror(-999), "unknown error");
-    CHECK_EQ_STR(weft_strerror(-1009), "unknown error"); /* the first unassigned code */
+    CHECK_EQ_STR(weft_strerror(-1011), "unknown error"); /* the first unassigned code */
     CHECK_EQ_STR(weft_strerror(INT_MIN), "unknown error");
     CHECK_EQ_STR(weft_strerror(INT_MAX), "unknown error");
 }
