@@ -207,10 +207,12 @@ static inline const bench_result *bench_get(const char *bench, const char *syste
     return NULL;
 }
 
-/* bench_higher_is_better() : "x" (speed-up) is better high, times low. */
+/* bench_higher_is_better() : "x" (speed-up) and rates (units ending in "/s":
+ * GB/s) are better high; times are better low. */
 static inline int bench_higher_is_better(const char *unit)
 {
-    return !strcmp(unit, "x");
+    size_t n = strlen(unit);
+    return !strcmp(unit, "x") || (n >= 2 && !strcmp(unit + n - 2, "/s"));
 }
 
 /* bench_ratio() :
@@ -225,8 +227,7 @@ static inline double bench_ratio(const char *bench, const char *anchor, const ch
     }
     if (bench_higher_is_better(w->unit)) {
         double r = w->median / a->median;
-        printf("ratio %s %s/%s = %.3gx (speed-up of %s over %s's)\n", bench, sys, anchor, r, sys,
-               anchor);
+        printf("ratio %s %s/%s = %.3gx (>1: %s is better)\n", bench, sys, anchor, r, sys);
         return r;
     }
     double r = a->median / w->median;

@@ -696,7 +696,7 @@ static void run_remote(weft_executor *ex, worker *w, weft_future *first)
         double m = REMOTE_BATCH_NS / w->item_ns;
         max = m >= REMOTE_BATCH_MAX ? REMOTE_BATCH_MAX : m < 1 ? 1 : (int)m;
     } else {
-        max = 8;
+        max = 1; /* nothing measured yet: a long task must not hold others back */
     }
     size_t n = 0;
     int64_t taken = 0;
