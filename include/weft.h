@@ -499,6 +499,7 @@ typedef struct weft_map_options {
     size_t max_in_flight;     /* stream: items read but not delivered; 0 = 1024 * workers */
     weft_result_cb on_result; /* optional: deliver results through this callback */
     void *arg;                /* for on_result */
+    int progress;             /* progress bar on stderr: 0 = WEFT_PROGRESS, > 0 on, < 0 off */
 } weft_map_options;
 
 /* weft_map() :
@@ -562,5 +563,7 @@ WEFT_API double weft_now(void);
 /* The parts beyond the executor, one sub-header each. */
 #include "weft/sched.h"
 #include "weft/sync.h"
+#include "weft/graph.h"
+#include "weft/progress.h"
 
 #endif /* WEFT_H */
