@@ -29,6 +29,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "progress_internal.h"
 
 #define TARGET_CHUNK_NS 100000ull
 #define MAX_CHUNK (1u << 20)
@@ -236,6 +237,7 @@ typedef struct map_call {
     int workers;
     double per_item[4]; /* ns per item of the last finished chunks */
     int nsamples;
+    weft_progress *progress; /* NULL unless asked: one branch per chunk */
 } map_call;
 
 /* Streams: grow the results as chunks are delivered (zeroed, since an
@@ -500,6 +502,7 @@ static void deliver(map_call *mc, chunk *c)
     }
     mc->inflight_items -= c->n;
     c->state = 2;
+    if (WEFT__UNLIKELY(mc->progress != NULL)) weft_progress_add(mc->progress, c->n);
 }
 
 static bool collect(map_call *mc)
@@ -579,6 +582,8 @@ static int run_map(map_call *mc, weft_results **out)
     atomic_init(&job->pending, 0);
     atomic_init(&job->low_water, 0);
     atomic_init(&job->refs, 0);
+    if (weft__progress_wanted(o->progress))
+        mc->progress = weft__progress_start("map", job->mode == IN_STREAM ? 0 : mc->count);
 
     for (;;) {
         bool stopping = mc->stop_code || atomic_load_explicit(&job->stop, memory_order_relaxed);
@@ -600,6 +605,7 @@ static int run_map(map_call *mc, weft_results **out)
     /* every chunk is delivered; wait for the workers' last touch of the job */
     while (atomic_load_explicit(&job->refs, memory_order_acquire) != 0) weft__cpu_relax();
     free(mc->ring);
+    weft_progress_destroy(mc->progress);
 
     if (mc->res && job->mode != IN_STREAM) {
         /* items never queued after a stop */

@@ -66,6 +66,10 @@
 #include "progress_internal.h"
 
 #define ARENA_BLOCK (64u * 1024u)
+
+/* Tests set this to exercise the copying argument blocks (used by the
+ * backends with other address spaces) on serial and threads. */
+bool weft__graph_force_copy;
 #define DRV_INLINE 64
 
 /* ---- arena -------------------------------------------------------------- */
@@ -854,7 +858,7 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
     if (++g->run_counter == 0) g->run_counter = 1; /* 0 marks "never visited" */
     r.id = g->run_counter;
     weft_backend b = weft_executor_backend(ex);
-    r.ref = b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS;
+    r.ref = (b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS) && !weft__graph_force_copy;
     r.cancel_mode = (opts->flags & WEFT_COMPUTE_CANCEL_ON_ERROR) != 0;
     r.retries = opts->retries;
     atomic_init(&r.active, 0);

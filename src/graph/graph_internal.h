@@ -108,6 +108,9 @@ static inline gnode *node_at(const weft_graph *g, uint32_t id)
     return &g->slabs[id >> SLAB_SHIFT][id & (SLAB_NODES - 1)];
 }
 
+/* Tests: use copying argument blocks on every backend. */
+extern bool weft__graph_force_copy;
+
 /* A printable name for a task: its registered name, else "task@0x...". */
 const char *weft__graph_task_name(weft_task_fn fn, char *buf, size_t cap);
 
