@@ -163,7 +163,6 @@ static void release_output(weft_graph *g, gnode *n)
     n->fut = NULL;
     if (atomic_load_explicit(&n->state, memory_order_relaxed) == WEFT_NODE_DONE) {
         bytes_sub(g, n->out_len);
-        atomic_fetch_sub_explicit(&g->outputs_live, 1, memory_order_relaxed);
         atomic_store_explicit(&n->state, WEFT_NODE_RELEASED, memory_order_relaxed);
     }
     n->out_len = 0;
@@ -183,7 +182,6 @@ int weft_graph_create(const weft_graph_options *opts, weft_graph **out)
     weft_graph *g = calloc(1, sizeof *g);
     if (!g) return weft__err(WEFT_ENOMEM, "weft_graph_create: out of memory");
     g->flags = opts->flags;
-    atomic_init(&g->outputs_live, 0);
     atomic_init(&g->bytes_live, 0);
     atomic_init(&g->bytes_peak, 0);
     *out = g;
@@ -558,14 +556,22 @@ static void finish_node(grun *r, gnode *n, bool ok, bool root)
 {
     weft_graph *g = r->g;
     const garg *a = &g->args[n->arg0];
+    size_t freed = 0; /* one update of the shared byte count per node, not per input */
     for (uint32_t i = 0; i < n->nargs; i++) {
         if (a[i].node == NONE32) continue;
         gnode *p = node_at(g, a[i].node);
         if (atomic_fetch_sub_explicit(&p->uses, 1, memory_order_acq_rel) == 1 &&
             !(p->flags & NF_KEEP) &&
-            atomic_load_explicit(&p->state, memory_order_relaxed) == WEFT_NODE_DONE)
-            release_output(g, p);
+            atomic_load_explicit(&p->state, memory_order_relaxed) == WEFT_NODE_DONE) {
+            weft_future *f = p->fut;
+            p->fut = NULL;
+            freed += p->out_len;
+            p->out_len = 0;
+            atomic_store_explicit(&p->state, WEFT_NODE_RELEASED, memory_order_relaxed);
+            weft_future_release(f);
+        }
     }
+    if (freed) bytes_sub(g, freed);
     uint32_t doom = 0;
     if (!ok) {
         doom = atomic_load_explicit(&n->doomed, memory_order_relaxed);
@@ -631,8 +637,7 @@ static void node_done(weft_future *f, void *arg)
     bool ok = rc == 0;
     if (ok) {
         n->out_len = len;
-        atomic_fetch_add_explicit(&g->outputs_live, 1, memory_order_relaxed);
-        bytes_add(g, len);
+        if (len) bytes_add(g, len);
         atomic_store_explicit(&n->state, WEFT_NODE_DONE, memory_order_relaxed);
     } else {
         n->err = rc;
@@ -885,12 +890,15 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
         }
         drv_end(&d);
         weft_executor *cur = weft__current_executor();
+        /* spin a little (a small graph is often done a moment later), then sleep */
         uint64_t spin_until = weft__now_ns() + 20000;
-        for (;;) {
+        bool spinning = true;
+        for (unsigned i = 1;; i++) {
             uint32_t v = atomic_load_explicit(&r.remaining, memory_order_acquire);
             if (!v) break;
             if (cur == ex && weft__help_one(ex)) continue;
-            if (weft__now_ns() < spin_until) {
+            if (spinning) {
+                if ((i & 63) == 0 && weft__now_ns() > spin_until) spinning = false;
                 weft__cpu_relax();
                 continue;
             }
@@ -1037,7 +1045,12 @@ int weft_graph_stats_get(const weft_graph *g, weft_graph_stats *st)
     st->reused = g->reused;
     st->failed = g->failed;
     st->cancelled = g->cancelled;
-    st->outputs_live = atomic_load_explicit(&m->outputs_live, memory_order_relaxed);
+    st->outputs_live = 0;
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        const gnode *n = node_at(g, i);
+        if (n->fut && atomic_load_explicit(&n->state, memory_order_relaxed) == WEFT_NODE_DONE)
+            st->outputs_live++;
+    }
     st->bytes_live = atomic_load_explicit(&m->bytes_live, memory_order_relaxed);
     st->bytes_peak = atomic_load_explicit(&m->bytes_peak, memory_order_relaxed);
     return 0;

@@ -98,7 +98,6 @@ struct weft_graph {
     grun *run; /* the compute under way, or NULL */
     /* stats */
     size_t merged, executed, reused, failed, cancelled;
-    _Atomic size_t outputs_live;
     _Atomic size_t bytes_live;
     _Atomic size_t bytes_peak;
 };
