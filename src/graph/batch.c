@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "graph_internal.h"
 
 #define CALL_MAGIC 0x7763616cu /* "wcal" */
 #define KIND_PTR 1u
@@ -102,7 +102,8 @@ int weft_parallel(const weft_call *calls, size_t n, const weft_parallel_options 
         own = true;
     }
     weft_backend b = weft_executor_backend(ex);
-    bool one_space = b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS;
+    bool one_space =
+        (b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS) && !weft__graph_force_copy;
     weft_buf *bufs = malloc((n ? n : 1) * sizeof *bufs);
     unsigned char *pack = NULL;
     int rc = 0;

@@ -107,7 +107,8 @@ static inline gnode *node_at(const weft_graph *g, uint32_t id)
     return &g->slabs[id >> SLAB_SHIFT][id & (SLAB_NODES - 1)];
 }
 
-/* Tests: use copying argument blocks on every backend. */
+/* Tests: use copying argument blocks (graphs) and named call records
+ * (weft_parallel) on every backend, as across processes. */
 extern bool weft__graph_force_copy;
 
 /* A printable name for a task: its registered name, else "task@0x...". */
