@@ -577,8 +577,8 @@ static int draw(trace *t, const char *path, const weft_svg_options *o)
         free(sorted);
         return weft__err(WEFT_ENOMEM, "weft_trace_svg: out of memory");
     }
-    memcpy(sorted, t->lanes, nl * sizeof *sorted);
-    qsort(sorted, nl, sizeof *sorted, by_lane_key);
+    if (nl) memcpy(sorted, t->lanes, nl * sizeof *sorted);
+    if (nl) qsort(sorted, nl, sizeof *sorted, by_lane_key);
     for (size_t i = 0; i < nl; i++)
         for (size_t k = 0; k < nl; k++)
             if (t->lanes[i].pid == sorted[k].pid && t->lanes[i].tid == sorted[k].tid)
@@ -587,7 +587,7 @@ static int draw(trace *t, const char *path, const weft_svg_options *o)
     free(remap);
     free(t->lanes);
     t->lanes = sorted;
-    qsort(t->ev, t->nev, sizeof *t->ev, by_lane_ts);
+    if (t->nev) qsort(t->ev, t->nev, sizeof *t->ev, by_lane_ts);
 
     double t0 = INFINITY, t1 = -INFINITY;
     for (size_t i = 0; i < t->nev; i++) {
