@@ -237,8 +237,8 @@ int main(int argc, char **argv)
     free(y);
     int status = 0;
     if (want.i != got.i || want.j != got.j || fabs(want.r - got.r) > 1e-12) {
-        fprintf(stderr, "correlate: WRONG: the loop says %d and %d, |r| = %.6f\n", want.i,
-                want.j, want.r);
+        fprintf(stderr, "correlate: WRONG: the loop says %d and %d, |r| = %.6f\n", want.i, want.j,
+                want.r);
         status = 1;
     } else {
         printf("check: the plain loop agrees\n");

@@ -282,8 +282,8 @@ int main(int argc, char **argv)
         snprintf(title, sizeof title,
                  "weft task stream: %s, %d workers, %d tasks of N=%llu; wall %.3f s, speed-up "
                  "%.2f",
-                 weft_backend_name(rows[r].backend), rows[r].workers, NITEMS,
-                 (unsigned long long)n, rows[r].wall, rows[r].speedup);
+                 weft_backend_name(rows[r].backend), rows[r].workers, NITEMS, (unsigned long long)n,
+                 rows[r].wall, rows[r].speedup);
         weft_svg_options so = {.title = title};
         int rc = weft_trace_svg(trace[r], svg, &so);
         if (rc != 0) {

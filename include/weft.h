@@ -563,6 +563,8 @@ WEFT_API double weft_now(void);
 /* The parts beyond the executor, one sub-header each. */
 #include "weft/sched.h"
 #include "weft/sync.h"
+
+/* task graphs, batch calls, progress bars, task-stream pictures */
 #include "weft/graph.h"
 #include "weft/progress.h"
 

@@ -105,10 +105,9 @@ static void draw(weft_progress *p, bool final)
     } else {
         if (total) {
             double frac = done >= total ? 1.0 : (double)done / (double)total;
-            n = snprintf(line, sizeof line,
-                         "%s: %llu/%llu (%d%%) %s/s elapsed %s eta %s%s\n", p->label,
-                         (unsigned long long)done, (unsigned long long)total, (int)(frac * 100),
-                         r, e, eta, final ? " done" : "");
+            n = snprintf(line, sizeof line, "%s: %llu/%llu (%d%%) %s/s elapsed %s eta %s%s\n",
+                         p->label, (unsigned long long)done, (unsigned long long)total,
+                         (int)(frac * 100), r, e, eta, final ? " done" : "");
         } else {
             n = snprintf(line, sizeof line, "%s: %llu %s/s elapsed %s%s\n", p->label,
                          (unsigned long long)done, r, e, final ? " done" : "");
@@ -132,8 +131,8 @@ int weft_progress_create(const char *label, uint64_t total, const weft_progress_
     weft_progress *p = calloc(1, sizeof *p);
     if (!p) return weft__err(WEFT_ENOMEM, "weft_progress_create: out of memory");
     p->fd = opts->fd ? opts->fd : 2;
-    p->tty = opts->mode == WEFT_PROGRESS_TTY ||
-             (opts->mode == WEFT_PROGRESS_AUTO && isatty(p->fd) == 1);
+    p->tty =
+        opts->mode == WEFT_PROGRESS_TTY || (opts->mode == WEFT_PROGRESS_AUTO && isatty(p->fd) == 1);
     p->width = opts->width ? opts->width : DEFAULT_WIDTH;
     if (p->width > MAX_WIDTH) p->width = MAX_WIDTH;
     if (opts->interval > 0)

@@ -292,7 +292,8 @@ static int name_index(trace *t, const char *s, uint32_t *out)
         }
         k = (k + 1) & (t->ntable_cap - 1);
     }
-    if (grow((void **)&t->names, &t->cap_names, t->nnames + 1, sizeof *t->names)) return WEFT_ENOMEM;
+    if (grow((void **)&t->names, &t->cap_names, t->nnames + 1, sizeof *t->names))
+        return WEFT_ENOMEM;
     tname *n = &t->names[t->nnames];
     snprintf(n->s, sizeof n->s, "%s", s);
     n->total = 0;
@@ -309,7 +310,8 @@ static int lane_index(trace *t, double pid, double tid, uint32_t *out)
             *out = (uint32_t)i;
             return 0;
         }
-    if (grow((void **)&t->lanes, &t->cap_lanes, t->nlanes + 1, sizeof *t->lanes)) return WEFT_ENOMEM;
+    if (grow((void **)&t->lanes, &t->cap_lanes, t->nlanes + 1, sizeof *t->lanes))
+        return WEFT_ENOMEM;
     lane *l = &t->lanes[t->nlanes];
     memset(l, 0, sizeof *l);
     l->pid = pid;
@@ -647,8 +649,9 @@ static int draw(trace *t, const char *path, const weft_svg_options *o)
     }
     char spans[32];
     fmt_secs(spans, sizeof spans, span * 1e-6);
-    fprintf(f, "</text>\n<text x=\"%d\" y=\"44\" fill=\"#555\">%zu tasks on %zu lanes over %s; "
-               "grey is idle</text>\n",
+    fprintf(f,
+            "</text>\n<text x=\"%d\" y=\"44\" fill=\"#555\">%zu tasks on %zu lanes over %s; "
+            "grey is idle</text>\n",
             left, t->nev, nl, spans);
 
     for (size_t l = 0; l < nl; l++) {
@@ -686,8 +689,8 @@ static int draw(trace *t, const char *path, const weft_svg_options *o)
         int y = top + (int)e->lane * (lh + gap);
         char col[40];
         color_of(t, e->name, col, sizeof col);
-        fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\"", x0, y + 2, w,
-                lh - 4, col);
+        fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\"", x0, y + 2,
+                w, lh - 4, col);
         if (failed)
             fputs(" stroke=\"#b00000\" stroke-width=\"1.5\"", f);
         else if (w >= 4) /* a hairline between neighbouring bars of one colour */
@@ -851,8 +854,9 @@ int weft_trace_write_svg(weft_executor *ex, const char *svg_path, const weft_svg
     if (!rc) rc = read_fd(fd, &buf, &len);
     close(fd);
     if (tmp) unlink(tmpl);
-    if (rc) return weft__err(rc, "weft_trace_write_svg: cannot capture the trace: %s",
-                             weft_last_error());
+    if (rc)
+        return weft__err(rc, "weft_trace_write_svg: cannot capture the trace: %s",
+                         weft_last_error());
     rc = svg_from_buffer(buf, len, "the executor's trace", svg_path, opts);
     free(buf);
     return rc;

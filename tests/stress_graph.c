@@ -155,7 +155,8 @@ static void *submitter(void *p)
 {
     worker_arg *w = p;
     int checked = 0;
-    for (int i = 0; i < w->rounds; i++) one_round(w->ex, (uint64_t)w->id * 100003 + (uint64_t)i, &checked);
+    for (int i = 0; i < w->rounds; i++)
+        one_round(w->ex, (uint64_t)w->id * 100003 + (uint64_t)i, &checked);
     atomic_fetch_add(w->checked, checked);
     return NULL;
 }

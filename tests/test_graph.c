@@ -30,7 +30,8 @@ static int64_t arg_i64(const void *in, size_t len, size_t i, weft_ctx *ctx, int 
     const void *d;
     size_t l;
     *rc = weft_args_get(in, len, i, &d, &l);
-    if (*rc == 0 && l != 8) *rc = weft_ctx_fail(ctx, WEFT_EINVAL, "argument %zu has %zu bytes", i, l);
+    if (*rc == 0 && l != 8)
+        *rc = weft_ctx_fail(ctx, WEFT_EINVAL, "argument %zu has %zu bytes", i, l);
     if (*rc) return 0;
     int64_t v;
     memcpy(&v, d, 8);
@@ -110,8 +111,9 @@ static int big(weft_ctx *ctx, const void *in, size_t len)
         for (size_t p = 0; p < MIB; p += 4096) {
             uint64_t w;
             memcpy(&w, (const unsigned char *)d + p, 8);
-            if (w != v) return weft_ctx_fail(ctx, WEFT_EINVAL, "page %zu: %llu != %llu", p / 4096,
-                                             (unsigned long long)w, (unsigned long long)v);
+            if (w != v)
+                return weft_ctx_fail(ctx, WEFT_EINVAL, "page %zu: %llu != %llu", p / 4096,
+                                     (unsigned long long)w, (unsigned long long)v);
         }
     }
     unsigned char *o = weft_ctx_output(ctx, MIB);
@@ -139,10 +141,8 @@ typedef struct config {
 } config;
 
 static const config configs[] = {
-    {WEFT_BACKEND_SERIAL, 1, false, "serial"},
-    {WEFT_BACKEND_THREADS, 2, false, "threads2"},
-    {WEFT_BACKEND_THREADS, 4, false, "threads4"},
-    {WEFT_BACKEND_THREADS, 2, true, "threads2-copy"},
+    {WEFT_BACKEND_SERIAL, 1, false, "serial"},     {WEFT_BACKEND_THREADS, 2, false, "threads2"},
+    {WEFT_BACKEND_THREADS, 4, false, "threads4"},  {WEFT_BACKEND_THREADS, 2, true, "threads2-copy"},
     {WEFT_BACKEND_SERIAL, 1, true, "serial-copy"},
 };
 #define NCONFIGS (sizeof configs / sizeof configs[0])
@@ -442,7 +442,8 @@ TEST(hundred_thousand_nodes)
         size_t n = leaves;
         while (n > 1) {
             size_t m = 0;
-            for (size_t i = 0; i + 1 < n; i += 2) level[m++] = call2(g, add, level[i], level[i + 1]);
+            for (size_t i = 0; i + 1 < n; i += 2)
+                level[m++] = call2(g, add, level[i], level[i + 1]);
             if (n % 2) level[m++] = level[n - 1];
             n = m;
         }
@@ -614,8 +615,8 @@ TEST(cancel_on_error_cancels_independent_branches)
                 done++;
             }
         }
-        CHECK_MSG(cancelled >= NNAP - 20, "%s: %d cancelled, %d done in %.3f s",
-                  configs[c].name, cancelled, done, dt);
+        CHECK_MSG(cancelled >= NNAP - 20, "%s: %d cancelled, %d done in %.3f s", configs[c].name,
+                  cancelled, done, dt);
         weft_graph_stats st;
         CHECK_OK(weft_graph_stats_get(g, &st));
         CHECK_EQ_U64(st.cancelled, (size_t)cancelled);
@@ -921,7 +922,8 @@ TEST(dot_output_parses_back)
     CHECK_EQ_INT(ne, 3);
     int seen = 0;
     for (int i = 0; i < ne; i++) {
-        if (edges[i][0] == (int)a && edges[i][1] == (int)c && (edges[i][2] == 0 || edges[i][2] == 1))
+        if (edges[i][0] == (int)a && edges[i][1] == (int)c &&
+            (edges[i][2] == 0 || edges[i][2] == 1))
             seen |= 1 << edges[i][2];
         if (edges[i][0] == (int)b && edges[i][1] == (int)d && edges[i][2] == -1) seen |= 4;
     }

@@ -111,8 +111,8 @@ TEST(terminal_mode_redraws_in_place)
 {
     int fd = open("tty.txt", O_CREAT | O_TRUNC | O_WRONLY, 0644);
     REQUIRE(fd >= 0);
-    weft_progress_options o = {.fd = fd, .mode = WEFT_PROGRESS_TTY, .interval = 0.0001,
-                               .width = 10};
+    weft_progress_options o = {
+        .fd = fd, .mode = WEFT_PROGRESS_TTY, .interval = 0.0001, .width = 10};
     weft_progress *p;
     REQUIRE_OK(weft_progress_create("bar", 10, &o, &p));
     for (int i = 0; i < 10; i++) {

@@ -138,8 +138,8 @@ TEST(hand_written_traces)
                "  {\"name\":\"mark\",\"ph\":\"i\",\"ts\":5},\n"
                "  {\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":7,"
                "\"args\":{\"name\":\"cruncher \\\"7\\\"\"}} ]");
-    CHECK_OK(weft_trace_svg("bare.json", "bare.svg", &(weft_svg_options){.width = 640,
-                                                                         .lane_height = 40}));
+    CHECK_OK(weft_trace_svg("bare.json", "bare.svg",
+                            &(weft_svg_options){.width = 640, .lane_height = 40}));
     CHECK(well_formed("bare.svg"));
     char *s = slurp("bare.svg", NULL);
     REQUIRE(s);

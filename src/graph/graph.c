@@ -145,8 +145,9 @@ static void bytes_add(weft_graph *g, size_t n)
 {
     size_t now = atomic_fetch_add_explicit(&g->bytes_live, n, memory_order_relaxed) + n;
     size_t peak = atomic_load_explicit(&g->bytes_peak, memory_order_relaxed);
-    while (now > peak && !atomic_compare_exchange_weak_explicit(
-                             &g->bytes_peak, &peak, now, memory_order_relaxed, memory_order_relaxed)) {
+    while (now > peak &&
+           !atomic_compare_exchange_weak_explicit(&g->bytes_peak, &peak, now, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
     }
 }
 
@@ -331,7 +332,8 @@ int weft_graph_call(weft_graph *g, weft_task_fn fn, const weft_arg *args, size_t
     for (size_t i = 0; i < nargs; i++) {
         if (args[i].node != WEFT_NODE_NONE) {
             if (args[i].node >= g->nnodes)
-                return weft__err(WEFT_EINVAL, "weft_graph_call: argument %zu names node %u, "
+                return weft__err(WEFT_EINVAL,
+                                 "weft_graph_call: argument %zu names node %u, "
                                  "which does not exist (%u nodes)",
                                  i, args[i].node, g->nnodes);
             nnode_args++;
@@ -471,9 +473,9 @@ struct grun {
     bool ref;         /* REF argument blocks (one address space) */
     bool cancel_mode; /* WEFT_COMPUTE_CANCEL_ON_ERROR */
     int retries;
-    _Atomic uint32_t remaining; /* needed nodes not finished (futex word) */
-    _Atomic int active;         /* completion callbacks touching the run */
-    _Atomic int stop;           /* cancel everything not started */
+    _Atomic uint32_t remaining;  /* needed nodes not finished (futex word) */
+    _Atomic int active;          /* completion callbacks touching the run */
+    _Atomic int stop;            /* cancel everything not started */
     _Atomic uint32_t first_fail; /* 1 + the first node that failed by itself */
     uint32_t *list;              /* the needed nodes */
     size_t nlist;
@@ -599,7 +601,8 @@ static void skip_node(grun *r, gnode *n, int code, char *msg, bool root)
 {
     n->err = code;
     n->msg = msg;
-    atomic_store_explicit(&n->state, code == WEFT_ECANCELLED ? WEFT_NODE_CANCELLED : WEFT_NODE_FAILED,
+    atomic_store_explicit(&n->state,
+                          code == WEFT_ECANCELLED ? WEFT_NODE_CANCELLED : WEFT_NODE_FAILED,
                           memory_order_relaxed);
     finish_node(r, n, false, root);
 }
@@ -720,10 +723,8 @@ static void dispatch(grun *r, gnode *n)
     }
     atomic_store_explicit(&n->state, WEFT_NODE_RUNNING, memory_order_relaxed);
     n->t_submit = weft__now_ns();
-    weft_submit_options so = {.flags = WEFT_SUBMIT_BORROW,
-                              .retries = r->retries,
-                              .has_index = true,
-                              .index = n->id};
+    weft_submit_options so = {
+        .flags = WEFT_SUBMIT_BORROW, .retries = r->retries, .has_index = true, .index = n->id};
     weft_future *f = NULL;
     int rc = weft_submit_ex(r->ex, n->fn, in, len, &so, &f);
     if (rc) {
@@ -844,7 +845,9 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
     static const weft_compute_options defaults;
     if (!g || !ex || (!targets && nt))
         return weft__err(WEFT_EINVAL, "weft_graph_compute: %s is NULL",
-                         !g ? "the graph" : !ex ? "the executor" : "targets");
+                         !g    ? "the graph"
+                         : !ex ? "the executor"
+                               : "targets");
     if (!opts) opts = &defaults;
     if (opts->flags & ~(unsigned)(WEFT_COMPUTE_CANCEL_ON_ERROR | WEFT_COMPUTE_KEEP_ALL))
         return weft__err(WEFT_EINVAL, "weft_graph_compute: unknown flags 0x%x", opts->flags);
@@ -853,7 +856,8 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
     if (g->run) return weft__err(WEFT_EBUSY, "weft_graph_compute: this graph is being computed");
     for (size_t i = 0; i < nt; i++)
         if (targets[i] >= g->nnodes)
-            return weft__err(WEFT_EINVAL, "weft_graph_compute: target %zu is node %u, which does "
+            return weft__err(WEFT_EINVAL,
+                             "weft_graph_compute: target %zu is node %u, which does "
                              "not exist (%u nodes)",
                              i, targets[i], g->nnodes);
     grun r;
@@ -934,7 +938,8 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
     if (ff) {
         gnode *rn = node_at(g, ff - 1);
         char buf[48];
-        return weft__err(rn->err, "weft_graph_compute: node %u (task '%s') failed: %s (%s); %zu of "
+        return weft__err(rn->err,
+                         "weft_graph_compute: node %u (task '%s') failed: %s (%s); %zu of "
                          "%zu targets not computed",
                          ff - 1, weft__graph_task_name(rn->fn, buf, sizeof buf),
                          weft_strerror(rn->err), node_msg(rn), missing, nt);
@@ -1026,12 +1031,12 @@ double weft_graph_duration(const weft_graph *g, weft_node id)
 int weft_graph_release(weft_graph *g, weft_node id)
 {
     if (!g || id >= g->nnodes)
-        return weft__err(WEFT_EINVAL, "weft_graph_release: %s",
-                         !g ? "NULL graph" : "no such node");
+        return weft__err(WEFT_EINVAL, "weft_graph_release: %s", !g ? "NULL graph" : "no such node");
     if (g->run) return weft__err(WEFT_EBUSY, "weft_graph_release: a compute is running");
     gnode *n = node_at(g, id);
     n->flags &= (uint8_t)~NF_KEEP;
-    if (atomic_load_explicit(&n->state, memory_order_relaxed) == WEFT_NODE_DONE) release_output(g, n);
+    if (atomic_load_explicit(&n->state, memory_order_relaxed) == WEFT_NODE_DONE)
+        release_output(g, n);
     return 0;
 }
 

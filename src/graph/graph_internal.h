@@ -57,24 +57,24 @@ typedef struct grun grun;
 typedef struct gnode {
     weft_task_fn fn;
     struct weft_graph *g_back; /* for the completion callback */
-    void *block; /* room for the REF argument block, in the arena */
+    void *block;               /* room for the REF argument block, in the arena */
     uint64_t key;
     uint32_t arg0, nargs; /* into g->args */
     uint32_t edges;       /* head of the consumer edge list (g->edges) */
     uint32_t id;
     /* compute state */
-    uint32_t run;   /* id of the last compute that visited the node */
-    bool needed;    /* runs in compute `run` (else its output was held) */
-    uint8_t flags;  /* NF_* */
-    _Atomic uint8_t state; /* weft_node_state */
-    _Atomic int32_t deps;  /* inputs not finished yet in this compute */
-    _Atomic int32_t uses;  /* consumers in this compute that have not run */
+    uint32_t run;            /* id of the last compute that visited the node */
+    bool needed;             /* runs in compute `run` (else its output was held) */
+    uint8_t flags;           /* NF_* */
+    _Atomic uint8_t state;   /* weft_node_state */
+    _Atomic int32_t deps;    /* inputs not finished yet in this compute */
+    _Atomic int32_t uses;    /* consumers in this compute that have not run */
     _Atomic uint32_t doomed; /* 1 + the failed node this one depends on, or 0 */
     int32_t err;
-    weft_future *fut;                /* holds the output (DONE) or error (FAILED) */
-    _Atomic(weft_future *) handle;   /* for cancelling a queued task */
-    char *msg;                       /* own message: WEFT_EDEPEND, cancel, submit error */
-    void *copy;                      /* COPY argument block in flight */
+    weft_future *fut;              /* holds the output (DONE) or error (FAILED) */
+    _Atomic(weft_future *) handle; /* for cancelling a queued task */
+    char *msg;                     /* own message: WEFT_EDEPEND, cancel, submit error */
+    void *copy;                    /* COPY argument block in flight */
     size_t copy_len;
     size_t out_len; /* counted in bytes_live while held */
     uint64_t t_submit, t_run;
