@@ -98,8 +98,9 @@ struct weft_graph {
     grun *run; /* the compute under way, or NULL */
     /* stats */
     size_t merged, executed, reused, failed, cancelled;
-    _Atomic size_t bytes_live;
-    _Atomic size_t bytes_peak;
+    /* written by completions: a cache line each (peak is mostly only read) */
+    _Atomic size_t bytes_live WEFT__ALIGNED;
+    _Atomic size_t bytes_peak WEFT__ALIGNED;
 };
 
 static inline gnode *node_at(const weft_graph *g, uint32_t id)
