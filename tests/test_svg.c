@@ -237,3 +237,73 @@ TEST(executor_without_a_trace_draws_an_empty_picture)
     free(s);
     if (have_xmllint()) CHECK(well_formed("none.svg"));
 }
+
+/* A small mutation fuzzer over the trace reader: random byte flips,
+ * deletions, duplications and insertions of JSON punctuation into a valid
+ * trace. Every result must be a picture or WEFT_EINVAL: never a crash
+ * (ASan/UBSan builds watch the reads), a hang or another code. */
+TEST(mutated_traces_never_crash_the_reader)
+{
+    const char *seed_trace =
+        "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"backend\":\"threads\",\"version\":\"0.1.0\"},"
+        "\"traceEvents\":[\n"
+        "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"worker "
+        "0\"}},\n"
+        "{\"name\":\"a\\\"b\",\"cat\":\"task\",\"ph\":\"X\",\"ts\":1.5,\"dur\":20.25,\"pid\":1,"
+        "\"tid\":0,\"args\":{\"outcome\":\"ok\",\"items\":1}},\n"
+        "{\"name\":\"c\",\"ph\":\"X\",\"ts\":30,\"dur\":1e1,\"pid\":1,\"tid\":1,\"args\":{"
+        "\"outcome\":\"error\",\"error\":\"WEFT_ETASK\",\"list\":[1,2,{\"x\":null}]}}\n]}\n";
+    static const char punct[] = "{}[]:,\"\\-.0123456789eEtfn u";
+    size_t base = strlen(seed_trace);
+    weft_rng r;
+    weft_rng_seed(&r, 42);
+    size_t iters = check_scaled(3000, 300);
+    int pictures = 0;
+    char *buf = malloc(4 * base + 64);
+    REQUIRE(buf);
+    for (size_t it = 0; it < iters; it++) {
+        size_t n = base;
+        memcpy(buf, seed_trace, base);
+        int muts = (int)weft_rng_range(&r, 1, 4);
+        for (int m = 0; m < muts && n > 2; m++) {
+            size_t at = (size_t)weft_rng_range(&r, 0, (int64_t)n - 1);
+            switch (weft_rng_range(&r, 0, 3)) {
+            case 0: /* flip a byte */
+                buf[at] = (char)weft_rng_range(&r, 1, 255);
+                break;
+            case 1: { /* delete a range */
+                size_t k = (size_t)weft_rng_range(&r, 1, 8);
+                if (at + k > n) k = n - at;
+                memmove(buf + at, buf + at + k, n - at - k);
+                n -= k;
+                break;
+            }
+            case 2: { /* duplicate a range */
+                size_t k = (size_t)weft_rng_range(&r, 1, 16);
+                if (at + k > n) k = n - at;
+                if (n + k > 4 * base) break;
+                memmove(buf + at + k, buf + at, n - at);
+                n += k;
+                break;
+            }
+            default: /* insert punctuation */
+                if (n + 1 > 4 * base) break;
+                memmove(buf + at + 1, buf + at, n - at);
+                buf[at] = punct[weft_rng_range(&r, 0, (int64_t)sizeof punct - 2)];
+                n++;
+                break;
+            }
+        }
+        FILE *f = fopen("fuzz.json", "wb");
+        REQUIRE(f);
+        fwrite(buf, 1, n, f);
+        fclose(f);
+        int rc = weft_trace_svg("fuzz.json", "fuzz.svg", NULL);
+        CHECK_MSG(rc == 0 || rc == WEFT_EINVAL, "iteration %zu: %d (%s)", it, rc,
+                  weft_last_error());
+        if (rc == 0) pictures++;
+    }
+    free(buf);
+    printf("    %zu mutated traces: %d still pictures, the rest refused\n", iters, pictures);
+    CHECK(pictures > 0 && (size_t)pictures < iters);
+}
