@@ -233,8 +233,9 @@ WEFT_API int weft_graph_stats_get(const weft_graph *g, weft_graph_stats *st);
  * filled by state; an edge from each producer to each consumer, labelled
  * with the argument position when a task has several inputs.
  * `dot -Tsvg graph.dot -o graph.svg` draws it.
- * Threads: the graph's thread.
- * @return 0, WEFT_EINVAL, or -errno of the file. */
+ * Threads: the graph's thread, not during a compute.
+ * @return 0, WEFT_EINVAL, WEFT_EBUSY (a compute is running), or -errno of
+ * the file. */
 WEFT_API int weft_graph_write_dot(const weft_graph *g, const char *path);
 
 /* ------------------------------------------------------------------------
