@@ -3,6 +3,7 @@
  * scripts/install-deps.sh installs); lanes, bars, colours and the legend are
  * checked in the text; malformed traces are refused with a position; a
  * trace of 200k tiny tasks still makes a small picture. */
+// weft-test-timeout: 300
 #include "check.h"
 
 #include <sys/stat.h>
