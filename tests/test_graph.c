@@ -694,7 +694,46 @@ TEST(submit_failure_on_a_shut_down_executor)
     CHECK_EQ_INT(weft_graph_state(g, b), WEFT_NODE_FAILED);
     CHECK_RC(weft_graph_result(g, b, NULL, NULL), WEFT_EDEPEND);
     weft_graph_destroy(g);
+    /* a wide graph too: its ready set is submitted in slices by spawn
+     * tasks, which cannot be submitted either: the caller does it, and every
+     * node fails, none is lost */
+    REQUIRE_OK(weft_graph_create(NULL, &g));
+    enum {
+        WIDE = 5000
+    };
+    static weft_node t[WIDE];
+    for (int i = 0; i < WIDE; i++) t[i] = lit(g, add, i);
+    CHECK_EQ_INT(weft_graph_compute(g, ex, t, WIDE, NULL), WEFT_ECLOSED);
+    for (int i = 0; i < WIDE; i++) CHECK_EQ_INT(weft_graph_state(g, t[i]), WEFT_NODE_FAILED);
+    weft_graph_stats st;
+    CHECK_OK(weft_graph_stats_get(g, &st));
+    CHECK_EQ_U64(st.failed, WIDE);
+    weft_graph_destroy(g);
     done_ex(ex);
+}
+
+TEST(wide_ready_set_is_spread_over_workers)
+{
+    /* 20k independent nodes: every one runs exactly once, whoever submits it */
+    for (size_t c = 1; c < 3; c++) {
+        weft_executor *ex = make_ex(&configs[c]);
+        REQUIRE(ex);
+        weft_graph *g;
+        REQUIRE_OK(weft_graph_create(NULL, &g));
+        enum {
+            N = 20000
+        };
+        static weft_node t[N];
+        for (int i = 0; i < N; i++) t[i] = lit(g, add, i);
+        reset_runs();
+        CHECK_OK(weft_graph_compute(g, ex, t, N, NULL));
+        for (int i = 0; i < N; i++) {
+            CHECK_EQ_INT(atomic_load(&runs[t[i]]), 1);
+            if (result_i64(g, t[i]) != i) break;
+        }
+        weft_graph_destroy(g);
+        done_ex(ex);
+    }
 }
 
 /* ------------------------------------------------------------------------

@@ -856,6 +856,107 @@ oom:
     return WEFT_ENOMEM;
 }
 
+/* ---- the initial ready set ------------------------------------------------------------ */
+
+/* A large initial ready set (dask.compute of many independent calls) is not
+ * submitted by the caller alone: that one thread would be the bottleneck,
+ * and with fast workers it would also run most completion callbacks itself
+ * (a task that finishes before its callback is registered runs it in the
+ * registering thread). On serial and threads, slices of the set go to
+ * "weft.graph.spawn" tasks instead, which submit their nodes from workers,
+ * into the workers' own deques; the caller takes the first slice. Other
+ * backends would run a spawn task in another address space, so there the
+ * caller submits everything. A spawn task that never runs (the executor
+ * cancelled it, or the submit failed) has its slice submitted by the caller.
+ *
+ * Lifetime: a spawn task reads its slice descriptor before it submits its
+ * first node and each ready[] entry before submitting that node, and none of
+ * those nodes can finish before being submitted, so the run (and the arrays
+ * the caller frees after it) outlives every read. */
+#define SPAWN_MIN 512 /* nodes per slice at least */
+
+typedef struct spawn_slice {
+    grun *r;
+    const uint32_t *ready;
+    size_t lo, hi;
+} spawn_slice;
+
+static void submit_slice(grun *r, const uint32_t *ready, size_t lo, size_t hi)
+{
+    driver d;
+    drv_begin(&d, r);
+    for (size_t k = lo; k < hi; k++) dispatch(r, node_at(r->g, ready[k]));
+    drv_end(&d);
+}
+
+static int graph_spawn(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx;
+    spawn_slice sl;
+    if (len != sizeof sl) return WEFT_EINVAL;
+    memcpy(&sl, in, sizeof sl);
+    submit_slice(sl.r, sl.ready, sl.lo, sl.hi);
+    return 0;
+}
+WEFT_TASK_REGISTER_AS(graph_spawn, "weft.graph.spawn");
+
+static void submit_initial(grun *r)
+{
+    weft_graph *g = r->g;
+    size_t nready = 0;
+    for (size_t k = 0; k < r->nlist; k++)
+        if (atomic_load_explicit(&node_at(g, r->list[k])->deps, memory_order_relaxed) == 0)
+            nready++;
+    int workers = weft_executor_workers(r->ex);
+    size_t nslices = nready / SPAWN_MIN;
+    if ((size_t)workers * 2 < nslices) nslices = (size_t)workers * 2;
+    uint32_t *ready = NULL;
+    spawn_slice *sl = NULL;
+    weft_future **fs = NULL;
+    if (r->ref && weft_executor_backend(r->ex) == WEFT_BACKEND_THREADS && nslices >= 2) {
+        ready = malloc(nready * sizeof *ready);
+        sl = malloc(nslices * sizeof *sl);
+        fs = calloc(nslices, sizeof *fs);
+    }
+    if (!ready || !sl || !fs) {
+        free(ready);
+        free(sl);
+        free(fs);
+        driver d;
+        drv_begin(&d, r);
+        /* in reverse, so that the driver (a stack) submits in list order */
+        for (size_t k = r->nlist; k-- > 0;) {
+            gnode *n = node_at(g, r->list[k]);
+            if (atomic_load_explicit(&n->deps, memory_order_relaxed) == 0) make_ready(r, n);
+        }
+        drv_end(&d);
+        return;
+    }
+    size_t m = 0;
+    for (size_t k = 0; k < r->nlist; k++)
+        if (atomic_load_explicit(&node_at(g, r->list[k])->deps, memory_order_relaxed) == 0)
+            ready[m++] = r->list[k];
+    for (size_t i = 0; i < nslices; i++)
+        sl[i] = (spawn_slice){r, ready, nready * i / nslices, nready * (i + 1) / nslices};
+    weft_submit_options so = {.flags = WEFT_SUBMIT_BORROW};
+    for (size_t i = 1; i < nslices; i++)
+        if (weft_submit_ex(r->ex, graph_spawn, &sl[i], sizeof sl[i], &so, &fs[i]) != 0)
+            fs[i] = NULL;
+    submit_slice(r, ready, sl[0].lo, sl[0].hi);
+    for (size_t i = 1; i < nslices; i++) {
+        if (fs[i]) {
+            weft_future_wait(fs[i], WEFT_FOREVER);
+            bool ran = weft_future_state_get(fs[i]) == WEFT_FUTURE_DONE;
+            weft_future_release(fs[i]);
+            if (ran) continue;
+        }
+        submit_slice(r, ready, sl[i].lo, sl[i].hi);
+    }
+    free(ready);
+    free(sl);
+    free(fs);
+}
+
 int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *targets, size_t nt,
                        const weft_compute_options *opts)
 {
@@ -901,14 +1002,7 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
         r.pg = weft__progress_start("compute", r.nlist);
     g->run = &r;
     if (r.nlist) {
-        driver d;
-        drv_begin(&d, &r);
-        /* in reverse, so that the driver (a stack) submits in list order */
-        for (size_t k = r.nlist; k-- > 0;) {
-            gnode *n = node_at(g, r.list[k]);
-            if (atomic_load_explicit(&n->deps, memory_order_relaxed) == 0) make_ready(&r, n);
-        }
-        drv_end(&d);
+        submit_initial(&r);
         weft_executor *cur = weft__current_executor();
         /* spin a little (a small graph is often done a moment later), then sleep */
         uint64_t spin_until = weft__now_ns() + 20000;
