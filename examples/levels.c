@@ -24,11 +24,10 @@
  * stops: the wall time is the map alone.
  *
  * Files (under build/demo/, created if missing; --outdir changes it):
- *   levels.json         one object per level run
- *   trace-threads.json  weft's Chrome trace of the threads run (Perfetto)
- *   trace-threads.svg   a task-stream picture of the threads run, drawn here
- *                       from the start/end/worker each task writes into its
- *                       output next to its result
+ *   levels.json          one object per level run
+ *   trace-<level>.json   weft's Chrome trace of each level's run (Perfetto)
+ *   trace-<level>.svg    its task-stream picture (weft_trace_svg): a lane per
+ *                        worker, a bar per task; on threads, two busy lanes
  *
  * Usage: levels [--n N] [--quick] [--workers W] [--outdir DIR]
  * Exit status: 0, or 1 if a level's results differ from serial's or a level
@@ -54,10 +53,7 @@ typedef struct item_in {
 } item_in;
 
 typedef struct item_out {
-    uint64_t y;        /* f(x) modulo 2^64 */
-    double start, end; /* weft_now() around the loop, for the picture */
-    int32_t worker;    /* weft_ctx_worker() */
-    int32_t pad;
+    uint64_t y; /* f(x) modulo 2^64 */
 } item_out;
 
 static int notebook_f(weft_ctx *ctx, const void *in, size_t len)
@@ -69,7 +65,6 @@ static int notebook_f(weft_ctx *ctx, const void *in, size_t len)
     if (len != sizeof it) return weft_ctx_fail(ctx, WEFT_EINVAL, "input of %zu bytes", len);
     memcpy(&it, in, sizeof it); /* inputs carry no alignment promise */
     weft_rng_seed(&rng, weft_ctx_seed(ctx));
-    out.start = weft_now();
     uint64_t y = (uint64_t)it.x;
     for (uint64_t i = 0; i < it.n; i++) {
         uint64_t a = (uint64_t)weft_rng_range(&rng, 0, 10000);
@@ -77,8 +72,6 @@ static int notebook_f(weft_ctx *ctx, const void *in, size_t len)
         y = y - i * i + a * b; /* unsigned: wraps modulo 2^64, no UB */
     }
     out.y = y + 1;
-    out.end = weft_now();
-    out.worker = weft_ctx_worker(ctx);
     return weft_ctx_set_output(ctx, &out, sizeof out);
 }
 WEFT_TASK_REGISTER(notebook_f);
@@ -145,11 +138,7 @@ static int run_level(weft_backend backend, int workers, uint64_t n, const char *
         size_t len;
         rc = weft_results_get(res, (size_t)i, &data, &len);
         if (rc == 0 && len != sizeof(item_out)) rc = WEFT_ETASK;
-        if (rc == 0) {
-            memcpy(&row->out[i], data, sizeof(item_out));
-            row->out[i].start -= t0; /* seconds since the map started */
-            row->out[i].end -= t0;
-        }
+        if (rc == 0) memcpy(&row->out[i], data, sizeof(item_out));
     }
     if (rc != 0)
         fprintf(stderr, "levels: %s: map failed: %s %s\n", weft_backend_name(backend),
@@ -160,88 +149,6 @@ static int run_level(weft_backend backend, int workers, uint64_t n, const char *
     if (drc != 0)
         fprintf(stderr, "levels: writing %s: %s\n", trace ? trace : "-", weft_strerror(drc));
     return rc;
-}
-
-/* ---- the task-stream picture ------------------------------------------ */
-
-static double nice_step(double span)
-{
-    static const double steps[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2,
-                                   0.5,   1,     2,     5,    10,   20,   50,  100};
-    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
-        if (span / steps[i] <= 10) return steps[i];
-    return 200;
-}
-
-static int write_svg(const level_row *row, uint64_t n)
-{
-    static const char *palette[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-                                    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
-    const int left = 90, right = 30, top = 56, lane = 40, gap = 10, axis = 50, width = 960;
-    const int lanes = row->workers > 0 ? row->workers : 1;
-    const int height = top + lanes * (lane + gap) + axis;
-    double span = row->wall;
-    for (int i = 0; i < NITEMS; i++)
-        if (row->out[i].end > span) span = row->out[i].end;
-    if (span <= 0) span = 1e-3;
-    const double scale = (width - left - right) / span;
-    char path[4200];
-    FILE *f = open_out("trace-threads.svg", path, sizeof path);
-    if (!f) return -1;
-
-    fprintf(f,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-            "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n",
-            width, height, width, height);
-    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    fprintf(f,
-            "<text x=\"%d\" y=\"24\" font-size=\"16\" font-weight=\"bold\">weft task stream: "
-            "%s, %d workers</text>\n",
-            left, weft_backend_name(row->backend), row->workers);
-    fprintf(f,
-            "<text x=\"%d\" y=\"42\" fill=\"#555\">%d tasks of N=%llu iterations; wall %.3f s, "
-            "speed-up %.2f over serial</text>\n",
-            left, NITEMS, (unsigned long long)n, row->wall, row->speedup);
-    for (int w = 0; w < lanes; w++) {
-        int y = top + w * (lane + gap);
-        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#f3f3f3\"/>\n", left,
-                y, width - left - right, lane);
-        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">worker %d</text>\n", left - 8,
-                y + lane / 2 + 4, w);
-    }
-    for (int i = 0; i < NITEMS; i++) {
-        const item_out *o = &row->out[i];
-        int w = o->worker >= 0 && o->worker < lanes ? o->worker : 0;
-        double x = left + o->start * scale, wd = (o->end - o->start) * scale;
-        int y = top + w * (lane + gap);
-        if (wd < 1) wd = 1;
-        fprintf(f,
-                "<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\" "
-                "stroke=\"white\" stroke-width=\"1\"><title>item %d: %.3f s on worker %d</title>"
-                "</rect>\n",
-                x, y + 2, wd, lane - 4, palette[i % 10], i, o->end - o->start, o->worker);
-        if (wd >= 16)
-            fprintf(f,
-                    "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"white\">%d</text>\n",
-                    x + wd / 2, y + lane / 2 + 4, i);
-    }
-    int ay = top + lanes * (lane + gap);
-    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", left, ay,
-            width - right, ay);
-    double step = nice_step(span);
-    for (int k = 0; k * step <= span * 1.0001; k++) {
-        double x = left + k * step * scale;
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#333\"/>\n", x, ay,
-                x, ay + 5);
-        fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n", x, ay + 18,
-                k * step);
-    }
-    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">time since map start (s)</text>\n",
-            left + (width - left - right) / 2, ay + 38);
-    fprintf(f, "</svg>\n");
-    if (fclose(f) != 0) return -1;
-    printf("wrote %s\n", path);
-    return 0;
 }
 
 static int write_json(const level_row *rows, int nrows)
@@ -314,8 +221,7 @@ int main(int argc, char **argv)
     };
     static level_row rows[4];
     int nrows = 0, status = 0;
-    char trace[4200];
-    snprintf(trace, sizeof trace, "%s/trace-threads.json", outdir);
+    char trace[4][4200];
 
     printf("weft %s levels demo: %d tasks of N=%llu iterations "
            "(y = y - i*i + rand*rand, modulo 2^64)\n\n",
@@ -335,8 +241,9 @@ int main(int argc, char **argv)
             return 1;
         }
         level_row *row = &rows[nrows];
-        int rc = run_level(b, b == WEFT_BACKEND_SERIAL ? 1 : workers, n,
-                           b == WEFT_BACKEND_THREADS ? trace : NULL, row);
+        snprintf(trace[nrows], sizeof trace[nrows], "%s/trace-%s.json", outdir,
+                 weft_backend_name(b));
+        int rc = run_level(b, b == WEFT_BACKEND_SERIAL ? 1 : workers, n, trace[nrows], row);
         if (rc == WEFT_ENOTSUP && b == WEFT_BACKEND_MPI) {
             /* not launched by mpirun: not a failure of the demo */
             printf("%s: skipped: run the demo as `mpirun -n 3 levels` (make demo does)\n",
@@ -368,13 +275,29 @@ int main(int argc, char **argv)
     printf("\n\n");
     if (write_json(rows, nrows) != 0) status = 1;
     for (int r = 0; r < nrows; r++) {
-        if (rows[r].backend != WEFT_BACKEND_THREADS) continue;
         struct stat st;
-        if (stat(trace, &st) == 0)
-            printf("wrote %s (open it in Perfetto)\n", trace);
-        else
-            fprintf(stderr, "levels: the executor wrote no %s\n", trace), status = 1;
-        if (write_svg(&rows[r], n) != 0) status = 1;
+        if (stat(trace[r], &st) != 0) {
+            fprintf(stderr, "levels: the executor wrote no %s\n", trace[r]);
+            status = 1;
+            continue;
+        }
+        printf("wrote %s (open it in Perfetto)\n", trace[r]);
+        /* the task-stream picture, drawn by the library from the trace */
+        char svg[4200], title[200];
+        snprintf(svg, sizeof svg, "%s/trace-%s.svg", outdir, weft_backend_name(rows[r].backend));
+        snprintf(title, sizeof title,
+                 "weft task stream: %s, %d workers, %d tasks of N=%llu; wall %.3f s, speed-up "
+                 "%.2f",
+                 weft_backend_name(rows[r].backend), rows[r].workers, NITEMS, (unsigned long long)n,
+                 rows[r].wall, rows[r].speedup);
+        weft_svg_options so = {.title = title};
+        int rc = weft_trace_svg(trace[r], svg, &so);
+        if (rc != 0) {
+            fprintf(stderr, "levels: %s: %s (%s)\n", svg, weft_strerror(rc), weft_last_error());
+            status = 1;
+        } else {
+            printf("wrote %s\n", svg);
+        }
     }
     if (status) fprintf(stderr, "levels: FAILED: a level's results differ or a level failed\n");
     return status;

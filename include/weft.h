@@ -553,6 +553,7 @@ typedef struct weft_map_options {
     size_t max_in_flight;     /* stream: items read but not delivered; 0 = 1024 * workers */
     weft_result_cb on_result; /* optional: deliver results through this callback */
     void *arg;                /* for on_result */
+    int progress;             /* progress bar on stderr: 0 = WEFT_PROGRESS, > 0 on, < 0 off */
 } weft_map_options;
 
 /* weft_map() :
@@ -620,5 +621,8 @@ WEFT_API double weft_now(void);
 #include "weft/sync.h"
 
 #include "weft/queue.h" /* issue 3: MPMC queue */
+/* task graphs, batch calls, progress bars, task-stream pictures */
+#include "weft/graph.h"
+#include "weft/progress.h"
 
 #endif /* WEFT_H */

@@ -31,6 +31,7 @@
 #include "internal.h"
 #include "mpi/backend.h"
 #include "procs/procs.h"
+#include "progress_internal.h"
 
 #define TARGET_CHUNK_NS 100000ull
 #define MAX_CHUNK (1u << 20)
@@ -426,6 +427,7 @@ typedef struct map_call {
     int workers;
     double per_item[4]; /* ns per item of the last finished chunks */
     int nsamples;
+    weft_progress *progress; /* NULL unless asked: one branch per chunk */
 } map_call;
 
 /* Streams: grow the results as chunks are delivered (zeroed, since an
@@ -690,6 +692,7 @@ static void deliver(map_call *mc, chunk *c)
     }
     mc->inflight_items -= c->n;
     c->state = 2;
+    if (WEFT__UNLIKELY(mc->progress != NULL)) weft_progress_add(mc->progress, c->n);
 }
 
 static bool collect(map_call *mc)
@@ -769,6 +772,8 @@ static int run_map(map_call *mc, weft_results **out)
     atomic_init(&job->pending, 0);
     atomic_init(&job->low_water, 0);
     atomic_init(&job->refs, 0);
+    if (weft__progress_wanted(o->progress))
+        mc->progress = weft__progress_start("map", job->mode == IN_STREAM ? 0 : mc->count);
 
     for (;;) {
         bool stopping = mc->stop_code || atomic_load_explicit(&job->stop, memory_order_relaxed);
@@ -790,6 +795,7 @@ static int run_map(map_call *mc, weft_results **out)
     /* every chunk is delivered; wait for the workers' last touch of the job */
     while (atomic_load_explicit(&job->refs, memory_order_acquire) != 0) weft__cpu_relax();
     free(mc->ring);
+    weft_progress_destroy(mc->progress);
 
     if (mc->res && job->mode != IN_STREAM) {
         /* items never queued after a stop */
