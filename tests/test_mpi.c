@@ -11,8 +11,8 @@
  * the asan and tsan phases of scripts/run-tests.sh build without MPI (the
  * stub is then what they test); the plain phase runs all of this.
  *
- * Graphs (issue 6): include/weft/graph.h has not landed on this branch;
- * a graph compute on mpi is to be added with it.
+ * Graphs (issue 6): graph_compute_on_mpi computes a reduction tree and a
+ * diamond on the worker ranks.
  * weft-test-timeout: 300 */
 #define CHECK_CUSTOM_MAIN
 #include "check.h"
@@ -156,6 +156,30 @@ WEFT_TASK_REGISTER(crash_task);
 
 WEFT_TASK_REGISTER(fail_some);
 
+/* graph tasks */
+static int64_t arg64(const void *in, size_t len, size_t i)
+{
+    const void *d;
+    size_t l;
+    int64_t v = 0;
+    if (weft_args_get(in, len, i, &d, &l) == 0 && l == sizeof v) memcpy(&v, d, sizeof v);
+    return v;
+}
+
+static int g_leaf(weft_ctx *ctx, const void *in, size_t len)
+{
+    int64_t v = arg64(in, len, 0);
+    return weft_ctx_set_output(ctx, &v, sizeof v);
+}
+WEFT_TASK_REGISTER(g_leaf);
+
+static int g_add(weft_ctx *ctx, const void *in, size_t len)
+{
+    int64_t v = arg64(in, len, 0) + arg64(in, len, 1);
+    return weft_ctx_set_output(ctx, &v, sizeof v);
+}
+WEFT_TASK_REGISTER(g_add);
+
 static weft_executor *make(int workers)
 {
     weft_options o = {.backend = WEFT_BACKEND_MPI, .workers = workers};
@@ -187,6 +211,47 @@ TEST(not_launched_is_enotsup_with_how_to)
 }
 
 /* ---- under mpirun ---- */
+
+TEST(graph_compute_on_mpi)
+{
+    NEED_MPI();
+    weft_executor *ex = make(0);
+    weft_graph *g = NULL;
+    REQUIRE(weft_graph_create(NULL, &g) == 0);
+    enum {
+        LEAVES = 1024
+    };
+    static weft_node level[LEAVES];
+    for (int64_t k = 0; k < LEAVES; k++) {
+        weft_arg a = weft_arg_bytes(&k, sizeof k);
+        CHECK_OK(weft_graph_call(g, g_leaf, &a, 1, &level[k]));
+    }
+    weft_node leaf0 = level[0];
+    for (int n = LEAVES; n > 1; n /= 2)
+        for (int i = 0; i < n / 2; i++) {
+            weft_arg a[2] = {weft_arg_node(level[2 * i]), weft_arg_node(level[2 * i + 1])};
+            CHECK_OK(weft_graph_call(g, g_add, a, 2, &level[i]));
+        }
+    /* a diamond on top: root + root, and the root reused by a second node */
+    weft_arg d2[2] = {weft_arg_node(level[0]), weft_arg_node(level[0])};
+    weft_node twice, plus0;
+    CHECK_OK(weft_graph_call(g, g_add, d2, 2, &twice));
+    weft_arg d3[2] = {weft_arg_node(level[0]), weft_arg_node(leaf0)};
+    CHECK_OK(weft_graph_call(g, g_add, d3, 2, &plus0));
+    weft_node targets[2] = {twice, plus0};
+    CHECK_OK(weft_graph_compute(g, ex, targets, 2, NULL));
+    int64_t total = (int64_t)LEAVES * (LEAVES - 1) / 2, v = 0;
+    const void *d;
+    size_t n;
+    CHECK_OK(weft_graph_result(g, twice, &d, &n));
+    if (n == sizeof v) memcpy(&v, d, sizeof v);
+    CHECK_EQ_U64((uint64_t)v, (uint64_t)(2 * total));
+    CHECK_OK(weft_graph_result(g, plus0, &d, &n));
+    if (n == sizeof v) memcpy(&v, d, sizeof v);
+    CHECK_EQ_U64((uint64_t)v, (uint64_t)total);
+    weft_graph_destroy(g);
+    CHECK_OK(weft_executor_destroy(ex));
+}
 
 TEST(workers_are_the_worker_ranks)
 {

@@ -172,6 +172,38 @@ static int shm_writer(weft_ctx *ctx, const void *in, size_t len)
 }
 WEFT_TASK_REGISTER(shm_writer);
 
+/* graph tasks: leaf(k) = k; add(a, b) = a + b; crash_if(x) dies when x == 13 */
+static int64_t arg64(const void *in, size_t len, size_t i)
+{
+    const void *d;
+    size_t l;
+    int64_t v = 0;
+    if (weft_args_get(in, len, i, &d, &l) == 0 && l == sizeof v) memcpy(&v, d, sizeof v);
+    return v;
+}
+
+static int g_leaf(weft_ctx *ctx, const void *in, size_t len)
+{
+    int64_t v = arg64(in, len, 0);
+    return weft_ctx_set_output(ctx, &v, sizeof v);
+}
+WEFT_TASK_REGISTER(g_leaf);
+
+static int g_add(weft_ctx *ctx, const void *in, size_t len)
+{
+    int64_t v = arg64(in, len, 0) + arg64(in, len, 1);
+    return weft_ctx_set_output(ctx, &v, sizeof v);
+}
+WEFT_TASK_REGISTER(g_add);
+
+static int g_crash_if_13(weft_ctx *ctx, const void *in, size_t len)
+{
+    int64_t v = arg64(in, len, 0);
+    if (v == 13) abort();
+    return weft_ctx_set_output(ctx, &v, sizeof v);
+}
+WEFT_TASK_REGISTER(g_crash_if_13);
+
 static int unregistered(weft_ctx *ctx, const void *in, size_t len)
 {
     (void)ctx;
@@ -588,6 +620,46 @@ TEST(workers_write_a_shared_region_in_place)
     CHECK_EQ_U64(bad, 0);
     CHECK_OK(weft_executor_destroy(ex));
     weft_shm_destroy(shm);
+}
+
+TEST(graph_reduction_tree_and_a_crashing_node)
+{
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    weft_graph *g = NULL;
+    REQUIRE(weft_graph_create(NULL, &g) == 0);
+    enum {
+        LEAVES = 512
+    };
+    weft_node level[LEAVES];
+    for (int64_t k = 0; k < LEAVES; k++) {
+        weft_arg a = weft_arg_bytes(&k, sizeof k);
+        CHECK_OK(weft_graph_call(g, g_leaf, &a, 1, &level[k]));
+    }
+    for (int n = LEAVES; n > 1; n /= 2)
+        for (int i = 0; i < n / 2; i++) {
+            weft_arg a[2] = {weft_arg_node(level[2 * i]), weft_arg_node(level[2 * i + 1])};
+            CHECK_OK(weft_graph_call(g, g_add, a, 2, &level[i]));
+        }
+    /* a branch whose node kills its worker */
+    int64_t bad = 13;
+    weft_arg ba = weft_arg_bytes(&bad, sizeof bad);
+    weft_node crash, after;
+    CHECK_OK(weft_graph_call(g, g_crash_if_13, &ba, 1, &crash));
+    weft_arg aa[2] = {weft_arg_node(crash), weft_arg_node(level[0])};
+    CHECK_OK(weft_graph_call(g, g_add, aa, 2, &after));
+    weft_node targets[2] = {level[0], after};
+    int rc = weft_graph_compute(g, ex, targets, 2, NULL);
+    CHECK_EQ_INT(rc, WEFT_ECRASHED);
+    const void *d;
+    size_t n;
+    CHECK_OK(weft_graph_result(g, level[0], &d, &n));
+    int64_t sum = 0;
+    if (n == sizeof sum) memcpy(&sum, d, sizeof sum);
+    CHECK_EQ_U64((uint64_t)sum, (uint64_t)LEAVES * (LEAVES - 1) / 2);
+    CHECK(weft_graph_result(g, after, &d, &n) != 0);
+    weft_graph_destroy(g);
+    CHECK_OK(weft_executor_destroy(ex));
 }
 
 TEST(bad_input_each_a_clear_error)
