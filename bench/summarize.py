@@ -31,7 +31,7 @@ BENCHES = ["submit_batch", "submit_roundtrip", "map_empty", "submit_8threads", "
 # compared with the first weft system of WEFT_PREF the workload has.
 PEER = {"python-processpool": "weft-processes", "joblib-loky": "weft-processes",
         "joblib-multiprocessing": "weft-processes", "dask-processes": "weft-processes",
-        "mpi4py-futures": "weft-mpi", "dask-threads": "weft-threads"}
+        "mpi4py-futures": "weft-mpi", "mpi-raw": "weft-mpi", "dask-threads": "weft-threads"}
 WEFT_PREF = ["weft-threads", "weft", "weft-processes", "weft-mpi"]
 
 
@@ -128,6 +128,34 @@ def targets(res):
     v = med("cpu_speedup", "weft-processes")
     out.append(("cpu_speedup: weft-processes >= 1.85x over serial",
                 None if v is None else v >= 1.85, f"{fmt(v)}x"))
+    # issue 5
+    for bench in ("spawn_true", "spawn_true_8threads"):
+        adv = ratio(bench, "python-subprocess", "weft")
+        out.append((f"{bench}: weft >= 3x cheaper per spawn than subprocess.run",
+                    None if adv is None else adv >= 3, f"{fmt(adv)}x"))
+        w = med(bench, "weft")
+        best = [v for v in (med(bench, "fork-exec"), med(bench, "posix-spawn")) if v]
+        out.append((f"{bench}: weft no slower than the faster of fork+exec and posix_spawn "
+                    "(3% tolerance)", None if w is None or not best else w <= 1.03 * min(best),
+                    f"{fmt(w)} vs {fmt(min(best) if best else None)} us/spawn"))
+    # issue 6
+    for bench in ("graph_independent_10k", "graph_tree_20k"):
+        v = med(bench, WEFT)
+        out.append((f"{bench}: weft-threads <= 1.5 us/node", None if v is None else v <= 1.5,
+                    f"{fmt(v)} us/node"))
+        adv = ratio(bench, "dask-threads", WEFT)
+        out.append((f"{bench}: weft-threads >= 100x cheaper than dask threads",
+                    None if adv is None else adv >= 100, f"{fmt(adv)}x"))
+    # issue 7
+    for bench, limit, unit in (("submit_batch", 5.0, "us/task"),
+                               ("submit_roundtrip", 10.0, "us/task"),
+                               ("map_empty", 0.2, "us/item")):
+        v = med(bench, "weft-mpi")
+        out.append((f"{bench}: weft-mpi <= {limit} {unit}", None if v is None else v <= limit,
+                    f"{fmt(v)} {unit}"))
+    v = med("mpi_dispatch_rate", "weft-mpi")
+    out.append(("mpi_dispatch_rate: weft-mpi >= 1M tasks/s to 8 worker ranks",
+                None if v is None else v >= 1e6, f"{fmt(v and v / 1e6)}M tasks/s"))
     return [t for t in out if t[1] is not None]
 
 
