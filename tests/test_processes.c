@@ -236,11 +236,11 @@ static int count_fds(void)
     return n - 1;
 }
 
-/* children of the fork server still alive (workers) */
-static int server_children(void)
+/* Live (not zombie) children of `parent`: up to `max` pids in out[] (out
+ * may be NULL); returns how many there are. */
+static int children_of(pid_t parent, pid_t *out, int max)
 {
-    pid_t srv = weft__fs_pid();
-    if (srv <= 0) return 0;
+    if (parent <= 0) return 0;
     DIR *d = opendir("/proc");
     int n = 0;
     struct dirent *e;
@@ -254,13 +254,21 @@ static int server_children(void)
         fclose(f);
         buf[k] = 0;
         char *rp = strrchr(buf, ')');
-        if (!rp) continue;
         char st;
         int ppid;
-        if (sscanf(rp + 2, "%c %d", &st, &ppid) == 2 && ppid == srv) n++;
+        if (!rp || sscanf(rp + 2, "%c %d", &st, &ppid) != 2 || ppid != parent || st == 'Z')
+            continue;
+        if (out && n < max) out[n] = atoi(e->d_name);
+        n++;
     }
     closedir(d);
     return n;
+}
+
+/* children of the fork server still alive (workers) */
+static int server_children(void)
+{
+    return children_of(weft__fs_pid(), NULL, 0);
 }
 
 static int dev_shm_entries(void)
@@ -409,26 +417,7 @@ TEST(worker_killed_from_outside)
     pid_t pid = 0;
     for (int i = 0; i < 2000 && !pid; i++) {
         usleep(1000);
-        if (weft_future_state_get(f) == WEFT_FUTURE_RUNNING) {
-            int n = 0;
-            DIR *d = opendir("/proc");
-            struct dirent *e;
-            while ((e = readdir(d)) && !pid) {
-                char path[300], buf[512];
-                snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-                FILE *fp = fopen(path, "r");
-                if (!fp) continue;
-                size_t k = fread(buf, 1, sizeof buf - 1, fp);
-                fclose(fp);
-                buf[k] = 0;
-                char *rp = strrchr(buf, ')');
-                int ppid;
-                char st;
-                if (rp && sscanf(rp + 2, "%c %d", &st, &ppid) == 2 && ppid == weft__fs_pid())
-                    pid = atoi(e->d_name), n++;
-            }
-            closedir(d);
-        }
+        if (weft_future_state_get(f) == WEFT_FUTURE_RUNNING) children_of(weft__fs_pid(), &pid, 1);
     }
     REQUIRE(pid > 0);
     usleep(20000);
@@ -857,24 +846,7 @@ TEST(killing_the_program_leaves_no_survivors)
     usleep(100000);
     /* collect the server's children (the workers) */
     pid_t kids[16];
-    int nk = 0;
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while ((e = readdir(d)) && nk < 16) {
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        size_t k = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[k] = 0;
-        char *rp = strrchr(buf, ')');
-        int ppid;
-        char st;
-        if (rp && sscanf(rp + 2, "%c %d", &st, &ppid) == 2 && ppid == srv)
-            kids[nk++] = atoi(e->d_name);
-    }
-    closedir(d);
+    int nk = children_of(srv, kids, 16);
     CHECK_EQ_INT(nk, 2);
     kill(prog, SIGKILL);
     waitpid(prog, NULL, 0);
