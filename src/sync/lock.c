@@ -4,8 +4,8 @@
  * Tricky": 0 free, 1 held, 2 held and some thread may sleep on the word.
  * Acquire is one compare-and-swap 0 -> 1 when free; release is one exchange
  * to 0, plus a FUTEX_WAKE only when the old value was 2. A contended acquirer
- * spins briefly (WEFT__SPIN pauses, stopping early once sleepers exist), then
- * swaps in 2 and sleeps until the exchange returns 0. The word's
+ * swaps in 2 and sleeps until the exchange returns 0 (WEFT__LOCK_SPIN, 0:
+ * no spinning first; sync_internal.h says why). The word's
  * acquire/release ordering is what publishes the protected data.
  *
  * The owner field holds the holder's kernel thread id. It is written by the
@@ -40,7 +40,7 @@ int weft__lockword_acquire_slow(uint32_t *w, uint64_t deadline, bool try_only, b
         return __atomic_compare_exchange_n(w, &z, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)
                    ? 0
                    : WEFT_ETIMEDOUT;
-    for (int i = 0; i < WEFT__SPIN; i++) {
+    for (int i = 0; i < WEFT__LOCK_SPIN; i++) {
         uint32_t c = ld_relaxed(w);
         if (c == 0) {
             z = 0;
