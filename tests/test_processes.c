@@ -651,6 +651,84 @@ TEST(graph_reduction_tree_and_a_crashing_node)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
+static long mem_available_mib(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %ld kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb / 1024;
+}
+
+/* sums the bytes of its input */
+static int byte_sum(weft_ctx *ctx, const void *in, size_t len)
+{
+    const unsigned char *p = in;
+    uint64_t s = 0;
+    for (size_t k = 0; k < len; k++) s += p[k];
+    return weft_ctx_set_output(ctx, &s, sizeof s);
+}
+WEFT_TASK_REGISTER(byte_sum);
+
+/* writes (input: uint64 n) n bytes, byte k = (k >> 20) * 7 + 1 */
+static int make_bytes(weft_ctx *ctx, const void *in, size_t len)
+{
+    uint64_t n = 0;
+    if (len == sizeof n) memcpy(&n, in, sizeof n);
+    unsigned char *o = weft_ctx_output(ctx, n);
+    if (!o && n)
+        return weft_ctx_fail(ctx, WEFT_ENOMEM, "no output of %llu bytes", (unsigned long long)n);
+    for (uint64_t b = 0; b < n >> 20; b++)
+        memset(o + (b << 20), (int)((b * 7 + 1) & 0xff), 1 << 20);
+    return 0;
+}
+WEFT_TASK_REGISTER(make_bytes);
+
+/* Several GiB: an input past 2^32 bytes in, an output past 2^31 bytes out. */
+TEST(payload_of_several_gib)
+{
+    if (CHECK_ASAN || CHECK_TSAN) SKIP("too slow under sanitizers");
+    const size_t mib = (size_t)1 << 20;
+    const size_t n_in = (size_t)4352 << 20;  /* 4.25 GiB */
+    const size_t n_out = (size_t)2304 << 20; /* 2.25 GiB */
+    if (mem_available_mib() < (long)(2 * (n_in >> 20)) + 4096) SKIP("not enough memory");
+    unsigned char *in = malloc(n_in);
+    REQUIRE(in);
+    uint64_t want_sum = 0;
+    for (size_t b = 0; b < n_in / mib; b++) {
+        memset(in + b * mib, (int)(b * 7 & 0xff), mib);
+        want_sum += (uint64_t)(b * 7 & 0xff) * mib;
+    }
+    weft_executor *ex = make(1, NULL);
+    REQUIRE(ex);
+    weft_future *f;
+    CHECK_OK(weft_submit_ex(ex, byte_sum, in, n_in,
+                            &(weft_submit_options){.flags = WEFT_SUBMIT_BORROW}, &f));
+    const void *d;
+    size_t len = 0;
+    CHECK_OK(weft_future_result(f, 240, &d, &len));
+    uint64_t got = 0;
+    if (len == sizeof got) memcpy(&got, d, sizeof got);
+    CHECK_EQ_U64(got, want_sum);
+    weft_future_release(f);
+    free(in);
+    uint64_t n = n_out;
+    CHECK_OK(weft_submit(ex, make_bytes, &n, sizeof n, &f));
+    CHECK_OK(weft_future_result(f, 240, &d, &len));
+    CHECK_EQ_U64(len, n_out);
+    size_t bad = 0;
+    for (size_t b = 0; len == n_out && b < n_out / mib; b++) {
+        const unsigned char *blk = (const unsigned char *)d + b * mib;
+        unsigned char v = (unsigned char)((b * 7 + 1) & 0xff);
+        if (blk[0] != v || blk[mib / 2] != v || blk[mib - 1] != v) bad++;
+    }
+    CHECK_EQ_U64(bad, 0);
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
 TEST(bad_input_each_a_clear_error)
 {
     weft_options o = {0};
