@@ -729,6 +729,48 @@ TEST(payload_of_several_gib)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
+static void count_done(weft_future *f, void *arg)
+{
+    (void)f;
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+/* the futures API beyond submit/result, as on threads */
+TEST(wait_as_completed_callbacks_cancel)
+{
+    weft_executor *ex = make(1, NULL);
+    REQUIRE(ex);
+    double slow = 0.3, quick = 0;
+    weft_future *fs[4];
+    CHECK_OK(weft_submit(ex, sleep_task, &slow, sizeof slow, &fs[0]));
+    for (int i = 1; i < 4; i++) CHECK_OK(weft_submit(ex, sleep_task, &quick, sizeof quick, &fs[i]));
+    /* one worker busy 0.3 s: the others are still queued, so cancel works */
+    usleep(50000);
+    CHECK_OK(weft_future_cancel(fs[3]));
+    CHECK(weft_future_cancelled(fs[3]));
+    atomic_int called = 0;
+    for (int i = 0; i < 4; i++) CHECK_OK(weft_future_on_done(fs[i], count_done, &called));
+    CHECK_EQ_INT(weft_wait(fs, 4, WEFT_WAIT_ALL, 0.01, NULL), WEFT_ETIMEDOUT);
+    CHECK(weft_wait(fs, 4, WEFT_WAIT_ALL, 30, NULL) == 4);
+    CHECK_EQ_INT(atomic_load(&called), 4);
+    weft_as_completed *it = NULL;
+    CHECK_OK(weft_as_completed_create(fs, 4, &it));
+    int seen = 0;
+    weft_future *f;
+    size_t idx;
+    while (weft_as_completed_next(it, 30, &f, &idx) == 0) seen++;
+    CHECK_EQ_INT(seen, 4);
+    weft_as_completed_destroy(it);
+    CHECK_OK(weft_future_result(fs[0], 0, NULL, NULL));
+    for (int i = 0; i < 4; i++) weft_future_release(fs[i]);
+    /* a timed wait on a running task times out, then the task finishes */
+    CHECK_OK(weft_submit(ex, sleep_task, &slow, sizeof slow, &f));
+    CHECK_EQ_INT(weft_future_wait(f, 0.05), WEFT_ETIMEDOUT);
+    CHECK_OK(weft_future_result(f, 30, NULL, NULL));
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
 TEST(bad_input_each_a_clear_error)
 {
     weft_options o = {0};
