@@ -313,7 +313,8 @@ typedef struct weft_options {
     size_t stack_size;
 
     /* ---- processes backend only (ignored by the others) ---- */
-    /* Per-task time limit in seconds (0: none): a task still running after
+    /* Per-task time limit in seconds (0 or WEFT_FOREVER: none), counted
+     * from when the task starts in its worker: a task still running after
      * it has its worker process killed and replaced, and fails with
      * WEFT_ETIMEDOUT. weft_submit_options.timeout overrides it per task. */
     double task_timeout;

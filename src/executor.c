@@ -629,12 +629,14 @@ typedef struct remote_batch {
     weft_executor *ex;
     worker *w;
     weft_future **f;
+    size_t n;
     double ns;
 } remote_batch;
 
 static void remote_done(void *arg, size_t i, const weft__rres *r)
 {
     remote_batch *b = arg;
+    if (i >= b->n) return; /* not an item of this batch: no future to complete */
     b->ns += (double)(r->t1 - r->t0);
     weft__exec_complete_remote(b->ex, b->w->id, b->f[i], r);
 }
@@ -729,7 +731,7 @@ static void run_remote(weft_executor *ex, worker *w, weft_future *first)
         }
     }
     if (n) {
-        remote_batch b = {ex, w, fs, 0};
+        remote_batch b = {ex, w, fs, n, 0};
         weft__proxy_run(w->proxy, items, n, &ex->cancelling, false, remote_done, &b);
         double per = b.ns / (double)n;
         w->item_ns = w->item_ns > 0 ? 0.5 * w->item_ns + 0.5 * per : per;

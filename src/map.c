@@ -155,6 +155,7 @@ static void rchunk_done(void *arg, size_t i, const weft__rres *r)
 {
     rchunk *rc = arg;
     chunk *c = rc->c;
+    if (i >= c->n) return; /* not an item of this chunk: never write past it */
     entry *e = &c->ents[i];
     if (r->t1) {
         if (!rc->t0 || r->t0 < rc->t0) rc->t0 = r->t0;

@@ -204,6 +204,67 @@ static int g_crash_if_13(weft_ctx *ctx, const void *in, size_t len)
 }
 WEFT_TASK_REGISTER(g_crash_if_13);
 
+/* records in a shared region when it started (as its deadline counts) and
+ * when it ended, around a sleep: input timed_in */
+typedef struct timed_in {
+    weft_ipc_token tok;
+    double secs;
+    uint32_t slot;
+} timed_in;
+typedef struct timed_slot {
+    uint64_t t0, t_end;
+} timed_slot;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int timed_sleep(weft_ctx *ctx, const void *in, size_t len)
+{
+    timed_in a;
+    if (len != sizeof a) return weft_ctx_fail(ctx, WEFT_EINVAL, "bad input length");
+    memcpy(&a, in, sizeof a);
+    static weft_shm *shm; /* attached once per worker process */
+    static weft_ipc_token seen;
+    if (!shm || memcmp(&seen, &a.tok, sizeof a.tok) != 0) {
+        if (shm) weft_shm_destroy(shm);
+        shm = NULL;
+        int rc = weft_shm_attach(&a.tok, &shm);
+        if (rc) return weft_ctx_fail(ctx, rc, "attach: %s", weft_last_error());
+        seen = a.tok;
+    }
+    timed_slot *sl = (timed_slot *)weft_shm_ptr(shm) + a.slot;
+    __atomic_store_n(&sl->t0, weft__worker_item_t0(), __ATOMIC_SEQ_CST);
+    struct timespec ts = {(time_t)a.secs, (long)((a.secs - (double)(time_t)a.secs) * 1e9)};
+    nanosleep(&ts, NULL);
+    __atomic_store_n(&sl->t_end, mono_ns(), __ATOMIC_SEQ_CST);
+    return 0;
+}
+WEFT_TASK_REGISTER(timed_sleep);
+
+/* input: late_in; sleeps, then 0 = returns, 2 = abort(), 7 = leaves an
+ * alarm (SIGALRM in 0.1 s) behind and returns */
+typedef struct late_in {
+    double secs;
+    int32_t code;
+} late_in;
+
+static int late_fault(weft_ctx *ctx, const void *in, size_t len)
+{
+    late_in a = {0, 0};
+    if (len == sizeof a) memcpy(&a, in, sizeof a);
+    struct timespec ts = {(time_t)a.secs, (long)((a.secs - (double)(time_t)a.secs) * 1e9)};
+    nanosleep(&ts, NULL);
+    if (a.code == 2) abort();
+    if (a.code == 7) ualarm(100000, 0);
+    int32_t p = (int32_t)getpid();
+    return weft_ctx_set_output(ctx, &p, sizeof p);
+}
+WEFT_TASK_REGISTER(late_fault);
+
 static int unregistered(weft_ctx *ctx, const void *in, size_t len)
 {
     (void)ctx;
@@ -464,6 +525,317 @@ TEST(task_timeout_kills_and_replaces)
     CHECK_OK(weft_future_result(h, 30, NULL, NULL));
     weft_future_release(h);
     CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* Issue 11, 1: the proxy thread descheduled past the deadline while the
+ * batch finishes (a test hook stalls it right before the deadline check).
+ * Before, it killed the worker that had answered, reported item n of an
+ * n-item batch and completed a future slot past the batch (a crash), or
+ * wrote past the map chunk. */
+TEST(deadline_passing_as_the_batch_finishes)
+{
+    weft_options o = {0};
+    o.task_timeout = 0.2; /* far longer than the tasks, even on a loaded machine */
+    weft_executor *ex = make(2, &o);
+    REQUIRE(ex);
+    weft__procs_test_stall(0.35);
+    enum {
+        N = 4
+    };
+    weft_future *f[N];
+    late_in a = {0.01, 0};
+    for (int i = 0; i < N; i++) CHECK_OK(weft_submit(ex, late_fault, &a, sizeof a, &f[i]));
+    for (int i = 0; i < N; i++) {
+        int rc = weft_future_result(f[i], 60, NULL, NULL);
+        CHECK_MSG(rc == 0, "task %d: %s: %s", i, weft_strerror(rc), weft_future_error(f[i]));
+        weft_future_release(f[i]);
+    }
+    late_in items[8];
+    for (int i = 0; i < 8; i++) items[i] = a;
+    weft_map_options mo = {0};
+    mo.chunk_size = 4;
+    weft_results *r = NULL;
+    CHECK_OK(weft_map(ex, late_fault, items, sizeof items[0], 8, &mo, &r));
+    CHECK_EQ_U64(weft_results_count(r), 8);
+    CHECK_EQ_U64(weft_results_failed(r), 0);
+    weft_results_destroy(r);
+    weft__procs_test_stall(0);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* Issue 11, 2: a task that crashed right at its deadline is a crash, not a
+ * timeout (the proxy, stalled past the deadline, used to kill the dead
+ * worker and report WEFT_ETIMEDOUT). */
+TEST(abort_at_the_deadline_is_a_crash)
+{
+    weft_options o = {0};
+    o.task_timeout = 0.2;
+    weft_executor *ex = make(1, &o);
+    REQUIRE(ex);
+    weft__procs_test_stall(0.35);
+    late_in a = {0.01, 2};
+    weft_future *f;
+    CHECK_OK(weft_submit(ex, late_fault, &a, sizeof a, &f));
+    CHECK_EQ_INT(weft_future_result(f, 60, NULL, NULL), WEFT_ECRASHED);
+    const char *m = weft_future_error(f);
+    CHECK_MSG(m && strstr(m, "signal 6"), "%s", m ? m : "(null)");
+    weft_future_release(f);
+    weft__procs_test_stall(0);
+    /* the pool goes on */
+    a.code = 0;
+    weft_submit_options so = {0};
+    so.timeout = 60;
+    CHECK_OK(weft_submit_ex(ex, late_fault, &a, sizeof a, &so, &f));
+    CHECK_OK(weft_future_result(f, 60, NULL, NULL));
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+static void note_done(weft_future *f, void *arg)
+{
+    (void)f;
+    __atomic_store_n((uint64_t *)arg, mono_ns(), __ATOMIC_SEQ_CST);
+}
+
+/* Issue 11, 1 and 2: tasks that run about as long as task_timeout (each
+ * sleeps 0.92..1.08 of it), submitted and mapped. Every task gets its
+ * result or WEFT_ETIMEDOUT; a task reported timed out had run to its
+ * deadline (counted from when it started) and had not returned before it. */
+TEST(tasks_ending_at_their_timeout)
+{
+    enum {
+        N = 30
+    };
+    const double T = 0.04;
+    const uint64_t T_ns = 40000000u;
+    const uint64_t slack_ns = 2000000u; /* between a task's return and its worker noting it */
+    weft_shm *shm = NULL;
+    REQUIRE(weft_shm_create(2 * N * sizeof(timed_slot), &shm) == 0);
+    timed_slot *slots = weft_shm_ptr(shm);
+    memset(slots, 0, 2 * N * sizeof(timed_slot));
+    weft_ipc_token tok;
+    CHECK_OK(weft_shm_token(shm, &tok));
+    weft_options o = {0};
+    o.task_timeout = T;
+    weft_executor *ex = make(2, &o);
+    REQUIRE(ex);
+    timed_in in[2 * N];
+    for (uint32_t i = 0; i < 2 * N; i++) {
+        in[i].tok = tok;
+        in[i].secs = T * (0.92 + 0.16 * (double)(i % 9) / 8.0);
+        in[i].slot = i;
+    }
+    weft_future *f[N];
+    uint64_t done_at[N] = {0};
+    for (int i = 0; i < N; i++) {
+        weft_submit_options so = {0};
+        so.flags = WEFT_SUBMIT_BORROW;
+        CHECK_OK(weft_submit_ex(ex, timed_sleep, &in[i], sizeof in[i], &so, &f[i]));
+        CHECK_OK(weft_future_on_done(f[i], note_done, &done_at[i]));
+    }
+    weft_results *r = NULL;
+    weft_map_options mo = {0};
+    mo.chunk_size = 3;
+    int mrc = weft_map(ex, timed_sleep, &in[N], sizeof in[0], N, &mo, &r);
+    CHECK_MSG(mrc == 0 || mrc == WEFT_ETIMEDOUT, "map: %s", weft_strerror(mrc));
+    int timed_out = 0;
+    for (int i = 0; i < 2 * N; i++) {
+        int rc;
+        const char *m;
+        if (i < N) {
+            rc = weft_future_result(f[i], 60, NULL, NULL);
+            m = weft_future_error(f[i]);
+        } else {
+            rc = weft_results_get(r, (size_t)(i - N), NULL, NULL);
+            m = weft_results_error(r, (size_t)(i - N));
+        }
+        CHECK_MSG(rc == 0 || rc == WEFT_ETIMEDOUT, "task %d: %s: %s", i, weft_strerror(rc),
+                  m ? m : "");
+        if (rc != WEFT_ETIMEDOUT) continue;
+        timed_out++;
+        uint64_t t0 = __atomic_load_n(&slots[i].t0, __ATOMIC_SEQ_CST);
+        uint64_t te = __atomic_load_n(&slots[i].t_end, __ATOMIC_SEQ_CST);
+        /* killed before it noted its start (attaching the region in a
+         * fresh worker can take that long on a loaded machine) */
+        if (!t0) continue;
+        CHECK_MSG(te == 0 || te + slack_ns >= t0 + T_ns,
+                  "task %d returned %.2f ms after its start, yet was reported timed out", i,
+                  (double)(te - t0) * 1e-6);
+        if (i < N) {
+            uint64_t d = __atomic_load_n(&done_at[i], __ATOMIC_SEQ_CST);
+            CHECK_MSG(d >= t0 + T_ns, "task %d reported timed out %.2f ms after its start", i,
+                      ((double)d - (double)t0) * 1e-6);
+        }
+    }
+    printf("  %d of %d tasks timed out\n", timed_out, 2 * N);
+    for (int i = 0; i < N; i++) weft_future_release(f[i]);
+    weft_results_destroy(r);
+    CHECK_OK(weft_executor_destroy(ex));
+    weft_shm_destroy(shm);
+}
+
+/* Issue 11, 2: the deadline counts from when the worker starts the task,
+ * not from when it was sent: a task sent to a worker that cannot run yet
+ * (stopped here) is not killed as "ran longer than its timeout". */
+TEST(timeout_counts_from_the_start_of_the_task)
+{
+    weft_options o = {0};
+    o.task_timeout = 0.3;
+    weft_executor *ex = make(1, &o);
+    REQUIRE(ex);
+    weft_future *f;
+    int32_t pid = 0;
+    CHECK_OK(weft_submit(ex, getpid_task, NULL, 0, &f));
+    const void *d;
+    CHECK_OK(weft_future_result(f, 60, &d, NULL));
+    memcpy(&pid, d, sizeof pid);
+    weft_future_release(f);
+    REQUIRE(pid > 0);
+    REQUIRE(kill(pid, SIGSTOP) == 0);
+    late_in a = {0.01, 0};
+    CHECK_OK(weft_submit(ex, late_fault, &a, sizeof a, &f));
+    check_sleep(0.7); /* over twice the timeout while the task waits to start */
+    kill(pid, SIGCONT);
+    int rc = weft_future_result(f, 60, &d, NULL);
+    CHECK_MSG(rc == 0, "%s: %s", weft_strerror(rc), weft_future_error(f));
+    if (rc == 0) {
+        int32_t ran_in;
+        memcpy(&ran_in, d, sizeof ran_in);
+        CHECK_EQ_INT(ran_in, pid); /* on the worker that was stopped */
+    }
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* Issue 11, 3: WEFT_FOREVER or any huge value as task_timeout or as a
+ * submit timeout means no limit (the conversion to ns overflowed and
+ * killed every task at once). */
+TEST(forever_timeouts_run_normally)
+{
+    const double forever[] = {WEFT_FOREVER, 1e30, 2e10};
+    late_in a = {0.03, 0};
+    for (int k = 0; k < 3; k++) {
+        weft_options o = {0};
+        o.task_timeout = forever[k];
+        weft_executor *ex = make(2, &o);
+        REQUIRE(ex);
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, late_fault, &a, sizeof a, &f));
+        int rc = weft_future_result(f, 60, NULL, NULL);
+        CHECK_MSG(rc == 0, "task_timeout %g: %s: %s", forever[k], weft_strerror(rc),
+                  weft_future_error(f));
+        weft_future_release(f);
+        late_in items[8];
+        for (int i = 0; i < 8; i++) items[i] = a;
+        weft_results *r = NULL;
+        CHECK_OK(weft_map(ex, late_fault, items, sizeof items[0], 8, NULL, &r));
+        CHECK_EQ_U64(weft_results_failed(r), 0);
+        weft_results_destroy(r);
+        CHECK_OK(weft_executor_destroy(ex));
+    }
+    weft_options o = {0};
+    o.task_timeout = 0.01; /* the submit's own timeout overrides it */
+    weft_executor *ex = make(1, &o);
+    REQUIRE(ex);
+    for (int k = 0; k < 3; k++) {
+        weft_submit_options so = {0};
+        so.timeout = forever[k];
+        weft_future *f;
+        CHECK_OK(weft_submit_ex(ex, late_fault, &a, sizeof a, &so, &f));
+        int rc = weft_future_result(f, 60, NULL, NULL);
+        CHECK_MSG(rc == 0, "submit timeout %g: %s: %s", forever[k], weft_strerror(rc),
+                  weft_future_error(f));
+        weft_future_release(f);
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* Issue 11, 6: a worker that dies after its task returned (here of an
+ * alarm the task left behind) is replaced before the next task is sent; the
+ * next task used to fail with "signal 14". */
+TEST(worker_dead_between_tasks_is_replaced)
+{
+    weft_executor *ex = make(1, NULL);
+    REQUIRE(ex);
+    for (int round = 0; round < 2; round++) {
+        late_in a = {0, 7};
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, late_fault, &a, sizeof a, &f));
+        const void *d;
+        REQUIRE_OK(weft_future_result(f, 60, &d, NULL));
+        int32_t pid;
+        memcpy(&pid, d, sizeof pid);
+        weft_future_release(f);
+        double t0 = check_now();
+        while (kill(pid, 0) == 0 && check_now() - t0 < 30) check_sleep(0.01);
+        if (round == 1) check_sleep(0.05); /* also after the server noted the death */
+        a.code = 0;
+        weft_future *g[5];
+        for (int i = 0; i < 5; i++) CHECK_OK(weft_submit(ex, late_fault, &a, sizeof a, &g[i]));
+        for (int i = 0; i < 5; i++) {
+            int rc = weft_future_result(g[i], 60, &d, NULL);
+            CHECK_MSG(rc == 0, "round %d task %d: %s: %s", round, i, weft_strerror(rc),
+                      weft_future_error(g[i]));
+            if (rc == 0) {
+                int32_t p2;
+                memcpy(&p2, d, sizeof p2);
+                CHECK(p2 != pid);
+            }
+            weft_future_release(g[i]);
+        }
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* Issue 11, 4: a borrowed input whose length is more than any buffer
+ * holds wrapped the size sum of the request on the arena path (a crash):
+ * now that item fails with WEFT_EOVERFLOW, and only that item. */
+TEST(borrowed_input_with_an_impossible_length)
+{
+    static const size_t lens[] = {SIZE_MAX - 8, SIZE_MAX / 2, (size_t)1 << 40};
+    char small[16] = {0};
+    for (int vm = 0; vm < 2; vm++) {
+        weft__procs_set_vm(vm ? 0 : -1);
+        weft_executor *ex = make(1, NULL);
+        REQUIRE(ex);
+        for (int k = 0; k < 3; k++) {
+            weft_submit_options so = {0};
+            so.flags = WEFT_SUBMIT_BORROW;
+            weft_future *f;
+            CHECK_OK(weft_submit_ex(ex, echo_plus, small, lens[k], &so, &f));
+            int rc = weft_future_result(f, 60, NULL, NULL);
+            const char *m = weft_future_error(f);
+            if (!vm) {
+                CHECK_MSG(rc == WEFT_EOVERFLOW && m && strstr(m, "bytes"), "len %zu: %s: %s",
+                          lens[k], weft_strerror(rc), m ? m : "");
+            } else {
+                CHECK_MSG(rc != 0 && m, "len %zu: %s", lens[k], weft_strerror(rc));
+            }
+            weft_future_release(f);
+        }
+        /* in a map, among good items */
+        int64_t x = 3;
+        weft_buf bufs[5];
+        for (int i = 0; i < 5; i++) bufs[i] = (weft_buf){&x, sizeof x};
+        bufs[2].len = SIZE_MAX - 8;
+        weft_results *r = NULL;
+        weft_map_bufs(ex, square, bufs, 5, NULL, &r);
+        REQUIRE(r);
+        for (int i = 0; i < 5; i++) {
+            const void *d;
+            int rc = weft_results_get(r, (size_t)i, &d, NULL);
+            if (i == 2) {
+                CHECK_MSG(rc != 0, "item 2: %d", rc);
+                if (!vm) CHECK_EQ_INT(rc, WEFT_EOVERFLOW);
+            } else {
+                CHECK_MSG(rc == 0, "item %d: %s: %s", i, weft_strerror(rc),
+                          weft_results_error(r, (size_t)i));
+            }
+        }
+        weft_results_destroy(r);
+        CHECK_OK(weft_executor_destroy(ex));
+    }
+    weft__procs_set_vm(0);
 }
 
 TEST(crash_retries_on_fresh_worker)

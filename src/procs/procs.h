@@ -145,6 +145,13 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
  * the arena, 0 = find out (the default; WEFT_NO_VM=1 in the environment
  * also forces the arena). */
 void weft__procs_set_vm(int state);
+/* Tests: the proxy thread stalls `seconds` once per request right before it
+ * checks the running task's deadline, as a thread descheduled there on a
+ * loaded machine would (0: off). */
+void weft__procs_test_stall(double seconds);
+/* In a worker process: when the running task started (monotonic ns, the
+ * time its deadline counts from); 0 elsewhere. */
+uint64_t weft__worker_item_t0(void);
 /* One line on what the proxy's worker is doing (watchdog reports). */
 void weft__proxy_describe(weft__proxy *p, uint64_t now, char *buf, size_t len);
 /* pid of the worker process now (tests). */

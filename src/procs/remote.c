@@ -41,6 +41,7 @@
 #define ARENA_MIN (1u << 20)
 #define ARENA_SHRINK (64u << 20) /* give memory back above this after a batch */
 #define ARENA_RESERVE (1ull << 36)
+#define ARENA_IN_MAX (ARENA_RESERVE / 2) /* inputs of one request through the arena */
 #define ALIGN 64
 #define BIG_PAYLOAD (4u << 20)   /* inputs/outputs this large bypass the arena */
 #define SLICE_NS 50000000ll      /* longest sleep between checks of timeouts, stop, watchdog */
@@ -186,6 +187,7 @@ static size_t big_round(size_t len)
 
 static void *big_alloc(size_t len)
 {
+    if (len > SIZE_MAX / 2) return NULL; /* no such buffer; big_round would wrap */
     size_t want = big_round(len);
     for (int i = 0; i < 2; i++) {
         if (w_spare[i].p && w_spare[i].len >= want) {
@@ -323,7 +325,7 @@ static void w_run_item(const req_hdr *h, const req_item *it, resp_rec *r)
     w_item_start = align_up(w_cursor, ALIGN);
     w_cursor = w_item_start;
     r->t0 = weft__now_ns();
-    __atomic_store_n(&c->item_t0, r->t0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->item_t0, r->t0 | 1, __ATOMIC_RELEASE); /* never 0: started */
     int rc;
     const void *in = W.base + it->in_off;
     void *in_big = NULL;
@@ -474,7 +476,9 @@ void weft__worker_main(int memfd)
         }
         bool failed = false;
         for (uint32_t k = 0; k < h->n; k++) {
-            __atomic_store_n(&c->cur_item, k, __ATOMIC_RELAXED);
+            /* item k not started yet (item_t0 0) until w_run_item stamps it */
+            __atomic_store_n(&c->item_t0, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&c->cur_item, k, __ATOMIC_RELEASE);
             resp_rec *r = &recs[k];
             if (__atomic_load_n(&c->stop, __ATOMIC_RELAXED) ||
                 (failed && (h->flags & RF_STOP_ON_ERROR))) {
@@ -490,7 +494,30 @@ void weft__worker_main(int memfd)
     }
 }
 
+uint64_t weft__worker_item_t0(void)
+{
+    return W.base ? __atomic_load_n(&ctl_of(&W)->item_t0, __ATOMIC_ACQUIRE) : 0;
+}
+
 /* ---- the proxy ------------------------------------------------------------------------ */
+
+/* Seconds to nanoseconds, saturating: WEFT_FOREVER, 1e30 or anything past
+ * ~570 years is UINT64_MAX, i.e. no limit (never a wrapped small value). */
+static uint64_t secs_to_ns(double s)
+{
+    if (!(s > 0)) return 0;
+    if (s >= 1.8e10) return UINT64_MAX;
+    return (uint64_t)(s * 1e9);
+}
+
+/* Tests: the proxy thread stalls this long once per request, right before
+ * it checks the running item's deadline (a thread descheduled there). */
+static _Atomic uint64_t test_stall_ns;
+
+void weft__procs_test_stall(double seconds)
+{
+    atomic_store_explicit(&test_stall_ns, secs_to_ns(seconds), memory_order_relaxed);
+}
 
 /* Whether process_vm_readv/writev work between the program and its workers
  * (seccomp or security modules may refuse them): 0 unknown, 1 yes, -1 no.
@@ -597,6 +624,7 @@ static int death_cause(weft__proxy *p, char *buf, size_t len)
     }
     if (WIFSIGNALED(st)) {
         int s = WTERMSIG(st);
+        if (s == SIGKILL && csig) s = csig; /* it was dying of its crash when a kill landed */
         snprintf(buf, len, "the worker process (pid %d) died of signal %d (%s%s)", (int)p->pid, s,
                  strsignal(s),
                  s == SIGKILL ? "; killed from outside, e.g. by kill -9 or the OOM killer" : "");
@@ -643,18 +671,31 @@ static int spawn(weft__proxy *p)
     return 0;
 }
 
-/* Writes a request for items[0..n) (op RUN) or one INIT/QUIT. */
+/* Writes a request for items[0..n) (op RUN) or one INIT/QUIT. The inputs
+ * that go through the arena may add up to at most ARENA_IN_MAX bytes: the
+ * request then takes fewer items (*taken says how many; NULL: all or
+ * -E2BIG). -E2BIG when the first item's input alone does not fit (a
+ * length no buffer can have, e.g. a borrowed input with a wrong length). */
 static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, size_t n,
-                         uint32_t flags)
+                         uint32_t flags, size_t *taken)
 {
     bool vm = false;
     for (size_t i = 0; i < n && !vm; i++) vm = items[i].len >= BIG_PAYLOAD;
     vm = op == OP_RUN && (vm || atomic_load_explicit(&vm_state, memory_order_relaxed) > 0) &&
          vm_usable(p);
+    size_t total = WEFT__ARENA_CTRL + sizeof(req_hdr) + n * sizeof(req_item);
+    for (size_t i = 0; i < n; i++) {
+        if (vm && items[i].len >= BIG_PAYLOAD) continue;
+        size_t at = align_up(total, 16);
+        if (items[i].len > ARENA_IN_MAX || at + items[i].len > ARENA_IN_MAX) {
+            if (i == 0 || !taken) return -E2BIG;
+            n = i; /* the rest goes in the next request */
+            break;
+        }
+        total = at + items[i].len;
+    }
+    if (taken) *taken = n;
     size_t off = WEFT__ARENA_CTRL + sizeof(req_hdr) + n * sizeof(req_item);
-    size_t total = off;
-    for (size_t i = 0; i < n; i++)
-        if (!(vm && items[i].len >= BIG_PAYLOAD)) total = align_up(total, 16) + items[i].len;
     size_t resp_off = align_up(total, ALIGN);
     size_t data_off = resp_off + align_up(n * sizeof(resp_rec), ALIGN);
     int rc = arena_grow(&p->a, data_off + 4096);
@@ -689,7 +730,7 @@ static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, 
     __atomic_store_n(&c->done_items, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&c->cur_item, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&c->stop, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&c->item_t0, weft__now_ns(), __ATOMIC_RELAXED);
+    __atomic_store_n(&c->item_t0, 0, __ATOMIC_RELAXED); /* no item started: no deadline yet */
     h->seq = ++p->seq;
     __atomic_store_n(&c->req_seq, p->seq, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&c->worker_sleeping, __ATOMIC_SEQ_CST))
@@ -732,14 +773,33 @@ static void report_err(weft__rdone_fn done, void *arg, size_t i, int err, const 
     done(arg, i, &res);
 }
 
-/* Waits for the response to the request in flight. Returns 0 (response
- * complete), 1 (the worker died; done_items tells how far it got), 2 (an
- * item ran over its time and the worker was killed). */
-static int wait_response(weft__proxy *p, const weft__ritem *items, _Atomic int *stop)
+/* Which item of the request in flight runs, and since when (the worker's
+ * own clock reading when it started it). False while the worker has not
+ * started the item at cur_item (item_t0 is 0 then) or moved on while we
+ * read: a queued item has no deadline yet. */
+static bool running_item(weft__wctl *c, size_t n, uint32_t *k, uint64_t *t0)
+{
+    uint32_t a = __atomic_load_n(&c->cur_item, __ATOMIC_ACQUIRE);
+    uint64_t t = __atomic_load_n(&c->item_t0, __ATOMIC_ACQUIRE);
+    uint32_t b = __atomic_load_n(&c->cur_item, __ATOMIC_ACQUIRE);
+    if (a != b || a >= n || t == 0) return false;
+    *k = a;
+    *t0 = t;
+    return true;
+}
+
+/* Waits for the response to the request in flight (items[0..n), or NULL
+ * for INIT/QUIT). Returns 0 (response complete), 1 (the worker died;
+ * done_items tells how far it got), 2 (item *timed ran past its time
+ * limit, counted from when the worker started it, and the worker was
+ * killed; it may still have finished before the kill landed: done_items
+ * says). */
+static int wait_response(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
+                         uint32_t *timed)
 {
     weft__wctl *c = pctl(p);
     uint64_t t0 = weft__now_ns();
-    bool stopped = false;
+    bool stopped = false, stalled = false;
     for (unsigned i = 0;; i++) {
         uint32_t s = __atomic_load_n(&c->resp_seq, __ATOMIC_ACQUIRE);
         if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE)) return 1;
@@ -747,8 +807,9 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, _Atomic int *
         uint32_t xr = __atomic_load_n(&c->xfer_req, __ATOMIC_ACQUIRE);
         if (xr != __atomic_load_n(&c->xfer_ack, __ATOMIC_RELAXED) && items) {
             uint32_t k = __atomic_load_n(&c->cur_item, __ATOMIC_RELAXED);
-            c->xfer_status = vm_write(p->pid, items[k].in, items[k].len,
-                                      __atomic_load_n(&c->xfer_addr, __ATOMIC_RELAXED));
+            c->xfer_status = k < n ? vm_write(p->pid, items[k].in, items[k].len,
+                                              __atomic_load_n(&c->xfer_addr, __ATOMIC_RELAXED))
+                                   : -EINVAL;
             __atomic_store_n(&c->xfer_ack, xr, __ATOMIC_SEQ_CST);
             weft__futex_wake_ex(&c->xfer_ack, 1, true);
             t0 = weft__now_ns();
@@ -760,32 +821,49 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, _Atomic int *
             weft__cpu_relax();
             continue;
         }
-        /* timeouts of the running item */
-        uint32_t k = __atomic_load_n(&c->cur_item, __ATOMIC_RELAXED);
-        double to = items ? items[k].timeout : -1;
-        if (to == 0) to = p->o.task_timeout;
+        uint64_t stall = atomic_load_explicit(&test_stall_ns, memory_order_relaxed);
+        if (stall && items && !stalled) {
+            stalled = true;
+            struct timespec ts = {(time_t)(stall / 1000000000u), (long)(stall % 1000000000u)};
+            nanosleep(&ts, NULL);
+            now = weft__now_ns();
+        }
+        /* the time limit of the running item, from when it started */
+        uint32_t k = 0;
+        uint64_t it0 = 0;
+        bool running = items && running_item(c, n, &k, &it0);
         int64_t slice = SLICE_NS;
-        if (to > 0) {
-            uint64_t it0 = __atomic_load_n(&c->item_t0, __ATOMIC_RELAXED);
-            uint64_t lim = (uint64_t)(to * 1e9);
-            if (now - it0 >= lim) {
+        if (running) {
+            double to = items[k].timeout;
+            if (to == 0) to = p->o.task_timeout;
+            uint64_t lim = to > 0 ? secs_to_ns(to) : UINT64_MAX;
+            uint64_t ran = now > it0 ? now - it0 : 0;
+            if (ran >= lim) {
+                /* Look again before killing: the response, the item's end or
+                 * the worker's death may have come since the checks above
+                 * (this thread may have been descheduled in between). */
+                if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE) ||
+                    __atomic_load_n(&c->resp_done, __ATOMIC_ACQUIRE) == p->seq ||
+                    __atomic_load_n(&c->done_items, __ATOMIC_ACQUIRE) > k) {
+                    weft__yield(); /* the worker is between items: let it go on */
+                    continue;
+                }
                 weft__fs_kill(p->pid, SIGKILL);
                 wait_dead(p);
+                *timed = k;
                 return 2;
             }
-            if ((int64_t)(lim - (now - it0)) < slice) slice = (int64_t)(lim - (now - it0));
+            if (lim - ran < (uint64_t)slice) slice = (int64_t)(lim - ran);
         }
         if (stop && !stopped && atomic_load_explicit(stop, memory_order_relaxed)) {
             __atomic_store_n(&c->stop, 1, __ATOMIC_RELAXED); /* the worker cancels the rest */
             stopped = true;
         }
-        if (p->o.id >= 0) {
+        if (p->o.id >= 0 && running) {
             pthread_mutex_lock(&p->mu);
-            if (items) {
-                p->cur_fn = items[k].fn;
-                p->cur_index = items[k].index;
-                p->cur_t0 = __atomic_load_n(&c->item_t0, __ATOMIC_RELAXED);
-            }
+            p->cur_fn = items[k].fn;
+            p->cur_index = items[k].index;
+            p->cur_t0 = it0;
             pthread_mutex_unlock(&p->mu);
         }
         __atomic_store_n(&c->owner_sleeping, 1, __ATOMIC_SEQ_CST);
@@ -808,9 +886,10 @@ static int run_control(weft__proxy *p, uint32_t op, weft_task_fn fn, const void 
     weft__ritem it = {
         fn, in, len, (uint64_t)p->o.id, weft__seed_for(p->o.seed, UINT64_MAX - (uint64_t)p->o.id),
         0,  -1};
-    int rc = write_request(p, op, &it, 1, 0);
+    int rc = write_request(p, op, &it, 1, 0, NULL);
     if (rc) return weft__err(WEFT_ENOMEM, "cannot grow the worker arena: %s", strerror(-rc));
-    int w = wait_response(p, NULL, NULL);
+    uint32_t timed = 0;
+    int w = wait_response(p, NULL, 0, NULL, &timed);
     if (w) {
         char why[256];
         int code = death_cause(p, why, sizeof why);
@@ -916,11 +995,25 @@ static void set_idle(weft__proxy *p)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Why a dead worker died when item `timed` ran past its time limit and the
+ * proxy killed it: its own crash or exit (the item's fault, reported as
+ * such) or the proxy's SIGKILL (a timeout). */
+static bool killed_by_proxy(weft__proxy *p)
+{
+    weft__wctl *c = pctl(p);
+    int st = c->status;
+    return !__atomic_load_n(&c->crash_sig, __ATOMIC_ACQUIRE) && WIFSIGNALED(st) &&
+           WTERMSIG(st) == SIGKILL;
+}
+
+#define UNBLAMED_MAX 3 /* deaths before an item started, before it is blamed */
+
 void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
                      bool stop_on_error, weft__rdone_fn done, void *arg)
 {
     size_t i = 0;
-    int tries = 0; /* crash retries spent on item i */
+    int tries = 0;    /* crash retries spent on item i */
+    int unblamed = 0; /* deaths of the worker before item i started */
     bool failed = false;
     while (i < n) {
         if ((stop && atomic_load_explicit(stop, memory_order_relaxed)) ||
@@ -928,6 +1021,9 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
             report_err(done, arg, i++, WEFT_ECANCELLED, NULL);
             continue;
         }
+        /* A worker can die between tasks (a signal a task left behind, e.g.
+         * an alarm): replace it before sending, not blame the next task. */
+        if (p->alive && __atomic_load_n(&pctl(p)->dead, __ATOMIC_ACQUIRE)) p->alive = false;
         if (!p->alive) {
             char *msg = NULL;
             int rc = start_worker(p, &msg);
@@ -953,50 +1049,89 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
         while (j < n && !(p->o.max_input && items[j].len > p->o.max_input)) j++;
         if (p->o.max_tasks > 0 && j - i > (size_t)p->o.max_tasks - p->items_run)
             j = i + ((size_t)p->o.max_tasks - p->items_run);
-        int rc = write_request(p, OP_RUN, items + i, j - i, stop_on_error ? RF_STOP_ON_ERROR : 0);
+        size_t taken = 0;
+        int rc = write_request(p, OP_RUN, items + i, j - i, stop_on_error ? RF_STOP_ON_ERROR : 0,
+                               &taken);
         if (rc) {
-            char buf[160];
-            snprintf(buf, sizeof buf, "cannot grow the worker arena for %zu input bytes: %s",
-                     items[i].len, strerror(-rc));
-            report_err(done, arg, i++, WEFT_ENOMEM, buf);
+            char buf[240];
+            if (rc == -E2BIG) {
+                snprintf(buf, sizeof buf,
+                         "input of %zu bytes cannot be passed to a worker process: over the "
+                         "%llu bytes a request may carry (is the input's length right?)",
+                         items[i].len, (unsigned long long)ARENA_IN_MAX);
+                report_err(done, arg, i++, WEFT_EOVERFLOW, buf);
+            } else {
+                snprintf(buf, sizeof buf, "cannot grow the worker arena for %zu input bytes: %s",
+                         items[i].len, strerror(-rc));
+                report_err(done, arg, i++, WEFT_ENOMEM, buf);
+            }
             failed = true;
             continue;
         }
-        int w = wait_response(p, items + i, stop);
+        j = i + taken;
+        uint32_t timed = 0;
+        int w = wait_response(p, items + i, j - i, stop, &timed);
         weft__wctl *c = pctl(p);
-        if (arena_map(&p->a, __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE)) != 0)
-            w = w ? w : 1; /* cannot see the outputs: treat as lost */
+        if (arena_map(&p->a, __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE)) != 0) {
+            /* cannot see the outputs: the batch is lost, and so is the worker */
+            if (!__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE)) {
+                weft__fs_kill(p->pid, SIGKILL);
+                wait_dead(p);
+            }
+            p->alive = false;
+            while (i < j)
+                report_err(done, arg, i++, WEFT_ENOMEM, "cannot map the worker arena's outputs");
+            failed = true;
+            continue;
+        }
+        size_t cnt = j - i;
         size_t got = __atomic_load_n(&c->done_items, __ATOMIC_ACQUIRE);
-        if (got > j - i) got = j - i;
-        if (w == 0) got = j - i;
+        if (got > cnt || w == 0) got = cnt;
+        /* whether the worker had started item i + got when it died */
+        bool started = false;
+        if (w != 0 && got < cnt) {
+            uint32_t ck = __atomic_load_n(&c->cur_item, __ATOMIC_ACQUIRE);
+            started = ck == got && __atomic_load_n(&c->item_t0, __ATOMIC_ACQUIRE) != 0;
+        }
         for (size_t k = 0; k < got; k++) {
             if (rec_at(p, k)->err) failed = true;
             report(p, k, done, arg, i + k);
         }
         p->items_run += got;
         i += got;
-        if (got) tries = 0;
+        if (got) tries = unblamed = 0;
         if (w != 0) {
-            /* item i killed its worker (w == 1) or ran out of time (w == 2) */
-            char why[320];
-            int code;
-            if (w == 2) {
-                double to = items[i].timeout > 0 ? items[i].timeout : p->o.task_timeout;
-                snprintf(why, sizeof why,
-                         "the task ran longer than its timeout of %g s; its worker process "
-                         "(pid %d) was killed and replaced",
-                         to, (int)p->pid);
-                code = WEFT_ETIMEDOUT;
-            } else {
-                code = death_cause(p, why, sizeof why);
-            }
             p->alive = false;
-            if (tries < p->o.crash_retries) {
-                tries++; /* run it again on a fresh worker */
+            if (i >= j) {
+                /* it died after the last item of the batch finished: no
+                 * item to blame; the next one goes to a fresh worker */
+            } else if (w == 2 && timed < got) {
+                /* the item over its time finished as the kill went out; the
+                 * kill cut item i short: not its fault, it runs again */
+            } else if (!started && unblamed < UNBLAMED_MAX) {
+                unblamed++; /* died before item i started: run it on a fresh worker */
             } else {
-                report_err(done, arg, i++, code, why);
-                failed = true;
-                tries = 0;
+                /* item i killed its worker, or ran out of time (w == 2) */
+                char why[320];
+                int code;
+                if (w == 2 && killed_by_proxy(p)) {
+                    double to = items[i].timeout > 0 ? items[i].timeout : p->o.task_timeout;
+                    snprintf(why, sizeof why,
+                             "the task ran longer than its timeout of %g s; its worker process "
+                             "(pid %d) was killed and replaced",
+                             to, (int)p->pid);
+                    code = WEFT_ETIMEDOUT;
+                } else {
+                    code = death_cause(p, why, sizeof why); /* what really happened */
+                }
+                unblamed = 0;
+                if (tries < p->o.crash_retries) {
+                    tries++; /* run it again on a fresh worker */
+                } else {
+                    report_err(done, arg, i++, code, why);
+                    failed = true;
+                    tries = 0;
+                }
             }
         } else if (p->o.max_tasks > 0 && p->items_run >= (uint64_t)p->o.max_tasks) {
             char *msg = NULL;
