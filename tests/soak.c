@@ -917,7 +917,8 @@ static void round_submit(sub *s, int b, bool shutdown)
 {
     weft_executor *ex = EX[b];
     int path = shutdown ? P_SHUTDOWN : P_SUBMIT;
-    size_t n = shutdown ? 200 : 1 + rnd(s, 300);
+    /* a tenth of the rounds are 1-4 tasks: a task alone in its batch */
+    size_t n = shutdown ? 200 : rnd(s, 10) == 0 ? 1 + rnd(s, 4) : 1 + rnd(s, 300);
     item *its = calloc(n, sizeof *its);
     atomic_int *cbc = calloc(n, sizeof *cbc); /* callbacks run, per task */
     bool *cbreg = calloc(n, sizeof *cbreg);
@@ -962,6 +963,9 @@ static void round_submit(sub *s, int b, bool shutdown)
                       it->h.param * 1e-6, weft_strerror(w));
             }
         }
+        /* half of the near tasks are waited for at once, so they often end
+         * a batch of their own right at its time limit */
+        if (it->h.kind == K_NEAR && !shutdown && rnd(s, 2)) weft_future_wait(it->f, cfg.bound);
     }
     if (shutdown) {
         int rc = weft_executor_shutdown(ex, WEFT_SHUTDOWN_CANCEL);
