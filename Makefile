@@ -6,6 +6,9 @@
 #   make demo          build, then run the levels example (under mpirun -n 3 when the
 #                      mpi backend is built; writes build/demo/levels.json)
 #   make bench         build with the benchmarks and run them (build/bench/results.json)
+#   make soak          the fault soak: processes + threads, ~1% injected faults, 2x CPU
+#                      hog, for WEFT_SOAK_SECONDS (default 600); SOAK_ARGS="--seed 7"
+#                      passes options on (scripts/soak.sh, docs/soak.md)
 #   make install       cmake --install build (PREFIX=/usr/local)
 #   make format-check  clang-format --dry-run -Werror over the sources
 #   make clean         remove the build directories
@@ -21,7 +24,7 @@ CONFIGURE_FLAGS = -DCMAKE_BUILD_TYPE=Release "-DCMAKE_C_FLAGS_RELEASE=-O2 -g" \
                   -DWEFT_WERROR=ON -DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_EXAMPLES=ON -DWEFT_WITH_MPI=ON
 
 .PHONY: all deps deps-bench configure build test test-plain test-asan test-tsan demo bench \
-        install format-check clean
+        install format-check clean soak
 
 all: build
 
@@ -51,6 +54,9 @@ bench: deps-bench
 	$(CMAKE) -S . -B $(BUILD) $(CONFIGURE_FLAGS) -DWEFT_BUILD_BENCH=ON $(CMAKE_ARGS)
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
 	scripts/run-bench.sh $(BUILD)
+
+soak: configure
+	BUILD=$(BUILD) scripts/soak.sh $(SOAK_ARGS)
 
 install: build
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
