@@ -964,7 +964,9 @@ static int run_map(map_call *mc, weft_results **out)
     }
     if (out) *out = mc->res;
     int rc = 0;
-    bool timed_out = atomic_load(&job->timed_out) && mc->any_cancelled;
+    /* timed out: the deadline cancelled items, or left stream input unread */
+    bool timed_out = atomic_load(&job->timed_out) &&
+                     (mc->any_cancelled || (job->mode == IN_STREAM && !mc->input_done));
     if (mc->stop_code)
         rc = mc->stop_code;
     else if (timed_out)
