@@ -37,6 +37,10 @@
 
 #define TARGET_CHUNK_NS 100000ull
 #define MAX_CHUNK (1u << 20)
+/* on_result: a chunk that ran at least this long wakes the caller at once;
+ * shorter ones are collected by the batch (and at most 1 ms late) */
+#define EAGER_NS 50000ull
+#define EAGER_POLL_NS 1000000ll
 
 /* One result: 16 bytes, so ten million results take 160 MB. Outputs of up
  * to 8 bytes sit inline; longer ones are heap blocks that carry their own
@@ -108,6 +112,7 @@ struct map_job {
     _Atomic(chunk *) done_stack;
     _Atomic uint32_t wake;
     _Atomic int caller_sleeping;
+    bool eager;            /* on_result: results are awaited one by one */
     _Atomic int pending;   /* queued chunks not finished yet */
     _Atomic int low_water; /* wake the sleeping caller when pending drops to this */
     _Atomic int refs;
@@ -512,6 +517,7 @@ void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wst
 /* Hands a finished chunk to the caller; the last touch of the job. */
 static void chunk_publish(weft_future *f, chunk *c, map_job *job)
 {
+    bool eager = job->eager && c->ns >= EAGER_NS; /* read c before the caller may free it */
     chunk *head = atomic_load_explicit(&job->done_stack, memory_order_relaxed);
     do {
         c->next_done = head;
@@ -519,7 +525,7 @@ static void chunk_publish(weft_future *f, chunk *c, map_job *job)
                                                     memory_order_release, memory_order_relaxed));
     int left = atomic_fetch_sub_explicit(&job->pending, 1, memory_order_seq_cst) - 1;
     if (atomic_load_explicit(&job->caller_sleeping, memory_order_seq_cst) &&
-        left <= atomic_load_explicit(&job->low_water, memory_order_relaxed)) {
+        (eager || left <= atomic_load_explicit(&job->low_water, memory_order_relaxed))) {
         atomic_fetch_add_explicit(&job->wake, 1, memory_order_release);
         weft__futex_wake(&job->wake, 1);
     }
@@ -859,26 +865,30 @@ static void wait_for_chunks(map_call *mc)
     map_job *job = &mc->job;
     weft_executor *cur = weft__current_executor();
     if (cur == job->ex && weft__help_one(cur)) return;
-    int lw;
-    if (mc->o->on_result) {
-        /* Results go to a callback: wake at the next finished chunk, so
-         * each result reaches it as soon as it (and, ordered, every result
-         * before it) is in, and a "stop" from it is seen at once. A worker
-         * pays the futex wake only while this thread sleeps (chunks last
-         * ~TARGET_CHUNK_NS, so at most one wake per 100 us of work; a
-         * spin here instead was slower on a loaded machine). */
-        int p = atomic_load_explicit(&job->pending, memory_order_seq_cst);
-        lw = p > 0 ? p - 1 : 0;
-    } else {
-        /* Sleep until half of what is queued has finished (all of it once
-         * nothing more can be queued): one wake-up per many chunks, and the
-         * workers still have the other half to run while this thread
-         * refills. */
-        bool more = !mc->input_done && !mc->stop_code && !atomic_load(&job->stop);
-        lw = more ? (int)(mc->ring_n / 2) : 0;
-    }
-    /* the tick only guards against a lost wake-up; a deadline shortens it */
+    /* Sleep until half of what is queued has finished (all of it once
+     * nothing more can be queued): one wake-up per many chunks, and the
+     * workers still have the other half to run while this thread refills.
+     * With on_result, results must also reach it as they come: a worker
+     * whose chunk ran >= EAGER_NS wakes it at once (one wake per chunk of
+     * real work; always waking doubled the context switches and the CPU
+     * time of a stream of tiny chunks), and while chunks are shorter than
+     * that (or not measured yet) it sleeps at most EAGER_POLL_NS, so a
+     * short chunk's result never waits behind a long one. */
+    bool more = !mc->input_done && !mc->stop_code && !atomic_load(&job->stop);
+    int lw = more ? (int)(mc->ring_n / 2) : 0;
     int64_t tick = cur ? 50000 : 200000000;
+    if (job->eager) {
+        bool short_chunks = mc->nsamples == 0;
+        if (!short_chunks && mc->ring_n) {
+            double per = mc->per_item[0];
+            int k = mc->nsamples < 4 ? mc->nsamples : 4;
+            for (int i = 1; i < k; i++)
+                if (mc->per_item[i] < per) per = mc->per_item[i];
+            short_chunks = per * (double)mc->ring[mc->ring_head]->n < (double)EAGER_NS;
+        }
+        if (short_chunks && tick > EAGER_POLL_NS) tick = EAGER_POLL_NS;
+    }
+    /* the tick guards against a lost wake-up; a deadline shortens it */
     if (job->deadline && !atomic_load_explicit(&job->stop, memory_order_relaxed)) {
         uint64_t now = weft__now_ns();
         if (now >= job->deadline) return;
@@ -887,7 +897,11 @@ static void wait_for_chunks(map_call *mc)
     atomic_store_explicit(&job->low_water, lw, memory_order_relaxed);
     uint32_t seq = atomic_load_explicit(&job->wake, memory_order_acquire);
     atomic_store_explicit(&job->caller_sleeping, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&job->pending, memory_order_seq_cst) > lw)
+    /* A worker that did not see caller_sleeping took `pending` down before
+     * the load below, so its chunk is on done_stack by then: an eager
+     * chunk published in that window is not slept through. */
+    if (atomic_load_explicit(&job->pending, memory_order_seq_cst) > lw &&
+        !atomic_load_explicit(&job->done_stack, memory_order_acquire))
         weft__futex_wait(&job->wake, seq, tick);
     atomic_store_explicit(&job->caller_sleeping, 0, memory_order_relaxed);
 }
@@ -923,6 +937,7 @@ static int run_map(map_call *mc, weft_results **out)
     atomic_init(&job->done_stack, NULL);
     atomic_init(&job->wake, 0);
     atomic_init(&job->caller_sleeping, 0);
+    job->eager = o->on_result != NULL;
     atomic_init(&job->pending, 0);
     atomic_init(&job->low_water, 0);
     atomic_init(&job->refs, 0);

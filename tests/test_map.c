@@ -915,14 +915,15 @@ static int late_cb(void *arg, uint64_t index, int err, const void *out, size_t l
     return 0;
 }
 
-/* One worker, items of 50 ms: the first result must reach on_result within
- * 100 ms of its item's end (it came ~200 ms late before: the caller slept
- * until everything was done or a 200 ms tick). */
+/* One worker; item 0 takes 10 ms, the others 100 ms. The first result must
+ * reach on_result within 150 ms of its item's end. Before, it came ~190 ms
+ * late: the caller slept until everything was done or a 200 ms tick. (The
+ * ordering check, below, is the sharper test; this one measures.) */
 static void run_on_result_prompt(weft_backend b)
 {
     weft_executor *ex = make_ex(b, 1);
     REQUIRE(ex);
-    int64_t ms[4] = {50, 50, 50, 50};
+    int64_t ms[4] = {10, 100, 100, 100};
     struct late_state s;
     memset(&s, 0, sizeof s);
     weft_map_options mo = {0};
@@ -931,7 +932,7 @@ static void run_on_result_prompt(weft_backend b)
     CHECK_OK(weft_map(ex, sleep_stamp, ms, sizeof ms[0], 4, &mo, NULL));
     CHECK_EQ_INT(s.calls, 4);
     CHECK_EQ_INT(s.bad, 0);
-    CHECK_MSG(s.first_late < 0.100, "first result %.1f ms after its item finished",
+    CHECK_MSG(s.first_late < 0.150, "first result %.1f ms after its item finished",
               s.first_late * 1e3);
     CHECK_OK(weft_executor_destroy(ex));
 }
