@@ -37,10 +37,10 @@
 
 #define TARGET_CHUNK_NS 100000ull
 #define MAX_CHUNK (1u << 20)
-/* on_result: a chunk that ran at least this long wakes the caller at once;
- * shorter ones are collected by the batch (and at most 1 ms late) */
+/* on_result: a chunk that ran at least EAGER_NS, or that finishes when the
+ * caller has slept EAGER_LATE_NS, wakes the caller at once */
 #define EAGER_NS 50000ull
-#define EAGER_POLL_NS 1000000ll
+#define EAGER_LATE_NS 1000000ull
 
 /* One result: 16 bytes, so ten million results take 160 MB. Outputs of up
  * to 8 bytes sit inline; longer ones are heap blocks that carry their own
@@ -112,9 +112,10 @@ struct map_job {
     _Atomic(chunk *) done_stack;
     _Atomic uint32_t wake;
     _Atomic int caller_sleeping;
-    bool eager;            /* on_result: results are awaited one by one */
-    _Atomic int pending;   /* queued chunks not finished yet */
-    _Atomic int low_water; /* wake the sleeping caller when pending drops to this */
+    bool eager;                /* on_result: results are awaited one by one */
+    _Atomic uint64_t sleep_t0; /* eager: when the caller went to sleep */
+    _Atomic int pending;       /* queued chunks not finished yet */
+    _Atomic int low_water;     /* wake the sleeping caller when pending drops to this */
     _Atomic int refs;
 };
 
@@ -524,10 +525,15 @@ static void chunk_publish(weft_future *f, chunk *c, map_job *job)
     } while (!atomic_compare_exchange_weak_explicit(&job->done_stack, &head, c,
                                                     memory_order_release, memory_order_relaxed));
     int left = atomic_fetch_sub_explicit(&job->pending, 1, memory_order_seq_cst) - 1;
-    if (atomic_load_explicit(&job->caller_sleeping, memory_order_seq_cst) &&
-        (eager || left <= atomic_load_explicit(&job->low_water, memory_order_relaxed))) {
-        atomic_fetch_add_explicit(&job->wake, 1, memory_order_release);
-        weft__futex_wake(&job->wake, 1);
+    if (atomic_load_explicit(&job->caller_sleeping, memory_order_seq_cst)) {
+        bool wake = eager || left <= atomic_load_explicit(&job->low_water, memory_order_relaxed);
+        if (!wake && job->eager)
+            wake = weft__now_ns() - atomic_load_explicit(&job->sleep_t0, memory_order_relaxed) >=
+                   EAGER_LATE_NS;
+        if (wake) {
+            atomic_fetch_add_explicit(&job->wake, 1, memory_order_release);
+            weft__futex_wake(&job->wake, 1);
+        }
     }
     atomic_fetch_sub_explicit(&job->refs, 1, memory_order_release); /* last touch of job */
     weft_future_release(f);
@@ -870,24 +876,14 @@ static void wait_for_chunks(map_call *mc)
      * workers still have the other half to run while this thread refills.
      * With on_result, results must also reach it as they come: a worker
      * whose chunk ran >= EAGER_NS wakes it at once (one wake per chunk of
-     * real work; always waking doubled the context switches and the CPU
-     * time of a stream of tiny chunks), and while chunks are shorter than
-     * that (or not measured yet) it sleeps at most EAGER_POLL_NS, so a
-     * short chunk's result never waits behind a long one. */
+     * real work), and so does one whose chunk finishes when this thread has
+     * slept EAGER_LATE_NS (a short chunk's result does not wait behind long
+     * ones). Waking at every chunk doubled the context switches and the CPU
+     * time of a stream of tiny chunks; sleeping at most 1 ms instead cost
+     * +50% CPU there (a short timer armed per sleep). */
     bool more = !mc->input_done && !mc->stop_code && !atomic_load(&job->stop);
     int lw = more ? (int)(mc->ring_n / 2) : 0;
     int64_t tick = cur ? 50000 : 200000000;
-    if (job->eager) {
-        bool short_chunks = mc->nsamples == 0;
-        if (!short_chunks && mc->ring_n) {
-            double per = mc->per_item[0];
-            int k = mc->nsamples < 4 ? mc->nsamples : 4;
-            for (int i = 1; i < k; i++)
-                if (mc->per_item[i] < per) per = mc->per_item[i];
-            short_chunks = per * (double)mc->ring[mc->ring_head]->n < (double)EAGER_NS;
-        }
-        if (short_chunks && tick > EAGER_POLL_NS) tick = EAGER_POLL_NS;
-    }
     /* the tick guards against a lost wake-up; a deadline shortens it */
     if (job->deadline && !atomic_load_explicit(&job->stop, memory_order_relaxed)) {
         uint64_t now = weft__now_ns();
@@ -895,6 +891,7 @@ static void wait_for_chunks(map_call *mc)
         if (job->deadline - now < (uint64_t)tick) tick = (int64_t)(job->deadline - now);
     }
     atomic_store_explicit(&job->low_water, lw, memory_order_relaxed);
+    if (job->eager) atomic_store_explicit(&job->sleep_t0, weft__now_ns(), memory_order_relaxed);
     uint32_t seq = atomic_load_explicit(&job->wake, memory_order_acquire);
     atomic_store_explicit(&job->caller_sleeping, 1, memory_order_seq_cst);
     /* A worker that did not see caller_sleeping took `pending` down before
@@ -938,6 +935,7 @@ static int run_map(map_call *mc, weft_results **out)
     atomic_init(&job->wake, 0);
     atomic_init(&job->caller_sleeping, 0);
     job->eager = o->on_result != NULL;
+    atomic_init(&job->sleep_t0, 0);
     atomic_init(&job->pending, 0);
     atomic_init(&job->low_water, 0);
     atomic_init(&job->refs, 0);
