@@ -917,23 +917,32 @@ static int late_cb(void *arg, uint64_t index, int err, const void *out, size_t l
 
 /* One worker; item 0 takes 10 ms, the others 100 ms. The first result must
  * reach on_result within 150 ms of its item's end. Before, it came ~190 ms
- * late: the caller slept until everything was done or a 200 ms tick. (The
- * ordering check, below, is the sharper test; this one measures.) */
+ * late in every attempt: the caller slept until everything was done or a
+ * 200 ms tick. A loaded machine can delay one wake-up of the caller that
+ * long, so the best of up to 3 attempts is checked: that measures the
+ * mechanism, not the scheduler. (The ordering check, below, is the sharper
+ * test; this one measures.) */
 static void run_on_result_prompt(weft_backend b)
 {
     weft_executor *ex = make_ex(b, 1);
     REQUIRE(ex);
     int64_t ms[4] = {10, 100, 100, 100};
-    struct late_state s;
-    memset(&s, 0, sizeof s);
-    weft_map_options mo = {0};
-    mo.on_result = late_cb;
-    mo.arg = &s;
-    CHECK_OK(weft_map(ex, sleep_stamp, ms, sizeof ms[0], 4, &mo, NULL));
-    CHECK_EQ_INT(s.calls, 4);
-    CHECK_EQ_INT(s.bad, 0);
-    CHECK_MSG(s.first_late < 0.150, "first result %.1f ms after its item finished",
-              s.first_late * 1e3);
+    double best = 1e9;
+    for (int attempt = 0; attempt < 3 && best >= 0.150; attempt++) {
+        struct late_state s;
+        memset(&s, 0, sizeof s);
+        weft_map_options mo = {0};
+        mo.on_result = late_cb;
+        mo.arg = &s;
+        CHECK_OK(weft_map(ex, sleep_stamp, ms, sizeof ms[0], 4, &mo, NULL));
+        CHECK_EQ_INT(s.calls, 4);
+        CHECK_EQ_INT(s.bad, 0);
+        if (s.first_late < best) best = s.first_late;
+        if (s.first_late >= 0.150)
+            printf("    attempt %d: first result %.1f ms after its item finished\n", attempt,
+                   s.first_late * 1e3);
+    }
+    CHECK_MSG(best < 0.150, "first result %.1f ms after its item finished (best of 3)", best * 1e3);
     CHECK_OK(weft_executor_destroy(ex));
 }
 
@@ -952,15 +961,36 @@ TEST(map_on_result_prompt_processes)
 
 /* One worker; on_result stops the map at the first result. Item 1 is
  * running by then (it starts as item 0 ends) and finishes; item 2 must
- * never start: at most workers + 1 = 2 items ran. Item 0 takes 30 ms and
- * the others 150 ms, so the caller has 150 ms to see the first result
- * before item 2 would start (before: 3 or 4 items of 10 ran). */
+ * never start: at most workers + 1 = 2 items ran. Item 0 takes 10 ms and
+ * the others 90 ms, so the caller has 90 ms to see the first result before
+ * item 2 would start. Before, 4 items ran: the caller woke at a 200 ms
+ * tick, when item 3 had started. A loaded machine can delay one wake-up of
+ * the caller past 90 ms: up to 3 attempts (the old behaviour fails them
+ * all). */
+static size_t stop_first_once(weft_executor *ex, double *late);
+
 static void run_on_result_stop_first(weft_backend b)
 {
     weft_executor *ex = make_ex(b, 1);
     REQUIRE(ex);
+    size_t limit = b == WEFT_BACKEND_SERIAL ? 1u : 2u, ran = 0;
+    double late = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        ran = stop_first_once(ex, &late);
+        if (ran <= limit) break;
+        printf("    attempt %d: %zu items ran (the first result came %.1f ms after its item "
+               "ended)\n",
+               attempt, ran, late * 1e3);
+    }
+    CHECK_MSG(ran <= limit, "%zu items ran (the first result came %.1f ms after its item ended)",
+              ran, late * 1e3);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+static size_t stop_first_once(weft_executor *ex, double *late)
+{
     int64_t ms[10];
-    for (int i = 0; i < 10; i++) ms[i] = i == 0 ? 30 : 150;
+    for (int i = 0; i < 10; i++) ms[i] = i == 0 ? 10 : 90;
     struct late_state s;
     memset(&s, 0, sizeof s);
     s.stop_code = -4343;
@@ -983,9 +1013,9 @@ static void run_on_result_stop_first(weft_backend b)
     }
     CHECK_EQ_INT(ran + cancelled, 10);
     CHECK_EQ_INT(weft_results_get(r, 0, NULL, NULL), 0);
-    CHECK_MSG(ran <= (b == WEFT_BACKEND_SERIAL ? 1u : 2u), "%zu items ran", ran);
     weft_results_destroy(r);
-    CHECK_OK(weft_executor_destroy(ex));
+    *late = s.first_late;
+    return ran;
 }
 
 TEST(map_on_result_stop_first_threads)
