@@ -555,17 +555,24 @@ typedef struct weft_map_options {
     weft_result_cb on_result; /* optional: deliver results through this callback */
     void *arg;                /* for on_result */
     int progress;             /* progress bar on stderr: 0 = WEFT_PROGRESS, > 0 on, < 0 off */
+    double timeout;           /* deadline in seconds from the call; 0 or WEFT_FOREVER = none:
+                                 items not started by then are WEFT_ECANCELLED, items
+                                 running then finish, and the map returns WEFT_ETIMEDOUT */
 } weft_map_options;
 
 /* weft_map() :
  * Runs `fn` over `count` items of `item_size` bytes each, contiguous at
- * `items`, and waits for all of them.
+ * `items`, and waits for all of them. Each result reaches on_result as soon
+ * as its chunk finishes (and, ordered, every earlier item has been given).
  * Ownership: `*out` (may be NULL when on_result is set) is the caller's,
- * freed with weft_results_destroy(); it is set even when items failed.
+ * freed with weft_results_destroy(); it is set even when items failed or
+ * the deadline passed (each item's code tells whether it completed).
  * Threads: safe from any thread, including inside a task (it helps).
- * @return 0 if every item succeeded; otherwise the error of the first failed
- * item by index (details in the results), WEFT_EINVAL, WEFT_ENOMEM,
- * WEFT_ECLOSED, or the code an on_result callback returned. */
+ * @return 0 if every item succeeded; otherwise the code an on_result
+ * callback returned, WEFT_ETIMEDOUT (opts->timeout passed before every item
+ * started), the error of the first failed item by index (details in the
+ * results), WEFT_EINVAL (also when count * item_size overflows), WEFT_ENOMEM,
+ * WEFT_ECLOSED. */
 WEFT_API int weft_map(weft_executor *ex, weft_task_fn fn, const void *items, size_t item_size,
                       size_t count, const weft_map_options *opts, weft_results **out);
 
@@ -580,6 +587,29 @@ WEFT_API int weft_map_bufs(weft_executor *ex, weft_task_fn fn, const weft_buf *i
  * `out` is NULL. Inputs are copied before `next` is called again. */
 WEFT_API int weft_map_stream(weft_executor *ex, weft_task_fn fn, weft_input_cb next, void *arg,
                              const weft_map_options *opts, weft_results **out);
+
+/* One input of weft_map_zip(): `count` items, either of `item_size` bytes
+ * each, contiguous at `items`, or (when `bufs` is not NULL) the buffers
+ * bufs[0..count) of any size. */
+typedef struct weft_map_input {
+    const void *items;
+    size_t item_size;
+    const weft_buf *bufs;
+    size_t count;
+} weft_map_input;
+
+/* weft_map_zip() :
+ * weft_map() over several inputs zipped, as Python's executor.map(fn, a, b):
+ * item i calls `fn` once with item i of every input. The task reads them as
+ * a graph task reads its arguments: weft_args_count(in, len) == ninputs and
+ * weft_args_get(in, len, k, &data, &alen) gives item i of inputs[k] (the same
+ * encoding on every backend). As Python's zip, the map stops at the shortest
+ * input: it has min(inputs[k].count) items. Results, options, threads and
+ * return codes are weft_map()'s. Inputs are read during the call only.
+ * @return as weft_map(); WEFT_EINVAL also for ninputs 0 or over 2^20, a NULL
+ * `inputs`, an input whose items are NULL, or a size that overflows. */
+WEFT_API int weft_map_zip(weft_executor *ex, weft_task_fn fn, const weft_map_input *inputs,
+                          size_t ninputs, const weft_map_options *opts, weft_results **out);
 
 /* weft_results_count() : the number of items. */
 WEFT_API size_t weft_results_count(const weft_results *r);

@@ -24,10 +24,12 @@
  * reference to it and drops it as its very last touch of the job, and the
  * caller does not return before the count is back to its own, so no worker
  * ever touches a dead job. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "graph/graph_internal.h" /* the argument blocks zipped items are passed in */
 #include "internal.h"
 #include "mpi/backend.h"
 #include "procs/procs.h"
@@ -35,6 +37,10 @@
 
 #define TARGET_CHUNK_NS 100000ull
 #define MAX_CHUNK (1u << 20)
+/* on_result: a chunk that ran at least EAGER_NS, or that finishes when the
+ * caller has slept EAGER_LATE_NS, wakes the caller at once */
+#define EAGER_NS 50000ull
+#define EAGER_LATE_NS 1000000ull
 
 /* One result: 16 bytes, so ten million results take 160 MB. Outputs of up
  * to 8 bytes sit inline; longer ones are heap blocks that carry their own
@@ -61,8 +67,16 @@ struct weft_results {
 enum {
     IN_ARRAY,
     IN_BUFS,
-    IN_STREAM
+    IN_STREAM,
+    IN_ZIP /* several inputs: each item is an argument block */
 };
+
+/* n elements of `size` bytes, or NULL (also when n * size overflows). */
+static void *malloc_n(size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size) return NULL;
+    return malloc(n * size);
+}
 
 typedef struct map_job map_job;
 
@@ -72,7 +86,7 @@ typedef struct chunk {
     size_t n;
     entry *ents;
     bool own_ents;
-    unsigned char *data; /* stream: copied items */
+    unsigned char *data; /* stream: copied items; zip on processes/mpi: argument blocks */
     size_t *offs;        /* stream: n + 1 offsets into data */
     int state;           /* caller's view: 0 queued, 1 finished, 2 delivered */
     size_t nfail;        /* items that did not succeed (written by the worker) */
@@ -90,12 +104,18 @@ struct map_job {
     const unsigned char *items;
     size_t item_size;
     const weft_buf *bufs;
+    const weft_map_input *zin; /* zip: the inputs */
+    size_t nzin;
+    uint64_t deadline; /* weft__now_ns() past which no item starts; 0 = none */
     _Atomic int stop;
+    _Atomic int timed_out; /* the deadline (not an error or on_result) set `stop` */
     _Atomic(chunk *) done_stack;
     _Atomic uint32_t wake;
     _Atomic int caller_sleeping;
-    _Atomic int pending;   /* queued chunks not finished yet */
-    _Atomic int low_water; /* wake the sleeping caller when pending drops to this */
+    bool eager;                /* on_result: results are awaited one by one */
+    _Atomic uint64_t sleep_t0; /* eager: when the caller went to sleep */
+    _Atomic int pending;       /* queued chunks not finished yet */
+    _Atomic int low_water;     /* wake the sleeping caller when pending drops to this */
     _Atomic int refs;
 };
 
@@ -128,6 +148,76 @@ static void entry_cancel(entry *e)
     e->err = WEFT_ECANCELLED;
     e->len = 0;
     e->u.ptr = NULL;
+}
+
+/* ---- deadline and zipped inputs --------------------------------------------------- */
+
+/* True once the map's deadline has passed. Whoever sees it first stops the
+ * map and, unless something else stopped it before, marks it timed out.
+ * One clock read, and only for maps with a deadline. */
+static bool deadline_passed(map_job *job)
+{
+    if (!job->deadline || weft__now_ns() < job->deadline) return false;
+    int zero = 0;
+    if (atomic_compare_exchange_strong(&job->stop, &zero, 1)) atomic_store(&job->timed_out, 1);
+    return true;
+}
+
+/* Item `idx` of zip input `k`. */
+static void zip_arg(const map_job *job, size_t k, uint64_t idx, const void **p, size_t *len)
+{
+    const weft_map_input *in = &job->zin[k];
+    if (in->bufs) {
+        *p = in->bufs[idx].data;
+        *len = in->bufs[idx].len;
+    } else {
+        *p = (const unsigned char *)in->items + idx * in->item_size;
+        *len = in->item_size;
+    }
+}
+
+/* Zip on processes and mpi: the COPY argument blocks (the graph's
+ * encoding for other address spaces) of chunk c's items, one after the
+ * other in c->data, item i's at c->offs[i]; they live until the chunk is
+ * freed, after its results are in. Returns 0, WEFT_ENOMEM or WEFT_EINVAL
+ * (a block's size overflows). */
+static int zip_copy_blocks(chunk *c)
+{
+    const map_job *job = c->job;
+    size_t head = ARGS_HDR + (size_t)ARGS_ENT * job->nzin; /* nzin <= MAX_ARGS */
+    if (c->n == SIZE_MAX || !(c->offs = malloc_n(c->n + 1, sizeof *c->offs))) return WEFT_ENOMEM;
+    size_t total = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        size_t sz = head;
+        for (size_t k = 0; k < job->nzin; k++) {
+            const void *p;
+            size_t l;
+            zip_arg(job, k, c->start + i, &p, &l);
+            if (l > SIZE_MAX - 15 || ((l + 15) & ~(size_t)15) > SIZE_MAX - sz) return WEFT_EINVAL;
+            sz += (l + 15) & ~(size_t)15;
+        }
+        if (sz > SIZE_MAX - total) return WEFT_EINVAL;
+        c->offs[i] = total;
+        total += sz;
+    }
+    c->offs[c->n] = total;
+    if (!(c->data = malloc(total ? total : 1))) return WEFT_ENOMEM;
+    for (size_t i = 0; i < c->n; i++) {
+        unsigned char *blk = c->data + c->offs[i];
+        args_hdr h = {ARGS_MAGIC, ARGS_COPY, (uint32_t)job->nzin, 0};
+        memcpy(blk, &h, sizeof h);
+        size_t off = head;
+        for (size_t k = 0; k < job->nzin; k++) {
+            const void *p;
+            size_t l;
+            zip_arg(job, k, c->start + i, &p, &l);
+            args_ent e = {off, l};
+            memcpy(blk + ARGS_HDR + (size_t)ARGS_ENT * k, &e, sizeof e);
+            if (l) memcpy(blk + off, p, l);
+            off += (l + 15) & ~(size_t)15;
+        }
+    }
+    return 0;
 }
 
 /* ---- the worker side -------------------------------------------------------------- */
@@ -203,15 +293,19 @@ static void rchunk_done(void *arg, size_t i, const weft__rres *r)
 static weft__ritem *chunk_items(chunk *c)
 {
     map_job *job = c->job;
-    bool cancelled = weft__executor_cancelling(job->ex) ||
-                     (weft_executor_backend(job->ex) == WEFT_BACKEND_MPI &&
-                      atomic_load_explicit(&job->stop, memory_order_relaxed));
-    weft__ritem *items = cancelled ? NULL : malloc(c->n * sizeof *items);
+    bool cancelled =
+        weft__executor_cancelling(job->ex) ||
+        (weft_executor_backend(job->ex) == WEFT_BACKEND_MPI &&
+         (atomic_load_explicit(&job->stop, memory_order_relaxed) || deadline_passed(job)));
+    int zerr = !cancelled && job->mode == IN_ZIP ? zip_copy_blocks(c) : 0;
+    weft__ritem *items = cancelled || zerr ? NULL : malloc_n(c->n, sizeof *items);
     if (!items) {
         for (size_t i = 0; i < c->n; i++) {
             if (cancelled) {
                 entry_cancel(&c->ents[i]);
                 c->nfail++;
+            } else if (zerr == WEFT_EINVAL) {
+                rchunk_fail(c, &c->ents[i], WEFT_EINVAL, "the item's arguments overflow size_t");
             } else {
                 rchunk_fail(c, &c->ents[i], WEFT_ENOMEM, "out of memory");
             }
@@ -229,6 +323,10 @@ static weft__ritem *chunk_items(chunk *c)
             case IN_BUFS:
                 it->in = job->bufs[idx].data;
                 it->len = job->bufs[idx].len;
+                break;
+            case IN_ZIP:
+                it->in = c->data + c->offs[i];
+                it->len = c->offs[i + 1] - c->offs[i];
                 break;
             default:
                 it->in = c->data + c->offs[i];
@@ -330,11 +428,29 @@ void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wst
     ctx.msg = NULL;
     ctx.alloc_out = NULL;
     ctx.attempt = 0;
+    /* zip: one REF argument block (the graph's encoding for one address
+     * space), refilled for each item; on the stack up to 8 inputs */
+    uint64_t zstack[(ARGS_HDR + 8 * ARGS_ENT) / sizeof(uint64_t)];
+    unsigned char *zblk = NULL;
+    size_t zlen = 0;
+    if (job->mode == IN_ZIP) {
+        zlen = ARGS_HDR + (size_t)ARGS_ENT * job->nzin;
+        zblk = zlen <= sizeof zstack ? (unsigned char *)zstack : malloc(zlen);
+        if (zblk) {
+            args_hdr h = {ARGS_MAGIC, ARGS_REF, (uint32_t)job->nzin, 0};
+            memcpy(zblk, &h, sizeof h);
+        }
+    }
     for (size_t i = 0; i < c->n; i++) {
         entry *e = &c->ents[i];
-        if (cancelled || atomic_load_explicit(&job->stop, memory_order_relaxed)) {
+        if (cancelled || atomic_load_explicit(&job->stop, memory_order_relaxed) ||
+            (job->deadline && deadline_passed(job))) {
             entry_cancel(e);
             c->nfail++;
+            continue;
+        }
+        if (job->mode == IN_ZIP && !zblk) {
+            rchunk_fail(c, e, WEFT_ENOMEM, "out of memory for the argument block");
             continue;
         }
         uint64_t idx = c->start + i;
@@ -348,6 +464,17 @@ void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wst
         case IN_BUFS:
             in = job->bufs[idx].data;
             len = job->bufs[idx].len;
+            break;
+        case IN_ZIP:
+            for (size_t k = 0; k < job->nzin; k++) {
+                const void *p;
+                size_t l;
+                zip_arg(job, k, idx, &p, &l);
+                args_ent ae = {(uint64_t)(uintptr_t)p, l};
+                memcpy(zblk + ARGS_HDR + (size_t)ARGS_ENT * k, &ae, sizeof ae);
+            }
+            in = zblk;
+            len = zlen;
             break;
         default:
             in = c->data + c->offs[i];
@@ -382,6 +509,7 @@ void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wst
                 atomic_store_explicit(&job->stop, 1, memory_order_relaxed);
         }
     }
+    if (zblk != (unsigned char *)zstack) free(zblk);
     uint64_t t1 = weft__now_ns();
     c->ns = cancelled ? 0 : t1 - t0;
     if (tracing) weft__trace_record(job->ex, wid, job->fn, t0, t1, first_err, c->n);
@@ -391,16 +519,22 @@ void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wst
 /* Hands a finished chunk to the caller; the last touch of the job. */
 static void chunk_publish(weft_future *f, chunk *c, map_job *job)
 {
+    bool eager = job->eager && c->ns >= EAGER_NS; /* read c before the caller may free it */
     chunk *head = atomic_load_explicit(&job->done_stack, memory_order_relaxed);
     do {
         c->next_done = head;
     } while (!atomic_compare_exchange_weak_explicit(&job->done_stack, &head, c,
                                                     memory_order_release, memory_order_relaxed));
     int left = atomic_fetch_sub_explicit(&job->pending, 1, memory_order_seq_cst) - 1;
-    if (atomic_load_explicit(&job->caller_sleeping, memory_order_seq_cst) &&
-        left <= atomic_load_explicit(&job->low_water, memory_order_relaxed)) {
-        atomic_fetch_add_explicit(&job->wake, 1, memory_order_release);
-        weft__futex_wake(&job->wake, 1);
+    if (atomic_load_explicit(&job->caller_sleeping, memory_order_seq_cst)) {
+        bool wake = eager || left <= atomic_load_explicit(&job->low_water, memory_order_relaxed);
+        if (!wake && job->eager)
+            wake = weft__now_ns() - atomic_load_explicit(&job->sleep_t0, memory_order_relaxed) >=
+                   EAGER_LATE_NS;
+        if (wake) {
+            atomic_fetch_add_explicit(&job->wake, 1, memory_order_release);
+            weft__futex_wake(&job->wake, 1);
+        }
     }
     atomic_fetch_sub_explicit(&job->refs, 1, memory_order_release); /* last touch of job */
     weft_future_release(f);
@@ -421,8 +555,9 @@ typedef struct map_call {
     size_t inflight_items;
     size_t max_items;
     bool input_done;
-    int stop_code; /* from on_result or input */
-    int first_err; /* lowest-index real error */
+    int stop_code;      /* from on_result or input */
+    char stop_msg[200]; /* why, when the map stopped itself (kept as the last error) */
+    int first_err;      /* lowest-index real error */
     uint64_t first_err_idx;
     bool any_cancelled;
     int workers;
@@ -436,6 +571,7 @@ typedef struct map_call {
 static int results_reserve(weft_results *r, size_t n)
 {
     if (n <= r->cap) return 0;
+    if (n > SIZE_MAX / 2 / sizeof(entry)) return WEFT_ENOMEM;
     size_t cap = r->cap ? r->cap : 64;
     while (cap < n) cap *= 2;
     entry *e = realloc(r->e, cap * sizeof *e);
@@ -530,6 +666,7 @@ static chunk *read_stream(map_call *mc, size_t want)
 {
     chunk *c = calloc(1, sizeof *c);
     size_t cap = 0, used = 0;
+    if (want > MAX_CHUNK) want = MAX_CHUNK; /* a stream chunk's items are copied at once */
     if (!c || !(c->offs = malloc((want + 1) * sizeof *c->offs))) {
         free(c);
         mc->stop_code = WEFT_ENOMEM;
@@ -548,9 +685,17 @@ static chunk *read_stream(map_call *mc, size_t want)
             mc->input_done = true;
             break;
         }
+        if (item.len > SIZE_MAX / 2 - used) {
+            snprintf(mc->stop_msg, sizeof mc->stop_msg,
+                     "weft_map_stream: item %llu of %zu bytes overflows the chunk's size",
+                     (unsigned long long)(mc->next_index + c->n), item.len);
+            mc->stop_code = WEFT_EINVAL;
+            mc->input_done = true;
+            break;
+        }
         if (used + item.len > cap) {
             size_t ncap = cap ? cap * 2 : 256;
-            while (ncap < used + item.len) ncap *= 2;
+            while (ncap < used + item.len) ncap *= 2; /* no wrap: used + len <= SIZE_MAX / 2 */
             unsigned char *d = realloc(c->data, ncap);
             if (!d) {
                 mc->stop_code = WEFT_ENOMEM;
@@ -601,7 +746,7 @@ static int dispatch_one(map_call *mc)
     if (mc->res && job->mode != IN_STREAM) {
         c->ents = mc->res->e + c->start;
     } else {
-        c->ents = malloc(c->n * sizeof *c->ents);
+        c->ents = malloc_n(c->n, sizeof *c->ents);
         c->own_ents = true;
         if (!c->ents) {
             chunk_free(c);
@@ -729,14 +874,33 @@ static void wait_for_chunks(map_call *mc)
     if (cur == job->ex && weft__help_one(cur)) return;
     /* Sleep until half of what is queued has finished (all of it once
      * nothing more can be queued): one wake-up per many chunks, and the
-     * workers still have the other half to run while this thread refills. */
+     * workers still have the other half to run while this thread refills.
+     * With on_result, results must also reach it as they come: a worker
+     * whose chunk ran >= EAGER_NS wakes it at once (one wake per chunk of
+     * real work), and so does one whose chunk finishes when this thread has
+     * slept EAGER_LATE_NS (a short chunk's result does not wait behind long
+     * ones). Waking at every chunk doubled the context switches and the CPU
+     * time of a stream of tiny chunks; sleeping at most 1 ms instead cost
+     * +50% CPU there (a short timer armed per sleep). */
     bool more = !mc->input_done && !mc->stop_code && !atomic_load(&job->stop);
     int lw = more ? (int)(mc->ring_n / 2) : 0;
+    int64_t tick = cur ? 50000 : 200000000;
+    /* the tick guards against a lost wake-up; a deadline shortens it */
+    if (job->deadline && !atomic_load_explicit(&job->stop, memory_order_relaxed)) {
+        uint64_t now = weft__now_ns();
+        if (now >= job->deadline) return;
+        if (job->deadline - now < (uint64_t)tick) tick = (int64_t)(job->deadline - now);
+    }
     atomic_store_explicit(&job->low_water, lw, memory_order_relaxed);
+    if (job->eager) atomic_store_explicit(&job->sleep_t0, weft__now_ns(), memory_order_relaxed);
     uint32_t seq = atomic_load_explicit(&job->wake, memory_order_acquire);
     atomic_store_explicit(&job->caller_sleeping, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&job->pending, memory_order_seq_cst) > lw)
-        weft__futex_wait(&job->wake, seq, cur ? 50000 : 200000000);
+    /* A worker that did not see caller_sleeping took `pending` down before
+     * the load below, so its chunk is on done_stack by then: an eager
+     * chunk published in that window is not slept through. */
+    if (atomic_load_explicit(&job->pending, memory_order_seq_cst) > lw &&
+        !atomic_load_explicit(&job->done_stack, memory_order_acquire))
+        weft__futex_wait(&job->wake, seq, tick);
     atomic_store_explicit(&job->caller_sleeping, 0, memory_order_relaxed);
 }
 
@@ -767,9 +931,12 @@ static int run_map(map_call *mc, weft_results **out)
         }
     }
     atomic_init(&job->stop, 0);
+    atomic_init(&job->timed_out, 0);
     atomic_init(&job->done_stack, NULL);
     atomic_init(&job->wake, 0);
     atomic_init(&job->caller_sleeping, 0);
+    job->eager = o->on_result != NULL;
+    atomic_init(&job->sleep_t0, 0);
     atomic_init(&job->pending, 0);
     atomic_init(&job->low_water, 0);
     atomic_init(&job->refs, 0);
@@ -777,6 +944,7 @@ static int run_map(map_call *mc, weft_results **out)
         mc->progress = weft__progress_start("map", job->mode == IN_STREAM ? 0 : mc->count);
 
     for (;;) {
+        if (job->deadline) deadline_passed(job);
         bool stopping = mc->stop_code || atomic_load_explicit(&job->stop, memory_order_relaxed);
         while (!stopping && !mc->input_done && mc->ring_n < mc->ring_cap &&
                (job->mode != IN_STREAM || mc->inflight_items < mc->max_items)) {
@@ -810,8 +978,13 @@ static int run_map(map_call *mc, weft_results **out)
     }
     if (out) *out = mc->res;
     int rc = 0;
+    /* timed out: the deadline cancelled items, or left stream input unread */
+    bool timed_out = atomic_load(&job->timed_out) &&
+                     (mc->any_cancelled || (job->mode == IN_STREAM && !mc->input_done));
     if (mc->stop_code)
         rc = mc->stop_code;
+    else if (timed_out)
+        rc = WEFT_ETIMEDOUT;
     else if (mc->first_err)
         rc = mc->first_err;
     else if (mc->any_cancelled)
@@ -821,6 +994,11 @@ static int run_map(map_call *mc, weft_results **out)
                   weft_strerror(rc));
     else if (rc == WEFT_ECANCELLED)
         weft__err(rc, "weft_map: items were cancelled");
+    else if (timed_out)
+        weft__err(rc, "weft_map: the deadline of %g s passed: items not started were cancelled",
+                  mc->o->timeout);
+    else if (rc && mc->stop_msg[0])
+        weft__err(rc, "%s", mc->stop_msg);
     else if (rc)
         weft__err(rc, "weft_map: stopped with %s", weft_strerror(rc));
     return rc;
@@ -845,6 +1023,9 @@ static int map_common(weft_executor *ex, weft_task_fn fn, const weft_map_options
         return weft__err(WEFT_EINVAL, "%s: unknown flags 0x%x", name, opts->flags);
     if (!out && !opts->on_result)
         return weft__err(WEFT_EINVAL, "%s: neither out nor on_result is given", name);
+    if (!(opts->timeout >= 0)) /* also NaN */
+        return weft__err(WEFT_EINVAL, "%s: timeout %g is not 0 (none) or a positive time", name,
+                         opts->timeout);
     if (weft__executor_closed(ex))
         return weft__err(WEFT_ECLOSED, "%s: the executor is shut down", name);
     if (weft_executor_backend(ex) == WEFT_BACKEND_PROCESSES ||
@@ -858,6 +1039,10 @@ static int map_common(weft_executor *ex, weft_task_fn fn, const weft_map_options
     mc->job.flags = opts->flags;
     mc->job.retries = opts->retries;
     mc->job.seed = opts->seed ? opts->seed : weft__executor_seed(ex);
+    /* beyond ~31 years (WEFT_FOREVER included) there is no deadline: the
+     * nanoseconds would overflow */
+    if (opts->timeout > 0 && opts->timeout < 1e9)
+        mc->job.deadline = weft__now_ns() + (uint64_t)(opts->timeout * 1e9);
     return run_map(mc, out);
 }
 
@@ -866,6 +1051,11 @@ int weft_map(weft_executor *ex, weft_task_fn fn, const void *items, size_t item_
 {
     if (out) *out = NULL;
     if (count && item_size && !items) return weft__err(WEFT_EINVAL, "weft_map: items is NULL");
+    if (item_size && count > (UINTPTR_MAX - (uintptr_t)items) / item_size)
+        return weft__err(WEFT_EINVAL,
+                         "weft_map: %zu items of %zu bytes overflow the address space (count "
+                         "* item_size is the size of the array at items)",
+                         count, item_size);
     map_call mc;
     memset(&mc, 0, sizeof mc);
     mc.job.mode = IN_ARRAY;
@@ -902,6 +1092,44 @@ int weft_map_stream(weft_executor *ex, weft_task_fn fn, weft_input_cb next, void
     mc.next = next;
     mc.next_arg = arg;
     return map_common(ex, fn, opts, &mc, out, "weft_map_stream");
+}
+
+int weft_map_zip(weft_executor *ex, weft_task_fn fn, const weft_map_input *inputs, size_t ninputs,
+                 const weft_map_options *opts, weft_results **out)
+{
+    if (out) *out = NULL;
+    if (!inputs || ninputs == 0 || ninputs > MAX_ARGS)
+        return weft__err(WEFT_EINVAL, "weft_map_zip: %s",
+                         !inputs   ? "inputs is NULL"
+                         : ninputs ? "more than 2^20 inputs"
+                                   : "no inputs");
+    size_t count = SIZE_MAX; /* as Python's zip: the shortest input */
+    for (size_t k = 0; k < ninputs; k++) {
+        const weft_map_input *in = &inputs[k];
+        if (in->count < count) count = in->count;
+        if (!in->count) continue;
+        if (in->bufs) {
+            for (size_t i = 0; i < in->count; i++)
+                if (!in->bufs[i].data && in->bufs[i].len)
+                    return weft__err(WEFT_EINVAL,
+                                     "weft_map_zip: inputs[%zu].bufs[%zu] has NULL data", k, i);
+        } else if (in->item_size) {
+            if (!in->items)
+                return weft__err(WEFT_EINVAL, "weft_map_zip: inputs[%zu].items is NULL", k);
+            if (in->count > (UINTPTR_MAX - (uintptr_t)in->items) / in->item_size)
+                return weft__err(WEFT_EINVAL,
+                                 "weft_map_zip: inputs[%zu]: %zu items of %zu bytes overflow the "
+                                 "address space",
+                                 k, in->count, in->item_size);
+        }
+    }
+    map_call mc;
+    memset(&mc, 0, sizeof mc);
+    mc.job.mode = IN_ZIP;
+    mc.job.zin = inputs;
+    mc.job.nzin = ninputs;
+    mc.count = count;
+    return map_common(ex, fn, opts, &mc, out, "weft_map_zip");
 }
 
 /* ---- results -------------------------------------------------------------------- */

@@ -470,6 +470,53 @@ TEST(map_stream_ordered_and_unordered)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
+/* weft_map_zip reads the graph's argument blocks on the worker ranks too;
+ * a map deadline cancels what was not sent (issue 11, control 16) */
+TEST(map_zip_and_deadline)
+{
+    NEED_MPI();
+    weft_executor *ex = make(0);
+    enum {
+        NA = 300,
+        NB = 260
+    };
+    int64_t a[NA], b[NB];
+    for (int i = 0; i < NA; i++) a[i] = i;
+    for (int i = 0; i < NB; i++) b[i] = 1000 * i;
+    weft_map_input in[2] = {{a, sizeof a[0], NULL, NA}, {b, sizeof b[0], NULL, NB}};
+    weft_results *r = NULL;
+    CHECK_OK(weft_map_zip(ex, g_add, in, 2, NULL, &r));
+    REQUIRE(r);
+    CHECK_EQ_INT(weft_results_count(r), NB);
+    int bad = 0;
+    for (size_t i = 0; i < weft_results_count(r); i++) {
+        const void *d;
+        size_t l;
+        int64_t v = -1;
+        if (weft_results_get(r, i, &d, &l) == 0 && l == sizeof v) memcpy(&v, d, sizeof v);
+        bad += v != (int64_t)(1001 * i);
+    }
+    CHECK_EQ_INT(bad, 0);
+    weft_results_destroy(r);
+
+    uint32_t ms[200];
+    for (int i = 0; i < 200; i++) ms[i] = 20; /* 4 s of work over the ranks */
+    weft_map_options mo = {.timeout = 0.2, .chunk_size = 1};
+    r = NULL;
+    CHECK_ERR(weft_map(ex, sleep_ms, ms, sizeof ms[0], 200, &mo, &r), WEFT_ETIMEDOUT);
+    REQUIRE(r);
+    size_t done = 0, cancelled = 0;
+    for (size_t i = 0; i < 200; i++) {
+        int rc = weft_results_get(r, i, NULL, NULL);
+        done += rc == 0;
+        cancelled += rc == WEFT_ECANCELLED;
+    }
+    CHECK_EQ_INT(done + cancelled, 200);
+    CHECK(cancelled >= 1);
+    weft_results_destroy(r);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
 TEST(large_payloads_both_ways)
 {
     NEED_MPI();
