@@ -85,6 +85,15 @@ int weft__err(int code, const char *fmt, ...)
     return code;
 }
 
+int weft__err_safe(int code, const char *a, const char *b)
+{
+    size_t n = 0;
+    for (const char *s = a; s && *s && n + 1 < sizeof last_error; s++) last_error[n++] = *s;
+    for (const char *s = b; s && *s && n + 1 < sizeof last_error; s++) last_error[n++] = *s;
+    last_error[n] = '\0';
+    return code;
+}
+
 char *weft__vasprintf(const char *fmt, va_list ap)
 {
     char *s = NULL;

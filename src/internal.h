@@ -20,6 +20,9 @@
 
 /* Records a message for weft_last_error() and returns `code`. */
 int weft__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* As weft__err with a fixed message (two parts, b may be NULL), copied
+ * byte by byte: async-signal-safe (no printf, no errno change). */
+int weft__err_safe(int code, const char *a, const char *b);
 /* Validates a timeout: returns 0 and the limit in ns (-1 = none) in *ns. */
 int weft__timeout_ns(double timeout, int64_t *ns, const char *fn);
 char *weft__vasprintf(const char *fmt, va_list ap);

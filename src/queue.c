@@ -54,7 +54,14 @@
  *
  * Shutdown stores `state` (seq_cst), then bumps every futex word and wakes
  * all sleepers unconditionally; a waiter reads the futex word before it
- * reads `state`, so it cannot sleep through the shutdown. */
+ * reads `state`, so it cannot sleep through the shutdown.
+ *
+ * A put racing shutdown(DISCARD) must not land after the discard (its item
+ * would count as unfinished for ever, and gets are refused): LIFO/PRIORITY
+ * re-check the state under their lock; a FIFO put re-checks it after
+ * publishing and, if it sees DISCARD, discards what landed itself
+ * (put_landed). So every put either fails with WEFT_ECLOSED or its item is
+ * got or discarded. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,14 +212,6 @@ static __attribute__((noinline)) void wake_pending(_Atomic uint32_t *word,
     }
 }
 
-/* Wakes up to n getters if any sleep; call after making items available. */
-static inline void notify_getters(weft_queue *q, long n)
-{
-    waker_fence(q);
-    uint32_t w = atomic_load_explicit(&q->get_waiters, RLX);
-    if (WEFT__UNLIKELY(w != 0)) wake_pending(&q->nonempty, &q->get_pending, n);
-}
-
 static inline void notify_putters(weft_queue *q, long n)
 {
     if (q->capacity == 0) return; /* an unbounded put never waits */
@@ -221,12 +220,40 @@ static inline void notify_putters(weft_queue *q, long n)
     if (WEFT__UNLIKELY(w != 0)) wake_pending(&q->nonfull, &q->put_pending, n);
 }
 
+static void discard_counted(weft_queue *q);
+
+/* After n items were put. A FIFO put cannot check the state under a lock,
+ * so it checks after publishing: shutdown(DISCARD) stores the state, then
+ * (after the waiter-side barrier) drains the rings; the put publishes, then
+ * (after the waker-side fence) reads the state. One of the two sees the
+ * other: either the shutdown's discard finds the item, or the put sees the
+ * shutdown and discards what landed late itself (passing it to free_item
+ * and counting it done, as the shutdown would have). Otherwise wakes up to
+ * n sleeping getters. */
+static inline void put_landed(weft_queue *q, long n)
+{
+    waker_fence(q);
+    if (WEFT__UNLIKELY(q->kind == WEFT_QUEUE_FIFO &&
+                       atomic_load_explicit(&q->state, RLX) == ST_DISCARD)) {
+        discard_counted(q);
+        return; /* getters fail now; the shutdown woke them */
+    }
+    uint32_t w = atomic_load_explicit(&q->get_waiters, RLX);
+    if (WEFT__UNLIKELY(w != 0)) wake_pending(&q->nonempty, &q->get_pending, n);
+}
+
 /* ------------------------------------------------------------------------
  * FIFO rings
  * ------------------------------------------------------------------------ */
 
+/* Slots a ring may have: its bytes, rounded up to a cache line, stay within
+ * PTRDIFF_MAX (no allocator hands out more) and the size computation below
+ * cannot wrap. */
+#define RING_MAX_SLOTS ((uint64_t)((PTRDIFF_MAX - sizeof(ring) - WEFT__CACHELINE) / sizeof(slot)))
+
 static ring *ring_new(uint64_t size, uint64_t base)
 {
+    if (size > RING_MAX_SLOTS) return NULL;
     size_t bytes = sizeof(ring) + (size_t)size * sizeof(slot);
     ring *r = aligned_alloc(WEFT__CACHELINE, (bytes + WEFT__CACHELINE - 1) & ~(size_t)63);
     if (!r) return NULL;
@@ -466,7 +493,10 @@ static pentry heap_pop(weft_queue *q)
 static int locked_reserve(weft_queue *q)
 {
     if (q->n < q->alloc) return 0;
-    size_t want = q->alloc ? q->alloc * 2 : 64;
+    size_t elem = q->kind == WEFT_QUEUE_LIFO ? sizeof(void *) : sizeof(pentry);
+    size_t most = (size_t)PTRDIFF_MAX / elem;
+    if (q->alloc >= most) return WEFT_ENOMEM;
+    size_t want = q->alloc ? (q->alloc > most / 2 ? most : q->alloc * 2) : 64;
     if (q->capacity > 0 && want > (size_t)q->capacity) want = (size_t)q->capacity;
     if (q->kind == WEFT_QUEUE_LIFO) {
         void **p = realloc(q->stack, want * sizeof *p);
@@ -484,6 +514,13 @@ static int locked_reserve(weft_queue *q)
 static int locked_try_put(weft_queue *q, void *item, int64_t prio)
 {
     qlock(q);
+    /* Checked under the lock: shutdown stores the state before it takes the
+     * lock to discard, so a put either lands before the discard or sees the
+     * shutdown here and fails (never lands after the discard). */
+    if (WEFT__UNLIKELY(atomic_load_explicit(&q->state, RLX) != ST_OPEN)) {
+        qunlock(q);
+        return WEFT_ECLOSED;
+    }
     if (q->capacity > 0 && q->n >= (size_t)q->capacity) {
         qunlock(q);
         return WEFT_EAGAIN;
@@ -570,6 +607,11 @@ int weft_queue_create(const weft_queue_options *opts, weft_queue **out)
         return weft__err(WEFT_EINVAL,
                          "weft_queue_create: capacity %ld is negative (0 means unbounded)",
                          o.capacity);
+    if (o.kind == WEFT_QUEUE_FIFO && (uint64_t)o.capacity > RING_MAX_SLOTS)
+        return weft__err(WEFT_ENOMEM,
+                         "weft_queue_create: capacity %ld is too large: a bounded FIFO allocates "
+                         "its %zu-byte slots at once, and at most %llu fit the address space",
+                         o.capacity, sizeof(slot), (unsigned long long)RING_MAX_SLOTS);
     weft_queue *q = aligned_alloc(WEFT__CACHELINE, sizeof *q);
     if (!q) return weft__err(WEFT_ENOMEM, "weft_queue_create: out of memory");
     memset(q, 0, sizeof *q);
@@ -585,8 +627,9 @@ int weft_queue_create(const weft_queue_options *opts, weft_queue **out)
         ring *r = ring_new(o.capacity > 0 ? (uint64_t)o.capacity : FIFO_FIRST, 0);
         if (!r) {
             free(q);
-            return weft__err(WEFT_ENOMEM, "weft_queue_create: cannot allocate %ld slots",
-                             o.capacity > 0 ? o.capacity : (long)FIFO_FIRST);
+            return weft__err(WEFT_ENOMEM,
+                             "weft_queue_create: cannot allocate %ld slots (capacity %ld)",
+                             o.capacity > 0 ? o.capacity : (long)FIFO_FIRST, o.capacity);
         }
         q->first = r;
         atomic_init(&q->tail_ring, r);
@@ -631,6 +674,17 @@ static uint64_t discard_all(weft_queue *q)
     free(stack);
     free(heap);
     return cnt;
+}
+
+/* Discards every item (shutdown DISCARD, or a FIFO put that landed after
+ * it: see put_landed) and counts them done, waking joiners. */
+static void discard_counted(weft_queue *q)
+{
+    uint64_t n = discard_all(q);
+    if (n == 0) return;
+    atomic_fetch_add_explicit(&q->done, n, SC);
+    waker_fence(q);
+    if (atomic_load_explicit(&q->join_waiters, RLX) != 0) wake(&q->joinseq, INT_MAX);
 }
 
 int weft_queue_destroy(weft_queue *q)
@@ -792,7 +846,7 @@ static __attribute__((noinline)) int put_slow(weft_queue *q, void *item, int64_t
     rc = block(q, &q->nonfull, &q->put_waiters, &q->put_pending, weft__deadline(ns), attempt_put,
                put_closed, &c);
     if (rc == 0) {
-        notify_getters(q, 1);
+        put_landed(q, 1);
         chain_putters(q);
     }
     return rc;
@@ -807,7 +861,7 @@ static inline int put_common(weft_queue *q, void *item, int64_t prio, double tim
         return weft__err(WEFT_ECLOSED, "%s: the queue is shut down", fn);
     int rc = try_put(q, item, prio);
     if (WEFT__LIKELY(rc == 0)) {
-        notify_getters(q, 1);
+        put_landed(q, 1);
         return 0;
     }
     rc = put_slow(q, item, prio, timeout, rc, fn);
@@ -900,6 +954,10 @@ int weft_queue_put_many(weft_queue *q, void *const *items, long n, double timeou
     long i = 0, pending = 0;
     rc = 0;
     while (i < n) {
+        if (WEFT__UNLIKELY(atomic_load_explicit(&q->state, RLX) != ST_OPEN)) {
+            rc = WEFT_ECLOSED;
+            break;
+        }
         rc = try_put(q, items[i], 0);
         if (rc == 0) {
             i++;
@@ -908,7 +966,7 @@ int weft_queue_put_many(weft_queue *q, void *const *items, long n, double timeou
         }
         if (rc != WEFT_EAGAIN) break;
         /* Full: let sleeping getters at what is there before waiting. */
-        if (pending) notify_getters(q, pending);
+        if (pending) put_landed(q, pending);
         pending = 0;
         if (ns == 0) break;
         struct put_ctx c = {items[i], 0};
@@ -919,7 +977,7 @@ int weft_queue_put_many(weft_queue *q, void *const *items, long n, double timeou
         i++;
         pending++;
     }
-    if (pending) notify_getters(q, pending);
+    if (pending) put_landed(q, pending);
     if (nput) *nput = i;
     if (rc == WEFT_ECLOSED) return weft__err(WEFT_ECLOSED, "%s: the queue is shut down", fn);
     return i == n ? 0 : rc;
@@ -1010,8 +1068,9 @@ int weft_queue_shutdown(weft_queue *q, int mode)
     while (s < want && !atomic_compare_exchange_weak_explicit(&q->state, &s, want, SC, RLX)) {
     }
     if (want == ST_DISCARD) {
-        uint64_t n = discard_all(q);
-        if (n) atomic_fetch_add_explicit(&q->done, n, SC);
+        /* the state before the rings are read: pairs with put_landed */
+        waiter_fence(q);
+        discard_counted(q);
     }
     wake(&q->nonempty, INT_MAX);
     wake(&q->nonfull, INT_MAX);

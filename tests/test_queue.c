@@ -1,6 +1,9 @@
 /* test_queue.c : weft_queue against the contract of Python's queue module
  * (Queue, LifoQueue, PriorityQueue; task_done/join; 3.13's shutdown), plus
  * weft's own: timeouts, batches, growth of the unbounded FIFO, bad input. */
+#include <limits.h>
+#include <sched.h>
+
 #include "check.h"
 
 #define ITEM(i) ((void *)(uintptr_t)(i))
@@ -775,4 +778,185 @@ TEST(capacity_zero_is_unbounded)
     CHECK_OK(weft_queue_get(q, &p, 0));
     CHECK_EQ_INT(NUM(p), 1);
     CHECK_OK(weft_queue_destroy(q));
+}
+
+/* ------------------------------------------------------------------------
+ * Sizes (issue 11, defect 4)
+ * ------------------------------------------------------------------------ */
+
+/* A bounded FIFO allocates its ring at create: a capacity whose ring does not
+ * fit the address space is WEFT_ENOMEM before any allocation (it used to
+ * wrap the size: 2^60 slots allocated 192 bytes and wrote past them). LIFO
+ * and PRIORITY queues grow on demand, so a huge bound is just a bound. */
+TEST(huge_capacity_is_refused_or_a_mere_bound)
+{
+    static const long huge[] = {1L << 59, 1L << 60, (1L << 60) + 1, 1L << 62, LONG_MAX};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        weft_queue_options o = {.kind = WEFT_QUEUE_FIFO, .capacity = huge[i]};
+        weft_queue *q = (weft_queue *)0x1;
+        CHECK_ERR(weft_queue_create(&o, &q), WEFT_ENOMEM);
+        CHECK(q == NULL);
+        CHECK_MSG(strstr(weft_last_error(), "capacity") != NULL, "message: %s", weft_last_error());
+        for (int k = 1; k < 3; k++) {
+            weft_queue *r = make(kinds[k], huge[i]);
+            CHECK_EQ_INT(weft_queue_capacity(r), huge[i]);
+            for (long j = 0; j < 200; j++) CHECK_OK(weft_queue_put(r, ITEM(j), 0));
+            CHECK_EQ_INT(weft_queue_size(r), 200);
+            CHECK(!weft_queue_full(r));
+            void *p;
+            CHECK_OK(weft_queue_get(r, &p, 0));
+            CHECK_EQ_INT(NUM(p), k == 1 ? 199 : 0);
+            CHECK_OK(weft_queue_destroy(r));
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Puts racing an immediate shutdown (issue 11, defect 10)
+ * ------------------------------------------------------------------------ */
+
+enum {
+    RACE_PUTTERS = 4
+};
+
+/* Threads live across rounds; each round has a fresh queue. */
+static struct {
+    weft_queue *_Atomic q;
+    atomic_int round;     /* bumped by the main thread to start a round; -1 ends */
+    atomic_int finished;  /* threads done with the current round */
+    atomic_int running;   /* putters past their first put this round */
+    atomic_long accepted; /* items of puts that returned 0 */
+    atomic_long got;      /* items the consumer got (and marked done) */
+    atomic_long freed;    /* items passed to free_item */
+    atomic_int bad_rc;    /* a call returned something else than 0 / ECLOSED */
+} R;
+
+static inline void race_relax(void)
+{
+    __asm__ volatile("" ::: "memory");
+}
+
+static void race_free(void *item, void *arg)
+{
+    (void)item;
+    (void)arg;
+    atomic_fetch_add(&R.freed, 1);
+}
+
+/* Waits for the round after `seen`; false when the test ends. */
+static bool race_next(int *seen)
+{
+    int r;
+    while ((r = atomic_load(&R.round)) == *seen) sched_yield();
+    *seen = r;
+    return r >= 0;
+}
+
+/* Puts until the queue refuses; every 4th call is a batch of 8. */
+static void *race_putter(void *arg)
+{
+    long id = (long)(intptr_t)arg;
+    int seen = 0;
+    while (race_next(&seen)) {
+        weft_queue *q = atomic_load(&R.q);
+        for (long i = 0;; i++) {
+            int rc;
+            long n = 1;
+            if (weft_queue_size(q) > 256) sched_yield(); /* keep the rounds short */
+            if ((i + id) % 4 == 0) {
+                void *items[8] = {0};
+                rc = weft_queue_put_many(q, items, 8, WEFT_FOREVER, &n);
+            } else {
+                rc = weft_queue_put(q, ITEM(i), WEFT_FOREVER);
+                n = rc == 0;
+            }
+            atomic_fetch_add(&R.accepted, n);
+            if (i == 0) atomic_fetch_add(&R.running, 1);
+            if (rc == WEFT_ECLOSED) break;
+            if (rc != 0) {
+                atomic_store(&R.bad_rc, rc);
+                break;
+            }
+        }
+        atomic_fetch_add(&R.finished, 1);
+    }
+    return NULL;
+}
+
+/* Gets (and marks done) until the queue refuses: keeps the queue short. */
+static void *race_consumer(void *arg)
+{
+    (void)arg;
+    int seen = 0;
+    while (race_next(&seen)) {
+        weft_queue *q = atomic_load(&R.q);
+        for (;;) {
+            void *p;
+            int rc = weft_queue_get(q, &p, WEFT_FOREVER);
+            if (rc == WEFT_ECLOSED) break;
+            if (rc != 0) {
+                atomic_store(&R.bad_rc, rc);
+                break;
+            }
+            atomic_fetch_add(&R.got, 1);
+            rc = weft_queue_task_done(q, 1);
+            if (rc) atomic_store(&R.bad_rc, rc);
+        }
+        atomic_fetch_add(&R.finished, 1);
+    }
+    return NULL;
+}
+
+/* Every put that returns 0 has its item got or discarded by the shutdown,
+ * every other put fails with WEFT_ECLOSED: afterwards the queue is empty,
+ * nothing is unfinished and join returns at once. Before the fix a put that
+ * checked the state just before the shutdown could land after the discard
+ * (every kind; 4 runs of 4 failed within 200 rounds): size 1, gets refused,
+ * join blocked for ever. */
+TEST(puts_racing_discard_shutdown_leave_nothing_unfinished)
+{
+    int rounds = CHECK_TSAN ? 60 : CHECK_ASAN ? 100 : 300;
+    long caps[] = {0, 64};
+    thr t[RACE_PUTTERS + 1];
+    atomic_store(&R.round, 0);
+    for (long i = 0; i < RACE_PUTTERS; i++) thr_start(&t[i], race_putter, (void *)(intptr_t)i);
+    thr_start(&t[RACE_PUTTERS], race_consumer, NULL);
+    int round = 0;
+    for (int k = 0; k < 3 && !atomic_load(&check__failures); k++)
+        for (int c = 0; c < 2 && !atomic_load(&check__failures); c++)
+            for (int r = 0; r < rounds && !atomic_load(&check__failures); r++) {
+                weft_queue_options o = {
+                    .kind = kinds[k], .capacity = caps[c], .free_item = race_free};
+                weft_queue *q;
+                REQUIRE_OK(weft_queue_create(&o, &q));
+                atomic_store(&R.q, q);
+                atomic_store(&R.finished, 0);
+                atomic_store(&R.running, 0);
+                atomic_store(&R.accepted, 0);
+                atomic_store(&R.got, 0);
+                atomic_store(&R.freed, 0);
+                atomic_store(&R.bad_rc, 0);
+                atomic_store(&R.round, ++round);
+                /* shut down while every putter is putting (or blocked on a
+                 * full queue), after a varying while more */
+                while (atomic_load(&R.running) < RACE_PUTTERS && !weft_queue_full(q)) sched_yield();
+                for (int spin = 0; spin < (r % 7) * 500; spin++) race_relax();
+                CHECK_OK(weft_queue_shutdown(q, WEFT_QUEUE_DISCARD));
+                while (atomic_load(&R.finished) < RACE_PUTTERS + 1) sched_yield();
+                CHECK_RC(atomic_load(&R.bad_rc), 0);
+                long size = weft_queue_size(q), unfinished = weft_queue_unfinished(q);
+                int jrc = weft_queue_join(q, 0);
+                CHECK_MSG(size == 0 && unfinished == 0 && jrc == 0,
+                          "kind %d cap %ld round %d: size %ld, unfinished %ld, join %d "
+                          "(accepted %ld, got %ld, freed %ld)",
+                          kinds[k], caps[c], r, size, unfinished, jrc, atomic_load(&R.accepted),
+                          atomic_load(&R.got), atomic_load(&R.freed));
+                CHECK_EQ_INT(atomic_load(&R.got) + atomic_load(&R.freed), atomic_load(&R.accepted));
+                void *p;
+                CHECK_ERR(weft_queue_get(q, &p, 0), WEFT_ECLOSED);
+                CHECK_OK(weft_queue_destroy(q));
+                CHECK_EQ_INT(atomic_load(&R.got) + atomic_load(&R.freed), atomic_load(&R.accepted));
+            }
+    atomic_store(&R.round, -1);
+    for (int i = 0; i <= RACE_PUTTERS; i++) thr_join(&t[i]);
 }

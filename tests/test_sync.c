@@ -636,6 +636,340 @@ TEST(cond_notify_one_then_all)
     CHECK_OK(weft_lock_fini(&g_lock));
 }
 
+/* ---- conditions over an rlock, wait_for (issue 11, control 17) ---------- */
+
+static weft_rlock r_lock;
+static weft_cond r_cond;
+static atomic_int r_stage;
+
+/* Takes r_lock while the main thread waits on r_cond holding it 3 times:
+ * possible only because the wait released every level. */
+static void *rlock_taker(void *arg)
+{
+    (void)arg;
+    CHECK(check_wait_atomic(&r_stage, 1, 10));
+    CHECK_OK(weft_rlock_acquire(&r_lock, 10));
+    CHECK_EQ_INT(weft_rlock_count(&r_lock), 1);
+    atomic_store(&r_stage, 2);
+    CHECK_OK(weft_cond_notify(&r_cond, 1));
+    CHECK_OK(weft_rlock_release(&r_lock));
+    return NULL;
+}
+
+TEST(cond_wait_rlock_releases_every_level_and_restores_the_count)
+{
+    REQUIRE_OK(weft_rlock_init(&r_lock, 0));
+    REQUIRE_OK(weft_cond_init(&r_cond, 0));
+    atomic_store(&r_stage, 0);
+    CHECK_ERR(weft_cond_wait_rlock(&r_cond, &r_lock, 0), WEFT_EPERM); /* not held */
+    for (int i = 0; i < 3; i++) CHECK_OK(weft_rlock_acquire(&r_lock, 0));
+    thr t;
+    thr_start(&t, rlock_taker, NULL);
+    atomic_store(&r_stage, 1);
+    int rc = 0;
+    while (atomic_load(&r_stage) != 2 && rc == 0) rc = weft_cond_wait_rlock(&r_cond, &r_lock, 10);
+    CHECK_OK(rc);
+    CHECK_EQ_INT(weft_rlock_count(&r_lock), 3); /* restored */
+    thr_join(&t);
+    /* a timeout restores the count too */
+    double t0 = check_now();
+    CHECK_RC(weft_cond_wait_rlock(&r_cond, &r_lock, 0.05), WEFT_ETIMEDOUT);
+    CHECK(check_now() - t0 >= 0.045);
+    CHECK_EQ_INT(weft_rlock_count(&r_lock), 3);
+    CHECK_RC(weft_cond_wait_rlock(&r_cond, &r_lock, 0), WEFT_ETIMEDOUT);
+    CHECK_EQ_INT(weft_rlock_count(&r_lock), 3);
+    for (int i = 0; i < 3; i++) CHECK_OK(weft_rlock_release(&r_lock));
+    CHECK_ERR(weft_rlock_release(&r_lock), WEFT_EPERM); /* exactly 3 levels */
+    CHECK_OK(weft_cond_fini(&r_cond));
+    CHECK_OK(weft_rlock_fini(&r_lock));
+}
+
+/* A bounded buffer (Python's classic Condition example) over one rlock
+ * and two conditions; producers and consumers hold the rlock twice (an
+ * outer call and an inner helper that takes it again) when they wait. */
+enum {
+    BB_CAP = 4,
+    BB_PRODUCERS = 3,
+    BB_CONSUMERS = 3,
+    BB_ITEMS = 3000
+};
+
+static struct {
+    weft_rlock lock;
+    weft_cond not_empty, not_full;
+    long buf[BB_CAP];
+    int n, head;
+    long sum_out;
+    int got;
+    atomic_long sum_in;
+} BB;
+
+static bool bb_has_room(void *arg)
+{
+    (void)arg;
+    CHECK_EQ_INT(weft_rlock_count(&BB.lock), 2); /* the predicate runs under the lock */
+    return BB.n < BB_CAP;
+}
+
+static bool bb_has_item_or_done(void *arg)
+{
+    (void)arg;
+    return BB.n > 0 || BB.got == BB_PRODUCERS * BB_ITEMS;
+}
+
+static void bb_put_inner(long v)
+{
+    CHECK_OK(weft_rlock_acquire(&BB.lock, WEFT_FOREVER)); /* the second level */
+    CHECK_OK(weft_cond_wait_for_rlock(&BB.not_full, &BB.lock, bb_has_room, NULL, 30));
+    CHECK_EQ_INT(weft_rlock_count(&BB.lock), 2);
+    BB.buf[(BB.head + BB.n) % BB_CAP] = v;
+    BB.n++;
+    CHECK_OK(weft_cond_notify(&BB.not_empty, 1));
+    CHECK_OK(weft_rlock_release(&BB.lock));
+}
+
+static void *bb_producer(void *arg)
+{
+    long id = (long)(intptr_t)arg;
+    for (long i = 0; i < BB_ITEMS; i++) {
+        long v = id * 1000000 + i;
+        CHECK_OK(weft_rlock_acquire(&BB.lock, WEFT_FOREVER));
+        bb_put_inner(v);
+        CHECK_EQ_INT(weft_rlock_count(&BB.lock), 1);
+        CHECK_OK(weft_rlock_release(&BB.lock));
+        atomic_fetch_add(&BB.sum_in, v);
+    }
+    return NULL;
+}
+
+static void *bb_consumer(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        CHECK_OK(weft_rlock_acquire(&BB.lock, WEFT_FOREVER));
+        CHECK_OK(weft_rlock_acquire(&BB.lock, WEFT_FOREVER));
+        /* plain wait in a loop, as Python's docs write it */
+        int rc = 0;
+        while (!bb_has_item_or_done(NULL) && rc == 0)
+            rc = weft_cond_wait_rlock(&BB.not_empty, &BB.lock, 30);
+        CHECK_OK(rc);
+        CHECK_EQ_INT(weft_rlock_count(&BB.lock), 2);
+        bool done = BB.n == 0;
+        if (!done) {
+            BB.sum_out += BB.buf[BB.head];
+            BB.head = (BB.head + 1) % BB_CAP;
+            BB.n--;
+            if (++BB.got == BB_PRODUCERS * BB_ITEMS) CHECK_OK(weft_cond_notify_all(&BB.not_empty));
+            CHECK_OK(weft_cond_notify(&BB.not_full, 1));
+        }
+        CHECK_OK(weft_rlock_release(&BB.lock));
+        CHECK_OK(weft_rlock_release(&BB.lock));
+        if (done || rc) return NULL;
+    }
+}
+
+TEST(cond_rlock_bounded_buffer_producers_consumers)
+{
+    memset(&BB, 0, sizeof BB);
+    REQUIRE_OK(weft_rlock_init(&BB.lock, 0));
+    REQUIRE_OK(weft_cond_init(&BB.not_empty, 0));
+    REQUIRE_OK(weft_cond_init(&BB.not_full, 0));
+    thr t[BB_PRODUCERS + BB_CONSUMERS];
+    for (long i = 0; i < BB_PRODUCERS; i++) thr_start(&t[i], bb_producer, (void *)(intptr_t)i);
+    for (int i = 0; i < BB_CONSUMERS; i++) thr_start(&t[BB_PRODUCERS + i], bb_consumer, NULL);
+    for (int i = 0; i < BB_PRODUCERS + BB_CONSUMERS; i++) thr_join(&t[i]);
+    CHECK_EQ_INT(BB.got, BB_PRODUCERS * BB_ITEMS);
+    CHECK_EQ_INT(BB.n, 0);
+    CHECK_EQ_INT(BB.sum_out, atomic_load(&BB.sum_in));
+    CHECK_EQ_INT(weft_rlock_count(&BB.lock), 0);
+    CHECK_OK(weft_cond_fini(&BB.not_empty));
+    CHECK_OK(weft_cond_fini(&BB.not_full));
+    CHECK_OK(weft_rlock_fini(&BB.lock));
+}
+
+static int wf_value; /* under g_lock */
+static atomic_int wf_calls;
+
+static bool wf_reached(void *arg)
+{
+    atomic_fetch_add(&wf_calls, 1);
+    CHECK(weft_lock_locked(&g_lock));
+    return wf_value >= *(int *)arg;
+}
+
+static bool wf_never(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&wf_calls, 1);
+    return false;
+}
+
+/* Bumps wf_value to 10, notifying all at every step. */
+static void *wf_bumper(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 10; i++) {
+        check_sleep(0.002);
+        CHECK_OK(weft_lock_acquire(&g_lock, WEFT_FOREVER));
+        wf_value++;
+        CHECK_OK(weft_cond_notify_all(&g_cond));
+        CHECK_OK(weft_lock_release(&g_lock));
+    }
+    return NULL;
+}
+
+TEST(cond_wait_for_predicate_and_timeouts)
+{
+    REQUIRE_OK(weft_lock_init(&g_lock, 0));
+    REQUIRE_OK(weft_cond_init(&g_cond, 0));
+    int want = 10;
+    wf_value = 0;
+    atomic_store(&wf_calls, 0);
+    /* not held: EPERM before the predicate runs */
+    CHECK_ERR(weft_cond_wait_for(&g_cond, &g_lock, wf_reached, &want, 1), WEFT_EPERM);
+    CHECK_EQ_INT(atomic_load(&wf_calls), 0);
+    CHECK_OK(weft_lock_acquire(&g_lock, WEFT_FOREVER));
+    CHECK_ERR(weft_cond_wait_for(&g_cond, &g_lock, NULL, NULL, 1), WEFT_EINVAL);
+    CHECK_ERR(weft_cond_wait_for(&g_cond, &g_lock, wf_reached, &want, -1), WEFT_EINVAL);
+    /* true at once: no wait, one call */
+    int zero = 0;
+    CHECK_OK(weft_cond_wait_for(&g_cond, &g_lock, wf_reached, &zero, 0));
+    CHECK_EQ_INT(atomic_load(&wf_calls), 1);
+    /* timeout 0: one call, false -> ETIMEDOUT, lock still held */
+    CHECK_RC(weft_cond_wait_for(&g_cond, &g_lock, wf_never, NULL, 0), WEFT_ETIMEDOUT);
+    CHECK_EQ_INT(atomic_load(&wf_calls), 2);
+    CHECK(weft_lock_locked(&g_lock));
+    /* a timeout with notifications that never make it true: the whole call
+     * is bounded, and the predicate ran once more after the last wait */
+    atomic_store(&wf_calls, 0);
+    thr t;
+    thr_start(&t, wf_bumper, NULL);
+    double t0 = check_now();
+    CHECK_RC(weft_cond_wait_for(&g_cond, &g_lock, wf_never, NULL, 0.2), WEFT_ETIMEDOUT);
+    double dt = check_now() - t0;
+    CHECK_MSG(dt >= 0.195 && dt < 10, "wait_for took %.3f s", dt);
+    CHECK(atomic_load(&wf_calls) >= 2);
+    CHECK(weft_lock_locked(&g_lock));
+    thr_join(&t);
+    CHECK_EQ_INT(wf_value, 10);
+    /* many notifications, true only at the 10th: returns 0 once it holds */
+    wf_value = 0;
+    atomic_store(&wf_calls, 0);
+    thr_start(&t, wf_bumper, NULL);
+    CHECK_OK(weft_cond_wait_for(&g_cond, &g_lock, wf_reached, &want, 30));
+    CHECK_EQ_INT(wf_value, 10);
+    CHECK(atomic_load(&wf_calls) >= 2);
+    CHECK_OK(weft_lock_release(&g_lock));
+    thr_join(&t);
+    /* over an rlock held twice */
+    weft_rlock rl;
+    REQUIRE_OK(weft_rlock_init(&rl, 0));
+    CHECK_ERR(weft_cond_wait_for_rlock(&g_cond, &rl, wf_never, NULL, 0), WEFT_EPERM);
+    CHECK_OK(weft_rlock_acquire(&rl, 0));
+    CHECK_OK(weft_rlock_acquire(&rl, 0));
+    CHECK_RC(weft_cond_wait_for_rlock(&g_cond, &rl, wf_never, NULL, 0.02), WEFT_ETIMEDOUT);
+    CHECK_EQ_INT(weft_rlock_count(&rl), 2);
+    CHECK_ERR(weft_cond_wait_for_rlock(&g_cond, &rl, NULL, NULL, 0), WEFT_EINVAL);
+    CHECK_ERR(weft_cond_wait_for_rlock(&g_cond, NULL, wf_never, NULL, 0), WEFT_EINVAL);
+    CHECK_ERR(weft_cond_wait_rlock(NULL, &rl, 0), WEFT_EINVAL);
+    CHECK_OK(weft_rlock_release(&rl));
+    CHECK_OK(weft_rlock_release(&rl));
+    CHECK_OK(weft_rlock_fini(&rl));
+    CHECK_OK(weft_cond_fini(&g_cond));
+    CHECK_OK(weft_lock_fini(&g_lock));
+}
+
+/* ---- async-signal safety (issue 11, defect 13) --------------------------- */
+
+static weft_sem sig_sem, sig_bounded;
+static weft_event sig_event;
+static atomic_int sig_handled, sig_bad;
+
+/* Calls the documented async-signal-safe functions and checks that errno
+ * survives them (a handler must not change the interrupted code's errno). */
+static void sig_handler(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    errno = 4242;
+    if (weft_sem_release(&sig_sem, 1) != 0) atomic_fetch_add(&sig_bad, 1);
+    /* at its bound unless the interrupted thread holds it: undo a success */
+    int rc = weft_sem_release(&sig_bounded, 1);
+    if (rc == 0 ? weft_sem_acquire(&sig_bounded, 0) != 0 : rc != WEFT_EOVERFLOW)
+        atomic_fetch_add(&sig_bad, 1);
+    if (weft_event_set(&sig_event) != 0) atomic_fetch_add(&sig_bad, 1);
+    if (weft_sem_value(&sig_sem) < 0) atomic_fetch_add(&sig_bad, 1);
+    if (errno != 4242) atomic_fetch_add(&sig_bad, 1);
+    errno = saved;
+    atomic_fetch_add(&sig_handled, 1);
+}
+
+static atomic_int sig_stop;
+
+/* The signalled thread: busy inside the library on the same objects when
+ * the signal lands (acquire and release race the handler's release). */
+static void *sig_target(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&sig_stop)) {
+        if (weft_sem_release(&sig_bounded, 1) == 0) CHECK_OK(weft_sem_acquire(&sig_bounded, 0));
+        (void)weft_event_is_set(&sig_event);
+    }
+    return NULL;
+}
+
+static void *sig_event_waiter(void *arg)
+{
+    int n = *(int *)arg;
+    for (int i = 0; i < n; i++) {
+        CHECK_OK(weft_event_wait(&sig_event, 30));
+        CHECK_OK(weft_event_clear(&sig_event));
+    }
+    return NULL;
+}
+
+TEST(signal_handler_releases_sem_and_sets_event)
+{
+    int n = CHECK_TSAN ? 300 : 2000;
+    REQUIRE_OK(weft_sem_init(&sig_sem, 0, 0));
+    REQUIRE_OK(weft_sem_init(&sig_bounded, 1, WEFT_SEM_BOUNDED));
+    REQUIRE_OK(weft_event_init(&sig_event, 0));
+    atomic_store(&sig_handled, 0);
+    atomic_store(&sig_bad, 0);
+    atomic_store(&sig_stop, 0);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sig_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    REQUIRE(sigaction(SIGUSR1, &sa, &old) == 0);
+    thr target, ev;
+    thr_start(&target, sig_target, NULL);
+    thr_start(&ev, sig_event_waiter, &(int){1});
+    /* one signal at a time (signals of one kind do not queue), each to the
+     * busy thread; this thread waits on the semaphore for each */
+    for (int i = 0; i < n; i++) {
+        REQUIRE(pthread_kill(target.th, SIGUSR1) == 0);
+        int rc = weft_sem_acquire(&sig_sem, 30);
+        CHECK_OK(rc);
+        if (rc) break;
+    }
+    thr_join(&ev); /* its event was set by a handler */
+    atomic_store(&sig_stop, 1);
+    thr_join(&target);
+    REQUIRE(sigaction(SIGUSR1, &old, NULL) == 0);
+    CHECK_EQ_INT(atomic_load(&sig_handled), n);
+    CHECK_EQ_INT(atomic_load(&sig_bad), 0);
+    CHECK_EQ_INT(weft_sem_value(&sig_sem), 0);
+    /* the error path a handler may take writes a fixed message */
+    while (weft_sem_value(&sig_bounded) < 1) CHECK_OK(weft_sem_release(&sig_bounded, 1));
+    CHECK_ERR(weft_sem_release(&sig_bounded, 1), WEFT_EOVERFLOW);
+    CHECK(strstr(weft_last_error(), "bound") != NULL);
+    CHECK_OK(weft_sem_fini(&sig_sem));
+    CHECK_OK(weft_sem_fini(&sig_bounded));
+    CHECK_OK(weft_event_fini(&sig_event));
+}
+
 /* ------------------------------------------------------------------------
  * Barrier
  * ------------------------------------------------------------------------ */

@@ -15,7 +15,9 @@
  *
  * Capacity: 0 (the default) is unbounded, as Python's maxsize <= 0; a positive
  * capacity makes put wait while the queue holds that many items. A negative
- * one is WEFT_EINVAL.
+ * one is WEFT_EINVAL. A bounded FIFO allocates its 16-byte slots at create:
+ * a capacity whose slots do not fit the address space (2^59 or more on
+ * 64-bit) is WEFT_ENOMEM; LIFO and PRIORITY queues grow on demand.
  *
  * Timeouts are seconds (double): WEFT_FOREVER blocks without limit, 0 does not
  * block, negative and NaN are WEFT_EINVAL. A call that does not block and
@@ -28,8 +30,13 @@
  * put fails with WEFT_ECLOSED; with WEFT_QUEUE_DRAIN gets still succeed until
  * the queue is empty, then fail with WEFT_ECLOSED; with WEFT_QUEUE_DISCARD the
  * items are removed at once (counted as done for join) and every get fails.
- * Blocked callers wake with WEFT_ECLOSED.
+ * Blocked callers wake with WEFT_ECLOSED. A put racing a DISCARD shutdown
+ * either fails with WEFT_ECLOSED or its item is discarded with the others:
+ * no item lands after the discard, so join and size stay right.
  *
+ * Signals: no queue call is async-signal-safe (LIFO and PRIORITY queues take
+ * a lock, an unbounded FIFO allocates as it grows, free_item may run):
+ * never call one from a signal handler (docs/api.md, "Signal safety").
  * Threads: every call is safe from any thread, concurrently, except
  * weft_queue_destroy(). A queue is process-local. */
 #ifndef WEFT_QUEUE_H
@@ -62,7 +69,10 @@ typedef struct weft_queue_options {
     long capacity; /* most items held at once; 0 = unbounded; < 0 is WEFT_EINVAL */
     /* Called (on the calling thread) for every item that
      * weft_queue_shutdown(WEFT_QUEUE_DISCARD) removes and every item still
-     * queued at weft_queue_destroy(); NULL: such items are just dropped. */
+     * queued at weft_queue_destroy(); NULL: such items are just dropped. A
+     * FIFO put that lands while a DISCARD shutdown runs discards its item
+     * (and any other that landed late) itself: free_item then runs on the
+     * putting thread. */
     weft_queue_free_fn free_item;
     void *free_arg; /* passed to free_item */
 } weft_queue_options;
@@ -77,7 +87,8 @@ enum {
  * Creates an empty queue as `opts` says (NULL: unbounded FIFO).
  * Ownership: the caller destroys `*out` with weft_queue_destroy().
  * Threads: any. @return 0, WEFT_EINVAL (NULL out, unknown kind, negative
- * capacity), WEFT_ENOMEM; on error `*out` is NULL. */
+ * capacity), WEFT_ENOMEM (also a bounded FIFO whose capacity cannot be
+ * allocated, checked before any allocation); on error `*out` is NULL. */
 WEFT_API int weft_queue_create(const weft_queue_options *opts, weft_queue **out);
 
 /* weft_queue_destroy() :
@@ -159,8 +170,12 @@ WEFT_API int weft_queue_join(weft_queue *q, double timeout);
  * Shuts `q` down as `mode` says (WEFT_QUEUE_DRAIN or WEFT_QUEUE_DISCARD) and
  * wakes every blocked caller. Idempotent; DISCARD after DRAIN discards the
  * items left; DRAIN after DISCARD changes nothing. A put that races with
- * shutdown may still succeed; its item is then got (DRAIN) or left for
- * destroy. Discarded items go to free_item on the calling thread.
+ * DRAIN may still succeed; its item is then got. A put that races with
+ * DISCARD either fails with WEFT_ECLOSED or its item is discarded too
+ * (counted done): after every racing put has returned, size is 0 and join
+ * waits only for the items that were got. Discarded items go to free_item
+ * on the calling thread (for a FIFO item that landed during the discard, on
+ * the putting thread).
  * Threads: any. @return 0, WEFT_EINVAL (bad q or mode). */
 WEFT_API int weft_queue_shutdown(weft_queue *q, int mode);
 

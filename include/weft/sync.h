@@ -4,7 +4,8 @@
  *   weft_lock     mutual exclusion (threading.Lock), owner-checked release
  *   weft_rlock    re-entrant lock (threading.RLock)
  *   weft_sem      counting semaphore, optionally bounded (Semaphore, BoundedSemaphore)
- *   weft_cond     condition variable over a weft_lock (threading.Condition)
+ *   weft_cond     condition variable over a weft_lock or a weft_rlock
+ *                 (threading.Condition), with wait_for(predicate)
  *   weft_barrier  N-party cyclic barrier with action, abort, reset (threading.Barrier)
  *   weft_event    a flag threads wait on (threading.Event)
  *   weft_timer    runs a function after a delay on its own thread (threading.Timer)
@@ -24,7 +25,16 @@
  * objects, from any process) unless its comment says otherwise.
  *
  * Owners are kernel thread ids (gettid), unique across the processes of the
- * machine, so owner checks work across processes too. */
+ * machine, so owner checks work across processes too.
+ *
+ * Signal handlers may call only the functions whose comment says
+ * "async-signal-safe" (they take no lock, allocate nothing, make no system
+ * call but futex, keep errno, and write weft_last_error() without printf):
+ * weft_sem_release, weft_sem_acquire with timeout 0, weft_sem_value,
+ * weft_event_set, _clear, _is_set, weft_cond_notify, _notify_all,
+ * weft_timer_cancel, weft_timer_fired, weft_lock_locked,
+ * weft_barrier_broken, weft_barrier_parties. Every other call may take a
+ * lock the interrupted thread holds. docs/api.md, "Signal safety". */
 #ifndef WEFT_SYNC_H
 #define WEFT_SYNC_H
 
@@ -85,7 +95,8 @@ WEFT_API int weft_lock_acquire(weft_lock *l, double timeout);
  * another thread: `l` is unchanged), WEFT_EINVAL. */
 WEFT_API int weft_lock_release(weft_lock *l);
 
-/* weft_lock_locked() : true if some thread holds `l` (a snapshot). Any thread. */
+/* weft_lock_locked() : true if some thread holds `l` (a snapshot). Any
+ * thread; async-signal-safe. */
 WEFT_API bool weft_lock_locked(const weft_lock *l);
 
 /* ------------------------------------------------------------------------
@@ -153,19 +164,23 @@ WEFT_API int weft_sem_fini(weft_sem *s);
 
 /* weft_sem_acquire() :
  * Decrements the count, waiting at most `timeout` while it is 0.
- * Threads: any. @return 0, WEFT_ETIMEDOUT, WEFT_EINVAL. */
+ * Async-signal-safe with timeout 0 (a try: one compare-and-swap); a waiting
+ * acquire is not meant for a handler. Threads: any. @return 0,
+ * WEFT_ETIMEDOUT, WEFT_EINVAL. */
 WEFT_API int weft_sem_acquire(weft_sem *s, double timeout);
 
 /* weft_sem_release() :
  * Adds `n` (>= 1) to the count and wakes up to `n` waiters. Any thread may
- * release, not only one that acquired.
+ * release, not only one that acquired. Async-signal-safe (as sem_post): a
+ * signal handler may release a semaphore a thread waits on; errors write
+ * a fixed weft_last_error() message.
  * Threads: any. @return 0, WEFT_EOVERFLOW (a bounded semaphore would exceed
  * its bound, or the count INT32_MAX: the count is unchanged), WEFT_EINVAL
  * (n < 1). */
 WEFT_API int weft_sem_release(weft_sem *s, int n);
 
 /* weft_sem_value() : the current count (a snapshot), or -1 if `s` is not
- * initialised. Any thread. */
+ * initialised. Any thread; async-signal-safe. */
 WEFT_API int weft_sem_value(const weft_sem *s);
 
 /* ------------------------------------------------------------------------
@@ -194,13 +209,50 @@ WEFT_API int weft_cond_fini(weft_cond *c);
  * held again), WEFT_EPERM (the caller does not hold `l`), WEFT_EINVAL. */
 WEFT_API int weft_cond_wait(weft_cond *c, weft_lock *l, double timeout);
 
+/* weft_cond_wait_rlock() :
+ * As weft_cond_wait() over a re-entrant lock (Python's Condition(RLock())):
+ * releases `l` completely, however many times the caller holds it, sleeps,
+ * then takes it again and restores the caller's recursion count -- also on
+ * timeout. Threads: the holder of `l`. @return 0 (notified), WEFT_ETIMEDOUT
+ * (`l` is held again, as often as before), WEFT_EPERM (the caller does not
+ * hold `l`), WEFT_EINVAL. */
+WEFT_API int weft_cond_wait_rlock(weft_cond *c, weft_rlock *l, double timeout);
+
+/* A predicate of weft_cond_wait_for(): true when the awaited state holds.
+ * Called with the lock held; it must not release the lock. */
+typedef bool (*weft_cond_pred)(void *arg);
+
+/* weft_cond_wait_for() :
+ * Python's Condition.wait_for(predicate, timeout): calls `pred(arg)` and,
+ * while it is false, waits on `c` (releasing `l`) and calls it again, until
+ * it is true or `timeout` seconds (for the whole call) have passed. `pred`
+ * is always called at least once, and once more after the last wait, with
+ * `l` held. Returns with `l` held.
+ * Threads: the holder of `l`. @return 0 (the last call of `pred` returned
+ * true), WEFT_ETIMEDOUT (it returned false when the time ran out: Python's
+ * False), WEFT_EPERM (the caller does not hold `l`; `pred` not called),
+ * WEFT_EINVAL (NULL c, l or pred, bad timeout, not initialised). */
+WEFT_API int weft_cond_wait_for(weft_cond *c, weft_lock *l, weft_cond_pred pred, void *arg,
+                                double timeout);
+
+/* weft_cond_wait_for_rlock() : weft_cond_wait_for() over a weft_rlock, whose
+ * recursion count is restored after every wait (see weft_cond_wait_rlock).
+ * @return as weft_cond_wait_for(). */
+WEFT_API int weft_cond_wait_for_rlock(weft_cond *c, weft_rlock *l, weft_cond_pred pred, void *arg,
+                                      double timeout);
+
 /* weft_cond_notify() :
  * Wakes up to `n` (>= 1) threads waiting on `c`; none if none wait. Call it
  * holding the waiters' lock (as Python requires) so that a waiter about to
- * sleep is not missed. Threads: any. @return 0, WEFT_EINVAL. */
+ * sleep is not missed. Async-signal-safe (no lock, no allocation, no errno
+ * change; an error writes weft_last_error() without formatting) -- though
+ * a handler cannot hold the lock, so only a waiter that re-checks its
+ * predicate with a timeout is sure to notice.
+ * Threads: any. @return 0, WEFT_EINVAL. */
 WEFT_API int weft_cond_notify(weft_cond *c, int n);
 
-/* weft_cond_notify_all() : wakes every thread waiting on `c`. @return 0, WEFT_EINVAL. */
+/* weft_cond_notify_all() : wakes every thread waiting on `c`; as
+ * weft_cond_notify(), async-signal-safe. @return 0, WEFT_EINVAL. */
 WEFT_API int weft_cond_notify_all(weft_cond *c);
 
 /* ------------------------------------------------------------------------
@@ -261,11 +313,12 @@ WEFT_API int weft_barrier_abort(weft_barrier *b);
  * Threads: any. @return 0, WEFT_EINVAL. */
 WEFT_API int weft_barrier_reset(weft_barrier *b);
 
-/* weft_barrier_broken() : true if `b` is broken (a snapshot). */
+/* weft_barrier_broken() : true if `b` is broken (a snapshot). Async-signal-safe. */
 WEFT_API bool weft_barrier_broken(weft_barrier *b);
 /* weft_barrier_n_waiting() : threads waiting in the current cycle (a snapshot). */
 WEFT_API int weft_barrier_n_waiting(weft_barrier *b);
-/* weft_barrier_parties() : the number of parties, or -1 if not initialised. */
+/* weft_barrier_parties() : the number of parties, or -1 if not initialised.
+ * Async-signal-safe. */
 WEFT_API int weft_barrier_parties(const weft_barrier *b);
 
 /* ------------------------------------------------------------------------
@@ -285,11 +338,14 @@ typedef struct weft_event {
 WEFT_API int weft_event_init(weft_event *e, unsigned flags);
 WEFT_API int weft_event_fini(weft_event *e);
 
-/* weft_event_set() : sets the flag and wakes every waiter. @return 0, WEFT_EINVAL. */
+/* weft_event_set() : sets the flag and wakes every waiter. Any thread;
+ * async-signal-safe: a signal handler may set an event a thread waits on.
+ * @return 0, WEFT_EINVAL. */
 WEFT_API int weft_event_set(weft_event *e);
-/* weft_event_clear() : clears the flag. @return 0, WEFT_EINVAL. */
+/* weft_event_clear() : clears the flag. Async-signal-safe. @return 0, WEFT_EINVAL. */
 WEFT_API int weft_event_clear(weft_event *e);
-/* weft_event_is_set() : the flag (a snapshot); false if not initialised. */
+/* weft_event_is_set() : the flag (a snapshot); false if not initialised.
+ * Async-signal-safe. */
 WEFT_API bool weft_event_is_set(const weft_event *e);
 
 /* weft_event_wait() :
@@ -316,6 +372,7 @@ WEFT_API int weft_timer_create(double delay, weft_timer_fn fn, void *arg, weft_t
 
 /* weft_timer_cancel() :
  * Stops `t` from firing if it has not fired yet. Cancelling twice is fine.
+ * Async-signal-safe (while `t` is not being destroyed).
  * Threads: any. @return 0 (`fn` will never run), WEFT_EBUSY (it already
  * fired: `fn` is running or has returned), WEFT_EINVAL. */
 WEFT_API int weft_timer_cancel(weft_timer *t);
@@ -326,7 +383,8 @@ WEFT_API int weft_timer_cancel(weft_timer *t);
  * WEFT_EINVAL. */
 WEFT_API int weft_timer_wait(weft_timer *t, double timeout);
 
-/* weft_timer_fired() : true once `fn` has started (a snapshot). */
+/* weft_timer_fired() : true once `fn` has started (a snapshot).
+ * Async-signal-safe. */
 WEFT_API bool weft_timer_fired(const weft_timer *t);
 
 /* weft_timer_destroy() :

@@ -17,7 +17,13 @@
  * holder. weft_cond is a sequence-number condition variable: a waiter counts
  * itself in `waiters` and reads `seq` while it still holds the lock, then
  * releases the lock and sleeps while `seq` is unchanged; notify bumps `seq`
- * and wakes up to n sleepers, and skips both when nobody waits. */
+ * and wakes up to n sleepers, and skips both when nobody waits. Over an
+ * rlock the wait saves the holder's recursion count, releases the word once
+ * (whatever the count) and restores the count after taking it back; the
+ * count is written only by the holder, so no other thread sees the change.
+ * wait_for is Python's loop: predicate, wait, predicate ... until the
+ * predicate holds or the deadline has passed. */
+#include <errno.h>
 #include <limits.h>
 #include <sys/single_threaded.h>
 
@@ -281,28 +287,40 @@ int weft_cond_fini(weft_cond *c)
     return 0;
 }
 
-int weft_cond_wait(weft_cond *c, weft_lock *l, double timeout)
-{
-    if (!c || ld_relaxed(&c->weft__magic) != WEFT__MAGIC_COND)
-        return bad_object(c, "weft_cond_wait", "cond");
-    if (!l || ld_relaxed(&l->weft__magic) != WEFT__MAGIC_LOCK)
-        return bad_object(l, "weft_cond_wait", "lock");
-    int64_t ns;
-    int rc = weft__timeout_ns(timeout, &ns, "weft_cond_wait");
-    if (rc) return rc;
-    uint32_t me = weft__thread_id();
-    uint32_t owner = ld_relaxed(&l->weft__owner);
-    if (owner != me) return release_eperm(owner, "weft_cond_wait", "lock");
-    uint64_t deadline = weft__deadline(ns);
-    bool cshared = weft__sync_shared(ld_relaxed(&c->weft__flags));
-    bool lshared = weft__sync_shared(ld_relaxed(&l->weft__flags));
+/* The lock a cond waits over: a weft_lock (count NULL) or a weft_rlock,
+ * whose recursion count is saved before the wait and restored after. */
+typedef struct cond_lock {
+    uint32_t *state, *owner, *count;
+    bool shared;
+} cond_lock;
 
+static cond_lock of_lock(weft_lock *l)
+{
+    return (cond_lock){&l->weft__state, &l->weft__owner, NULL,
+                       weft__sync_shared(ld_relaxed(&l->weft__flags))};
+}
+
+static cond_lock of_rlock(weft_rlock *l)
+{
+    return (cond_lock){&l->weft__state, &l->weft__owner, &l->weft__count,
+                       weft__sync_shared(ld_relaxed(&l->weft__flags))};
+}
+
+/* One wait; the caller (`me`) holds `l`. Counts itself a waiter and reads
+ * `seq` while holding the lock, releases it fully (an rlock's count goes to
+ * 0: the next holder sets its own), sleeps while `seq` is unchanged, then
+ * takes the lock again and restores owner and count. 0 or WEFT_ETIMEDOUT. */
+static int cond_sleep(weft_cond *c, cond_lock l, uint32_t me, uint64_t deadline)
+{
+    bool cshared = weft__sync_shared(ld_relaxed(&c->weft__flags));
     __atomic_fetch_add(&c->weft__waiters, 1, __ATOMIC_SEQ_CST);
     uint32_t seq = __atomic_load_n(&c->weft__seq, __ATOMIC_SEQ_CST);
-    st_relaxed(&l->weft__owner, 0);
-    weft__lockword_release(&l->weft__state, lshared);
+    uint32_t count = l.count ? ld_relaxed(l.count) : 0;
+    if (l.count) st_relaxed(l.count, 0);
+    st_relaxed(l.owner, 0);
+    weft__lockword_release(l.state, l.shared);
 
-    rc = 0;
+    int rc = 0;
     while (__atomic_load_n(&c->weft__seq, __ATOMIC_ACQUIRE) == seq) {
         int64_t rem = weft__remaining(deadline);
         if (rem == 0) {
@@ -313,19 +331,101 @@ int weft_cond_wait(weft_cond *c, weft_lock *l, double timeout)
     }
     __atomic_fetch_sub(&c->weft__waiters, 1, __ATOMIC_SEQ_CST);
 
-    weft__lockword_acquire(&l->weft__state, lshared);
-    st_relaxed(&l->weft__owner, me);
+    weft__lockword_acquire(l.state, l.shared);
+    if (l.count) st_relaxed(l.count, count);
+    st_relaxed(l.owner, me);
     return rc;
+}
+
+/* Checks the arguments common to every wait: 0, or an error (the lock is
+ * not touched). On success *deadline and *me are set. */
+static int cond_enter(weft_cond *c, const void *l, const uint32_t *magic_field, uint32_t lmagic,
+                      const uint32_t *owner_field, double timeout, uint64_t *deadline, uint32_t *me,
+                      const char *fn)
+{
+    if (!c || ld_relaxed(&c->weft__magic) != WEFT__MAGIC_COND) return bad_object(c, fn, "cond");
+    const char *what = lmagic == WEFT__MAGIC_LOCK ? "lock" : "rlock";
+    if (!l || ld_relaxed(magic_field) != lmagic) return bad_object(l, fn, what);
+    int64_t ns;
+    int rc = weft__timeout_ns(timeout, &ns, fn);
+    if (rc) return rc;
+    *me = weft__thread_id();
+    uint32_t owner = ld_relaxed(owner_field);
+    if (owner != *me) return release_eperm(owner, fn, what);
+    *deadline = weft__deadline(ns);
+    return 0;
+}
+
+int weft_cond_wait(weft_cond *c, weft_lock *l, double timeout)
+{
+    uint64_t deadline;
+    uint32_t me;
+    int rc = cond_enter(c, l, l ? &l->weft__magic : NULL, WEFT__MAGIC_LOCK,
+                        l ? &l->weft__owner : NULL, timeout, &deadline, &me, "weft_cond_wait");
+    if (rc) return rc;
+    return cond_sleep(c, of_lock(l), me, deadline);
+}
+
+int weft_cond_wait_rlock(weft_cond *c, weft_rlock *l, double timeout)
+{
+    uint64_t deadline;
+    uint32_t me;
+    int rc =
+        cond_enter(c, l, l ? &l->weft__magic : NULL, WEFT__MAGIC_RLOCK, l ? &l->weft__owner : NULL,
+                   timeout, &deadline, &me, "weft_cond_wait_rlock");
+    if (rc) return rc;
+    return cond_sleep(c, of_rlock(l), me, deadline);
+}
+
+/* Python's wait_for: the predicate first, then wait and re-check until it
+ * holds or the deadline has passed (a last check follows the last wait). */
+static int cond_wait_for(weft_cond *c, cond_lock l, uint32_t me, uint64_t deadline,
+                         weft_cond_pred pred, void *arg)
+{
+    for (;;) {
+        if (pred(arg)) return 0;
+        if (weft__remaining(deadline) == 0) return WEFT_ETIMEDOUT;
+        cond_sleep(c, l, me, deadline);
+    }
+}
+
+int weft_cond_wait_for(weft_cond *c, weft_lock *l, weft_cond_pred pred, void *arg, double timeout)
+{
+    uint64_t deadline;
+    uint32_t me;
+    int rc = cond_enter(c, l, l ? &l->weft__magic : NULL, WEFT__MAGIC_LOCK,
+                        l ? &l->weft__owner : NULL, timeout, &deadline, &me, "weft_cond_wait_for");
+    if (rc) return rc;
+    if (!pred) return weft__err(WEFT_EINVAL, "weft_cond_wait_for: pred is NULL");
+    return cond_wait_for(c, of_lock(l), me, deadline, pred, arg);
+}
+
+int weft_cond_wait_for_rlock(weft_cond *c, weft_rlock *l, weft_cond_pred pred, void *arg,
+                             double timeout)
+{
+    uint64_t deadline;
+    uint32_t me;
+    int rc =
+        cond_enter(c, l, l ? &l->weft__magic : NULL, WEFT__MAGIC_RLOCK, l ? &l->weft__owner : NULL,
+                   timeout, &deadline, &me, "weft_cond_wait_for_rlock");
+    if (rc) return rc;
+    if (!pred) return weft__err(WEFT_EINVAL, "weft_cond_wait_for_rlock: pred is NULL");
+    return cond_wait_for(c, of_rlock(l), me, deadline, pred, arg);
 }
 
 int weft_cond_notify(weft_cond *c, int n)
 {
+    /* async-signal-safe: fixed error messages, errno kept */
     if (!c || ld_relaxed(&c->weft__magic) != WEFT__MAGIC_COND)
-        return bad_object(c, "weft_cond_notify", "cond");
-    if (n < 1) return weft__err(WEFT_EINVAL, "weft_cond_notify: n = %d, must be >= 1", n);
+        return weft__err_safe(WEFT_EINVAL, "weft_cond_notify: ",
+                              c ? "the cond is not initialised (or was finalised)"
+                                : "cond is NULL");
+    if (n < 1) return weft__err_safe(WEFT_EINVAL, "weft_cond_notify: n must be >= 1", NULL);
     if (__atomic_load_n(&c->weft__waiters, __ATOMIC_SEQ_CST) == 0) return 0;
     __atomic_fetch_add(&c->weft__seq, 1, __ATOMIC_SEQ_CST);
+    int saved = errno;
     weft__futex_wake_ex(&c->weft__seq, n, weft__sync_shared(ld_relaxed(&c->weft__flags)));
+    errno = saved;
     return 0;
 }
 

@@ -11,6 +11,7 @@
  * it raises the flag, so a waiter that sleeps on the old word notices a set()
  * even if clear() lowered the flag again before it ran -- the guarantee
  * Python's Event gives: a waiter woken by set() returns True. */
+#include <errno.h>
 #include <limits.h>
 
 #include "sync/sync_internal.h"
@@ -19,6 +20,23 @@ static int bad_object(const void *p, const char *fn, const char *what)
 {
     if (!p) return weft__err(WEFT_EINVAL, "%s: %s is NULL", fn, what);
     return weft__err(WEFT_EINVAL, "%s: the %s is not initialised (or was finalised)", fn, what);
+}
+
+/* The async-signal-safe calls (weft_sem_release, weft_sem_acquire with
+ * timeout 0, weft_event_set, _clear)
+ * report errors with these fixed messages (weft__err_safe: no printf) and
+ * keep errno across their futex call, so a signal handler may call them. */
+static int bad_object_safe(const void *p, const char *fn)
+{
+    return weft__err_safe(WEFT_EINVAL, fn,
+                          p ? ": not initialised (or was finalised)" : ": NULL object");
+}
+
+static void wake_safe(uint32_t *word, int n, uint32_t flags)
+{
+    int saved = errno;
+    weft__futex_wake_ex(word, n, weft__sync_shared(flags));
+    errno = saved;
 }
 
 /* ---- weft_sem ------------------------------------------------------------ */
@@ -63,7 +81,7 @@ static inline bool sem_try(weft_sem *s)
 int weft_sem_acquire(weft_sem *s, double timeout)
 {
     if (WEFT__UNLIKELY(!s || ld_relaxed(&s->weft__magic) != WEFT__MAGIC_SEM))
-        return bad_object(s, "weft_sem_acquire", "semaphore");
+        return bad_object_safe(s, "weft_sem_acquire");
     int64_t ns;
     int rc = weft__timeout_ns(timeout, &ns, "weft_sem_acquire");
     if (rc) return rc;
@@ -89,24 +107,24 @@ int weft_sem_acquire(weft_sem *s, double timeout)
 int weft_sem_release(weft_sem *s, int n)
 {
     if (WEFT__UNLIKELY(!s || ld_relaxed(&s->weft__magic) != WEFT__MAGIC_SEM))
-        return bad_object(s, "weft_sem_release", "semaphore");
-    if (n < 1) return weft__err(WEFT_EINVAL, "weft_sem_release: n = %d, must be >= 1", n);
+        return bad_object_safe(s, "weft_sem_release");
+    if (n < 1) return weft__err_safe(WEFT_EINVAL, "weft_sem_release: n must be >= 1", NULL);
     uint32_t max = ld_relaxed(&s->weft__max);
     uint32_t v = ld_relaxed(&s->weft__value);
     do {
         if ((uint32_t)n > max - v) {
             if (ld_relaxed(&s->weft__flags) & WEFT_SEM_BOUNDED)
-                return weft__err(WEFT_EOVERFLOW,
-                                 "weft_sem_release: released too many times (count %u + %d "
-                                 "would exceed the bound %u)",
-                                 v, n, max);
-            return weft__err(WEFT_EOVERFLOW, "weft_sem_release: count %u + %d exceeds INT32_MAX", v,
-                             n);
+                return weft__err_safe(WEFT_EOVERFLOW,
+                                      "weft_sem_release: released too many times (the count "
+                                      "would exceed the bound of the bounded semaphore)",
+                                      NULL);
+            return weft__err_safe(WEFT_EOVERFLOW,
+                                  "weft_sem_release: the count would exceed INT32_MAX", NULL);
         }
     } while (!__atomic_compare_exchange_n(&s->weft__value, &v, v + (uint32_t)n, true,
                                           __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
     if (__atomic_load_n(&s->weft__waiters, __ATOMIC_SEQ_CST) != 0)
-        weft__futex_wake_ex(&s->weft__value, n, weft__sync_shared(ld_relaxed(&s->weft__flags)));
+        wake_safe(&s->weft__value, n, ld_relaxed(&s->weft__flags));
     return 0;
 }
 
@@ -143,22 +161,21 @@ int weft_event_fini(weft_event *e)
 int weft_event_set(weft_event *e)
 {
     if (WEFT__UNLIKELY(!e || ld_relaxed(&e->weft__magic) != WEFT__MAGIC_EVENT))
-        return bad_object(e, "weft_event_set", "event");
+        return bad_object_safe(e, "weft_event_set");
     uint32_t w = ld_relaxed(&e->weft__word);
     do {
         if (w & 1u) return 0; /* set already: nobody sleeps on a set word */
     } while (!__atomic_compare_exchange_n(&e->weft__word, &w, (w + 2u) | 1u, true, __ATOMIC_SEQ_CST,
                                           __ATOMIC_RELAXED));
     if (__atomic_load_n(&e->weft__waiters, __ATOMIC_SEQ_CST) != 0)
-        weft__futex_wake_ex(&e->weft__word, INT_MAX,
-                            weft__sync_shared(ld_relaxed(&e->weft__flags)));
+        wake_safe(&e->weft__word, INT_MAX, ld_relaxed(&e->weft__flags));
     return 0;
 }
 
 int weft_event_clear(weft_event *e)
 {
     if (WEFT__UNLIKELY(!e || ld_relaxed(&e->weft__magic) != WEFT__MAGIC_EVENT))
-        return bad_object(e, "weft_event_clear", "event");
+        return bad_object_safe(e, "weft_event_clear");
     __atomic_fetch_and(&e->weft__word, ~1u, __ATOMIC_RELEASE);
     return 0;
 }

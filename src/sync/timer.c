@@ -7,6 +7,7 @@
  * once and never after a successful cancel. The thread sleeps on the word
  * with the remaining delay, so cancel() wakes it at once; waiters sleep on
  * the same word until it reaches CANCELLED or DONE. */
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -72,16 +73,20 @@ int weft_timer_create(double delay, weft_timer_fn fn, void *arg, weft_timer **ou
     return 0;
 }
 
+/* Async-signal-safe: one compare-and-swap, a futex wake with errno kept,
+ * fixed error messages. */
 int weft_timer_cancel(weft_timer *t)
 {
-    if (!t) return weft__err(WEFT_EINVAL, "weft_timer_cancel: timer is NULL");
+    if (!t) return weft__err_safe(WEFT_EINVAL, "weft_timer_cancel: timer is NULL", NULL);
     uint32_t expect = PENDING;
     if (atomic_compare_exchange_strong(&t->state, &expect, CANCELLED)) {
+        int saved = errno;
         weft__futex_wake(&t->state, INT_MAX);
+        errno = saved;
         return 0;
     }
     if (expect == CANCELLED) return 0;
-    return weft__err(WEFT_EBUSY, "weft_timer_cancel: the timer has fired already");
+    return weft__err_safe(WEFT_EBUSY, "weft_timer_cancel: the timer has fired already", NULL);
 }
 
 int weft_timer_wait(weft_timer *t, double timeout)
