@@ -1140,9 +1140,10 @@ static int fds_child(int *argc, char ***argv)
     for (int i = 1; i < INHERITED_FDS; i++)
         if (dup(fd) < 0) return 2;
     if (weft_init(argc, argv) != 0) return 3;
-    int in_server = inherited_in(weft__fs_pid());
     weft_executor *ex = make(2, NULL);
     if (!ex) return 4;
+    /* the server has answered (spawned the workers): it is past its start */
+    int in_server = inherited_in(weft__fs_pid());
     int32_t r[3] = {-1, -1, -1};
     int fails = 0;
     for (int i = 0; i < 8; i++) {
