@@ -106,7 +106,7 @@ struct weft_executor {
     _Atomic uint32_t epoch WEFT__ALIGNED;
     _Atomic int sleepers;
     _Atomic int waking;
-    _Atomic int idle; /* processes: workers looking for work (spinning or asleep) */
+    _Atomic int idle; /* processes: workers looking for work, or about to (set_idle) */
     _Atomic uint32_t idle_epoch WEFT__ALIGNED;
     _Atomic int closed;
     _Atomic int cancelling;
