@@ -78,6 +78,7 @@ typedef struct worker {
     /* processes backend */
     weft__proxy *proxy;
     double item_ns; /* recent time per task in the worker process */
+    bool idle;      /* counted in ex->idle */
 } worker;
 
 struct weft_executor {
@@ -105,6 +106,7 @@ struct weft_executor {
     _Atomic uint32_t epoch WEFT__ALIGNED;
     _Atomic int sleepers;
     _Atomic int waking;
+    _Atomic int idle; /* processes: workers looking for work, or about to (set_idle) */
     _Atomic uint32_t idle_epoch WEFT__ALIGNED;
     _Atomic int closed;
     _Atomic int cancelling;
@@ -528,14 +530,39 @@ static weft_future *steal_round(weft_executor *ex, worker *w, bool *found_more)
     return NULL;
 }
 
+/* Whether any deque holds a task (a snapshot). */
+static bool any_queued(weft_executor *ex)
+{
+    int n = atomic_load_explicit(&ex->nslots, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (weft__deque_size(&ex->slots[i]->dq) > 0) return true;
+    return ex->shared_slot && weft__deque_size(&ex->shared_slot->dq) > 0;
+}
+
 static weft_future *find_work(weft_executor *ex, worker *w)
 {
     weft_future *f = weft__deque_pop(&w->own->dq);
     if (f) return f;
     bool more = false;
     f = steal_round(ex, w, &more);
+    /* The slot stolen from is empty now, but another may not be: e.g. the
+     * rest of a batch a busy worker stole into its own deque, which the
+     * sleeper woken for it passed by. With sleepers about, look (a wake
+     * chain must reach every task, or it waits behind a long one). */
+    if (f && !more && atomic_load_explicit(&ex->sleepers, memory_order_relaxed) > 0)
+        more = any_queued(ex);
     if (f && more) wake_one(ex);
     return f;
+}
+
+/* Processes backend: counts in ex->idle the workers that are looking for
+ * work or about to (from when the last result of their batch is reported),
+ * so a proxy batches only what they cannot take (run_remote). */
+static inline void set_idle(weft_executor *ex, worker *w, bool idle)
+{
+    if (ex->backend != WEFT_BACKEND_PROCESSES || w->idle == idle) return;
+    w->idle = idle;
+    atomic_fetch_add_explicit(&ex->idle, idle ? 1 : -1, memory_order_seq_cst);
 }
 
 static void run_counted(weft_executor *ex, worker *w, weft_future *f)
@@ -685,8 +712,25 @@ void weft__exec_complete_remote(weft_executor *ex, int lane, weft_future *f, con
         f->msg = msg ? strdup(msg) : NULL;
         final = WEFT_FUTURE_FAILED | WEFT__ST_DIRTY;
     }
-    weft__future_complete(f, final);
+    if (final == WEFT_FUTURE_CANCELLED)
+        weft__future_cancel_taken(f); /* started when taken: complete() would not cancel it */
+    else
+        weft__future_complete(f, final);
     weft_future_release(f);
+}
+
+typedef struct remote_run {
+    remote_batch b; /* first: remote_done takes it */
+    size_t n;
+} remote_run;
+
+/* remote_done, and the worker counts as idle before its last result can be
+ * seen: whoever submits upon it finds the worker counted (run_remote). */
+static void remote_run_done(void *arg, size_t i, const weft__rres *r)
+{
+    remote_run *rr = arg;
+    if (i + 1 == rr->n) set_idle(rr->b.ex, rr->b.w, true);
+    remote_done(&rr->b, i, r);
 }
 
 static void run_remote(weft_executor *ex, worker *w, weft_future *first)
@@ -723,6 +767,10 @@ static void run_remote(weft_executor *ex, worker *w, weft_future *first)
         }
         f = NULL;
         if ((int)n >= max) break;
+        /* Batch only what idle workers cannot take: a task must not wait
+         * in this batch behind a long one while another worker is idle
+         * (tasks that wait for each other would never finish). */
+        if (weft__deque_size(&w->own->dq) <= atomic_load(&ex->idle)) break;
         f = weft__deque_pop(&w->own->dq);
         if (!f) break;
         if (atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL) {
@@ -731,9 +779,11 @@ static void run_remote(weft_executor *ex, worker *w, weft_future *first)
         }
     }
     if (n) {
-        remote_batch b = {ex, w, fs, n, 0};
-        weft__proxy_run(w->proxy, items, n, &ex->cancelling, false, remote_done, &b);
-        double per = b.ns / (double)n;
+        /* this thread blocks now: an idle worker must see what it leaves */
+        if (weft__deque_size(&w->own->dq) > 0) wake_one(ex);
+        remote_run rr = {{ex, w, fs, n, 0}, n};
+        weft__proxy_run(w->proxy, items, n, &ex->cancelling, false, remote_run_done, &rr);
+        double per = rr.b.ns / (double)n;
         w->item_ns = w->item_ns > 0 ? 0.5 * w->item_ns + 0.5 * per : per;
         if (w->item_ns < 1) w->item_ns = 1;
         weft__executor_progress(ex);
@@ -870,10 +920,12 @@ static void *worker_main(void *arg)
     for (;;) {
         weft_future *f = find_work(ex, w);
         if (f) {
+            set_idle(ex, w, false);
             run_work(ex, w, f);
             continue;
         }
         if (atomic_load_explicit(&ex->stop, memory_order_acquire)) break;
+        set_idle(ex, w, true);
         /* spin a while: a new task is often a moment away */
         uint64_t t0 = weft__now_ns();
         for (unsigned i = 1; !f; i++) {
@@ -887,6 +939,7 @@ static void *worker_main(void *arg)
             weft__cpu_relax();
         }
         if (f) {
+            set_idle(ex, w, false);
             run_work(ex, w, f);
             continue;
         }
@@ -902,6 +955,7 @@ static void *worker_main(void *arg)
         f = find_work(ex, w);
         if (f) {
             atomic_fetch_sub_explicit(&ex->sleepers, 1, memory_order_relaxed);
+            set_idle(ex, w, false);
             run_work(ex, w, f);
             continue;
         }
@@ -917,6 +971,7 @@ static void *worker_main(void *arg)
         atomic_fetch_sub_explicit(&ex->sleepers, 1, memory_order_relaxed);
         atomic_store_explicit(&ex->waking, 0, memory_order_seq_cst);
     }
+    set_idle(ex, w, false);
     run_finalizer(ex, w);
     return NULL;
 }
@@ -1186,6 +1241,10 @@ static int start_threads(weft_executor *ex)
         if (!w->own) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
         atomic_store(&w->own->owner, w);
         ex->slots[i] = w->own;
+        if (ex->backend == WEFT_BACKEND_PROCESSES) { /* idle until it takes work */
+            w->idle = true;
+            atomic_fetch_add(&ex->idle, 1);
+        }
         atomic_store(&ex->nslots, i + 1);
     }
     ex->shared_slot = slot_new(true, true);

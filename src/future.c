@@ -293,6 +293,12 @@ bool weft__future_complete(weft_future *f, uint32_t final)
     return transition(f, from, final);
 }
 
+bool weft__future_cancel_taken(weft_future *f)
+{
+    return transition(f, (1u << WEFT_FUTURE_PENDING) | (1u << WEFT_FUTURE_RUNNING),
+                      WEFT_FUTURE_CANCELLED);
+}
+
 int weft_future_cancel(weft_future *f)
 {
     if (!f) return weft__err(WEFT_EINVAL, "weft_future_cancel: NULL future");

@@ -135,6 +135,11 @@ weft_future *weft__future_alloc(void);
 bool weft__future_complete(weft_future *f, uint32_t final);
 /* PENDING -> RUNNING; false if f was cancelled. */
 bool weft__future_start(weft_future *f);
+/* PENDING or RUNNING -> CANCELLED: a task its runner took (started) but
+ * cancelled before it ran, e.g. an item of a processes batch not yet sent
+ * when a shutdown cancels. weft__future_complete() cannot: it cancels only
+ * PENDING futures. Returns true if it did. */
+bool weft__future_cancel_taken(weft_future *f);
 static inline uint32_t weft__future_st(const weft_future *f)
 {
     return atomic_load_explicit(&((weft_future *)f)->state, memory_order_acquire) & WEFT__ST_MASK;

@@ -1388,10 +1388,296 @@ static int no_init_child(void)
     _exit(0);
 }
 
+/* ---- issue 11: worker isolation, inherited fds, cancelled batches, idle workers ---- */
+
+/* How many distinct worker arenas (memfds named weft-worker) this process
+ * maps: a worker must map its own only. Output: int32. */
+static int arena_maps_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in;
+    (void)len;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return weft_ctx_fail(ctx, WEFT_ENOENT, "no /proc/self/maps");
+    unsigned long inodes[64];
+    int32_t n = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long ino = 0;
+        if (!strstr(line, "/memfd:weft-worker")) continue;
+        if (sscanf(line, "%*s %*s %*s %*s %lu", &ino) != 1) continue;
+        bool seen = false;
+        for (int32_t i = 0; i < n; i++) seen = seen || inodes[i] == ino;
+        if (!seen && n < 64) inodes[n++] = ino;
+    }
+    fclose(f);
+    return weft_ctx_set_output(ctx, &n, sizeof n);
+}
+WEFT_TASK_REGISTER(arena_maps_task);
+
+TEST(a_worker_maps_no_other_workers_control_block)
+{
+    /* Workers forked later (b's, and the replacement of a crashed one)
+     * must not have inherited the control pages of those forked before. */
+    weft_executor *a = make(2, NULL), *b = make(2, NULL);
+    REQUIRE(a && b);
+    int32_t segv = 1;
+    weft_future *crash;
+    CHECK_OK(weft_submit(a, fault_task, &segv, sizeof segv, &crash));
+    CHECK_EQ_INT(weft_future_result(crash, 30, NULL, NULL), WEFT_ECRASHED);
+    weft_future_release(crash);
+    enum {
+        N = 40
+    };
+    weft_future *fs[2 * N];
+    for (int i = 0; i < 2 * N; i++)
+        CHECK_OK(weft_submit(i < N ? a : b, arena_maps_task, NULL, 0, &fs[i]));
+    int bad = 0;
+    for (int i = 0; i < 2 * N; i++) {
+        const void *d = NULL;
+        size_t len = 0;
+        int32_t got = -1;
+        CHECK_OK(weft_future_result(fs[i], 30, &d, &len));
+        if (d && len == sizeof got) memcpy(&got, d, sizeof got);
+        if (got != 1) bad++;
+        if (got != 1 && bad == 1) printf("    a worker maps %d worker arenas\n", (int)got);
+        weft_future_release(fs[i]);
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_OK(weft_executor_destroy(b));
+    CHECK_OK(weft_executor_destroy(a));
+}
+
+#define INHERITED_NAME "weft-test-inherited"
+#define INHERITED_FDS 300
+
+/* Audits the worker's descriptors. Output: int32 {inherited descriptors
+ * open, worker arenas open, arenas whose mode is not 0600}. */
+static int fd_audit_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in;
+    (void)len;
+    int32_t r[3] = {0, 0, 0};
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return weft_ctx_fail(ctx, WEFT_ENOENT, "no /proc/self/fd");
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        char path[300], link[512];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t k = readlink(path, link, sizeof link - 1);
+        if (k <= 0) continue;
+        link[k] = 0;
+        if (strstr(link, INHERITED_NAME)) r[0]++;
+        if (strstr(link, "memfd:weft-worker")) {
+            r[1]++;
+            struct stat st;
+            if (fstat(atoi(e->d_name), &st) != 0 || (st.st_mode & 07777) != 0600) r[2]++;
+        }
+    }
+    closedir(d);
+    return weft_ctx_set_output(ctx, r, sizeof r);
+}
+WEFT_TASK_REGISTER(fd_audit_task);
+
+/* Descriptors of process `pid` that point at the inherited memfd. */
+static int inherited_in(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        char path[400], link[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t k = readlink(path, link, sizeof link - 1);
+        if (k > 0) {
+            link[k] = 0;
+            if (strstr(link, INHERITED_NAME)) n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* "The program" of the next test: opens INHERITED_FDS descriptors without
+ * CLOEXEC, then weft_init; none may reach the fork server or a worker.
+ * Exits 0 when clean. */
+static int fds_child(int *argc, char ***argv)
+{
+    int fd = memfd_create(INHERITED_NAME, 0);
+    if (fd < 0) return 2;
+    for (int i = 1; i < INHERITED_FDS; i++)
+        if (dup(fd) < 0) return 2;
+    if (weft_init(argc, argv) != 0) return 3;
+    weft_executor *ex = make(2, NULL);
+    if (!ex) return 4;
+    /* the server has answered (spawned the workers): it is past its start */
+    int in_server = inherited_in(weft__fs_pid());
+    int32_t r[3] = {-1, -1, -1};
+    int fails = 0;
+    for (int i = 0; i < 8; i++) {
+        weft_future *f;
+        const void *d = NULL;
+        size_t len = 0;
+        if (weft_submit(ex, fd_audit_task, NULL, 0, &f) != 0) return 5;
+        if (weft_future_result(f, 30, &d, &len) == 0 && len == sizeof r) memcpy(r, d, sizeof r);
+        weft_future_release(f);
+        if (r[0] != 0 || r[1] != 1 || r[2] != 0) fails++;
+    }
+    weft_executor_destroy(ex);
+    printf("server: %d inherited; worker: %d inherited, %d arenas, %d not 0600\n", in_server,
+           (int)r[0], (int)r[1], (int)r[2]);
+    return in_server == 0 && fails == 0 ? 0 : 1;
+}
+
+TEST(no_inherited_fd_reaches_the_fork_server_or_a_worker)
+{
+    int pfd[2];
+    REQUIRE(pipe(pfd) == 0);
+    pid_t p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        dup2(pfd[1], 1);
+        close(pfd[0]);
+        close(pfd[1]);
+        execl(self_path, self_path, "--fds-child", (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    char out[512] = {0};
+    size_t got = 0;
+    ssize_t k;
+    while (got < sizeof out - 1 && (k = read(pfd[0], out + got, sizeof out - 1 - got)) > 0)
+        got += (size_t)k;
+    close(pfd[0]);
+    int st = 0;
+    waitpid(p, &st, 0);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x: %s", st, out);
+}
+
+/* Sleeps (input: double seconds), then its worker process dies. */
+static int sleep_then_die(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx;
+    double s = 0;
+    if (len == sizeof s) memcpy(&s, in, sizeof s);
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+    kill(getpid(), SIGKILL);
+    pause();
+    return 0;
+}
+WEFT_TASK_REGISTER(sleep_then_die);
+
+TEST(shutdown_cancel_finishes_a_task_taken_but_not_sent)
+{
+    /* The task crashes after the cancel began; its retry is then cancelled
+     * by the proxy before it is sent: the future, already taken (running),
+     * must still finish. */
+    weft_options o = {0};
+    o.crash_retries = 1;
+    weft_executor *ex = make(1, &o);
+    REQUIRE(ex);
+    double d = 0.3;
+    weft_future *f;
+    CHECK_OK(weft_submit(ex, sleep_then_die, &d, sizeof d, &f));
+    for (int i = 0; i < 3000 && !weft_future_running(f); i++) usleep(1000);
+    CHECK(weft_future_running(f));
+    CHECK_OK(weft_executor_shutdown(ex, WEFT_SHUTDOWN_CANCEL));
+    CHECK_OK(weft_future_wait(f, 10));
+    weft_future_state s = weft_future_state_get(f);
+    CHECK_MSG(s == WEFT_FUTURE_CANCELLED || s == WEFT_FUTURE_FAILED, "state %d", (int)s);
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+typedef struct barrier_in {
+    weft_ipc_token tok;
+    int32_t group, size;
+} barrier_in;
+
+/* Adds itself to counter `group` of the shared region, then waits (10 s at
+ * most) until `size` tasks of the group have started. */
+static int barrier_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    barrier_in b;
+    if (len != sizeof b) return weft_ctx_fail(ctx, WEFT_EINVAL, "bad input length %zu", len);
+    memcpy(&b, in, sizeof b);
+    static weft_shm *shm;
+    static weft_ipc_token seen;
+    if (!shm || memcmp(&seen, &b.tok, sizeof b.tok) != 0) {
+        if (shm) weft_shm_destroy(shm);
+        shm = NULL;
+        int rc = weft_shm_attach(&b.tok, &shm);
+        if (rc) return weft_ctx_fail(ctx, rc, "attach: %s", weft_last_error());
+        seen = b.tok;
+    }
+    int64_t *c = (int64_t *)weft_shm_ptr(shm) + b.group;
+    __atomic_fetch_add(c, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; __atomic_load_n(c, __ATOMIC_SEQ_CST) < b.size; i++) {
+        if (i >= 100000)
+            return weft_ctx_fail(ctx, WEFT_ETIMEDOUT, "group %d: %lld of %d tasks started",
+                                 (int)b.group, (long long)__atomic_load_n(c, __ATOMIC_SEQ_CST),
+                                 (int)b.size);
+        usleep(100);
+    }
+    return 0;
+}
+WEFT_TASK_REGISTER(barrier_task);
+
+/* `rounds` rounds of one barrier task per worker, each round after `warm`
+ * tiny tasks (which make the executor batch): every task of a round must
+ * start, so no task may wait while a worker is idle. */
+static void barrier_rounds(int workers, int rounds, int warm)
+{
+    weft_shm *shm = NULL;
+    REQUIRE(weft_shm_create((size_t)rounds * sizeof(int64_t), &shm) == 0);
+    barrier_in b;
+    CHECK_OK(weft_shm_token(shm, &b.tok));
+    b.size = workers;
+    weft_executor *ex = make(workers, NULL);
+    REQUIRE(ex);
+    weft_future **fs = calloc((size_t)(workers > warm ? workers : warm), sizeof *fs);
+    REQUIRE(fs);
+    int failed = 0;
+    for (int r = 0; r < rounds && !failed; r++) {
+        for (int64_t i = 0; i < warm; i++) CHECK_OK(weft_submit(ex, square, &i, sizeof i, &fs[i]));
+        for (int i = 0; i < warm; i++) {
+            CHECK_OK(weft_future_wait(fs[i], 30));
+            weft_future_release(fs[i]);
+        }
+        b.group = r;
+        for (int i = 0; i < workers; i++)
+            CHECK_OK(weft_submit(ex, barrier_task, &b, sizeof b, &fs[i]));
+        for (int i = 0; i < workers; i++) {
+            int rc = weft_future_result(fs[i], 60, NULL, NULL);
+            CHECK_MSG(rc == 0, "%d workers, round %d, task %d: %s: %s", workers, r, i,
+                      weft_strerror(rc), weft_future_error(fs[i]) ? weft_future_error(fs[i]) : "");
+            if (rc) failed++;
+            weft_future_release(fs[i]);
+        }
+    }
+    free(fs);
+    CHECK_OK(weft_executor_destroy(ex));
+    weft_shm_destroy(shm);
+}
+
+TEST(no_task_waits_while_a_worker_is_idle)
+{
+    barrier_rounds(3, 10, 0);   /* fresh executor: batches of one */
+    barrier_rounds(3, 10, 300); /* after tiny tasks: batching on */
+    barrier_rounds(4, 15, 0);   /* 60 tasks */
+    barrier_rounds(4, 15, 300);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
     if (argc > 1 && strcmp(argv[1], "--no-init-child") == 0) return no_init_child();
+    if (argc > 1 && strcmp(argv[1], "--fds-child") == 0) return fds_child(&argc, &argv);
     int rc = weft_init(&argc, &argv);
     if (rc) {
         printf("weft_init: %s\n", weft_last_error());

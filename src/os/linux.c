@@ -1,6 +1,7 @@
-/* linux.c : futex, clock and CPU count for Linux. */
+/* linux.c : futex, clock, CPU count and descriptor cleanup for Linux. */
 #include "os.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -8,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -117,4 +119,77 @@ void weft__heavy_barrier(void)
 {
     if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) != 0)
         atomic_thread_fence(memory_order_seq_cst); /* cannot happen once registered */
+}
+
+/* Whether `fd` is one of keep[0..n). */
+static bool kept(int fd, const int *keep, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (keep[i] == fd) return true;
+    return false;
+}
+
+/* close_range(lo, hi): 0, or -1 when the kernel lacks it. */
+static int close_span(unsigned lo, unsigned hi)
+{
+#ifdef SYS_close_range
+    if (lo > hi) return 0;
+    return syscall(SYS_close_range, lo, hi, 0) == 0 ? 0 : -1;
+#else
+    (void)lo;
+    (void)hi;
+    return -1;
+#endif
+}
+
+void weft__close_fds_except(const int *keep, int nkeep)
+{
+    /* the kept descriptors, ascending, >= 3 */
+    int ks[8];
+    int n = 0;
+    for (int i = 0; i < nkeep && n < (int)(sizeof ks / sizeof ks[0]); i++)
+        if (keep[i] >= 3 && !kept(keep[i], ks, n)) ks[n++] = keep[i];
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && ks[j - 1] > ks[j]; j--) {
+            int t = ks[j];
+            ks[j] = ks[j - 1];
+            ks[j - 1] = t;
+        }
+    /* the gaps between them: [3, ks[0]-1], [ks[0]+1, ks[1]-1], ..., [last+1, ~0] */
+    unsigned lo = 3;
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        if ((unsigned)ks[i] > lo) ok = close_span(lo, (unsigned)ks[i] - 1) == 0;
+        lo = (unsigned)ks[i] + 1;
+    }
+    if (ok && close_span(lo, ~0u) == 0) return;
+    /* No close_range: walk /proc/self/fd, closing as we go, until a pass
+     * finds nothing more (closing while reading the directory may skip
+     * entries, so one pass is not enough). */
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        for (bool any = true; any;) {
+            any = false;
+            rewinddir(d);
+            int dfd = dirfd(d);
+            struct dirent *e;
+            while ((e = readdir(d))) {
+                if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+                int fd = atoi(e->d_name);
+                if (fd < 3 || fd == dfd || kept(fd, ks, n)) continue;
+                close(fd);
+                any = true;
+            }
+        }
+        closedir(d);
+        return;
+    }
+    /* no /proc either: every number the process may have open */
+    struct rlimit rl;
+    long max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                   ? (long)rl.rlim_cur
+                   : 65536;
+    if (max > (1l << 20)) max = 1l << 20;
+    for (long fd = 3; fd < max; fd++)
+        if (!kept((int)fd, ks, n)) close((int)fd);
 }

@@ -62,4 +62,13 @@ void weft__heavy_barrier(void);
 /* Yields the CPU to another runnable thread. */
 void weft__yield(void);
 
+/* Closes every file descriptor >= 3 except the `nkeep` in keep[] (any
+ * order; negative entries are ignored), however many are open: with
+ * close_range(2) where the kernel has it, else by walking /proc/self/fd
+ * until no other descriptor is left, else by closing every number below
+ * the RLIMIT_NOFILE limit. For a freshly forked single-threaded child;
+ * async-signal-safe except the /proc walk (opendir), used only when
+ * close_range is missing. */
+void weft__close_fds_except(const int *keep, int nkeep);
+
 #endif

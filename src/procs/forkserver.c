@@ -19,6 +19,12 @@
  * there. Because the server kills only children it has not reaped, a kill
  * can never hit a recycled pid.
  *
+ * Isolation: a worker holds its own arena and nothing of its siblings. The
+ * server's mappings of the control blocks are MADV_DONTFORK (and unmapped
+ * in the child besides), it keeps no worker's memfd after the spawn, and at
+ * start it closes every descriptor it inherited from the program (however
+ * many: close_range, or a walk of /proc/self/fd).
+ *
  * Lifetime: PR_SET_PDEATHSIG(SIGKILL) in the server (parent: the program)
  * and in every worker (parent: the server), so killing the program kills
  * the server and with it every worker. When the program closes its end of
@@ -120,28 +126,14 @@ static void reap(void)
     }
 }
 
-/* Closes every descriptor above 2 except `keep` and `keep2` (-1: none). */
-static void close_others(int keep, int keep2)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return;
-    int dfd = dirfd(d);
-    struct dirent *e;
-    int fds[256];
-    int n = 0;
-    while ((e = readdir(d)) && n < 256) {
-        int fd = atoi(e->d_name);
-        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-        if (fd > 2 && fd != keep && fd != keep2 && fd != dfd) fds[n++] = fd;
-    }
-    closedir(d);
-    for (int i = 0; i < n; i++) close(fds[i]);
-}
-
 static int server_spawn(int sock, int sfd, int memfd, uint64_t memory_limit, pid_t *out)
 {
     void *m = mmap(NULL, WEFT__ARENA_CTRL, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
     if (m == MAP_FAILED) return -errno;
+    /* The server's view of a control block is its own: a worker forked
+     * later must not get it (a task could then write another worker's
+     * block: mark it dead, fail an innocent task). */
+    madvise(m, WEFT__ARENA_CTRL, MADV_DONTFORK);
     if (nkids == capkids) {
         size_t cap = capkids ? capkids * 2 : 16;
         child *k = realloc(kids, cap * sizeof *k);
@@ -170,7 +162,9 @@ static int server_spawn(int sock, int sfd, int memfd, uint64_t memory_limit, pid
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
         signal(SIGCHLD, SIG_DFL);
+        /* MADV_DONTFORK kept them out; should it have failed, unmap them */
         munmap(m, WEFT__ARENA_CTRL);
+        for (size_t i = 0; i < nkids; i++) munmap(kids[i].ctl, WEFT__ARENA_CTRL);
         if (memory_limit) {
             struct rlimit rl = {(rlim_t)memory_limit, (rlim_t)memory_limit};
             setrlimit(RLIMIT_DATA, &rl);
@@ -192,7 +186,8 @@ static void server_loop(int sock)
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, NULL);
     int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-    close_others(sock, sfd);
+    int keep[2] = {sock, sfd};
+    weft__close_fds_except(keep, 2); /* all the program's others, however many */
     for (;;) {
         struct pollfd pf[2] = {{sock, POLLIN, 0}, {sfd, POLLIN, 0}};
         int r = poll(pf, 2, -1);

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -936,6 +937,8 @@ int weft__proxy_create(const weft__proxy_opts *o, weft__proxy **out, char **msg)
     int rc = 0;
     if (p->memfd < 0) {
         rc = weft__err(WEFT_EAGAIN, "memfd_create: %s", strerror(errno));
+    } else if (fchmod(p->memfd, 0600) < 0) { /* as the IPC memfds: not 0777 */
+        rc = weft__err(WEFT_EAGAIN, "cannot make the worker arena private: %s", strerror(errno));
     } else if (ftruncate(p->memfd, ARENA_MIN) < 0) {
         rc = weft__err(WEFT_ENOMEM, "cannot size the worker arena: %s", strerror(errno));
     } else if ((rc = arena_open(&p->a, p->memfd)) != 0 || (rc = arena_map(&p->a, ARENA_MIN))) {
