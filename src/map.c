@@ -28,10 +28,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "diag/progress_internal.h"
 #include "internal.h"
 #include "mpi/backend.h"
 #include "procs/procs.h"
-#include "progress_internal.h"
 
 #define TARGET_CHUNK_NS 100000ull
 #define MAX_CHUNK (1u << 20)

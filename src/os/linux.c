@@ -1,5 +1,5 @@
 /* linux.c : futex, clock and CPU count for Linux. */
-#include "os.h"
+#include "os/os.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,4 +1,4 @@
-/* proc.c : weft_run and weft_popen -- waiting, piping, timeouts, signals.
+/* subprocess.c : weft_run and weft_popen -- waiting, piping, timeouts, signals.
  *
  * One loop drives a running child (drive()): it writes the input to the
  * child's stdin, reads its stdout and stderr into growing buffers, and
@@ -15,7 +15,7 @@
  * to one more grace period after SIGKILL: a descendant that left the group
  * (setsid) and still holds a pipe cannot hold weft_run forever.
  *
- * The child is reaped last (see proc_internal.h): signalling the group is
+ * The child is reaped last (see subprocess_internal.h): signalling the group is
  * only safe while the child's pid is pinned by its unreaped zombie.
  *
  * SIGPIPE: writes to the child's stdin run with SIGPIPE blocked in the
@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proc_internal.h"
+#include "subprocess/subprocess_internal.h"
 
 #define GRACE_DEFAULT_NS 2000000000ull
 #define NO_PIDFD_POLL_NS 5000000ull /* 5 ms between waitid checks without a pidfd */

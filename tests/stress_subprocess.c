@@ -1,4 +1,4 @@
-/* stress_proc.c : many threads running children at once -- captures with
+/* stress_subprocess.c : many threads running children at once -- captures with
  * input, timeouts racing the child's own exit, popen dialogues, spawn
  * errors -- then checks that no descriptor and no child is left behind.
  * Arguments: [threads] [scale]; WEFT_STRESS_SCALE scales the iterations. */

@@ -1,4 +1,4 @@
-/* test_proc.c : weft_run, weft_run_shell, weft_run_capture and weft_popen,
+/* test_subprocess.c : weft_run, weft_run_shell, weft_run_capture and weft_popen,
  * checked against what Python's subprocess.run and Popen promise: every
  * stdio mode, environment and working directory, timeouts that end the
  * whole process group (also a child ignoring SIGTERM and a grandchild),
@@ -8,11 +8,11 @@
  *
  * Children are ordinary tools of every Debian system (sh, cat, head, tr,
  * env, ls, sleep, true, false). Tests run in their own directory
- * (build/tests/work/test_proc), where they write their files. */
+ * (build/tests/work/test_subprocess), where they write their files. */
 // weft-test-timeout: 300
 #include "check.h"
 
-#include "proc/proc_internal.h"
+#include "subprocess/subprocess_internal.h"
 
 #include <fcntl.h>
 #include <sys/prctl.h>

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "diag/progress_internal.h"
 #include "internal.h"
-#include "progress_internal.h"
 
 #define DEFAULT_WIDTH 24
 #define MAX_WIDTH 200

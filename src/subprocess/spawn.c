@@ -34,7 +34,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "proc_internal.h"
+#include "subprocess/subprocess_internal.h"
 
 extern char **environ;
 

@@ -1,4 +1,4 @@
-/* proc_internal.h : what spawn.c and proc.c share. Not installed.
+/* subprocess_internal.h : what spawn.c and subprocess.c share. Not installed.
  *
  * A weft_proc is the parent's view of one child: its pid, a pidfd (poll()
  * says readable once the child has exited, without reaping it), the parent
@@ -10,8 +10,8 @@
  * a new process made of a recycled pid. After reaping, nothing is sent.
  *
  * weft_run() uses a weft_proc on its own stack; weft_popen() one on the heap. */
-#ifndef WEFT_PROC_INTERNAL_H
-#define WEFT_PROC_INTERNAL_H
+#ifndef WEFT_SUBPROCESS_INTERNAL_H
+#define WEFT_SUBPROCESS_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
