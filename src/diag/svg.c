@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "diag/svg_internal.h"
 #include "internal.h"
 
 #define MAX_DEPTH 64
@@ -746,8 +747,8 @@ static int draw(trace *t, const char *path, const weft_svg_options *o)
     return 0;
 }
 
-static int svg_from_buffer(const char *buf, size_t len, const char *what, const char *svg_path,
-                           const weft_svg_options *opts)
+int weft__svg_from_buffer(const char *buf, size_t len, const char *what, const char *svg_path,
+                          const weft_svg_options *opts)
 {
     static const weft_svg_options defaults;
     if (!opts) opts = &defaults;
@@ -816,7 +817,7 @@ int weft_trace_svg(const char *json_path, const char *svg_path, const weft_svg_o
     if (rc) return weft__err(rc, "weft_trace_svg: cannot read '%s'", json_path);
     char what[256];
     snprintf(what, sizeof what, "'%.200s'", json_path);
-    rc = svg_from_buffer(buf, len, what, svg_path, opts);
+    rc = weft__svg_from_buffer(buf, len, what, svg_path, opts);
     free(buf);
     return rc;
 }
@@ -857,7 +858,7 @@ int weft_trace_write_svg(weft_executor *ex, const char *svg_path, const weft_svg
     if (rc)
         return weft__err(rc, "weft_trace_write_svg: cannot capture the trace: %s",
                          weft_last_error());
-    rc = svg_from_buffer(buf, len, "the executor's trace", svg_path, opts);
+    rc = weft__svg_from_buffer(buf, len, "the executor's trace", svg_path, opts);
     free(buf);
     return rc;
 }
