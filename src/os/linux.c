@@ -1,4 +1,4 @@
-/* linux.c : futex, clock and CPU count for Linux. */
+/* linux.c : the platform layer (src/os/os.h) for Linux. */
 #include "os/os.h"
 
 #include <errno.h>
@@ -93,6 +93,17 @@ int weft__cpu_count(void)
 void weft__yield(void)
 {
     sched_yield();
+}
+
+int weft__pidfd_open(int pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0); /* close-on-exec by default */
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 
 static bool membarrier_ok;

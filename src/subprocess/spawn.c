@@ -31,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "subprocess/subprocess_internal.h"
@@ -339,17 +338,6 @@ static int spawn_error(int e, const char *prog, const char *cwd, const char *fn)
     }
 }
 
-static int pidfd_open_(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0); /* close-on-exec by default */
-#else
-    (void)pid;
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
 /* ---- spawn ---------------------------------------------------------------- */
 
 int weft__proc_spawn(const char *const *argv, const weft_run_opts *o, bool want_pidfd, weft_proc *p,
@@ -467,6 +455,6 @@ int weft__proc_spawn(const char *const *argv, const weft_run_opts *o, bool want_
     p->err.fd = parent[2];
     p->own_group = own_group;
     if (want_pidfd && !atomic_load_explicit(&weft__proc_no_pidfd, memory_order_relaxed))
-        p->pidfd = pidfd_open_(p->pid);
+        p->pidfd = weft__pidfd_open((int)p->pid);
     return 0;
 }
