@@ -230,6 +230,7 @@ typedef struct lane {
     char label[NAME_MAX_LEN];
     bool named;
     double busy;
+    uint32_t orig; /* index before sorting (draw) */
 } lane;
 
 typedef struct tname {
@@ -243,6 +244,8 @@ typedef struct trace {
     size_t nev, cap_ev;
     lane *lanes;
     size_t nlanes, cap_lanes;
+    uint32_t *ltable; /* open addressing over lanes, by (pid, tid) */
+    size_t ltable_cap;
     tname *names;
     size_t nnames, cap_names;
     uint32_t *ntable; /* open addressing over names */
@@ -304,19 +307,51 @@ static int name_index(trace *t, const char *s, uint32_t *out)
     return 0;
 }
 
+static uint64_t lane_hash(double pid, double tid)
+{
+    uint64_t a, b;
+    pid += 0.0; /* -0.0 == 0.0: one key, one hash */
+    tid += 0.0;
+    memcpy(&a, &pid, sizeof a);
+    memcpy(&b, &tid, sizeof b);
+    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 31);
+}
+
+/* The lane of (pid, tid), added if new. A hash table, not a scan: a trace
+ * of many threads (or a hostile one, a lane per event) stays linear. */
 static int lane_index(trace *t, double pid, double tid, uint32_t *out)
 {
-    for (size_t i = 0; i < t->nlanes; i++)
-        if (t->lanes[i].pid == pid && t->lanes[i].tid == tid) {
-            *out = (uint32_t)i;
+    if ((t->nlanes + 1) * 2 > t->ltable_cap) {
+        size_t cap = t->ltable_cap ? t->ltable_cap * 2 : 64;
+        uint32_t *tab = malloc(cap * sizeof *tab);
+        if (!tab) return WEFT_ENOMEM;
+        memset(tab, 0xff, cap * sizeof *tab);
+        for (size_t i = 0; i < t->nlanes; i++) {
+            size_t k = (size_t)lane_hash(t->lanes[i].pid, t->lanes[i].tid) & (cap - 1);
+            while (tab[k] != UINT32_MAX) k = (k + 1) & (cap - 1);
+            tab[k] = (uint32_t)i;
+        }
+        free(t->ltable);
+        t->ltable = tab;
+        t->ltable_cap = cap;
+    }
+    size_t k = (size_t)lane_hash(pid, tid) & (t->ltable_cap - 1);
+    while (t->ltable[k] != UINT32_MAX) {
+        const lane *l = &t->lanes[t->ltable[k]];
+        if (l->pid == pid && l->tid == tid) {
+            *out = t->ltable[k];
             return 0;
         }
+        k = (k + 1) & (t->ltable_cap - 1);
+    }
     if (grow((void **)&t->lanes, &t->cap_lanes, t->nlanes + 1, sizeof *t->lanes))
         return WEFT_ENOMEM;
     lane *l = &t->lanes[t->nlanes];
     memset(l, 0, sizeof *l);
     l->pid = pid;
     l->tid = tid;
+    t->ltable[k] = (uint32_t)t->nlanes;
     *out = (uint32_t)t->nlanes++;
     return 0;
 }
@@ -480,6 +515,7 @@ static void trace_free(trace *t)
     free(t->lanes);
     free(t->names);
     free(t->ntable);
+    free(t->ltable);
 }
 
 /* ---- drawing ------------------------------------------------------------------ */
@@ -581,11 +617,9 @@ static int draw(trace *t, const char *path, const weft_svg_options *o)
         return weft__err(WEFT_ENOMEM, "weft_trace_svg: out of memory");
     }
     if (nl) memcpy(sorted, t->lanes, nl * sizeof *sorted);
+    for (size_t i = 0; i < nl; i++) sorted[i].orig = (uint32_t)i;
     if (nl) qsort(sorted, nl, sizeof *sorted, by_lane_key);
-    for (size_t i = 0; i < nl; i++)
-        for (size_t k = 0; k < nl; k++)
-            if (t->lanes[i].pid == sorted[k].pid && t->lanes[i].tid == sorted[k].tid)
-                remap[i] = (uint32_t)k;
+    for (size_t k = 0; k < nl; k++) remap[sorted[k].orig] = (uint32_t)k;
     for (size_t i = 0; i < t->nev; i++) t->ev[i].lane = remap[t->ev[i].lane];
     free(remap);
     free(t->lanes);
