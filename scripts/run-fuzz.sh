@@ -7,7 +7,9 @@
 # fuzz/corpus/svg/, which is left as it is); a crash writes
 # build-fuzz/crash-* and ends the run with a non-zero status. Copy a crash
 # input into fuzz/corpus/svg/ once it is fixed: the ctest fuzz_svg_replay
-# then replays it in every `make test`.
+# then replays it in every `make test`. To add the small inputs that found
+# new coverage to the corpus:
+#     build-fuzz/fuzz/fuzz_svg -merge=1 -max_len=400 fuzz/corpus/svg build-fuzz/corpus-svg
 # Environment: CC (default clang), JOBS (build parallelism).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
