@@ -1,7 +1,9 @@
 # Helpers shared by the weft CMake files.
 
 # weft_set_warnings(<target>) : the project's warning flags on <target>;
-# -Werror only when WEFT_WERROR is ON (the default for development builds).
+# -Werror only when WEFT_WERROR is ON: off for a plain `cmake` (a user's
+# newer compiler must not fail the build on a new warning), on in the
+# project's own builds (the Makefile and scripts/run-tests.sh pass it).
 function(weft_set_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra)
   if(WEFT_WERROR)

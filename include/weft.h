@@ -100,13 +100,15 @@ WEFT_API const char *weft_last_error(void);
 
 /* weft_init() :
  * Prepares the process for the processes and mpi backends (fork server,
- * MPI ranks). Call it first thing in main(), before creating threads. With
- * only serial and threads in this build it records argv and returns 0.
- * Under mpirun/srun (and with the mpi backend in this build) it starts the
- * fork server, then initializes MPI (MPI_Init_thread; argc/argv are passed
- * on); rank 0 returns to main() and owns the mpi executors, every other
- * rank becomes a worker and never returns: it exits 0 when rank 0 calls
- * weft_finalize() or exits. Either argument may be NULL.
+ * MPI ranks). Call it first thing in main(), before creating threads. It
+ * starts the processes backend's fork server whatever backend the program
+ * will use (forking is safe only while the program has one thread, and the
+ * backend is often chosen later, by WEFT_BACKEND). Under mpirun/srun (and
+ * with the mpi backend in this build) it then initializes MPI
+ * (MPI_Init_thread; argc/argv are passed on); rank 0 returns to main()
+ * and owns the mpi executors, every other rank becomes a worker and never
+ * returns: it exits 0 when rank 0 calls weft_finalize() or exits. Either
+ * argument may be NULL.
  * Threads: call once, from the main thread, before other weft calls.
  * @return 0, or a negative WEFT_E* code. */
 WEFT_API int weft_init(int *argc, char ***argv);
@@ -261,7 +263,9 @@ static inline int64_t weft_rng_range(weft_rng *r, int64_t lo, int64_t hi)
 {
     uint64_t span = (uint64_t)hi - (uint64_t)lo + 1u;
     if (span == 0) return (int64_t)weft_rng_next(r);
-    return lo + (int64_t)(((unsigned __int128)weft_rng_next(r) * span) >> 64);
+    /* __extension__: __int128 is a GNU extension; this keeps -Wpedantic quiet
+     * in a user's build. */
+    return lo + (int64_t)(__extension__(((unsigned __int128)weft_rng_next(r) * span) >> 64));
 }
 
 /* weft_rng_double() : a uniform double in [0, 1). */
@@ -651,7 +655,7 @@ WEFT_API double weft_now(void);
 #include "weft/sched.h"
 #include "weft/sync.h"
 
-#include "weft/queue.h" /* issue 3: MPMC queue */
+#include "weft/queue.h" /* MPMC queue */
 /* task graphs, batch calls, progress bars, task-stream pictures */
 #include "weft/graph.h"
 #include "weft/progress.h"

@@ -10,9 +10,10 @@ set -euo pipefail
 
 # Required: the build cannot go on without these.
 required=(build-essential cmake pkg-config python3 libxxhash-dev)
-# Wanted: used by parts of the tests, docs and format check; a failure to
-# install them is a warning, not an error.
-wanted=(clang-format graphviz libxml2-utils libopenmpi-dev openmpi-bin)
+# Wanted: used by parts of the tests, docs, format check and fuzzing
+# (clang: scripts/run-fuzz.sh); a failure to install them is a warning,
+# not an error.
+wanted=(clang-format clang graphviz libxml2-utils libopenmpi-dev openmpi-bin)
 # Bench anchors: oneTBB, Python (concurrent.futures, joblib, dask, mpi4py), GNU parallel.
 bench=(libtbb-dev python3 python3-joblib python3-dask parallel python3-mpi4py)
 

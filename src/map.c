@@ -29,11 +29,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "diag/progress_internal.h"
 #include "graph/graph_internal.h" /* the argument blocks zipped items are passed in */
 #include "internal.h"
 #include "mpi/backend.h"
 #include "procs/procs.h"
-#include "progress_internal.h"
 
 #define TARGET_CHUNK_NS 100000ull
 #define MAX_CHUNK (1u << 20)

@@ -225,6 +225,33 @@ TEST(many_tiny_tasks_make_a_small_picture)
     free(s);
 }
 
+/* A lane per (pid, tid): a trace of 100,000 threads (or a hostile file
+ * with a new tid on every event) must cost time linear in its size. Lanes
+ * were found by a scan and re-pointed after sorting by a double loop:
+ * quadratic, over 30 s of CPU here before the fix. Measured in CPU time of
+ * this thread, so a busy machine does not change it. */
+TEST(a_lane_per_event_stays_linear)
+{
+    size_t n = 100000;
+    FILE *f = fopen("lanes.json", "wb");
+    REQUIRE(f);
+    fputs("{\"traceEvents\":[", f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f,
+                "%s{\"name\":\"t%zu\",\"ph\":\"X\",\"ts\":%zu,\"dur\":1,\"pid\":%zu,\"tid\":%zu}",
+                i ? "," : "", i % 7, i, i % 3, n - i);
+    fputs("]}", f);
+    REQUIRE(fclose(f) == 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    CHECK_OK(weft_trace_svg("lanes.json", "/dev/null", NULL));
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+    double cpu = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    printf("    %zu lanes: %.2f s of CPU\n", n, cpu);
+    CHECK_MSG(cpu < 10.0, "%.2f s of CPU for %zu lanes: not linear", cpu, n);
+    remove("lanes.json");
+}
+
 TEST(executor_without_a_trace_draws_an_empty_picture)
 {
     weft_options o = {.backend = WEFT_BACKEND_SERIAL};

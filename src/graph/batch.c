@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graph_internal.h"
+#include "graph/graph_internal.h"
 
 #define CALL_MAGIC 0x7763616cu /* "wcal" */
 #define KIND_PTR 1u

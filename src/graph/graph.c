@@ -70,8 +70,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graph_internal.h"
-#include "progress_internal.h"
+#include "diag/progress_internal.h"
+#include "graph/graph_internal.h"
 
 #define ARENA_BLOCK (64u * 1024u)
 

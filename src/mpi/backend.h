@@ -22,8 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../internal.h"
-#include "../procs/procs.h"
+#include "internal.h"
+#include "procs/procs.h"
 
 struct weft__mpi_exec;
 

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "wire.h"
+#include "mpi/wire.h"
 
 MPI_Comm weft__mpi_comm = MPI_COMM_NULL;
 int weft__mpi_rank = -1, weft__mpi_size = 0;

@@ -4,7 +4,7 @@
 #ifndef WEFT_HAVE_MPI
 #include <stdlib.h>
 
-#include "backend.h"
+#include "mpi/backend.h"
 
 bool weft__mpi_built(void)
 {

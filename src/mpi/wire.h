@@ -25,7 +25,7 @@
 #include <mpi.h>
 #include <pthread.h>
 
-#include "backend.h"
+#include "mpi/backend.h"
 
 #define TAG_CMD 1
 #define TAG_RES0 100

@@ -1,5 +1,5 @@
-/* linux.c : futex, clock, CPU count and descriptor cleanup for Linux. */
-#include "os.h"
+/* linux.c : the platform layer (src/os/os.h) for Linux. */
+#include "os/os.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -95,6 +95,17 @@ int weft__cpu_count(void)
 void weft__yield(void)
 {
     sched_yield();
+}
+
+int weft__pidfd_open(int pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0); /* close-on-exec by default */
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 
 static bool membarrier_ok;

@@ -1,5 +1,22 @@
-/* os.h : the platform layer (Linux first). Everything that makes a system
- * call other than pthreads and stdio lives behind this interface. */
+/* os.h : the platform layer (Linux first).
+ *
+ * What lives here: every raw syscall(2) of libweft -- the calls glibc does
+ * not wrap (futex, membarrier, gettid, pidfd_open) -- and the clock, CPU
+ * count and yield the core's hot paths use. No file outside src/os/ calls
+ * syscall() (a grep for "syscall(" in src/ finds only linux.c).
+ *
+ * What does not: the parts whose job is processes, memory or files call
+ * glibc's POSIX and Linux wrappers directly, since their system calls are
+ * their subject, not a detail -- the processes backend (src/procs/: fork,
+ * wait4/waitid, signalfd, socketpair, sendmsg/recvmsg, poll, prctl,
+ * setrlimit, memfd_create, mmap, sigaction), the mpi workers (src/mpi/:
+ * sigaction, sigaltstack, nanosleep, sched_yield), subprocesses
+ * (src/subprocess/: posix_spawn, pipe2, poll/ppoll, wait4/waitid, kill),
+ * IPC (src/ipc/: memfd_create, mmap, ftruncate, fcntl, /proc files), large
+ * map results (src/map.c: mmap, madvise), the diagnostics (src/diag/:
+ * file I/O, memfd_create, isatty) and src/sched.c (clock_gettime for a
+ * pthread_cond_timedwait deadline). pthreads and stdio are used
+ * everywhere. docs/design.md ("System calls") keeps the same list. */
 #ifndef WEFT_OS_H
 #define WEFT_OS_H
 
@@ -70,5 +87,9 @@ void weft__yield(void);
  * async-signal-safe except the /proc walk (opendir), used only when
  * close_range is missing. */
 void weft__close_fds_except(const int *keep, int nkeep);
+
+/* A pidfd for child `pid` (pidfd_open(2), close-on-exec), or -1 with errno
+ * (ENOSYS on kernels before 5.3 or headers without it). */
+int weft__pidfd_open(int pid);
 
 #endif
