@@ -420,7 +420,10 @@ WEFT_API int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, 
 /* weft_future_retain(), weft_future_release() :
  * Add or drop a reference; the future is freed when the last one goes,
  * together with its output. Releasing never cancels the task. NULL is a
- * no-op. Threads: safe from any thread. */
+ * no-op. Using a future after its last release is undefined, except that a
+ * second release (or a retain) of a future that still sits in the library's
+ * free list -- e.g. released twice in a row -- is detected and ignored, and
+ * weft_last_error() says so. Threads: safe from any thread. */
 WEFT_API void weft_future_retain(weft_future *f);
 WEFT_API void weft_future_release(weft_future *f);
 

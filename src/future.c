@@ -20,10 +20,27 @@
  * References: the submitter's reference plus one held by the queue until a
  * worker has run or dropped the task. Futures are recycled through a
  * per-thread free list that overflows into a global list of batches, so a
- * steady stream of submits does not call malloc. */
+ * steady stream of submits does not call malloc. Both lists are bounded
+ * (LOCAL_MAX per thread, GLOBAL_MAX_BATCHES in all): what a burst frees
+ * beyond them goes back to malloc, and glibc is asked to return the pages
+ * (malloc_trim) once enough was freed, so the memory of a burst of a
+ * million tasks does not stay with the process.
+ *
+ * A future in a free list has refs == 0 (a live one has at least 1): a
+ * release or retain of such a future -- the second release of a future,
+ * while it still sits in a free list -- is detected, ignored and reported
+ * through weft_last_error().
+ *
+ * Promises (weft_promise_create) are futures without a task, completed by
+ * the caller: the completion claims the future by taking its LOCK bit (a
+ * cancel or a second completion cannot finish it under the lock), writes
+ * the output or error, and moves to the final state still holding LOCK. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "internal.h"
 
@@ -31,7 +48,9 @@
 
 #define LOCAL_MAX 512
 #define BATCH 256
-#define GLOBAL_MAX_BATCHES 4096 /* 1M futures (~230 MB) kept for reuse at most */
+#define GLOBAL_MAX_BATCHES 64 /* 16384 futures (~3 MB) kept in the global list at most */
+/* bytes freed past the bounds after which glibc is asked to return pages */
+#define TRIM_BYTES (16u << 20)
 
 typedef struct batch {
     weft_future *head;
@@ -45,6 +64,7 @@ static size_t pool_nbatches;
 static batch *pool_free_batch_nodes;
 static pthread_key_t pool_key;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static _Atomic size_t trim_pending; /* bytes freed since the last trim */
 
 typedef struct local_pool {
     weft_future *head;
@@ -54,16 +74,33 @@ typedef struct local_pool {
 
 static __thread local_pool lp;
 
+/* Frees a list of futures for good. */
+static void free_list(weft_future *head)
+{
+    size_t n = 0;
+    while (head) {
+        weft_future *next = head->next_free;
+        free(head);
+        head = next;
+        n++;
+    }
+    size_t bytes = n * sizeof(weft_future);
+    if (atomic_fetch_add_explicit(&trim_pending, bytes, memory_order_relaxed) + bytes >=
+        TRIM_BYTES) {
+        atomic_store_explicit(&trim_pending, 0, memory_order_relaxed);
+#ifdef __GLIBC__
+        /* freed chunks between live ones are not given back by free() */
+        malloc_trim(0);
+#endif
+    }
+}
+
 static void give_batch(weft_future *head, size_t n)
 {
     pthread_mutex_lock(&pool_mu);
     if (pool_nbatches >= GLOBAL_MAX_BATCHES) {
         pthread_mutex_unlock(&pool_mu);
-        while (head) {
-            weft_future *n = head->next_free;
-            free(head);
-            head = n;
-        }
+        free_list(head);
         return;
     }
     batch *b = pool_free_batch_nodes;
@@ -73,11 +110,7 @@ static void give_batch(weft_future *head, size_t n)
         b = malloc(sizeof *b);
         if (!b) {
             pthread_mutex_unlock(&pool_mu);
-            while (head) {
-                weft_future *n = head->next_free;
-                free(head);
-                head = n;
-            }
+            free_list(head);
             return;
         }
     }
@@ -95,11 +128,7 @@ static void pool_thread_exit(void *unused)
     weft_future *h = lp.head;
     lp.head = NULL;
     lp.n = 0;
-    while (h) {
-        weft_future *n = h->next_free;
-        free(h);
-        h = n;
-    }
+    free_list(h);
 }
 
 static void pool_init_key(void)
@@ -174,10 +203,12 @@ static void future_free(weft_future *f)
     f->next_free = lp.head;
     lp.head = f;
     if (++lp.n >= LOCAL_MAX) {
-        /* hand a batch of BATCH to the global pool */
-        weft_future *h = lp.head, *p = h;
-        for (int i = 1; i < BATCH; i++) p = p->next_free;
-        lp.head = p->next_free;
+        /* hand the older BATCH to the global pool; the newest stay here,
+         * still warm in the cache (and a second release of f, right after
+         * its first, still finds it in a free list) */
+        weft_future *p = lp.head;
+        for (int i = 1; i < LOCAL_MAX - BATCH; i++) p = p->next_free;
+        weft_future *h = p->next_free;
         p->next_free = NULL;
         lp.n -= BATCH;
         give_batch(h, BATCH);
@@ -186,13 +217,33 @@ static void future_free(weft_future *f)
 
 void weft_future_retain(weft_future *f)
 {
-    if (f) atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    if (!f) return;
+    uint32_t r = atomic_load_explicit(&f->refs, memory_order_relaxed);
+    do {
+        if (WEFT__UNLIKELY(r == 0)) {
+            weft__err(WEFT_EINVAL, "weft_future_retain: future %p was released (ignored)",
+                      (void *)f);
+            return;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&f->refs, &r, r + 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
 }
 
 void weft_future_release(weft_future *f)
 {
     if (!f) return;
-    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) future_free(f);
+    uint32_t r = atomic_load_explicit(&f->refs, memory_order_relaxed);
+    do {
+        if (WEFT__UNLIKELY(r == 0)) {
+            weft__err(WEFT_EINVAL,
+                      "weft_future_release: future %p was already released (second release "
+                      "ignored)",
+                      (void *)f);
+            return;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&f->refs, &r, r - 1, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    if (r == 1) future_free(f);
 }
 
 /* ---- state machine ----------------------------------------------------------- */

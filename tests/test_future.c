@@ -974,3 +974,90 @@ TEST(many_waiters)
     for (int i = 0; i < N; i++) weft_future_release(fs[i]);
     CHECK_OK(weft_executor_destroy(ex));
 }
+
+/* ---- memory after a burst ---- */
+
+static int noop_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx, (void)in, (void)len;
+    return 0;
+}
+WEFT_TASK_REGISTER(noop_task);
+
+/* resident set size in MiB (Linux) */
+static double rss_mib(void)
+{
+    FILE *fp = fopen("/proc/self/statm", "r");
+    if (!fp) return -1;
+    long size = 0, res = 0;
+    int k = fscanf(fp, "%ld %ld", &size, &res);
+    fclose(fp);
+    if (k != 2) return -1;
+    return (double)res * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
+}
+
+/* Issue 12 item 9: the free list kept every future of a burst (up to ~1M,
+ * ~190 MB) for reuse. After a burst of 1M tasks, the memory goes back. */
+TEST(burst_memory_returns)
+{
+    if (CHECK_ASAN || CHECK_TSAN) SKIP("the sanitizers' allocators keep freed memory");
+    enum {
+        N = 1000000
+    };
+    weft_future **fs = malloc(N * sizeof *fs);
+    REQUIRE(fs);
+    memset(fs, 0, N * sizeof *fs); /* touch the array before the baseline */
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    double base = rss_mib();
+    REQUIRE(base > 0);
+    for (int i = 0; i < N; i++) REQUIRE_OK(weft_submit(ex, noop_task, NULL, 0, &fs[i]));
+    double peak = rss_mib();
+    for (int i = 0; i < N; i++) {
+        CHECK_OK(weft_future_wait(fs[i], WEFT_FOREVER));
+        weft_future_release(fs[i]);
+    }
+    double after = rss_mib();
+    CHECK_OK(weft_executor_destroy(ex));
+    double destroyed = rss_mib();
+    printf("    rss MiB: base %.1f, 1M futures %.1f, released %.1f, destroyed %.1f\n", base, peak,
+           after, destroyed);
+    CHECK_MSG(after - base < 40, "%.1f MiB kept after the burst", after - base);
+    CHECK_MSG(destroyed - base < 40, "%.1f MiB kept after destroy", destroyed - base);
+    free(fs);
+}
+
+/* Issue 11 defect 13: a second release of a future (or a retain after its
+ * last release) while it sits in the free list is detected, ignored and
+ * reported; before, a retain + release after the last release put the
+ * future twice in the free list, and two later submits got the same one. */
+TEST(double_release_detected)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_SERIAL, 1);
+    REQUIRE(ex);
+    weft_future *f;
+    REQUIRE_OK(weft_submit(ex, echo, "x", 1, &f));
+    CHECK_OK(weft_future_wait(f, WEFT_FOREVER));
+    weft_future_release(f); /* the last reference: f goes to the free list */
+    weft_future_retain(f);  /* use after release: ignored */
+    CHECK_MSG(strstr(weft_last_error(), "was released") != NULL, "last error: %s",
+              weft_last_error());
+    weft_future_release(f); /* the second release: ignored */
+    CHECK_MSG(strstr(weft_last_error(), "already released") != NULL, "last error: %s",
+              weft_last_error());
+    weft_future_release(f);
+    /* the free list is intact: the next futures are distinct and work */
+    weft_future *a, *b;
+    REQUIRE_OK(weft_submit(ex, echo, "a", 1, &a));
+    REQUIRE_OK(weft_submit(ex, echo, "b", 1, &b));
+    CHECK(a != b);
+    const void *d;
+    size_t len;
+    CHECK_OK(weft_future_result(a, WEFT_FOREVER, &d, &len));
+    CHECK(len == 1 && memcmp(d, "a", 1) == 0);
+    CHECK_OK(weft_future_result(b, WEFT_FOREVER, &d, &len));
+    CHECK(len == 1 && memcmp(d, "b", 1) == 0);
+    weft_future_release(a);
+    weft_future_release(b);
+    CHECK_OK(weft_executor_destroy(ex));
+}
