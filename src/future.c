@@ -23,8 +23,8 @@
  * steady stream of submits does not call malloc. Both lists are bounded
  * (LOCAL_MAX per thread, GLOBAL_MAX_BATCHES in all): what a burst frees
  * beyond them goes back to malloc, and glibc is asked to return the pages
- * (malloc_trim) once enough was freed, so the memory of a burst of a
- * million tasks does not stay with the process.
+ * (malloc_trim) when an executor is destroyed or a thread leaves, so the
+ * memory of a burst of a million tasks does not stay with the process.
  *
  * A future in a free list has refs == 0 (a live one has at least 1): a
  * release or retain of such a future -- the second release of a future,
@@ -50,7 +50,7 @@
 #define BATCH 256
 #define GLOBAL_MAX_BATCHES 64 /* 16384 futures (~3 MB) kept in the global list at most */
 /* bytes freed past the bounds after which glibc is asked to return pages */
-#define TRIM_BYTES (16u << 20)
+#define TRIM_BYTES (1u << 20)
 
 typedef struct batch {
     weft_future *head;
@@ -84,15 +84,21 @@ static void free_list(weft_future *head)
         head = next;
         n++;
     }
-    size_t bytes = n * sizeof(weft_future);
-    if (atomic_fetch_add_explicit(&trim_pending, bytes, memory_order_relaxed) + bytes >=
-        TRIM_BYTES) {
-        atomic_store_explicit(&trim_pending, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&trim_pending, n * sizeof(weft_future), memory_order_relaxed);
+}
+
+/* Gives freed pages back to the system once enough was freed: called when
+ * an executor is destroyed or a thread leaves, not while a burst runs, where
+ * the next burst would fault every page in again (what free() keeps stays
+ * mapped and is reused by the next burst's allocations). */
+void weft__future_trim(void)
+{
+    if (atomic_load_explicit(&trim_pending, memory_order_relaxed) < TRIM_BYTES) return;
+    atomic_store_explicit(&trim_pending, 0, memory_order_relaxed);
 #ifdef __GLIBC__
-        /* freed chunks between live ones are not given back by free() */
-        malloc_trim(0);
+    /* free() alone keeps pages that live chunks above them pin */
+    malloc_trim(0);
 #endif
-    }
 }
 
 static void give_batch(weft_future *head, size_t n)
@@ -129,6 +135,7 @@ static void pool_thread_exit(void *unused)
     lp.head = NULL;
     lp.n = 0;
     free_list(h);
+    weft__future_trim();
 }
 
 static void pool_init_key(void)

@@ -127,6 +127,9 @@ struct weft_future {
 } WEFT__ALIGNED;
 
 weft_future *weft__future_alloc(void);
+/* Returns the pages of futures freed past the free lists' bounds to the
+ * system (glibc: malloc_trim) if enough were freed since the last time. */
+void weft__future_trim(void);
 /* Marks f finished with `final` (DONE, FAILED or CANCELLED, possibly with
  * OUT_HEAP / DIRTY bits) unless already finished; runs callbacks and wakes
  * waiters. Returns true if it did. */

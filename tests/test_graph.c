@@ -1126,6 +1126,9 @@ TEST(promise_as_a_node_input)
         CHECK_EQ_INT(result_i64(g, y), 1003);
         CHECK_EQ_INT(result_i64(g, z), 42);
         CHECK(weft_graph_duration(g, np) < 0);
+        weft_graph_stats st;
+        CHECK_OK(weft_graph_stats_get(g, &st));
+        CHECK_EQ_U64(st.executed, 3); /* x, y, z: the future nodes run no task */
         weft_graph_destroy(g); /* drops the graph's references */
         CHECK_EQ_INT(weft_future_state_get(p), WEFT_FUTURE_DONE);
         weft_future_release(p);

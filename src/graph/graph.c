@@ -1082,11 +1082,11 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
         switch (atomic_load_explicit(&n->state, memory_order_relaxed)) {
         case WEFT_NODE_DONE:
         case WEFT_NODE_RELEASED:
-            g->executed++;
+            if (!n->src) g->executed++; /* a future node runs no task */
             break;
         case WEFT_NODE_FAILED:
             g->failed++;
-            if (n->fut) g->executed++;
+            if (n->fut && !n->src) g->executed++;
             break;
         case WEFT_NODE_CANCELLED:
             g->cancelled++;
