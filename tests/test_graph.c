@@ -1129,7 +1129,7 @@ TEST(promise_as_a_node_input)
         weft_graph_stats st;
         CHECK_OK(weft_graph_stats_get(g, &st));
         CHECK_EQ_U64(st.executed, 3); /* x, y, z: the future nodes run no task */
-        weft_graph_destroy(g); /* drops the graph's references */
+        weft_graph_destroy(g);        /* drops the graph's references */
         CHECK_EQ_INT(weft_future_state_get(p), WEFT_FUTURE_DONE);
         weft_future_release(p);
         weft_future_release(q);
