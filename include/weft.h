@@ -425,7 +425,10 @@ WEFT_API int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, 
 /* weft_future_retain(), weft_future_release() :
  * Add or drop a reference; the future is freed when the last one goes,
  * together with its output. Releasing never cancels the task. NULL is a
- * no-op. Threads: safe from any thread. */
+ * no-op. Using a future after its last release is undefined, except that a
+ * second release (or a retain) of a future that still sits in the library's
+ * free list -- e.g. released twice in a row -- is detected and ignored, and
+ * weft_last_error() says so. Threads: safe from any thread. */
 WEFT_API void weft_future_retain(weft_future *f);
 WEFT_API void weft_future_release(weft_future *f);
 
@@ -483,6 +486,47 @@ typedef void (*weft_future_cb)(weft_future *f, void *arg);
  * @return 0, WEFT_EINVAL, WEFT_ENOMEM (then `cb` never runs). */
 WEFT_API int weft_future_on_done(weft_future *f, weft_future_cb cb, void *arg);
 
+/* Promises: futures without a task, completed by the caller's own code
+ * (Python's Future used directly, with set_result / set_exception /
+ * set_running_or_notify_cancel). A promise works everywhere a future does:
+ * weft_future_result/wait/cancel/on_done, weft_wait, weft_as_completed, and
+ * as a graph node (weft_graph_future). Any thread may complete a promise;
+ * exactly one completion wins. A completing thread must hold a reference
+ * (weft_future_retain) if another thread may release the last one meanwhile.
+ * Releasing the last reference of an unfinished promise cancels it (its
+ * callbacks run) before it is freed. */
+
+/* weft_promise_create() :
+ * Creates a pending promise. Ownership: the caller holds one reference to
+ * `*out` (weft_future_release). Threads: any.
+ * @return 0, WEFT_EINVAL (NULL out), WEFT_ENOMEM; `*out` is NULL on error. */
+WEFT_API int weft_promise_create(weft_future **out);
+
+/* weft_promise_set_result() :
+ * Finishes promise `f` as done with a copy of data[0..len) as its output
+ * (weft_future_result gives it), from pending or running; callbacks run in
+ * the calling thread, waiters wake. Threads: any.
+ * @return 0; WEFT_ECANCELLED (the promise was cancelled: nothing is set);
+ * WEFT_EINVAL (NULL f, data NULL with len > 0, not a promise, or already
+ * finished: set twice); WEFT_ENOMEM. */
+WEFT_API int weft_promise_set_result(weft_future *f, const void *data, size_t len);
+
+/* weft_promise_set_error() :
+ * Finishes promise `f` as failed: weft_future_result returns `code` (< 0,
+ * e.g. WEFT_ETASK or any WEFT_E*), weft_future_error a copy of `msg` (NULL:
+ * none). Threads: any.
+ * @return as weft_promise_set_result (WEFT_EINVAL also for code >= 0). */
+WEFT_API int weft_promise_set_error(weft_future *f, int code, const char *msg);
+
+/* weft_promise_set_running() :
+ * Python's set_running_or_notify_cancel: moves a pending promise to
+ * running, after which weft_future_cancel fails (WEFT_EBUSY); call it
+ * before starting the work the promise stands for. Threads: any.
+ * @return 0 (now running: go on), WEFT_ECANCELLED (it was cancelled: do not
+ * do the work), WEFT_EINVAL (NULL, not a promise, already running or
+ * finished). */
+WEFT_API int weft_promise_set_running(weft_future *f);
+
 typedef enum weft_wait_mode {
     WEFT_WAIT_ALL = 0,         /* all finished */
     WEFT_WAIT_FIRST_COMPLETED, /* at least one finished */
@@ -492,7 +536,8 @@ typedef enum weft_wait_mode {
 /* weft_wait() :
  * Waits over `fs[0..n)` until `mode` is met or `timeout` passes, and, if
  * `done` is not NULL, sets done[i] to whether fs[i] is finished. NULL
- * entries count as finished. A task waiting here helps as weft_future_wait.
+ * entries count as finished; a future given several times counts at each
+ * of its positions. A task waiting here helps as weft_future_wait.
  * Threads: safe from any thread.
  * @return the number of finished futures (>= 0) when `mode` is met,
  * WEFT_ETIMEDOUT, WEFT_EINVAL, WEFT_ENOMEM. */
@@ -503,7 +548,9 @@ typedef struct weft_as_completed weft_as_completed;
 
 /* weft_as_completed_create() :
  * An iterator that yields each of `fs[0..n)` once, as it finishes (those
- * already finished first, in order). It holds its own references.
+ * already finished first, in order). A future given several times is
+ * yielded once, with the index of its first occurrence (as Python's
+ * as_completed, which takes a set). It holds its own references.
  * Ownership: destroy with weft_as_completed_destroy().
  * Threads: one thread iterates at a time.
  * @return 0, WEFT_EINVAL, WEFT_ENOMEM. */

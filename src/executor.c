@@ -1565,6 +1565,7 @@ int weft_executor_destroy(weft_executor *ex)
         T.cache_slot = NULL;
     }
     executor_free(ex);
+    weft__future_trim(); /* give back the pages a burst freed */
     return rc;
 }
 

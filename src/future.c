@@ -20,10 +20,27 @@
  * References: the submitter's reference plus one held by the queue until a
  * worker has run or dropped the task. Futures are recycled through a
  * per-thread free list that overflows into a global list of batches, so a
- * steady stream of submits does not call malloc. */
+ * steady stream of submits does not call malloc. Both lists are bounded
+ * (LOCAL_MAX per thread, GLOBAL_MAX_BATCHES in all): what a burst frees
+ * beyond them goes back to malloc, and glibc is asked to return the pages
+ * (malloc_trim) when an executor is destroyed or a thread leaves, so the
+ * memory of a burst of a million tasks does not stay with the process.
+ *
+ * A future in a free list has refs == 0 (a live one has at least 1): a
+ * release or retain of such a future -- the second release of a future,
+ * while it still sits in a free list -- is detected, ignored and reported
+ * through weft_last_error().
+ *
+ * Promises (weft_promise_create) are futures without a task, completed by
+ * the caller: the completion claims the future by taking its LOCK bit (a
+ * cancel or a second completion cannot finish it under the lock), writes
+ * the output or error, and moves to the final state still holding LOCK. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "internal.h"
 
@@ -31,7 +48,9 @@
 
 #define LOCAL_MAX 512
 #define BATCH 256
-#define GLOBAL_MAX_BATCHES 4096 /* 1M futures (~230 MB) kept for reuse at most */
+#define GLOBAL_MAX_BATCHES 64 /* 16384 futures (~3 MB) kept in the global list at most */
+/* bytes freed past the bounds after which glibc is asked to return pages */
+#define TRIM_BYTES (1u << 20)
 
 typedef struct batch {
     weft_future *head;
@@ -45,6 +64,7 @@ static size_t pool_nbatches;
 static batch *pool_free_batch_nodes;
 static pthread_key_t pool_key;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static _Atomic size_t trim_pending; /* bytes freed since the last trim */
 
 typedef struct local_pool {
     weft_future *head;
@@ -54,16 +74,39 @@ typedef struct local_pool {
 
 static __thread local_pool lp;
 
+/* Frees a list of futures for good. */
+static void free_list(weft_future *head)
+{
+    size_t n = 0;
+    while (head) {
+        weft_future *next = head->next_free;
+        free(head);
+        head = next;
+        n++;
+    }
+    atomic_fetch_add_explicit(&trim_pending, n * sizeof(weft_future), memory_order_relaxed);
+}
+
+/* Gives freed pages back to the system once enough was freed: called when
+ * an executor is destroyed or a thread leaves, not while a burst runs, where
+ * the next burst would fault every page in again (what free() keeps stays
+ * mapped and is reused by the next burst's allocations). */
+void weft__future_trim(void)
+{
+    if (atomic_load_explicit(&trim_pending, memory_order_relaxed) < TRIM_BYTES) return;
+    atomic_store_explicit(&trim_pending, 0, memory_order_relaxed);
+#ifdef __GLIBC__
+    /* free() alone keeps pages that live chunks above them pin */
+    malloc_trim(0);
+#endif
+}
+
 static void give_batch(weft_future *head, size_t n)
 {
     pthread_mutex_lock(&pool_mu);
     if (pool_nbatches >= GLOBAL_MAX_BATCHES) {
         pthread_mutex_unlock(&pool_mu);
-        while (head) {
-            weft_future *n = head->next_free;
-            free(head);
-            head = n;
-        }
+        free_list(head);
         return;
     }
     batch *b = pool_free_batch_nodes;
@@ -73,11 +116,7 @@ static void give_batch(weft_future *head, size_t n)
         b = malloc(sizeof *b);
         if (!b) {
             pthread_mutex_unlock(&pool_mu);
-            while (head) {
-                weft_future *n = head->next_free;
-                free(head);
-                head = n;
-            }
+            free_list(head);
             return;
         }
     }
@@ -95,11 +134,8 @@ static void pool_thread_exit(void *unused)
     weft_future *h = lp.head;
     lp.head = NULL;
     lp.n = 0;
-    while (h) {
-        weft_future *n = h->next_free;
-        free(h);
-        h = n;
-    }
+    free_list(h);
+    weft__future_trim();
 }
 
 static void pool_init_key(void)
@@ -153,9 +189,18 @@ weft_future *weft__future_alloc(void)
     return f;
 }
 
+static bool transition(weft_future *f, uint32_t from_mask, uint32_t final);
+
 static void future_free(weft_future *f)
 {
     uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (WEFT__UNLIKELY((st & WEFT__ST_PROMISE) && !weft__st_final(st & WEFT__ST_MASK))) {
+        /* a promise dropped unfinished can never finish: cancel it, so that
+         * its callbacks run (and free what they hold) */
+        transition(f, (1u << WEFT_FUTURE_PENDING) | (1u << WEFT_FUTURE_RUNNING),
+                   WEFT_FUTURE_CANCELLED);
+        st = atomic_load_explicit(&f->state, memory_order_relaxed);
+    }
     if ((st & WEFT__ST_IN_HEAP) && f->in) free((void *)f->in);
     if (st & WEFT__ST_OUT_HEAP) weft__out_free(f->out);
     if (st & WEFT__ST_DIRTY) {
@@ -174,10 +219,12 @@ static void future_free(weft_future *f)
     f->next_free = lp.head;
     lp.head = f;
     if (++lp.n >= LOCAL_MAX) {
-        /* hand a batch of BATCH to the global pool */
-        weft_future *h = lp.head, *p = h;
-        for (int i = 1; i < BATCH; i++) p = p->next_free;
-        lp.head = p->next_free;
+        /* hand the older BATCH to the global pool; the newest stay here,
+         * still warm in the cache (and a second release of f, right after
+         * its first, still finds it in a free list) */
+        weft_future *p = lp.head;
+        for (int i = 1; i < LOCAL_MAX - BATCH; i++) p = p->next_free;
+        weft_future *h = p->next_free;
         p->next_free = NULL;
         lp.n -= BATCH;
         give_batch(h, BATCH);
@@ -186,13 +233,33 @@ static void future_free(weft_future *f)
 
 void weft_future_retain(weft_future *f)
 {
-    if (f) atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    if (!f) return;
+    uint32_t r = atomic_load_explicit(&f->refs, memory_order_relaxed);
+    do {
+        if (WEFT__UNLIKELY(r == 0)) {
+            weft__err(WEFT_EINVAL, "weft_future_retain: future %p was released (ignored)",
+                      (void *)f);
+            return;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&f->refs, &r, r + 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
 }
 
 void weft_future_release(weft_future *f)
 {
     if (!f) return;
-    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) future_free(f);
+    uint32_t r = atomic_load_explicit(&f->refs, memory_order_relaxed);
+    do {
+        if (WEFT__UNLIKELY(r == 0)) {
+            weft__err(WEFT_EINVAL,
+                      "weft_future_release: future %p was already released (second release "
+                      "ignored)",
+                      (void *)f);
+            return;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&f->refs, &r, r - 1, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    if (r == 1) future_free(f);
 }
 
 /* ---- state machine ----------------------------------------------------------- */
@@ -353,6 +420,150 @@ int weft_future_on_done(weft_future *f, weft_future_cb cb, void *arg)
     *pp = n;
     unlock_future(f);
     return 0;
+}
+
+/* ---- promises ------------------------------------------------------------------ */
+
+int weft_promise_create(weft_future **out)
+{
+    if (!out) return weft__err(WEFT_EINVAL, "weft_promise_create: out is NULL");
+    *out = NULL;
+    weft_future *f = weft__future_alloc();
+    if (!f) return weft__err(WEFT_ENOMEM, "weft_promise_create: out of memory");
+    atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+    f->fn = NULL;
+    f->ex = NULL;
+    f->index = 0;
+    f->in = NULL;
+    f->in_len = 0;
+    atomic_store_explicit(&f->state, WEFT_FUTURE_PENDING | WEFT__ST_PROMISE, memory_order_release);
+    *out = f;
+    return 0;
+}
+
+static int promise_check(const weft_future *f, const char *who)
+{
+    if (!f) return weft__err(WEFT_EINVAL, "%s: NULL future", who);
+    if (!(atomic_load_explicit(&((weft_future *)f)->state, memory_order_relaxed) &
+          WEFT__ST_PROMISE))
+        return weft__err(WEFT_EINVAL,
+                         "%s: not a promise (a task's future is completed by its task)", who);
+    return 0;
+}
+
+static int promise_finished_err(uint32_t st, const char *who)
+{
+    if (st == WEFT_FUTURE_CANCELLED)
+        return weft__err(WEFT_ECANCELLED, "%s: the promise was cancelled", who);
+    return weft__err(WEFT_EINVAL, "%s: the promise is already finished (%s)", who,
+                     st == WEFT_FUTURE_DONE ? "it has a result" : "it has an error");
+}
+
+/* Takes f's LOCK unless f is finished: then no cancel or other completion
+ * can finish it until promise_settle. @return 0 (locked) or the error. */
+static int promise_claim(weft_future *f, const char *who)
+{
+    uint32_t s = lock_future(f);
+    if (!weft__st_final(s & WEFT__ST_MASK)) return 0;
+    unlock_future(f);
+    return promise_finished_err(s & WEFT__ST_MASK, who);
+}
+
+/* Under the LOCK of promise_claim: moves f to `final` (a state and flags),
+ * wakes its waiters and runs its callbacks, as transition() does. */
+static void promise_settle(weft_future *f, uint32_t final)
+{
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&f->state, &s,
+                                                  (s & ~(WEFT__ST_MASK | WEFT__ST_SLEEP)) | final,
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
+    }
+    weft__cb *cbs = f->cbs;
+    f->cbs = NULL;
+    for (weft__waiter_node *w = f->waiters; w; w = w->next) {
+        atomic_fetch_add_explicit(&w->w->seq, 1, memory_order_release);
+        weft__futex_wake(&w->w->seq, INT_MAX);
+    }
+    unlock_future(f);
+    while (cbs) {
+        weft__cb *n = cbs->next;
+        cbs->cb(f, cbs->arg);
+        free(cbs);
+        cbs = n;
+    }
+    if (s & WEFT__ST_SLEEP) weft__futex_wake(&f->state, INT_MAX);
+}
+
+int weft_promise_set_result(weft_future *f, const void *data, size_t len)
+{
+    static const char who[] = "weft_promise_set_result";
+    int rc = promise_check(f, who);
+    if (rc) return rc;
+    if (!data && len) return weft__err(WEFT_EINVAL, "%s: NULL data with length %zu", who, len);
+    void *heap = NULL;
+    if (len > WEFT__FUT_OUT_INLINE) {
+        heap = weft__out_alloc(len);
+        if (!heap) return weft__err(WEFT_ENOMEM, "%s: cannot copy %zu bytes", who, len);
+        memcpy(heap, data, len);
+    }
+    rc = promise_claim(f, who);
+    if (rc) {
+        weft__out_free(heap);
+        return rc;
+    }
+    if (heap) {
+        f->out = heap;
+    } else {
+        if (len) memcpy(f->out_inl, data, len);
+        f->out = f->out_inl;
+    }
+    f->out_len = len;
+    promise_settle(f, WEFT_FUTURE_DONE | (heap ? WEFT__ST_OUT_HEAP : 0));
+    return 0;
+}
+
+int weft_promise_set_error(weft_future *f, int code, const char *msg)
+{
+    static const char who[] = "weft_promise_set_error";
+    int rc = promise_check(f, who);
+    if (rc) return rc;
+    if (code >= 0)
+        return weft__err(WEFT_EINVAL, "%s: the code %d is not negative (a WEFT_E* code)", who,
+                         code);
+    char *m = NULL;
+    if (msg) {
+        size_t n = strlen(msg) + 1;
+        m = malloc(n);
+        if (!m) return weft__err(WEFT_ENOMEM, "%s: out of memory", who);
+        memcpy(m, msg, n);
+    }
+    rc = promise_claim(f, who);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    f->err = code;
+    f->msg = m;
+    promise_settle(f, WEFT_FUTURE_FAILED | WEFT__ST_DIRTY);
+    return 0;
+}
+
+int weft_promise_set_running(weft_future *f)
+{
+    static const char who[] = "weft_promise_set_running";
+    int rc = promise_check(f, who);
+    if (rc) return rc;
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+    for (;;) {
+        uint32_t st = s & WEFT__ST_MASK;
+        if (st == WEFT_FUTURE_RUNNING)
+            return weft__err(WEFT_EINVAL, "%s: the promise is already running", who);
+        if (st != WEFT_FUTURE_PENDING) return promise_finished_err(st, who);
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s,
+                                                  (s & ~WEFT__ST_MASK) | WEFT_FUTURE_RUNNING,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            return 0;
+    }
 }
 
 /* ---- waiting ----------------------------------------------------------------- */
@@ -566,8 +777,12 @@ int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, double time
 
 /* ---- as_completed ------------------------------------------------------------- */
 
+/* One node per distinct future: a future given several times is yielded
+ * once, with the index of its first occurrence (Python's as_completed takes
+ * a set of futures). */
 typedef struct ac_node {
     struct weft_as_completed *it;
+    weft_future *f;
     size_t index;
     struct ac_node *next;
 } ac_node;
@@ -577,8 +792,7 @@ struct weft_as_completed {
     _Atomic uint32_t seq;
     _Atomic(ac_node *) stack; /* finished, newest first */
     ac_node *ready;           /* finished, oldest first (iterator thread only) */
-    size_t n, yielded;
-    weft_future **fs;
+    size_t n, yielded;        /* n: distinct futures */
     ac_node *nodes;
 };
 
@@ -586,7 +800,6 @@ static void ac_unref(weft_as_completed *it)
 {
     if (atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) == 1) {
         free(it->nodes);
-        free(it->fs);
         free(it);
     }
 }
@@ -606,6 +819,38 @@ static void ac_on_done(weft_future *f, void *arg)
     ac_unref(it);
 }
 
+typedef struct ac_key {
+    uintptr_t p;
+    size_t i;
+} ac_key;
+
+static int ac_key_cmp(const void *a, const void *b)
+{
+    const ac_key *x = a, *y = b;
+    if (x->p != y->p) return x->p < y->p ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Marks in dup[] every entry of fs[0..n) that repeats an earlier one.
+ * @return the number of distinct futures, or 0 with n > 0 on ENOMEM. */
+static size_t ac_mark_dups(weft_future *const *fs, size_t n, bool *dup)
+{
+    if (n < 2) return n;
+    ac_key *k = malloc(n * sizeof *k);
+    if (!k) return 0;
+    for (size_t i = 0; i < n; i++) k[i] = (ac_key){(uintptr_t)fs[i], i};
+    qsort(k, n, sizeof *k, ac_key_cmp);
+    size_t distinct = n;
+    for (size_t i = 1; i < n; i++) {
+        if (k[i].p == k[i - 1].p) {
+            dup[k[i].i] = true;
+            distinct--;
+        }
+    }
+    free(k);
+    return distinct;
+}
+
 int weft_as_completed_create(weft_future *const *fs, size_t n, weft_as_completed **out)
 {
     if (out) *out = NULL;
@@ -614,30 +859,36 @@ int weft_as_completed_create(weft_future *const *fs, size_t n, weft_as_completed
     for (size_t i = 0; i < n; i++)
         if (!fs[i]) return weft__err(WEFT_EINVAL, "weft_as_completed_create: fs[%zu] is NULL", i);
     weft_as_completed *it = calloc(1, sizeof *it);
-    if (!it) return weft__err(WEFT_ENOMEM, "weft_as_completed_create: out of memory");
-    it->fs = malloc((n ? n : 1) * sizeof *it->fs);
-    it->nodes = calloc(n ? n : 1, sizeof *it->nodes);
-    if (!it->fs || !it->nodes) {
-        free(it->fs);
-        free(it->nodes);
+    bool *dup = calloc(n ? n : 1, sizeof *dup);
+    size_t nu = 0;
+    if (it && dup) {
+        nu = ac_mark_dups(fs, n, dup);
+        if (nu || !n) it->nodes = calloc(nu ? nu : 1, sizeof *it->nodes);
+    }
+    if (!it || !it->nodes) {
+        if (it) free(it->nodes);
         free(it);
+        free(dup);
         return weft__err(WEFT_ENOMEM, "weft_as_completed_create: out of memory");
     }
-    it->n = n;
-    atomic_init(&it->refs, (uint32_t)(n + 1));
+    it->n = nu;
+    atomic_init(&it->refs, (uint32_t)(nu + 1));
     atomic_init(&it->seq, 0);
     atomic_init(&it->stack, NULL);
-    for (size_t i = 0; i < n; i++) {
-        it->fs[i] = fs[i];
+    for (size_t i = 0, k = 0; i < n; i++) {
+        if (dup[i]) continue;
         weft_future_retain(fs[i]);
-        it->nodes[i].it = it;
-        it->nodes[i].index = i;
+        it->nodes[k].it = it;
+        it->nodes[k].f = fs[i];
+        it->nodes[k].index = i;
+        k++;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (weft_future_on_done(fs[i], ac_on_done, &it->nodes[i]) < 0) {
-            /* only ENOMEM: wait for it by polling instead is not possible;
-             * fail the creation cleanly once every registered callback ran */
-            for (size_t j = i; j < n; j++) ac_unref(it); /* callbacks never registered */
+    free(dup);
+    for (size_t k = 0; k < nu; k++) {
+        if (weft_future_on_done(it->nodes[k].f, ac_on_done, &it->nodes[k]) < 0) {
+            /* only ENOMEM: fail the creation cleanly once every registered
+             * callback ran */
+            for (size_t j = k; j < nu; j++) ac_unref(it); /* callbacks never registered */
             weft_as_completed_destroy(it);
             return weft__err(WEFT_ENOMEM, "weft_as_completed_create: out of memory");
         }
@@ -674,7 +925,7 @@ int weft_as_completed_next(weft_as_completed *it, double timeout, weft_future **
             ac_node *nd = it->ready;
             it->ready = nd->next;
             it->yielded++;
-            *f = it->fs[nd->index];
+            *f = nd->f;
             if (index) *index = nd->index;
             return 0;
         }
@@ -690,8 +941,8 @@ int weft_as_completed_next(weft_as_completed *it, double timeout, weft_future **
 void weft_as_completed_destroy(weft_as_completed *it)
 {
     if (!it) return;
-    for (size_t i = 0; i < it->n; i++) weft_future_release(it->fs[i]);
-    /* fs stays allocated until the last callback has run (ac_unref) but its
-     * entries are no longer used */
+    /* the nodes stay allocated until the last callback has run (ac_unref);
+     * their futures are no longer used */
+    for (size_t i = 0; i < it->n; i++) weft_future_release(it->nodes[i].f);
     ac_unref(it);
 }

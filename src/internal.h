@@ -88,6 +88,7 @@ void weft__ctx_clear(weft_ctx *ctx);
 #define WEFT__ST_IN_HEAP (1u << 7)  /* `in` is a heap copy (until freed) */
 #define WEFT__ST_OUT_HEAP (1u << 8) /* `out` is a heap block */
 #define WEFT__ST_DIRTY (1u << 9)    /* line 2 holds something to reset */
+#define WEFT__ST_PROMISE (1u << 10) /* made by weft_promise_create: user-completed */
 
 #define WEFT__IN_INLINE 16
 #define WEFT__FUT_OUT_INLINE 64
@@ -129,6 +130,9 @@ struct weft_future {
 } WEFT__ALIGNED;
 
 weft_future *weft__future_alloc(void);
+/* Returns the pages of futures freed past the free lists' bounds to the
+ * system (glibc: malloc_trim) if enough were freed since the last time. */
+void weft__future_trim(void);
 /* Marks f finished with `final` (DONE, FAILED or CANCELLED, possibly with
  * OUT_HEAP / DIRTY bits) unless already finished; runs callbacks and wakes
  * waiters. Returns true if it did. */

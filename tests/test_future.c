@@ -2,6 +2,8 @@
  * references, weft_wait, as_completed, retries. */
 #include "check.h"
 
+#include <malloc.h>
+
 static weft_executor *make_ex(weft_backend b, int workers)
 {
     weft_options o = {0};
@@ -973,4 +975,617 @@ TEST(many_waiters)
     }
     for (int i = 0; i < N; i++) weft_future_release(fs[i]);
     CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* ---- memory after a burst ---- */
+
+static int noop_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx, (void)in, (void)len;
+    return 0;
+}
+WEFT_TASK_REGISTER(noop_task);
+
+/* resident set size in MiB (Linux) */
+static double rss_mib(void)
+{
+    FILE *fp = fopen("/proc/self/statm", "r");
+    if (!fp) return -1;
+    long size = 0, res = 0;
+    int k = fscanf(fp, "%ld %ld", &size, &res);
+    fclose(fp);
+    if (k != 2) return -1;
+    return (double)res * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
+}
+
+/* bytes malloc has handed out and not got back (glibc), else -1 */
+static double malloc_in_use_mib(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 mi = mallinfo2();
+    return (double)mi.uordblks / (1024.0 * 1024.0);
+#else
+    return -1;
+#endif
+}
+
+/* Issue 12 item 9: the free list kept every future of a burst (up to ~1M,
+ * ~300 MB) for reuse. After a burst of 1M tasks the futures go back to
+ * malloc (the free lists keep a bounded number), and once the executor is
+ * destroyed the pages go back to the system. */
+TEST(burst_memory_returns)
+{
+    if (CHECK_ASAN || CHECK_TSAN) SKIP("the sanitizers' allocators keep freed memory");
+    enum {
+        N = 1000000
+    };
+    weft_future **fs = malloc(N * sizeof *fs);
+    REQUIRE(fs);
+    memset(fs, 0, N * sizeof *fs); /* touch the array before the baseline */
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    double base = rss_mib(), base_used = malloc_in_use_mib();
+    REQUIRE(base > 0);
+    for (int i = 0; i < N; i++) REQUIRE_OK(weft_submit(ex, noop_task, NULL, 0, &fs[i]));
+    double peak = rss_mib();
+    for (int i = 0; i < N; i++) {
+        CHECK_OK(weft_future_wait(fs[i], WEFT_FOREVER));
+        weft_future_release(fs[i]);
+    }
+    double after = rss_mib(), used = malloc_in_use_mib();
+    CHECK_OK(weft_executor_destroy(ex));
+    double destroyed = rss_mib();
+    printf("    rss MiB: base %.1f, 1M futures %.1f, released %.1f (malloc in use %.1f -> %.1f), "
+           "destroyed %.1f\n",
+           base, peak, after, base_used, used, destroyed);
+    if (base_used >= 0)
+        CHECK_MSG(used - base_used < 40, "%.1f MiB still held after the burst", used - base_used);
+    CHECK_MSG(destroyed - base < 40, "%.1f MiB kept after destroy", destroyed - base);
+    free(fs);
+}
+
+/* Issue 11 defect 13: a second release of a future (or a retain after its
+ * last release) while it sits in the free list is detected, ignored and
+ * reported; before, a retain + release after the last release put the
+ * future twice in the free list, and two later submits got the same one. */
+TEST(double_release_detected)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_SERIAL, 1);
+    REQUIRE(ex);
+    weft_future *f;
+    REQUIRE_OK(weft_submit(ex, echo, "x", 1, &f));
+    CHECK_OK(weft_future_wait(f, WEFT_FOREVER));
+    weft_future_release(f); /* the last reference: f goes to the free list */
+    weft_future_retain(f);  /* use after release: ignored */
+    CHECK_MSG(strstr(weft_last_error(), "was released") != NULL, "last error: %s",
+              weft_last_error());
+    weft_future_release(f); /* the second release: ignored */
+    CHECK_MSG(strstr(weft_last_error(), "already released") != NULL, "last error: %s",
+              weft_last_error());
+    weft_future_release(f);
+    /* the free list is intact: the next futures are distinct and work */
+    weft_future *a, *b;
+    REQUIRE_OK(weft_submit(ex, echo, "a", 1, &a));
+    REQUIRE_OK(weft_submit(ex, echo, "b", 1, &b));
+    CHECK(a != b);
+    const void *d;
+    size_t len;
+    CHECK_OK(weft_future_result(a, WEFT_FOREVER, &d, &len));
+    CHECK(len == 1 && memcmp(d, "a", 1) == 0);
+    CHECK_OK(weft_future_result(b, WEFT_FOREVER, &d, &len));
+    CHECK(len == 1 && memcmp(d, "b", 1) == 0);
+    weft_future_release(a);
+    weft_future_release(b);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* ---- promises (issue 11, control 14) ---- */
+
+struct delayed_set {
+    weft_future *f;
+    double delay;
+    const void *data;
+    size_t len;
+    int code; /* < 0: set_error with this code instead */
+    int rc;
+};
+
+static void *delayed_set_thread(void *p)
+{
+    struct delayed_set *d = p;
+    check_sleep(d->delay);
+    d->rc = d->code < 0 ? weft_promise_set_error(d->f, d->code, "from the producer")
+                        : weft_promise_set_result(d->f, d->data, d->len);
+    weft_future_release(d->f); /* the producer's own reference */
+    return NULL;
+}
+
+/* completes f from another thread after `delay` s (it takes a reference) */
+static void set_later(pthread_t *th, struct delayed_set *d, weft_future *f, double delay,
+                      const void *data, size_t len, int code)
+{
+    *d = (struct delayed_set){f, delay, data, len, code, 1};
+    weft_future_retain(f);
+    REQUIRE(pthread_create(th, NULL, delayed_set_thread, d) == 0);
+}
+
+TEST(promise_result_from_another_thread)
+{
+    static unsigned char big[1000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (unsigned char)(i * 7);
+    const size_t lens[2] = {5, sizeof big}; /* inline output and a heap copy */
+    for (int k = 0; k < 2; k++) {
+        weft_future *f;
+        REQUIRE_OK(weft_promise_create(&f));
+        CHECK_EQ_INT(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+        CHECK(!weft_future_done(f));
+        CHECK_RC(weft_future_result(f, 0.02, NULL, NULL), WEFT_ETIMEDOUT);
+        unsigned char *src = malloc(lens[k]);
+        REQUIRE(src);
+        memcpy(src, big, lens[k]);
+        pthread_t th;
+        struct delayed_set d;
+        set_later(&th, &d, f, 0.05, src, lens[k], 0);
+        const void *out;
+        size_t len;
+        CHECK_OK(weft_future_result(f, WEFT_FOREVER, &out, &len));
+        pthread_join(th, NULL);
+        CHECK_OK(d.rc);
+        memset(src, 0, lens[k]); /* the promise holds a copy */
+        free(src);
+        CHECK_EQ_U64(len, lens[k]);
+        CHECK(out && memcmp(out, big, lens[k]) == 0);
+        CHECK_EQ_INT(weft_future_state_get(f), WEFT_FUTURE_DONE);
+        CHECK(weft_future_error(f) == NULL);
+        weft_future_release(f);
+    }
+    /* an empty result */
+    weft_future *f;
+    REQUIRE_OK(weft_promise_create(&f));
+    CHECK_OK(weft_promise_set_result(f, NULL, 0));
+    size_t len = 99;
+    CHECK_OK(weft_future_result(f, 0, NULL, &len));
+    CHECK_EQ_U64(len, 0);
+    weft_future_release(f);
+}
+
+TEST(promise_error)
+{
+    weft_future *f;
+    REQUIRE_OK(weft_promise_create(&f));
+    pthread_t th;
+    struct delayed_set d;
+    set_later(&th, &d, f, 0.02, NULL, 0, -7777);
+    CHECK_RC(weft_future_result(f, WEFT_FOREVER, NULL, NULL), -7777);
+    pthread_join(th, NULL);
+    CHECK_OK(d.rc);
+    CHECK_EQ_INT(weft_future_state_get(f), WEFT_FUTURE_FAILED);
+    CHECK_EQ_STR(weft_future_error(f), "from the producer");
+    weft_future_release(f);
+    /* no message; a code that is not an error */
+    REQUIRE_OK(weft_promise_create(&f));
+    CHECK_RC(weft_promise_set_error(f, 0, "x"), WEFT_EINVAL);
+    CHECK_RC(weft_promise_set_error(f, 5, "x"), WEFT_EINVAL);
+    CHECK_EQ_INT(weft_future_state_get(f), WEFT_FUTURE_PENDING);
+    CHECK_OK(weft_promise_set_error(f, WEFT_ETASK, NULL));
+    CHECK_RC(weft_future_result(f, 0, NULL, NULL), WEFT_ETASK);
+    CHECK_EQ_STR(weft_future_error(f), "");
+    weft_future_release(f);
+}
+
+TEST(promise_set_twice_is_refused)
+{
+    weft_future *f;
+    REQUIRE_OK(weft_promise_create(&f));
+    CHECK_OK(weft_promise_set_result(f, "first", 5));
+    CHECK_RC(weft_promise_set_result(f, "second", 6), WEFT_EINVAL);
+    CHECK_MSG(strstr(weft_last_error(), "already finished") != NULL, "%s", weft_last_error());
+    CHECK_RC(weft_promise_set_error(f, WEFT_ETASK, "late"), WEFT_EINVAL);
+    CHECK_RC(weft_promise_set_running(f), WEFT_EINVAL);
+    CHECK_RC(weft_future_cancel(f), WEFT_EBUSY);
+    const void *out;
+    size_t len;
+    CHECK_OK(weft_future_result(f, 0, &out, &len));
+    CHECK(len == 5 && memcmp(out, "first", 5) == 0);
+    weft_future_release(f);
+
+    REQUIRE_OK(weft_promise_create(&f));
+    CHECK_OK(weft_promise_set_error(f, WEFT_EPERM, "no"));
+    CHECK_RC(weft_promise_set_error(f, WEFT_ETASK, "again"), WEFT_EINVAL);
+    CHECK_RC(weft_promise_set_result(f, "x", 1), WEFT_EINVAL);
+    CHECK_RC(weft_future_result(f, 0, NULL, NULL), WEFT_EPERM);
+    CHECK_EQ_STR(weft_future_error(f), "no");
+    weft_future_release(f);
+}
+
+static void note_state_cb(weft_future *f, void *arg)
+{
+    atomic_store((atomic_int *)arg, 100 + (int)weft_future_state_get(f));
+}
+
+TEST(promise_cancel_is_noticed)
+{
+    weft_future *f;
+    REQUIRE_OK(weft_promise_create(&f));
+    atomic_int seen = 0; /* the producer notices a cancel through a callback */
+    CHECK_OK(weft_future_on_done(f, note_state_cb, &seen));
+    CHECK_OK(weft_future_cancel(f));
+    CHECK_EQ_INT(atomic_load(&seen), 100 + WEFT_FUTURE_CANCELLED);
+    CHECK(weft_future_cancelled(f));
+    CHECK_RC(weft_promise_set_running(f), WEFT_ECANCELLED);
+    CHECK_RC(weft_promise_set_result(f, "x", 1), WEFT_ECANCELLED);
+    CHECK_RC(weft_promise_set_error(f, WEFT_ETASK, NULL), WEFT_ECANCELLED);
+    CHECK_RC(weft_future_result(f, 0, NULL, NULL), WEFT_ECANCELLED);
+    CHECK_OK(weft_future_cancel(f)); /* already cancelled */
+    weft_future_release(f);
+}
+
+TEST(promise_set_running_blocks_cancel)
+{
+    weft_future *f;
+    REQUIRE_OK(weft_promise_create(&f));
+    CHECK_OK(weft_promise_set_running(f));
+    CHECK_EQ_INT(weft_future_state_get(f), WEFT_FUTURE_RUNNING);
+    CHECK(weft_future_running(f));
+    CHECK_RC(weft_future_cancel(f), WEFT_EBUSY);
+    CHECK_RC(weft_promise_set_running(f), WEFT_EINVAL);
+    CHECK_RC(weft_future_wait(f, 0.01), WEFT_ETIMEDOUT);
+    CHECK_OK(weft_promise_set_result(f, "ok", 2));
+    CHECK_OK(weft_future_result(f, 0, NULL, NULL));
+    weft_future_release(f);
+}
+
+TEST(promise_bad_args)
+{
+    CHECK_RC(weft_promise_create(NULL), WEFT_EINVAL);
+    CHECK_RC(weft_promise_set_result(NULL, "x", 1), WEFT_EINVAL);
+    CHECK_RC(weft_promise_set_error(NULL, WEFT_ETASK, NULL), WEFT_EINVAL);
+    CHECK_RC(weft_promise_set_running(NULL), WEFT_EINVAL);
+    weft_future *f;
+    REQUIRE_OK(weft_promise_create(&f));
+    CHECK_RC(weft_promise_set_result(f, NULL, 3), WEFT_EINVAL);
+    weft_future_release(f);
+    /* a task's future is not a promise */
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    REQUIRE_OK(weft_submit(ex, echo, "t", 1, &f));
+    CHECK_RC(weft_promise_set_result(f, "x", 1), WEFT_EINVAL);
+    CHECK_RC(weft_promise_set_error(f, WEFT_ETASK, NULL), WEFT_EINVAL);
+    CHECK_RC(weft_promise_set_running(f), WEFT_EINVAL);
+    const void *out;
+    size_t len;
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, &out, &len));
+    CHECK(len == 1 && memcmp(out, "t", 1) == 0);
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* weft_wait, as_completed and callbacks over promises completed from another
+ * thread in a known order: 2, 0, 1 */
+TEST(promise_wait_as_completed_callbacks)
+{
+    weft_future *fs[3];
+    atomic_int seen[3];
+    for (int i = 0; i < 3; i++) {
+        REQUIRE_OK(weft_promise_create(&fs[i]));
+        atomic_init(&seen[i], 0);
+        CHECK_OK(weft_future_on_done(fs[i], note_state_cb, &seen[i]));
+    }
+    weft_as_completed *it;
+    REQUIRE_OK(weft_as_completed_create(fs, 3, &it));
+    bool done[3];
+    CHECK_RC(weft_wait(fs, 3, WEFT_WAIT_FIRST_COMPLETED, 0.01, done), WEFT_ETIMEDOUT);
+    pthread_t th[3];
+    struct delayed_set d[3];
+    int vals[3] = {10, 11, 12};
+    set_later(&th[2], &d[2], fs[2], 0.02, &vals[2], sizeof(int), 0);
+    CHECK_EQ_INT(weft_wait(fs, 3, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER, done), 1);
+    CHECK(done[2] && !done[0] && !done[1]);
+    set_later(&th[0], &d[0], fs[0], 0.02, NULL, 0, WEFT_EPERM);
+    CHECK_EQ_INT(weft_wait(fs, 3, WEFT_WAIT_FIRST_ERROR, WEFT_FOREVER, done), 2);
+    CHECK(done[0] && done[2] && !done[1]);
+    set_later(&th[1], &d[1], fs[1], 0.02, &vals[1], sizeof(int), 0);
+    CHECK_EQ_INT(weft_wait(fs, 3, WEFT_WAIT_ALL, WEFT_FOREVER, done), 3);
+    for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    const size_t order[3] = {2, 0, 1};
+    for (int k = 0; k < 3; k++) {
+        weft_future *f;
+        size_t idx;
+        CHECK_OK(weft_as_completed_next(it, WEFT_FOREVER, &f, &idx));
+        CHECK_EQ_U64(idx, order[k]);
+        CHECK(f == fs[order[k]]);
+    }
+    weft_future *f;
+    CHECK_RC(weft_as_completed_next(it, 0, &f, NULL), WEFT_EOF);
+    weft_as_completed_destroy(it);
+    CHECK_EQ_INT(atomic_load(&seen[0]), 100 + WEFT_FUTURE_FAILED);
+    CHECK_EQ_INT(atomic_load(&seen[1]), 100 + WEFT_FUTURE_DONE);
+    CHECK_EQ_INT(atomic_load(&seen[2]), 100 + WEFT_FUTURE_DONE);
+    for (int i = 0; i < 3; i++) weft_future_release(fs[i]);
+}
+
+/* a promise whose last reference goes while unfinished is cancelled first:
+ * its callbacks run, an iterator over it is freed (ASan: no leak) */
+TEST(promise_dropped_unfinished_is_cancelled)
+{
+    weft_future *f;
+    REQUIRE_OK(weft_promise_create(&f));
+    atomic_int seen = 0;
+    CHECK_OK(weft_future_on_done(f, note_state_cb, &seen));
+    weft_as_completed *it;
+    REQUIRE_OK(weft_as_completed_create(&f, 1, &it));
+    weft_as_completed_destroy(it);
+    CHECK_EQ_INT(atomic_load(&seen), 0);
+    weft_future_release(f);
+    CHECK_EQ_INT(atomic_load(&seen), 100 + WEFT_FUTURE_CANCELLED);
+}
+
+/* a promise as the input of a task: the task waits on it (and helps) */
+static int wait_promise_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_future *p;
+    if (len != sizeof p) return WEFT_EINVAL;
+    memcpy(&p, in, sizeof p);
+    const void *d;
+    size_t l;
+    int rc = weft_future_result(p, WEFT_FOREVER, &d, &l);
+    if (rc) return rc;
+    return weft_ctx_set_output(ctx, d, l);
+}
+
+TEST(promise_awaited_inside_tasks)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    weft_future *p, *t;
+    REQUIRE_OK(weft_promise_create(&p));
+    REQUIRE_OK(weft_submit(ex, wait_promise_task, &p, sizeof p, &t));
+    CHECK_RC(weft_future_wait(t, 0.02), WEFT_ETIMEDOUT);
+    CHECK_OK(weft_promise_set_result(p, "relay", 5));
+    const void *out;
+    size_t len;
+    CHECK_OK(weft_future_result(t, WEFT_FOREVER, &out, &len));
+    CHECK(len == 5 && memcmp(out, "relay", 5) == 0);
+    weft_future_release(t);
+    weft_future_release(p);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* Many threads race to complete, cancel, start and wait on the same
+ * promises: exactly one outcome wins and everyone sees it. */
+enum {
+    RACE_ROLES = 6 /* set_result, set_error, cancel, set_running+set_result, wait, on_done */
+};
+
+typedef struct race_slot {
+    weft_future *f;
+    atomic_int set_ok, err_ok, run_ok, run_set_ok, cb_reg, cb_runs, cb_state;
+    atomic_int won_value; /* the value whose set_result returned 0 */
+    atomic_int bad;
+} race_slot;
+
+typedef struct race_shared {
+    race_slot *slots;
+    int nslots;
+    int nthreads;
+    pthread_barrier_t start, end;
+    atomic_int stop;
+} race_shared;
+
+typedef struct race_arg {
+    race_shared *sh;
+    int id;
+} race_arg;
+
+static void race_cb(weft_future *f, void *arg)
+{
+    race_slot *s = arg;
+    atomic_fetch_add(&s->cb_runs, 1);
+    atomic_store(&s->cb_state, (int)weft_future_state_get(f));
+}
+
+static void *race_thread(void *p)
+{
+    race_arg *a = p;
+    race_shared *sh = a->sh;
+    uint64_t rng = 0x9e3779b97f4a7c15ull * (uint64_t)(a->id + 1);
+    for (;;) {
+        pthread_barrier_wait(&sh->start);
+        if (atomic_load(&sh->stop)) break;
+        for (int k = 0; k < sh->nslots; k++) {
+            /* each thread visits the slots in its own order */
+            int i = (k * 7 + a->id * 13) % sh->nslots;
+            race_slot *s = &sh->slots[i];
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            int role = (int)((rng >> 8) % RACE_ROLES);
+            int v = a->id * 100000 + i;
+            int rc;
+            switch (role) {
+            case 0:
+                rc = weft_promise_set_result(s->f, &v, sizeof v);
+                if (rc == 0) {
+                    atomic_fetch_add(&s->set_ok, 1);
+                    atomic_store(&s->won_value, v);
+                } else if (rc != WEFT_EINVAL && rc != WEFT_ECANCELLED) {
+                    atomic_fetch_add(&s->bad, 1);
+                }
+                break;
+            case 1:
+                rc = weft_promise_set_error(s->f, -(1000 + a->id), "race");
+                if (rc == 0)
+                    atomic_fetch_add(&s->err_ok, 1);
+                else if (rc != WEFT_EINVAL && rc != WEFT_ECANCELLED)
+                    atomic_fetch_add(&s->bad, 1);
+                break;
+            case 2:
+                rc = weft_future_cancel(s->f);
+                if (rc != 0 && rc != WEFT_EBUSY) atomic_fetch_add(&s->bad, 1);
+                break;
+            case 3:
+                rc = weft_promise_set_running(s->f);
+                if (rc == 0) {
+                    atomic_fetch_add(&s->run_ok, 1);
+                    if (weft_future_cancel(s->f) != WEFT_EBUSY) atomic_fetch_add(&s->bad, 1);
+                    rc = weft_promise_set_result(s->f, &v, sizeof v);
+                    if (rc == 0) {
+                        atomic_fetch_add(&s->set_ok, 1);
+                        atomic_fetch_add(&s->run_set_ok, 1);
+                        atomic_store(&s->won_value, v);
+                    } else if (rc != WEFT_EINVAL) {
+                        atomic_fetch_add(&s->bad, 1);
+                    }
+                } else if (rc != WEFT_EINVAL && rc != WEFT_ECANCELLED) {
+                    atomic_fetch_add(&s->bad, 1);
+                }
+                break;
+            case 4: {
+                const void *d;
+                size_t len;
+                rc = weft_future_result(s->f, (rng >> 40) & 1 ? 0.002 : 0.0001, &d, &len);
+                if (rc == 0 && len != sizeof(int)) atomic_fetch_add(&s->bad, 1);
+                if (rc == WEFT_ETIMEDOUT && weft_future_done(s->f)) {
+                    /* finished just after the timeout: fine */
+                }
+                break;
+            }
+            default:
+                atomic_fetch_add(&s->cb_reg, 1);
+                if (weft_future_on_done(s->f, race_cb, s) != 0) atomic_fetch_add(&s->bad, 1);
+                break;
+            }
+        }
+        pthread_barrier_wait(&sh->end);
+    }
+    return NULL;
+}
+
+TEST(promise_race_many_threads)
+{
+    int nthreads = check_arg_threads(8);
+    int nslots = 64;
+    double seconds = (CHECK_TSAN || CHECK_ASAN ? 2.0 : 3.0) * check_stress_scale();
+    race_shared sh;
+    memset(&sh, 0, sizeof sh);
+    sh.nslots = nslots;
+    sh.nthreads = nthreads;
+    sh.slots = calloc((size_t)nslots, sizeof *sh.slots);
+    REQUIRE(sh.slots);
+    pthread_barrier_init(&sh.start, NULL, (unsigned)nthreads + 1);
+    pthread_barrier_init(&sh.end, NULL, (unsigned)nthreads + 1);
+    pthread_t *th = malloc((size_t)nthreads * sizeof *th);
+    race_arg *args = malloc((size_t)nthreads * sizeof *args);
+    REQUIRE(th && args);
+    for (int t = 0; t < nthreads; t++) {
+        args[t] = (race_arg){&sh, t};
+        REQUIRE(pthread_create(&th[t], NULL, race_thread, &args[t]) == 0);
+    }
+    long rounds = 0, outcomes[5] = {0};
+    double end = check_now() + seconds;
+    while (check_now() < end) {
+        for (int i = 0; i < nslots; i++) {
+            race_slot *s = &sh.slots[i];
+            memset(s, 0, sizeof *s);
+            REQUIRE_OK(weft_promise_create(&s->f));
+        }
+        pthread_barrier_wait(&sh.start);
+        pthread_barrier_wait(&sh.end);
+        for (int i = 0; i < nslots; i++) {
+            race_slot *s = &sh.slots[i];
+            int st = (int)weft_future_state_get(s->f);
+            int set_ok = atomic_load(&s->set_ok), err_ok = atomic_load(&s->err_ok);
+            CHECK_EQ_INT(atomic_load(&s->bad), 0);
+            CHECK_MSG(set_ok + err_ok <= 1, "slot %d: %d results and %d errors set", i, set_ok,
+                      err_ok);
+            CHECK_MSG(atomic_load(&s->run_ok) <= 1, "slot %d: set_running won %d times", i,
+                      atomic_load(&s->run_ok));
+            const void *d;
+            size_t len;
+            int rc = weft_future_result(s->f, 0, &d, &len);
+            switch (st) {
+            case WEFT_FUTURE_DONE: {
+                CHECK_EQ_INT(set_ok, 1);
+                CHECK_OK(rc);
+                int v = -1;
+                if (rc == 0 && len == sizeof v) memcpy(&v, d, sizeof v);
+                CHECK_EQ_INT(v, atomic_load(&s->won_value));
+                break;
+            }
+            case WEFT_FUTURE_FAILED:
+                CHECK_EQ_INT(err_ok, 1);
+                CHECK(rc <= -1000 && rc > -1000 - nthreads);
+                break;
+            case WEFT_FUTURE_CANCELLED:
+                CHECK_EQ_INT(set_ok + err_ok, 0);
+                CHECK_EQ_INT(atomic_load(&s->run_ok), 0);
+                CHECK_RC(rc, WEFT_ECANCELLED);
+                break;
+            default: /* nobody finished it (pending or running): finish it now */
+                CHECK_EQ_INT(set_ok + err_ok, 0);
+                CHECK_OK(weft_promise_set_result(s->f, NULL, 0));
+                break;
+            }
+            /* whoever finished it, every callback ran once and saw the end */
+            int cbs = atomic_load(&s->cb_runs);
+            CHECK_EQ_INT(cbs, atomic_load(&s->cb_reg));
+            if (cbs) CHECK_EQ_INT(atomic_load(&s->cb_state), (int)weft_future_state_get(s->f));
+            weft_future_release(s->f);
+            CHECK_EQ_INT(atomic_load(&s->cb_runs), cbs);
+            outcomes[st]++;
+        }
+        rounds++;
+    }
+    atomic_store(&sh.stop, 1);
+    pthread_barrier_wait(&sh.start);
+    for (int t = 0; t < nthreads; t++) pthread_join(th[t], NULL);
+    printf("    %ld rounds x %d promises x %d threads: %ld done, %ld failed, %ld cancelled, "
+           "%ld left pending/running\n",
+           rounds, nslots, nthreads, outcomes[WEFT_FUTURE_DONE], outcomes[WEFT_FUTURE_FAILED],
+           outcomes[WEFT_FUTURE_CANCELLED],
+           outcomes[WEFT_FUTURE_PENDING] + outcomes[WEFT_FUTURE_RUNNING]);
+    CHECK(rounds > 0);
+    pthread_barrier_destroy(&sh.start);
+    pthread_barrier_destroy(&sh.end);
+    free(th);
+    free(args);
+    free(sh.slots);
+}
+
+/* Issue 11 control 18: a future given several times is yielded once, with
+ * the index of its first occurrence (Python's as_completed dedups). Before,
+ * it was yielded at each position. */
+TEST(as_completed_yields_a_repeated_future_once)
+{
+    weft_future *a, *b, *c;
+    REQUIRE_OK(weft_promise_create(&a));
+    REQUIRE_OK(weft_promise_create(&b));
+    REQUIRE_OK(weft_promise_create(&c));
+    CHECK_OK(weft_promise_set_result(b, "b", 1)); /* finished before create */
+    weft_future *fs[7] = {a, b, a, c, b, a, c};
+    weft_as_completed *it;
+    REQUIRE_OK(weft_as_completed_create(fs, 7, &it));
+    CHECK_OK(weft_promise_set_result(c, "c", 1));
+    CHECK_OK(weft_promise_set_result(a, "a", 1));
+    const size_t want_idx[3] = {1, 3, 0};
+    weft_future *const want_f[3] = {b, c, a};
+    for (int k = 0; k < 3; k++) {
+        weft_future *f = NULL;
+        size_t idx = 99;
+        CHECK_OK(weft_as_completed_next(it, 1.0, &f, &idx));
+        CHECK_EQ_U64(idx, want_idx[k]);
+        CHECK(f == want_f[k]);
+    }
+    weft_future *f;
+    CHECK_RC(weft_as_completed_next(it, 0, &f, NULL), WEFT_EOF);
+    weft_as_completed_destroy(it);
+    /* one future many times, and the references are balanced (ASan: no leak) */
+    weft_future *same[5] = {a, a, a, a, a};
+    REQUIRE_OK(weft_as_completed_create(same, 5, &it));
+    size_t idx = 99;
+    CHECK_OK(weft_as_completed_next(it, 0, &f, &idx));
+    CHECK_EQ_U64(idx, 0);
+    CHECK_RC(weft_as_completed_next(it, 0, &f, NULL), WEFT_EOF);
+    weft_as_completed_destroy(it);
+    weft_future_release(a);
+    weft_future_release(b);
+    weft_future_release(c);
 }

@@ -1072,3 +1072,85 @@ TEST(bad_input)
     weft_graph_destroy(g);
     done_ex(ex);
 }
+
+/* ------------------------------------------------------------------------
+ * Futures as nodes (issue 11, control 14: promises in graphs)
+ * ------------------------------------------------------------------------ */
+
+struct promise_later {
+    weft_future *p;
+    int64_t v;
+    int code;
+};
+
+static void *complete_later(void *arg)
+{
+    struct promise_later *pl = arg;
+    check_sleep(0.03);
+    if (pl->code)
+        weft_promise_set_error(pl->p, pl->code, "the producer gave up");
+    else
+        weft_promise_set_result(pl->p, &pl->v, sizeof pl->v);
+    return NULL;
+}
+
+TEST(promise_as_a_node_input)
+{
+    for (size_t c = 0; c < NCONFIGS; c++) {
+        weft_executor *ex = make_ex(&configs[c]);
+        REQUIRE(ex);
+        weft_graph *g;
+        REQUIRE_OK(weft_graph_create(NULL, &g));
+        weft_future *p, *q;
+        REQUIRE_OK(weft_promise_create(&p));
+        REQUIRE_OK(weft_promise_create(&q));
+        weft_node np, nq, x, y, z;
+        REQUIRE_OK(weft_graph_future(g, p, &np));
+        REQUIRE_OK(weft_graph_future(g, q, &nq));
+        /* x = p + 1; y = x + q (q already done); z = p + 40 */
+        int64_t one = 1, forty = 40;
+        weft_arg ax[2] = {weft_arg_node(np), weft_arg_bytes(&one, 8)};
+        REQUIRE_OK(weft_graph_call(g, add, ax, 2, &x));
+        weft_arg ay[2] = {weft_arg_node(x), weft_arg_node(nq)};
+        REQUIRE_OK(weft_graph_call(g, add, ay, 2, &y));
+        weft_arg az[2] = {weft_arg_node(np), weft_arg_bytes(&forty, 8)};
+        REQUIRE_OK(weft_graph_call(g, add, az, 2, &z));
+        int64_t qv = 1000;
+        CHECK_OK(weft_promise_set_result(q, &qv, sizeof qv));
+        struct promise_later pl = {p, 2, 0};
+        pthread_t th;
+        REQUIRE(pthread_create(&th, NULL, complete_later, &pl) == 0);
+        weft_node targets[2] = {y, z};
+        CHECK_OK(weft_graph_compute(g, ex, targets, 2, NULL));
+        pthread_join(th, NULL);
+        CHECK_EQ_INT(result_i64(g, y), 1003);
+        CHECK_EQ_INT(result_i64(g, z), 42);
+        CHECK(weft_graph_duration(g, np) < 0);
+        weft_graph_stats st;
+        CHECK_OK(weft_graph_stats_get(g, &st));
+        CHECK_EQ_U64(st.executed, 3); /* x, y, z: the future nodes run no task */
+        weft_graph_destroy(g);        /* drops the graph's references */
+        CHECK_EQ_INT(weft_future_state_get(p), WEFT_FUTURE_DONE);
+        weft_future_release(p);
+        weft_future_release(q);
+
+        /* a failed promise fails its node and its consumers */
+        REQUIRE_OK(weft_graph_create(NULL, &g));
+        REQUIRE_OK(weft_promise_create(&p));
+        REQUIRE_OK(weft_graph_future(g, p, &np));
+        weft_arg a1 = weft_arg_node(np);
+        REQUIRE_OK(weft_graph_call(g, add, &a1, 1, &x));
+        pl = (struct promise_later){p, 0, WEFT_EPERM};
+        REQUIRE(pthread_create(&th, NULL, complete_later, &pl) == 0);
+        CHECK_RC(weft_graph_compute(g, ex, &x, 1, NULL), WEFT_EPERM);
+        pthread_join(th, NULL);
+        CHECK_MSG(strstr(weft_last_error(), "future") &&
+                      strstr(weft_last_error(), "the producer gave up"),
+                  "last error: %s", weft_last_error());
+        CHECK_EQ_INT(weft_graph_state(g, np), WEFT_NODE_FAILED);
+        CHECK_RC(weft_graph_result(g, x, NULL, NULL), WEFT_EDEPEND);
+        weft_future_release(p); /* the graph still holds it */
+        weft_graph_destroy(g);
+        done_ex(ex);
+    }
+}

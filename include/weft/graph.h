@@ -125,6 +125,22 @@ WEFT_API void weft_graph_destroy(weft_graph *g);
 WEFT_API int weft_graph_call(weft_graph *g, weft_task_fn fn, const weft_arg *args, size_t nargs,
                              weft_node *out);
 
+/* weft_graph_future() :
+ * Adds a node whose output is that of the future `f` -- a promise
+ * (weft_promise_create) or a submitted task's future -- and gives its id in
+ * `*out`; other nodes take it as an argument (weft_arg_node). A compute that
+ * needs the node waits for `f` to finish, without running anything for it:
+ * if `f` is done its output is the node's, if it failed or was cancelled
+ * the node fails with its code (consumers with WEFT_EDEPEND). The graph
+ * never cancels `f` (not with WEFT_COMPUTE_CANCEL_ON_ERROR either).
+ * weft_graph_duration() is -1 for such a node; its task name is "future".
+ * Ownership: the graph holds its own reference to `f` until
+ * weft_graph_destroy; the caller keeps its own.
+ * Threads: the graph's thread; `f` may be completed by any thread.
+ * @return 0, WEFT_EINVAL (NULL argument), WEFT_EBUSY (a compute of g is
+ * running), WEFT_ENOMEM; `*out` is WEFT_NODE_NONE on error. */
+WEFT_API int weft_graph_future(weft_graph *g, weft_future *f, weft_node *out);
+
 /* weft_graph_size() : the number of nodes in `g` (0 for NULL). */
 WEFT_API size_t weft_graph_size(const weft_graph *g);
 

@@ -118,6 +118,7 @@ static void *arena_alloc(weft_graph *g, size_t n)
 
 const char *weft__graph_task_name(weft_task_fn fn, char *buf, size_t cap)
 {
+    if (!fn) return "future"; /* a future node */
     const char *name = weft_task_name(fn);
     if (name) return name;
     void *p;
@@ -205,6 +206,7 @@ void weft_graph_destroy(weft_graph *g)
     for (uint32_t i = 0; i < g->nnodes; i++) {
         gnode *n = node_at(g, i);
         if (n->fut) weft_future_release(n->fut);
+        if (n->src) weft_future_release(n->src);
         free(n->msg);
         free(n->copy);
     }
@@ -322,6 +324,20 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
+/* Makes room for node `id` in the slabs. @return 0 or WEFT_ENOMEM. */
+static int reserve_slab(weft_graph *g, uint32_t id)
+{
+    size_t slab = id >> SLAB_SHIFT;
+    if (slab < g->nslabs) return 0;
+    gnode **s = realloc(g->slabs, (slab + 1) * sizeof *s);
+    if (!s) return WEFT_ENOMEM;
+    g->slabs = s;
+    s[slab] = calloc(SLAB_NODES, sizeof(gnode));
+    if (!s[slab]) return WEFT_ENOMEM;
+    g->nslabs = slab + 1;
+    return 0;
+}
+
 int weft_graph_call(weft_graph *g, weft_task_fn fn, const weft_arg *args, size_t nargs,
                     weft_node *out)
 {
@@ -364,15 +380,7 @@ int weft_graph_call(weft_graph *g, weft_task_fn fn, const weft_arg *args, size_t
     }
     /* reserve everything before changing anything */
     uint32_t id = g->nnodes;
-    size_t slab = id >> SLAB_SHIFT;
-    if (slab >= g->nslabs) {
-        gnode **s = realloc(g->slabs, (slab + 1) * sizeof *s);
-        if (!s) return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");
-        g->slabs = s;
-        s[slab] = calloc(SLAB_NODES, sizeof(gnode));
-        if (!s[slab]) return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");
-        g->nslabs = slab + 1;
-    }
+    if (reserve_slab(g, id)) return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");
     if (grow((void **)&g->args, &g->nargs_cap, g->nargs_used + nargs, sizeof *g->args) ||
         grow((void **)&g->edges, &g->edges_cap, g->nedges + nnode_args, sizeof *g->edges))
         return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");
@@ -424,6 +432,43 @@ int weft_graph_call(weft_graph *g, weft_task_fn fn, const weft_arg *args, size_t
     g->nargs_used += nargs;
     g->nnodes++;
     if (g->flags & WEFT_GRAPH_MERGE) table_put(g, id);
+    *out = id;
+    return 0;
+}
+
+int weft_graph_future(weft_graph *g, weft_future *f, weft_node *out)
+{
+    if (out) *out = WEFT_NODE_NONE;
+    if (!g || !f || !out)
+        return weft__err(WEFT_EINVAL, "weft_graph_future: %s is NULL",
+                         !g   ? "the graph"
+                         : !f ? "the future"
+                              : "out");
+    if (g->run)
+        return weft__err(WEFT_EBUSY, "weft_graph_future: a compute of this graph is running");
+    if (g->nnodes >= NONE32 - 1)
+        return weft__err(WEFT_ENOMEM, "weft_graph_future: the graph is full (%u nodes)", g->nnodes);
+    uint32_t id = g->nnodes;
+    if (reserve_slab(g, id)) return weft__err(WEFT_ENOMEM, "weft_graph_future: out of memory");
+    gnode *n = node_at(g, id);
+    uintptr_t p = (uintptr_t)f;
+    n->fn = NULL;
+    n->src = f;
+    weft_future_retain(f);
+    n->g_back = g;
+    n->block = NULL;
+    n->key = XXH3_64bits_withSeed(&p, sizeof p, 0x66757475u);
+    n->arg0 = (uint32_t)g->nargs_used;
+    n->nargs = 0;
+    n->edges = NONE32;
+    n->id = id;
+    n->t_run = UINT64_MAX;
+    atomic_init(&n->state, WEFT_NODE_NEW);
+    atomic_init(&n->deps, 0);
+    atomic_init(&n->uses, 0);
+    atomic_init(&n->doomed, 0);
+    atomic_init(&n->handle, NULL);
+    g->nnodes++;
     *out = id;
     return 0;
 }
@@ -644,13 +689,15 @@ static void node_done(weft_future *f, void *arg)
         n->copy = NULL;
         bytes_sub(g, n->copy_len);
     }
-    /* The task started after it was submitted, and (one address space: the
-     * callback runs on the worker that ran it) after this thread's previous
-     * completion. */
-    uint64_t start = n->t_submit;
-    if (r->ref && T_last_done > start && T_last_done <= now) start = T_last_done;
-    n->t_run = now - start;
-    T_last_done = now;
+    if (!n->src) { /* a future node runs no task: its duration stays -1 */
+        /* The task started after it was submitted, and (one address space:
+         * the callback runs on the worker that ran it) after this thread's
+         * previous completion. */
+        uint64_t start = n->t_submit;
+        if (r->ref && T_last_done > start && T_last_done <= now) start = T_last_done;
+        n->t_run = now - start;
+        T_last_done = now;
+    }
     const void *data;
     size_t len;
     int rc = weft_future_result(f, 0, &data, &len);
@@ -691,6 +738,15 @@ static void dispatch(grun *r, gnode *n)
     uint32_t d = atomic_load_explicit(&n->doomed, memory_order_relaxed);
     if (d) {
         skip_node(r, n, WEFT_EDEPEND, depend_msg(r, d - 1), false);
+        return;
+    }
+    if (n->src) { /* a future node: its output is the future's, when it finishes */
+        atomic_store_explicit(&n->state, WEFT_NODE_RUNNING, memory_order_relaxed);
+        weft_future_retain(n->src); /* owned by n->fut in node_done */
+        if (weft_future_on_done(n->src, node_done, n) != 0) {
+            weft_future_wait(n->src, WEFT_FOREVER);
+            node_done(n->src, n);
+        }
         return;
     }
     const garg *a = &g->args[n->arg0];
@@ -1026,11 +1082,11 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
         switch (atomic_load_explicit(&n->state, memory_order_relaxed)) {
         case WEFT_NODE_DONE:
         case WEFT_NODE_RELEASED:
-            g->executed++;
+            if (!n->src) g->executed++; /* a future node runs no task */
             break;
         case WEFT_NODE_FAILED:
             g->failed++;
-            if (n->fut) g->executed++;
+            if (n->fut && !n->src) g->executed++;
             break;
         case WEFT_NODE_CANCELLED:
             g->cancelled++;

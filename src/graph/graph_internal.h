@@ -55,7 +55,8 @@ typedef struct grun grun;
  * (one thread), then by exactly one completion, read by consumers after
  * their dependency count (acq_rel) says the producer finished. */
 typedef struct gnode {
-    weft_task_fn fn;
+    weft_task_fn fn;           /* NULL for a future node */
+    weft_future *src;          /* a future node's future (weft_graph_future), held */
     struct weft_graph *g_back; /* for the completion callback */
     void *block;               /* room for the REF argument block, in the arena */
     uint64_t key;
