@@ -944,8 +944,13 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
     int tries = 0; /* crash retries spent on item i */
     bool failed = false;
     while (i < n) {
+        if (force_stop(p)) { /* a message: the future may be RUNNING already */
+            report_err(done, arg, i++, WEFT_ECANCELLED,
+                       "stopped by a forced shutdown of the executor before it ran");
+            continue;
+        }
         if ((stop && atomic_load_explicit(stop, memory_order_relaxed)) ||
-            (failed && stop_on_error) || force_stop(p)) {
+            (failed && stop_on_error)) {
             report_err(done, arg, i++, WEFT_ECANCELLED, NULL);
             continue;
         }
