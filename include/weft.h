@@ -385,8 +385,12 @@ typedef struct weft_options {
  * fields left at zero.
  * Ownership: the caller destroys `*out` with weft_executor_destroy().
  * Threads: safe from any thread.
+ * At the first call, registers an atexit handler that, at program exit,
+ * waits for the work of every executor still alive as its exit_mode says
+ * (docs/api.md "Exit behaviour").
  * @return 0, or WEFT_EINVAL (bad option or environment value), WEFT_ENOTSUP
- * (backend not available in this build), WEFT_ENOMEM, WEFT_EAGAIN (cannot
+ * (backend not available in this build), WEFT_ENOTREG (processes, mpi: an
+ * unregistered initializer or finalizer), WEFT_ENOMEM, WEFT_EAGAIN (cannot
  * start threads), or the initializer's error; `*out` is NULL on error. */
 WEFT_API int weft_executor_create(const weft_options *opts, weft_executor **out);
 
