@@ -331,13 +331,6 @@ typedef struct weft_options {
     /* Worker thread stack size in bytes; 0 = 8 MiB. At most 1 GiB (larger
      * is WEFT_EINVAL); a size the system refuses is WEFT_EINVAL too. */
     size_t stack_size;
-    /* What happens to this executor when the program leaves main() or calls
-     * exit() while it is still alive (docs/api.md "Exit behaviour"). */
-    weft_exit_mode exit_mode;
-    /* With WEFT_EXIT_JOIN: the longest wait at exit, in seconds; 0 (default)
-     * waits without limit, like Python's concurrent.futures. Work still
-     * queued or running when it passes is dropped. */
-    double exit_timeout;
 
     /* ---- processes backend only (ignored by the others) ---- */
     /* Per-task time limit in seconds (0: none): a task still running after
@@ -359,7 +352,7 @@ typedef struct weft_options {
      * future with WEFT_EOVERFLOW; the pool goes on. */
     size_t max_input;
     /* Watchdog: when no task finished for this many seconds while tasks
-     * are pending (0: off; 0 takes WEFT_WATCHDOG; WEFT_FOREVER: never),
+     * are pending (0 takes WEFT_WATCHDOG, else off; WEFT_FOREVER: never),
      * report which task each worker runs and for how long, once per stall,
      * to on_stall(on_stall_arg, info) and watchdog_fn(report, watchdog_arg)
      * when set, and to stderr only when watchdog_print is true or the
@@ -368,21 +361,31 @@ typedef struct weft_options {
     double watchdog;
     void (*watchdog_fn)(const char *report, void *arg);
     void *watchdog_arg;
-    void (*on_stall)(void *arg, const weft_stall_info *info);
-    void *on_stall_arg;
-    bool watchdog_print;
 
     /* ---- mpi backend only ---- */
     /* Hybrid mode: each worker rank runs the items of a batch on this many
      * threads of its own (ranks x threads); 0 takes WEFT_MPI_THREADS, else 1
      * (items run on the rank's main thread). */
     int mpi_threads;
+
+    /* ---- appended (fields are only ever appended) ---- */
+    /* What happens to this executor when the program leaves main() or calls
+     * exit() while it is still alive (docs/api.md "Exit behaviour"). */
+    weft_exit_mode exit_mode;
+    /* With WEFT_EXIT_JOIN: the longest wait at exit, in seconds; 0 (default)
+     * waits without limit, like Python's concurrent.futures. Work still
+     * queued or running when it passes is dropped. */
+    double exit_timeout;
+    /* processes: the watchdog's callback and printing (see `watchdog`) */
+    void (*on_stall)(void *arg, const weft_stall_info *info);
+    void *on_stall_arg;
+    bool watchdog_print;
 } weft_options;
 
 /* weft_executor_create() :
  * Creates an executor from `opts` (NULL = defaults) and starts its workers.
- * The environment (WEFT_BACKEND, WEFT_WORKERS, WEFT_TRACE) fills only the
- * fields left at zero.
+ * The environment (WEFT_BACKEND, WEFT_WORKERS, WEFT_TRACE, WEFT_WATCHDOG)
+ * fills only the fields left at zero.
  * Ownership: the caller destroys `*out` with weft_executor_destroy().
  * Threads: safe from any thread.
  * At the first call, registers an atexit handler that, at program exit,
