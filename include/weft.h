@@ -295,6 +295,25 @@ WEFT_API const char *weft_backend_name(weft_backend b);
 /* weft_backend_available() : true if this build can create `b`. */
 WEFT_API bool weft_backend_available(weft_backend b);
 
+/* What a live executor does when the program exits (leaves main() or
+ * calls exit()); see docs/api.md "Exit behaviour". */
+typedef enum weft_exit_mode {
+    WEFT_EXIT_JOIN = 0, /* wait for queued and running tasks (Python's default) */
+    WEFT_EXIT_CANCEL,   /* cancel queued tasks, wait for the running ones */
+    WEFT_EXIT_NONE,     /* do nothing: the process ends, unfinished work is lost */
+} weft_exit_mode;
+
+/* What the watchdog of the processes backend reports on a stall (valid
+ * only during the on_stall call). */
+typedef struct weft_stall_info {
+    double stalled;     /* seconds since a task last finished */
+    int64_t pending;    /* tasks submitted and not finished */
+    int workers;        /* worker processes of the executor */
+    const char *report; /* the text report: a summary line, then one line
+                           per worker ("worker 1 (pid 42): task 'f' (index 7)
+                           running for 3.2 s" or "... idle") */
+} weft_stall_info;
+
 typedef struct weft_options {
     /* Level of execution; 0 takes WEFT_BACKEND, else threads. */
     weft_backend backend;
@@ -313,7 +332,8 @@ typedef struct weft_options {
     uint64_t seed;
     /* Chrome trace-event JSON written at destroy; NULL takes WEFT_TRACE. */
     const char *trace_path;
-    /* Worker thread stack size in bytes; 0 = 8 MiB. */
+    /* Worker thread stack size in bytes; 0 = 8 MiB. At most 1 GiB (larger
+     * is WEFT_EINVAL); a size the system refuses is WEFT_EINVAL too. */
     size_t stack_size;
 
     /* ---- processes backend only (ignored by the others) ---- */
@@ -337,9 +357,12 @@ typedef struct weft_options {
      * future with WEFT_EOVERFLOW; the pool goes on. */
     size_t max_input;
     /* Watchdog: when no task finished for this many seconds while tasks
-     * are pending (0: off), report which task each worker runs and for how
-     * long -- to watchdog_fn(report, watchdog_arg) if set, else to stderr.
-     * Reported once per stall. */
+     * are pending (0 takes WEFT_WATCHDOG, else off; WEFT_FOREVER: never),
+     * report which task each worker runs and for how long, once per stall,
+     * to on_stall(on_stall_arg, info) and watchdog_fn(report, watchdog_arg)
+     * when set, and to stderr only when watchdog_print is true or the
+     * period came from WEFT_WATCHDOG. A watchdog with none of these is
+     * WEFT_EINVAL (it would report to no one): weft never prints unasked. */
     double watchdog;
     void (*watchdog_fn)(const char *report, void *arg);
     void *watchdog_arg;
@@ -349,31 +372,66 @@ typedef struct weft_options {
      * threads of its own (ranks x threads); 0 takes WEFT_MPI_THREADS, else 1
      * (items run on the rank's main thread). */
     int mpi_threads;
+
+    /* ---- appended (fields are only ever appended) ---- */
+    /* What happens to this executor when the program leaves main() or calls
+     * exit() while it is still alive (docs/api.md "Exit behaviour"). */
+    weft_exit_mode exit_mode;
+    /* With WEFT_EXIT_JOIN: the longest wait at exit, in seconds; 0 (default)
+     * waits without limit, like Python's concurrent.futures. Work still
+     * queued or running when it passes is dropped. */
+    double exit_timeout;
+    /* processes: the watchdog's callback and printing (see `watchdog`) */
+    void (*on_stall)(void *arg, const weft_stall_info *info);
+    void *on_stall_arg;
+    bool watchdog_print;
 } weft_options;
 
 /* weft_executor_create() :
  * Creates an executor from `opts` (NULL = defaults) and starts its workers.
- * The environment (WEFT_BACKEND, WEFT_WORKERS, WEFT_TRACE) fills only the
- * fields left at zero.
+ * The environment (WEFT_BACKEND, WEFT_WORKERS, WEFT_TRACE, WEFT_WATCHDOG)
+ * fills only the fields left at zero.
  * Ownership: the caller destroys `*out` with weft_executor_destroy().
  * Threads: safe from any thread.
+ * At the first call, registers an atexit handler that, at program exit,
+ * waits for the work of every executor still alive as its exit_mode says
+ * (docs/api.md "Exit behaviour").
  * @return 0, or WEFT_EINVAL (bad option or environment value), WEFT_ENOTSUP
- * (backend not available in this build), WEFT_ENOMEM, WEFT_EAGAIN (cannot
+ * (backend not available in this build), WEFT_ENOTREG (processes, mpi: an
+ * unregistered initializer or finalizer), WEFT_ENOMEM, WEFT_EAGAIN (cannot
  * start threads), or the initializer's error; `*out` is NULL on error. */
 WEFT_API int weft_executor_create(const weft_options *opts, weft_executor **out);
 
+/* Bits: CANCEL (1) cancels queued tasks, NOWAIT (2) returns at once, FORCE
+ * (4, always with CANCEL) also stops running tasks. Python's
+ * shutdown(wait=False, cancel_futures=True) is WEFT_SHUTDOWN_CANCEL_NOWAIT. */
 typedef enum weft_shutdown_mode {
-    WEFT_SHUTDOWN_WAIT = 0,   /* run everything submitted, then stop */
-    WEFT_SHUTDOWN_CANCEL = 1, /* cancel what has not started, wait for the rest */
+    WEFT_SHUTDOWN_WAIT = 0,          /* run everything submitted, then stop */
+    WEFT_SHUTDOWN_CANCEL = 1,        /* cancel what has not started, wait for the rest */
+    WEFT_SHUTDOWN_NOWAIT = 2,        /* return at once; everything submitted still runs */
+    WEFT_SHUTDOWN_CANCEL_NOWAIT = 3, /* cancel what has not started, return at once */
+    WEFT_SHUTDOWN_FORCE = 5,         /* cancel what has not started, stop what runs
+                                        (processes: kill the worker processes; their
+                                        tasks fail with WEFT_ECANCELLED), wait until
+                                        every future is finished */
 } weft_shutdown_mode;
 
 /* weft_executor_shutdown() :
  * Stops accepting work (later submits fail with WEFT_ECLOSED), then waits
  * until every task submitted before is finished (WAIT) or finished or
- * cancelled (CANCEL). Idempotent; a later CANCEL may follow a WAIT from
- * another thread. Workers stay alive until weft_executor_destroy().
+ * cancelled (CANCEL, FORCE); the NOWAIT modes return at once while the
+ * work goes on (or is cancelled) in the background. FORCE stops running
+ * tasks where the backend can: processes kills the worker processes
+ * running them (those futures fail with WEFT_ECANCELLED and a message;
+ * the finalizer does not run in them); threads and serial cannot stop a
+ * running thread, so FORCE waits for running tasks as CANCEL does; mpi
+ * cancels everything not yet sent to a rank and waits for what was sent.
+ * Idempotent; a stronger mode may follow a weaker one from any thread
+ * (a FORCE after a WAIT stops the work the WAIT waits for).
+ * Workers stay alive until weft_executor_destroy(), which waits for
+ * whatever a NOWAIT shutdown left running.
  * Threads: safe from any thread except the executor's own tasks (WEFT_EDEADLK).
- * @return 0, WEFT_EINVAL, WEFT_EDEADLK. */
+ * @return 0, WEFT_EINVAL (NULL or an unknown mode), WEFT_EDEADLK. */
 WEFT_API int weft_executor_shutdown(weft_executor *ex, weft_shutdown_mode mode);
 
 /* weft_executor_destroy() :

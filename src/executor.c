@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "deque.h"
 #include "internal.h"
@@ -53,6 +54,16 @@
 #define IDLE_SPIN_NS 100000
 #define DEQUE_CAP0 256
 #define STATE_INLINE 64
+#define MAX_STACK_SIZE ((size_t)1 << 30)
+
+/* Seconds to nanoseconds, saturating: NaN and <= 0 give 0; WEFT_FOREVER and
+ * anything past INT64_MAX ns (~292 years) give INT64_MAX, "never". */
+static int64_t secs_to_ns(double s)
+{
+    if (!(s > 0)) return 0;
+    if (s >= (double)INT64_MAX / 1e9) return INT64_MAX;
+    return (int64_t)(s * 1e9);
+}
 
 typedef struct slot {
     weft__deque dq;
@@ -127,6 +138,9 @@ struct weft_executor {
     double watchdog;
     void (*watchdog_fn)(const char *report, void *arg);
     void *watchdog_arg;
+    void (*on_stall)(void *arg, const weft_stall_info *info);
+    void *on_stall_arg;
+    bool watchdog_print;
     pthread_t watchdog_th;
     bool watchdog_started;
     _Atomic uint32_t watchdog_stop;
@@ -136,6 +150,14 @@ struct weft_executor {
     int ranks;
     int mpi_threads;
     struct weft__mpi_exec *mpi;
+
+    /* exit behaviour (exit_join_all): on the exit list, guarded by exit_mu */
+    weft_exit_mode exit_mode;
+    int64_t exit_timeout_ns; /* 0: no limit */
+    pid_t pid;               /* the process that created it */
+    struct weft_executor *exit_next;
+    int exit_pins;  /* exit_join_all is using it: destroy waits */
+    bool exit_seen; /* exit_join_all handled it */
 
     /* creation handshake */
     pthread_mutex_t init_mu;
@@ -1171,6 +1193,20 @@ static int parse_workers_env(const char *v, int *out)
     return 0;
 }
 
+/* WEFT_WATCHDOG: seconds (>= 0, "inf" = never). */
+static int parse_watchdog_env(const char *v, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    while (*end == ' ') end++;
+    if (errno == ERANGE && d != 0) errno = 0; /* a huge value: never */
+    if (errno || end == v || *end || !(d >= 0))
+        return weft__err(WEFT_EINVAL, "WEFT_WATCHDOG='%s' is not a number of seconds (>= 0)", v);
+    *out = d;
+    return 0;
+}
+
 static void executor_free(weft_executor *ex)
 {
     if (!ex) return;
@@ -1251,14 +1287,29 @@ static int start_threads(weft_executor *ex)
     if (!ex->shared_slot) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, ex->stack_size);
+    int e = pthread_attr_setstacksize(&attr, ex->stack_size);
+    if (e) {
+        pthread_attr_destroy(&attr);
+        return weft__err(WEFT_EINVAL,
+                         "weft_executor_create: stack_size %zu is not a valid thread stack size "
+                         "(%s)",
+                         ex->stack_size, strerror(e));
+    }
     int started = 0, rc = 0;
     for (int i = 0; i < ex->nworkers; i++) {
-        int e = pthread_create(&ex->workers[i].th, &attr, worker_main, &ex->workers[i]);
+        e = pthread_create(&ex->workers[i].th, &attr, worker_main, &ex->workers[i]);
+        if (e == EINVAL) {
+            rc = weft__err(WEFT_EINVAL,
+                           "weft_executor_create: the system refuses worker threads with "
+                           "stack_size %zu (%s)",
+                           ex->stack_size, strerror(e));
+            break;
+        }
         if (e) {
             rc = weft__err(WEFT_EAGAIN,
-                           "weft_executor_create: cannot start worker thread %d of %d: %s", i,
-                           ex->nworkers, strerror(e));
+                           "weft_executor_create: cannot start worker thread %d of %d with a "
+                           "stack of %zu bytes: %s",
+                           i, ex->nworkers, ex->stack_size, strerror(e));
             break;
         }
         ex->workers[i].started = true;
@@ -1278,14 +1329,20 @@ static int start_threads(weft_executor *ex)
  * ex->watchdog seconds while tasks are pending, reports what every worker
  * process is running, once per stall. */
 static int64_t pending(weft_executor *ex);
+static void exit_list_add(weft_executor *ex);
 
 static void *watchdog_main(void *arg)
 {
     weft_executor *ex = arg;
-    uint64_t limit = (uint64_t)(ex->watchdog * 1e9);
+    int64_t limit_ns = secs_to_ns(ex->watchdog);
+    uint64_t limit = (uint64_t)limit_ns;
+    /* check four times per period, at most every 10 s (the sleep ends at
+     * destroy anyway) */
+    int64_t tick = limit_ns / 4 + 1000000;
+    if (tick > 10000000000ll) tick = 10000000000ll;
     uint64_t reported_for = 0;
     while (!atomic_load(&ex->watchdog_stop)) {
-        weft__futex_wait(&ex->watchdog_stop, 0, (int64_t)(limit / 4 + 1000000));
+        weft__futex_wait(&ex->watchdog_stop, 0, tick);
         if (atomic_load(&ex->watchdog_stop)) break;
         uint64_t last = atomic_load_explicit(&ex->last_done_ns, memory_order_relaxed);
         uint64_t now = weft__now_ns();
@@ -1305,10 +1362,12 @@ static void *watchdog_main(void *arg)
                 snprintf(line, sizeof line, "worker %d: no process", i);
             len += (size_t)snprintf(rep + len, cap - len, "\n  %s", line);
         }
-        if (ex->watchdog_fn)
-            ex->watchdog_fn(rep, ex->watchdog_arg);
-        else
-            fprintf(stderr, "%s\n", rep);
+        if (ex->on_stall) {
+            weft_stall_info info = {(double)(now - last) * 1e-9, pending(ex), ex->nworkers, rep};
+            ex->on_stall(ex->on_stall_arg, &info);
+        }
+        if (ex->watchdog_fn) ex->watchdog_fn(rep, ex->watchdog_arg);
+        if (ex->watchdog_print) fprintf(stderr, "%s\n", rep); /* asked for */
         free(rep);
     }
     return NULL;
@@ -1358,7 +1417,19 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     if (opts->init_len && !opts->init_input)
         return weft__err(WEFT_EINVAL, "weft_executor_create: init_input is NULL with init_len %zu",
                          opts->init_len);
+    if (opts->stack_size > MAX_STACK_SIZE)
+        return weft__err(WEFT_EINVAL,
+                         "weft_executor_create: stack_size %zu is over the limit of %zu bytes "
+                         "(1 GiB)",
+                         opts->stack_size, MAX_STACK_SIZE);
+    if ((unsigned)opts->exit_mode > WEFT_EXIT_NONE)
+        return weft__err(WEFT_EINVAL, "weft_executor_create: unknown exit_mode %d",
+                         (int)opts->exit_mode);
+    if (opts->exit_timeout < 0 || opts->exit_timeout != opts->exit_timeout)
+        return weft__err(WEFT_EINVAL, "weft_executor_create: exit_timeout must be >= 0 seconds");
     int ranks = 0, mpi_threads = 0;
+    double watchdog = 0;
+    bool watchdog_print = false;
     if (backend == WEFT_BACKEND_MPI) {
         /* the worker count is the number of worker ranks used; the
          * executor itself has one thread, the dispatcher */
@@ -1378,6 +1449,30 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
         if (opts->max_tasks_per_worker < 0 || opts->crash_retries < 0)
             return weft__err(WEFT_EINVAL, "weft_executor_create: negative %s",
                              opts->crash_retries < 0 ? "crash_retries" : "max_tasks_per_worker");
+        if (opts->initializer && !weft_task_name(opts->initializer))
+            return weft__err(WEFT_ENOTREG,
+                             "weft_executor_create: the initializer is not registered; the "
+                             "processes backend finds functions by name (use WEFT_TASK_REGISTER "
+                             "or weft_task_register)");
+        if (opts->finalizer && !weft_task_name(opts->finalizer))
+            return weft__err(WEFT_ENOTREG,
+                             "weft_executor_create: the finalizer is not registered; the "
+                             "processes backend finds functions by name (use WEFT_TASK_REGISTER "
+                             "or weft_task_register)");
+        watchdog = opts->watchdog;
+        watchdog_print = opts->watchdog_print;
+        if (watchdog == 0) {
+            const char *v = getenv("WEFT_WATCHDOG");
+            if (v && *v) {
+                int rc = parse_watchdog_env(v, &watchdog);
+                if (rc) return rc;
+                watchdog_print = watchdog > 0; /* asked for through the environment */
+            }
+        }
+        if (watchdog > 0 && !opts->on_stall && !opts->watchdog_fn && !watchdog_print)
+            return weft__err(WEFT_EINVAL,
+                             "weft_executor_create: a watchdog with no on_stall, no watchdog_fn "
+                             "and watchdog_print false would report to no one");
         int rc = weft__fs_start("weft_executor_create");
         if (rc) return rc;
     }
@@ -1408,9 +1503,16 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     ex->popts.initializer = opts->initializer;
     ex->popts.finalizer = opts->finalizer;
     ex->popts.seed = ex->seed;
-    ex->watchdog = backend == WEFT_BACKEND_PROCESSES ? opts->watchdog : 0;
+    ex->popts.force = &ex->cancelling;
+    ex->watchdog = watchdog;
     ex->watchdog_fn = opts->watchdog_fn;
     ex->watchdog_arg = opts->watchdog_arg;
+    ex->on_stall = opts->on_stall;
+    ex->on_stall_arg = opts->on_stall_arg;
+    ex->watchdog_print = watchdog_print;
+    ex->exit_mode = opts->exit_mode;
+    ex->exit_timeout_ns = secs_to_ns(opts->exit_timeout);
+    ex->pid = getpid();
     atomic_store(&ex->last_done_ns, weft__now_ns());
     if (ex->stack_size < 65536) ex->stack_size = 65536;
     if (opts->init_len) {
@@ -1465,9 +1567,12 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
             executor_free(ex);
             return weft__err(rc, "%s", keep);
         }
-        if (ex->watchdog > 0 && pthread_create(&ex->watchdog_th, NULL, watchdog_main, ex) == 0)
+        /* WEFT_FOREVER (or any period past ~292 years) is "never" */
+        if (ex->watchdog > 0 && secs_to_ns(ex->watchdog) < INT64_MAX &&
+            pthread_create(&ex->watchdog_th, NULL, watchdog_main, ex) == 0)
             ex->watchdog_started = true;
     }
+    exit_list_add(ex);
     *out = ex;
     return 0;
 }
@@ -1508,36 +1613,129 @@ static bool inside_own_task(const weft_executor *ex)
     return (T.w && T.ex == ex) || (T.serial_depth > 0 && T.serial_ex == ex);
 }
 
-int weft_executor_shutdown(weft_executor *ex, weft_shutdown_mode mode)
+/* Waits until every task submitted is finished or cancelled, or until
+ * `deadline` (weft__now_ns; 0: none) passes. Returns whether all finished. */
+static bool wait_drained(weft_executor *ex, uint64_t deadline)
 {
-    if (!ex) return weft__err(WEFT_EINVAL, "weft_executor_shutdown: NULL executor");
-    if (mode != WEFT_SHUTDOWN_WAIT && mode != WEFT_SHUTDOWN_CANCEL)
-        return weft__err(WEFT_EINVAL, "weft_executor_shutdown: unknown mode %d", (int)mode);
-    if (inside_own_task(ex))
-        return weft__err(WEFT_EDEADLK,
-                         "weft_executor_shutdown: called from a task of the same executor");
-    if (mode == WEFT_SHUTDOWN_CANCEL) atomic_store(&ex->cancelling, 1);
-    atomic_store(&ex->closed, 1);
-    atomic_thread_fence(memory_order_seq_cst);
-    if (ex->backend != WEFT_BACKEND_SERIAL) heavy_fence(ex);
     if (ex->backend == WEFT_BACKEND_SERIAL) {
-        while (atomic_load(&ex->inline_running) > 0) weft__yield();
-        return 0;
+        while (atomic_load(&ex->inline_running) > 0) {
+            if (deadline && weft__now_ns() >= deadline) return false;
+            weft__yield();
+        }
+        return true;
     }
-    wake_all(ex);
-    if (mode == WEFT_SHUTDOWN_CANCEL) cancel_queued(ex);
     for (;;) {
         uint32_t e = atomic_load(&ex->idle_epoch);
-        if (pending(ex) <= 0) break;
+        if (pending(ex) <= 0) return true;
+        if (deadline && weft__now_ns() >= deadline) return false;
         if (weft__futex_wait(&ex->idle_epoch, e, 1000000) == WEFT_ETIMEDOUT) {
             /* Still pending after a quiet millisecond: make sure no task
              * waits behind a sleeping pool (cheap, and only while shutting
-             * down). */
+             * down). A CANCEL or FORCE may have come from another thread
+             * meanwhile. */
             wake_all(ex);
-            if (mode == WEFT_SHUTDOWN_CANCEL) cancel_queued(ex);
+            if (weft__executor_cancelling(ex)) cancel_queued(ex);
         }
     }
+}
+
+int weft_executor_shutdown(weft_executor *ex, weft_shutdown_mode mode)
+{
+    if (!ex) return weft__err(WEFT_EINVAL, "weft_executor_shutdown: NULL executor");
+    if (mode != WEFT_SHUTDOWN_WAIT && mode != WEFT_SHUTDOWN_CANCEL &&
+        mode != WEFT_SHUTDOWN_NOWAIT && mode != WEFT_SHUTDOWN_CANCEL_NOWAIT &&
+        mode != WEFT_SHUTDOWN_FORCE)
+        return weft__err(WEFT_EINVAL, "weft_executor_shutdown: unknown mode %d", (int)mode);
+    bool cancel = (mode & WEFT_SHUTDOWN_CANCEL) != 0;
+    bool nowait = (mode & WEFT_SHUTDOWN_NOWAIT) != 0;
+    /* a task may shut its own executor down without waiting: nothing to deadlock on */
+    if (!nowait && inside_own_task(ex))
+        return weft__err(WEFT_EDEADLK,
+                         "weft_executor_shutdown: called from a task of the same executor");
+    if (mode == WEFT_SHUTDOWN_FORCE) {
+        atomic_store(&ex->cancelling, 2); /* processes: proxies kill running workers */
+    } else if (cancel) {
+        int expect = 0; /* never weaken a FORCE */
+        atomic_compare_exchange_strong(&ex->cancelling, &expect, 1);
+    }
+    atomic_store(&ex->closed, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (ex->backend != WEFT_BACKEND_SERIAL) {
+        heavy_fence(ex);
+        wake_all(ex);
+        if (cancel) cancel_queued(ex);
+    }
+    if (!nowait) wait_drained(ex, 0);
     return 0;
+}
+
+/* ---- exit behaviour ------------------------------------------------------------------
+ *
+ * Every executor is on exit_list from create to destroy. At the first create
+ * an atexit handler is registered; when the program leaves main() or calls
+ * exit(), it goes through the live executors of this process and, unless
+ * they opted out (exit_mode), shuts each down without waiting and waits for
+ * its work (bounded by exit_timeout), like concurrent.futures' join at exit.
+ * It skips an executor whose task called exit() (waiting would deadlock),
+ * and does nothing in a worker process or a fork child (the executors'
+ * threads do not exist there). destroy waits while the handler uses its
+ * executor (exit_pins). */
+static pthread_mutex_t exit_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t exit_cv = PTHREAD_COND_INITIALIZER;
+static weft_executor *exit_list;
+static bool exit_registered;
+
+static void exit_join(weft_executor *ex)
+{
+    if (ex->exit_mode == WEFT_EXIT_NONE || inside_own_task(ex)) return;
+    weft_executor_shutdown(ex, ex->exit_mode == WEFT_EXIT_CANCEL ? WEFT_SHUTDOWN_CANCEL_NOWAIT
+                                                                 : WEFT_SHUTDOWN_NOWAIT);
+    uint64_t deadline = 0;
+    if (ex->exit_timeout_ns > 0 && ex->exit_timeout_ns < INT64_MAX)
+        deadline = weft__now_ns() + (uint64_t)ex->exit_timeout_ns;
+    wait_drained(ex, deadline);
+}
+
+static void exit_join_all(void)
+{
+    if (weft__worker_process) return;
+    pid_t me = getpid();
+    pthread_mutex_lock(&exit_mu);
+    for (;;) {
+        weft_executor *ex = exit_list;
+        while (ex && (ex->exit_seen || ex->pid != me)) ex = ex->exit_next;
+        if (!ex) break;
+        ex->exit_seen = true;
+        ex->exit_pins++;
+        pthread_mutex_unlock(&exit_mu);
+        exit_join(ex);
+        pthread_mutex_lock(&exit_mu);
+        ex->exit_pins--;
+        pthread_cond_broadcast(&exit_cv);
+    }
+    pthread_mutex_unlock(&exit_mu);
+}
+
+static void exit_list_add(weft_executor *ex)
+{
+    pthread_mutex_lock(&exit_mu);
+    if (!exit_registered) exit_registered = atexit(exit_join_all) == 0;
+    ex->exit_next = exit_list;
+    exit_list = ex;
+    pthread_mutex_unlock(&exit_mu);
+}
+
+static void exit_list_remove(weft_executor *ex)
+{
+    pthread_mutex_lock(&exit_mu);
+    while (ex->exit_pins > 0) pthread_cond_wait(&exit_cv, &exit_mu);
+    for (weft_executor **pp = &exit_list; *pp; pp = &(*pp)->exit_next) {
+        if (*pp == ex) {
+            *pp = ex->exit_next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&exit_mu);
 }
 
 int weft_executor_destroy(weft_executor *ex)
@@ -1546,6 +1744,7 @@ int weft_executor_destroy(weft_executor *ex)
     if (inside_own_task(ex))
         return weft__err(WEFT_EDEADLK,
                          "weft_executor_destroy: called from a task of the same executor");
+    exit_list_remove(ex);
     weft_executor_shutdown(ex, WEFT_SHUTDOWN_WAIT);
     int rc = 0;
     if (ex->backend == WEFT_BACKEND_SERIAL) {

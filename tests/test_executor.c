@@ -1,5 +1,7 @@
 /* test_executor.c : executor creation, options, environment, initializer and
  * finalizer, shutdown modes, destroy, leaks. */
+#include <sys/wait.h>
+
 #include "check.h"
 
 static void clear_env(void)
@@ -553,6 +555,157 @@ TEST(shutdown_cancel)
     CHECK_EQ_INT(atomic_load(&counter), 0);
 }
 
+/* The three cases of control 15 on threads: NOWAIT and CANCEL_NOWAIT
+ * return while a task runs; FORCE cancels the queue and, since a thread
+ * cannot be stopped, waits for the running task. */
+static void run_shutdown_nowait(weft_shutdown_mode mode)
+{
+    clear_env();
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    gate_reset();
+    atomic_store(&counter, 0);
+    weft_future *gate;
+    REQUIRE_OK(weft_submit(ex, gate_task, NULL, 0, &gate));
+    REQUIRE(check_wait_atomic(&gate_started, 1, 10));
+    enum {
+        N = 20
+    };
+    weft_future *fs[N];
+    for (int i = 0; i < N; i++) REQUIRE_OK(weft_submit(ex, count_task, NULL, 0, &fs[i]));
+    /* returns with the gate still closed: it cannot have waited */
+    CHECK_OK(weft_executor_shutdown(ex, mode));
+    CHECK(weft_future_running(gate));
+    weft_future *f = (weft_future *)1;
+    CHECK_ERR(weft_submit(ex, count_task, NULL, 0, &f), WEFT_ECLOSED);
+    CHECK(f == NULL);
+    if (mode == WEFT_SHUTDOWN_CANCEL_NOWAIT) CHECK(all_cancelled(fs, N, 10));
+    atomic_store(&gate_open, 1);
+    CHECK_OK(weft_future_result(gate, 30, NULL, NULL));
+    for (int i = 0; i < N; i++) {
+        int rc = weft_future_result(fs[i], 30, NULL, NULL);
+        CHECK_RC(rc, mode == WEFT_SHUTDOWN_NOWAIT ? 0 : WEFT_ECANCELLED);
+        weft_future_release(fs[i]);
+    }
+    CHECK_EQ_INT(atomic_load(&counter), mode == WEFT_SHUTDOWN_NOWAIT ? N : 0);
+    weft_future_release(gate);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(shutdown_nowait_returns_while_work_runs)
+{
+    run_shutdown_nowait(WEFT_SHUTDOWN_NOWAIT);
+}
+
+TEST(shutdown_cancel_nowait_returns_and_cancels_the_queue)
+{
+    run_shutdown_nowait(WEFT_SHUTDOWN_CANCEL_NOWAIT);
+}
+
+TEST(shutdown_force_on_threads_waits_for_running_tasks)
+{
+    clear_env();
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    gate_reset();
+    atomic_store(&counter, 0);
+    weft_future *gate;
+    REQUIRE_OK(weft_submit(ex, gate_task, NULL, 0, &gate));
+    REQUIRE(check_wait_atomic(&gate_started, 1, 10));
+    enum {
+        N = 20
+    };
+    weft_future *fs[N];
+    for (int i = 0; i < N; i++) REQUIRE_OK(weft_submit(ex, count_task, NULL, 0, &fs[i]));
+    struct shutdown_arg a = {ex, WEFT_SHUTDOWN_FORCE, -1, 0};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, shutdown_thread, &a) == 0);
+    CHECK(all_cancelled(fs, N, 10));
+    check_sleep(0.05);
+    CHECK_EQ_INT(atomic_load(&a.returned), 0); /* a running thread is waited for */
+    atomic_store(&gate_open, 1);
+    pthread_join(th, NULL);
+    CHECK_OK(a.rc);
+    CHECK_EQ_INT(weft_future_state_get(gate), WEFT_FUTURE_DONE);
+    for (int i = 0; i < N; i++) weft_future_release(fs[i]);
+    CHECK_EQ_INT(atomic_load(&counter), 0);
+    weft_future_release(gate);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(shutdown_modes_on_serial)
+{
+    clear_env();
+    weft_shutdown_mode modes[] = {WEFT_SHUTDOWN_NOWAIT, WEFT_SHUTDOWN_CANCEL_NOWAIT,
+                                  WEFT_SHUTDOWN_FORCE};
+    for (int m = 0; m < 3; m++) {
+        weft_executor *ex = make_ex(WEFT_BACKEND_SERIAL, 1);
+        REQUIRE(ex);
+        check_square(ex, 3);
+        CHECK_OK(weft_executor_shutdown(ex, modes[m]));
+        weft_future *f = (weft_future *)1;
+        CHECK_ERR(weft_submit(ex, count_task, NULL, 0, &f), WEFT_ECLOSED);
+        CHECK_OK(weft_executor_destroy(ex));
+    }
+}
+
+TEST(shutdown_unknown_modes)
+{
+    clear_env();
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    int bad[] = {4, 6, 7, 8, -1, 99};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_ERR(weft_executor_shutdown(ex, (weft_shutdown_mode)bad[i]), WEFT_EINVAL);
+    check_square(ex, 2); /* still open */
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+static int shutdown_self_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in, (void)len;
+    weft_executor *ex = weft_ctx_executor(ctx);
+    int rc = weft_executor_shutdown(ex, WEFT_SHUTDOWN_WAIT);
+    if (rc != WEFT_EDEADLK) return weft_ctx_fail(ctx, WEFT_ETASK, "WAIT from a task gave %d", rc);
+    return weft_executor_shutdown(ex, WEFT_SHUTDOWN_CANCEL_NOWAIT);
+}
+WEFT_TASK_REGISTER(shutdown_self_task);
+
+TEST(shutdown_nowait_from_inside_a_task)
+{
+    clear_env();
+    weft_backend bs[] = {WEFT_BACKEND_THREADS, WEFT_BACKEND_SERIAL};
+    for (int b = 0; b < 2; b++) {
+        weft_executor *ex = make_ex(bs[b], 2);
+        REQUIRE(ex);
+        weft_future *f;
+        REQUIRE_OK(weft_submit(ex, shutdown_self_task, NULL, 0, &f));
+        CHECK_OK(weft_future_result(f, 30, NULL, NULL));
+        weft_future_release(f);
+        weft_future *g = (weft_future *)1;
+        CHECK_ERR(weft_submit(ex, count_task, NULL, 0, &g), WEFT_ECLOSED);
+        CHECK_OK(weft_executor_destroy(ex));
+    }
+}
+
+TEST(stack_size_too_large_is_einval)
+{
+    clear_env();
+    size_t sizes[] = {SIZE_MAX, (size_t)1 << 45, ((size_t)1 << 30) + 1};
+    for (size_t i = 0; i < 3; i++) {
+        weft_options o = {.backend = WEFT_BACKEND_THREADS, .workers = 2, .stack_size = sizes[i]};
+        weft_executor *ex = (weft_executor *)1;
+        CHECK_ERR(weft_executor_create(&o, &ex), WEFT_EINVAL);
+        CHECK(ex == NULL);
+        CHECK_MSG(strstr(weft_last_error(), "stack_size"), "message: %s", weft_last_error());
+    }
+    weft_options o = {.backend = WEFT_BACKEND_THREADS, .workers = 1, .stack_size = 1u << 20};
+    weft_executor *ex;
+    CHECK_OK(weft_executor_create(&o, &ex));
+    if (ex) check_square(ex, 5);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
 TEST(shutdown_wait_then_cancel)
 {
     clear_env();
@@ -796,4 +949,232 @@ TEST(many_executors_at_once)
     for (int i = 0; i < E; i++) check_square(ex[i], i + 100);
     for (int i = E - 1; i >= 0; i--) CHECK_OK(weft_executor_destroy(ex[i]));
     CHECK_EQ_INT(check_wait_threads_at_most(threads0, 5.0), threads0);
+}
+
+/* ---- exit behaviour (issue 11 defect 12) ---- */
+
+typedef struct marker_in {
+    double sleep_s;
+    int i;
+    char dir[200];
+} marker_in;
+
+/* writes dir/started<i>, sleeps, then writes dir/m<i> */
+static int marker_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx;
+    if (len != sizeof(marker_in)) return WEFT_EINVAL;
+    const marker_in *m = in;
+    char path[260];
+    snprintf(path, sizeof path, "%s/started%d", m->dir, m->i);
+    FILE *f = fopen(path, "w");
+    if (f) fclose(f);
+    check_sleep(m->sleep_s);
+    snprintf(path, sizeof path, "%s/m%d", m->dir, m->i);
+    f = fopen(path, "w");
+    if (f) fclose(f);
+    return 0;
+}
+WEFT_TASK_REGISTER(marker_task);
+
+static int count_files(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) n++;
+    closedir(d);
+    return n;
+}
+
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[400];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* In a fork child (single-threaded: no executor is alive in the test
+ * process): an executor of `workers` workers gets `n` marker tasks of
+ * `sleep_s` seconds, their futures are released and the child leaves with
+ * exit(0), as returning from main() does. With `wait_first`, it waits until
+ * the first task started. The parent gets the child's wait status and how
+ * long the child took. */
+static int run_exit_child(weft_backend b, int workers, const weft_options *extra, int n,
+                          double sleep_s, bool wait_first, const char *dir, double *secs)
+{
+    double t0 = check_now();
+    fflush(stdout);
+    pid_t p = fork();
+    if (p < 0) return -1;
+    if (p == 0) {
+        alarm(0);
+        weft_options o = extra ? *extra : (weft_options){0};
+        o.backend = b;
+        o.workers = workers;
+        weft_executor *ex;
+        if (weft_executor_create(&o, &ex)) _exit(90);
+        for (int i = 0; i < n; i++) {
+            marker_in m = {sleep_s, i, {0}};
+            snprintf(m.dir, sizeof m.dir, "%s", dir);
+            weft_future *f;
+            if (weft_submit(ex, marker_task, &m, sizeof m, &f)) _exit(91);
+            weft_future_release(f);
+        }
+        if (wait_first) {
+            double end = check_now() + 30;
+            while (count_files(dir, "started") < 1 && check_now() < end) check_sleep(0.001);
+        }
+        exit(0); /* leaves as main() returning does: atexit handlers run */
+    }
+    int st = 0;
+    waitpid(p, &st, 0);
+    *secs = check_now() - t0;
+    return st;
+}
+
+static void make_tmp(char *dir, size_t len)
+{
+    snprintf(dir, len, "/tmp/weft-exit-XXXXXX");
+    if (!mkdtemp(dir)) dir[0] = 0;
+}
+
+TEST(exit_waits_for_queued_work_threads)
+{
+    clear_env();
+    char dir[64];
+    make_tmp(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    double secs;
+    int st = run_exit_child(WEFT_BACKEND_THREADS, 2, NULL, 8, 0.05, false, dir, &secs);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+    CHECK_EQ_INT(count_files(dir, "m"), 8); /* every task ran to its end */
+    remove_dir(dir);
+}
+
+TEST(exit_cancel_mode_runs_only_what_started)
+{
+    clear_env();
+    char dir[64];
+    make_tmp(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    weft_options o = {.exit_mode = WEFT_EXIT_CANCEL};
+    double secs;
+    int st = run_exit_child(WEFT_BACKEND_THREADS, 1, &o, 6, 0.2, true, dir, &secs);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+    CHECK_EQ_INT(count_files(dir, "m"), 1); /* the running one finished, the rest cancelled */
+    CHECK_EQ_INT(count_files(dir, "started"), 1);
+    remove_dir(dir);
+}
+
+TEST(exit_opt_out_and_exit_timeout_leave_promptly)
+{
+    clear_env();
+    /* 8 tasks of 3 s on 2 workers: joining would take 12 s */
+    weft_options opts[2] = {{.exit_mode = WEFT_EXIT_NONE}, {.exit_timeout = 0.2}};
+    for (int k = 0; k < 2; k++) {
+        char dir[64];
+        make_tmp(dir, sizeof dir);
+        REQUIRE(dir[0]);
+        double secs;
+        int st = run_exit_child(WEFT_BACKEND_THREADS, 2, &opts[k], 8, 3.0, false, dir, &secs);
+        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+        CHECK_MSG(secs < 6.0, "%s: the child took %.2f s to exit",
+                  k ? "exit_timeout" : "WEFT_EXIT_NONE", secs);
+        CHECK(count_files(dir, "m") < 8);
+        remove_dir(dir);
+    }
+}
+
+static int exit_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx, (void)in, (void)len;
+    exit(7);
+}
+WEFT_TASK_REGISTER(exit_task);
+
+TEST(exit_from_inside_a_task_does_not_hang)
+{
+    clear_env();
+    weft_backend bs[] = {WEFT_BACKEND_THREADS, WEFT_BACKEND_SERIAL};
+    for (int b = 0; b < 2; b++) {
+        fflush(stdout);
+        pid_t p = fork();
+        REQUIRE(p >= 0);
+        if (p == 0) {
+            alarm(0);
+            weft_executor *ex = make_ex(bs[b], 1);
+            if (!ex) _exit(90);
+            weft_future *f;
+            double s = 0.01;
+            /* queued behind the task that exits: never run, never waited for */
+            if (bs[b] == WEFT_BACKEND_THREADS) {
+                weft_submit(ex, exit_task, NULL, 0, &f);
+                for (int i = 0; i < 4; i++) weft_submit(ex, count_task, &s, sizeof s, &f);
+                for (;;) pause();
+            }
+            weft_submit(ex, exit_task, NULL, 0, &f); /* serial: runs inline */
+            _exit(91);
+        }
+        int st = 0;
+        double end = check_now() + 30;
+        pid_t r;
+        while ((r = waitpid(p, &st, WNOHANG)) == 0 && check_now() < end) check_sleep(0.005);
+        if (r == 0) {
+            kill(p, SIGKILL);
+            waitpid(p, &st, 0);
+        }
+        CHECK_MSG(r == p && WIFEXITED(st) && WEXITSTATUS(st) == 7, "%s: child status 0x%x%s",
+                  weft_backend_name(bs[b]), st, r == 0 ? " (hung: killed)" : "");
+    }
+}
+
+TEST(exit_in_a_fork_child_does_not_wait)
+{
+    clear_env();
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 1);
+    REQUIRE(ex);
+    gate_reset();
+    weft_future *gate;
+    REQUIRE_OK(weft_submit(ex, gate_task, NULL, 0, &gate));
+    REQUIRE(check_wait_atomic(&gate_started, 1, 10));
+    fflush(stdout);
+    pid_t p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) exit(0); /* the executor's threads do not exist here */
+    int st = 0;
+    double end = check_now() + 20;
+    pid_t r;
+    while ((r = waitpid(p, &st, WNOHANG)) == 0 && check_now() < end) check_sleep(0.005);
+    if (r == 0) {
+        kill(p, SIGKILL);
+        waitpid(p, &st, 0);
+    }
+    CHECK_MSG(r == p && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+    atomic_store(&gate_open, 1);
+    weft_future_release(gate);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(exit_mode_and_timeout_are_checked)
+{
+    clear_env();
+    weft_options o = {.exit_mode = (weft_exit_mode)3};
+    weft_executor *ex = (weft_executor *)1;
+    CHECK_ERR(weft_executor_create(&o, &ex), WEFT_EINVAL);
+    CHECK(ex == NULL);
+    o = (weft_options){.exit_timeout = -1};
+    CHECK_ERR(weft_executor_create(&o, &ex), WEFT_EINVAL);
+    o = (weft_options){.exit_timeout = NAN};
+    CHECK_ERR(weft_executor_create(&o, &ex), WEFT_EINVAL);
 }

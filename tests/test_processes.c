@@ -1286,9 +1286,344 @@ TEST(shutdown_cancel_with_work_queued)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
+static const char *self_path; /* this test binary, for child programs */
+
+/* ---- shutdown without waiting, forced shutdown (issue 11 control 15) ---- */
+
+static void wait_running(weft_future *f)
+{
+    double end = check_now() + 30;
+    while (weft_future_state_get(f) != WEFT_FUTURE_RUNNING && check_now() < end) check_sleep(0.002);
+}
+
+/* mappings of weft's shared memory (memfds named "weft-...") in this
+ * process: a process-local count, unlike /dev/shm, which other programs on
+ * the machine change */
+static int weft_shm_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return -1;
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "/memfd:weft")) n++;
+    fclose(f);
+    return n;
+}
+
+static void run_force(int crash_retries)
+{
+    int fds0 = count_fds(), shm0 = weft_shm_maps();
+    weft_options o = {.crash_retries = crash_retries};
+    weft_executor *ex = make(2, &o);
+    REQUIRE(ex);
+    enum {
+        R = 2,
+        Q = 10
+    };
+    weft_future *run[R], *queued[Q];
+    double d = 60;
+    for (int i = 0; i < R; i++) { /* one at a time: a worker steals a batch of what waits */
+        REQUIRE_OK(weft_submit(ex, sleep_task, &d, sizeof d, &run[i]));
+        wait_running(run[i]);
+    }
+    for (int i = 0; i < Q; i++) REQUIRE_OK(weft_submit(ex, sleep_task, &d, sizeof d, &queued[i]));
+    CHECK_EQ_INT(server_children(), 2);
+    CHECK(weft_shm_maps() > shm0); /* the arenas: the count below means something */
+    double t0 = check_now();
+    CHECK_OK(weft_executor_shutdown(ex, WEFT_SHUTDOWN_FORCE));
+    double took = check_now() - t0;
+    /* the tasks sleep 60 s: returning sooner means they were stopped */
+    CHECK_MSG(took < 30, "forced shutdown took %.2f s", took);
+    for (int i = 0; i < R; i++) {
+        CHECK(weft_future_done(run[i]));
+        CHECK_RC(weft_future_result(run[i], 0, NULL, NULL), WEFT_ECANCELLED);
+        const char *msg = weft_future_error(run[i]);
+        if (!crash_retries)
+            CHECK_MSG(msg && strstr(msg, "forced shutdown"), "message: %s", msg ? msg : "(null)");
+        weft_future_release(run[i]);
+    }
+    for (int i = 0; i < Q; i++) {
+        CHECK(weft_future_done(queued[i]));
+        CHECK_RC(weft_future_result(queued[i], 0, NULL, NULL), WEFT_ECANCELLED);
+        weft_future_release(queued[i]);
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+    CHECK_EQ_INT(server_children(), 0);
+    CHECK_EQ_INT(count_fds(), fds0);
+    CHECK_EQ_INT(weft_shm_maps(), shm0);
+}
+
+TEST(shutdown_force_kills_running_workers)
+{
+    run_force(0);
+}
+
+TEST(shutdown_force_does_not_retry_killed_tasks)
+{
+    run_force(2);
+}
+
+typedef struct map_arg {
+    weft_executor *ex;
+    int rc;
+    size_t failed;
+} map_arg;
+
+static void *map_thread(void *p)
+{
+    map_arg *a = p;
+    double d[4] = {60, 60, 60, 60};
+    weft_map_options mo = {.chunk_size = 2};
+    weft_results *r = NULL;
+    a->rc = weft_map(a->ex, sleep_task, d, sizeof d[0], 4, &mo, &r);
+    a->failed = weft_results_failed(r);
+    weft_results_destroy(r);
+    return NULL;
+}
+
+TEST(shutdown_force_stops_a_running_map)
+{
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    map_arg a = {ex, 1, 0};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, map_thread, &a) == 0);
+    check_sleep(0.5); /* the chunks are usually running by now; queued ones are cancelled */
+    double t0 = check_now();
+    CHECK_OK(weft_executor_shutdown(ex, WEFT_SHUTDOWN_FORCE));
+    pthread_join(th, NULL);
+    double took = check_now() - t0;
+    CHECK_MSG(took < 30, "forced shutdown with a map took %.2f s", took);
+    CHECK_RC(a.rc, WEFT_ECANCELLED);
+    CHECK_EQ_INT(a.failed, 4);
+    CHECK_OK(weft_executor_destroy(ex));
+    CHECK_EQ_INT(server_children(), 0);
+}
+
+/* creates the file named by its input, then sleeps 0.5 s */
+static int started_sleep(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx;
+    char path[300];
+    snprintf(path, sizeof path, "%.*s", (int)len, (const char *)in);
+    FILE *f = fopen(path, "w");
+    if (f) fclose(f);
+    check_sleep(0.5);
+    return 0;
+}
+WEFT_TASK_REGISTER(started_sleep);
+
+static void run_nowait(weft_shutdown_mode mode)
+{
+    weft_executor *ex = make(1, NULL);
+    REQUIRE(ex);
+    enum {
+        N = 4
+    };
+    weft_future *fs[N];
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/weft-started-%d", (int)getpid());
+    unlink(path);
+    REQUIRE_OK(weft_submit(ex, started_sleep, path, strlen(path), &fs[0]));
+    double d = 0.5;
+    for (int i = 1; i < N; i++) REQUIRE_OK(weft_submit(ex, sleep_task, &d, sizeof d, &fs[i]));
+    /* wait until the first task runs in the worker process (RUNNING alone
+     * is set before the item is sent) */
+    double end = check_now() + 30;
+    while (access(path, F_OK) != 0 && check_now() < end) check_sleep(0.002);
+    unlink(path);
+    CHECK_OK(weft_executor_shutdown(ex, mode));
+    /* the last task is 1.5 s of work away: it cannot be done unless shutdown waited */
+    CHECK(!weft_future_done(fs[N - 1]) || mode == WEFT_SHUTDOWN_CANCEL_NOWAIT);
+    weft_future *f = (weft_future *)1;
+    CHECK_ERR(weft_submit(ex, sleep_task, &d, sizeof d, &f), WEFT_ECLOSED);
+    CHECK_OK(weft_future_result(fs[0], 30, NULL, NULL)); /* the running one always finishes */
+    for (int i = 1; i < N; i++) {
+        CHECK_RC(weft_future_result(fs[i], 30, NULL, NULL),
+                 mode == WEFT_SHUTDOWN_NOWAIT ? 0 : WEFT_ECANCELLED);
+        weft_future_release(fs[i]);
+    }
+    weft_future_release(fs[0]);
+    CHECK_OK(weft_executor_destroy(ex));
+    CHECK_EQ_INT(server_children(), 0);
+}
+
+TEST(shutdown_nowait_processes)
+{
+    run_nowait(WEFT_SHUTDOWN_NOWAIT);
+}
+
+TEST(shutdown_cancel_nowait_processes)
+{
+    run_nowait(WEFT_SHUTDOWN_CANCEL_NOWAIT);
+}
+
+/* ---- watchdog: periods, callback, no printing unasked (issue 11 defect 3,
+ * issue 12 item 6) ---- */
+
+static atomic_int stall_calls;
+static weft_stall_info stall_seen;
+static char stall_report[1024];
+
+static void on_stall(void *arg, const weft_stall_info *info)
+{
+    (void)arg;
+    if (atomic_fetch_add(&stall_calls, 1) == 0) {
+        pthread_mutex_lock(&report_mu);
+        stall_seen = *info;
+        snprintf(stall_report, sizeof stall_report, "%s", info->report);
+        stall_seen.report = stall_report;
+        pthread_mutex_unlock(&report_mu);
+    }
+}
+
+/* runs one 0.6 s task under a watchdog of `period` with stderr captured;
+ * returns the bytes written to stderr */
+static long run_watchdog(double period, bool print)
+{
+    atomic_store(&stall_calls, 0);
+    stall_report[0] = 0;
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *tmp = tmpfile();
+    if (!tmp || saved < 0) return -1;
+    dup2(fileno(tmp), 2);
+    weft_options o = {.watchdog = period, .on_stall = on_stall, .watchdog_print = print};
+    weft_executor *ex = make(1, &o);
+    if (ex) {
+        double d = 0.6;
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, sleep_task, &d, sizeof d, &f));
+        CHECK_OK(weft_future_result(f, 30, NULL, NULL));
+        weft_future_release(f);
+        CHECK_OK(weft_executor_destroy(ex));
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    long n = ftell(tmp) >= 0 ? (fseek(tmp, 0, SEEK_END), ftell(tmp)) : -1;
+    fclose(tmp);
+    return n;
+}
+
+TEST(watchdog_forever_never_reports)
+{
+    long printed = run_watchdog(WEFT_FOREVER, true);
+    CHECK_EQ_INT(atomic_load(&stall_calls), 0);
+    CHECK_EQ_INT(printed, 0);
+    printed = run_watchdog(1e12, true); /* any period past ~292 years */
+    CHECK_EQ_INT(atomic_load(&stall_calls), 0);
+    CHECK_EQ_INT(printed, 0);
+}
+
+TEST(watchdog_reports_through_on_stall_and_prints_only_when_asked)
+{
+    long printed = run_watchdog(0.1, false);
+    CHECK_EQ_INT(atomic_load(&stall_calls), 1); /* once per stall */
+    CHECK_EQ_INT(printed, 0);
+    pthread_mutex_lock(&report_mu);
+    CHECK(stall_seen.stalled >= 0.1);
+    CHECK_EQ_INT(stall_seen.pending, 1);
+    CHECK_EQ_INT(stall_seen.workers, 1);
+    /* a line per worker (running sleep_task, or idle if the stall was seen
+     * before the task reached its worker on a busy machine) */
+    CHECK_MSG(strstr(stall_report, "no task finished for") && strstr(stall_report, "worker 0 (pid"),
+              "report: %s", stall_report);
+    pthread_mutex_unlock(&report_mu);
+    printed = run_watchdog(0.1, true);
+    CHECK_EQ_INT(atomic_load(&stall_calls), 1);
+    CHECK(printed > 0);
+}
+
+TEST(watchdog_options_checked)
+{
+    weft_options o = {.backend = WEFT_BACKEND_PROCESSES, .workers = 1, .watchdog = 1};
+    weft_executor *ex = (weft_executor *)1;
+    CHECK_ERR(weft_executor_create(&o, &ex), WEFT_EINVAL); /* reports to no one */
+    CHECK(ex == NULL);
+    CHECK_MSG(strstr(weft_last_error(), "no one"), "%s", weft_last_error());
+    o.watchdog = 0;
+    setenv("WEFT_WATCHDOG", "soon", 1);
+    CHECK_ERR(weft_executor_create(&o, &ex), WEFT_EINVAL);
+    CHECK_MSG(strstr(weft_last_error(), "WEFT_WATCHDOG"), "%s", weft_last_error());
+    setenv("WEFT_WATCHDOG", "inf", 1); /* asked through the environment: never */
+    CHECK_OK(weft_executor_create(&o, &ex));
+    CHECK_OK(weft_executor_destroy(ex));
+    unsetenv("WEFT_WATCHDOG");
+}
+
+TEST(unregistered_initializer_is_refused_at_create)
+{
+    weft_options o = {.backend = WEFT_BACKEND_PROCESSES, .workers = 1, .initializer = unregistered};
+    weft_executor *ex = (weft_executor *)1;
+    CHECK_ERR(weft_executor_create(&o, &ex), WEFT_ENOTREG);
+    CHECK(ex == NULL);
+    CHECK_MSG(strstr(weft_last_error(), "initializer is not registered"), "%s", weft_last_error());
+    o.initializer = NULL;
+    o.finalizer = unregistered;
+    CHECK_ERR(weft_executor_create(&o, &ex), WEFT_ENOTREG);
+    CHECK_MSG(strstr(weft_last_error(), "finalizer is not registered"), "%s", weft_last_error());
+    CHECK_EQ_INT(server_children(), 0);
+}
+
+/* ---- exit behaviour (issue 11 defect 12) ---- */
+
+static int marker_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)ctx;
+    char path[300];
+    snprintf(path, sizeof path, "%.*s", (int)len, (const char *)in);
+    check_sleep(0.05);
+    FILE *f = fopen(path, "w");
+    if (f) fclose(f);
+    return 0;
+}
+WEFT_TASK_REGISTER(marker_task);
+
+/* "the program": submits 6 marker tasks to 2 worker processes, releases
+ * them and returns from main */
+static int exit_child(const char *dir)
+{
+    weft_executor *ex = make(2, NULL);
+    if (!ex) return 90;
+    for (int i = 0; i < 6; i++) {
+        char path[300];
+        int n = snprintf(path, sizeof path, "%s/m%d", dir, i);
+        weft_future *f;
+        if (weft_submit(ex, marker_task, path, (size_t)n, &f)) return 91;
+        weft_future_release(f);
+    }
+    return 0;
+}
+
+TEST(exit_waits_for_queued_work_processes)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/weft-exitp-XXXXXX");
+    REQUIRE(mkdtemp(dir));
+    fflush(stdout);
+    pid_t p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        execl(self_path, self_path, "--exit-child", dir, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status 0x%x", st);
+    int found = 0;
+    for (int i = 0; i < 6; i++) {
+        char path[300];
+        snprintf(path, sizeof path, "%s/m%d", dir, i);
+        found += unlink(path) == 0;
+    }
+    rmdir(dir);
+    CHECK_EQ_INT(found, 6);
+}
+
 /* The program is killed: no worker or server survives it. Runs a copy of
  * this test binary as "the program" (argv[1] = "--orphan-child"). */
-static const char *self_path;
 
 static int orphan_child(void)
 {
@@ -1684,5 +2019,6 @@ int main(int argc, char **argv)
         return 1;
     }
     if (argc > 1 && strcmp(argv[1], "--orphan-child") == 0) return orphan_child();
+    if (argc > 2 && strcmp(argv[1], "--exit-child") == 0) return exit_child(argv[2]);
     return check_main(argc, argv);
 }

@@ -96,6 +96,10 @@ typedef struct weft__proxy_opts {
     const void *init_in;
     size_t init_len;
     uint64_t seed;
+    /* Forced shutdown: once *force >= 2, the item running is stopped by
+     * killing the worker (it fails with WEFT_ECANCELLED) and no item after
+     * it starts. NULL: never. */
+    _Atomic int *force;
 } weft__proxy_opts;
 
 /* One item to run remotely. */

@@ -569,6 +569,7 @@ struct weft__proxy {
     weft_task_fn cur_fn;
     uint64_t cur_index;
     uint64_t cur_t0;
+    bool forced; /* the worker was killed by a forced shutdown */
 };
 
 pid_t weft__proxy_pid(const weft__proxy *p)
@@ -610,10 +611,23 @@ static bool vm_usable(weft__proxy *p)
     return st > 0;
 }
 
+/* A forced shutdown of the executor is under way (see weft__proxy_opts). */
+static bool force_stop(const weft__proxy *p)
+{
+    return p->o.force && atomic_load_explicit(p->o.force, memory_order_relaxed) >= 2;
+}
+
 /* Names how a worker died, from its wait status and crash record. */
 static int death_cause(weft__proxy *p, char *buf, size_t len)
 {
     weft__wctl *c = pctl(p);
+    if (p->forced) {
+        snprintf(buf, len,
+                 "stopped by a forced shutdown of the executor: its worker process (pid %d) "
+                 "was killed",
+                 (int)p->pid);
+        return WEFT_ECANCELLED;
+    }
     int st = c->status;
     int csig = __atomic_load_n(&c->crash_sig, __ATOMIC_ACQUIRE);
     if (p->o.memory_limit && csig && c->crash_errno == ENOMEM) {
@@ -856,6 +870,13 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, size_t n, _At
             }
             if (lim - ran < (uint64_t)slice) slice = (int64_t)(lim - ran);
         }
+        if (items && force_stop(p)) { /* forced shutdown: stop the running item too */
+            p->forced = true;
+            weft__fs_kill(p->pid, SIGKILL);
+            wait_dead(p);
+            /* it may have answered in the meantime: then nothing was lost */
+            return __atomic_load_n(&c->resp_done, __ATOMIC_ACQUIRE) == p->seq ? 0 : 1;
+        }
         if (stop && !stopped && atomic_load_explicit(stop, memory_order_relaxed)) {
             __atomic_store_n(&c->stop, 1, __ATOMIC_RELAXED); /* the worker cancels the rest */
             stopped = true;
@@ -1019,6 +1040,11 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
     int unblamed = 0; /* deaths of the worker before item i started */
     bool failed = false;
     while (i < n) {
+        if (force_stop(p)) { /* a message: the future may be RUNNING already */
+            report_err(done, arg, i++, WEFT_ECANCELLED,
+                       "stopped by a forced shutdown of the executor before it ran");
+            continue;
+        }
         if ((stop && atomic_load_explicit(stop, memory_order_relaxed)) ||
             (failed && stop_on_error)) {
             report_err(done, arg, i++, WEFT_ECANCELLED, NULL);
