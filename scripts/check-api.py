@@ -89,7 +89,7 @@ else:
 
 # ---- 3. error codes: a string in weft_strerror and a row in api.md
 weft_h = strip_comments((root / "include" / "weft.h").read_text())
-codes = re.findall(r"\b(WEFT_E[A-Z0-9_]+)\s*=", weft_h)
+codes = re.findall(r"\b(WEFT_E[A-Z0-9_]+)\s*=\s*-", weft_h)
 if not codes:
     problems.append("no WEFT_E* error code found in include/weft.h")
 m = re.search(r"weft_strerror\s*\(int code\)\s*\{(.*?)\n\}", error_c, flags=re.S)
