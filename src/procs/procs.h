@@ -76,6 +76,11 @@ typedef struct weft__wctl {
     uint32_t xfer_item;  /* which item */
     uint64_t xfer_addr;  /* the worker's buffer */
     uint64_t probe_addr; /* a worker variable the owner reads to test the path */
+    /* a finished item's output left in the worker's memory is read by the
+     * owner before the worker starts the next item of the request (which
+     * could kill it, and the output with it) */
+    uint32_t pull_req; /* worker: bumped when done_items has such an output */
+    uint32_t pull_ack; /* owner: = pull_req once it has reported those items */
 } weft__wctl;
 
 /* The worker process's main loop; never returns. */
