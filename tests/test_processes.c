@@ -1381,8 +1381,15 @@ TEST(big_output_kept_when_a_later_item_kills_the_worker)
         int code = codes[c];
         if (code == 7 && (CHECK_ASAN || CHECK_TSAN)) continue; /* no memory limit there */
         weft_options o = {0};
-        o.task_timeout = 0.5; /* only item 1 of the hang kind comes near it */
+        /* the hang: the map's items all have the executor's limit, so it is
+         * far above what an 8 MiB output takes; submits other than the
+         * hanging one have none (a busy machine may deschedule anything) */
+        if (code == 6) o.task_timeout = 2.0;
         if (code == 7) o.memory_limit = 256u << 20;
+        weft_submit_options nolimit = {0};
+        nolimit.timeout = -1;
+        weft_submit_options hang_limit = {0};
+        hang_limit.timeout = 0.3;
         weft__procs_set_vm(0);
         weft_executor *ex = make(1, &o);
         REQUIRE(ex);
@@ -1391,7 +1398,7 @@ TEST(big_output_kept_when_a_later_item_kills_the_worker)
         unsigned char *in5 = calloc(1, n5);
         REQUIRE(in5);
         weft_future *f;
-        CHECK_OK(weft_submit(ex, echo_plus, in5, n5, &f));
+        CHECK_OK(weft_submit_ex(ex, echo_plus, in5, n5, &nolimit, &f));
         CHECK_OK(weft_future_result(f, 60, NULL, NULL));
         weft_future_release(f);
         free(in5);
@@ -1427,7 +1434,7 @@ TEST(big_output_kept_when_a_later_item_kills_the_worker)
          * are submitted. */
         for (int k = 0; k < 20; k++) {
             int64_t x = k;
-            CHECK_OK(weft_submit(ex, square, &x, sizeof x, &f));
+            CHECK_OK(weft_submit_ex(ex, square, &x, sizeof x, &nolimit, &f));
             CHECK_OK(weft_future_result(f, 60, NULL, NULL));
             weft_future_release(f);
         }
@@ -1437,7 +1444,7 @@ TEST(big_output_kept_when_a_later_item_kills_the_worker)
             weft_future_release(gf);
             g.entered = 0;
             int64_t x = 3;
-            CHECK_OK(weft_submit(ex, square, &x, sizeof x, &gf));
+            CHECK_OK(weft_submit_ex(ex, square, &x, sizeof x, &nolimit, &gf));
             CHECK_OK(weft_future_on_done(gf, gate_cb, &g));
             pthread_mutex_lock(&g.mu);
             struct timespec dl;
@@ -1450,7 +1457,8 @@ TEST(big_output_kept_when_a_later_item_kills_the_worker)
         CHECK_MSG(g.entered == 1, "the gate never held the worker thread");
         weft_future *fs[3];
         for (int k = 0; k < 3; k++)
-            CHECK_OK(weft_submit(ex, big_or_fault, &items[k], sizeof items[k], &fs[k]));
+            CHECK_OK(weft_submit_ex(ex, big_or_fault, &items[k], sizeof items[k],
+                                    k == 1 && code == 6 ? &hang_limit : &nolimit, &fs[k]));
         pthread_mutex_lock(&g.mu);
         g.open = 1;
         pthread_cond_broadcast(&g.cv);
