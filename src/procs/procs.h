@@ -142,7 +142,8 @@ int weft__proxy_create(const weft__proxy_opts *o, weft__proxy **out, char **msg)
 /* Runs the finalizer in the worker, stops it, frees the proxy. */
 void weft__proxy_destroy(weft__proxy *p);
 /* Runs items[0..n) in the worker, in order, calling done(arg, i, result)
- * exactly once per item, in order. When *stop becomes non-zero (or an item
+ * exactly once per item, in order (an item that left a large output in the
+ * worker is reported, with those before it, while the next ones wait). When *stop becomes non-zero (or an item
  * fails and stop_on_error), the items not started are reported cancelled. */
 void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
                      bool stop_on_error, weft__rdone_fn done, void *arg);
