@@ -1622,6 +1622,203 @@ TEST(exit_waits_for_queued_work_processes)
     CHECK_EQ_INT(found, 6);
 }
 
+/* ---- big outputs kept when a later item of the batch kills its worker ---- */
+
+typedef struct big_in {
+    int32_t code; /* 0: output `mib` MiB; else a fault of fault_task, 7 = over memory_limit */
+    int32_t mib;
+    uint64_t salt;
+} big_in;
+
+static uint64_t big_word(uint64_t salt, size_t k)
+{
+    return salt * 0x9e3779b97f4a7c15ull + k;
+}
+
+static int big_or_fault(weft_ctx *ctx, const void *in, size_t len)
+{
+    big_in a = {0};
+    if (len == sizeof a) memcpy(&a, in, sizeof a);
+    if (a.code == 7) {
+        int32_t mib = 1024;
+        return hog_unchecked(ctx, &mib, sizeof mib);
+    }
+    if (a.code) {
+        int32_t code = a.code;
+        return fault_task(ctx, &code, sizeof code);
+    }
+    size_t n = ((size_t)a.mib << 20) / sizeof(uint64_t);
+    uint64_t *o = weft_ctx_output(ctx, n * sizeof *o);
+    if (!o) return weft_ctx_fail(ctx, WEFT_ENOMEM, "no output buffer");
+    for (size_t k = 0; k < n; k++) o[k] = big_word(a.salt, k);
+    return 0;
+}
+WEFT_TASK_REGISTER(big_or_fault);
+
+/* checks an 8 MiB output of big_or_fault; returns the words that differ */
+static size_t big_bad_words(const void *d, size_t len, uint64_t salt)
+{
+    if (!d || len != (8u << 20)) return SIZE_MAX;
+    const uint64_t *o = d;
+    size_t bad = 0;
+    for (size_t k = 0; k < len / sizeof *o; k++)
+        if (o[k] != big_word(salt, k)) bad++;
+    return bad;
+}
+
+/* holds the executor's only worker thread in a future's callback until
+ * released, so the tasks submitted meanwhile go to the worker in one batch */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t owner;
+    int entered, open;
+} gate;
+
+static void gate_cb(weft_future *f, void *arg)
+{
+    (void)f;
+    gate *g = arg;
+    pthread_mutex_lock(&g->mu);
+    if (pthread_equal(pthread_self(), g->owner)) { /* finished first: no hold */
+        g->entered = -1;
+        pthread_mutex_unlock(&g->mu);
+        return;
+    }
+    g->entered = 1;
+    pthread_cond_broadcast(&g->cv);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 30;
+    while (!g->open && pthread_cond_timedwait(&g->cv, &g->mu, &dl) == 0) {
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Once an input of 4 MiB or more has turned on the direct process_vm_readv
+ * path, an output of 4 MiB or more stays in the worker's memory until the
+ * owner reads it. A later item of the same batch that killed its worker
+ * (or timed out) used to take the finished item's output with it: item 0
+ * was reported WEFT_ECRASHED "the output could not be read". */
+TEST(big_output_kept_when_a_later_item_kills_the_worker)
+{
+    const char *kinds[] = {"",
+                           "segfault",
+                           "abort",
+                           "exit(3)",
+                           "",
+                           "SIGKILL",
+                           "hang past timeout",
+                           "memory limit death"};
+    int codes[] = {1, 2, 3, 5, 6, 7};
+    for (size_t c = 0; c < sizeof codes / sizeof codes[0]; c++) {
+        int code = codes[c];
+        if (code == 7 && (CHECK_ASAN || CHECK_TSAN)) continue; /* no memory limit there */
+        weft_options o = {0};
+        /* the hang: the map's items all have the executor's limit, so it is
+         * far above what an 8 MiB output takes; submits other than the
+         * hanging one have none (a busy machine may deschedule anything) */
+        if (code == 6) o.task_timeout = 2.0;
+        if (code == 7) o.memory_limit = 256u << 20;
+        weft_submit_options nolimit = {0};
+        nolimit.timeout = -1;
+        weft_submit_options hang_limit = {0};
+        hang_limit.timeout = 0.3;
+        weft__procs_set_vm(0);
+        weft_executor *ex = make(1, &o);
+        REQUIRE(ex);
+        /* a 5 MiB input turns the direct path on */
+        size_t n5 = 5u << 20;
+        unsigned char *in5 = calloc(1, n5);
+        REQUIRE(in5);
+        weft_future *f;
+        CHECK_OK(weft_submit_ex(ex, echo_plus, in5, n5, &nolimit, &f));
+        CHECK_OK(weft_future_result(f, 60, NULL, NULL));
+        weft_future_release(f);
+        free(in5);
+
+        /* map: one chunk of 3 items, item 1 kills its worker */
+        big_in items[3] = {{0, 8, 1000 + c}, {code, 0, 0}, {0, 8, 2000 + c}};
+        weft_map_options mo = {0};
+        mo.chunk_size = 3;
+        weft_results *r = NULL;
+        int rc = weft_map(ex, big_or_fault, items, sizeof items[0], 3, &mo, &r);
+        CHECK_MSG(rc != 0, "%s: the map succeeded", kinds[code]);
+        REQUIRE(r);
+        const void *d = NULL;
+        size_t len = 0;
+        rc = weft_results_get(r, 0, &d, &len);
+        CHECK_MSG(rc == 0, "map, %s: item 0: %s: %s", kinds[code], weft_strerror(rc),
+                  weft_results_error(r, 0) ? weft_results_error(r, 0) : "");
+        CHECK_MSG(rc || big_bad_words(d, len, 1000 + c) == 0, "map, %s: item 0's output is wrong",
+                  kinds[code]);
+        rc = weft_results_get(r, 1, NULL, NULL);
+        CHECK_MSG(rc == (code == 6   ? WEFT_ETIMEDOUT
+                         : code == 7 ? WEFT_EMEMLIMIT
+                                     : WEFT_ECRASHED),
+                  "map, %s: item 1: %s", kinds[code], weft_strerror(rc));
+        rc = weft_results_get(r, 2, &d, &len);
+        CHECK_MSG(rc == 0 && big_bad_words(d, len, 2000 + c) == 0, "map, %s: item 2: %s",
+                  kinds[code], weft_strerror(rc));
+        weft_results_destroy(r);
+
+        /* submit: the same three as one batch of the only worker. Tiny
+         * tasks first make the measured time per task short (a batch then
+         * takes several); the gate holds the worker thread while the three
+         * are submitted. */
+        for (int k = 0; k < 20; k++) {
+            int64_t x = k;
+            CHECK_OK(weft_submit_ex(ex, square, &x, sizeof x, &nolimit, &f));
+            CHECK_OK(weft_future_result(f, 60, NULL, NULL));
+            weft_future_release(f);
+        }
+        gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, pthread_self(), 0, 0};
+        weft_future *gf = NULL;
+        for (int tries = 0; tries < 100 && g.entered != 1; tries++) {
+            weft_future_release(gf);
+            g.entered = 0;
+            int64_t x = 3;
+            CHECK_OK(weft_submit_ex(ex, square, &x, sizeof x, &nolimit, &gf));
+            CHECK_OK(weft_future_on_done(gf, gate_cb, &g));
+            pthread_mutex_lock(&g.mu);
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += 30;
+            while (!g.entered && pthread_cond_timedwait(&g.cv, &g.mu, &dl) == 0) {
+            }
+            pthread_mutex_unlock(&g.mu);
+        }
+        CHECK_MSG(g.entered == 1, "the gate never held the worker thread");
+        weft_future *fs[3];
+        for (int k = 0; k < 3; k++)
+            CHECK_OK(weft_submit_ex(ex, big_or_fault, &items[k], sizeof items[k],
+                                    k == 1 && code == 6 ? &hang_limit : &nolimit, &fs[k]));
+        pthread_mutex_lock(&g.mu);
+        g.open = 1;
+        pthread_cond_broadcast(&g.cv);
+        pthread_mutex_unlock(&g.mu);
+        weft_future_release(gf);
+        rc = weft_future_result(fs[0], 60, &d, &len);
+        CHECK_MSG(rc == 0, "submit, %s: task 0: %s: %s", kinds[code], weft_strerror(rc),
+                  weft_future_error(fs[0]) ? weft_future_error(fs[0]) : "");
+        CHECK_MSG(rc || big_bad_words(d, len, 1000 + c) == 0,
+                  "submit, %s: task 0's output is wrong", kinds[code]);
+        rc = weft_future_result(fs[1], 60, NULL, NULL);
+        CHECK_MSG(rc == (code == 6   ? WEFT_ETIMEDOUT
+                         : code == 7 ? WEFT_EMEMLIMIT
+                                     : WEFT_ECRASHED),
+                  "submit, %s: task 1: %s", kinds[code], weft_strerror(rc));
+        rc = weft_future_result(fs[2], 60, &d, &len);
+        CHECK_MSG(rc == 0 && big_bad_words(d, len, 2000 + c) == 0, "submit, %s: task 2: %s",
+                  kinds[code], weft_strerror(rc));
+        for (int k = 0; k < 3; k++) weft_future_release(fs[k]);
+        pthread_mutex_destroy(&g.mu);
+        pthread_cond_destroy(&g.cv);
+        CHECK_OK(weft_executor_destroy(ex));
+    }
+    weft__procs_set_vm(0);
+}
+
 /* The program is killed: no worker or server survives it. Runs a copy of
  * this test binary as "the program" (argv[1] = "--orphan-child"). */
 

@@ -76,6 +76,11 @@ typedef struct weft__wctl {
     uint32_t xfer_item;  /* which item */
     uint64_t xfer_addr;  /* the worker's buffer */
     uint64_t probe_addr; /* a worker variable the owner reads to test the path */
+    /* a finished item's output left in the worker's memory is read by the
+     * owner before the worker starts the next item of the request (which
+     * could kill it, and the output with it) */
+    uint32_t pull_req; /* worker: bumped when done_items has such an output */
+    uint32_t pull_ack; /* owner: = pull_req once it has reported those items */
 } weft__wctl;
 
 /* The worker process's main loop; never returns. */
@@ -141,7 +146,8 @@ int weft__proxy_create(const weft__proxy_opts *o, weft__proxy **out, char **msg)
 /* Runs the finalizer in the worker, stops it, frees the proxy. */
 void weft__proxy_destroy(weft__proxy *p);
 /* Runs items[0..n) in the worker, in order, calling done(arg, i, result)
- * exactly once per item, in order. When *stop becomes non-zero (or an item
+ * exactly once per item, in order (an item that left a large output in the
+ * worker is reported, with those before it, while the next ones wait). When *stop becomes non-zero (or an item
  * fails and stop_on_error), the items not started are reported cancelled. */
 void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
                      bool stop_on_error, weft__rdone_fn done, void *arg);

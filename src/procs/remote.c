@@ -20,6 +20,10 @@
  * done_items have results; the one at done_items is the one that killed
  * the worker (or ran out of time, or over the memory limit): it fails with
  * the cause, a fresh worker takes the arena and the rest of the batch.
+ * An output left in the worker's own memory (a large one, read with
+ * process_vm_readv) would die with it: before the worker starts the next
+ * item it waits (pull_req / pull_ack) until the proxy has reported the
+ * finished items, copying that output.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -412,6 +416,20 @@ static void w_respond(uint32_t seq)
         weft__futex_wake_ex(&c->resp_seq, 1, true);
 }
 
+/* Item done_items - 1 left its output in this process's memory and more
+ * items follow, any of which may kill the process (and the output with
+ * it): the owner reads the finished items first; wait until it has. */
+static void w_hand_over(weft__wctl *c)
+{
+    uint32_t want = __atomic_load_n(&c->pull_req, __ATOMIC_RELAXED) + 1;
+    __atomic_store_n(&c->pull_req, want, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&c->resp_seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&c->owner_sleeping, __ATOMIC_SEQ_CST))
+        weft__futex_wake_ex(&c->resp_seq, 1, true);
+    while (__atomic_load_n(&c->pull_ack, __ATOMIC_ACQUIRE) != want)
+        weft__futex_wait_ex(&c->pull_ack, want - 1, -1, true);
+}
+
 void weft__worker_main(int memfd)
 {
     if (arena_open(&W, memfd) != 0) _exit(112);
@@ -490,6 +508,7 @@ void weft__worker_main(int memfd)
                 if (r->err) failed = true;
             }
             __atomic_store_n(&c->done_items, k + 1, __ATOMIC_RELEASE);
+            if ((r->flags & OF_REMOTE_OUT) && k + 1 < h->n) w_hand_over(c);
         }
         w_respond(h->seq);
     }
@@ -788,6 +807,31 @@ static void report_err(weft__rdone_fn done, void *arg, size_t i, int err, const 
     done(arg, i, &res);
 }
 
+/* The request in flight as weft__proxy_run reports it: items [0, reported)
+ * of the request (items first..) have been reported. */
+typedef struct batch {
+    weft__rdone_fn done;
+    void *arg;
+    size_t first;
+    size_t reported;
+    bool failed; /* an item reported failed */
+} batch;
+
+/* Reports the items of the request in flight that the worker has finished
+ * and not reported yet (it waits for this before it goes on, when one left
+ * its output in its own memory): false if the arena cannot be mapped. */
+static bool report_finished(weft__proxy *p, batch *b)
+{
+    weft__wctl *c = pctl(p);
+    size_t got = __atomic_load_n(&c->done_items, __ATOMIC_ACQUIRE);
+    if (arena_map(&p->a, __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE)) != 0) return false;
+    for (; b->reported < got; b->reported++) {
+        if (rec_at(p, b->reported)->err) b->failed = true;
+        report(p, b->reported, b->done, b->arg, b->first + b->reported);
+    }
+    return true;
+}
+
 /* Which item of the request in flight runs, and since when (the worker's
  * own clock reading when it started it). False while the worker has not
  * started the item at cur_item (item_t0 is 0 then) or moved on while we
@@ -810,7 +854,7 @@ static bool running_item(weft__wctl *c, size_t n, uint32_t *k, uint64_t *t0)
  * killed; it may still have finished before the kill landed: done_items
  * says). */
 static int wait_response(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
-                         uint32_t *timed)
+                         uint32_t *timed, batch *b)
 {
     weft__wctl *c = pctl(p);
     uint64_t t0 = weft__now_ns();
@@ -827,6 +871,14 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, size_t n, _At
                                    : -EINVAL;
             __atomic_store_n(&c->xfer_ack, xr, __ATOMIC_SEQ_CST);
             weft__futex_wake_ex(&c->xfer_ack, 1, true);
+            t0 = weft__now_ns();
+            continue;
+        }
+        uint32_t pr = __atomic_load_n(&c->pull_req, __ATOMIC_ACQUIRE);
+        if (pr != __atomic_load_n(&c->pull_ack, __ATOMIC_RELAXED)) {
+            if (b) report_finished(p, b); /* else, or if it fails: read after the response */
+            __atomic_store_n(&c->pull_ack, pr, __ATOMIC_SEQ_CST);
+            weft__futex_wake_ex(&c->pull_ack, 1, true);
             t0 = weft__now_ns();
             continue;
         }
@@ -911,7 +963,7 @@ static int run_control(weft__proxy *p, uint32_t op, weft_task_fn fn, const void 
     int rc = write_request(p, op, &it, 1, 0, NULL);
     if (rc) return weft__err(WEFT_ENOMEM, "cannot grow the worker arena: %s", strerror(-rc));
     uint32_t timed = 0;
-    int w = wait_response(p, NULL, 0, NULL, &timed);
+    int w = wait_response(p, NULL, 0, NULL, &timed, NULL);
     if (w) {
         char why[256];
         int code = death_cause(p, why, sizeof why);
@@ -1099,7 +1151,10 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
         }
         j = i + taken;
         uint32_t timed = 0;
-        int w = wait_response(p, items + i, j - i, stop, &timed);
+        batch b = {done, arg, i, 0, false};
+        int w = wait_response(p, items + i, j - i, stop, &timed, &b);
+        if (b.failed) failed = true;
+        i += b.reported; /* reported while the worker went on */
         weft__wctl *c = pctl(p);
         if (arena_map(&p->a, __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE)) != 0) {
             /* cannot see the outputs: the batch is lost, and so is the worker */
@@ -1113,7 +1168,7 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
             failed = true;
             continue;
         }
-        size_t cnt = j - i;
+        size_t cnt = j - b.first;
         size_t got = __atomic_load_n(&c->done_items, __ATOMIC_ACQUIRE);
         if (got > cnt || w == 0) got = cnt;
         /* whether the worker had started item i + got when it died */
@@ -1122,12 +1177,12 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
             uint32_t ck = __atomic_load_n(&c->cur_item, __ATOMIC_ACQUIRE);
             started = ck == got && __atomic_load_n(&c->item_t0, __ATOMIC_ACQUIRE) != 0;
         }
-        for (size_t k = 0; k < got; k++) {
+        for (size_t k = b.reported; k < got; k++) {
             if (rec_at(p, k)->err) failed = true;
-            report(p, k, done, arg, i + k);
+            report(p, k, done, arg, b.first + k);
         }
         p->items_run += got;
-        i += got;
+        i = b.first + got;
         if (got) tries = unblamed = 0;
         if (w != 0) {
             p->alive = false;
