@@ -25,7 +25,7 @@
 #include <mpi.h>
 #include <pthread.h>
 
-#include "mpi/backend.h"
+#include "backends/mpi/mpi_internal.h"
 
 #define TAG_CMD 1
 #define TAG_RES0 100

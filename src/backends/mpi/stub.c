@@ -4,7 +4,7 @@
 #ifndef WEFT_HAVE_MPI
 #include <stdlib.h>
 
-#include "mpi/backend.h"
+#include "backends/mpi/mpi_internal.h"
 
 bool weft__mpi_built(void)
 {

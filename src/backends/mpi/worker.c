@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mpi/wire.h"
+#include "backends/mpi/wire.h"
 
 typedef struct wexec {
     uint32_t no;

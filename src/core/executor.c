@@ -44,10 +44,10 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "deque.h"
+#include "core/deque.h"
 #include "internal.h"
-#include "mpi/backend.h"
-#include "procs/procs.h"
+#include "backends/mpi/mpi_internal.h"
+#include "backends/processes/processes_internal.h"
 
 #define MAX_WORKERS 4096
 #define MAX_EXT_SLOTS 256

@@ -38,7 +38,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "mpi/wire.h"
+#include "backends/mpi/wire.h"
 
 #define BATCH_MAX 64
 #define BATCH_TARGET_NS 100000.0

@@ -7,7 +7,7 @@
 #include <limits.h>
 #include <stdlib.h>
 
-#include "wire.h"
+#include "backends/mpi/wire.h"
 
 MPI_Comm weft__mpi_comm = MPI_COMM_NULL;
 int weft__mpi_rank = -1, weft__mpi_size = 0;

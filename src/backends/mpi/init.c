@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mpi/wire.h"
+#include "backends/mpi/wire.h"
 
 static bool inited;         /* weft__mpi_init ran (MPI usable) */
 static bool we_initialized; /* weft called MPI_Init_thread (so it finalizes) */

@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../internal.h"
+#include "internal.h"
 
 /* ---- fork server (forkserver.c) -------------------------------------------------- */
 

@@ -32,8 +32,8 @@
 #include "diag/progress_internal.h"
 #include "graph/graph_internal.h" /* the argument blocks zipped items are passed in */
 #include "internal.h"
-#include "mpi/backend.h"
-#include "procs/procs.h"
+#include "backends/mpi/mpi_internal.h"
+#include "backends/processes/processes_internal.h"
 
 #define TARGET_CHUNK_NS 100000ull
 #define MAX_CHUNK (1u << 20)

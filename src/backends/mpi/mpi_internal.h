@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "internal.h"
-#include "procs/procs.h"
+#include "backends/processes/processes_internal.h"
 
 struct weft__mpi_exec;
 

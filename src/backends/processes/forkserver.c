@@ -50,8 +50,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../mpi/backend.h"
-#include "procs.h"
+#include "backends/mpi/mpi_internal.h"
+#include "backends/processes/processes_internal.h"
 
 enum {
     OP_SPAWN = 1,

@@ -37,7 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "procs.h"
+#include "backends/processes/processes_internal.h"
 
 #define ARENA_MIN (1u << 20)
 #define ARENA_SHRINK (64u << 20) /* give memory back above this after a batch */
