@@ -14,6 +14,7 @@ int weft__mpi_rank = -1, weft__mpi_size = 0;
 pthread_mutex_t weft__mpi_mu = PTHREAD_MUTEX_INITIALIZER;
 bool *weft__mpi_same_host;
 _Atomic int weft__mpi_live;
+int (*weft__mpi_create_local)(const weft_options *o, weft_executor **out);
 
 bool weft__mpi_built(void)
 {

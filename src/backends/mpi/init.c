@@ -41,7 +41,7 @@ static void at_exit(void)
                 atomic_load(&weft__mpi_live));
         return;
     }
-    weft_finalize();
+    weft__mpi_finalize();
 }
 
 int weft__mpi_init(int *argc, char ***argv)
@@ -140,7 +140,7 @@ int weft__mpi_check_create(int workers, int threads, int *ranks, int *threads_ou
     return 0;
 }
 
-int weft_finalize(void)
+int weft__mpi_finalize(void)
 {
     if (!inited || finalized || weft__mpi_rank != 0) return 0;
     if (atomic_load(&weft__mpi_live) > 0)

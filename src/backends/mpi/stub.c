@@ -50,7 +50,7 @@ void weft__mpi_exec_close(weft_executor *ex)
     (void)ex;
 }
 
-int weft_finalize(void)
+int weft__mpi_finalize(void)
 {
     return 0;
 }

@@ -103,4 +103,8 @@ int weft__mpi_recv_big(void *p, size_t len, int src, int tag);
 /* Worker ranks: the loop (worker.c). */
 void weft__mpi_worker_loop(void) __attribute__((noreturn));
 
+/* weft_executor_create, handed down by weft_init (hybrid ranks run a local
+ * threads executor; calling the public create from here would loop back). */
+extern int (*weft__mpi_create_local)(const weft_options *o, weft_executor **out);
+
 #endif
