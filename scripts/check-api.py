@@ -9,7 +9,7 @@ Fails (exit 1, naming each problem) when
      is missing from the function index of docs/api.md (the section
      "## Every public function"), or the index lists one that is not public;
   3. an error code WEFT_E* of the enum in include/weft.h has no `case` in
-     weft_strerror (src/error.c), or no row in api.md's table of codes.
+     weft_strerror (src/core/error.c), or no row in api.md's table of codes.
 Run by ctest as api_docs_check."""
 import pathlib
 import re
@@ -18,7 +18,7 @@ import sys
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parent.parent)
 headers = sorted([root / "include" / "weft.h"] + list((root / "include" / "weft").glob("*.h")))
 api_md = (root / "docs" / "api.md").read_text()
-error_c = (root / "src" / "error.c").read_text()
+error_c = (root / "src" / "core" / "error.c").read_text()
 INDEX = "## Every public function"
 problems = []
 
@@ -95,11 +95,11 @@ if not codes:
 m = re.search(r"weft_strerror\s*\(int code\)\s*\{(.*?)\n\}", error_c, flags=re.S)
 cases = set(re.findall(r"case\s+(WEFT_[A-Z0-9_]+)\s*:", m.group(1))) if m else set()
 if not m:
-    problems.append("src/error.c: weft_strerror not found")
+    problems.append("src/core/error.c: weft_strerror not found")
 rows = set(re.findall(r"^\|\s*`(WEFT_[A-Z0-9_]+)`\s*\|", api_md, flags=re.M))
 for c in codes:
     if c not in cases:
-        problems.append(f"src/error.c: weft_strerror has no string for {c}")
+        problems.append(f"src/core/error.c: weft_strerror has no string for {c}")
     if c not in rows:
         problems.append(f"docs/api.md: the table of error codes has no row for {c}")
 for c in sorted(rows):

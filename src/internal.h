@@ -183,21 +183,23 @@ uint64_t weft__executor_t0(const weft_executor *ex);
 void weft__run_future(weft_executor *ex, weft_future *f, int worker, const void *wstate,
                       size_t wstate_len);
 
-/* The processes backend's proxy of the calling worker thread, or NULL. */
-struct weft__proxy *weft__worker_proxy(void);
 /* 0 if `fn` is registered (weft_task_register / WEFT_TASK_REGISTER), else
  * WEFT_ENOTREG naming `who`: backends that run tasks in other processes
  * find them by registration. Cached per thread. */
 int weft__check_registered(weft_task_fn fn, const char *who);
-/* Set in a worker process of the processes backend. */
+/* Set in a worker process of a backend that runs tasks in other processes
+ * (defined in task.c, set by the backend when it starts a worker). */
 extern bool weft__worker_process;
-/* Processes backend: notes that tasks finished now (for the watchdog). */
+/* Notes that tasks finished now (for the watchdog). */
 void weft__executor_progress(weft_executor *ex);
 
 /* ---- map (map.c) --------------------------------------------------------- */
 
-/* Runs a map chunk job carried by internal future f. */
-void weft__map_run_chunk(weft_future *f, int worker, const void *wstate, size_t wstate_len);
+/* An internal future (WEFT__ST_INTERNAL, e.g. a map chunk) carries in
+ * f->job a record that starts with this: how the pool runs it. */
+typedef struct weft__job {
+    void (*run)(weft_future *f, int worker, const void *wstate, size_t wstate_len);
+} weft__job;
 
 /* ---- trace (trace.c) ----------------------------------------------------- */
 

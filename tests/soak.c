@@ -68,7 +68,7 @@
 
 #include "weft.h"
 
-#include "../src/procs/procs.h" /* weft__fs_pid: the fork server, parent of the workers */
+#include "backends/processes/processes_internal.h" /* weft__fs_pid: the fork server, parent of the workers */
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SOAK_SANITIZED 1

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "../src/procs/procs.h"
+#include "backends/processes/processes_internal.h"
 
 /* ---- tasks ---- */
 

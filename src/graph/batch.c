@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "graph/graph_internal.h"
 
 #define CALL_MAGIC 0x7763616cu /* "wcal" */
@@ -95,15 +96,15 @@ int weft_parallel(const weft_call *calls, size_t n, const weft_parallel_options 
     bool own = false;
     if (!ex) {
         weft_options eo = {0};
+        /* joblib's n_jobs=1 runs in order on the calling thread: choose the
+         * serial level, as a user would (a choice, not a branch on it) */
         eo.backend = opts->n_jobs == 1 ? WEFT_BACKEND_SERIAL : opts->backend;
         weft_n_jobs_workers(opts->n_jobs, &eo.workers);
         int rc = weft_executor_create(&eo, &ex);
         if (rc) return rc;
         own = true;
     }
-    weft_backend b = weft_executor_backend(ex);
-    bool one_space =
-        (b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS) && !weft__graph_force_copy;
+    bool one_space = (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) && !weft__graph_force_copy;
     weft_buf *bufs = malloc((n ? n : 1) * sizeof *bufs);
     unsigned char *pack = NULL;
     int rc = 0;
@@ -134,7 +135,7 @@ int weft_parallel(const weft_call *calls, size_t n, const weft_parallel_options 
                 rc = weft__err(WEFT_ENOTREG,
                                "weft_parallel: calls[%zu] names an unregistered task, which "
                                "the %s backend cannot run",
-                               i, weft_backend_name(b));
+                               i, weft_backend_name(weft_executor_backend(ex)));
                 goto done;
             }
             total += sizeof(call_rec) + ((strlen(name) + 15u) & ~(size_t)15u) +

@@ -70,6 +70,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "diag/progress_internal.h"
 #include "graph/graph_internal.h"
 
@@ -969,7 +970,8 @@ static void submit_initial(grun *r)
     uint32_t *ready = NULL;
     spawn_slice *sl = NULL;
     weft_future **fs = NULL;
-    if (r->ref && weft_executor_backend(r->ex) == WEFT_BACKEND_THREADS && nslices >= 2) {
+    unsigned caps = weft__executor_caps(r->ex);
+    if (r->ref && (caps & WEFT__CAP_NESTED) && !(caps & WEFT__CAP_INLINE) && nslices >= 2) {
         ready = malloc(nready * sizeof *ready);
         sl = malloc(nslices * sizeof *sl);
         fs = calloc(nslices, sizeof *fs);
@@ -1040,8 +1042,7 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
     r.ex = ex;
     if (++g->run_counter == 0) g->run_counter = 1; /* 0 marks "never visited" */
     r.id = g->run_counter;
-    weft_backend b = weft_executor_backend(ex);
-    r.ref = (b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS) && !weft__graph_force_copy;
+    r.ref = (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) && !weft__graph_force_copy;
     r.cancel_mode = (opts->flags & WEFT_COMPUTE_CANCEL_ON_ERROR) != 0;
     r.retries = opts->retries;
     atomic_init(&r.stop, 0);

@@ -7,13 +7,13 @@
  *
  * What does not: the parts whose job is processes, memory or files call
  * glibc's POSIX and Linux wrappers directly, since their system calls are
- * their subject, not a detail -- the processes backend (src/procs/: fork,
+ * their subject, not a detail -- the processes backend (src/backends/processes/: fork,
  * wait4/waitid, signalfd, socketpair, sendmsg/recvmsg, poll, prctl,
- * setrlimit, memfd_create, mmap, sigaction), the mpi workers (src/mpi/:
+ * setrlimit, memfd_create, mmap, sigaction), the mpi workers (src/backends/mpi/:
  * sigaction, sigaltstack, nanosleep, sched_yield), subprocesses
  * (src/subprocess/: posix_spawn, pipe2, poll/ppoll, wait4/waitid, kill),
  * IPC (src/ipc/: memfd_create, mmap, ftruncate, fcntl, /proc files), large
- * map results (src/map.c: mmap, madvise), the diagnostics (src/diag/:
+ * map results (src/core/map.c: mmap, madvise), the diagnostics (src/diag/:
  * file I/O, memfd_create, isatty) and src/sched.c (clock_gettime for a
  * pthread_cond_timedwait deadline). pthreads and stdio are used
  * everywhere. docs/design.md ("System calls") keeps the same list. */

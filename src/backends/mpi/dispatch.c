@@ -38,7 +38,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "mpi/wire.h"
+#include "backends/mpi/wire.h"
+#include "core/exec_internal.h"
 
 #define BATCH_MAX 64
 #define BATCH_TARGET_NS 100000.0
@@ -173,6 +174,23 @@ static const w_hdr *wait_reply(struct weft__mpi_exec *M, uint32_t type)
 }
 
 /* ---- open / close ---- */
+
+static struct weft__mpi_exec **weft__exec_mpi_slot(weft_executor *ex)
+{
+    return &((weft__mpi_data *)weft__exec_data(ex))->M;
+}
+
+static void weft__exec_mpi_params(const weft_executor *ex, weft__mpi_params *p)
+{
+    const weft__mpi_data *d = weft__exec_data(ex);
+    p->ranks = d->ranks;
+    p->threads = d->threads;
+    p->seed = ex->seed;
+    p->initializer = ex->initializer;
+    p->finalizer = ex->finalizer;
+    p->init_in = ex->init_in;
+    p->init_len = ex->init_len;
+}
 
 int weft__mpi_exec_open(weft_executor *ex, char **msg)
 {

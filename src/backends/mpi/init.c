@@ -24,63 +24,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mpi/wire.h"
-
-MPI_Comm weft__mpi_comm = MPI_COMM_NULL;
-int weft__mpi_rank = -1, weft__mpi_size = 0;
-pthread_mutex_t weft__mpi_mu = PTHREAD_MUTEX_INITIALIZER;
-bool *weft__mpi_same_host;
-_Atomic int weft__mpi_live;
+#include "backends/mpi/wire.h"
 
 static bool inited;         /* weft__mpi_init ran (MPI usable) */
 static bool we_initialized; /* weft called MPI_Init_thread (so it finalizes) */
 static bool finalized;
 static int thread_level;
-
-bool weft__mpi_built(void)
-{
-    return true;
-}
-
-int weft__mpi_env_rank(void)
-{
-    static const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v) {
-            char *end;
-            long r = strtol(v, &end, 10);
-            if (!*end && r >= 0 && r < INT_MAX) return (int)r;
-        }
-    }
-    return -1;
-}
-
-int weft__mpi_send_big(const void *p, size_t len, int dest, int tag)
-{
-    const char *c = p;
-    do {
-        size_t k = len > PIECE ? PIECE : len;
-        if (MPI_Send(c, (int)k, MPI_BYTE, dest, tag, weft__mpi_comm) != MPI_SUCCESS) return -1;
-        c += k;
-        len -= k;
-    } while (len);
-    return 0;
-}
-
-int weft__mpi_recv_big(void *p, size_t len, int src, int tag)
-{
-    char *c = p;
-    do {
-        size_t k = len > PIECE ? PIECE : len;
-        if (MPI_Recv(c, (int)k, MPI_BYTE, src, tag, weft__mpi_comm, MPI_STATUS_IGNORE) !=
-            MPI_SUCCESS)
-            return -1;
-        c += k;
-        len -= k;
-    } while (len);
-    return 0;
-}
 
 static void at_exit(void)
 {
@@ -92,7 +41,7 @@ static void at_exit(void)
                 atomic_load(&weft__mpi_live));
         return;
     }
-    weft_finalize();
+    weft__mpi_finalize();
 }
 
 int weft__mpi_init(int *argc, char ***argv)
@@ -191,7 +140,7 @@ int weft__mpi_check_create(int workers, int threads, int *ranks, int *threads_ou
     return 0;
 }
 
-int weft_finalize(void)
+int weft__mpi_finalize(void)
 {
     if (!inited || finalized || weft__mpi_rank != 0) return 0;
     if (atomic_load(&weft__mpi_live) > 0)

@@ -50,8 +50,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../mpi/backend.h"
-#include "procs.h"
+#include "backends/processes/processes_internal.h"
 
 enum {
     OP_SPAWN = 1,
@@ -74,7 +73,9 @@ typedef struct fs_rep {
 static pthread_mutex_t fs_mu = PTHREAD_MUTEX_INITIALIZER;
 static int fs_sock = -1;
 static pid_t fs_server;
-bool weft__worker_process;
+/* what a forked worker runs (remote.c's weft__worker_main, handed in by
+ * weft__fs_start so that this file does not call back into remote.c) */
+static void (*fs_worker_main)(int memfd);
 
 bool weft__in_worker(void)
 {
@@ -169,7 +170,8 @@ static int server_spawn(int sock, int sfd, int memfd, uint64_t memory_limit, pid
             struct rlimit rl = {(rlim_t)memory_limit, (rlim_t)memory_limit};
             setrlimit(RLIMIT_DATA, &rl);
         }
-        weft__worker_main(memfd);
+        fs_worker_main(memfd); /* never returns */
+        _exit(127);
     }
     kids[nkids].pid = p;
     kids[nkids].ctl = m;
@@ -283,8 +285,9 @@ bool weft__fs_alive(void)
     return ok;
 }
 
-int weft__fs_start(const char *who)
+int weft__fs_start(const char *who, void (*worker_main)(int memfd))
 {
+    fs_worker_main = worker_main;
     pthread_mutex_lock(&fs_mu);
     if (fs_sock >= 0) {
         pthread_mutex_unlock(&fs_mu);
@@ -396,21 +399,4 @@ int weft__fs_kill(pid_t pid, int sig)
     pthread_mutex_unlock(&fs_mu);
     if (rc) return WEFT_ECRASHED;
     return rep.rc < 0 ? WEFT_ENOENT : 0;
-}
-
-int weft_init(int *argc, char ***argv)
-{
-    if (weft__worker_process) return 0;
-    /* Under mpirun: the fork server first (only rank 0 uses the processes
-     * backend; forking after MPI_Init is unsafe), then MPI. Worker ranks
-     * do not return from weft__mpi_init. */
-    int rank = weft__mpi_env_rank();
-    int rc = rank <= 0 ? weft__fs_start("weft_init") : 0;
-    if (rank >= 0) {
-        /* A program that initialized MPI itself has threads already: no
-         * fork server then; a processes executor says so when created. */
-        int m = weft__mpi_init(argc, argv);
-        return m;
-    }
-    return rc;
 }

@@ -41,7 +41,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "procs.h"
+#include "backends/processes/processes_internal.h"
 
 #define ARENA_MIN (1u << 20)
 #define ARENA_SHRINK (64u << 20) /* give memory back above this after a batch */
@@ -543,24 +543,6 @@ void weft__procs_test_stall(double seconds)
  * (seccomp or security modules may refuse them): 0 unknown, 1 yes, -1 no.
  * Without them large payloads go through the arena. */
 static _Atomic int vm_state;
-
-int weft__rres_copy(const weft__rres *r, void *dst)
-{
-    if (!r->out_len) return 0;
-    if (r->out) {
-        memcpy(dst, r->out, r->out_len);
-        return 0;
-    }
-    size_t done = 0;
-    while (done < r->out_len) {
-        struct iovec l = {(char *)dst + done, r->out_len - done};
-        struct iovec rm = {(void *)(uintptr_t)(r->remote + done), r->out_len - done};
-        ssize_t n = process_vm_readv(r->pid, &l, 1, &rm, 1, 0);
-        if (n <= 0) return WEFT_ECRASHED;
-        done += (size_t)n;
-    }
-    return 0;
-}
 
 static int vm_write(pid_t pid, const void *src, size_t len, uint64_t addr)
 {

@@ -134,3 +134,5 @@ int weft__ctx_run(weft_ctx *ctx, weft_task_fn fn, const void *in, size_t len, in
     }
     return rc;
 }
+
+bool weft__worker_process;

@@ -29,11 +29,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "backends/remote/remote.h" /* items sent to other processes, chunk by chunk */
+#include "core/backend.h"
 #include "diag/progress_internal.h"
 #include "graph/graph_internal.h" /* the argument blocks zipped items are passed in */
 #include "internal.h"
-#include "mpi/backend.h"
-#include "procs/procs.h"
 
 #define TARGET_CHUNK_NS 100000ull
 #define MAX_CHUNK (1u << 20)
@@ -81,6 +81,7 @@ static void *malloc_n(size_t n, size_t size)
 typedef struct map_job map_job;
 
 typedef struct chunk {
+    weft__job run; /* first: how the pool runs it (internal.h) */
     map_job *job;
     uint64_t start;
     size_t n;
@@ -293,10 +294,8 @@ static void rchunk_done(void *arg, size_t i, const weft__rres *r)
 static weft__ritem *chunk_items(chunk *c)
 {
     map_job *job = c->job;
-    bool cancelled =
-        weft__executor_cancelling(job->ex) ||
-        (weft_executor_backend(job->ex) == WEFT_BACKEND_MPI &&
-         (atomic_load_explicit(&job->stop, memory_order_relaxed) || deadline_passed(job)));
+    bool cancelled = weft__executor_cancelling(job->ex) ||
+                     atomic_load_explicit(&job->stop, memory_order_relaxed) || deadline_passed(job);
     int zerr = !cancelled && job->mode == IN_ZIP ? zip_copy_blocks(c) : 0;
     weft__ritem *items = cancelled || zerr ? NULL : malloc_n(c->n, sizeof *items);
     if (!items) {
@@ -342,24 +341,7 @@ static weft__ritem *chunk_items(chunk *c)
     return items;
 }
 
-static void map_run_chunk_remote(weft_future *f, chunk *c, weft__proxy *px)
-{
-    map_job *job = c->job;
-    weft__ritem *items = chunk_items(c);
-    rchunk rc = {c, job, 0, 0, 0};
-    if (items) {
-        weft__proxy_run(px, items, c->n, &job->stop, (job->flags & WEFT_MAP_STOP_ON_ERROR) != 0,
-                        rchunk_done, &rc);
-        free(items);
-    }
-    c->ns = rc.t1 > rc.t0 ? rc.t1 - rc.t0 : 0;
-    if (weft__executor_tracing(job->ex) && rc.t1)
-        weft__trace_record(job->ex, weft__executor_worker_index(), job->fn, rc.t0, rc.t1,
-                           rc.first_err, c->n);
-    chunk_publish(f, c, job);
-}
-
-/* ---- mpi backend: a chunk is sent, and its results come back later ---- */
+/* ---- a chunk sent to another process (processes, mpi): its results come back later ---- */
 
 struct weft__rchunk {
     rchunk rc;
@@ -407,14 +389,15 @@ void weft__map_chunk_close(weft__rchunk *r, int lane)
     chunk_publish(f, c, job);
 }
 
-void weft__map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wstate_len)
+_Atomic int *weft__map_chunk_stop(weft__rchunk *r)
+{
+    return &r->rc.job->stop;
+}
+
+/* Runs chunk f on this thread (the pool calls it through f->job). */
+static void map_run_chunk(weft_future *f, int wid, const void *wstate, size_t wstate_len)
 {
     chunk *c = f->job;
-    weft__proxy *px = weft__worker_proxy();
-    if (px) {
-        map_run_chunk_remote(f, c, px);
-        return;
-    }
     map_job *job = c->job;
     bool cancelled = weft__executor_cancelling(job->ex);
     bool tracing = weft__executor_tracing(job->ex);
@@ -765,6 +748,7 @@ static int dispatch_one(map_call *mc)
     atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
     f->fn = job->fn;
     f->ex = job->ex;
+    c->run.run = map_run_chunk;
     f->job = c;
     f->in = NULL;
     f->in_len = 0;
@@ -1028,8 +1012,7 @@ static int map_common(weft_executor *ex, weft_task_fn fn, const weft_map_options
                          opts->timeout);
     if (weft__executor_closed(ex))
         return weft__err(WEFT_ECLOSED, "%s: the executor is shut down", name);
-    if (weft_executor_backend(ex) == WEFT_BACKEND_PROCESSES ||
-        weft_executor_backend(ex) == WEFT_BACKEND_MPI) {
+    if (weft__executor_caps(ex) & WEFT__CAP_NAMED_TASKS) {
         int rc = weft__check_registered(fn, name);
         if (rc) return rc;
     }

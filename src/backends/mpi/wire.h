@@ -25,7 +25,7 @@
 #include <mpi.h>
 #include <pthread.h>
 
-#include "mpi/backend.h"
+#include "backends/mpi/mpi_internal.h"
 
 #define TAG_CMD 1
 #define TAG_RES0 100
@@ -102,5 +102,9 @@ int weft__mpi_send_big(const void *p, size_t len, int dest, int tag);
 int weft__mpi_recv_big(void *p, size_t len, int src, int tag);
 /* Worker ranks: the loop (worker.c). */
 void weft__mpi_worker_loop(void) __attribute__((noreturn));
+
+/* weft_executor_create, handed down by weft_init (hybrid ranks run a local
+ * threads executor; calling the public create from here would loop back). */
+extern int (*weft__mpi_create_local)(const weft_options *o, weft_executor **out);
 
 #endif

@@ -22,8 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backends/remote/remote.h"
 #include "internal.h"
-#include "procs/procs.h"
 
 struct weft__mpi_exec;
 
@@ -54,21 +54,16 @@ bool weft__exec_start_remote(weft_executor *ex, weft_future *f, int lane, weft__
 /* Completes a started plain future from a remote result (releases the
  * queue's reference). */
 void weft__exec_complete_remote(weft_executor *ex, int lane, weft_future *f, const weft__rres *r);
-struct weft__mpi_exec **weft__exec_mpi_slot(weft_executor *ex);
-void weft__exec_mpi_params(const weft_executor *ex, weft__mpi_params *p);
-
-/* ---- provided by map.c ---- */
-
-typedef struct weft__rchunk weft__rchunk;
-/* Opens map chunk f (an internal future) for sending: *items (malloc'd,
- * the caller frees) and *n. Returns NULL if nothing is to be sent: the
- * chunk was cancelled or failed and is already handed back to its map. */
-weft__rchunk *weft__map_chunk_open(weft_future *f, weft__ritem **items, size_t *n,
-                                   bool *stop_on_error);
-/* Records item i's result. */
-void weft__map_chunk_item(weft__rchunk *r, size_t i, const weft__rres *res);
-/* Hands the finished chunk back to its map (frees r, releases f). */
-void weft__map_chunk_close(weft__rchunk *r, int lane);
+/* An mpi executor's backend state (mpi.c's create; dispatch.c's dispatcher
+ * keeps its own state in M). */
+typedef struct weft__mpi_data {
+    int ranks;   /* worker ranks used: 1..ranks */
+    int threads; /* hybrid: threads per worker rank */
+    struct weft__mpi_exec *M;
+} weft__mpi_data;
+/* weft_finalize's part: stops the worker ranks, finalizes MPI if weft
+ * initialized it. */
+int weft__mpi_finalize(void);
 
 /* ---- provided by src/mpi ---- */
 

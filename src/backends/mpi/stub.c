@@ -4,7 +4,7 @@
 #ifndef WEFT_HAVE_MPI
 #include <stdlib.h>
 
-#include "mpi/backend.h"
+#include "backends/mpi/mpi_internal.h"
 
 bool weft__mpi_built(void)
 {
@@ -50,7 +50,7 @@ void weft__mpi_exec_close(weft_executor *ex)
     (void)ex;
 }
 
-int weft_finalize(void)
+int weft__mpi_finalize(void)
 {
     return 0;
 }

@@ -44,16 +44,13 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "deque.h"
-#include "internal.h"
-#include "mpi/backend.h"
-#include "procs/procs.h"
+#include "core/exec_internal.h"
+#include "core/help.h"
 
-#define MAX_WORKERS 4096
-#define MAX_EXT_SLOTS 256
+typedef weft__lane worker;
+
 #define IDLE_SPIN_NS 100000
 #define DEQUE_CAP0 256
-#define STATE_INLINE 64
 #define MAX_STACK_SIZE ((size_t)1 << 30)
 
 /* Seconds to nanoseconds, saturating: NaN and <= 0 give 0; WEFT_FOREVER and
@@ -64,108 +61,6 @@ static int64_t secs_to_ns(double s)
     if (s >= (double)INT64_MAX / 1e9) return INT64_MAX;
     return (int64_t)(s * 1e9);
 }
-
-typedef struct slot {
-    weft__deque dq;
-    _Atomic int64_t pushed WEFT__ALIGNED; /* written by the owner only */
-    _Atomic(void *) owner;                /* thread token; NULL = free */
-    bool shared;                          /* overflow slot: owner ops under shared_mu */
-    bool push_only;                       /* external: the owner never pops, so
-                                              thieves may take batches */
-} slot;
-
-typedef struct worker {
-    _Atomic int64_t finished WEFT__ALIGNED;
-    weft_executor *ex;
-    int id;
-    pthread_t th;
-    bool started;
-    slot *own;
-    uint64_t rng;
-    void *state;
-    size_t state_len;
-    bool state_heap;
-    unsigned char state_inl[STATE_INLINE] __attribute__((aligned(16))); /* any scalar type */
-    /* processes backend */
-    weft__proxy *proxy;
-    double item_ns; /* recent time per task in the worker process */
-    bool idle;      /* counted in ex->idle */
-} worker;
-
-struct weft_executor {
-    uint64_t id;
-    weft_backend backend;
-    int nworkers;
-    uint64_t seed;
-    uint64_t t0;
-    weft_task_fn initializer, finalizer;
-    void *init_in;
-    size_t init_len;
-    char *trace_path;
-    _Atomic bool tracing;
-    weft__trace_buf *trace; /* one per worker (serial: one) */
-    int ntrace;
-    size_t stack_size;
-
-    worker *workers;
-    slot *slots[MAX_WORKERS + MAX_EXT_SLOTS];
-    _Atomic int nslots;
-    pthread_mutex_t slot_mu;
-    pthread_mutex_t shared_mu;
-    slot *shared_slot;
-
-    _Atomic uint32_t epoch WEFT__ALIGNED;
-    _Atomic int sleepers;
-    _Atomic int waking;
-    _Atomic int idle; /* processes: workers looking for work, or about to (set_idle) */
-    _Atomic uint32_t idle_epoch WEFT__ALIGNED;
-    _Atomic int closed;
-    _Atomic int cancelling;
-    _Atomic int stop;
-    _Atomic int shut_done;
-    _Atomic uint64_t next_index WEFT__ALIGNED;
-    _Atomic int64_t finished_ext; /* tasks dropped by shutdown(CANCEL) itself */
-
-    bool asym; /* membarrier available: submit needs no fence (see light_fence) */
-
-    /* serial backend: tasks running inline right now, and the state */
-    _Atomic int inline_running;
-    worker serial;
-
-    /* processes backend */
-    weft__proxy_opts popts;
-    _Atomic uint64_t last_done_ns;
-    double watchdog;
-    void (*watchdog_fn)(const char *report, void *arg);
-    void *watchdog_arg;
-    void (*on_stall)(void *arg, const weft_stall_info *info);
-    void *on_stall_arg;
-    bool watchdog_print;
-    pthread_t watchdog_th;
-    bool watchdog_started;
-    _Atomic uint32_t watchdog_stop;
-
-    /* mpi backend: one executor thread (the dispatcher) drives `ranks`
-     * worker ranks (src/mpi/dispatch.c) */
-    int ranks;
-    int mpi_threads;
-    struct weft__mpi_exec *mpi;
-
-    /* exit behaviour (exit_join_all): on the exit list, guarded by exit_mu */
-    weft_exit_mode exit_mode;
-    int64_t exit_timeout_ns; /* 0: no limit */
-    pid_t pid;               /* the process that created it */
-    struct weft_executor *exit_next;
-    int exit_pins;  /* exit_join_all is using it: destroy waits */
-    bool exit_seen; /* exit_join_all handled it */
-
-    /* creation handshake */
-    pthread_mutex_t init_mu;
-    pthread_cond_t init_cv;
-    int init_count;
-    int init_err;
-    char *init_msg;
-};
 
 /* ---- thread-local state ---------------------------------------------------------- */
 
@@ -225,11 +120,6 @@ static void tls_make_key(void)
     pthread_key_create(&tls_key, tls_exit);
 }
 
-weft_executor *weft__current_executor(void)
-{
-    return T.w ? T.ex : NULL;
-}
-
 int weft__executor_worker_index(void)
 {
     return T.w ? T.w->id : -1;
@@ -237,7 +127,17 @@ int weft__executor_worker_index(void)
 
 bool weft__executor_is_serial(const weft_executor *ex)
 {
-    return ex->backend == WEFT_BACKEND_SERIAL;
+    return (ex->caps & WEFT__CAP_INLINE) != 0;
+}
+
+unsigned weft__executor_caps(const weft_executor *ex)
+{
+    return ex->caps;
+}
+
+void *weft__exec_data(const weft_executor *ex)
+{
+    return ex->bdata;
 }
 
 bool weft__executor_cancelling(weft_executor *ex)
@@ -418,7 +318,7 @@ static void wake_all(weft_executor *ex)
 
 /* ---- running tasks ------------------------------------------------------------------- */
 
-static void drop_cancelled(weft_executor *ex, weft_future *f, int wid)
+void weft__exec_drop_cancelled(weft_executor *ex, weft_future *f, int wid)
 {
     if (weft__executor_tracing(ex) &&
         !(atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL)) {
@@ -436,13 +336,13 @@ void weft__run_future(weft_executor *ex, weft_future *f, int wid, const void *ws
                       size_t wstate_len)
 {
     if (atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL) {
-        weft__map_run_chunk(f, wid, wstate, wstate_len);
+        ((weft__job *)f->job)->run(f, wid, wstate, wstate_len); /* e.g. a map chunk */
         return;
     }
     if (WEFT__UNLIKELY(atomic_load_explicit(&ex->cancelling, memory_order_relaxed)))
         weft__future_complete(f, WEFT_FUTURE_CANCELLED);
     if (!weft__future_start(f)) {
-        drop_cancelled(ex, f, wid);
+        weft__exec_drop_cancelled(ex, f, wid);
         return;
     }
     uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
@@ -582,9 +482,36 @@ static weft_future *find_work(weft_executor *ex, worker *w)
  * so a proxy batches only what they cannot take (run_remote). */
 static inline void set_idle(weft_executor *ex, worker *w, bool idle)
 {
-    if (ex->backend != WEFT_BACKEND_PROCESSES || w->idle == idle) return;
+    if (!ex->count_idle || w->idle == idle) return;
     w->idle = idle;
     atomic_fetch_add_explicit(&ex->idle, idle ? 1 : -1, memory_order_seq_cst);
+}
+
+void weft__lane_set_idle(weft_executor *ex, weft__lane *l, bool idle)
+{
+    set_idle(ex, l, idle);
+}
+
+weft_future *weft__lane_pop(weft__lane *l)
+{
+    return weft__deque_pop(&l->own->dq);
+}
+
+int weft__lane_push(weft__lane *l, weft_future *f)
+{
+    return weft__deque_push(&l->own->dq, f);
+}
+
+void weft__lane_finished(weft__lane *l, int64_t k)
+{
+    atomic_store_explicit(&l->finished,
+                          atomic_load_explicit(&l->finished, memory_order_relaxed) + k,
+                          memory_order_release);
+}
+
+void weft__exec_wake_one(weft_executor *ex)
+{
+    wake_one(ex);
 }
 
 static void run_counted(weft_executor *ex, worker *w, weft_future *f)
@@ -595,12 +522,21 @@ static void run_counted(weft_executor *ex, worker *w, weft_future *f)
                           memory_order_release);
 }
 
-static void run_work(weft_executor *ex, worker *w, weft_future *f);
+void weft__lane_run_here(weft_executor *ex, weft__lane *l, weft_future *f)
+{
+    run_counted(ex, l, f);
+}
 
-bool weft__help_one(weft_executor *ex)
+static inline void run_work(weft_executor *ex, worker *w, weft_future *f)
+{
+    ex->ops->run(ex, w, f);
+}
+
+/* A waiting task's thread runs queued work meanwhile (core/help.h). */
+static bool pool_help_one(weft_executor *ex)
 {
     worker *w = T.w;
-    if (!w || T.ex != ex || ex->backend == WEFT_BACKEND_MPI) return false;
+    if (!w || T.ex != ex || !(ex->caps & WEFT__CAP_HELPS)) return false;
     weft_future *f = find_work(ex, w);
     if (!f) return false;
     run_work(ex, w, f);
@@ -615,8 +551,9 @@ static void worker_state_set(worker *w, weft_ctx *ctx)
     ctx->out_heap = false;
 }
 
-static int run_initializer(weft_executor *ex, worker *w, char **msg)
+int weft__lane_initializer(weft_executor *ex, weft__lane *w, char **msg)
 {
+    if (!ex->initializer) return 0;
     weft_ctx ctx = {0};
     ctx.ex = ex;
     ctx.worker = w->id;
@@ -635,13 +572,8 @@ static int run_initializer(weft_executor *ex, worker *w, char **msg)
     return rc;
 }
 
-static void run_finalizer(weft_executor *ex, worker *w)
+void weft__lane_finalizer(weft_executor *ex, weft__lane *w)
 {
-    if (w->proxy) {
-        weft__proxy_destroy(w->proxy); /* runs the finalizer in the worker process */
-        w->proxy = NULL;
-        return;
-    }
     if (ex->finalizer) {
         weft_ctx ctx = {0};
         ctx.ex = ex;
@@ -659,174 +591,14 @@ static void run_finalizer(weft_executor *ex, worker *w)
     w->state_heap = false;
 }
 
-/* ---- processes backend: batches of futures through the worker's proxy ---------------- */
-
-#define REMOTE_BATCH_MAX 64
-#define REMOTE_BATCH_NS 100000.0 /* aim: a batch takes about this long in the worker */
-
-weft__proxy *weft__worker_proxy(void)
-{
-    return T.w ? T.w->proxy : NULL;
-}
+/* ---- results that come back from another process ------------------------------------ */
 
 void weft__executor_progress(weft_executor *ex)
 {
     atomic_store_explicit(&ex->last_done_ns, weft__now_ns(), memory_order_relaxed);
 }
 
-typedef struct remote_batch {
-    weft_executor *ex;
-    worker *w;
-    weft_future **f;
-    size_t n;
-    double ns;
-} remote_batch;
-
-static void remote_done(void *arg, size_t i, const weft__rres *r)
-{
-    remote_batch *b = arg;
-    if (i >= b->n) return; /* not an item of this batch: no future to complete */
-    b->ns += (double)(r->t1 - r->t0);
-    weft__exec_complete_remote(b->ex, b->w->id, b->f[i], r);
-}
-
-void weft__exec_complete_remote(weft_executor *ex, int lane, weft_future *f, const weft__rres *r)
-{
-    uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
-    if (weft__executor_tracing(ex) && r->t1)
-        weft__trace_record(ex, lane, f->fn, r->t0, r->t1, r->err, 1);
-    if ((st & WEFT__ST_IN_HEAP) && f->in) {
-        free((void *)f->in);
-        f->in = NULL;
-    }
-    uint32_t final;
-    int err = r->err;
-    const char *msg = r->msg;
-    if (err == 0) {
-        void *out = f->out_inl;
-        final = WEFT_FUTURE_DONE;
-        if (r->out_len > WEFT__FUT_OUT_INLINE) {
-            if (r->take && *r->take) { /* mpi: keep the received block, no copy */
-                f->out = *r->take;
-                f->out_len = r->out_len;
-                *r->take = NULL;
-                weft__future_complete(f, final | WEFT__ST_OUT_HEAP);
-                weft_future_release(f);
-                return;
-            }
-            out = weft__out_alloc(r->out_len);
-            final |= WEFT__ST_OUT_HEAP;
-        }
-        if (out && weft__rres_copy(r, out) == 0) {
-            f->out = out;
-            f->out_len = r->out_len;
-        } else {
-            if (out && (final & WEFT__ST_OUT_HEAP)) weft__out_free(out);
-            err = out ? WEFT_ECRASHED : WEFT_ENOMEM;
-            msg = out ? "the output could not be read from the worker process"
-                      : "out of memory for the task's output";
-        }
-    }
-    if (err == WEFT_ECANCELLED && !msg) {
-        final = WEFT_FUTURE_CANCELLED;
-    } else if (err) {
-        f->err = err;
-        f->msg = msg ? strdup(msg) : NULL;
-        final = WEFT_FUTURE_FAILED | WEFT__ST_DIRTY;
-    }
-    if (final == WEFT_FUTURE_CANCELLED)
-        weft__future_cancel_taken(f); /* started when taken: complete() would not cancel it */
-    else
-        weft__future_complete(f, final);
-    weft_future_release(f);
-}
-
-typedef struct remote_run {
-    remote_batch b; /* first: remote_done takes it */
-    size_t n;
-} remote_run;
-
-/* remote_done, and the worker counts as idle before its last result can be
- * seen: whoever submits upon it finds the worker counted (run_remote). */
-static void remote_run_done(void *arg, size_t i, const weft__rres *r)
-{
-    remote_run *rr = arg;
-    if (i + 1 == rr->n) set_idle(rr->b.ex, rr->b.w, true);
-    remote_done(&rr->b, i, r);
-}
-
-static void run_remote(weft_executor *ex, worker *w, weft_future *first)
-{
-    weft_future *fs[REMOTE_BATCH_MAX];
-    weft__ritem items[REMOTE_BATCH_MAX];
-    int max = 1;
-    if (w->item_ns > 0) {
-        double m = REMOTE_BATCH_NS / w->item_ns;
-        max = m >= REMOTE_BATCH_MAX ? REMOTE_BATCH_MAX : m < 1 ? 1 : (int)m;
-    } else {
-        max = 1; /* nothing measured yet: a long task must not hold others back */
-    }
-    size_t n = 0;
-    int64_t taken = 0;
-    weft_future *f = first;
-    for (;;) {
-        taken++;
-        uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
-        if (WEFT__UNLIKELY(atomic_load_explicit(&ex->cancelling, memory_order_relaxed)))
-            weft__future_complete(f, WEFT_FUTURE_CANCELLED);
-        if (!weft__future_start(f)) {
-            drop_cancelled(ex, f, w->id);
-        } else {
-            fs[n] = f;
-            items[n].fn = f->fn;
-            items[n].in = f->in;
-            items[n].len = f->in_len;
-            items[n].index = f->index;
-            items[n].seed = weft__seed_for(ex->seed, f->index);
-            items[n].retries = (st & WEFT__ST_DIRTY) ? f->retries : 0;
-            items[n].timeout = (st & WEFT__ST_DIRTY) ? f->timeout : 0;
-            n++;
-        }
-        f = NULL;
-        if ((int)n >= max) break;
-        /* Batch only what idle workers cannot take: a task must not wait
-         * in this batch behind a long one while another worker is idle
-         * (tasks that wait for each other would never finish). */
-        if (weft__deque_size(&w->own->dq) <= atomic_load(&ex->idle)) break;
-        f = weft__deque_pop(&w->own->dq);
-        if (!f) break;
-        if (atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL) {
-            if (weft__deque_push(&w->own->dq, f) == 0) f = NULL; /* a map chunk goes alone */
-            break;
-        }
-    }
-    if (n) {
-        /* this thread blocks now: an idle worker must see what it leaves */
-        if (weft__deque_size(&w->own->dq) > 0) wake_one(ex);
-        remote_run rr = {{ex, w, fs, n, 0}, n};
-        weft__proxy_run(w->proxy, items, n, &ex->cancelling, false, remote_run_done, &rr);
-        double per = rr.b.ns / (double)n;
-        w->item_ns = w->item_ns > 0 ? 0.5 * w->item_ns + 0.5 * per : per;
-        if (w->item_ns < 1) w->item_ns = 1;
-        weft__executor_progress(ex);
-    }
-    atomic_store_explicit(&w->finished,
-                          atomic_load_explicit(&w->finished, memory_order_relaxed) + taken,
-                          memory_order_release);
-    if (f) run_counted(ex, w, f); /* a chunk that could not go back to the deque */
-}
-
-static void run_work(weft_executor *ex, worker *w, weft_future *f)
-{
-    if (w->proxy && !(atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL)) {
-        run_remote(ex, w, f);
-        return;
-    }
-    run_counted(ex, w, f);
-    if (w->proxy) weft__executor_progress(ex);
-}
-
-/* ---- mpi backend: the dispatcher thread's view of the queues ----------------------- */
+/* ---- a lane that drives remote work: its view of the queues (mpi's dispatcher) ------ */
 
 weft_future *weft__exec_take(weft_executor *ex)
 {
@@ -871,58 +643,16 @@ weft_future *weft__exec_idle(weft_executor *ex, int64_t timeout_ns)
     return f;
 }
 
-bool weft__exec_start_remote(weft_executor *ex, weft_future *f, int lane, weft__ritem *it)
-{
-    uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
-    if (WEFT__UNLIKELY(atomic_load_explicit(&ex->cancelling, memory_order_relaxed)))
-        weft__future_complete(f, WEFT_FUTURE_CANCELLED);
-    if (!weft__future_start(f)) {
-        drop_cancelled(ex, f, lane);
-        return false;
-    }
-    it->fn = f->fn;
-    it->in = f->in;
-    it->len = f->in_len;
-    it->index = f->index;
-    it->seed = weft__seed_for(ex->seed, f->index);
-    it->retries = (st & WEFT__ST_DIRTY) ? f->retries : 0;
-    it->timeout = 0;
-    return true;
-}
-
-struct weft__mpi_exec **weft__exec_mpi_slot(weft_executor *ex)
-{
-    return &ex->mpi;
-}
-
-void weft__exec_mpi_params(const weft_executor *ex, weft__mpi_params *p)
-{
-    p->ranks = ex->ranks;
-    p->threads = ex->mpi_threads;
-    p->seed = ex->seed;
-    p->initializer = ex->initializer;
-    p->finalizer = ex->finalizer;
-    p->init_in = ex->init_in;
-    p->init_len = ex->init_len;
-}
-
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     weft_executor *ex = w->ex;
     T.ex = ex;
     T.w = w;
+    weft__help_register(ex, pool_help_one);
     int rc = 0;
     char *msg = NULL;
-    if (ex->backend == WEFT_BACKEND_PROCESSES) {
-        weft__proxy_opts po = ex->popts;
-        po.id = w->id;
-        rc = weft__proxy_create(&po, &w->proxy, &msg);
-    } else if (ex->backend == WEFT_BACKEND_MPI) {
-        rc = weft__mpi_exec_open(ex, &msg);
-    } else if (ex->initializer) {
-        rc = run_initializer(ex, w, &msg);
-    }
+    if (ex->ops->lane_open) rc = ex->ops->lane_open(ex, w, &msg);
     pthread_mutex_lock(&ex->init_mu);
     if (rc && !ex->init_err) {
         ex->init_err = rc;
@@ -934,9 +664,10 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&ex->init_mu);
     free(msg);
 
-    if (ex->backend == WEFT_BACKEND_MPI) {
-        if (rc == 0) weft__mpi_dispatch(ex);
-        weft__mpi_exec_close(ex); /* finalizers on the worker ranks */
+    if (ex->ops->lane_main) { /* the backend drives this lane itself */
+        if (rc == 0) ex->ops->lane_main(ex, w);
+        if (ex->ops->lane_close) ex->ops->lane_close(ex, w);
+        weft__help_register(NULL, NULL);
         return NULL;
     }
     for (;;) {
@@ -994,7 +725,8 @@ static void *worker_main(void *arg)
         atomic_store_explicit(&ex->waking, 0, memory_order_seq_cst);
     }
     set_idle(ex, w, false);
-    run_finalizer(ex, w);
+    if (ex->ops->lane_close) ex->ops->lane_close(ex, w);
+    weft__help_register(NULL, NULL);
     return NULL;
 }
 
@@ -1010,7 +742,7 @@ static int serial_run(weft_executor *ex, weft_future *f)
     weft_executor *prev = T.serial_ex;
     T.serial_ex = ex;
     T.serial_depth++;
-    weft__run_future(ex, f, 0, ex->serial.state, ex->serial.state_len);
+    ex->ops->run(ex, &ex->serial, f);
     T.serial_depth--;
     T.serial_ex = prev;
     atomic_fetch_sub(&ex->inline_running, 1);
@@ -1019,7 +751,7 @@ static int serial_run(weft_executor *ex, weft_future *f)
 
 int weft__enqueue(weft_executor *ex, weft_future *f)
 {
-    if (ex->backend == WEFT_BACKEND_SERIAL) return serial_run(ex, f);
+    if (ex->caps & WEFT__CAP_INLINE) return serial_run(ex, f);
     slot *s = (T.w && T.ex == ex) ? T.w->own : ext_slot_get(ex);
     if (WEFT__UNLIKELY(!s)) return weft__err(WEFT_ENOMEM, "submit: out of memory");
     if (WEFT__UNLIKELY(s->shared)) pthread_mutex_lock(&ex->shared_mu);
@@ -1071,7 +803,7 @@ int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t le
         return weft__err(WEFT_EINVAL, "weft_submit: negative retries %d", opts->retries);
     if (WEFT__UNLIKELY(opts && opts->timeout != opts->timeout))
         return weft__err(WEFT_EINVAL, "weft_submit: the timeout is NaN");
-    if (ex->backend == WEFT_BACKEND_PROCESSES || ex->backend == WEFT_BACKEND_MPI) {
+    if (ex->caps & WEFT__CAP_NAMED_TASKS) {
         int rc = weft__check_registered(fn, "weft_submit");
         if (rc) return rc;
     }
@@ -1126,49 +858,6 @@ int weft_submit(weft_executor *ex, weft_task_fn fn, const void *in, size_t len, 
 
 /* ---- create / shutdown / destroy ----------------------------------------------------- */
 
-int weft_backend_parse(const char *name, weft_backend *out)
-{
-    static const struct {
-        const char *name;
-        weft_backend b;
-    } names[] = {{"serial", WEFT_BACKEND_SERIAL},
-                 {"threads", WEFT_BACKEND_THREADS},
-                 {"processes", WEFT_BACKEND_PROCESSES},
-                 {"mpi", WEFT_BACKEND_MPI}};
-    if (!name || !out) return weft__err(WEFT_EINVAL, "weft_backend_parse: NULL argument");
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcasecmp(name, names[i].name) == 0) {
-            *out = names[i].b;
-            return 0;
-        }
-    }
-    return weft__err(WEFT_EINVAL, "'%s' is not a backend: use serial, threads, processes or mpi",
-                     name);
-}
-
-const char *weft_backend_name(weft_backend b)
-{
-    switch (b) {
-    case WEFT_BACKEND_DEFAULT:
-        return "default";
-    case WEFT_BACKEND_SERIAL:
-        return "serial";
-    case WEFT_BACKEND_THREADS:
-        return "threads";
-    case WEFT_BACKEND_PROCESSES:
-        return "processes";
-    case WEFT_BACKEND_MPI:
-        return "mpi";
-    }
-    return "unknown";
-}
-
-bool weft_backend_available(weft_backend b)
-{
-    return b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS || b == WEFT_BACKEND_PROCESSES ||
-           (b == WEFT_BACKEND_MPI && weft__mpi_built());
-}
-
 weft_backend weft_executor_backend(const weft_executor *ex)
 {
     return ex ? ex->backend : WEFT_BACKEND_DEFAULT;
@@ -1177,34 +866,7 @@ weft_backend weft_executor_backend(const weft_executor *ex)
 int weft_executor_workers(const weft_executor *ex)
 {
     if (!ex) return 0;
-    return ex->backend == WEFT_BACKEND_MPI ? ex->ranks : ex->nworkers;
-}
-
-static int parse_workers_env(const char *v, int *out)
-{
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    while (*end == ' ') end++;
-    if (errno || end == v || *end || n < 0 || n > MAX_WORKERS)
-        return weft__err(WEFT_EINVAL, "WEFT_WORKERS='%s' is not a worker count (0..%d)", v,
-                         MAX_WORKERS);
-    *out = (int)n;
-    return 0;
-}
-
-/* WEFT_WATCHDOG: seconds (>= 0, "inf" = never). */
-static int parse_watchdog_env(const char *v, double *out)
-{
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    while (*end == ' ') end++;
-    if (errno == ERANGE && d != 0) errno = 0; /* a huge value: never */
-    if (errno || end == v || *end || !(d >= 0))
-        return weft__err(WEFT_EINVAL, "WEFT_WATCHDOG='%s' is not a number of seconds (>= 0)", v);
-    *out = d;
-    return 0;
+    return ex->nreport;
 }
 
 static void executor_free(weft_executor *ex)
@@ -1225,6 +887,7 @@ static void executor_free(weft_executor *ex)
     pthread_mutex_destroy(&ex->shared_mu);
     pthread_mutex_destroy(&ex->init_mu);
     pthread_cond_destroy(&ex->init_cv);
+    if (ex->ops && ex->ops->destroy) ex->ops->destroy(ex->bdata);
     free(ex);
 }
 
@@ -1277,7 +940,7 @@ static int start_threads(weft_executor *ex)
         if (!w->own) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
         atomic_store(&w->own->owner, w);
         ex->slots[i] = w->own;
-        if (ex->backend == WEFT_BACKEND_PROCESSES) { /* idle until it takes work */
+        if (ex->count_idle) { /* idle until it takes work */
             w->idle = true;
             atomic_fetch_add(&ex->idle, 1);
         }
@@ -1356,8 +1019,8 @@ static void *watchdog_main(void *arg)
                                 (double)(now - last) * 1e-9, (long long)pending(ex));
         for (int i = 0; i < ex->nworkers && len < cap; i++) {
             char line[192];
-            if (ex->workers[i].proxy)
-                weft__proxy_describe(ex->workers[i].proxy, now, line, sizeof line);
+            if (ex->ops->describe)
+                ex->ops->describe(ex, &ex->workers[i], now, line, sizeof line);
             else
                 snprintf(line, sizeof line, "worker %d: no process", i);
             len += (size_t)snprintf(rep + len, cap - len, "\n  %s", line);
@@ -1373,137 +1036,36 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
-int weft_executor_create(const weft_options *opts, weft_executor **out)
+/* The second half of weft_executor_create (core/create.c), once the options
+ * are checked and the backend has chosen the shape: builds the executor,
+ * opens the inline lane or starts the lanes, and the watchdog. On failure
+ * the backend's data is handed back to its destroy(). */
+int weft__exec_new(const weft_options *opts, const weft__backend *ops, const weft__shape *shape,
+                   void *bdata, double watchdog, bool watchdog_print, weft_executor **out)
 {
-    static const weft_options defaults;
-    if (!out) return weft__err(WEFT_EINVAL, "weft_executor_create: out is NULL");
-    *out = NULL;
-    if (!opts) opts = &defaults;
-
-    weft_backend backend = opts->backend;
-    if ((int)backend < 0 || backend > WEFT_BACKEND_MPI)
-        return weft__err(WEFT_EINVAL, "weft_executor_create: unknown backend %d", (int)backend);
-    if (backend == WEFT_BACKEND_DEFAULT) {
-        const char *v = getenv("WEFT_BACKEND");
-        if (v && *v) {
-            if (weft_backend_parse(v, &backend))
-                return weft__err(WEFT_EINVAL,
-                                 "WEFT_BACKEND='%s' is not a backend: use serial, threads, "
-                                 "processes or mpi",
-                                 v);
-        } else {
-            backend = WEFT_BACKEND_THREADS;
-        }
-    }
-    if (!weft_backend_available(backend))
-        return weft__err(WEFT_ENOTSUP,
-                         "the '%s' backend is not available in this build (available: serial, "
-                         "threads, processes%s)",
-                         weft_backend_name(backend), weft__mpi_built() ? ", mpi" : "");
-    int workers = opts->workers;
-    if (workers < 0)
-        return weft__err(WEFT_EINVAL, "weft_executor_create: negative worker count %d", workers);
-    if (workers > MAX_WORKERS)
-        return weft__err(WEFT_EINVAL, "weft_executor_create: %d workers is over the limit of %d",
-                         workers, MAX_WORKERS);
-    if (workers == 0 && backend != WEFT_BACKEND_MPI) {
-        const char *v = getenv("WEFT_WORKERS");
-        if (v && *v) {
-            int rc = parse_workers_env(v, &workers);
-            if (rc) return rc;
-        }
-        if (workers == 0) workers = weft__cpu_count();
-    }
-    if (opts->init_len && !opts->init_input)
-        return weft__err(WEFT_EINVAL, "weft_executor_create: init_input is NULL with init_len %zu",
-                         opts->init_len);
-    if (opts->stack_size > MAX_STACK_SIZE)
-        return weft__err(WEFT_EINVAL,
-                         "weft_executor_create: stack_size %zu is over the limit of %zu bytes "
-                         "(1 GiB)",
-                         opts->stack_size, MAX_STACK_SIZE);
-    if ((unsigned)opts->exit_mode > WEFT_EXIT_NONE)
-        return weft__err(WEFT_EINVAL, "weft_executor_create: unknown exit_mode %d",
-                         (int)opts->exit_mode);
-    if (opts->exit_timeout < 0 || opts->exit_timeout != opts->exit_timeout)
-        return weft__err(WEFT_EINVAL, "weft_executor_create: exit_timeout must be >= 0 seconds");
-    int ranks = 0, mpi_threads = 0;
-    double watchdog = 0;
-    bool watchdog_print = false;
-    if (backend == WEFT_BACKEND_MPI) {
-        /* the worker count is the number of worker ranks used; the
-         * executor itself has one thread, the dispatcher */
-        int rc = weft__mpi_check_create(opts->workers, opts->mpi_threads, &ranks, &mpi_threads);
-        if (rc) return rc;
-        workers = 1;
-    }
-    if (backend == WEFT_BACKEND_SERIAL) workers = 1;
-    if (backend == WEFT_BACKEND_PROCESSES) {
-        if (weft__worker_process)
-            return weft__err(WEFT_ENOTSUP, "weft_executor_create: not inside a worker process of "
-                                           "the processes backend (nested pools are refused)");
-        if (opts->task_timeout < 0 || opts->task_timeout != opts->task_timeout ||
-            opts->watchdog < 0 || opts->watchdog != opts->watchdog)
-            return weft__err(WEFT_EINVAL, "weft_executor_create: task_timeout and watchdog must "
-                                          "be >= 0 seconds");
-        if (opts->max_tasks_per_worker < 0 || opts->crash_retries < 0)
-            return weft__err(WEFT_EINVAL, "weft_executor_create: negative %s",
-                             opts->crash_retries < 0 ? "crash_retries" : "max_tasks_per_worker");
-        if (opts->initializer && !weft_task_name(opts->initializer))
-            return weft__err(WEFT_ENOTREG,
-                             "weft_executor_create: the initializer is not registered; the "
-                             "processes backend finds functions by name (use WEFT_TASK_REGISTER "
-                             "or weft_task_register)");
-        if (opts->finalizer && !weft_task_name(opts->finalizer))
-            return weft__err(WEFT_ENOTREG,
-                             "weft_executor_create: the finalizer is not registered; the "
-                             "processes backend finds functions by name (use WEFT_TASK_REGISTER "
-                             "or weft_task_register)");
-        watchdog = opts->watchdog;
-        watchdog_print = opts->watchdog_print;
-        if (watchdog == 0) {
-            const char *v = getenv("WEFT_WATCHDOG");
-            if (v && *v) {
-                int rc = parse_watchdog_env(v, &watchdog);
-                if (rc) return rc;
-                watchdog_print = watchdog > 0; /* asked for through the environment */
-            }
-        }
-        if (watchdog > 0 && !opts->on_stall && !opts->watchdog_fn && !watchdog_print)
-            return weft__err(WEFT_EINVAL,
-                             "weft_executor_create: a watchdog with no on_stall, no watchdog_fn "
-                             "and watchdog_print false would report to no one");
-        int rc = weft__fs_start("weft_executor_create");
-        if (rc) return rc;
-    }
-
     weft_executor *ex;
-    if (posix_memalign((void **)&ex, WEFT__CACHELINE, sizeof *ex))
+    if (posix_memalign((void **)&ex, WEFT__CACHELINE, sizeof *ex)) {
+        if (ops->destroy) ops->destroy(bdata);
         return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
+    }
     memset(ex, 0, sizeof *ex);
     pthread_mutex_init(&ex->slot_mu, NULL);
     pthread_mutex_init(&ex->shared_mu, NULL);
     pthread_mutex_init(&ex->init_mu, NULL);
     pthread_cond_init(&ex->init_cv, NULL);
-    ex->backend = backend;
-    ex->nworkers = workers;
-    ex->ranks = ranks;
-    ex->mpi_threads = mpi_threads;
+    ex->backend = ops->kind;
+    ex->ops = ops;
+    ex->caps = ops->caps;
+    ex->bdata = bdata;
+    ex->nworkers = shape->lanes;
+    ex->nreport = shape->workers;
+    ex->count_idle = shape->count_idle;
     ex->seed = opts->seed ? opts->seed : 0x5eedf00dcafe1234ull;
     ex->t0 = weft__now_ns();
-    ex->asym = backend == WEFT_BACKEND_THREADS && weft__heavy_barrier_init();
+    ex->asym = shape->fence_free && weft__heavy_barrier_init();
     ex->initializer = opts->initializer;
     ex->finalizer = opts->finalizer;
     ex->stack_size = opts->stack_size ? opts->stack_size : (8u << 20);
-    ex->popts.task_timeout = opts->task_timeout;
-    ex->popts.memory_limit = opts->memory_limit;
-    ex->popts.max_tasks = opts->max_tasks_per_worker;
-    ex->popts.crash_retries = opts->crash_retries;
-    ex->popts.max_input = opts->max_input;
-    ex->popts.initializer = opts->initializer;
-    ex->popts.finalizer = opts->finalizer;
-    ex->popts.seed = ex->seed;
-    ex->popts.force = &ex->cancelling;
     ex->watchdog = watchdog;
     ex->watchdog_fn = opts->watchdog_fn;
     ex->watchdog_arg = opts->watchdog_arg;
@@ -1524,14 +1086,12 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
         memcpy(ex->init_in, opts->init_input, opts->init_len);
         ex->init_len = opts->init_len;
     }
-    ex->popts.init_in = ex->init_in;
-    ex->popts.init_len = ex->init_len;
     const char *tp = opts->trace_path;
     if (!tp) {
         tp = getenv("WEFT_TRACE");
         if (tp && !*tp) tp = NULL;
     }
-    ex->ntrace = backend == WEFT_BACKEND_MPI ? ranks : workers; /* mpi: a lane per rank */
+    ex->ntrace = shape->trace_lanes;
     ex->trace = calloc((size_t)ex->ntrace, sizeof *ex->trace);
     if (!ex->trace || (tp && !(ex->trace_path = strdup(tp)))) {
         executor_free(ex);
@@ -1541,20 +1101,18 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     atomic_store(&ex->tracing, tp != NULL);
     live_add(ex);
 
-    if (backend == WEFT_BACKEND_SERIAL) {
+    if (ex->caps & WEFT__CAP_INLINE) {
         ex->serial.ex = ex;
         ex->serial.id = 0;
-        if (ex->initializer) {
-            char *msg = NULL;
-            int rc = run_initializer(ex, &ex->serial, &msg);
-            if (rc) {
-                weft__err(rc, "weft_executor_create: the initializer failed: %s",
-                          msg ? msg : weft_strerror(rc));
-                free(msg);
-                live_remove(ex);
-                executor_free(ex);
-                return rc;
-            }
+        char *msg = NULL;
+        int rc = ops->lane_open ? ops->lane_open(ex, &ex->serial, &msg) : 0;
+        if (rc) {
+            weft__err(rc, "weft_executor_create: the initializer failed: %s",
+                      msg ? msg : weft_strerror(rc));
+            free(msg);
+            live_remove(ex);
+            executor_free(ex);
+            return rc;
         }
     } else {
         int rc = start_threads(ex);
@@ -1617,7 +1175,7 @@ static bool inside_own_task(const weft_executor *ex)
  * `deadline` (weft__now_ns; 0: none) passes. Returns whether all finished. */
 static bool wait_drained(weft_executor *ex, uint64_t deadline)
 {
-    if (ex->backend == WEFT_BACKEND_SERIAL) {
+    if (ex->caps & WEFT__CAP_INLINE) {
         while (atomic_load(&ex->inline_running) > 0) {
             if (deadline && weft__now_ns() >= deadline) return false;
             weft__yield();
@@ -1660,7 +1218,7 @@ int weft_executor_shutdown(weft_executor *ex, weft_shutdown_mode mode)
     }
     atomic_store(&ex->closed, 1);
     atomic_thread_fence(memory_order_seq_cst);
-    if (ex->backend != WEFT_BACKEND_SERIAL) {
+    if (!(ex->caps & WEFT__CAP_INLINE)) {
         heavy_fence(ex);
         wake_all(ex);
         if (cancel) cancel_queued(ex);
@@ -1747,8 +1305,8 @@ int weft_executor_destroy(weft_executor *ex)
     exit_list_remove(ex);
     weft_executor_shutdown(ex, WEFT_SHUTDOWN_WAIT);
     int rc = 0;
-    if (ex->backend == WEFT_BACKEND_SERIAL) {
-        run_finalizer(ex, &ex->serial);
+    if (ex->caps & WEFT__CAP_INLINE) {
+        if (ex->ops->lane_close) ex->ops->lane_close(ex, &ex->serial);
     } else {
         if (ex->watchdog_started) {
             atomic_store(&ex->watchdog_stop, 1);
@@ -1778,6 +1336,5 @@ int weft_trace_enable(weft_executor *ex)
 int weft_trace_write(weft_executor *ex, const char *path)
 {
     if (!ex || !path || !*path) return weft__err(WEFT_EINVAL, "weft_trace_write: NULL argument");
-    return weft__trace_write_file(path, ex->trace, ex->ntrace, ex->t0,
-                                  weft_backend_name(ex->backend));
+    return weft__trace_write_file(path, ex->trace, ex->ntrace, ex->t0, ex->ops->name);
 }

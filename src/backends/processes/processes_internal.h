@@ -25,14 +25,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../internal.h"
+#include "backends/remote/remote.h"
+#include "internal.h"
 
 /* ---- fork server (forkserver.c) -------------------------------------------------- */
 
 /* Starts the fork server if it is not running. `who` names the caller in
  * errors. Refuses (WEFT_ENOTSUP, naming weft_init) when the program already
  * has other threads, since forking then is not safe. */
-int weft__fs_start(const char *who);
+int weft__fs_start(const char *who, void (*worker_main)(int memfd));
 /* Forks a worker process from the server. The worker maps `memfd` and runs
  * weft__worker_main(memfd). Returns 0 and the pid, or an error. */
 int weft__fs_spawn(int memfd, size_t memory_limit, pid_t *pid);
@@ -106,39 +107,6 @@ typedef struct weft__proxy_opts {
      * it starts. NULL: never. */
     _Atomic int *force;
 } weft__proxy_opts;
-
-/* One item to run remotely. */
-typedef struct weft__ritem {
-    weft_task_fn fn;
-    const void *in;
-    size_t len;
-    uint64_t index;
-    uint64_t seed;
-    int retries;    /* re-runs of a task that returned an error */
-    double timeout; /* seconds; 0 takes the proxy's task_timeout; < 0: none */
-} weft__ritem;
-
-/* The result of one item, valid only during the callback. The output is
- * in the arena (`out`) or, when large, in the worker's own memory; copy it
- * with weft__rres_copy(). */
-typedef struct weft__rres {
-    int err;
-    const void *out; /* NULL when remote */
-    uint64_t remote; /* address in the worker (out == NULL, out_len > 0) */
-    pid_t pid;
-    size_t out_len;
-    const char *msg; /* NULL or a message */
-    uint64_t t0, t1; /* when it ran (monotonic ns) */
-    /* mpi backend: when not NULL, *take is a weft__out_alloc block holding
-     * the out_len output bytes (out points into it); a callback may keep it
-     * instead of copying (it then sets *take = NULL). */
-    void **take;
-} weft__rres;
-
-typedef void (*weft__rdone_fn)(void *arg, size_t i, const weft__rres *r);
-/* Copies a result's out_len output bytes to dst. Returns 0 or WEFT_ECRASHED
- * (the worker's memory could not be read). */
-int weft__rres_copy(const weft__rres *r, void *dst);
 
 /* Starts the worker process of a proxy and runs the initializer in it.
  * On failure returns the code and, in *msg (heap, may be NULL), why. */

@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mpi/wire.h"
+#include "backends/mpi/wire.h"
 
 typedef struct wexec {
     uint32_t no;
@@ -378,7 +378,7 @@ static void do_open(const w_hdr *h, const unsigned char *p, int src_len)
     }
     if (err == 0 && x->threads > 1) {
         weft_options o = {.backend = WEFT_BACKEND_THREADS, .workers = x->threads};
-        int rc = weft_executor_create(&o, &x->local);
+        int rc = weft__mpi_create_local ? weft__mpi_create_local(&o, &x->local) : WEFT_ENOTSUP;
         if (rc) {
             err = rc;
             msg = strdup(weft_last_error());
