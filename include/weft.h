@@ -315,6 +315,12 @@ typedef struct weft_stall_info {
 } weft_stall_info;
 
 typedef struct weft_options {
+    /* sizeof(weft_options) as the caller's header had it, so the struct can
+     * grow across library versions: the library reads only that many bytes
+     * (later fields take their defaults) and refuses, with WEFT_ENOTSUP, a
+     * larger struct whose unknown fields are set. 0 means the layout of
+     * weft 0.1 (WEFT_OPTIONS_SIZE_0_1). WEFT_OPTIONS_INIT sets it. */
+    size_t size;
     /* Level of execution; 0 takes WEFT_BACKEND, else threads. */
     weft_backend backend;
     /* Worker count; 0 takes WEFT_WORKERS, else all online CPUs. Negative is
@@ -385,7 +391,13 @@ typedef struct weft_options {
     void (*on_stall)(void *arg, const weft_stall_info *info);
     void *on_stall_arg;
     bool watchdog_print;
+    /* (new fields go here; a caller's size tells which it knows) */
 } weft_options;
+
+/* The size of weft_options in weft 0.1: what a size of 0 stands for. */
+#define WEFT_OPTIONS_SIZE_0_1 (offsetof(weft_options, watchdog_print) + sizeof(bool))
+/* An initializer that records this header's size: weft_options o = WEFT_OPTIONS_INIT; */
+#define WEFT_OPTIONS_INIT {.size = sizeof(weft_options)}
 
 /* weft_executor_create() :
  * Creates an executor from `opts` (NULL = defaults) and starts its workers.

@@ -1178,3 +1178,54 @@ TEST(exit_mode_and_timeout_are_checked)
     o = (weft_options){.exit_timeout = NAN};
     CHECK_ERR(weft_executor_create(&o, &ex), WEFT_EINVAL);
 }
+
+/* A program built against an older weft.h passes a shorter weft_options
+ * (its `size` says how long): the library reads only those bytes, exactly
+ * (the struct is allocated at that size, so ASan sees any read past it),
+ * and the fields it lacks take their defaults. */
+TEST(options_of_an_older_size_work)
+{
+    size_t old = offsetof(weft_options, exit_mode); /* before exit_mode was appended */
+    weft_options full = {.size = old, .backend = WEFT_BACKEND_THREADS, .workers = 3};
+    full.exit_mode = WEFT_EXIT_NONE; /* past `old`: must not be read */
+    void *o = malloc(old);
+    REQUIRE(o);
+    memcpy(o, &full, old);
+    weft_executor *ex = NULL;
+    CHECK_OK(weft_executor_create(o, &ex));
+    free(o); /* the library keeps no pointer to the options */
+    REQUIRE(ex);
+    CHECK_EQ_INT(weft_executor_workers(ex), 3);
+    CHECK_EQ_INT(weft_executor_backend(ex), WEFT_BACKEND_THREADS);
+    CHECK_OK(weft_executor_destroy(ex));
+
+    /* size 0 is weft 0.1's layout; WEFT_OPTIONS_INIT records this header's */
+    weft_options z = WEFT_OPTIONS_INIT;
+    CHECK(z.size == sizeof(weft_options));
+    z.size = 0;
+    z.backend = WEFT_BACKEND_SERIAL;
+    CHECK_OK(weft_executor_create(&z, &ex));
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* A newer header's struct: unknown fields left zero are fine, a set one is
+ * refused rather than ignored; a size too small to hold `backend` is an error. */
+TEST(options_of_a_newer_size_or_too_small)
+{
+    size_t big = sizeof(weft_options) + 32;
+    unsigned char *buf = calloc(1, big);
+    REQUIRE(buf);
+    weft_options *o = (weft_options *)buf;
+    o->size = big;
+    o->backend = WEFT_BACKEND_SERIAL;
+    weft_executor *ex = NULL;
+    CHECK_OK(weft_executor_create(o, &ex));
+    CHECK_OK(weft_executor_destroy(ex));
+    buf[sizeof(weft_options) + 8] = 1;
+    CHECK_EQ_INT(weft_executor_create(o, &ex), WEFT_ENOTSUP);
+    CHECK(ex == NULL);
+    CHECK(strstr(weft_last_error(), "does not know") != NULL);
+    free(buf);
+    weft_options t = {.size = 2};
+    CHECK_EQ_INT(weft_executor_create(&t, &ex), WEFT_EINVAL);
+}

@@ -5,6 +5,7 @@
  * Only this file, init.c and backends.c reach the backends' table, so the
  * backends can call down into the pool with no cycle of calls. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,21 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     if (!out) return weft__err(WEFT_EINVAL, "weft_executor_create: out is NULL");
     *out = NULL;
     if (!opts) opts = &defaults;
+    /* Read only the bytes the caller's header knew; later fields default. */
+    weft_options local;
+    size_t size = opts->size ? opts->size : WEFT_OPTIONS_SIZE_0_1;
+    if (size < offsetof(weft_options, backend) + sizeof(weft_backend))
+        return weft__err(WEFT_EINVAL, "weft_executor_create: options size %zu is too small", size);
+    memset(&local, 0, sizeof local);
+    memcpy(&local, opts, size < sizeof local ? size : sizeof local);
+    for (size_t i = sizeof local; i < size; i++)
+        if (((const unsigned char *)opts)[i])
+            return weft__err(WEFT_ENOTSUP,
+                             "weft_executor_create: the options (size %zu) set a field this "
+                             "library (weft %s, options size %zu) does not know",
+                             size, weft_version(), sizeof local);
+    local.size = sizeof local;
+    opts = &local;
 
     weft_backend backend = opts->backend;
     if (backend != WEFT_BACKEND_DEFAULT && !weft__backend_of(backend))

@@ -4,6 +4,7 @@
  * code -- the registration macro, the inline RNG, options structs, enums of
  * every sub-header -- so that nothing there warns in a user's build, and
  * runs one task to show the program links and works. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <weft.h>
@@ -31,7 +32,20 @@ int main(int argc, char **argv)
     double d = weft_rng_double(&r);
     if (x < -5 || x > 5 || d < 0 || d >= 1) return 1;
 
-    weft_options o = {.backend = WEFT_BACKEND_SERIAL, .workers = 1};
+    weft_options o = WEFT_OPTIONS_INIT;
+    o.backend = WEFT_BACKEND_SERIAL;
+    o.workers = 1;
+    /* a struct as an older weft.h had it: shorter, its size says so */
+    {
+        weft_options old = {.size = offsetof(weft_options, exit_mode),
+                            .backend = WEFT_BACKEND_SERIAL};
+        weft_executor *e0;
+        if ((rc = weft_executor_create(&old, &e0)) != 0) {
+            fprintf(stderr, "create (older options): %s %s\n", weft_strerror(rc), weft_last_error());
+            return 1;
+        }
+        weft_executor_destroy(e0);
+    }
     weft_map_options mo = {.chunk_size = 1};
     weft_svg_options so = {.width = 0};
     weft_queue_options qo = {.capacity = 4};
