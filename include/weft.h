@@ -397,7 +397,10 @@ typedef struct weft_options {
 /* The size of weft_options in weft 0.1: what a size of 0 stands for. */
 #define WEFT_OPTIONS_SIZE_0_1 (offsetof(weft_options, watchdog_print) + sizeof(bool))
 /* An initializer that records this header's size: weft_options o = WEFT_OPTIONS_INIT; */
-#define WEFT_OPTIONS_INIT {.size = sizeof(weft_options)}
+#define WEFT_OPTIONS_INIT            \
+    {                                \
+        .size = sizeof(weft_options) \
+    }
 
 /* weft_executor_create() :
  * Creates an executor from `opts` (NULL = defaults) and starts its workers.

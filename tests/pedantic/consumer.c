@@ -41,7 +41,8 @@ int main(int argc, char **argv)
                             .backend = WEFT_BACKEND_SERIAL};
         weft_executor *e0;
         if ((rc = weft_executor_create(&old, &e0)) != 0) {
-            fprintf(stderr, "create (older options): %s %s\n", weft_strerror(rc), weft_last_error());
+            fprintf(stderr, "create (older options): %s %s\n", weft_strerror(rc),
+                    weft_last_error());
             return 1;
         }
         weft_executor_destroy(e0);

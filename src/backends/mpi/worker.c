@@ -95,8 +95,11 @@ static size_t put_u64(char *b, size_t at, size_t cap, uint64_t v)
     return at;
 }
 
-static void crash_handler(int sig)
+/* The crash note (backends/remote/crash.c): names the rank, the signal and
+ * the task on stderr before MPI ends the job. */
+static void crash_note(int sig, int err)
 {
+    (void)err;
     char b[512];
     size_t k = 0;
     k = put_str(b, k, sizeof b, "weft: rank ");
@@ -113,21 +116,6 @@ static void crash_handler(int sig)
     k = put_str(b, k, sizeof b, "; MPI will end the job\n");
     ssize_t unused = write(2, b, k);
     (void)unused;
-    raise(sig); /* SA_RESETHAND: the default action now */
-}
-
-static void install_crash_handlers(void)
-{
-    static char altstack[65536];
-    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
-    sigaltstack(&ss, NULL);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = crash_handler;
-    sa.sa_flags = SA_ONSTACK | SA_RESETHAND | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
 }
 
 /* ---- helpers ---- */
@@ -515,7 +503,7 @@ static void do_batch(const w_hdr *h, const unsigned char *p)
 
 void weft__mpi_worker_loop(void)
 {
-    install_crash_handlers();
+    weft__crash_handlers_install(crash_note);
     for (;;) {
         MPI_Message m;
         MPI_Status st;

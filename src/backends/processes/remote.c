@@ -236,29 +236,15 @@ static void w_free_bigs(void)
     w_nbigs = 0;
 }
 
-static void crash_handler(int sig)
+/* The crash note (backends/remote/crash.c): the owner reads the signal and
+ * errno from the control block (ENOMEM: an allocation failed). */
+static void crash_note(int sig, int err)
 {
-    int e = errno;
     weft__wctl *c = ctl_of(&W);
     if (c) {
-        c->crash_errno = e;
+        c->crash_errno = err;
         __atomic_store_n(&c->crash_sig, sig, __ATOMIC_SEQ_CST);
     }
-    raise(sig); /* SA_RESETHAND: the default action now ends the process */
-}
-
-static void install_crash_handlers(void)
-{
-    static char altstack[65536];
-    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
-    sigaltstack(&ss, NULL);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = crash_handler;
-    sa.sa_flags = SA_ONSTACK | SA_RESETHAND | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
 }
 
 static void *w_alloc_out(weft_ctx *ctx, size_t len)
@@ -436,7 +422,7 @@ void weft__worker_main(int memfd)
     if (arena_map(&W, WEFT__ARENA_CTRL) != 0) _exit(113);
     weft__wctl *c = ctl_of(&W);
     if (arena_map(&W, __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE)) != 0) _exit(114);
-    install_crash_handlers();
+    weft__crash_handlers_install(crash_note);
     c->pid = getpid();
     c->probe_addr = (uint64_t)(uintptr_t)&w_probe;
     uint32_t seen = 0; /* the owner reset the block before the spawn; request 1 may be there */

@@ -52,6 +52,11 @@ bool weft__exec_start_remote(weft_executor *ex, weft_future *f, int lane, weft__
  * queue's reference). */
 void weft__exec_complete_remote(weft_executor *ex, int lane, weft_future *f, const weft__rres *r);
 
+/* In a worker process or rank: catches SIGSEGV, SIGBUS, SIGFPE, SIGILL and
+ * SIGABRT on an alternate stack, calls note(sig, errno) (async-signal-safe
+ * code only), then dies of the same signal (crash.c). */
+void weft__crash_handlers_install(void (*note)(int sig, int err));
+
 /* ---- map chunks sent away (provided by core/map.c) ---- */
 
 typedef struct weft__rchunk weft__rchunk;
