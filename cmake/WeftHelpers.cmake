@@ -18,9 +18,10 @@ endfunction()
 #     // weft-test-labels: fault;slow
 # Sets <out> to the value (trimmed), or to <default> when the file has none.
 function(weft_file_directive out file key default)
-  file(STRINGS "${file}" _lines REGEX "^[ \t]*(//|/\\*)[ \t]*${key}:" LIMIT_COUNT 1)
+  # a directive line starts with //, /* or the * of a block comment's line
+  file(STRINGS "${file}" _lines REGEX "^[ \t]*(//|/\\*|\\*)[ \t]*${key}:" LIMIT_COUNT 1)
   if(_lines)
-    string(REGEX REPLACE "^[ \t]*(//|/\\*)[ \t]*${key}:[ \t]*" "" _v "${_lines}")
+    string(REGEX REPLACE "^[ \t]*(//|/\\*|\\*)[ \t]*${key}:[ \t]*" "" _v "${_lines}")
     string(STRIP "${_v}" _v)
     string(REGEX REPLACE "\\*/$" "" _v "${_v}")
     string(STRIP "${_v}" _v)

@@ -17,13 +17,18 @@ def objects(root):
                 p = os.path.join(d, f)
                 yield os.path.relpath(p, root)[:-2], p
 
-def symbols(path):
-    out = subprocess.run(['nm', '--defined-only', '-g', path], capture_output=True, text=True,
-                         check=True).stdout
-    defined = {l.split()[-1] for l in out.splitlines() if len(l.split()) == 3}
-    out = subprocess.run(['nm', '-u', path], capture_output=True, text=True, check=True).stdout
-    undef = {l.split()[-1] for l in out.splitlines() if l.strip()}
-    return defined, undef
+def symbols_all(paths):
+    """{path: (defined, undefined)} from two nm runs over every object."""
+    res = {p: (set(), set()) for p in paths}
+    for flag, k in (('--defined-only', 0), ('-u', 1)):
+        args = ['nm', '-A', flag] + (['-g'] if k == 0 else []) + list(paths)
+        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            path, _, rest = line.partition(':')
+            parts = rest.split()
+            if path in res and parts and (k == 1 or len(parts) == 3):
+                res[path][k].add(parts[-1])
+    return res
 
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith('--')]
@@ -39,8 +44,9 @@ def main():
         print(f'check-layers: no object files under {args[0]}', file=sys.stderr)
         return 2
     owner, undef = {}, {}
+    syms = symbols_all(objs.values())
     for name, p in objs.items():
-        d, u = symbols(p)
+        d, u = syms[p]
         for s in d:
             owner[s] = name
         undef[name] = u
