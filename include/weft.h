@@ -741,6 +741,19 @@ WEFT_API size_t weft_results_count(const weft_results *r);
  * Gives item `i`'s output (`data`, `len` may be NULL; owned by `r`).
  * @return 0, the item's error code, or WEFT_EINVAL for i out of range. */
 WEFT_API int weft_results_get(const weft_results *r, size_t i, const void **data, size_t *len);
+/* weft_results_gather() :
+ * Copies every item's output, in item order, into the caller's array `dst`
+ * of `count` elements of `elem_size` bytes (e.g. a map whose task outputs
+ * one double: double y[n]; weft_results_gather(r, y, sizeof y[0], n)), so
+ * a map over a plain array needs no loop of weft_results_get. Each output
+ * must be exactly elem_size bytes. Threads: as weft_results_get; dst is
+ * written, never kept.
+ * @return 0; the first failed item's error code (its index in *bad when
+ * `bad` is not NULL; items before it are copied); WEFT_EINVAL for NULL
+ * arguments, count != weft_results_count(r), or an output of another size
+ * (its index in *bad). */
+WEFT_API int weft_results_gather(const weft_results *r, void *dst, size_t elem_size, size_t count,
+                                 size_t *bad);
 /* weft_results_error() : item `i`'s error message, or NULL if it succeeded. */
 WEFT_API const char *weft_results_error(const weft_results *r, size_t i);
 /* weft_results_failed() : the number of items that did not succeed. */

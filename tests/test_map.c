@@ -1353,3 +1353,62 @@ int main(int argc, char **argv)
     }
     return check_main(argc, argv);
 }
+
+/* weft_results_gather: a map over a plain array back into a plain array,
+ * on every level; a failed item, a wrong count and an output of the wrong
+ * size are errors that name the item. */
+static int square_or_fail(weft_ctx *ctx, const void *in, size_t len)
+{
+    int64_t v;
+    if (len != sizeof v) return weft_ctx_fail(ctx, WEFT_EINVAL, "len %zu", len);
+    memcpy(&v, in, sizeof v);
+    if (v == 7777) return weft_ctx_fail(ctx, WEFT_ETASK, "seventy-seven");
+    if (v == 8888) return weft_ctx_set_output(ctx, &v, 4); /* a short output */
+    v = v * v;
+    return weft_ctx_set_output(ctx, &v, sizeof v);
+}
+WEFT_TASK_REGISTER(square_or_fail);
+
+TEST(results_gather_into_a_plain_array)
+{
+    weft_backend bs[3] = {WEFT_BACKEND_SERIAL, WEFT_BACKEND_THREADS, WEFT_BACKEND_PROCESSES};
+    enum {
+        N = 1000
+    };
+    static int64_t x[N], y[N];
+    for (int k = 0; k < 3; k++) {
+        weft_executor *ex = make_ex(bs[k], 2);
+        REQUIRE(ex);
+        for (int i = 0; i < N; i++) x[i] = i - 500;
+        weft_results *r = NULL;
+        CHECK_OK(weft_map(ex, square_or_fail, x, sizeof x[0], N, NULL, &r));
+        REQUIRE(r);
+        memset(y, 0, sizeof y);
+        size_t bad = 99;
+        CHECK_OK(weft_results_gather(r, y, sizeof y[0], N, &bad));
+        CHECK_EQ_U64(bad, 0);
+        size_t wrong = 0;
+        for (int i = 0; i < N; i++) wrong += y[i] != x[i] * x[i];
+        CHECK_EQ_U64(wrong, 0);
+        CHECK_EQ_INT(weft_results_gather(r, y, sizeof y[0], N - 1, NULL), WEFT_EINVAL);
+        CHECK_EQ_INT(weft_results_gather(r, NULL, sizeof y[0], N, NULL), WEFT_EINVAL);
+        CHECK_EQ_INT(weft_results_gather(r, y, 0, N, NULL), WEFT_EINVAL);
+        weft_results_destroy(r);
+
+        x[600] = 7777; /* fails */
+        x[700] = 8888; /* 4 output bytes */
+        CHECK_EQ_INT(weft_map(ex, square_or_fail, x, sizeof x[0], N, NULL, &r), WEFT_ETASK);
+        REQUIRE(r);
+        CHECK_EQ_INT(weft_results_gather(r, y, sizeof y[0], N, &bad), WEFT_ETASK);
+        CHECK_EQ_U64(bad, 600);
+        CHECK(strstr(weft_last_error(), "seventy-seven") != NULL);
+        weft_results_destroy(r);
+        x[600] = 600;
+        CHECK_OK(weft_map(ex, square_or_fail, x, sizeof x[0], N, NULL, &r));
+        REQUIRE(r);
+        CHECK_EQ_INT(weft_results_gather(r, y, sizeof y[0], N, &bad), WEFT_EINVAL);
+        CHECK_EQ_U64(bad, 700);
+        weft_results_destroy(r);
+        CHECK_OK(weft_executor_destroy(ex));
+    }
+}

@@ -1137,6 +1137,37 @@ int weft_results_get(const weft_results *r, size_t i, const void **data, size_t 
     return 0;
 }
 
+int weft_results_gather(const weft_results *r, void *dst, size_t elem_size, size_t count,
+                        size_t *bad)
+{
+    if (bad) *bad = 0;
+    if (!r || (!dst && count) || !elem_size)
+        return weft__err(WEFT_EINVAL, "weft_results_gather: %s",
+                         !r           ? "NULL results"
+                         : !elem_size ? "elem_size is 0"
+                                      : "dst is NULL");
+    if (count != r->count)
+        return weft__err(WEFT_EINVAL, "weft_results_gather: room for %zu items, the map has %zu",
+                         count, r->count);
+    unsigned char *p = dst;
+    for (size_t i = 0; i < count; i++, p += elem_size) {
+        const entry *e = &r->e[i];
+        if (e->err) {
+            if (bad) *bad = i;
+            return weft__err(e->err, "weft_results_gather: item %zu failed: %s", i,
+                             e->u.ptr ? (const char *)e->u.ptr : weft_strerror(e->err));
+        }
+        if (entry_len(e) != elem_size) {
+            if (bad) *bad = i;
+            return weft__err(WEFT_EINVAL,
+                             "weft_results_gather: item %zu has %zu output bytes, not %zu", i,
+                             entry_len(e), elem_size);
+        }
+        memcpy(p, entry_data(e), elem_size);
+    }
+    return 0;
+}
+
 const char *weft_results_error(const weft_results *r, size_t i)
 {
     if (!r || i >= r->count) return NULL;
