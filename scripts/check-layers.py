@@ -4,7 +4,7 @@ or, with --cycles, when any cycle of calls runs through the files of src/.
 
 It reads the object files of the library (nm): a file "calls" another when it
 has an undefined symbol that the other defines. Usage:
-    scripts/check-layers.py OBJDIR [--cycles] [--dot FILE]
+    scripts/check-layers.py OBJDIR|OBJECT.o... [--cycles] [--dot FILE]
 (the ctest `layers_check` runs it with --cycles on the plain build)
 OBJDIR is the CMake object directory of the library, e.g.
 build/CMakeFiles/weft_objects.dir. Exit 0 when the layers point one way."""
@@ -32,14 +32,22 @@ def symbols_all(paths):
 
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith('--')]
-    if len(args) != 1:
+    if '--dot' in sys.argv:
+        args.remove(sys.argv[sys.argv.index('--dot') + 1])
+    if not args:
         print(__doc__, file=sys.stderr)
         return 2
     want_cycles = '--cycles' in sys.argv
     dot = None
     if '--dot' in sys.argv:
         dot = sys.argv[sys.argv.index('--dot') + 1]
-    objs = dict(objects(args[0]))
+    if len(args) == 1 and os.path.isdir(args[0]):
+        objs = dict(objects(args[0]))
+    else:  # the object files themselves (ctest passes the library's list)
+        objs = {}
+        for p in args:
+            i = p.find('/src/')
+            objs[p[i + 1:-2] if i >= 0 else p[:-2]] = p
     if not objs:
         print(f'check-layers: no object files under {args[0]}', file=sys.stderr)
         return 2
