@@ -316,6 +316,25 @@ bool weft__future_start(weft_future *f)
     }
 }
 
+/* f just finished and is locked: wakes its waiters, unlocks it, then runs
+ * its callbacks (outside the lock, in the order they were added). */
+static void wake_and_call_locked(weft_future *f)
+{
+    weft__cb *cbs = f->cbs;
+    f->cbs = NULL;
+    for (weft__waiter_node *w = f->waiters; w; w = w->next) {
+        atomic_fetch_add_explicit(&w->w->seq, 1, memory_order_release);
+        weft__futex_wake(&w->w->seq, INT_MAX);
+    }
+    unlock_future(f);
+    while (cbs) {
+        weft__cb *n = cbs->next;
+        cbs->cb(f, cbs->arg);
+        free(cbs);
+        cbs = n;
+    }
+}
+
 /* Moves f to `final` if its state is one of `from_mask` (bit per state). */
 static bool transition(weft_future *f, uint32_t from_mask, uint32_t final)
 {
@@ -334,19 +353,7 @@ static bool transition(weft_future *f, uint32_t from_mask, uint32_t final)
     }
     if (s & WEFT__ST_LIST) {
         lock_future(f);
-        weft__cb *cbs = f->cbs;
-        f->cbs = NULL;
-        for (weft__waiter_node *w = f->waiters; w; w = w->next) {
-            atomic_fetch_add_explicit(&w->w->seq, 1, memory_order_release);
-            weft__futex_wake(&w->w->seq, INT_MAX);
-        }
-        unlock_future(f);
-        while (cbs) {
-            weft__cb *n = cbs->next;
-            cbs->cb(f, cbs->arg);
-            free(cbs);
-            cbs = n;
-        }
+        wake_and_call_locked(f);
     }
     if (s & WEFT__ST_SLEEP) weft__futex_wake(&f->state, INT_MAX);
     return true;
@@ -478,19 +485,7 @@ static void promise_settle(weft_future *f, uint32_t final)
                                                   (s & ~(WEFT__ST_MASK | WEFT__ST_SLEEP)) | final,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
     }
-    weft__cb *cbs = f->cbs;
-    f->cbs = NULL;
-    for (weft__waiter_node *w = f->waiters; w; w = w->next) {
-        atomic_fetch_add_explicit(&w->w->seq, 1, memory_order_release);
-        weft__futex_wake(&w->w->seq, INT_MAX);
-    }
-    unlock_future(f);
-    while (cbs) {
-        weft__cb *n = cbs->next;
-        cbs->cb(f, cbs->arg);
-        free(cbs);
-        cbs = n;
-    }
+    wake_and_call_locked(f);
     if (s & WEFT__ST_SLEEP) weft__futex_wake(&f->state, INT_MAX);
 }
 
