@@ -1010,9 +1010,11 @@ static double malloc_in_use_mib(void)
 }
 
 /* Issue 12 item 9: the free list kept every future of a burst (up to ~1M,
- * ~300 MB) for reuse. After a burst of 1M tasks the futures go back to
- * malloc (the free lists keep a bounded number), and once the executor is
- * destroyed the pages go back to the system. */
+ * ~300 MB) for the life of the process. Now it keeps them only while
+ * executors work (a second burst reuses them: bench submit_batch 0.06 us
+ * per task instead of 0.2-0.5 through malloc); when the executor is
+ * destroyed the list is cut to its bound and the pages go back to the
+ * system. */
 TEST(burst_memory_returns)
 {
     if (CHECK_ASAN || CHECK_TSAN) SKIP("the sanitizers' allocators keep freed memory");
@@ -1034,12 +1036,13 @@ TEST(burst_memory_returns)
     }
     double after = rss_mib(), used = malloc_in_use_mib();
     CHECK_OK(weft_executor_destroy(ex));
-    double destroyed = rss_mib();
-    printf("    rss MiB: base %.1f, 1M futures %.1f, released %.1f (malloc in use %.1f -> %.1f), "
-           "destroyed %.1f\n",
-           base, peak, after, base_used, used, destroyed);
+    double destroyed = rss_mib(), used_destroyed = malloc_in_use_mib();
+    printf("    rss MiB: base %.1f, 1M futures %.1f, released %.1f (malloc in use %.1f -> %.1f "
+           "-> %.1f), destroyed %.1f\n",
+           base, peak, after, base_used, used, used_destroyed, destroyed);
     if (base_used >= 0)
-        CHECK_MSG(used - base_used < 40, "%.1f MiB still held after the burst", used - base_used);
+        CHECK_MSG(used_destroyed - base_used < 40, "%.1f MiB still held after destroy",
+                  used_destroyed - base_used);
     CHECK_MSG(destroyed - base < 40, "%.1f MiB kept after destroy", destroyed - base);
     free(fs);
 }
