@@ -3,8 +3,9 @@
  * An mpi executor has one lane, the dispatcher (dispatch.c): it takes the
  * futures and map chunks the core queues and sends them to the worker
  * ranks (worker.c), which weft_init turned into workers (init.c). The
- * worker count it reports is the number of worker ranks it uses. Without
- * MPI in the build (stub.c) the backend is not available. */
+ * worker count it reports is the number of worker ranks it uses. A build
+ * without MPI compiles stub.c instead of init/dispatch/worker: its entry
+ * points say the backend is not available (weft_backend_available). */
 #include <stdlib.h>
 
 #include "backends/mpi/mpi_internal.h"
