@@ -9,11 +9,14 @@
 set -euo pipefail
 
 # Required: the build cannot go on without these.
-required=(build-essential cmake pkg-config python3 libxxhash-dev)
+required=(build-essential cmake pkg-config python3 libxxhash-dev libzstd-dev libzip-dev zlib1g-dev)
 # Wanted: used by parts of the tests, docs, format check and fuzzing
 # (clang: scripts/run-fuzz.sh); a failure to install them is a warning,
 # not an error.
-wanted=(clang-format clang graphviz libxml2-utils libopenmpi-dev openmpi-bin)
+# Test oracles: numpy and pandas (arrays, tables), GNU parallel (the command),
+# scikit-learn and libsvm (parameter search).
+wanted=(clang-format clang graphviz libxml2-utils libopenmpi-dev openmpi-bin
+        python3-numpy python3-pandas parallel libsvm-dev python3-sklearn)
 # Bench anchors: oneTBB, Python (concurrent.futures, joblib, dask, mpi4py), GNU parallel.
 bench=(libtbb-dev python3 python3-joblib python3-dask parallel python3-mpi4py)
 
