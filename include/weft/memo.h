@@ -61,15 +61,15 @@ typedef struct weft_memo_options {
 /* Counters of one handle (hits, misses, stores, evictions, errors) and of
  * the directory (bytes, entries: shared by every handle). */
 typedef struct weft_memo_stats {
-    uint64_t hits;        /* gets that found an entry (memory_hits of them in memory) */
-    uint64_t memory_hits; /* hits answered by the in-memory tier */
-    uint64_t misses;      /* gets that found none (corrupt entries included) */
-    uint64_t stores;      /* entries written */
-    uint64_t evictions;   /* entries removed by this handle to keep the bound */
-    uint64_t corrupt;     /* corrupt, truncated or foreign entries met and removed */
+    uint64_t hits;         /* gets that found an entry (memory_hits of them in memory) */
+    uint64_t memory_hits;  /* hits answered by the in-memory tier */
+    uint64_t misses;       /* gets that found none (corrupt entries included) */
+    uint64_t stores;       /* entries written */
+    uint64_t evictions;    /* entries removed by this handle to keep the bound */
+    uint64_t corrupt;      /* corrupt, truncated or foreign entries met and removed */
     uint64_t store_errors; /* memoized runs whose store failed (full disk, ...) */
-    uint64_t bytes;       /* bytes of the entries in the directory (ledger) */
-    uint64_t entries;     /* entries in the directory (ledger) */
+    uint64_t bytes;        /* bytes of the entries in the directory (ledger) */
+    uint64_t entries;      /* entries in the directory (ledger) */
 } weft_memo_stats;
 
 /* weft_memo_open() :

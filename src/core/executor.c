@@ -45,8 +45,8 @@
 #include <unistd.h>
 
 #include "core/exec_internal.h"
-#include "core/memo_hook.h"
 #include "core/help.h"
+#include "core/memo_hook.h"
 
 typedef weft__lane worker;
 

@@ -39,7 +39,8 @@ int weft__memo_map(weft_executor *ex, weft_task_fn fn, const weft_buf *items, si
                    const weft_map_options *opts, weft_results **out, const char *name)
 {
     if (out) *out = NULL;
-    if (!ex || !fn) return weft__err(WEFT_EINVAL, "%s: %s is NULL", name, !ex ? "the executor" : "the task");
+    if (!ex || !fn)
+        return weft__err(WEFT_EINVAL, "%s: %s is NULL", name, !ex ? "the executor" : "the task");
     const weft__memo_hook *h = get_hook(ex, name);
     if (!h) return WEFT_EINVAL;
     return h->map(ex, ex->memo, fn, items, count, opts, out, name);

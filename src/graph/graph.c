@@ -1054,8 +1054,8 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
     /* memoized nodes are keyed by their argument bytes, so they get the
      * copying blocks (pointers would differ from run to run) */
     r.memo = (opts->flags & WEFT_COMPUTE_MEMO) != 0;
-    r.ref = (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) && !weft__graph_force_copy &&
-            !r.memo;
+    r.ref =
+        (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) && !weft__graph_force_copy && !r.memo;
     r.cancel_mode = (opts->flags & WEFT_COMPUTE_CANCEL_ON_ERROR) != 0;
     r.retries = opts->retries;
     atomic_init(&r.stop, 0);

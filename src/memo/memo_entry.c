@@ -93,8 +93,7 @@ void weft__memo_hdr_encode(const weft__memo_hdr *h, const void *stored, void *ou
     put64(p + 64, XXH3_64bits(p, 64));
 }
 
-int weft__memo_hdr_decode(const void *buf, size_t len, const weft__memo_key *key,
-                          weft__memo_hdr *h)
+int weft__memo_hdr_decode(const void *buf, size_t len, const weft__memo_key *key, weft__memo_hdr *h)
 {
     const unsigned char *p = buf;
     if (len < WEFT__MEMO_HDR || memcmp(p, WEFT__MEMO_MAGIC, 8) != 0) return WEFT_EINVAL;

@@ -221,8 +221,7 @@ static const weft__memo_hook hook = {memo_submit, memo_map};
 
 /* ---- open / close ------------------------------------------------------------------- */
 
-int weft_memo_open(const char *path, uint64_t bound, const weft_memo_options *opts,
-                   weft_memo **out)
+int weft_memo_open(const char *path, uint64_t bound, const weft_memo_options *opts, weft_memo **out)
 {
     int rc = weft__memo_store_open(path, bound, opts, out);
     if (!rc) weft__memo_hook_set(&hook);

@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -86,7 +87,8 @@ struct weft_memo {
 
     pthread_mutex_t mu; /* with the flock: the ledger lock */
     int ledger_fd;
-    pid_t pid; /* the process that opened ledger_fd */
+    uint64_t fork_gen;       /* fork generation that opened ledger_fd */
+    unsigned char *ledger_m; /* the ledger, mapped shared (kept across fork) */
 
     _Atomic uint64_t hits, memory_hits, misses, stores, evictions, corrupt, store_errors;
     _Atomic uint64_t tmp_seq;
@@ -129,6 +131,25 @@ typedef struct ledger {
     uint64_t bytes, entries;
 } ledger;
 
+/* Bumped in every child at fork: a handle used in a child reopens its
+ * ledger file (flock belongs to an open file, which a fork shares). */
+static _Atomic uint64_t fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static _Atomic long my_pid; /* getpid(), kept current by on_fork_child */
+
+static void on_fork_child(void)
+{
+    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
+    atomic_store_explicit(&my_pid, (long)getpid(), memory_order_relaxed);
+}
+
+static void install_atfork(void)
+{
+    atomic_store_explicit(&my_pid, (long)getpid(), memory_order_relaxed);
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
 static int ledger_open(weft_memo *m)
 {
     char p[m->root_len + 16];
@@ -136,14 +157,28 @@ static int ledger_open(weft_memo *m)
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return sys_err(errno, "cannot open", p);
     m->ledger_fd = fd;
-    m->pid = getpid();
+    m->fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+    return 0;
+}
+
+/* Under the lock, once: the ledger at least LEDGER_SIZE bytes, mapped. */
+static int ledger_map(weft_memo *m)
+{
+    struct stat st;
+    if (fstat(m->ledger_fd, &st) != 0) return sys_err(errno, "cannot stat the ledger of", m->root);
+    if (st.st_size < LEDGER_SIZE && ftruncate(m->ledger_fd, LEDGER_SIZE) != 0)
+        return sys_err(errno, "cannot size the ledger of", m->root);
+    void *p = mmap(NULL, LEDGER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, m->ledger_fd, 0);
+    if (p == MAP_FAILED) return sys_err(errno, "cannot map the ledger of", m->root);
+    m->ledger_m = p;
     return 0;
 }
 
 static int lock(weft_memo *m)
 {
     pthread_mutex_lock(&m->mu);
-    if (m->pid != getpid()) { /* a forked child: its own open file, its own lock */
+    if (m->fork_gen != atomic_load_explicit(&fork_gen, memory_order_relaxed)) {
+        /* a forked child: its own open file, its own lock */
         close(m->ledger_fd);
         int rc = ledger_open(m);
         if (rc) {
@@ -183,12 +218,11 @@ static uint64_t get64(const unsigned char *p)
     return v;
 }
 
-/* Under the lock. @return 0, or 1 when the ledger is missing or unreadable. */
+/* Under the lock. @return 0, or 1 when the ledger is new or unreadable. */
 static int ledger_read(weft_memo *m, ledger *l)
 {
-    unsigned char b[LEDGER_SIZE];
+    const unsigned char *b = m->ledger_m;
     l->bytes = l->entries = 0;
-    if (pread(m->ledger_fd, b, sizeof b, 0) != (ssize_t)sizeof b) return 1;
     if (memcmp(b, LEDGER_MAGIC, 8) != 0 || get64(b + 8) != 1) return 1;
     l->bytes = get64(b + 16);
     l->entries = get64(b + 24);
@@ -197,13 +231,11 @@ static int ledger_read(weft_memo *m, ledger *l)
 
 static void ledger_write(weft_memo *m, const ledger *l)
 {
-    unsigned char b[LEDGER_SIZE];
-    memcpy(b, LEDGER_MAGIC, 8);
-    put64(b + 8, 1);
+    unsigned char *b = m->ledger_m;
     put64(b + 16, l->bytes);
     put64(b + 24, l->entries);
-    /* a failed write leaves the old counts, which the next pass recounts */
-    if (pwrite(m->ledger_fd, b, sizeof b, 0) != (ssize_t)sizeof b) return;
+    put64(b + 8, 1);
+    memcpy(b, LEDGER_MAGIC, 8);
 }
 
 /* ---- listing the entries --------------------------------------------------------------- */
@@ -254,8 +286,7 @@ static int list_entries(weft_memo *m, listing *L, bool keep)
             while (!rc && (e3 = readdir(d3))) {
                 if (!is_hex_name(e3->d_name, 32)) continue;
                 struct stat st;
-                if (fstatat(dfd, e3->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-                    !S_ISREG(st.st_mode))
+                if (fstatat(dfd, e3->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
                     continue;
                 L->bytes += (uint64_t)st.st_size;
                 if (!keep) {
@@ -273,8 +304,8 @@ static int list_entries(weft_memo *m, listing *L, bool keep)
                     L->cap = cap;
                 }
                 item *it = &L->v[L->n++];
-                it->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000ull +
-                               (uint64_t)st.st_mtim.tv_nsec;
+                it->mtime_ns =
+                    (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec;
                 it->size = (uint64_t)st.st_size;
                 /* names checked above: 2, 2 and 32 hex digits */
                 memcpy(it->rel, e1->d_name, 2);
@@ -319,6 +350,14 @@ static int evict_to(weft_memo *m, uint64_t target, const char *keep)
             l.bytes -= L.v[i].size;
             l.entries--;
             atomic_fetch_add_explicit(&m->evictions, 1, memory_order_relaxed);
+            /* drop directories left empty, so a pass lists no more directories
+             * than entries (a store recreates them, under this same lock) */
+            char *s1 = strrchr(p, '/');
+            *s1 = '\0';
+            if (rmdir(p) == 0) {
+                *strrchr(p, '/') = '\0';
+                rmdir(p);
+            }
         }
     }
     ledger_write(m, &l);
@@ -557,9 +596,19 @@ int weft__memo_store_open(const char *path, uint64_t bound, const weft_memo_opti
         snprintf(p, sizeof p, "%s/tmp", m->root);
         rc = mkdir_0700(p);
     }
+    if (!rc && m->tier_cap) {
+        tier_grow(m);
+        if (!m->buckets) rc = weft__err(WEFT_ENOMEM, "weft_memo_open: out of memory");
+    }
+    pthread_once(&atfork_once, install_atfork);
     if (!rc) rc = ledger_open(m);
     if (!rc) rc = lock(m);
     if (!rc) {
+        rc = ledger_map(m);
+        if (rc) {
+            unlock(m);
+            goto failed;
+        }
         ledger l;
         if (ledger_read(m, &l) != 0) {
             listing L = {0};
@@ -570,6 +619,7 @@ int weft__memo_store_open(const char *path, uint64_t bound, const weft_memo_opti
         }
         unlock(m);
     }
+failed:
     if (rc) {
         weft__memo_store_close(m);
         return rc;
@@ -584,6 +634,7 @@ int weft__memo_store_close(weft_memo *m)
     if (!m) return 0;
     tier_drop(m, NULL);
     free(m->buckets);
+    if (m->ledger_m) munmap(m->ledger_m, LEDGER_SIZE);
     if (m->ledger_fd >= 0) close(m->ledger_fd);
     pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->tier_mu);
@@ -624,8 +675,8 @@ static void remove_corrupt(weft_memo *m, const char *p, const struct stat *st)
 
 /* Reads and checks the entry file at p. @return 0 (a hit), WEFT_ENOENT
  * (none, or corrupt and removed), or another error. */
-static int read_entry(weft_memo *m, const weft__memo_key *k, const char *p, bool touch,
-                      void **out, size_t *out_len)
+static int read_entry(weft_memo *m, const weft__memo_key *k, const char *p, bool touch, void **out,
+                      size_t *out_len)
 {
     int fd = open(p, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -720,18 +771,19 @@ static int write_all(int fd, const struct iovec *iov0, int n)
     return 0;
 }
 
-/* Creates root/entries/ab and root/entries/ab/cd for entry path p. */
+/* Creates root/entries/ab and root/entries/ab/cd for entry path p (an
+ * existing one that is not a directory fails the rename after). */
 static int make_parents(weft_memo *m, const char *p)
 {
     size_t base = m->root_len + 9; /* ".../entries/" */
     char d[m->root_len + 16];
-    memcpy(d, p, base + 2);
-    d[base + 2] = '\0';
-    int rc = mkdir_0700(d);
-    if (rc) return rc;
-    memcpy(d, p, base + 5);
-    d[base + 5] = '\0';
-    return mkdir_0700(d);
+    for (size_t at = base + 2; at <= base + 5; at += 3) {
+        memcpy(d, p, at);
+        d[at] = '\0';
+        if (mkdir(d, 0700) != 0 && errno != EEXIST)
+            return sys_err(errno, "cannot create the directory", d);
+    }
+    return 0;
 }
 
 static void fsync_dir_of(const char *p)
@@ -770,9 +822,9 @@ static int store_packed(weft_memo *m, const weft__memo_key *k, uint32_t flags, c
     weft__memo_hdr_encode(&h, stored, hdr);
 
     char tmp[m->root_len + sizeof m->host + 64];
-    snprintf(tmp, sizeof tmp, "%s/tmp/%s.%ld.%llu", m->root, m->host, (long)getpid(),
-             (unsigned long long)atomic_fetch_add_explicit(&m->tmp_seq, 1,
-                                                           memory_order_relaxed));
+    snprintf(tmp, sizeof tmp, "%s/tmp/%s.%ld.%llu", m->root, m->host,
+             atomic_load_explicit(&my_pid, memory_order_relaxed),
+             (unsigned long long)atomic_fetch_add_explicit(&m->tmp_seq, 1, memory_order_relaxed));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return sys_err(errno, "cannot create", tmp);
     struct iovec iov[2] = {{hdr, sizeof hdr}, {(void *)stored, stored_len}};
@@ -793,17 +845,25 @@ static int store_packed(weft_memo *m, const weft__memo_key *k, uint32_t flags, c
     }
     ledger l;
     ledger_read(m, &l);
-    struct stat old;
-    bool replaces = lstat(p, &old) == 0;
-    uint64_t old_size = replaces ? (uint64_t)old.st_size : 0;
-    /* count first, rename after: a crash in between over-counts */
-    uint64_t grown = l.bytes + size;
-    ledger l2 = {grown - (old_size < grown ? old_size : grown), l.entries + (replaces ? 0 : 1)};
+    /* count first, rename after: a crash in between over-counts. The common
+     * case (a new key) needs no stat: rename without replacing; a key that
+     * exists is replaced knowing the size of what it replaces. */
+    ledger l2 = {l.bytes + size, l.entries + 1};
     ledger_write(m, &l2);
-    int r = rename(tmp, p);
+    int r = renameat2(AT_FDCWD, tmp, AT_FDCWD, p, RENAME_NOREPLACE);
     if (r != 0 && errno == ENOENT) {
         rc = make_parents(m, p);
-        if (!rc) r = rename(tmp, p);
+        if (!rc) r = renameat2(AT_FDCWD, tmp, AT_FDCWD, p, RENAME_NOREPLACE);
+    }
+    if (!rc && r != 0 && (errno == EEXIST || errno == EINVAL || errno == ENOSYS)) {
+        struct stat old;
+        bool replaces = lstat(p, &old) == 0;
+        uint64_t old_size = replaces ? (uint64_t)old.st_size : 0;
+        uint64_t grown = l.bytes + size;
+        l2 =
+            (ledger){grown - (old_size < grown ? old_size : grown), l.entries + (replaces ? 0 : 1)};
+        ledger_write(m, &l2);
+        r = rename(tmp, p);
     }
     if (!rc && r != 0) rc = sys_err(errno, "cannot rename into", p);
     if (rc) {
@@ -965,8 +1025,8 @@ int weft_memo_verify(weft_memo *m, size_t *bad)
         const char *hex = L.v[i].rel + 6;
         for (int j = 0; j < 16; j++) {
             unsigned hi = (unsigned)(hex[2 * j] <= '9' ? hex[2 * j] - '0' : hex[2 * j] - 'a' + 10);
-            unsigned lo =
-                (unsigned)(hex[2 * j + 1] <= '9' ? hex[2 * j + 1] - '0' : hex[2 * j + 1] - 'a' + 10);
+            unsigned lo = (unsigned)(hex[2 * j + 1] <= '9' ? hex[2 * j + 1] - '0'
+                                                           : hex[2 * j + 1] - 'a' + 10);
             k.b[j] = (uint8_t)(hi << 4 | lo);
         }
         snprintf(p, sizeof p, "%s/entries/%s", m->root, L.v[i].rel);
