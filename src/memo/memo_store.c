@@ -87,6 +87,7 @@ struct weft_memo {
 
     pthread_mutex_t mu; /* with the flock: the ledger lock */
     int ledger_fd;
+    int entries_fd;          /* root/entries, for openat: a hit resolves ab/cd/<key> only */
     uint64_t fork_gen;       /* fork generation that opened ledger_fd */
     unsigned char *ledger_m; /* the ledger, mapped shared (kept across fork) */
 
@@ -581,6 +582,7 @@ int weft__memo_store_open(const char *path, uint64_t bound, const weft_memo_opti
     m->fsync = opts->fsync;
     m->tier_cap = opts->memory_bytes;
     m->ledger_fd = -1;
+    m->entries_fd = -1;
     if (gethostname(m->host, sizeof m->host - 1) != 0 || !m->host[0]) strcpy(m->host, "host");
     for (char *c = m->host; *c; c++)
         if (*c == '/' || *c == '.') *c = '_';
@@ -591,6 +593,10 @@ int weft__memo_store_open(const char *path, uint64_t bound, const weft_memo_opti
     if (!rc) {
         snprintf(p, sizeof p, "%s/entries", m->root);
         rc = mkdir_0700(p);
+    }
+    if (!rc) {
+        m->entries_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (m->entries_fd < 0) rc = sys_err(errno, "cannot open", p);
     }
     if (!rc) {
         snprintf(p, sizeof p, "%s/tmp", m->root);
@@ -636,6 +642,7 @@ int weft__memo_store_close(weft_memo *m)
     free(m->buckets);
     if (m->ledger_m) munmap(m->ledger_m, LEDGER_SIZE);
     if (m->ledger_fd >= 0) close(m->ledger_fd);
+    if (m->entries_fd >= 0) close(m->entries_fd);
     pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->tier_mu);
     free(m->root);
@@ -678,7 +685,7 @@ static void remove_corrupt(weft_memo *m, const char *p, const struct stat *st)
 static int read_entry(weft_memo *m, const weft__memo_key *k, const char *p, bool touch, void **out,
                       size_t *out_len)
 {
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    int fd = openat(m->entries_fd, p + m->root_len + 9, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT || errno == ENOTDIR) return WEFT_ENOENT;
         return sys_err(errno, "cannot open", p);
@@ -939,7 +946,7 @@ bool weft_memo_contains(weft_memo *m, const char *name, const void *in, size_t l
     weft__memo_key_of(name, m->version, in, len, &k);
     char p[m->root_len + PATH_ENTRY_TAIL + 1];
     entry_path(m, &k, p);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    int fd = openat(m->entries_fd, p + m->root_len + 9, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     unsigned char hdr[WEFT__MEMO_HDR];
     struct stat st;
