@@ -69,6 +69,7 @@ enum {
     WEFT_EOVERFLOW = -EOVERFLOW, /* a count would exceed its bound (bounded semaphore) */
     WEFT_ENOTDIR = -ENOTDIR,     /* a working directory cannot be entered (weft_run) */
     WEFT_EPIPE = -EPIPE,         /* the reading end of a pipe is closed (weft_proc_write) */
+    WEFT_ENOSPC = -ENOSPC,       /* no space left on the device (weft_memo_put) */
     /* weft's own codes */
     WEFT_ETASK = -1000,      /* a task failed without a more specific code */
     WEFT_ECANCELLED = -1001, /* the task was cancelled before it started */
@@ -131,6 +132,7 @@ WEFT_API int weft_finalize(void);
 typedef struct weft_ctx weft_ctx;
 typedef struct weft_executor weft_executor;
 typedef struct weft_future weft_future;
+typedef struct weft_memo weft_memo; /* an on-disk memo of results: weft/memo.h */
 
 /* A task: reads `in[0..len)`, writes its output with weft_ctx_output() or
  * weft_ctx_set_output(), returns 0 or a negative error code (use
@@ -391,6 +393,11 @@ typedef struct weft_options {
     void (*on_stall)(void *arg, const weft_stall_info *info);
     void *on_stall_arg;
     bool watchdog_print;
+    /* A memo (weft/memo.h) that calls flagged WEFT_SUBMIT_MEMO,
+     * WEFT_MAP_MEMO or WEFT_COMPUTE_MEMO consult before running and fill
+     * after; NULL = none. Borrowed: close it after the executor. Needs the
+     * options' size to include it (WEFT_OPTIONS_INIT). */
+    weft_memo *memo;
     /* (new fields go here; a caller's size tells which it knows) */
 } weft_options;
 
@@ -469,6 +476,8 @@ WEFT_API int weft_executor_workers(const weft_executor *ex);
 enum {
     WEFT_SUBMIT_BORROW = 1u << 0, /* do not copy the input: the caller keeps it
                                      alive and unchanged until the future is done */
+    WEFT_SUBMIT_MEMO = 1u << 8,   /* look the result up in the executor's memo
+                                     (weft_options.memo) first, store it after */
 };
 
 typedef struct weft_submit_options {
@@ -656,6 +665,9 @@ enum {
     WEFT_MAP_STOP_ON_ERROR = 1u << 0, /* stop at the first error: items not
                                          started are WEFT_ECANCELLED */
     WEFT_MAP_UNORDERED = 1u << 1,     /* on_result in completion order */
+    WEFT_MAP_MEMO = 1u << 8,          /* items found in the executor's memo are not
+                                         run; the others are stored as they finish
+                                         (weft_map, weft_map_bufs, weft_parallel) */
 };
 
 /* Result delivery: called on the thread that called map, for each item, in
@@ -792,5 +804,7 @@ WEFT_API double weft_now(void);
 /* task graphs, batch calls, progress bars, task-stream pictures */
 #include "weft/graph.h"
 #include "weft/progress.h"
+/* an on-disk memo of task results */
+#include "weft/memo.h"
 
 #endif /* WEFT_H */

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # run-fuzz.sh : builds the libFuzzer targets of fuzz/ with clang (ASan +
 # UBSan, the library instrumented for coverage) in build-fuzz/ and runs
-# fuzz_svg for a while. Usage:
-#     scripts/run-fuzz.sh [SECONDS]          (default 300)
+# each (fuzz_svg, fuzz_memo_entry; FUZZ_TARGETS="svg" picks) for a while.
+# Usage:
+#     scripts/run-fuzz.sh [SECONDS]          (default 300, per target)
 # New inputs the fuzzer finds go to build-fuzz/corpus-svg/ (seeded from
 # fuzz/corpus/svg/, which is left as it is); a crash writes
 # build-fuzz/crash-* and ends the run with a non-zero status. Copy a crash
@@ -21,10 +22,17 @@ dir=build-fuzz
 cmake -S . -B "$dir" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_C_FLAGS_DEBUG=-O1 -g" \
     -DWEFT_BUILD_FUZZ=ON -DWEFT_SANITIZE=address -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF \
     -DWEFT_BUILD_BENCH=OFF -DWEFT_BUILD_PROGRAMS=OFF -DWEFT_WITH_MPI=OFF -DWEFT_WERROR=OFF >/dev/null
-cmake --build "$dir" -j "${JOBS:-$(nproc)}" --target fuzz_svg
-mkdir -p "$dir/corpus-svg"
+targets=${FUZZ_TARGETS:-svg memo_entry}
+for t in $targets; do
+    cmake --build "$dir" -j "${JOBS:-$(nproc)}" --target "fuzz_$t"
+    mkdir -p "$dir/corpus-$t"
+done
 cd "$dir"
-# -max_len: real traces are large, but what breaks a reader shows in a few KiB.
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    ./fuzz/fuzz_svg -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-    -dict="$root/fuzz/svg.dict" -print_final_stats=1 corpus-svg "$root/fuzz/corpus/svg"
+for t in $targets; do
+    dict=()
+    [ -f "$root/fuzz/$t.dict" ] && dict=(-dict="$root/fuzz/$t.dict")
+    # -max_len: real traces are large, but what breaks a reader shows in a few KiB.
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        "./fuzz/fuzz_$t" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+        "${dict[@]}" -print_final_stats=1 "corpus-$t" "$root/fuzz/corpus/$t"
+done

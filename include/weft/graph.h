@@ -152,6 +152,10 @@ enum {
     /* Keep the output of every node computed, not only of the targets
      * (dask's persist of the whole graph); weft_graph_release frees them. */
     WEFT_COMPUTE_KEEP_ALL = 1u << 1,
+    /* Look each node up in the executor's memo (weft_options.memo) before
+     * running it, keyed by its task and argument bytes, and store its output
+     * after (docs/memo.md); arguments are then copied on every backend. */
+    WEFT_COMPUTE_MEMO = 1u << 8,
 };
 
 typedef struct weft_compute_options {
@@ -275,7 +279,7 @@ typedef struct weft_parallel_options {
     /* Run on this executor instead (n_jobs and backend are then ignored). */
     weft_executor *executor;
     size_t batch_size; /* calls per task; 0 = automatic (weft_map's chunking) */
-    unsigned flags;    /* WEFT_MAP_STOP_ON_ERROR */
+    unsigned flags;    /* WEFT_MAP_STOP_ON_ERROR, WEFT_MAP_MEMO (needs `executor` with a memo) */
     int retries;       /* re-run a call that returned an error */
     int progress;      /* progress bar: 0 = WEFT_PROGRESS, > 0 on, < 0 off */
 } weft_parallel_options;

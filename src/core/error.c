@@ -64,6 +64,8 @@ const char *weft_strerror(int code)
         return "WEFT_ENOTDIR: the working directory cannot be entered";
     case WEFT_EPIPE:
         return "WEFT_EPIPE: the other end of the pipe is closed";
+    case WEFT_ENOSPC:
+        return "WEFT_ENOSPC: no space left on the device";
     case WEFT_EEXIT:
         return "WEFT_EEXIT: the child process exited with a non-zero status or a signal";
     default:

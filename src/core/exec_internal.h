@@ -110,6 +110,9 @@ struct weft_executor {
     int exit_pins;  /* exit_join_all is using it: destroy waits */
     bool exit_seen; /* exit_join_all handled it */
 
+    /* weft_options.memo (core/memo_hook.h): consulted by flagged calls */
+    weft_memo *memo;
+
     /* creation handshake */
     pthread_mutex_t init_mu;
     pthread_cond_t init_cv;

@@ -46,6 +46,7 @@
 
 #include "core/exec_internal.h"
 #include "core/help.h"
+#include "core/memo_hook.h"
 
 typedef weft__lane worker;
 
@@ -803,6 +804,8 @@ int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t le
         return weft__err(WEFT_EINVAL, "weft_submit: negative retries %d", opts->retries);
     if (WEFT__UNLIKELY(opts && opts->timeout != opts->timeout))
         return weft__err(WEFT_EINVAL, "weft_submit: the timeout is NaN");
+    if (WEFT__UNLIKELY(opts && (opts->flags & WEFT_SUBMIT_MEMO)))
+        return weft__memo_submit(ex, fn, in, len, opts, out);
     if (ex->caps & WEFT__CAP_NAMED_TASKS) {
         int rc = weft__check_registered(fn, "weft_submit");
         if (rc) return rc;
@@ -1073,6 +1076,7 @@ int weft__exec_new(const weft_options *opts, const weft__backend *ops, const wef
     ex->on_stall_arg = opts->on_stall_arg;
     ex->watchdog_print = watchdog_print;
     ex->exit_mode = opts->exit_mode;
+    ex->memo = opts->memo;
     ex->exit_timeout_ns = secs_to_ns(opts->exit_timeout);
     ex->pid = getpid();
     atomic_store(&ex->last_done_ns, weft__now_ns());

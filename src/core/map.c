@@ -31,6 +31,7 @@
 
 #include "backends/remote/remote.h" /* items sent to other processes, chunk by chunk */
 #include "core/backend.h"
+#include "core/memo_hook.h"
 #include "diag/progress_internal.h"
 #include "graph/graph_internal.h" /* the argument blocks zipped items are passed in */
 #include "internal.h"
@@ -1003,6 +1004,10 @@ static int map_common(weft_executor *ex, weft_task_fn fn, const weft_map_options
     if (!opts) opts = &defaults;
     if (opts->retries < 0)
         return weft__err(WEFT_EINVAL, "%s: negative retries %d", name, opts->retries);
+    if (opts->flags & WEFT_MAP_MEMO)
+        return weft__err(WEFT_ENOTSUP,
+                         "%s: WEFT_MAP_MEMO is for weft_map and weft_map_bufs (and weft_parallel)",
+                         name);
     if (opts->flags & ~(unsigned)(WEFT_MAP_STOP_ON_ERROR | WEFT_MAP_UNORDERED))
         return weft__err(WEFT_EINVAL, "%s: unknown flags 0x%x", name, opts->flags);
     if (!out && !opts->on_result)
@@ -1039,6 +1044,15 @@ int weft_map(weft_executor *ex, weft_task_fn fn, const void *items, size_t item_
                          "weft_map: %zu items of %zu bytes overflow the address space (count "
                          "* item_size is the size of the array at items)",
                          count, item_size);
+    if (opts && (opts->flags & WEFT_MAP_MEMO)) {
+        weft_buf *bufs = malloc_n(count ? count : 1, sizeof *bufs);
+        if (!bufs) return weft__err(WEFT_ENOMEM, "weft_map: out of memory");
+        for (size_t i = 0; i < count; i++)
+            bufs[i] = (weft_buf){(const unsigned char *)items + i * item_size, item_size};
+        int rc = weft__memo_map(ex, fn, bufs, count, opts, out, "weft_map");
+        free(bufs);
+        return rc;
+    }
     map_call mc;
     memset(&mc, 0, sizeof mc);
     mc.job.mode = IN_ARRAY;
@@ -1056,6 +1070,8 @@ int weft_map_bufs(weft_executor *ex, weft_task_fn fn, const weft_buf *items, siz
     for (size_t i = 0; i < count; i++)
         if (!items[i].data && items[i].len)
             return weft__err(WEFT_EINVAL, "weft_map_bufs: items[%zu] has NULL data", i);
+    if (opts && (opts->flags & WEFT_MAP_MEMO))
+        return weft__memo_map(ex, fn, items, count, opts, out, "weft_map_bufs");
     map_call mc;
     memset(&mc, 0, sizeof mc);
     mc.job.mode = IN_BUFS;
@@ -1116,6 +1132,52 @@ int weft_map_zip(weft_executor *ex, weft_task_fn fn, const weft_map_input *input
 }
 
 /* ---- results -------------------------------------------------------------------- */
+
+int weft__results_new(size_t count, weft_results **out)
+{
+    *out = NULL;
+    weft_results *r = calloc(1, sizeof *r);
+    if (!r || results_alloc_fixed(r, count) != 0) {
+        free(r);
+        return weft__err(WEFT_ENOMEM, "weft_map: out of memory for %zu results", count);
+    }
+    for (size_t i = 0; i < count; i++) entry_cancel(&r->e[i]);
+    r->count = count;
+    r->failed = count;
+    *out = r;
+    return 0;
+}
+
+int weft__results_set(weft_results *r, size_t i, int err, const void *data, size_t len,
+                      const char *msg)
+{
+    entry *e = &r->e[i];
+    bool was_failed = e->err != 0;
+    entry_clear(e);
+    if (err) {
+        e->err = err;
+        e->u.ptr = msg ? strdup(msg) : NULL;
+        if (!was_failed) r->failed++;
+        return 0;
+    }
+    if (len <= sizeof e->u.inl) {
+        if (len) memcpy(e->u.inl, data, len);
+        e->len = (uint32_t)len;
+    } else {
+        void *p = weft__out_alloc(len);
+        if (!p) {
+            entry_cancel(e);
+            if (!was_failed) r->failed++;
+            return WEFT_ENOMEM;
+        }
+        memcpy(p, data, len);
+        e->u.ptr = p;
+        e->len = LEN_HEAP;
+    }
+    e->err = 0;
+    if (was_failed) r->failed--;
+    return 0;
+}
 
 size_t weft_results_count(const weft_results *r)
 {

@@ -81,7 +81,7 @@ int weft_parallel(const weft_call *calls, size_t n, const weft_parallel_options 
     if (!out || (!calls && n))
         return weft__err(WEFT_EINVAL, "weft_parallel: %s is NULL", !out ? "out" : "calls");
     if (!opts) opts = &defaults;
-    if (opts->flags & ~(unsigned)WEFT_MAP_STOP_ON_ERROR)
+    if (opts->flags & ~(unsigned)(WEFT_MAP_STOP_ON_ERROR | WEFT_MAP_MEMO))
         return weft__err(WEFT_EINVAL, "weft_parallel: unknown flags 0x%x", opts->flags);
     if (opts->retries < 0)
         return weft__err(WEFT_EINVAL, "weft_parallel: negative retries %d", opts->retries);
@@ -104,7 +104,10 @@ int weft_parallel(const weft_call *calls, size_t n, const weft_parallel_options 
         if (rc) return rc;
         own = true;
     }
-    bool one_space = (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) && !weft__graph_force_copy;
+    /* memoized calls are keyed by the bytes a task gets: records by name,
+     * never by pointer */
+    bool one_space = (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) &&
+                     !weft__graph_force_copy && !(opts->flags & WEFT_MAP_MEMO);
     weft_buf *bufs = malloc((n ? n : 1) * sizeof *bufs);
     unsigned char *pack = NULL;
     int rc = 0;
@@ -141,7 +144,7 @@ int weft_parallel(const weft_call *calls, size_t n, const weft_parallel_options 
             total += sizeof(call_rec) + ((strlen(name) + 15u) & ~(size_t)15u) +
                      ((calls[i].len + 15u) & ~(size_t)15u);
         }
-        pack = malloc(total ? total : 1);
+        pack = calloc(1, total ? total : 1); /* zeroed padding: stable memo keys */
         if (!pack) {
             rc = weft__err(WEFT_ENOMEM, "weft_parallel: out of memory");
             goto done;

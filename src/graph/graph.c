@@ -71,6 +71,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/memo_hook.h"
 #include "diag/progress_internal.h"
 #include "graph/graph_internal.h"
 
@@ -529,6 +530,7 @@ struct grun {
     uint32_t id;
     bool ref;         /* REF argument blocks (one address space) */
     bool cancel_mode; /* WEFT_COMPUTE_CANCEL_ON_ERROR */
+    bool memo;        /* WEFT_COMPUTE_MEMO */
     int retries;
     uint32_t *list; /* the needed nodes */
     size_t nlist;
@@ -787,7 +789,9 @@ static void dispatch(grun *r, gnode *n)
             args_ent e = {off, pl};
             memcpy(blk + ARGS_HDR + (size_t)ARGS_ENT * i, &e, sizeof e);
             if (pl) memcpy(blk + off, pd, pl);
-            off += (pl + 15u) & ~(size_t)15u;
+            size_t padded = (pl + 15u) & ~(size_t)15u;
+            memset(blk + off + pl, 0, padded - pl); /* the bytes are a memo key's input */
+            off += padded;
         }
         n->copy = blk;
         n->copy_len = total;
@@ -799,6 +803,7 @@ static void dispatch(grun *r, gnode *n)
     n->t_submit = weft__now_ns();
     weft_submit_options so = {
         .flags = WEFT_SUBMIT_BORROW, .retries = r->retries, .has_index = true, .index = n->id};
+    if (r->memo) so.flags |= WEFT_SUBMIT_MEMO;
     weft_future *f = NULL;
     int rc = weft_submit_ex(r->ex, n->fn, in, len, &so, &f);
     if (rc) {
@@ -1025,7 +1030,8 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
                          : !ex ? "the executor"
                                : "targets");
     if (!opts) opts = &defaults;
-    if (opts->flags & ~(unsigned)(WEFT_COMPUTE_CANCEL_ON_ERROR | WEFT_COMPUTE_KEEP_ALL))
+    if (opts->flags &
+        ~(unsigned)(WEFT_COMPUTE_CANCEL_ON_ERROR | WEFT_COMPUTE_KEEP_ALL | WEFT_COMPUTE_MEMO))
         return weft__err(WEFT_EINVAL, "weft_graph_compute: unknown flags 0x%x", opts->flags);
     if (opts->retries < 0)
         return weft__err(WEFT_EINVAL, "weft_graph_compute: negative retries %d", opts->retries);
@@ -1036,13 +1042,20 @@ int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *target
                              "weft_graph_compute: target %zu is node %u, which does "
                              "not exist (%u nodes)",
                              i, targets[i], g->nnodes);
+    if ((opts->flags & WEFT_COMPUTE_MEMO) && !weft__executor_memo(ex))
+        return weft__err(WEFT_EINVAL, "weft_graph_compute: WEFT_COMPUTE_MEMO, but the executor "
+                                      "has no memo (weft_options.memo)");
     grun r;
     memset(&r, 0, sizeof r);
     r.g = g;
     r.ex = ex;
     if (++g->run_counter == 0) g->run_counter = 1; /* 0 marks "never visited" */
     r.id = g->run_counter;
-    r.ref = (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) && !weft__graph_force_copy;
+    /* memoized nodes are keyed by their argument bytes, so they get the
+     * copying blocks (pointers would differ from run to run) */
+    r.memo = (opts->flags & WEFT_COMPUTE_MEMO) != 0;
+    r.ref =
+        (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) && !weft__graph_force_copy && !r.memo;
     r.cancel_mode = (opts->flags & WEFT_COMPUTE_CANCEL_ON_ERROR) != 0;
     r.retries = opts->retries;
     atomic_init(&r.stop, 0);
