@@ -792,5 +792,6 @@ WEFT_API double weft_now(void);
 /* task graphs, batch calls, progress bars, task-stream pictures */
 #include "weft/graph.h"
 #include "weft/progress.h"
+#include "weft/range.h" /* range loops: parallel for and reduce */
 
 #endif /* WEFT_H */
