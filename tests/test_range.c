@@ -288,18 +288,6 @@ TEST(reduce_bits_processes_1_to_4)
     }
 }
 
-TEST(reduce_bits_mpi)
-{
-    if (!under_mpi) SKIP("not launched by mpirun (see the mpi label)");
-    weft_executor *ex = make_ex(WEFT_BACKEND_MPI, 0);
-    REQUIRE(ex);
-    for (int p = 0; p < 3; p++) {
-        check_sum_bits(ex, 0, 1000003, parts[p], 0);
-        check_sum_bits(ex, 3, 4099, parts[p], 7);
-    }
-    CHECK_OK(weft_executor_destroy(ex));
-}
-
 /* a value bigger than the inline buffers: a histogram of 100 counters */
 typedef struct hist {
     int64_t n[100];
@@ -475,6 +463,8 @@ static int sum_fail_body(int64_t lo, int64_t hi, void *acc, void *arg)
     *(double *)acc += (double)(hi - lo);
     return 0;
 }
+
+WEFT_RANGE_REGISTER_REDUCE(sum_fail_body, sum_combine);
 
 TEST(errors_and_cancels_stop_the_loop)
 {
@@ -653,6 +643,27 @@ TEST(register_rules)
     CHECK_ERR(weft_range_register("another_name", shm_body), WEFT_EEXIST);
     CHECK_ERR(weft_range_register("", unregistered_body), WEFT_EINVAL);
     CHECK_ERR(weft_range_register_reduce("x", sum_body, NULL), WEFT_EINVAL);
+}
+
+TEST(reduce_bits_mpi)
+{
+    if (!under_mpi) SKIP("not launched by mpirun (see the mpi label)");
+    weft_executor *ex = make_ex(WEFT_BACKEND_MPI, 0);
+    REQUIRE(ex);
+    for (int p = 0; p < 3; p++) {
+        check_sum_bits(ex, 0, 1000003, parts[p], 0);
+        check_sum_bits(ex, 3, 4099, parts[p], 7);
+    }
+    /* an error on a rank comes back with its message */
+    stopper s = {.fail_at = 4242};
+    double zero = 0, got = 42;
+    weft_range_options o = {.arg_size = sizeof s};
+    CHECK_ERR(weft_parallel_reduce(ex, 0, 100000, &zero, sizeof zero, sum_fail_body, sum_combine,
+                                   &s, &o, &got),
+              WEFT_ERANGE_TEST_CODE);
+    CHECK(got == 42);
+    CHECK(strstr(weft_last_error(), "failed on") != NULL);
+    CHECK_OK(weft_executor_destroy(ex));
 }
 
 int main(int argc, char **argv)
