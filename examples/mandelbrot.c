@@ -11,9 +11,9 @@
 #include <weft.h>
 
 enum {
-    W = 1600,
-    H = 1200,
-    MAXIT = 1000
+    W = 800,
+    H = 600,
+    MAXIT = 500
 };
 
 typedef struct image {
