@@ -1,7 +1,7 @@
 /* range.c : weft_parallel_for and weft_parallel_reduce -- checks, the leaf
  * layout, and the level: serial walks the tree inline (tree.c), threads
  * hands nodes out through the pool's deques (pool.c), processes and mpi
- * send pieces to registered bodies (remote.c). */
+ * send pieces to registered bodies (pieces.c). */
 #include <stdlib.h>
 
 #include "core/backend.h"

@@ -10,7 +10,7 @@
  * count and partitioner, whoever runs which node.
  *
  * Calls between the files point one way: range.c (the API) -> pool.c
- * (threads), remote.c (processes, mpi) -> tree.c (leaves, errors, the
+ * (threads), pieces.c (processes, mpi) -> tree.c (leaves, errors, the
  * serial walk) and reg.c (names of bodies). */
 #ifndef WEFT_RANGE_INTERNAL_H
 #define WEFT_RANGE_INTERNAL_H
@@ -125,7 +125,7 @@ void weft__rloop_combine_tree(weft__rloop *L, unsigned char *vals, uint64_t coun
 
 /* threads: the pool's deques (pool.c). Returns the loop's error or 0. */
 int weft__range_pool_run(weft__rloop *L, void *out);
-/* processes, mpi: registered bodies in workers (remote.c). */
+/* processes, mpi: registered bodies in workers (pieces.c). */
 int weft__range_remote_run(weft__rloop *L, size_t arg_size, void *out);
 
 /* ---- names of bodies (reg.c) ---- */

@@ -1,4 +1,4 @@
-/* remote.c : range loops on the processes and mpi backends.
+/* pieces.c : range loops on the processes and mpi backends.
  *
  * The loop's tree is cut at one level into pieces (aligned nodes); each
  * piece is one task, "weft.range.piece", submitted with a header, the
