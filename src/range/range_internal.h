@@ -28,7 +28,7 @@
 /* value buffers: stride of one value in scratch (16-byte aligned) */
 #define WEFT__RANGE_ALIGN 16
 /* scratch on the stack up to this many bytes */
-#define WEFT__RANGE_STACK_SCRATCH 4096
+#define WEFT__RANGE_STACK_SCRATCH 1024
 
 typedef struct weft__rloop {
     weft_executor *ex;
