@@ -22,10 +22,13 @@
  *
  * Every pool has 2 workers and is started and warmed outside the timed
  * blocks. Results are checked after each run, outside the timed block.
- * Medians of 3 runs (plus one warm-up). */
+ * Medians of 3 runs (plus one warm-up), the systems of a row interleaved
+ * (weft, tbb, openmp, weft, ...) so that a change of the machine's load
+ * falls on all of them alike. */
 #include <stdint.h>
 #include <string.h>
 
+#include <functional>
 #include <omp.h>
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/global_control.h>
@@ -38,6 +41,42 @@
 
 static const int64_t N = 100000000;
 static const int REPS = 3;
+
+/* One system of a row: its name and one timed run (the sample, or < 0
+ * after bench_fail). */
+struct sys_run {
+    const char *name;
+    std::function<double()> run;
+};
+
+/* Runs the systems of one row interleaved -- a warm-up of each, then REPS
+ * rounds of one run of each -- so that a change in the machine's load
+ * (other people's jobs) falls on every system alike, then reports each. */
+static void interleave(const char *bench, const char *unit, std::vector<sys_run> systems)
+{
+    char what[96];
+    snprintf(what, sizeof what, "bench=%s (interleaved)", bench);
+    bench_watchdog(300, what);
+    std::vector<std::vector<double>> samples(systems.size());
+    std::vector<bool> ok(systems.size(), true);
+    for (int round = -1; round < REPS; round++)
+        for (size_t k = 0; k < systems.size(); k++) {
+            if (!ok[k]) continue;
+            double v = systems[k].run();
+            if (v < 0)
+                ok[k] = false;
+            else if (round >= 0)
+                samples[k].push_back(v);
+            bench_settle(50);
+        }
+    alarm(0);
+    for (size_t k = 0; k < systems.size(); k++) {
+        if (ok[k])
+            bench_report(bench, systems[k].name, samples[k].data(), (int)samples[k].size(), unit);
+        else
+            bench_fail("%s system=%s: not reported (a run failed)", bench, systems[k].name);
+    }
+}
 
 /* ---- for_empty ---- */
 
@@ -164,32 +203,35 @@ int main(int argc, char **argv)
         const char *B = "for_empty";
         std::vector<int64_t> av((size_t)N, 0); /* faulted in here */
         int64_t *a = av.data();
-        bench_measure(B, "weft-threads", "ns/elem", 1, REPS, 120, [&]() -> double {
-            double t0 = bench_now();
-            int rc = weft_parallel_for(ex, 0, N, fill_body, a, NULL);
-            double t1 = bench_now();
-            if (rc) {
-                bench_fail("for_empty: %s", weft_last_error());
-                return -1;
-            }
-            return check_fill("weft-threads", a) ? (t1 - t0) / (double)N * 1e9 : -1;
-        });
-        bench_measure(B, "tbb", "ns/elem", 1, REPS, 120, [&]() -> double {
-            double t0 = bench_now();
-            tbb::parallel_for(tbb::blocked_range<int64_t>(0, N),
-                              [&](const tbb::blocked_range<int64_t> &r) {
-                                  for (int64_t i = r.begin(); i != r.end(); ++i) a[i] = i;
-                              });
-            double t1 = bench_now();
-            return check_fill("tbb", a) ? (t1 - t0) / (double)N * 1e9 : -1;
-        });
-        bench_measure(B, "openmp", "ns/elem", 1, REPS, 120, [&]() -> double {
-            double t0 = bench_now();
+        std::vector<sys_run> sys;
+        sys.push_back({"weft-threads", [&]() -> double {
+                           double t0 = bench_now();
+                           int rc = weft_parallel_for(ex, 0, N, fill_body, a, NULL);
+                           double t1 = bench_now();
+                           if (rc) {
+                               bench_fail("for_empty: %s", weft_last_error());
+                               return -1;
+                           }
+                           return check_fill("weft-threads", a) ? (t1 - t0) / (double)N * 1e9 : -1;
+                       }});
+        sys.push_back({"tbb", [&]() -> double {
+                           double t0 = bench_now();
+                           tbb::parallel_for(tbb::blocked_range<int64_t>(0, N),
+                                             [&](const tbb::blocked_range<int64_t> &r) {
+                                                 for (int64_t i = r.begin(); i != r.end(); ++i)
+                                                     a[i] = i;
+                                             });
+                           double t1 = bench_now();
+                           return check_fill("tbb", a) ? (t1 - t0) / (double)N * 1e9 : -1;
+                       }});
+        sys.push_back({"openmp", [&]() -> double {
+                           double t0 = bench_now();
 #pragma omp parallel for schedule(static) num_threads(BENCH_WORKERS)
-            for (int64_t i = 0; i < N; i++) a[i] = i;
-            double t1 = bench_now();
-            return check_fill("openmp", a) ? (t1 - t0) / (double)N * 1e9 : -1;
-        });
+                           for (int64_t i = 0; i < N; i++) a[i] = i;
+                           double t1 = bench_now();
+                           return check_fill("openmp", a) ? (t1 - t0) / (double)N * 1e9 : -1;
+                       }});
+        interleave(B, "ns/elem", sys);
     }
 
     /* ---- for_uneven ---- */
@@ -207,55 +249,57 @@ int main(int argc, char **argv)
             return ok;
         };
         int32_t *im = img.data();
-        bench_measure(B, "weft-threads", "ms", 1, REPS, 120, [&]() -> double {
-            double t0 = bench_now();
-            int rc = weft_parallel_for(ex, 0, H, mandel_body, im, NULL);
-            double t1 = bench_now();
-            if (rc) {
-                bench_fail("for_uneven: %s", weft_last_error());
-                return -1;
-            }
-            return check("weft-threads", im) ? (t1 - t0) * 1e3 : -1;
-        });
+        std::vector<sys_run> sys;
+        sys.push_back({"weft-threads", [&]() -> double {
+                           double t0 = bench_now();
+                           int rc = weft_parallel_for(ex, 0, H, mandel_body, im, NULL);
+                           double t1 = bench_now();
+                           if (rc) {
+                               bench_fail("for_uneven: %s", weft_last_error());
+                               return -1;
+                           }
+                           return check("weft-threads", im) ? (t1 - t0) * 1e3 : -1;
+                       }});
         weft_shm *shm = NULL;
+        mandel_arg ma;
+        weft_range_options o;
+        memset(&o, 0, sizeof o);
+        o.arg_size = sizeof ma;
         if (exp && weft_shm_create((size_t)W * H * sizeof(int32_t), &shm) == 0) {
-            mandel_arg ma;
             weft_shm_token(shm, &ma.tok);
             int32_t *sim = (int32_t *)weft_shm_ptr(shm);
-            weft_range_options o;
-            memset(&o, 0, sizeof o);
-            o.arg_size = sizeof ma;
-            bench_measure(B, "weft-processes", "ms", 1, REPS, 120, [&]() -> double {
-                double t0 = bench_now();
-                int rc = weft_parallel_for(exp, 0, H, mandel_shm_body, &ma, &o);
-                double t1 = bench_now();
-                if (rc) {
-                    bench_fail("for_uneven processes: %s", weft_last_error());
-                    return -1;
-                }
-                return check("weft-processes", sim) ? (t1 - t0) * 1e3 : -1;
-            });
-            weft_shm_destroy(shm);
+            sys.push_back({"weft-processes", [&, sim]() -> double {
+                               double t0 = bench_now();
+                               int rc = weft_parallel_for(exp, 0, H, mandel_shm_body, &ma, &o);
+                               double t1 = bench_now();
+                               if (rc) {
+                                   bench_fail("for_uneven processes: %s", weft_last_error());
+                                   return -1;
+                               }
+                               return check("weft-processes", sim) ? (t1 - t0) * 1e3 : -1;
+                           }});
         } else {
             bench_skip(B, "weft-processes", "no processes executor or shm");
         }
-        bench_measure(B, "tbb", "ms", 1, REPS, 120, [&]() -> double {
-            double t0 = bench_now();
-            tbb::parallel_for(tbb::blocked_range<int>(0, H, 1),
-                              [&](const tbb::blocked_range<int> &r) {
-                                  for (int y = r.begin(); y != r.end(); ++y)
-                                      mandel_row(y, im + (int64_t)y * W);
-                              });
-            double t1 = bench_now();
-            return check("tbb", im) ? (t1 - t0) * 1e3 : -1;
-        });
-        bench_measure(B, "openmp", "ms", 1, REPS, 120, [&]() -> double {
-            double t0 = bench_now();
+        sys.push_back({"tbb", [&]() -> double {
+                           double t0 = bench_now();
+                           tbb::parallel_for(tbb::blocked_range<int>(0, H, 1),
+                                             [&](const tbb::blocked_range<int> &r) {
+                                                 for (int y = r.begin(); y != r.end(); ++y)
+                                                     mandel_row(y, im + (int64_t)y * W);
+                                             });
+                           double t1 = bench_now();
+                           return check("tbb", im) ? (t1 - t0) * 1e3 : -1;
+                       }});
+        sys.push_back({"openmp", [&]() -> double {
+                           double t0 = bench_now();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(BENCH_WORKERS)
-            for (int y = 0; y < H; y++) mandel_row(y, im + (int64_t)y * W);
-            double t1 = bench_now();
-            return check("openmp", im) ? (t1 - t0) * 1e3 : -1;
-        });
+                           for (int y = 0; y < H; y++) mandel_row(y, im + (int64_t)y * W);
+                           double t1 = bench_now();
+                           return check("openmp", im) ? (t1 - t0) * 1e3 : -1;
+                       }});
+        interleave(B, "ms", sys);
+        if (shm) weft_shm_destroy(shm);
     }
 
     /* ---- reduce_sum ---- */
@@ -264,6 +308,7 @@ int main(int argc, char **argv)
         std::vector<double> xv((size_t)N);
         for (int64_t i = 0; i < N; i++) xv[(size_t)i] = 1.0 / (double)(i % 1000 + 1);
         double *x = xv.data();
+        std::vector<sys_run> sys;
         double zero = 0.0, serial_bits = 0.0;
         if (weft_parallel_reduce(ser, 0, N, &zero, sizeof zero, sum_body, sum_combine, x, NULL,
                                  &serial_bits))
@@ -275,43 +320,45 @@ int main(int argc, char **argv)
             if (!ok) bench_fail("reduce_sum %s: %.17g, want about %.17g", sys, s, plain);
             return ok;
         };
-        bench_measure(B, "weft-threads", "ns/elem", 1, REPS, 120, [&]() -> double {
-            double s = 0.0;
-            double t0 = bench_now();
-            int rc = weft_parallel_reduce(ex, 0, N, &zero, sizeof zero, sum_body, sum_combine, x,
-                                          NULL, &s);
-            double t1 = bench_now();
-            if (rc) {
-                bench_fail("reduce_sum: %s", weft_last_error());
-                return -1;
-            }
-            if (memcmp(&s, &serial_bits, sizeof s) != 0) {
-                bench_fail("reduce_sum: threads %.17g differs in its bits from serial %.17g", s,
-                           serial_bits);
-                return -1;
-            }
-            return close("weft-threads", s) ? (t1 - t0) / (double)N * 1e9 : -1;
-        });
-        bench_measure(B, "tbb", "ns/elem", 1, REPS, 120, [&]() -> double {
-            double t0 = bench_now();
-            double s = tbb::parallel_reduce(
-                tbb::blocked_range<int64_t>(0, N), 0.0,
-                [&](const tbb::blocked_range<int64_t> &r, double acc) {
-                    for (int64_t i = r.begin(); i != r.end(); ++i) acc += x[i];
-                    return acc;
-                },
-                [](double l, double r) { return l + r; });
-            double t1 = bench_now();
-            return close("tbb", s) ? (t1 - t0) / (double)N * 1e9 : -1;
-        });
-        bench_measure(B, "openmp", "ns/elem", 1, REPS, 120, [&]() -> double {
-            double s = 0.0;
-            double t0 = bench_now();
+        sys.push_back(
+            {"weft-threads", [&]() -> double {
+                 double s = 0.0;
+                 double t0 = bench_now();
+                 int rc = weft_parallel_reduce(ex, 0, N, &zero, sizeof zero, sum_body, sum_combine,
+                                               x, NULL, &s);
+                 double t1 = bench_now();
+                 if (rc) {
+                     bench_fail("reduce_sum: %s", weft_last_error());
+                     return -1;
+                 }
+                 if (memcmp(&s, &serial_bits, sizeof s) != 0) {
+                     bench_fail("reduce_sum: threads %.17g differs in its bits from serial %.17g",
+                                s, serial_bits);
+                     return -1;
+                 }
+                 return close("weft-threads", s) ? (t1 - t0) / (double)N * 1e9 : -1;
+             }});
+        sys.push_back({"tbb", [&]() -> double {
+                           double t0 = bench_now();
+                           double s = tbb::parallel_reduce(
+                               tbb::blocked_range<int64_t>(0, N), 0.0,
+                               [&](const tbb::blocked_range<int64_t> &r, double acc) {
+                                   for (int64_t i = r.begin(); i != r.end(); ++i) acc += x[i];
+                                   return acc;
+                               },
+                               [](double l, double r) { return l + r; });
+                           double t1 = bench_now();
+                           return close("tbb", s) ? (t1 - t0) / (double)N * 1e9 : -1;
+                       }});
+        sys.push_back({"openmp", [&]() -> double {
+                           double s = 0.0;
+                           double t0 = bench_now();
 #pragma omp parallel for schedule(static) reduction(+ : s) num_threads(BENCH_WORKERS)
-            for (int64_t i = 0; i < N; i++) s += x[i];
-            double t1 = bench_now();
-            return close("openmp", s) ? (t1 - t0) / (double)N * 1e9 : -1;
-        });
+                           for (int64_t i = 0; i < N; i++) s += x[i];
+                           double t1 = bench_now();
+                           return close("openmp", s) ? (t1 - t0) / (double)N * 1e9 : -1;
+                       }});
+        interleave(B, "ns/elem", sys);
         printf("# reduce_sum: weft's sum %.17g has the same bits on serial and threads "
                "(plain left-to-right sum %.17g)\n",
                serial_bits, plain);

@@ -18,6 +18,10 @@
  *            hungry; otherwise keep the one offered piece and go on. A busy
  *            pool never pays for pieces nobody takes; an idle worker always
  *            finds one piece, half of a node, to steal, and splits it in turn.
+ *            The top ceil(log2(workers)) + 2 levels split at once (about 4
+ *            pieces per worker, as TBB's auto_partitioner starts): workers
+ *            waking up find work at once, and a worker preempted on a busy
+ *            machine holds only its share, not half of the loop.
  *   STATIC   split the top ceil(log2(workers)) levels at once, then walk.
  *   DYNAMIC  split every node: every leaf is a piece (a grain-sized one).
  *
@@ -159,7 +163,7 @@ static void walk(pctx *c, uint64_t a, uint64_t b, int depth, void *out, unsigned
         split = true;
         break;
     default:
-        split = weft__deque_size(&c->lane->own->dq) == 0;
+        split = depth > 0 || weft__deque_size(&c->lane->own->dq) == 0;
         break;
     }
     uint64_t mid = a + (b - a) / 2;
@@ -218,13 +222,14 @@ static void frame_run(weft_future *f, int wid, const void *wstate, size_t wstate
 int weft__range_pool_run(weft__rloop *L, void *out)
 {
     weft_executor *ex = L->ex;
+    int depth = L->static_depth + (L->part == WEFT_PARTITION_AUTO ? 2 : 0);
     int wid = weft__executor_worker_index();
     if (weft__current_executor() == ex && wid >= 0) { /* inside a task of ex: walk here */
         pctx c = {L, ex, &ex->workers[wid]};
-        run_node(&c, 0, L->nleaf, L->static_depth, out);
+        run_node(&c, 0, L->nleaf, depth, out);
     } else { /* hand the root to the pool and wait */
         frame t;
-        frame_init(&t, L, 0, L->nleaf, L->static_depth, out);
+        frame_init(&t, L, 0, L->nleaf, depth, out);
         int rc = weft__enqueue(ex, &t.fut);
         if (rc) return weft__err(rc, "weft_parallel_for: %s", weft_strerror(rc));
         frame_join_stolen(ex, &t, false);
