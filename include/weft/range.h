@@ -55,9 +55,9 @@ typedef void (*weft_range_combine_fn)(void *acc, const void *right, void *arg);
 /* How pieces are handed to the workers. Every partitioner visits the same
  * leaves and gives a reduction the same bits; they differ in cost only. */
 typedef enum weft_partitioner {
-    /* split lazily: a worker whose deque was emptied by thieves splits off
-     * the right half of the part it is about to run (lazy binary
-     * splitting); needs no tuning */
+    /* about 4 pieces per worker at once, then lazily: a worker whose
+     * deque was emptied by thieves splits off the right half of the part
+     * it is about to run (lazy binary splitting); needs no tuning */
     WEFT_PARTITION_AUTO = 0,
     /* static blocks: split evenly into at least one block per worker up
      * front, no later splitting (lowest overhead for even work) */
