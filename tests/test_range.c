@@ -494,6 +494,83 @@ TEST(errors_and_cancels_stop_the_loop)
     }
 }
 
+/* ---- stopping from outside: a flag set by another thread, a shutdown ---- */
+
+typedef struct slow {
+    _Atomic int64_t leaves;
+    int flag;
+} slow;
+
+static int slow_body(int64_t lo, int64_t hi, void *arg)
+{
+    (void)lo, (void)hi;
+    atomic_fetch_add(&((slow *)arg)->leaves, 1);
+    struct timespec ts = {0, 1000000}; /* 1 ms per leaf: 2000 leaves take 1 s on 2 workers */
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+typedef struct loop_thread {
+    weft_executor *ex;
+    slow *sl;
+    weft_range_options o;
+    int rc;
+} loop_thread;
+
+static void *run_loop(void *p)
+{
+    loop_thread *t = p;
+    t->rc = weft_parallel_for(t->ex, 0, 2000, slow_body, t->sl, &t->o);
+    return NULL;
+}
+
+/* waits until the loop has started some leaves */
+static void wait_started(slow *sl)
+{
+    while (atomic_load(&sl->leaves) < 4) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+TEST(cancel_flag_from_another_thread)
+{
+    weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+    REQUIRE(ex);
+    for (int p = 0; p < 3; p++) {
+        slow sl = {0};
+        loop_thread t = {ex, &sl, {.partitioner = parts[p], .grain = 1, .cancel = &sl.flag}, 1};
+        pthread_t th;
+        REQUIRE(pthread_create(&th, NULL, run_loop, &t) == 0);
+        wait_started(&sl);
+        __atomic_store_n(&sl.flag, 1, __ATOMIC_RELAXED);
+        pthread_join(th, NULL);
+        CHECK_EQ_INT(t.rc, WEFT_ECANCELLED);
+        CHECK_MSG(atomic_load(&sl.leaves) < 2000, "%s: all %lld leaves ran", part_name[p],
+                  (long long)atomic_load(&sl.leaves));
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(shutdown_with_cancel_stops_a_loop)
+{
+    for (int p = 0; p < 3; p++) {
+        weft_executor *ex = make_ex(WEFT_BACKEND_THREADS, 2);
+        REQUIRE(ex);
+        slow sl = {0};
+        loop_thread t = {ex, &sl, {.partitioner = parts[p], .grain = 1}, 1};
+        pthread_t th;
+        REQUIRE(pthread_create(&th, NULL, run_loop, &t) == 0);
+        wait_started(&sl);
+        CHECK_OK(weft_executor_shutdown(ex, WEFT_SHUTDOWN_CANCEL));
+        pthread_join(th, NULL);
+        CHECK_EQ_INT(t.rc, WEFT_ECANCELLED);
+        CHECK_MSG(atomic_load(&sl.leaves) < 2000, "%s: all %lld leaves ran", part_name[p],
+                  (long long)atomic_load(&sl.leaves));
+        CHECK_OK(weft_executor_destroy(ex));
+    }
+}
+
 /* ---- arguments ---- */
 
 static int never_body(int64_t lo, int64_t hi, void *arg)
