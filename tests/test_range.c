@@ -707,6 +707,8 @@ TEST(processes_for_writes_shared_memory)
     weft_range_options o = {.arg_size = sizeof a};
     CHECK_ERR(weft_parallel_for(ex, 0, n, shm_body, &a, &o), WEFT_ERANGE_TEST_CODE);
     CHECK(strstr(weft_last_error(), "failed on") != NULL);
+    /* an arg whose size is not given cannot be copied to the workers */
+    CHECK_ERR(weft_parallel_for(ex, 0, n, shm_body, &a, NULL), WEFT_EINVAL);
     /* a body the workers cannot find by name */
     CHECK_ERR(weft_parallel_for(ex, 0, n, unregistered_body, NULL, NULL), WEFT_ENOTREG);
     CHECK_OK(weft_executor_destroy(ex));

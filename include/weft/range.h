@@ -73,8 +73,9 @@ typedef struct weft_range_options {
     /* the smallest leaf, in elements (leaves hold grain to 2 * grain
      * elements); 0: leaves of at least 1 element, at most 4096 leaves */
     int64_t grain;
-    /* processes, mpi: bytes of `arg` to copy to the workers (0: the body
-     * gets NULL there); ignored on serial and threads, which pass `arg` */
+    /* processes, mpi: bytes of `arg` to copy to the workers (required
+     * when `arg` is not NULL); ignored on serial and threads, which pass
+     * `arg` itself */
     size_t arg_size;
     /* when non-NULL, a flag any thread may set non-zero (an atomic store)
      * to stop the loop, which then returns WEFT_ECANCELLED */
@@ -89,8 +90,8 @@ typedef struct weft_range_options {
  * Threads: any thread, also inside a task or body (nested loops help).
  * @return 0, the body's first error, WEFT_ECANCELLED (opts.cancel or a
  * cancelling shutdown), WEFT_EINVAL (NULL ex or body, a negative grain or
- * unknown partitioner), WEFT_ECLOSED, WEFT_ENOTREG (processes, mpi: the
- * body is not registered), WEFT_ENOMEM, or a worker's crash
+ * unknown partitioner; processes, mpi: `arg` without opts.arg_size),
+ * WEFT_ECLOSED, WEFT_ENOTREG (processes, mpi: the body is not registered), WEFT_ENOMEM, or a worker's crash
  * (WEFT_ECRASHED, processes). */
 WEFT_API int weft_parallel_for(weft_executor *ex, int64_t begin, int64_t end, weft_range_fn body,
                                void *arg, const weft_range_options *opts);

@@ -120,6 +120,11 @@ int weft__range_remote_run(weft__rloop *L, size_t arg_size, void *out)
     int rc = weft__range_find_body(L->body, L->rbody, &e, who);
     if (rc) return rc;
     if (!L->arg) arg_size = 0;
+    if (L->arg && arg_size == 0)
+        return weft__err(WEFT_EINVAL,
+                         "%s: `arg` is not NULL but opts.arg_size is 0: the processes and mpi "
+                         "backends copy arg_size bytes of it to the workers",
+                         who);
     int d = log_pieces(L, weft_executor_workers(L->ex));
     size_t k = (size_t)1 << d;
     uint64_t span = L->nleaf >> d;
