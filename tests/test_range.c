@@ -5,9 +5,9 @@
  * level and worker count 1..4; nested loops 3 deep on one worker; errors
  * and cancels stop the loop.
  *
- * tests/CMakeLists.txt also runs it under `mpirun -n 3` (label mpi), where
- * rank 0 runs the tests and the mpi cases run on the two worker ranks;
- * run plainly, the mpi cases SKIP.
+ * tests/CMakeLists.txt also runs its mpi case under `mpirun -n 2, 3, 5`
+ * (label mpi): rank 0 runs it on 1, 2 and 4 worker ranks; run plainly, it
+ * SKIPs.
  * weft-test-timeout: 300 */
 #define CHECK_CUSTOM_MAIN
 #include "check.h"
