@@ -806,5 +806,6 @@ WEFT_API double weft_now(void);
 #include "weft/progress.h"
 /* an on-disk memo of task results */
 #include "weft/memo.h"
+#include "weft/range.h" /* range loops: parallel for and reduce */
 
 #endif /* WEFT_H */
