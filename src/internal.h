@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "os/os.h"
 #include "weft.h"
@@ -15,6 +17,35 @@
 #define WEFT__ALIGNED __attribute__((aligned(WEFT__CACHELINE)))
 #define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
 #define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- growing arrays ------------------------------------------------------ */
+
+/* weft__grow() :
+ * Makes room for `need` elements of `size` bytes in the array `*arrp` (a
+ * `T **` passed as void *) of capacity `*cap` elements: the capacity
+ * doubles, starting from `first` (>= 1), until it holds `need`.
+ * @return 0, or -1 (out of memory, or the byte count overflows): the array
+ * and *cap are then as they were. */
+static inline int weft__grow(void *arrp, size_t *cap, size_t need, size_t size, size_t first)
+{
+    if (WEFT__LIKELY(need <= *cap)) return 0;
+    if (need > SIZE_MAX / 2 / size) return -1;
+    size_t c = *cap ? *cap : first;
+    while (c < need) c *= 2;
+    void *old;
+    memcpy(&old, arrp, sizeof old);
+    void *p = realloc(old, c * size);
+    if (!p) return -1;
+    memcpy(arrp, &p, sizeof p);
+    *cap = c;
+    return 0;
+}
+
+/* weft__grow() for a byte buffer. */
+static inline int weft__grow_bytes(unsigned char **buf, size_t *cap, size_t need, size_t first)
+{
+    return weft__grow(buf, cap, need, 1, first);
+}
 
 /* ---- errors (error.c) ---------------------------------------------------- */
 
@@ -25,7 +56,9 @@ int weft__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 int weft__err_safe(int code, const char *a, const char *b);
 /* Validates a timeout: returns 0 and the limit in ns (-1 = none) in *ns. */
 int weft__timeout_ns(double timeout, int64_t *ns, const char *fn);
+/* A formatted message on the heap (free it), or NULL out of memory. */
 char *weft__vasprintf(const char *fmt, va_list ap);
+char *weft__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- registry (registry.c) ---------------------------------------------- */
 

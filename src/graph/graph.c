@@ -128,16 +128,6 @@ const char *weft__graph_task_name(weft_task_fn fn, char *buf, size_t cap)
     return buf;
 }
 
-static char *msg_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *msg_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = weft__vasprintf(fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 /* The message of a failed or cancelled node. */
 static const char *node_msg(const gnode *n)
 {
@@ -723,8 +713,8 @@ static char *depend_msg(grun *r, uint32_t root_id)
 {
     gnode *rn = node_at(r->g, root_id);
     char buf[48];
-    return msg_printf("not run: node %u (task '%s') failed: %s", root_id,
-                      weft__graph_task_name(rn->fn, buf, sizeof buf), node_msg(rn));
+    return weft__asprintf("not run: node %u (task '%s') failed: %s", root_id,
+                          weft__graph_task_name(rn->fn, buf, sizeof buf), node_msg(rn));
 }
 
 static void dispatch(grun *r, gnode *n)
@@ -733,7 +723,7 @@ static void dispatch(grun *r, gnode *n)
     if (atomic_load_explicit(&r->stop, memory_order_acquire)) {
         uint32_t ff = atomic_load_explicit(&r->first_fail, memory_order_acquire);
         skip_node(r, n, WEFT_ECANCELLED,
-                  ff ? msg_printf("cancelled: node %u failed", ff - 1) : NULL, false);
+                  ff ? weft__asprintf("cancelled: node %u failed", ff - 1) : NULL, false);
         return;
     }
     uint32_t d = atomic_load_explicit(&n->doomed, memory_order_relaxed);
@@ -774,7 +764,8 @@ static void dispatch(grun *r, gnode *n)
         }
         unsigned char *blk = malloc(total);
         if (!blk) {
-            skip_node(r, n, WEFT_ENOMEM, msg_printf("cannot copy %zu argument bytes", total), true);
+            skip_node(r, n, WEFT_ENOMEM, weft__asprintf("cannot copy %zu argument bytes", total),
+                      true);
             return;
         }
         args_hdr h = {ARGS_MAGIC, ARGS_COPY, n->nargs, 0};
@@ -802,7 +793,7 @@ static void dispatch(grun *r, gnode *n)
     weft_future *f = NULL;
     int rc = weft_submit_ex(r->ex, n->fn, in, len, &so, &f);
     if (rc) {
-        char *m = msg_printf("cannot submit: %s", weft_last_error());
+        char *m = weft__asprintf("cannot submit: %s", weft_last_error());
         if (n->copy) {
             free(n->copy);
             n->copy = NULL;
