@@ -103,8 +103,49 @@ void *weft__out_alloc(size_t len);
 void weft__out_free(void *out);
 size_t weft__out_len(const void *out);
 
-/* Runs fn with retries in `ctx` (prepared by the caller: ex, index, seed,
- * worker, inl/inl_cap, wstate). Returns the final code (0 or < 0); the
+/* weft__ctx_item() :
+ * Points a prepared ctx at the next item: its index and seed, the caller's
+ * room for a small output (inl, cap bytes; NULL, 0: none), no output yet.
+ * The message is left as it is (NULL after a run whose message the caller
+ * took). */
+static inline void weft__ctx_item(weft_ctx *ctx, uint64_t index, uint64_t seed, unsigned char *inl,
+                                  size_t cap)
+{
+    ctx->index = index;
+    ctx->seed = seed;
+    ctx->out = NULL;
+    ctx->out_len = 0;
+    ctx->out_heap = false;
+    ctx->inl = inl;
+    ctx->inl_cap = cap;
+}
+
+/* weft__ctx_init() :
+ * Prepares ctx for the runs of one worker (or lane): `ex` (NULL in another
+ * process), the worker id and its state; no item yet (index and seed 0, no
+ * inline output room, no output, no message). Every place that runs a task
+ * starts here, so a new field of weft_ctx gets its value once. */
+static inline void weft__ctx_init(weft_ctx *ctx, weft_executor *ex, int worker, const void *wstate,
+                                  size_t wstate_len)
+{
+    weft__ctx_item(ctx, 0, 0, NULL, 0);
+    ctx->ex = ex;
+    ctx->worker = worker;
+    ctx->attempt = 0;
+    ctx->msg = NULL;
+    ctx->wstate = wstate;
+    ctx->wstate_len = wstate_len;
+    ctx->alloc_out = NULL;
+}
+
+/* The seed of worker w's initializer run: apart from every item's. */
+static inline uint64_t weft__init_seed(uint64_t run_seed, int w)
+{
+    return weft__seed_for(run_seed, UINT64_MAX - (uint64_t)w);
+}
+
+/* Runs fn with retries in `ctx` (prepared by weft__ctx_init and
+ * weft__ctx_item). Returns the final code (0 or < 0); the
  * output and message are left in ctx (owned by the caller afterwards). */
 int weft__ctx_run(weft_ctx *ctx, weft_task_fn fn, const void *in, size_t len, int retries);
 /* Frees a heap output / message left in ctx. */
@@ -220,6 +261,11 @@ void weft__run_future(weft_executor *ex, weft_future *f, int worker, const void 
  * WEFT_ENOTREG naming `who`: backends that run tasks in other processes
  * find them by registration. Cached per thread. */
 int weft__check_registered(weft_task_fn fn, const char *who);
+/* For a backend that finds functions by name (`backend` names it in the
+ * message): WEFT_ENOTREG if the executor's initializer or finalizer is not
+ * registered, else 0. */
+int weft__check_hooks_registered(weft_task_fn initializer, weft_task_fn finalizer,
+                                 const char *backend);
 /* Set in a worker process of a backend that runs tasks in other processes
  * (defined in task.c, set by the backend when it starts a worker). */
 extern bool weft__worker_process;

@@ -347,20 +347,9 @@ void weft__run_future(weft_executor *ex, weft_future *f, int wid, const void *ws
     }
     uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
     weft_ctx ctx;
-    ctx.ex = ex;
-    ctx.index = f->index;
-    ctx.seed = weft__seed_for(ex->seed, f->index);
-    ctx.worker = wid;
-    ctx.attempt = 0;
-    ctx.out = NULL;
-    ctx.out_len = 0;
-    ctx.out_heap = false;
-    ctx.inl = f->out_inl;
-    ctx.inl_cap = WEFT__FUT_OUT_INLINE;
-    ctx.msg = NULL;
-    ctx.alloc_out = NULL;
-    ctx.wstate = wstate;
-    ctx.wstate_len = wstate_len;
+    weft__ctx_init(&ctx, ex, wid, wstate, wstate_len);
+    weft__ctx_item(&ctx, f->index, weft__seed_for(ex->seed, f->index), f->out_inl,
+                   WEFT__FUT_OUT_INLINE);
     bool tracing = weft__executor_tracing(ex);
     uint64_t t0 = tracing ? weft__now_ns() : 0;
     int rc = weft__ctx_run(&ctx, f->fn, f->in, f->in_len, (st & WEFT__ST_DIRTY) ? f->retries : 0);
@@ -554,13 +543,10 @@ static void worker_state_set(worker *w, weft_ctx *ctx)
 int weft__lane_initializer(weft_executor *ex, weft__lane *w, char **msg)
 {
     if (!ex->initializer) return 0;
-    weft_ctx ctx = {0};
-    ctx.ex = ex;
-    ctx.worker = w->id;
-    ctx.index = (uint64_t)w->id;
-    ctx.seed = weft__seed_for(ex->seed, UINT64_MAX - (uint64_t)w->id);
-    ctx.inl = w->state_inl;
-    ctx.inl_cap = STATE_INLINE;
+    weft_ctx ctx;
+    weft__ctx_init(&ctx, ex, w->id, NULL, 0);
+    weft__ctx_item(&ctx, (uint64_t)w->id, weft__init_seed(ex->seed, w->id), w->state_inl,
+                   STATE_INLINE);
     int rc = weft__ctx_run(&ctx, ex->initializer, ex->init_in, ex->init_len, 0);
     if (rc == 0) {
         worker_state_set(w, &ctx);
@@ -575,13 +561,8 @@ int weft__lane_initializer(weft_executor *ex, weft__lane *w, char **msg)
 void weft__lane_finalizer(weft_executor *ex, weft__lane *w)
 {
     if (ex->finalizer) {
-        weft_ctx ctx = {0};
-        ctx.ex = ex;
-        ctx.worker = w->id;
-        ctx.inl = NULL;
-        ctx.inl_cap = 0;
-        ctx.wstate = w->state;
-        ctx.wstate_len = w->state_len;
+        weft_ctx ctx;
+        weft__ctx_init(&ctx, ex, w->id, w->state, w->state_len);
         weft__ctx_run(&ctx, ex->finalizer, w->state, w->state_len, 0);
         weft__ctx_clear(&ctx);
     }

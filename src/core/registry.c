@@ -143,3 +143,18 @@ int weft__check_registered(weft_task_fn fn, const char *who)
     ok[next++ & 3] = fn;
     return 0;
 }
+
+int weft__check_hooks_registered(weft_task_fn initializer, weft_task_fn finalizer,
+                                 const char *backend)
+{
+    const weft_task_fn fns[2] = {initializer, finalizer};
+    static const char *const what[2] = {"initializer", "finalizer"};
+    for (int i = 0; i < 2; i++)
+        if (fns[i] && !weft_task_name(fns[i]))
+            return weft__err(WEFT_ENOTREG,
+                             "weft_executor_create: the %s is not registered; the %s backend "
+                             "finds functions by name (use WEFT_TASK_REGISTER or "
+                             "weft_task_register)",
+                             what[i], backend);
+    return 0;
+}

@@ -191,12 +191,6 @@ int weft__mpi_exec_open(weft_executor *ex, char **msg)
     *msg = NULL;
     weft__mpi_params p;
     weft__exec_mpi_params(ex, &p);
-    if (p.initializer && !weft_task_name(p.initializer))
-        return weft__err(WEFT_ENOTREG, "weft_executor_create: the initializer is not registered; "
-                                       "the mpi backend finds functions by name");
-    if (p.finalizer && !weft_task_name(p.finalizer))
-        return weft__err(WEFT_ENOTREG, "weft_executor_create: the finalizer is not registered; "
-                                       "the mpi backend finds functions by name");
     struct weft__mpi_exec *M = calloc(1, sizeof *M);
     if (!M || !(M->rq = calloc((size_t)p.ranks, sizeof *M->rq))) {
         free(M);

@@ -283,14 +283,8 @@ static void run_item(wbatch *b, size_t i)
         return;
     }
     weft_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    ctx.index = it->index;
-    ctx.seed = it->seed;
-    ctx.worker = weft__mpi_rank - 1;
-    ctx.inl = s->inl;
-    ctx.inl_cap = sizeof s->inl;
-    ctx.wstate = b->x->state;
-    ctx.wstate_len = b->x->state_len;
+    weft__ctx_init(&ctx, NULL, weft__mpi_rank - 1, b->x->state, b->x->state_len);
+    weft__ctx_item(&ctx, it->index, it->seed, s->inl, sizeof s->inl);
     if (b->x->threads <= 1) {
         cur_name = b->names[it->fn];
         cur_index = it->index;
@@ -371,12 +365,9 @@ static void do_open(const w_hdr *h, const unsigned char *p, int src_len)
     } else if (fns[0]) {
         weft_ctx ctx;
         unsigned char inl[64] __attribute__((aligned(16)));
-        memset(&ctx, 0, sizeof ctx);
-        ctx.inl = inl;
-        ctx.inl_cap = sizeof inl;
-        ctx.worker = weft__mpi_rank - 1;
-        ctx.index = (uint64_t)(weft__mpi_rank - 1);
-        ctx.seed = weft__seed_for(h->seed, UINT64_MAX - (uint64_t)(weft__mpi_rank - 1));
+        int w = weft__mpi_rank - 1;
+        weft__ctx_init(&ctx, NULL, w, NULL, 0);
+        weft__ctx_item(&ctx, (uint64_t)w, weft__init_seed(h->seed, w), inl, sizeof inl);
         cur_name = names[0];
         cur_index = 0;
         cur_running = 1;
@@ -424,10 +415,7 @@ static void do_close(const w_hdr *h)
         if (x->local) weft_executor_destroy(x->local);
         if (x->finalizer) {
             weft_ctx ctx;
-            memset(&ctx, 0, sizeof ctx);
-            ctx.worker = weft__mpi_rank - 1;
-            ctx.wstate = x->state;
-            ctx.wstate_len = x->state_len;
+            weft__ctx_init(&ctx, NULL, weft__mpi_rank - 1, x->state, x->state_len);
             weft__ctx_run(&ctx, x->finalizer, x->state, x->state_len, 0);
             weft__ctx_clear(&ctx);
         }
