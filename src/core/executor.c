@@ -176,15 +176,9 @@ void weft__trace_record(weft_executor *ex, int worker_id, weft_task_fn fn, uint6
     if (worker_id < 0 || worker_id >= ex->ntrace) worker_id = 0;
     weft__trace_buf *b = &ex->trace[worker_id];
     pthread_mutex_lock(&b->mu);
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        weft__trace_ev *ev = realloc(b->ev, cap * sizeof *ev);
-        if (!ev) {
-            pthread_mutex_unlock(&b->mu);
-            return;
-        }
-        b->ev = ev;
-        b->cap = cap;
+    if (weft__grow(&b->ev, &b->cap, b->n + 1, sizeof *b->ev, 1024)) {
+        pthread_mutex_unlock(&b->mu);
+        return;
     }
     b->ev[b->n++] = (weft__trace_ev){t0, t1, fn, items, worker_id, err};
     pthread_mutex_unlock(&b->mu);
@@ -876,15 +870,8 @@ static void live_add(weft_executor *ex)
 {
     pthread_mutex_lock(&live_mu);
     ex->id = next_ex_id++;
-    if (live_n == live_cap) {
-        size_t cap = live_cap ? live_cap * 2 : 16;
-        uint64_t *p = realloc(live_ids, cap * sizeof *p);
-        if (p) {
-            live_ids = p;
-            live_cap = cap;
-        }
-    }
-    if (live_n < live_cap) live_ids[live_n++] = ex->id;
+    if (!weft__grow(&live_ids, &live_cap, live_n + 1, sizeof *live_ids, 16))
+        live_ids[live_n++] = ex->id;
     pthread_mutex_unlock(&live_mu);
 }
 

@@ -39,13 +39,8 @@ static int reg_add(const char *name, weft_task_fn fn)
             return weft__err(WEFT_EEXIST, "task function is already registered as '%s', not '%s'",
                              reg[i].name, name);
     }
-    if (reg_n == reg_cap) {
-        size_t cap = reg_cap ? reg_cap * 2 : 32;
-        entry *e = realloc(reg, cap * sizeof *e);
-        if (!e) return weft__err(WEFT_ENOMEM, "out of memory registering task '%s'", name);
-        reg = e;
-        reg_cap = cap;
-    }
+    if (weft__grow(&reg, &reg_cap, reg_n + 1, sizeof *reg, 32))
+        return weft__err(WEFT_ENOMEM, "out of memory registering task '%s'", name);
     char *copy = strdup(name);
     if (!copy) return weft__err(WEFT_ENOMEM, "out of memory registering task '%s'", name);
     reg[reg_n].name = copy;

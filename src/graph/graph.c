@@ -303,18 +303,6 @@ static int table_grow(weft_graph *g)
 
 /* ---- building ------------------------------------------------------------------------ */
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 1024;
-    while (c < need) c *= 2;
-    void *p = realloc(*arr, c * elem);
-    if (!p) return WEFT_ENOMEM;
-    *arr = p;
-    *cap = c;
-    return 0;
-}
-
 /* Makes room for node `id` in the slabs. @return 0 or WEFT_ENOMEM. */
 static int reserve_slab(weft_graph *g, uint32_t id)
 {
@@ -372,8 +360,8 @@ int weft_graph_call(weft_graph *g, weft_task_fn fn, const weft_arg *args, size_t
     /* reserve everything before changing anything */
     uint32_t id = g->nnodes;
     if (reserve_slab(g, id)) return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");
-    if (grow((void **)&g->args, &g->nargs_cap, g->nargs_used + nargs, sizeof *g->args) ||
-        grow((void **)&g->edges, &g->edges_cap, g->nedges + nnode_args, sizeof *g->edges))
+    if (weft__grow(&g->args, &g->nargs_cap, g->nargs_used + nargs, sizeof *g->args, 1024) ||
+        weft__grow(&g->edges, &g->edges_cap, g->nedges + nnode_args, sizeof *g->edges, 1024))
         return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");
     args_hdr *blk = arena_alloc(g, ARGS_HDR + (size_t)ARGS_ENT * nargs);
     if (!blk) return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");
@@ -831,11 +819,7 @@ static int setup(grun *r, const weft_node *targets, size_t nt, size_t *reused)
     }
     r->nlist = 0;
     for (size_t t = nt; t-- > 0;) {
-        if (sp == cap) {
-            uint32_t *s = realloc(stack, (cap *= 2) * sizeof *s);
-            if (!s) goto oom;
-            stack = s;
-        }
+        if (weft__grow(&stack, &cap, sp + 1, sizeof *stack, 1024)) goto oom;
         stack[sp++] = targets[t];
     }
     while (sp) {
@@ -849,11 +833,7 @@ static int setup(grun *r, const weft_node *targets, size_t nt, size_t *reused)
             continue;
         }
         n->needed = true;
-        if (r->nlist == lcap) {
-            uint32_t *l = realloc(r->list, (lcap *= 2) * sizeof *l);
-            if (!l) goto oom;
-            r->list = l;
-        }
+        if (weft__grow(&r->list, &lcap, r->nlist + 1, sizeof *r->list, 1024)) goto oom;
         r->list[r->nlist++] = n->id;
         if (n->fut) { /* a failed future of an earlier compute */
             weft_future_release(n->fut);
@@ -869,11 +849,7 @@ static int setup(grun *r, const weft_node *targets, size_t nt, size_t *reused)
         const garg *a = &g->args[n->arg0];
         for (uint32_t i = 0; i < n->nargs; i++) {
             if (a[i].node == NONE32 || node_at(g, a[i].node)->run == r->id) continue;
-            if (sp == cap) {
-                uint32_t *s = realloc(stack, (cap *= 2) * sizeof *s);
-                if (!s) goto oom;
-                stack = s;
-            }
+            if (weft__grow(&stack, &cap, sp + 1, sizeof *stack, 1024)) goto oom;
             stack[sp++] = a[i].node;
         }
     }

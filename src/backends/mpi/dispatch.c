@@ -417,6 +417,28 @@ static void post(struct weft__mpi_exec *M, batch *b, int rank)
     M->inflight++;
 }
 
+/* Hands item i's result to its map chunk or future. */
+static void deliver(struct weft__mpi_exec *M, batch *b, size_t i, int lane, const weft__rres *r)
+{
+    if (b->chunk)
+        weft__map_chunk_item(b->chunk, i, r);
+    else
+        weft__exec_complete_remote(M->ex, lane, b->fs[i], r);
+}
+
+/* Every item of b has its result: closes the chunk or counts the futures
+ * finished, puts b back. */
+static void batch_done(struct weft__mpi_exec *M, batch *b, size_t n, int lane)
+{
+    if (b->chunk) {
+        weft__map_chunk_close(b->chunk, lane);
+        weft__exec_finished(M->ex, 1);
+    } else {
+        weft__exec_finished(M->ex, (int64_t)n);
+    }
+    batch_put(M, b);
+}
+
 /* Fails the n items of batch b with err and msg (out of memory: the batch
  * could not be sent, or its answer not held) and puts b back. */
 static void fail_items(struct weft__mpi_exec *M, batch *b, size_t n, int lane, int err,
@@ -427,19 +449,8 @@ static void fail_items(struct weft__mpi_exec *M, batch *b, size_t n, int lane, i
     r.err = err;
     r.msg = msg;
     r.t0 = r.t1 = weft__now_ns();
-    for (size_t i = 0; i < n; i++) {
-        if (b->chunk)
-            weft__map_chunk_item(b->chunk, i, &r);
-        else
-            weft__exec_complete_remote(M->ex, lane, b->fs[i], &r);
-    }
-    if (b->chunk) {
-        weft__map_chunk_close(b->chunk, lane);
-        weft__exec_finished(M->ex, 1);
-    } else {
-        weft__exec_finished(M->ex, (int64_t)n);
-    }
-    batch_put(M, b);
+    for (size_t i = 0; i < n; i++) deliver(M, b, i, lane, &r);
+    batch_done(M, b, n, lane);
 }
 
 static int batch_max(const struct weft__mpi_exec *M)
@@ -673,23 +684,14 @@ static bool poll_one(struct weft__mpi_exec *M)
         busy += (double)(r->t1 - r->t0);
         res.t0 = same ? r->t0 : b->sent_ns;
         res.t1 = same ? r->t1 : now;
-        if (b->chunk)
-            weft__map_chunk_item(b->chunk, i, &res);
-        else
-            weft__exec_complete_remote(M->ex, lane, b->fs[i], &res);
+        deliver(M, b, i, lane, &res);
         if (M->blocks[i]) weft__out_free(M->blocks[i]); /* not kept */
         free(msg);
     }
     double per = busy / (double)(n ? n : 1);
     if (per < 1) per = 1;
     M->item_ns = M->item_ns > 0 ? 0.7 * M->item_ns + 0.3 * per : per;
-    if (b->chunk) {
-        weft__map_chunk_close(b->chunk, lane);
-        weft__exec_finished(M->ex, 1);
-    } else {
-        weft__exec_finished(M->ex, (int64_t)n);
-    }
-    batch_put(M, b);
+    batch_done(M, b, n, lane);
     return true;
 }
 

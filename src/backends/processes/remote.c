@@ -365,15 +365,8 @@ done:
         r->flags = OF_REMOTE_OUT; /* the owner reads it from here */
         r->out_off = (uint64_t)(uintptr_t)w_big_out;
         r->out_len = ctx.out_len;
-        if (w_nbigs == w_capbigs) {
-            size_t cap = w_capbigs ? w_capbigs * 2 : 8;
-            big *nb = realloc(w_bigs, cap * sizeof *nb);
-            if (nb) {
-                w_bigs = nb;
-                w_capbigs = cap;
-            }
-        }
-        if (w_nbigs < w_capbigs) w_bigs[w_nbigs++] = (big){w_big_out, w_big_len};
+        if (!weft__grow(&w_bigs, &w_capbigs, w_nbigs + 1, sizeof *w_bigs, 8))
+            w_bigs[w_nbigs++] = (big){w_big_out, w_big_len};
         w_cursor = w_item_start;
     } else if (rc == 0) {
         r->out_off = ctx.out_len ? (uint64_t)((unsigned char *)ctx.out - W.base) : 0;
