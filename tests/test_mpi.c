@@ -16,6 +16,7 @@
  * weft-test-timeout: 300 */
 #define CHECK_CUSTOM_MAIN
 #include "check.h"
+#include "check_exec.h"
 
 #include <sched.h>
 #include <time.h>
@@ -206,11 +207,8 @@ WEFT_TASK_REGISTER(wide);
 
 static weft_executor *make(int workers)
 {
-    weft_options o = {.backend = WEFT_BACKEND_MPI, .workers = workers};
-    weft_executor *ex = NULL;
-    int rc = weft_executor_create(&o, &ex);
-    if (rc) printf("create: %s\n", weft_last_error());
-    REQUIRE(rc == 0);
+    weft_executor *ex = check_executor(WEFT_BACKEND_MPI, workers, NULL);
+    REQUIRE(ex);
     return ex;
 }
 
