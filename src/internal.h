@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "os/os.h"
 #include "weft.h"
@@ -15,6 +17,35 @@
 #define WEFT__ALIGNED __attribute__((aligned(WEFT__CACHELINE)))
 #define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
 #define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- growing arrays ------------------------------------------------------ */
+
+/* weft__grow() :
+ * Makes room for `need` elements of `size` bytes in the array `*arrp` (a
+ * `T **` passed as void *) of capacity `*cap` elements: the capacity
+ * doubles, starting from `first` (>= 1), until it holds `need`.
+ * @return 0, or -1 (out of memory, or the byte count overflows): the array
+ * and *cap are then as they were. */
+static inline int weft__grow(void *arrp, size_t *cap, size_t need, size_t size, size_t first)
+{
+    if (WEFT__LIKELY(need <= *cap)) return 0;
+    if (need > SIZE_MAX / 2 / size) return -1;
+    size_t c = *cap ? *cap : first;
+    while (c < need) c *= 2;
+    void *old;
+    memcpy(&old, arrp, sizeof old);
+    void *p = realloc(old, c * size);
+    if (!p) return -1;
+    memcpy(arrp, &p, sizeof p);
+    *cap = c;
+    return 0;
+}
+
+/* weft__grow() for a byte buffer. */
+static inline int weft__grow_bytes(unsigned char **buf, size_t *cap, size_t need, size_t first)
+{
+    return weft__grow(buf, cap, need, 1, first);
+}
 
 /* ---- errors (error.c) ---------------------------------------------------- */
 
@@ -25,7 +56,9 @@ int weft__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 int weft__err_safe(int code, const char *a, const char *b);
 /* Validates a timeout: returns 0 and the limit in ns (-1 = none) in *ns. */
 int weft__timeout_ns(double timeout, int64_t *ns, const char *fn);
+/* A formatted message on the heap (free it), or NULL out of memory. */
 char *weft__vasprintf(const char *fmt, va_list ap);
+char *weft__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- registry (registry.c) ---------------------------------------------- */
 
@@ -70,8 +103,49 @@ void *weft__out_alloc(size_t len);
 void weft__out_free(void *out);
 size_t weft__out_len(const void *out);
 
-/* Runs fn with retries in `ctx` (prepared by the caller: ex, index, seed,
- * worker, inl/inl_cap, wstate). Returns the final code (0 or < 0); the
+/* weft__ctx_item() :
+ * Points a prepared ctx at the next item: its index and seed, the caller's
+ * room for a small output (inl, cap bytes; NULL, 0: none), no output yet.
+ * The message is left as it is (NULL after a run whose message the caller
+ * took). */
+static inline void weft__ctx_item(weft_ctx *ctx, uint64_t index, uint64_t seed, unsigned char *inl,
+                                  size_t cap)
+{
+    ctx->index = index;
+    ctx->seed = seed;
+    ctx->out = NULL;
+    ctx->out_len = 0;
+    ctx->out_heap = false;
+    ctx->inl = inl;
+    ctx->inl_cap = cap;
+}
+
+/* weft__ctx_init() :
+ * Prepares ctx for the runs of one worker (or lane): `ex` (NULL in another
+ * process), the worker id and its state; no item yet (index and seed 0, no
+ * inline output room, no output, no message). Every place that runs a task
+ * starts here, so a new field of weft_ctx gets its value once. */
+static inline void weft__ctx_init(weft_ctx *ctx, weft_executor *ex, int worker, const void *wstate,
+                                  size_t wstate_len)
+{
+    weft__ctx_item(ctx, 0, 0, NULL, 0);
+    ctx->ex = ex;
+    ctx->worker = worker;
+    ctx->attempt = 0;
+    ctx->msg = NULL;
+    ctx->wstate = wstate;
+    ctx->wstate_len = wstate_len;
+    ctx->alloc_out = NULL;
+}
+
+/* The seed of worker w's initializer run: apart from every item's. */
+static inline uint64_t weft__init_seed(uint64_t run_seed, int w)
+{
+    return weft__seed_for(run_seed, UINT64_MAX - (uint64_t)w);
+}
+
+/* Runs fn with retries in `ctx` (prepared by weft__ctx_init and
+ * weft__ctx_item). Returns the final code (0 or < 0); the
  * output and message are left in ctx (owned by the caller afterwards). */
 int weft__ctx_run(weft_ctx *ctx, weft_task_fn fn, const void *in, size_t len, int retries);
 /* Frees a heap output / message left in ctx. */
@@ -187,6 +261,11 @@ void weft__run_future(weft_executor *ex, weft_future *f, int worker, const void 
  * WEFT_ENOTREG naming `who`: backends that run tasks in other processes
  * find them by registration. Cached per thread. */
 int weft__check_registered(weft_task_fn fn, const char *who);
+/* For a backend that finds functions by name (`backend` names it in the
+ * message): WEFT_ENOTREG if the executor's initializer or finalizer is not
+ * registered, else 0. */
+int weft__check_hooks_registered(weft_task_fn initializer, weft_task_fn finalizer,
+                                 const char *backend);
 /* Set in a worker process of a backend that runs tasks in other processes
  * (defined in task.c, set by the backend when it starts a worker). */
 extern bool weft__worker_process;

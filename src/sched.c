@@ -180,12 +180,8 @@ static void heap_push(weft_sched *s, uint32_t idx)
 
 static int heap_reserve(weft_sched *s)
 {
-    if (s->n < s->cap) return 0;
-    size_t cap = s->cap ? s->cap * 2 : 64;
-    hent *h = realloc(s->heap, cap * sizeof *h);
-    if (!h) return weft__err(WEFT_ENOMEM, "weft_sched: out of memory growing the heap");
-    s->heap = h;
-    s->cap = cap;
+    if (weft__grow(&s->heap, &s->cap, s->n + 1, sizeof *s->heap, 64))
+        return weft__err(WEFT_ENOMEM, "weft_sched: out of memory growing the heap");
     return 0;
 }
 

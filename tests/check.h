@@ -16,6 +16,8 @@
  * count (check_arg_threads()), the second a scale (check_stress_scale(), else
  * WEFT_STRESS_SCALE, else 1.0). Other arguments name tests to run.
  *
+ * Executors for a test: tests/check_exec.h (make_ex, check_executor).
+ *
  * A watchdog (SIGALRM) ends the process with the name of a test that runs
  * longer than CHECK_WATCHDOG_SECONDS (define it before including, or set the
  * env CHECK_WATCHDOG), so a hang names its test instead of only timing out.

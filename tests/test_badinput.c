@@ -1,6 +1,7 @@
 /* test_badinput.c : bad arguments everywhere return the right code with a
  * message in weft_last_error(), never a crash or a hang. */
 #include "check.h"
+#include "check_exec.h"
 
 static int echo(weft_ctx *ctx, const void *in, size_t len)
 {
@@ -27,13 +28,7 @@ static int next_none(void *arg, uint64_t index, weft_buf *item)
 
 static weft_executor *make_threads(int w)
 {
-    weft_options o = {0};
-    o.backend = WEFT_BACKEND_THREADS;
-    o.workers = w;
-    weft_executor *ex = NULL;
-    int rc = weft_executor_create(&o, &ex);
-    if (rc) printf("    create: %s (%s)\n", weft_strerror(rc), weft_last_error());
-    return ex;
+    return make_ex(WEFT_BACKEND_THREADS, w);
 }
 
 TEST(null_arguments)

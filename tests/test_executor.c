@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include "check.h"
+#include "check_exec.h"
 
 static void clear_env(void)
 {
@@ -59,21 +60,6 @@ static int gate_task(weft_ctx *ctx, const void *in, size_t len)
     return weft_ctx_set_output(ctx, "gate", 4);
 }
 WEFT_TASK_REGISTER(gate_task);
-
-static weft_executor *make_ex(weft_backend b, int workers)
-{
-    weft_options o = {0};
-    o.backend = b;
-    o.workers = workers;
-    weft_executor *ex = NULL;
-    int rc = weft_executor_create(&o, &ex);
-    if (rc != 0) {
-        printf("    weft_executor_create(%s, %d): %s (%s)\n", weft_backend_name(b), workers,
-               weft_strerror(rc), weft_last_error());
-        return NULL;
-    }
-    return ex;
-}
 
 static void check_square(weft_executor *ex, int64_t x)
 {
@@ -674,7 +660,7 @@ WEFT_TASK_REGISTER(shutdown_self_task);
 TEST(shutdown_nowait_from_inside_a_task)
 {
     clear_env();
-    weft_backend bs[] = {WEFT_BACKEND_THREADS, WEFT_BACKEND_SERIAL};
+    const weft_backend *bs = check_local_backends;
     for (int b = 0; b < 2; b++) {
         weft_executor *ex = make_ex(bs[b], 2);
         REQUIRE(ex);
@@ -1106,7 +1092,7 @@ WEFT_TASK_REGISTER(exit_task);
 TEST(exit_from_inside_a_task_does_not_hang)
 {
     clear_env();
-    weft_backend bs[] = {WEFT_BACKEND_THREADS, WEFT_BACKEND_SERIAL};
+    const weft_backend *bs = check_local_backends;
     for (int b = 0; b < 2; b++) {
         fflush(stdout);
         pid_t p = fork();

@@ -1,23 +1,9 @@
 /* test_future.c : submit, results, errors, cancel, state, callbacks,
  * references, weft_wait, as_completed, retries. */
 #include "check.h"
+#include "check_exec.h"
 
 #include <malloc.h>
-
-static weft_executor *make_ex(weft_backend b, int workers)
-{
-    weft_options o = {0};
-    o.backend = b;
-    o.workers = workers;
-    weft_executor *ex = NULL;
-    int rc = weft_executor_create(&o, &ex);
-    if (rc != 0) {
-        printf("    weft_executor_create(%s, %d): %s (%s)\n", weft_backend_name(b), workers,
-               weft_strerror(rc), weft_last_error());
-        return NULL;
-    }
-    return ex;
-}
 
 /* ---- tasks ---- */
 
@@ -145,7 +131,7 @@ TEST(submit_copies_input)
 
 TEST(submit_borrow)
 {
-    weft_backend bs[2] = {WEFT_BACKEND_THREADS, WEFT_BACKEND_SERIAL};
+    const weft_backend *bs = check_local_backends;
     for (int k = 0; k < 2; k++) {
         weft_executor *ex = make_ex(bs[k], 2);
         REQUIRE(ex);

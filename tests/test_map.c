@@ -2,24 +2,10 @@
  * results, on serial, threads and (some) processes. */
 #define CHECK_CUSTOM_MAIN
 #include "check.h"
+#include "check_exec.h"
 
 #include <math.h>
 #include <stdint.h>
-
-static weft_executor *make_ex(weft_backend b, int workers)
-{
-    weft_options o = {0};
-    o.backend = b;
-    o.workers = workers;
-    weft_executor *ex = NULL;
-    int rc = weft_executor_create(&o, &ex);
-    if (rc != 0) {
-        printf("    weft_executor_create(%s, %d): %s (%s)\n", weft_backend_name(b), workers,
-               weft_strerror(rc), weft_last_error());
-        return NULL;
-    }
-    return ex;
-}
 
 /* ---- tasks ---- */
 
@@ -466,7 +452,7 @@ TEST(map_on_result_serial_unordered)
 
 TEST(map_on_result_stops)
 {
-    weft_backend bs[2] = {WEFT_BACKEND_THREADS, WEFT_BACKEND_SERIAL};
+    const weft_backend *bs = check_local_backends;
     for (int k = 0; k < 2; k++) {
         weft_executor *ex = make_ex(bs[k], 2);
         REQUIRE(ex);
@@ -507,7 +493,7 @@ TEST(map_bufs_variable_sizes)
         bufs[i].data = len || i % 2 ? p : NULL; /* some empty items have NULL data */
         bufs[i].len = len;
     }
-    weft_backend bs[2] = {WEFT_BACKEND_THREADS, WEFT_BACKEND_SERIAL};
+    const weft_backend *bs = check_local_backends;
     for (int k = 0; k < 2; k++) {
         weft_executor *ex = make_ex(bs[k], 2);
         REQUIRE(ex);
@@ -660,7 +646,7 @@ TEST(map_stream_with_results)
 
 TEST(map_stream_input_error)
 {
-    weft_backend bs[2] = {WEFT_BACKEND_THREADS, WEFT_BACKEND_SERIAL};
+    const weft_backend *bs = check_local_backends;
     for (int k = 0; k < 2; k++) {
         weft_executor *ex = make_ex(bs[k], 2);
         REQUIRE(ex);
@@ -733,7 +719,7 @@ TEST(map_retries_serial)
 
 TEST(map_empty)
 {
-    weft_backend bs[2] = {WEFT_BACKEND_THREADS, WEFT_BACKEND_SERIAL};
+    const weft_backend *bs = check_local_backends;
     for (int k = 0; k < 2; k++) {
         weft_executor *ex = make_ex(bs[k], 2);
         REQUIRE(ex);
@@ -759,7 +745,7 @@ TEST(map_output_sizes)
 {
     size_t n = 300;
     int64_t *items = iota(n);
-    weft_backend bs[2] = {WEFT_BACKEND_THREADS, WEFT_BACKEND_SERIAL};
+    const weft_backend *bs = check_local_backends;
     for (int k = 0; k < 2; k++) {
         weft_executor *ex = make_ex(bs[k], 2);
         REQUIRE(ex);

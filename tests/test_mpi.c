@@ -16,9 +16,12 @@
  * weft-test-timeout: 300 */
 #define CHECK_CUSTOM_MAIN
 #include "check.h"
+#include "check_exec.h"
 
 #include <sched.h>
 #include <time.h>
+
+#include "backends/mpi/mpi_internal.h" /* the fault-injection hook */
 
 #define WEFT_ERANGE_TEST (-ERANGE)
 
@@ -180,13 +183,32 @@ static int g_add(weft_ctx *ctx, const void *in, size_t len)
 }
 WEFT_TASK_REGISTER(g_add);
 
+/* Arms the fault hook of the worker rank it runs on: {site, skip, count}. */
+static int arm_fault(weft_ctx *ctx, const void *in, size_t len)
+{
+    int32_t a[3];
+    if (len != sizeof a) return weft_ctx_fail(ctx, WEFT_EINVAL, "bad length %zu", len);
+    memcpy(a, in, sizeof a);
+    weft__mpi_fault_arm((weft__mpi_fault_site)a[0], a[1], a[2]);
+    return 0;
+}
+WEFT_TASK_REGISTER(arm_fault);
+
+/* uint32 x in -> 32 bytes out: x, then 7 * x (answers bigger than a piece) */
+static int wide(weft_ctx *ctx, const void *in, size_t len)
+{
+    uint32_t x;
+    if (len < sizeof x) return weft_ctx_fail(ctx, WEFT_EINVAL, "bad length %zu", len);
+    memcpy(&x, in, sizeof x);
+    uint32_t o[8] = {x, 7 * x, 7 * x, 7 * x, 7 * x, 7 * x, 7 * x, 7 * x};
+    return weft_ctx_set_output(ctx, o, sizeof o);
+}
+WEFT_TASK_REGISTER(wide);
+
 static weft_executor *make(int workers)
 {
-    weft_options o = {.backend = WEFT_BACKEND_MPI, .workers = workers};
-    weft_executor *ex = NULL;
-    int rc = weft_executor_create(&o, &ex);
-    if (rc) printf("create: %s\n", weft_last_error());
-    REQUIRE(rc == 0);
+    weft_executor *ex = check_executor(WEFT_BACKEND_MPI, workers, NULL);
+    REQUIRE(ex);
     return ex;
 }
 
@@ -880,6 +902,212 @@ TEST(trace_has_a_lane_per_rank)
     fclose(f);
     CHECK(strstr(buf, "sleep_ms") != NULL);
     CHECK(strstr(buf, "mpi") != NULL);
+}
+
+/* ---- out of memory: the future fails, the executor goes on ---- */
+
+/* Runs arm_fault on worker rank 1 (ex uses that rank only). */
+static void arm_worker(weft_executor *ex, weft__mpi_fault_site site, int skip, int count)
+{
+    int32_t a[3] = {(int32_t)site, skip, count};
+    weft_future *f;
+    REQUIRE(weft_submit(ex, arm_fault, a, sizeof a, &f) == 0);
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, NULL, NULL));
+    weft_future_release(f);
+}
+
+/* Submits square(x) and checks it fails with WEFT_ENOMEM and a message
+ * holding `what`. */
+static void check_square_enomem(weft_executor *ex, int64_t x, const char *what)
+{
+    weft_future *f;
+    REQUIRE(weft_submit(ex, square, &x, sizeof x, &f) == 0);
+    CHECK_EQ_INT(weft_future_result(f, WEFT_FOREVER, NULL, NULL), WEFT_ENOMEM);
+    const char *m = weft_future_error(f);
+    CHECK_MSG(m && strstr(m, what), "message '%s' lacks '%s'", m ? m : "(null)", what);
+    weft_future_release(f);
+}
+
+/* Submits n squares and checks every one succeeds. */
+static void check_squares_ok(weft_executor *ex, int n)
+{
+    weft_future *fs[32];
+    REQUIRE(n <= 32);
+    for (int64_t i = 0; i < n; i++) REQUIRE(weft_submit(ex, square, &i, sizeof i, &fs[i]) == 0);
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t *v;
+        size_t len;
+        CHECK_OK(weft_future_result(fs[i], WEFT_FOREVER, (const void **)&v, &len));
+        if (len == sizeof *v) CHECK_EQ_INT(*v, i * i);
+        weft_future_release(fs[i]);
+    }
+}
+
+TEST(rank0_out_of_memory_for_an_answer_fails_its_batch_only)
+{
+    NEED_MPI();
+    weft_executor *ex = make(1);
+    check_squares_ok(ex, 4);
+    weft__mpi_fault_arm(WEFT__MPI_FAULT_RESULT, 0, 1);
+    check_square_enomem(ex, 5, "rank 0 is out of memory for the answer");
+    check_squares_ok(ex, 20);
+    /* a map: the chunk whose answer finds no room fails, the others not */
+    uint32_t items[40];
+    for (uint32_t i = 0; i < 40; i++) items[i] = i;
+    weft_map_options mo = {.chunk_size = 10};
+    weft_results *r;
+    weft__mpi_fault_arm(WEFT__MPI_FAULT_RESULT, 1, 1);
+    CHECK_EQ_INT(weft_map(ex, twice, items, sizeof items[0], 40, &mo, &r), WEFT_ENOMEM);
+    int failed = 0;
+    for (size_t i = 0; i < 40; i++) {
+        const uint64_t *v;
+        size_t len;
+        int rc = weft_results_get(r, i, (const void **)&v, &len);
+        if (rc) {
+            CHECK_EQ_INT(rc, WEFT_ENOMEM);
+            failed++;
+        } else {
+            CHECK_EQ_U64(*v, 2 * i);
+        }
+    }
+    CHECK_EQ_INT(failed, 10);
+    weft_results_destroy(r);
+    check_squares_ok(ex, 8);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(rank0_out_of_memory_for_a_big_output_fails_that_item)
+{
+    NEED_MPI();
+    weft_executor *ex = make(1);
+    enum {
+        K = 4,
+        SZ = 100000
+    };
+    unsigned char *buf = malloc(SZ);
+    REQUIRE(buf);
+    for (size_t i = 0; i < SZ; i++) buf[i] = (unsigned char)i;
+    weft_buf in[K];
+    for (int k = 0; k < K; k++) in[k] = (weft_buf){buf, SZ};
+    weft_map_options mo = {.chunk_size = K};
+    weft_results *r;
+    weft__mpi_fault_arm(WEFT__MPI_FAULT_OUTPUT, 1, 1); /* the second output */
+    CHECK_EQ_INT(weft_map_bufs(ex, echo_plus, in, K, &mo, &r), WEFT_ENOMEM);
+    for (size_t k = 0; k < K; k++) {
+        const unsigned char *d;
+        size_t len;
+        int rc = weft_results_get(r, k, (const void **)&d, &len);
+        if (k == 1) {
+            CHECK_EQ_INT(rc, WEFT_ENOMEM);
+            const char *m = weft_results_error(r, k);
+            CHECK_MSG(m && strstr(m, "rank 0 cannot allocate 100000 bytes"), "message '%s'",
+                      m ? m : "(null)");
+        } else {
+            CHECK_OK(rc);
+            CHECK_EQ_U64(len, SZ);
+            if (len == SZ) CHECK(d[SZ - 1] == (unsigned char)((SZ - 1) % 256 + 1));
+        }
+    }
+    weft_results_destroy(r);
+    /* the next big output arrives */
+    weft_future *f;
+    REQUIRE(weft_submit(ex, echo_plus, buf, SZ, &f) == 0);
+    const unsigned char *d;
+    size_t len;
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, (const void **)&d, &len));
+    CHECK_EQ_U64(len, SZ);
+    weft_future_release(f);
+    free(buf);
+    check_squares_ok(ex, 4);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+TEST(worker_out_of_memory_fails_the_task_and_goes_on)
+{
+    NEED_MPI();
+    weft_executor *ex = make(1);
+    /* no room for the next command: its batch fails whole */
+    arm_worker(ex, WEFT__MPI_FAULT_COMMAND, 0, 1);
+    check_square_enomem(ex, 3, "worker rank 1: out of memory for the batch's");
+    check_squares_ok(ex, 10);
+    /* no room for the answer (skip the arming batch's own answer) */
+    arm_worker(ex, WEFT__MPI_FAULT_ANSWER, 1, 1);
+    check_square_enomem(ex, 4, "worker rank 1: out of memory for the batch's answer");
+    check_squares_ok(ex, 10);
+    /* no room for a big input: that task fails, its neighbours run */
+    enum {
+        SZ = 200000
+    };
+    unsigned char *buf = calloc(1, SZ);
+    REQUIRE(buf);
+    arm_worker(ex, WEFT__MPI_FAULT_INPUT, 0, 1);
+    weft_future *f;
+    REQUIRE(weft_submit(ex, echo_plus, buf, SZ, &f) == 0);
+    CHECK_EQ_INT(weft_future_result(f, WEFT_FOREVER, NULL, NULL), WEFT_ENOMEM);
+    const char *m = weft_future_error(f);
+    CHECK_MSG(m && strstr(m, "worker rank 1 cannot allocate 200000 bytes for the task's input"),
+              "message '%s'", m ? m : "(null)");
+    weft_future_release(f);
+    REQUIRE(weft_submit(ex, echo_plus, buf, SZ, &f) == 0);
+    const unsigned char *d;
+    size_t len;
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, (const void **)&d, &len));
+    CHECK_EQ_U64(len, SZ);
+    if (len == SZ) CHECK(d[0] == 1 && d[SZ - 1] == 1);
+    weft_future_release(f);
+    free(buf);
+    check_squares_ok(ex, 10);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* A map chunk of n items through `wide`: 0 if every item is right, else
+ * the first error (and every item failed with it). */
+static int wide_chunk(weft_executor *ex, uint32_t n)
+{
+    uint32_t *items = malloc(n * sizeof *items);
+    REQUIRE(items);
+    for (uint32_t i = 0; i < n; i++) items[i] = i;
+    weft_map_options mo = {.chunk_size = n};
+    weft_results *r;
+    int rc = weft_map(ex, wide, items, sizeof *items, n, &mo, &r);
+    REQUIRE(r != NULL);
+    int first = 0;
+    size_t nfail = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint32_t *v;
+        size_t len;
+        int e = weft_results_get(r, i, (const void **)&v, &len);
+        if (e) {
+            if (!first) first = e;
+            nfail++;
+        } else {
+            CHECK(len == 32 && v[0] == i && v[7] == 7 * i);
+        }
+    }
+    CHECK(nfail == 0 || nfail == n);
+    CHECK_EQ_INT(rc, first);
+    weft_results_destroy(r);
+    free(items);
+    return first;
+}
+
+TEST(commands_and_answers_longer_than_a_piece)
+{
+    NEED_MPI();
+    weft_executor *ex = make(1);
+    /* 40000 items: the command (~1.3 MB) and the answer (~2.9 MB) travel
+     * in 1 MiB pieces */
+    CHECK_EQ_INT(wide_chunk(ex, 40000), 0);
+    /* no room on rank 0 for the answer: every piece is drained */
+    weft__mpi_fault_arm(WEFT__MPI_FAULT_RESULT, 0, 1);
+    CHECK_EQ_INT(wide_chunk(ex, 40000), WEFT_ENOMEM);
+    CHECK_EQ_INT(wide_chunk(ex, 40000), 0);
+    /* no room on the worker for the command: every piece is drained */
+    arm_worker(ex, WEFT__MPI_FAULT_COMMAND, 0, 1);
+    CHECK_EQ_INT(wide_chunk(ex, 40000), WEFT_ENOMEM);
+    CHECK_EQ_INT(wide_chunk(ex, 40000), 0);
+    check_squares_ok(ex, 4);
+    CHECK_OK(weft_executor_destroy(ex));
 }
 
 static int crash_main(void)

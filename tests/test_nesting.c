@@ -1,21 +1,7 @@
 /* test_nesting.c : tasks that submit and wait on tasks (helping), with few
  * workers, without deadlock or extra threads. */
 #include "check.h"
-
-static weft_executor *make_ex(weft_backend b, int workers)
-{
-    weft_options o = {0};
-    o.backend = b;
-    o.workers = workers;
-    weft_executor *ex = NULL;
-    int rc = weft_executor_create(&o, &ex);
-    if (rc != 0) {
-        printf("    weft_executor_create(%s, %d): %s (%s)\n", weft_backend_name(b), workers,
-               weft_strerror(rc), weft_last_error());
-        return NULL;
-    }
-    return ex;
-}
+#include "check_exec.h"
 
 static atomic_int max_threads;
 

@@ -4,6 +4,7 @@
  * weft-test-labels: fault */
 #define CHECK_CUSTOM_MAIN
 #include "check.h"
+#include "check_exec.h"
 
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -277,13 +278,7 @@ static int unregistered(weft_ctx *ctx, const void *in, size_t len)
 
 static weft_executor *make(int workers, const weft_options *extra)
 {
-    weft_options o = extra ? *extra : (weft_options){0};
-    o.backend = WEFT_BACKEND_PROCESSES;
-    o.workers = workers;
-    weft_executor *ex = NULL;
-    int rc = weft_executor_create(&o, &ex);
-    if (rc) printf("create: %s: %s\n", weft_strerror(rc), weft_last_error());
-    return ex;
+    return check_executor(WEFT_BACKEND_PROCESSES, workers, extra);
 }
 
 static int count_fds(void)

@@ -1,15 +1,11 @@
 /* test_serial.c : the serial backend runs everything inline on the calling
  * thread, in submission order; futures are finished when submit returns. */
 #include "check.h"
+#include "check_exec.h"
 
 static weft_executor *make_serial(void)
 {
-    weft_options o = {0};
-    o.backend = WEFT_BACKEND_SERIAL;
-    weft_executor *ex = NULL;
-    int rc = weft_executor_create(&o, &ex);
-    if (rc) printf("    create: %s (%s)\n", weft_strerror(rc), weft_last_error());
-    return ex;
+    return make_ex(WEFT_BACKEND_SERIAL, 0);
 }
 
 static pthread_t seen_thread;

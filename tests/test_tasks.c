@@ -1,20 +1,6 @@
 /* test_tasks.c : task registration and the task context (weft_ctx_*). */
 #include "check.h"
-
-static weft_executor *make_ex(weft_backend b, int workers)
-{
-    weft_options o = {0};
-    o.backend = b;
-    o.workers = workers;
-    weft_executor *ex = NULL;
-    int rc = weft_executor_create(&o, &ex);
-    if (rc != 0) {
-        printf("    weft_executor_create(%s, %d): %s (%s)\n", weft_backend_name(b), workers,
-               weft_strerror(rc), weft_last_error());
-        return NULL;
-    }
-    return ex;
-}
+#include "check_exec.h"
 
 /* ---- registered tasks ---- */
 

@@ -103,6 +103,15 @@ char *weft__vasprintf(const char *fmt, va_list ap)
     return s;
 }
 
+char *weft__asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = weft__vasprintf(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 int weft__timeout_ns(double timeout, int64_t *ns, const char *fn)
 {
     if (timeout != timeout) return weft__err(WEFT_EINVAL, "%s: timeout is NaN", fn);

@@ -177,15 +177,9 @@ void weft__trace_record(weft_executor *ex, int worker_id, weft_task_fn fn, uint6
     if (worker_id < 0 || worker_id >= ex->ntrace) worker_id = 0;
     weft__trace_buf *b = &ex->trace[worker_id];
     pthread_mutex_lock(&b->mu);
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        weft__trace_ev *ev = realloc(b->ev, cap * sizeof *ev);
-        if (!ev) {
-            pthread_mutex_unlock(&b->mu);
-            return;
-        }
-        b->ev = ev;
-        b->cap = cap;
+    if (weft__grow(&b->ev, &b->cap, b->n + 1, sizeof *b->ev, 1024)) {
+        pthread_mutex_unlock(&b->mu);
+        return;
     }
     b->ev[b->n++] = (weft__trace_ev){t0, t1, fn, items, worker_id, err};
     pthread_mutex_unlock(&b->mu);
@@ -348,20 +342,9 @@ void weft__run_future(weft_executor *ex, weft_future *f, int wid, const void *ws
     }
     uint32_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
     weft_ctx ctx;
-    ctx.ex = ex;
-    ctx.index = f->index;
-    ctx.seed = weft__seed_for(ex->seed, f->index);
-    ctx.worker = wid;
-    ctx.attempt = 0;
-    ctx.out = NULL;
-    ctx.out_len = 0;
-    ctx.out_heap = false;
-    ctx.inl = f->out_inl;
-    ctx.inl_cap = WEFT__FUT_OUT_INLINE;
-    ctx.msg = NULL;
-    ctx.alloc_out = NULL;
-    ctx.wstate = wstate;
-    ctx.wstate_len = wstate_len;
+    weft__ctx_init(&ctx, ex, wid, wstate, wstate_len);
+    weft__ctx_item(&ctx, f->index, weft__seed_for(ex->seed, f->index), f->out_inl,
+                   WEFT__FUT_OUT_INLINE);
     bool tracing = weft__executor_tracing(ex);
     uint64_t t0 = tracing ? weft__now_ns() : 0;
     int rc = weft__ctx_run(&ctx, f->fn, f->in, f->in_len, (st & WEFT__ST_DIRTY) ? f->retries : 0);
@@ -555,13 +538,10 @@ static void worker_state_set(worker *w, weft_ctx *ctx)
 int weft__lane_initializer(weft_executor *ex, weft__lane *w, char **msg)
 {
     if (!ex->initializer) return 0;
-    weft_ctx ctx = {0};
-    ctx.ex = ex;
-    ctx.worker = w->id;
-    ctx.index = (uint64_t)w->id;
-    ctx.seed = weft__seed_for(ex->seed, UINT64_MAX - (uint64_t)w->id);
-    ctx.inl = w->state_inl;
-    ctx.inl_cap = STATE_INLINE;
+    weft_ctx ctx;
+    weft__ctx_init(&ctx, ex, w->id, NULL, 0);
+    weft__ctx_item(&ctx, (uint64_t)w->id, weft__init_seed(ex->seed, w->id), w->state_inl,
+                   STATE_INLINE);
     int rc = weft__ctx_run(&ctx, ex->initializer, ex->init_in, ex->init_len, 0);
     if (rc == 0) {
         worker_state_set(w, &ctx);
@@ -576,13 +556,8 @@ int weft__lane_initializer(weft_executor *ex, weft__lane *w, char **msg)
 void weft__lane_finalizer(weft_executor *ex, weft__lane *w)
 {
     if (ex->finalizer) {
-        weft_ctx ctx = {0};
-        ctx.ex = ex;
-        ctx.worker = w->id;
-        ctx.inl = NULL;
-        ctx.inl_cap = 0;
-        ctx.wstate = w->state;
-        ctx.wstate_len = w->state_len;
+        weft_ctx ctx;
+        weft__ctx_init(&ctx, ex, w->id, w->state, w->state_len);
         weft__ctx_run(&ctx, ex->finalizer, w->state, w->state_len, 0);
         weft__ctx_clear(&ctx);
     }
@@ -898,15 +873,8 @@ static void live_add(weft_executor *ex)
 {
     pthread_mutex_lock(&live_mu);
     ex->id = next_ex_id++;
-    if (live_n == live_cap) {
-        size_t cap = live_cap ? live_cap * 2 : 16;
-        uint64_t *p = realloc(live_ids, cap * sizeof *p);
-        if (p) {
-            live_ids = p;
-            live_cap = cap;
-        }
-    }
-    if (live_n < live_cap) live_ids[live_n++] = ex->id;
+    if (!weft__grow(&live_ids, &live_cap, live_n + 1, sizeof *live_ids, 16))
+        live_ids[live_n++] = ex->id;
     pthread_mutex_unlock(&live_mu);
 }
 

@@ -405,13 +405,7 @@ static void map_run_chunk(weft_future *f, int wid, const void *wstate, size_t ws
     uint64_t t0 = weft__now_ns();
     int first_err = 0;
     weft_ctx ctx;
-    ctx.ex = job->ex;
-    ctx.worker = wid;
-    ctx.wstate = wstate;
-    ctx.wstate_len = wstate_len;
-    ctx.msg = NULL;
-    ctx.alloc_out = NULL;
-    ctx.attempt = 0;
+    weft__ctx_init(&ctx, job->ex, wid, wstate, wstate_len);
     /* zip: one REF argument block (the graph's encoding for one address
      * space), refilled for each item; on the stack up to 8 inputs */
     uint64_t zstack[(ARGS_HDR + 8 * ARGS_ENT) / sizeof(uint64_t)];
@@ -465,13 +459,7 @@ static void map_run_chunk(weft_future *f, int wid, const void *wstate, size_t ws
             len = c->offs[i + 1] - c->offs[i];
             break;
         }
-        ctx.index = idx;
-        ctx.seed = weft__seed_for(job->seed, idx);
-        ctx.out = NULL;
-        ctx.out_len = 0;
-        ctx.out_heap = false;
-        ctx.inl = e->u.inl;
-        ctx.inl_cap = sizeof e->u.inl;
+        weft__ctx_item(&ctx, idx, weft__seed_for(job->seed, idx), e->u.inl, sizeof e->u.inl);
         int rc = weft__ctx_run(&ctx, job->fn, in, len, job->retries);
         if (rc == 0) {
             e->err = 0;

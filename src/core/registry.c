@@ -39,13 +39,8 @@ static int reg_add(const char *name, weft_task_fn fn)
             return weft__err(WEFT_EEXIST, "task function is already registered as '%s', not '%s'",
                              reg[i].name, name);
     }
-    if (reg_n == reg_cap) {
-        size_t cap = reg_cap ? reg_cap * 2 : 32;
-        entry *e = realloc(reg, cap * sizeof *e);
-        if (!e) return weft__err(WEFT_ENOMEM, "out of memory registering task '%s'", name);
-        reg = e;
-        reg_cap = cap;
-    }
+    if (weft__grow(&reg, &reg_cap, reg_n + 1, sizeof *reg, 32))
+        return weft__err(WEFT_ENOMEM, "out of memory registering task '%s'", name);
     char *copy = strdup(name);
     if (!copy) return weft__err(WEFT_ENOMEM, "out of memory registering task '%s'", name);
     reg[reg_n].name = copy;
@@ -141,5 +136,20 @@ int weft__check_registered(weft_task_fn fn, const char *who)
                          "find tasks by name (use WEFT_TASK_REGISTER or weft_task_register)",
                          who);
     ok[next++ & 3] = fn;
+    return 0;
+}
+
+int weft__check_hooks_registered(weft_task_fn initializer, weft_task_fn finalizer,
+                                 const char *backend)
+{
+    const weft_task_fn fns[2] = {initializer, finalizer};
+    static const char *const what[2] = {"initializer", "finalizer"};
+    for (int i = 0; i < 2; i++)
+        if (fns[i] && !weft_task_name(fns[i]))
+            return weft__err(WEFT_ENOTREG,
+                             "weft_executor_create: the %s is not registered; the %s backend "
+                             "finds functions by name (use WEFT_TASK_REGISTER or "
+                             "weft_task_register)",
+                             what[i], backend);
     return 0;
 }

@@ -169,6 +169,41 @@ static bool jliteral(jp *j, const char *word)
     return true;
 }
 
+/* Reads one value of an object (key: its member's name, truncated to 31
+ * bytes) or of an array (key NULL). */
+typedef bool (*jvalue_fn)(jp *j, const char *key, void *arg);
+
+/* The one walker of objects ('{') and arrays ('['): every member or
+ * element's value is read by fn, the separators and the end here. */
+static bool jwalk(jp *j, char open, jvalue_fn fn, void *arg)
+{
+    char close = open == '{' ? '}' : ']';
+    if (!expect(j, open)) return false;
+    if (peek(j, close)) {
+        j->p++;
+        return true;
+    }
+    for (;;) {
+        char key[32];
+        if (open == '{' && (!jstring(j, key, sizeof key) || !expect(j, ':'))) return false;
+        ws(j);
+        if (!fn(j, open == '{' ? key : NULL, arg)) return false;
+        if (peek(j, ',')) {
+            j->p++;
+            continue;
+        }
+        return expect(j, close);
+    }
+}
+
+static bool jskip(jp *j, int depth);
+
+static bool skip_value(jp *j, const char *key, void *depth)
+{
+    (void)key;
+    return jskip(j, *(int *)depth + 1);
+}
+
 static bool jskip(jp *j, int depth)
 {
     if (depth > MAX_DEPTH) return jfail(j, "nested too deeply");
@@ -176,25 +211,7 @@ static bool jskip(jp *j, int depth)
     if (j->p >= j->e) return jfail(j, "unexpected end");
     char c = *j->p;
     if (c == '"') return jstring(j, NULL, 0);
-    if (c == '{' || c == '[') {
-        char close = c == '{' ? '}' : ']';
-        j->p++;
-        if (peek(j, close)) {
-            j->p++;
-            return true;
-        }
-        for (;;) {
-            if (c == '{') {
-                if (!jstring(j, NULL, 0) || !expect(j, ':')) return false;
-            }
-            if (!jskip(j, depth + 1)) return false;
-            if (peek(j, ',')) {
-                j->p++;
-                continue;
-            }
-            return expect(j, close);
-        }
-    }
+    if (c == '{' || c == '[') return jwalk(j, c, skip_value, &depth);
     if (c == 't') return jliteral(j, "true");
     if (c == 'f') return jliteral(j, "false");
     if (c == 'n') return jliteral(j, "null");
@@ -253,18 +270,6 @@ typedef struct trace {
     char backend[64];
 } trace;
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap * 2 : 64;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q) return WEFT_ENOMEM;
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
 static uint64_t str_hash(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
@@ -296,7 +301,7 @@ static int name_index(trace *t, const char *s, uint32_t *out)
         }
         k = (k + 1) & (t->ntable_cap - 1);
     }
-    if (grow((void **)&t->names, &t->cap_names, t->nnames + 1, sizeof *t->names))
+    if (weft__grow(&t->names, &t->cap_names, t->nnames + 1, sizeof *t->names, 64))
         return WEFT_ENOMEM;
     tname *n = &t->names[t->nnames];
     snprintf(n->s, sizeof n->s, "%s", s);
@@ -345,7 +350,7 @@ static int lane_index(trace *t, double pid, double tid, uint32_t *out)
         }
         k = (k + 1) & (t->ltable_cap - 1);
     }
-    if (grow((void **)&t->lanes, &t->cap_lanes, t->nlanes + 1, sizeof *t->lanes))
+    if (weft__grow(&t->lanes, &t->cap_lanes, t->nlanes + 1, sizeof *t->lanes, 64))
         return WEFT_ENOMEM;
     lane *l = &t->lanes[t->nlanes];
     memset(l, 0, sizeof *l);
@@ -356,153 +361,93 @@ static int lane_index(trace *t, double pid, double tid, uint32_t *out)
     return 0;
 }
 
-/* One event object. */
-static bool parse_event(jp *j, trace *t, int *oom)
+/* The fields of one event read so far. */
+typedef struct evf {
+    char name[NAME_MAX_LEN], ph[8], tname[NAME_MAX_LEN], outcome[16];
+    double ts, dur, pid, tid;
+} evf;
+
+static bool is_string(const jp *j)
 {
-    char name[NAME_MAX_LEN] = "", ph[8] = "", tname_[NAME_MAX_LEN] = "", outcome[16] = "";
-    double ts = NAN, dur = NAN, pid = 0, tid = 0;
-    if (!expect(j, '{')) return false;
-    if (peek(j, '}')) {
-        j->p++;
-        return true;
-    }
-    for (;;) {
-        char key[32];
-        if (!jstring(j, key, sizeof key) || !expect(j, ':')) return false;
-        bool ok;
-        if (!strcmp(key, "name"))
-            ok = jstring(j, name, sizeof name);
-        else if (!strcmp(key, "ph"))
-            ok = jstring(j, ph, sizeof ph);
-        else if (!strcmp(key, "ts"))
-            ok = jnumber(j, &ts);
-        else if (!strcmp(key, "dur"))
-            ok = jnumber(j, &dur);
-        else if (!strcmp(key, "pid"))
-            ok = jid(j, &pid);
-        else if (!strcmp(key, "tid"))
-            ok = jid(j, &tid);
-        else if (!strcmp(key, "args") && peek(j, '{')) {
-            j->p++;
-            ok = true;
-            if (peek(j, '}')) {
-                j->p++;
-            } else {
-                for (;;) {
-                    char ak[32];
-                    if (!jstring(j, ak, sizeof ak) || !expect(j, ':')) return false;
-                    ws(j);
-                    bool is_str = j->p < j->e && *j->p == '"';
-                    if (is_str && !strcmp(ak, "name"))
-                        ok = jstring(j, tname_, sizeof tname_);
-                    else if (is_str && !strcmp(ak, "outcome"))
-                        ok = jstring(j, outcome, sizeof outcome);
-                    else
-                        ok = jskip(j, 3);
-                    if (!ok) return false;
-                    if (peek(j, ',')) {
-                        j->p++;
-                        continue;
-                    }
-                    if (!expect(j, '}')) return false;
-                    break;
-                }
-            }
-        } else
-            ok = jskip(j, 2);
-        if (!ok) return false;
-        if (peek(j, ',')) {
-            j->p++;
-            continue;
-        }
-        if (!expect(j, '}')) return false;
-        break;
-    }
+    return j->p < j->e && *j->p == '"';
+}
+
+static bool event_arg(jp *j, const char *key, void *arg)
+{
+    evf *f = arg;
+    if (is_string(j) && !strcmp(key, "name")) return jstring(j, f->tname, sizeof f->tname);
+    if (is_string(j) && !strcmp(key, "outcome")) return jstring(j, f->outcome, sizeof f->outcome);
+    return jskip(j, 3);
+}
+
+static bool event_member(jp *j, const char *key, void *arg)
+{
+    evf *f = arg;
+    if (!strcmp(key, "name")) return jstring(j, f->name, sizeof f->name);
+    if (!strcmp(key, "ph")) return jstring(j, f->ph, sizeof f->ph);
+    if (!strcmp(key, "ts")) return jnumber(j, &f->ts);
+    if (!strcmp(key, "dur")) return jnumber(j, &f->dur);
+    if (!strcmp(key, "pid")) return jid(j, &f->pid);
+    if (!strcmp(key, "tid")) return jid(j, &f->tid);
+    if (!strcmp(key, "args") && peek(j, '{')) return jwalk(j, '{', event_arg, f);
+    return jskip(j, 2);
+}
+
+typedef struct reader {
+    trace *t;
+    int *oom;
+    bool seen; /* the traceEvents array */
+} reader;
+
+/* One event object. */
+static bool parse_event(jp *j, const char *key, void *arg)
+{
+    (void)key;
+    reader *rd = arg;
+    trace *t = rd->t;
+    evf f = {"", "", "", "", NAN, NAN, 0, 0};
+    if (!jwalk(j, '{', event_member, &f)) return false;
     uint32_t li, ni;
-    if (!strcmp(ph, "M") && !strcmp(name, "thread_name") && tname_[0]) {
-        if (lane_index(t, pid, tid, &li)) return *oom = 1, false;
-        snprintf(t->lanes[li].label, sizeof t->lanes[li].label, "%s", tname_);
+    if (!strcmp(f.ph, "M") && !strcmp(f.name, "thread_name") && f.tname[0]) {
+        if (lane_index(t, f.pid, f.tid, &li)) return *rd->oom = 1, false;
+        snprintf(t->lanes[li].label, sizeof t->lanes[li].label, "%s", f.tname);
         t->lanes[li].named = true;
-    } else if (!strcmp(ph, "X") && isfinite(ts) && isfinite(dur) && dur >= 0) {
-        if (lane_index(t, pid, tid, &li) || name_index(t, name[0] ? name : "?", &ni) ||
-            grow((void **)&t->ev, &t->cap_ev, t->nev + 1, sizeof *t->ev))
-            return *oom = 1, false;
-        t->ev[t->nev++] = (ev){ts, dur, li, ni, outcome[0] && strcmp(outcome, "ok") != 0};
+    } else if (!strcmp(f.ph, "X") && isfinite(f.ts) && isfinite(f.dur) && f.dur >= 0) {
+        if (lane_index(t, f.pid, f.tid, &li) || name_index(t, f.name[0] ? f.name : "?", &ni) ||
+            weft__grow(&t->ev, &t->cap_ev, t->nev + 1, sizeof *t->ev, 64))
+            return *rd->oom = 1, false;
+        t->ev[t->nev++] = (ev){f.ts, f.dur, li, ni, f.outcome[0] && strcmp(f.outcome, "ok") != 0};
     }
     return true;
 }
 
-static bool parse_events(jp *j, trace *t, int *oom)
+static bool other_member(jp *j, const char *key, void *arg)
 {
-    if (!expect(j, '[')) return false;
-    if (peek(j, ']')) {
-        j->p++;
-        return true;
+    trace *t = arg;
+    if (!strcmp(key, "backend") && is_string(j)) return jstring(j, t->backend, sizeof t->backend);
+    return jskip(j, 2);
+}
+
+static bool trace_member(jp *j, const char *key, void *arg)
+{
+    reader *rd = arg;
+    if (!strcmp(key, "traceEvents")) {
+        rd->seen = true;
+        return jwalk(j, '[', parse_event, rd);
     }
-    for (;;) {
-        if (!parse_event(j, t, oom)) return false;
-        if (peek(j, ',')) {
-            j->p++;
-            continue;
-        }
-        return expect(j, ']');
-    }
+    if (!strcmp(key, "otherData") && peek(j, '{')) return jwalk(j, '{', other_member, rd->t);
+    return jskip(j, 1);
 }
 
 static bool parse_trace(jp *j, trace *t, int *oom)
 {
+    reader rd = {t, oom, false};
     ws(j);
     if (peek(j, '[')) {
-        if (!parse_events(j, t, oom)) return false;
+        if (!jwalk(j, '[', parse_event, &rd)) return false;
     } else {
-        if (!expect(j, '{')) return false;
-        bool seen = false;
-        if (peek(j, '}')) {
-            j->p++;
-        } else {
-            for (;;) {
-                char key[32];
-                if (!jstring(j, key, sizeof key) || !expect(j, ':')) return false;
-                bool ok;
-                if (!strcmp(key, "traceEvents")) {
-                    ok = parse_events(j, t, oom);
-                    seen = true;
-                } else if (!strcmp(key, "otherData") && peek(j, '{')) {
-                    j->p++;
-                    ok = true;
-                    if (peek(j, '}')) {
-                        j->p++;
-                    } else {
-                        for (;;) {
-                            char ok2[32];
-                            if (!jstring(j, ok2, sizeof ok2) || !expect(j, ':')) return false;
-                            ws(j);
-                            if (!strcmp(ok2, "backend") && j->p < j->e && *j->p == '"')
-                                ok = jstring(j, t->backend, sizeof t->backend);
-                            else
-                                ok = jskip(j, 2);
-                            if (!ok) return false;
-                            if (peek(j, ',')) {
-                                j->p++;
-                                continue;
-                            }
-                            if (!expect(j, '}')) return false;
-                            break;
-                        }
-                    }
-                } else {
-                    ok = jskip(j, 1);
-                }
-                if (!ok) return false;
-                if (peek(j, ',')) {
-                    j->p++;
-                    continue;
-                }
-                if (!expect(j, '}')) return false;
-                break;
-            }
-        }
-        if (!seen) return jfail(j, "no \"traceEvents\" array");
+        if (!jwalk(j, '{', trace_member, &rd)) return false;
+        if (!rd.seen) return jfail(j, "no \"traceEvents\" array");
     }
     ws(j);
     if (j->p != j->e) return jfail(j, "trailing bytes after the JSON value");

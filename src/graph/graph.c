@@ -129,16 +129,6 @@ const char *weft__graph_task_name(weft_task_fn fn, char *buf, size_t cap)
     return buf;
 }
 
-static char *msg_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *msg_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = weft__vasprintf(fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 /* The message of a failed or cancelled node. */
 static const char *node_msg(const gnode *n)
 {
@@ -314,18 +304,6 @@ static int table_grow(weft_graph *g)
 
 /* ---- building ------------------------------------------------------------------------ */
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 1024;
-    while (c < need) c *= 2;
-    void *p = realloc(*arr, c * elem);
-    if (!p) return WEFT_ENOMEM;
-    *arr = p;
-    *cap = c;
-    return 0;
-}
-
 /* Makes room for node `id` in the slabs. @return 0 or WEFT_ENOMEM. */
 static int reserve_slab(weft_graph *g, uint32_t id)
 {
@@ -383,8 +361,8 @@ int weft_graph_call(weft_graph *g, weft_task_fn fn, const weft_arg *args, size_t
     /* reserve everything before changing anything */
     uint32_t id = g->nnodes;
     if (reserve_slab(g, id)) return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");
-    if (grow((void **)&g->args, &g->nargs_cap, g->nargs_used + nargs, sizeof *g->args) ||
-        grow((void **)&g->edges, &g->edges_cap, g->nedges + nnode_args, sizeof *g->edges))
+    if (weft__grow(&g->args, &g->nargs_cap, g->nargs_used + nargs, sizeof *g->args, 1024) ||
+        weft__grow(&g->edges, &g->edges_cap, g->nedges + nnode_args, sizeof *g->edges, 1024))
         return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");
     args_hdr *blk = arena_alloc(g, ARGS_HDR + (size_t)ARGS_ENT * nargs);
     if (!blk) return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");
@@ -725,8 +703,8 @@ static char *depend_msg(grun *r, uint32_t root_id)
 {
     gnode *rn = node_at(r->g, root_id);
     char buf[48];
-    return msg_printf("not run: node %u (task '%s') failed: %s", root_id,
-                      weft__graph_task_name(rn->fn, buf, sizeof buf), node_msg(rn));
+    return weft__asprintf("not run: node %u (task '%s') failed: %s", root_id,
+                          weft__graph_task_name(rn->fn, buf, sizeof buf), node_msg(rn));
 }
 
 static void dispatch(grun *r, gnode *n)
@@ -735,7 +713,7 @@ static void dispatch(grun *r, gnode *n)
     if (atomic_load_explicit(&r->stop, memory_order_acquire)) {
         uint32_t ff = atomic_load_explicit(&r->first_fail, memory_order_acquire);
         skip_node(r, n, WEFT_ECANCELLED,
-                  ff ? msg_printf("cancelled: node %u failed", ff - 1) : NULL, false);
+                  ff ? weft__asprintf("cancelled: node %u failed", ff - 1) : NULL, false);
         return;
     }
     uint32_t d = atomic_load_explicit(&n->doomed, memory_order_relaxed);
@@ -776,7 +754,8 @@ static void dispatch(grun *r, gnode *n)
         }
         unsigned char *blk = malloc(total);
         if (!blk) {
-            skip_node(r, n, WEFT_ENOMEM, msg_printf("cannot copy %zu argument bytes", total), true);
+            skip_node(r, n, WEFT_ENOMEM, weft__asprintf("cannot copy %zu argument bytes", total),
+                      true);
             return;
         }
         args_hdr h = {ARGS_MAGIC, ARGS_COPY, n->nargs, 0};
@@ -807,7 +786,7 @@ static void dispatch(grun *r, gnode *n)
     weft_future *f = NULL;
     int rc = weft_submit_ex(r->ex, n->fn, in, len, &so, &f);
     if (rc) {
-        char *m = msg_printf("cannot submit: %s", weft_last_error());
+        char *m = weft__asprintf("cannot submit: %s", weft_last_error());
         if (n->copy) {
             free(n->copy);
             n->copy = NULL;
@@ -845,11 +824,7 @@ static int setup(grun *r, const weft_node *targets, size_t nt, size_t *reused)
     }
     r->nlist = 0;
     for (size_t t = nt; t-- > 0;) {
-        if (sp == cap) {
-            uint32_t *s = realloc(stack, (cap *= 2) * sizeof *s);
-            if (!s) goto oom;
-            stack = s;
-        }
+        if (weft__grow(&stack, &cap, sp + 1, sizeof *stack, 1024)) goto oom;
         stack[sp++] = targets[t];
     }
     while (sp) {
@@ -863,11 +838,7 @@ static int setup(grun *r, const weft_node *targets, size_t nt, size_t *reused)
             continue;
         }
         n->needed = true;
-        if (r->nlist == lcap) {
-            uint32_t *l = realloc(r->list, (lcap *= 2) * sizeof *l);
-            if (!l) goto oom;
-            r->list = l;
-        }
+        if (weft__grow(&r->list, &lcap, r->nlist + 1, sizeof *r->list, 1024)) goto oom;
         r->list[r->nlist++] = n->id;
         if (n->fut) { /* a failed future of an earlier compute */
             weft_future_release(n->fut);
@@ -883,11 +854,7 @@ static int setup(grun *r, const weft_node *targets, size_t nt, size_t *reused)
         const garg *a = &g->args[n->arg0];
         for (uint32_t i = 0; i < n->nargs; i++) {
             if (a[i].node == NONE32 || node_at(g, a[i].node)->run == r->id) continue;
-            if (sp == cap) {
-                uint32_t *s = realloc(stack, (cap *= 2) * sizeof *s);
-                if (!s) goto oom;
-                stack = s;
-            }
+            if (weft__grow(&stack, &cap, sp + 1, sizeof *stack, 1024)) goto oom;
             stack[sp++] = a[i].node;
         }
     }

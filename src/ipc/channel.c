@@ -132,14 +132,12 @@ int weft_channel_create(const weft_channel_options *opts, weft_channel **out)
     uint64_t cap = weft__ring_capacity(o.capacity, CH_DEFAULT_CAP);
     if (!cap) return weft__err(WEFT_EINVAL, "%s: capacity %zu is above 1 GiB", fn, o.capacity);
     int nrings = o.direction == WEFT_CHANNEL_DUPLEX ? 2 : 1;
-    weft_channel *ch = calloc(1, sizeof *ch);
-    if (!ch) return weft__err(WEFT_ENOMEM, "%s: out of memory", fn);
-    int rc = weft__ipc_create(WEFT_IPC_CHANNEL, CH_DATA_OFF + (size_t)cap * (size_t)nrings, fn,
-                              &ch->map);
-    if (rc) {
-        free(ch);
-        return rc;
-    }
+    void *h;
+    int rc =
+        weft__ipc_open(false, NULL, WEFT_IPC_CHANNEL, CH_DATA_OFF + (size_t)cap * (size_t)nrings,
+                       fn, sizeof(weft_channel), offsetof(weft_channel, map), &h);
+    if (rc) return rc;
+    weft_channel *ch = h;
     struct ch_ctl *c = (struct ch_ctl *)(ch->map.base + CH_CTL_OFF);
     c->direction = (uint32_t)o.direction;
     c->cap = cap;
@@ -154,18 +152,15 @@ int weft_channel_attach(const weft_ipc_token *tok, weft_channel **out)
     static const char fn[] = "weft_channel_attach";
     if (out) *out = NULL;
     if (!out) return weft__err(WEFT_EINVAL, "%s: out is NULL", fn);
-    weft_channel *ch = calloc(1, sizeof *ch);
-    if (!ch) return weft__err(WEFT_ENOMEM, "%s: out of memory", fn);
-    int rc = weft__ipc_attach(tok, WEFT_IPC_CHANNEL, fn, &ch->map);
-    if (rc) {
-        free(ch);
-        return rc;
-    }
+    void *h;
+    int rc = weft__ipc_open(true, tok, WEFT_IPC_CHANNEL, 0, fn, sizeof(weft_channel),
+                            offsetof(weft_channel, map), &h);
+    if (rc) return rc;
+    weft_channel *ch = h;
     struct ch_ctl *c = (struct ch_ctl *)(ch->map.base + CH_CTL_OFF);
-    uint64_t cap = c->cap;
     int nrings = c->direction == WEFT_CHANNEL_DUPLEX ? 2 : 1;
-    if (c->direction > WEFT_CHANNEL_TO_OWNER || cap < 4096 || (cap & (cap - 1)) ||
-        CH_DATA_OFF + cap * (uint64_t)nrings != ch->map.size) {
+    if (c->direction > WEFT_CHANNEL_TO_OWNER ||
+        !weft__ring_fits(c->cap, CH_DATA_OFF, (uint64_t)nrings, ch->map.size)) {
         rc = weft__err(WEFT_EINVAL, "%s: malformed channel", fn);
         goto fail;
     }
@@ -188,8 +183,7 @@ int weft_channel_attach(const weft_ipc_token *tok, weft_channel **out)
     *out = ch;
     return 0;
 fail:
-    weft__ipc_unmap(&ch->map);
-    free(ch);
+    weft__ipc_close(ch, offsetof(weft_channel, map));
     return rc;
 }
 
@@ -537,7 +531,6 @@ int weft_channel_destroy(weft_channel *ch)
 {
     if (!ch) return 0;
     weft_channel_close(ch);
-    weft__ipc_unmap(&ch->map);
-    free(ch);
+    weft__ipc_close(ch, offsetof(weft_channel, map));
     return 0;
 }

@@ -118,6 +118,15 @@ int weft__ipc_attach(const weft_ipc_token *tok, weft_ipc_kind kind, const char *
                      weft__ipc_map *m);
 /* Unmaps and, for the owner, closes the fd. */
 void weft__ipc_unmap(weft__ipc_map *m);
+/* The start of an object's create or attach (fn names the call): a zeroed
+ * handle of handle_size bytes whose weft__ipc_map is at map_off, with its
+ * region of `kind` attached from tok (attach) or created with `size` bytes
+ * (the caller lays it out, then calls weft__ipc_publish). 0 and the handle
+ * in *out, or the error with nothing left behind. */
+int weft__ipc_open(bool attach, const weft_ipc_token *tok, weft_ipc_kind kind, size_t size,
+                   const char *fn, size_t handle_size, size_t map_off, void **out);
+/* Undoes weft__ipc_open: unmaps the region, frees the handle. */
+void weft__ipc_close(void *handle, size_t map_off);
 
 /* The start time of the calling process (for liveness checks). */
 uint64_t weft__ipc_self_start(void);
@@ -159,6 +168,13 @@ static inline uint64_t weft__ring_need(size_t len)
 
 /* Rounds a ring capacity option (0 = `def`) to a power of two in
  * [4 KiB, 1 GiB]; returns 0 if out of range. */
+/* An attached region's ring layout is sound: nrings rings of cap bytes (a
+ * power of two, >= 4 KiB) from data_off fill exactly `size` bytes. */
+static inline bool weft__ring_fits(uint64_t cap, uint64_t data_off, uint64_t nrings, size_t size)
+{
+    return cap >= 4096 && !(cap & (cap - 1)) && data_off + cap * nrings == size;
+}
+
 static inline uint64_t weft__ring_capacity(size_t opt, uint64_t def)
 {
     uint64_t c = opt ? (uint64_t)opt : def;

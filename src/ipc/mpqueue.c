@@ -79,13 +79,11 @@ int weft_mpqueue_create(const weft_mpqueue_options *opts, weft_mpqueue **out)
     if (opts) o = *opts;
     uint64_t cap = weft__ring_capacity(o.capacity, Q_DEFAULT_CAP);
     if (!cap) return weft__err(WEFT_EINVAL, "%s: capacity %zu is above 1 GiB", fn, o.capacity);
-    weft_mpqueue *q = calloc(1, sizeof *q);
-    if (!q) return weft__err(WEFT_ENOMEM, "%s: out of memory", fn);
-    int rc = weft__ipc_create(WEFT_IPC_MPQUEUE, Q_DATA_OFF + (size_t)cap, fn, &q->map);
-    if (rc) {
-        free(q);
-        return rc;
-    }
+    void *h;
+    int rc = weft__ipc_open(false, NULL, WEFT_IPC_MPQUEUE, Q_DATA_OFF + (size_t)cap, fn,
+                            sizeof(weft_mpqueue), offsetof(weft_mpqueue, map), &h);
+    if (rc) return rc;
+    weft_mpqueue *q = h;
     pthread_mutexattr_t a;
     int e = pthread_mutexattr_init(&a);
     if (!e) e = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
@@ -95,8 +93,7 @@ int weft_mpqueue_create(const weft_mpqueue_options *opts, weft_mpqueue **out)
     if (e) {
         rc = weft__err(e == ENOMEM ? WEFT_ENOMEM : WEFT_ENOTSUP,
                        "%s: cannot make a robust process-shared mutex: %s", fn, strerror(e));
-        weft__ipc_unmap(&q->map);
-        free(q);
+        weft__ipc_close(q, offsetof(weft_mpqueue, map));
         return rc;
     }
     struct q_state *st = (struct q_state *)(q->map.base + Q_STATE_OFF);
@@ -113,17 +110,14 @@ int weft_mpqueue_attach(const weft_ipc_token *tok, weft_mpqueue **out)
     static const char fn[] = "weft_mpqueue_attach";
     if (out) *out = NULL;
     if (!out) return weft__err(WEFT_EINVAL, "%s: out is NULL", fn);
-    weft_mpqueue *q = calloc(1, sizeof *q);
-    if (!q) return weft__err(WEFT_ENOMEM, "%s: out of memory", fn);
-    int rc = weft__ipc_attach(tok, WEFT_IPC_MPQUEUE, fn, &q->map);
-    if (rc) {
-        free(q);
-        return rc;
-    }
+    void *h;
+    int rc = weft__ipc_open(true, tok, WEFT_IPC_MPQUEUE, 0, fn, sizeof(weft_mpqueue),
+                            offsetof(weft_mpqueue, map), &h);
+    if (rc) return rc;
+    weft_mpqueue *q = h;
     uint64_t cap = ((struct q_state *)(q->map.base + Q_STATE_OFF))->cap;
-    if (cap < 4096 || (cap & (cap - 1)) || Q_DATA_OFF + cap != q->map.size) {
-        weft__ipc_unmap(&q->map);
-        free(q);
+    if (!weft__ring_fits(cap, Q_DATA_OFF, 1, q->map.size)) {
+        weft__ipc_close(q, offsetof(weft_mpqueue, map));
         return weft__err(WEFT_EINVAL, "%s: malformed queue", fn);
     }
     wire(q);
@@ -456,7 +450,6 @@ int weft_mpqueue_close(weft_mpqueue *q)
 int weft_mpqueue_destroy(weft_mpqueue *q)
 {
     if (!q) return 0;
-    weft__ipc_unmap(&q->map);
-    free(q);
+    weft__ipc_close(q, offsetof(weft_mpqueue, map));
     return 0;
 }

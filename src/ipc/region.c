@@ -202,6 +202,15 @@ static int gone(const weft_ipc_token *tok, const char *fn, const char *why)
                      fn, kind_name(tok->kind), (int)tok->pid, (int)tok->fd, why);
 }
 
+/* Another user's or an undumpable owner's fd: /proc does not let us in. */
+static int denied(const char *fn, const char *verb, const char *path)
+{
+    return weft__err(WEFT_EPERM,
+                     "%s: cannot %s %s: %s (the owner is another user or is not dumpable; pass "
+                     "the fd with SCM_RIGHTS and weft_ipc_token_local_fd)",
+                     fn, verb, path, strerror(errno));
+}
+
 int weft__ipc_attach(const weft_ipc_token *tok, weft_ipc_kind kind, const char *fn,
                      weft__ipc_map *m)
 {
@@ -216,11 +225,7 @@ int weft__ipc_attach(const weft_ipc_token *tok, weft_ipc_kind kind, const char *
      * have effects: the fd must be one of weft's memfds. */
     ssize_t n = readlink(path, link, sizeof link - 1);
     if (n < 0) {
-        if (errno == EACCES || errno == EPERM)
-            return weft__err(WEFT_EPERM,
-                             "%s: cannot read %s: %s (the owner is another user or is not "
-                             "dumpable; pass the fd with SCM_RIGHTS and weft_ipc_token_local_fd)",
-                             fn, path, strerror(errno));
+        if (errno == EACCES || errno == EPERM) return denied(fn, "read", path);
         return gone(tok, fn, strerror(errno));
     }
     link[n] = '\0';
@@ -228,11 +233,7 @@ int weft__ipc_attach(const weft_ipc_token *tok, weft_ipc_kind kind, const char *
 
     int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
-        if (errno == EACCES || errno == EPERM)
-            return weft__err(WEFT_EPERM,
-                             "%s: cannot open %s: %s (the owner is another user or is not "
-                             "dumpable; pass the fd with SCM_RIGHTS and weft_ipc_token_local_fd)",
-                             fn, path, strerror(errno));
+        if (errno == EACCES || errno == EPERM) return denied(fn, "open", path);
         if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
             return weft__err(WEFT_ENOMEM, "%s: open %s: %s", fn, path, strerror(errno));
         return gone(tok, fn, strerror(errno));
@@ -360,6 +361,27 @@ static int shm_new(const weft__ipc_map *m, weft_shm **out, const char *fn)
     s->map = *m;
     *out = s;
     return 0;
+}
+
+int weft__ipc_open(bool attach, const weft_ipc_token *tok, weft_ipc_kind kind, size_t size,
+                   const char *fn, size_t handle_size, size_t map_off, void **out)
+{
+    unsigned char *h = calloc(1, handle_size);
+    if (!h) return weft__err(WEFT_ENOMEM, "%s: out of memory", fn);
+    weft__ipc_map *m = (weft__ipc_map *)(h + map_off);
+    int rc = attach ? weft__ipc_attach(tok, kind, fn, m) : weft__ipc_create(kind, size, fn, m);
+    if (rc) {
+        free(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+void weft__ipc_close(void *handle, size_t map_off)
+{
+    weft__ipc_unmap((weft__ipc_map *)((unsigned char *)handle + map_off));
+    free(handle);
 }
 
 int weft_shm_create(size_t size, weft_shm **out)

@@ -742,14 +742,8 @@ int weft_proc_read(weft_proc *p, int stream, void *buf, size_t cap, double timeo
 /* Copies buf[off..off+n) into s->line with a NUL and consumes it. */
 static int hand_line(weft__pstream *s, size_t n, const char **line, size_t *len)
 {
-    if (s->line_cap < n + 1) {
-        size_t cap = s->line_cap ? s->line_cap : 128;
-        while (cap < n + 1) cap *= 2;
-        char *l = realloc(s->line, cap);
-        if (!l) return weft__err(WEFT_ENOMEM, "weft_proc_read_line: out of memory");
-        s->line = l;
-        s->line_cap = cap;
-    }
+    if (weft__grow(&s->line, &s->line_cap, n + 1, 1, 128))
+        return weft__err(WEFT_ENOMEM, "weft_proc_read_line: out of memory");
     memcpy(s->line, s->buf + s->off, n);
     s->line[n] = '\0';
     s->off += n;

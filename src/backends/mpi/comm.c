@@ -6,6 +6,7 @@
 #ifdef WEFT_HAVE_MPI
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backends/mpi/wire.h"
 
@@ -47,8 +48,39 @@ int weft__mpi_send_big(const void *p, size_t len, int dest, int tag)
     return 0;
 }
 
+int weft__mpi_send_msg(const void *p, size_t len, int dest, int tag)
+{
+    return weft__mpi_send_big(p, len, dest, tag);
+}
+
+/* ---- receiving, and what a receiver without memory does ---- */
+
+static unsigned char *scratch; /* PIECE bytes: messages nobody can hold */
+
+int weft__mpi_scratch_alloc(void)
+{
+    if (!scratch) scratch = malloc(PIECE);
+    return scratch ? 0 : -1;
+}
+
+void weft__mpi_scratch_free(void)
+{
+    free(scratch);
+    scratch = NULL;
+}
+
+void weft__mpi_drain(int src, int tag, uint32_t k)
+{
+    for (uint32_t i = 0; i < k; i++)
+        MPI_Recv(scratch, (int)PIECE, MPI_BYTE, src, tag, weft__mpi_comm, MPI_STATUS_IGNORE);
+}
+
 int weft__mpi_recv_big(void *p, size_t len, int src, int tag)
 {
+    if (!p) {
+        weft__mpi_drain(src, tag, pieces(len));
+        return 0;
+    }
     char *c = p;
     do {
         size_t k = len > PIECE ? PIECE : len;
@@ -58,6 +90,33 @@ int weft__mpi_recv_big(void *p, size_t len, int src, int tag)
         c += k;
         len -= k;
     } while (len);
+    return 0;
+}
+
+int weft__mpi_recv_msg(MPI_Message *m, int count, int src, int tag, unsigned char **buf,
+                       size_t *cap, w_hdr *h, int site)
+{
+    size_t first = (size_t)count;
+    if ((site >= 0 && weft__mpi_fault((weft__mpi_fault_site)site)) ||
+        weft__grow_bytes(buf, cap, first + 8, 65536)) {
+        /* not even the first piece: the scratch takes it, the header tells
+         * how many messages follow */
+        MPI_Mrecv(scratch, count, MPI_BYTE, m, MPI_STATUS_IGNORE);
+        memset(h, 0, sizeof *h);
+        memcpy(h, scratch, first < sizeof *h ? first : sizeof *h);
+        weft__mpi_drain(src, tag, h->follow);
+        return -1;
+    }
+    MPI_Mrecv(*buf, count, MPI_BYTE, m, MPI_STATUS_IGNORE);
+    memset(h, 0, sizeof *h);
+    memcpy(h, *buf, first < sizeof *h ? first : sizeof *h);
+    if (h->total <= first) return 0;
+    /* the rest of its pieces */
+    if (weft__grow_bytes(buf, cap, h->total + 8, 65536)) {
+        weft__mpi_drain(src, tag, h->follow);
+        return -1;
+    }
+    weft__mpi_recv_big(*buf + first, h->total - first, src, tag);
     return 0;
 }
 

@@ -28,6 +28,11 @@
  * complete. Big outputs are received into a weft__out_alloc block that the
  * future or map entry keeps (no copy).
  *
+ * Out of memory: a batch that cannot be packed fails its items; an
+ * answer or a big output rank 0 cannot hold is still received, into the
+ * scratch buffer, and dropped (wire.h), and the items concerned fail with
+ * WEFT_ENOMEM. The dispatcher goes on; nothing aborts or prints.
+ *
  * Cancel: a future still in the deques can be cancelled; once taken it is
  * started (RUNNING) before it is sent, so weft_future_cancel says EBUSY.
  */
@@ -48,6 +53,7 @@
 #define DEPTH_LONG 2
 #define LONG_ITEM_NS 500000.0
 #define IDLE_SPIN_NS 50000
+#define PACK_OOM "out of memory packing the batch for the worker rank"
 
 typedef struct big {
     const void *p;
@@ -62,7 +68,8 @@ typedef struct batch {
     weft_future **fs;
     size_t fs_cap;
     MPI_Request *reqs;
-    int nreq, req_cap;
+    int nreq;
+    size_t req_cap;
     unsigned char *buf;
     size_t cap;
     big *bigs;
@@ -103,18 +110,6 @@ static _Atomic uint32_t next_exec_no;
 
 /* ---- small helpers ---- */
 
-static int grow_bytes(unsigned char **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 4096;
-    while (c < need) c *= 2;
-    unsigned char *p = realloc(*buf, c);
-    if (!p) return -1;
-    *buf = p;
-    *cap = c;
-    return 0;
-}
-
 static const char *name_of(struct weft__mpi_exec *M, weft_task_fn fn)
 {
     for (int i = 0; i < 8; i++)
@@ -134,9 +129,12 @@ static void sleep_ns(long ns)
     nanosleep(&ts, NULL);
 }
 
-/* Waits for one reply of `type` on M's tag from any rank; returns the
- * header (in M->rbuf). Polls without holding the lock for long. */
-static const w_hdr *wait_reply(struct weft__mpi_exec *M, uint32_t type)
+/* Waits for one reply of `type` on M's tag from any rank: its header in
+ * *h and, if msg is not NULL, its message (heap, or NULL) in *msg. A reply
+ * rank 0 has no room for still comes with its header (from the scratch
+ * buffer); only its message is lost. Polls without holding the lock for
+ * long. */
+static void wait_reply(struct weft__mpi_exec *M, uint32_t type, w_hdr *h, char **msg)
 {
     uint64_t t0 = weft__now_ns();
     for (;;) {
@@ -148,19 +146,15 @@ static const w_hdr *wait_reply(struct weft__mpi_exec *M, uint32_t type)
         if (flag) {
             int count = 0;
             MPI_Get_count(&st, MPI_BYTE, &count);
-            if (grow_bytes(&M->rbuf, &M->rcap, (size_t)count + 8)) {
-                /* cannot hold it: receive into a scratch and fail the reply */
-                unsigned char *tmp = malloc((size_t)count);
-                MPI_Mrecv(tmp, count, MPI_BYTE, &m, MPI_STATUS_IGNORE);
-                free(tmp);
-                pthread_mutex_unlock(&weft__mpi_mu);
-                continue;
-            }
-            MPI_Mrecv(M->rbuf, count, MPI_BYTE, &m, MPI_STATUS_IGNORE);
+            int rc =
+                weft__mpi_recv_msg(&m, count, st.MPI_SOURCE, M->tag, &M->rbuf, &M->rcap, h, -1);
             pthread_mutex_unlock(&weft__mpi_mu);
-            const w_hdr *h = (const w_hdr *)M->rbuf;
-            if (h->type == type) return h;
-            continue;
+            if (h->type != type) continue;
+            if (msg)
+                *msg = rc == 0 && h->msg_len
+                           ? strndup((const char *)M->rbuf + sizeof *h, h->msg_len)
+                           : NULL;
+            return;
         }
         pthread_mutex_unlock(&weft__mpi_mu);
         uint64_t d = weft__now_ns() - t0;
@@ -197,12 +191,6 @@ int weft__mpi_exec_open(weft_executor *ex, char **msg)
     *msg = NULL;
     weft__mpi_params p;
     weft__exec_mpi_params(ex, &p);
-    if (p.initializer && !weft_task_name(p.initializer))
-        return weft__err(WEFT_ENOTREG, "weft_executor_create: the initializer is not registered; "
-                                       "the mpi backend finds functions by name");
-    if (p.finalizer && !weft_task_name(p.finalizer))
-        return weft__err(WEFT_ENOTREG, "weft_executor_create: the finalizer is not registered; "
-                                       "the mpi backend finds functions by name");
     struct weft__mpi_exec *M = calloc(1, sizeof *M);
     if (!M || !(M->rq = calloc((size_t)p.ranks, sizeof *M->rq))) {
         free(M);
@@ -239,18 +227,23 @@ int weft__mpi_exec_open(weft_executor *ex, char **msg)
     it->len = p.init_len;
     q += sizeof *it;
     if (p.init_len) memcpy(q, p.init_in, p.init_len);
+    h->total = len;
+    h->follow = pieces(len) - 1;
     pthread_mutex_lock(&weft__mpi_mu);
-    for (int r = 1; r <= p.ranks; r++)
-        MPI_Send(buf, (int)len, MPI_BYTE, r, TAG_CMD, weft__mpi_comm);
+    for (int r = 1; r <= p.ranks; r++) weft__mpi_send_msg(buf, len, r, TAG_CMD);
     pthread_mutex_unlock(&weft__mpi_mu);
     free(buf);
 
     int err = 0;
     for (int k = 0; k < p.ranks; k++) {
-        const w_hdr *rh = wait_reply(M, MSG_OPENED);
-        if (rh->err && !err) {
-            err = rh->err;
-            *msg = strndup((const char *)rh + sizeof *rh, rh->msg_len);
+        w_hdr rh;
+        char *m = NULL;
+        wait_reply(M, MSG_OPENED, &rh, err ? NULL : &m);
+        if (rh.err && !err) {
+            err = rh.err;
+            *msg = m;
+        } else {
+            free(m);
         }
     }
     return err;
@@ -273,11 +266,15 @@ void weft__mpi_exec_close(weft_executor *ex)
     memset(&h, 0, sizeof h);
     h.type = MSG_CLOSE;
     h.exec = M->no;
+    h.total = sizeof h;
     pthread_mutex_lock(&weft__mpi_mu);
     for (int r = 1; r <= M->p.ranks; r++)
         MPI_Send(&h, (int)sizeof h, MPI_BYTE, r, TAG_CMD, weft__mpi_comm);
     pthread_mutex_unlock(&weft__mpi_mu);
-    for (int k = 0; k < M->p.ranks; k++) wait_reply(M, MSG_CLOSED);
+    for (int k = 0; k < M->p.ranks; k++) {
+        w_hdr rh;
+        wait_reply(M, MSG_CLOSED, &rh, NULL);
+    }
     while (M->free_batches) {
         batch *b = M->free_batches;
         M->free_batches = b->next;
@@ -316,7 +313,8 @@ static void batch_put(struct weft__mpi_exec *M, batch *b)
     M->free_batches = b;
 }
 
-/* Packs items[0..n) into b->buf; big inputs are noted in b->bigs. */
+/* Packs items[0..n) into b->buf; big inputs are noted in b->bigs. 0, or
+ * -1 when out of memory. */
 static int pack(struct weft__mpi_exec *M, batch *b, const weft__ritem *items, size_t n,
                 bool stop_on_error)
 {
@@ -338,7 +336,7 @@ static int pack(struct weft__mpi_exec *M, batch *b, const weft__ritem *items, si
         len += sizeof(w_item);
         if (items[i].len < BIG) len += pad8(items[i].len);
     }
-    if (grow_bytes(&b->buf, &b->cap, len)) return -1;
+    if (weft__grow_bytes(&b->buf, &b->cap, len, 4096)) return -1;
     w_hdr *h = (w_hdr *)b->buf;
     memset(h, 0, sizeof *h);
     h->type = MSG_BATCH;
@@ -369,13 +367,7 @@ static int pack(struct weft__mpi_exec *M, batch *b, const weft__ritem *items, si
         q += sizeof *it;
         if (r->len >= BIG) {
             it->flags = IF_BIG;
-            if (b->nbig == b->big_cap) {
-                size_t c = b->big_cap ? b->big_cap * 2 : 8;
-                big *nb = realloc(b->bigs, c * sizeof *nb);
-                if (!nb) return -1;
-                b->bigs = nb;
-                b->big_cap = c;
-            }
+            if (weft__grow(&b->bigs, &b->big_cap, b->nbig + 1, sizeof *b->bigs, 8)) return -1;
             b->bigs[b->nbig++] = (big){r->in, r->len};
         } else if (r->len) {
             memcpy(q, r->in, r->len);
@@ -385,33 +377,34 @@ static int pack(struct weft__mpi_exec *M, batch *b, const weft__ritem *items, si
         }
     }
     b->n = n;
-    /* requests: the batch, and one per PIECE of each big input */
-    int nreq = 1;
-    for (size_t i = 0; i < b->nbig; i++) nreq += (int)((b->bigs[i].len + PIECE - 1) / PIECE);
-    if (nreq > b->req_cap) {
-        MPI_Request *r = realloc(b->reqs, (size_t)nreq * sizeof *r);
-        if (!r) return -1;
-        b->reqs = r;
-        b->req_cap = nreq;
-    }
-    return (int)(q - b->buf);
+    /* requests: one per PIECE of the batch and of each big input */
+    size_t total = (size_t)(q - b->buf);
+    size_t nreq = pieces(total);
+    for (size_t i = 0; i < b->nbig; i++) nreq += pieces(b->bigs[i].len);
+    if (nreq > INT32_MAX || weft__grow(&b->reqs, &b->req_cap, nreq, sizeof *b->reqs, 4)) return -1;
+    h->total = total;
+    h->follow = (uint32_t)nreq - 1;
+    return 0;
 }
 
-static void post(struct weft__mpi_exec *M, batch *b, int rank, int len)
+/* Posts the sends of len bytes at p, in pieces (wire.h). */
+static void isend_pieces(batch *b, const void *p, size_t len, int rank)
+{
+    const char *c = p;
+    do {
+        size_t k = len > PIECE ? PIECE : len;
+        MPI_Isend(c, (int)k, MPI_BYTE, rank, TAG_CMD, weft__mpi_comm, &b->reqs[b->nreq++]);
+        c += k;
+        len -= k;
+    } while (len);
+}
+
+static void post(struct weft__mpi_exec *M, batch *b, int rank)
 {
     pthread_mutex_lock(&weft__mpi_mu);
-    MPI_Isend(b->buf, len, MPI_BYTE, rank, TAG_CMD, weft__mpi_comm, &b->reqs[0]);
-    b->nreq = 1;
-    for (size_t i = 0; i < b->nbig; i++) {
-        const char *p = b->bigs[i].p;
-        size_t left = b->bigs[i].len;
-        do {
-            size_t k = left > PIECE ? PIECE : left;
-            MPI_Isend(p, (int)k, MPI_BYTE, rank, TAG_CMD, weft__mpi_comm, &b->reqs[b->nreq++]);
-            p += k;
-            left -= k;
-        } while (left);
-    }
+    b->nreq = 0;
+    isend_pieces(b, b->buf, ((const w_hdr *)b->buf)->total, rank);
+    for (size_t i = 0; i < b->nbig; i++) isend_pieces(b, b->bigs[i].p, b->bigs[i].len, rank);
     pthread_mutex_unlock(&weft__mpi_mu);
     b->sent_ns = weft__now_ns();
     rankq *q = &M->rq[rank - 1];
@@ -424,20 +417,19 @@ static void post(struct weft__mpi_exec *M, batch *b, int rank, int len)
     M->inflight++;
 }
 
-/* Fails every item of an unsendable batch (out of memory). */
-static void fail_items(struct weft__mpi_exec *M, batch *b, size_t n, int lane)
+/* Hands item i's result to its map chunk or future. */
+static void deliver(struct weft__mpi_exec *M, batch *b, size_t i, int lane, const weft__rres *r)
 {
-    weft__rres r;
-    memset(&r, 0, sizeof r);
-    r.err = WEFT_ENOMEM;
-    r.msg = "out of memory packing the batch for the worker rank";
-    r.t0 = r.t1 = weft__now_ns();
-    for (size_t i = 0; i < n; i++) {
-        if (b->chunk)
-            weft__map_chunk_item(b->chunk, i, &r);
-        else
-            weft__exec_complete_remote(M->ex, lane, b->fs[i], &r);
-    }
+    if (b->chunk)
+        weft__map_chunk_item(b->chunk, i, r);
+    else
+        weft__exec_complete_remote(M->ex, lane, b->fs[i], r);
+}
+
+/* Every item of b has its result: closes the chunk or counts the futures
+ * finished, puts b back. */
+static void batch_done(struct weft__mpi_exec *M, batch *b, size_t n, int lane)
+{
     if (b->chunk) {
         weft__map_chunk_close(b->chunk, lane);
         weft__exec_finished(M->ex, 1);
@@ -445,6 +437,20 @@ static void fail_items(struct weft__mpi_exec *M, batch *b, size_t n, int lane)
         weft__exec_finished(M->ex, (int64_t)n);
     }
     batch_put(M, b);
+}
+
+/* Fails the n items of batch b with err and msg (out of memory: the batch
+ * could not be sent, or its answer not held) and puts b back. */
+static void fail_items(struct weft__mpi_exec *M, batch *b, size_t n, int lane, int err,
+                       const char *msg)
+{
+    weft__rres r;
+    memset(&r, 0, sizeof r);
+    r.err = err;
+    r.msg = msg;
+    r.t0 = r.t1 = weft__now_ns();
+    for (size_t i = 0; i < n; i++) deliver(M, b, i, lane, &r);
+    batch_done(M, b, n, lane);
 }
 
 static int batch_max(const struct weft__mpi_exec *M)
@@ -477,13 +483,13 @@ static bool send_next(struct weft__mpi_exec *M, int rank)
             weft__exec_finished(ex, 1);
             return true;
         }
-        int len = pack(M, b, items, n, soe);
+        int rc = pack(M, b, items, n, soe);
         free(items);
-        if (len < 0) {
-            fail_items(M, b, n, lane);
+        if (rc) {
+            fail_items(M, b, n, lane, WEFT_ENOMEM, PACK_OOM);
             return true;
         }
-        post(M, b, rank, len);
+        post(M, b, rank);
         return true;
     }
     int max = batch_max(M);
@@ -528,12 +534,11 @@ static bool send_next(struct weft__mpi_exec *M, int rank)
         batch_put(M, b);
         return true;
     }
-    int len = pack(M, b, M->items, n, false);
-    if (len < 0) {
-        fail_items(M, b, n, lane);
+    if (pack(M, b, M->items, n, false)) {
+        fail_items(M, b, n, lane, WEFT_ENOMEM, PACK_OOM);
         return true;
     }
-    post(M, b, rank, len);
+    post(M, b, rank);
     return true;
 }
 
@@ -558,6 +563,31 @@ static int pick_rank(struct weft__mpi_exec *M)
 
 /* ---- receiving ---- */
 
+/* Receives the big outputs that follow a held answer (records at p), in
+ * item order: into blocks[i] (a block rank 0 cannot allocate is left NULL
+ * and its output dropped), or all dropped when blocks is NULL. */
+static void recv_outputs(struct weft__mpi_exec *M, const unsigned char *p, size_t n, int src,
+                         void **blocks)
+{
+    for (size_t i = 0; i < n; i++) {
+        const w_res *r = (const w_res *)p;
+        p += sizeof *r;
+        void *blk = NULL;
+        if (r->flags & IF_BIG) {
+            if (blocks && !weft__mpi_fault(WEFT__MPI_FAULT_OUTPUT))
+                blk = weft__out_alloc(r->out_len);
+            weft__mpi_recv_big(blk, r->out_len, src, M->tag); /* NULL: dropped */
+        } else {
+            p += pad8(r->out_len);
+        }
+        p += pad8(r->msg_len);
+        if (blocks) blocks[i] = blk;
+    }
+}
+
+/* Receives one answer, if one is there, and completes its batch. Every
+ * message that belongs to the answer is received even when rank 0 has no
+ * room for it (wire.h): then the batch's items fail with WEFT_ENOMEM. */
 static bool poll_one(struct weft__mpi_exec *M)
 {
     int flag = 0;
@@ -571,58 +601,38 @@ static bool poll_one(struct weft__mpi_exec *M)
     }
     int count = 0;
     MPI_Get_count(&st, MPI_BYTE, &count);
-    if (grow_bytes(&M->rbuf, &M->rcap, (size_t)count + 8)) {
-        pthread_mutex_unlock(&weft__mpi_mu);
-        fprintf(stderr, "weft: rank 0 is out of memory receiving results\n");
-        MPI_Abort(weft__mpi_comm, 1);
-        return false;
-    }
-    MPI_Mrecv(M->rbuf, count, MPI_BYTE, &m, MPI_STATUS_IGNORE);
-    const w_hdr *h = (const w_hdr *)M->rbuf;
     int src = st.MPI_SOURCE;
+    w_hdr h;
+    bool held = weft__mpi_recv_msg(&m, count, src, M->tag, &M->rbuf, &M->rcap, &h,
+                                   WEFT__MPI_FAULT_RESULT) == 0;
     rankq *q = &M->rq[src - 1];
     batch *b = q->head;
-    size_t n = h->n;
-    if (h->type != MSG_RESULT || !b || b->id != h->batch || n != b->n) {
+    size_t n = h.n;
+    bool failed = (h.flags & RF_FAILED) != 0;
+    if (h.type != MSG_RESULT || !b || b->id != h.batch || (!failed && n != b->n)) {
+        /* cannot happen (a rank answers its batches in order): dropped,
+         * with what follows it */
+        if (held) weft__mpi_drain(src, M->tag, h.follow - (pieces(h.total) - 1));
         pthread_mutex_unlock(&weft__mpi_mu);
-        fprintf(stderr, "weft: unexpected message from rank %d (type %u, batch %u)\n", src, h->type,
-                h->batch);
         return true;
     }
-    if (n > M->blocks_cap) {
-        void **bl = realloc(M->blocks, n * sizeof *bl);
-        if (!bl) {
-            pthread_mutex_unlock(&weft__mpi_mu);
-            MPI_Abort(weft__mpi_comm, 1);
-            return false;
-        }
-        M->blocks = bl;
-        M->blocks_cap = n;
-    }
-    /* the big outputs follow the answer, in item order */
-    const unsigned char *p = M->rbuf + sizeof *h;
-    for (size_t i = 0; i < n; i++) {
-        const w_res *r = (const w_res *)p;
-        p += sizeof *r;
-        M->blocks[i] = NULL;
-        if (r->flags & IF_BIG) {
-            M->blocks[i] = weft__out_alloc(r->out_len);
-            if (M->blocks[i]) {
-                weft__mpi_recv_big(M->blocks[i], r->out_len, src, M->tag);
-            } else { /* drain it, the item fails */
-                size_t left = r->out_len;
-                char *tmp = malloc(left < PIECE ? left : PIECE);
-                while (left) {
-                    size_t k = left < PIECE ? left : PIECE;
-                    MPI_Recv(tmp, (int)k, MPI_BYTE, src, M->tag, weft__mpi_comm, MPI_STATUS_IGNORE);
-                    left -= k;
-                }
-                free(tmp);
-            }
-        } else {
-            p += pad8(r->out_len);
-        }
-        p += pad8(r->msg_len);
+    const unsigned char *p = M->rbuf + sizeof h;
+    char why[256];
+    int err = 0;
+    if (!held) {
+        err = WEFT_ENOMEM;
+        snprintf(why, sizeof why,
+                 "rank 0 is out of memory for the answer of the batch (%llu bytes from rank %d)",
+                 (unsigned long long)h.total, src);
+    } else if (failed) {
+        err = h.err < 0 ? h.err : WEFT_ENOMEM;
+        snprintf(why, sizeof why, "%.*s", (int)h.msg_len, (const char *)p);
+    } else if (weft__grow(&M->blocks, &M->blocks_cap, n, sizeof *M->blocks, 64)) {
+        recv_outputs(M, p, n, src, NULL);
+        err = WEFT_ENOMEM;
+        snprintf(why, sizeof why, "rank 0 is out of memory for the outputs of the batch");
+    } else {
+        recv_outputs(M, p, n, src, M->blocks);
     }
     MPI_Waitall(b->nreq, b->reqs, MPI_STATUSES_IGNORE);
     pthread_mutex_unlock(&weft__mpi_mu);
@@ -631,12 +641,15 @@ static bool poll_one(struct weft__mpi_exec *M)
     if (!q->head) q->tail = NULL;
     q->n--;
     M->inflight--;
+    int lane = src - 1;
+    if (err) {
+        fail_items(M, b, b->n, lane, err, why);
+        return true;
+    }
 
     uint64_t now = weft__now_ns();
     bool same = weft__mpi_same_host && weft__mpi_same_host[src];
-    int lane = src - 1;
     double busy = 0;
-    p = M->rbuf + sizeof *h;
     for (size_t i = 0; i < n; i++) {
         const w_res *r = (const w_res *)p;
         p += sizeof *r;
@@ -658,34 +671,27 @@ static bool poll_one(struct weft__mpi_exec *M)
             p += pad8(r->out_len);
         }
         res.msg = NULL;
-        char *msg = NULL;
-        if (r->msg_len) {
+        char *msg = NULL, oom[96];
+        if ((r->flags & IF_BIG) && !res.out) {
+            snprintf(oom, sizeof oom, "rank 0 cannot allocate %llu bytes for the task's output",
+                     (unsigned long long)r->out_len);
+            res.msg = oom;
+        } else if (r->msg_len) {
             msg = strndup((const char *)p, r->msg_len);
             res.msg = msg ? msg : "(message lost: out of memory)";
-            p += pad8(r->msg_len);
-        } else if (res.err == WEFT_ENOMEM && !res.out_len && (r->flags & IF_BIG)) {
-            res.msg = "out of memory on rank 0 for the item's output";
         }
+        p += pad8(r->msg_len);
         busy += (double)(r->t1 - r->t0);
         res.t0 = same ? r->t0 : b->sent_ns;
         res.t1 = same ? r->t1 : now;
-        if (b->chunk)
-            weft__map_chunk_item(b->chunk, i, &res);
-        else
-            weft__exec_complete_remote(M->ex, lane, b->fs[i], &res);
+        deliver(M, b, i, lane, &res);
         if (M->blocks[i]) weft__out_free(M->blocks[i]); /* not kept */
         free(msg);
     }
     double per = busy / (double)(n ? n : 1);
     if (per < 1) per = 1;
     M->item_ns = M->item_ns > 0 ? 0.7 * M->item_ns + 0.3 * per : per;
-    if (b->chunk) {
-        weft__map_chunk_close(b->chunk, lane);
-        weft__exec_finished(M->ex, 1);
-    } else {
-        weft__exec_finished(M->ex, (int64_t)n);
-    }
-    batch_put(M, b);
+    batch_done(M, b, n, lane);
     return true;
 }
 

@@ -19,7 +19,6 @@
 #ifdef WEFT_HAVE_MPI
 #include <errno.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,16 +30,13 @@ static bool we_initialized; /* weft called MPI_Init_thread (so it finalizes) */
 static bool finalized;
 static int thread_level;
 
+/* weft_finalize at exit. With executors alive it cannot stop the workers
+ * (their dispatchers may be in the middle of a batch): MPI stays
+ * unfinalized and mpirun says so; weft itself prints nothing. */
 static void at_exit(void)
 {
     if (weft__mpi_rank != 0 || finalized) return;
-    if (atomic_load(&weft__mpi_live) > 0) {
-        fprintf(stderr,
-                "weft: the program exits with %d mpi executor(s) alive: MPI is not finalized "
-                "and mpirun will report it (destroy them before returning from main)\n",
-                atomic_load(&weft__mpi_live));
-        return;
-    }
+    if (atomic_load(&weft__mpi_live) > 0) return;
     weft__mpi_finalize();
 }
 
@@ -74,12 +70,15 @@ int weft__mpi_init(int *argc, char ***argv)
             weft__mpi_same_host[r] = memcmp(all + (size_t)r * sizeof host, host, sizeof host) == 0;
         free(all);
     }
+    /* the buffer that takes the messages no one has room for (wire.h); a
+     * rank without even this much memory fails weft_init */
+    if (weft__mpi_scratch_alloc())
+        return weft__err(WEFT_ENOMEM,
+                         "weft_init: rank %d cannot allocate the mpi backend's "
+                         "%u bytes scratch buffer",
+                         weft__mpi_rank, PIECE);
     inited = true;
-    if (provided < MPI_THREAD_SERIALIZED && weft__mpi_rank == 0)
-        fprintf(stderr,
-                "weft: MPI gives thread level %d, below MPI_THREAD_SERIALIZED: the mpi "
-                "backend is off\n",
-                provided);
+    /* below SERIALIZED the backend is off: weft_executor_create says why */
     thread_level = provided;
     if (weft__mpi_rank != 0) weft__mpi_worker_loop(); /* never returns */
     atexit(at_exit);
@@ -158,6 +157,7 @@ int weft__mpi_finalize(void)
     pthread_mutex_unlock(&weft__mpi_mu);
     free(weft__mpi_same_host);
     weft__mpi_same_host = NULL;
+    weft__mpi_scratch_free();
     return 0;
 }
 

@@ -86,4 +86,22 @@ void weft__mpi_dispatch(weft_executor *ex);
 /* Closes the executor on the worker ranks (runs the finalizer), frees. */
 void weft__mpi_exec_close(weft_executor *ex);
 
+/* ---- fault injection (tests only) ---- */
+
+/* The allocations of the mpi backend a test can make fail. */
+typedef enum weft__mpi_fault_site {
+    WEFT__MPI_FAULT_RESULT = 0, /* rank 0: room for a batch's answer */
+    WEFT__MPI_FAULT_OUTPUT,     /* rank 0: the block of one big output */
+    WEFT__MPI_FAULT_COMMAND,    /* worker rank: room for a command */
+    WEFT__MPI_FAULT_INPUT,      /* worker rank: the block of one big input */
+    WEFT__MPI_FAULT_ANSWER,     /* worker rank: room for a batch's answer */
+    WEFT__MPI_FAULT_SITES
+} weft__mpi_fault_site;
+/* In this process: after `skip` more allocations at `site` succeed, the
+ * next `count` fail as if memory had run out. A test arms a worker rank by
+ * calling it from a task that runs there. */
+void weft__mpi_fault_arm(weft__mpi_fault_site site, int skip, int count);
+/* True when the next allocation at `site` is to fail (counts it). */
+bool weft__mpi_fault(weft__mpi_fault_site site);
+
 #endif

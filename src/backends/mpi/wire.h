@@ -13,7 +13,20 @@
  *   worker -> rank 0, tag res_tag(executor number):
  *     OPENED / CLOSED  hdr (err, message)
  *     RESULT hdr, n records (+ inline outputs, messages); each output of BIG
- *            bytes or more follows as its own message, in item order
+ *            bytes or more follows as its own message, in item order.
+ *            With RF_FAILED: hdr (err, message) only, no records: the
+ *            worker could not run or answer the batch (out of memory), every
+ *            item fails with err.
+ *
+ * Every MPI message is at most PIECE bytes: a longer command, answer or
+ * payload travels as consecutive pieces. The header (always whole in the
+ * first piece) says the command's length (`total`) and how many messages
+ * follow it (`follow`: its other pieces and every piece of its big
+ * payloads). So a receiver that cannot allocate room for a command or a
+ * payload still receives every message that belongs to it, into a PIECE
+ * scratch buffer (weft__mpi_drain), and the pairing of messages stays
+ * right: it fails the items concerned with WEFT_ENOMEM and goes on
+ * (docs/mpi.md, "Out of memory").
  *
  * A batch from rank 0 and its big inputs are sent under mpi_mu in one go,
  * so two executors' messages to the same worker never interleave. Every
@@ -31,7 +44,7 @@
 #define TAG_RES0 100
 #define TAG_RES_SPAN 20000
 #define BIG (64u << 10)  /* payloads this large travel as their own message */
-#define PIECE (1u << 30) /* messages are at most this many bytes (int counts) */
+#define PIECE (1u << 20) /* messages are at most this many bytes (see above) */
 
 enum {
     MSG_OPEN = 1,
@@ -45,6 +58,7 @@ enum {
 
 enum {
     BF_STOP_ON_ERROR = 1, /* batch: cancel the rest after a failed item */
+    RF_FAILED = 2,        /* result: the whole batch failed with hdr.err */
     IF_BIG = 1,           /* item / record: the payload is its own message */
 };
 
@@ -60,6 +74,9 @@ typedef struct w_hdr {
     uint64_t seed;
     int32_t threads; /* OPEN: hybrid threads per rank */
     int32_t rank;    /* replies: the sender */
+    uint64_t total;  /* bytes of this command or answer (all its pieces) */
+    uint32_t follow; /* messages after the first that belong to it */
+    uint32_t pad;
 } w_hdr;
 
 typedef struct w_item {
@@ -83,6 +100,12 @@ static inline size_t pad8(size_t x)
     return (x + 7) & ~(size_t)7;
 }
 
+/* Messages a payload of len bytes takes (at least one). */
+static inline uint32_t pieces(size_t len)
+{
+    return len ? (uint32_t)((len + PIECE - 1) / PIECE) : 1;
+}
+
 static inline int res_tag(uint32_t exec)
 {
     return TAG_RES0 + (int)(exec % TAG_RES_SPAN);
@@ -97,9 +120,26 @@ extern pthread_mutex_t weft__mpi_mu;
 extern bool *weft__mpi_same_host;
 extern _Atomic int weft__mpi_live; /* open executors on rank 0 */
 
-/* Sends / receives len bytes as one or more messages of at most PIECE. */
+/* Sends / receives len bytes as pieces(len) messages of at most PIECE.
+ * recv_big with p NULL receives them into the scratch (drops them). */
 int weft__mpi_send_big(const void *p, size_t len, int dest, int tag);
 int weft__mpi_recv_big(void *p, size_t len, int src, int tag);
+/* Receives and drops k messages of at most PIECE bytes from src. */
+void weft__mpi_drain(int src, int tag, uint32_t k);
+/* Receives the command or answer whose first piece is the matched message
+ * m (count bytes) into *buf (grown as needed, capacity *cap): 0, with the
+ * whole of it in *buf and its header in *h. -1 if it could not be held (out
+ * of memory, or the fault hook `site`): then *h is its header and every
+ * message that belongs to it (h->follow) has been received and dropped.
+ * `site` < 0: no fault hook. The caller holds the right to make MPI calls
+ * (mpi_mu on rank 0). */
+int weft__mpi_recv_msg(MPI_Message *m, int count, int src, int tag, unsigned char **buf,
+                       size_t *cap, w_hdr *h, int site);
+/* Sends the len bytes at p (a command or answer) as pieces(len) messages. */
+int weft__mpi_send_msg(const void *p, size_t len, int dest, int tag);
+/* The PIECE bytes scratch buffer (allocated by weft__mpi_init). */
+int weft__mpi_scratch_alloc(void);
+void weft__mpi_scratch_free(void);
 /* Worker ranks: the loop (worker.c). */
 void weft__mpi_worker_loop(void) __attribute__((noreturn));
 

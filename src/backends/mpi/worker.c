@@ -12,6 +12,11 @@
  * batch's items run in parallel (weft_map over the item numbers). The
  * worker id a task sees is rank - 1 in both modes.
  *
+ * Out of memory: nothing aborts. A command or big input the rank cannot
+ * hold is received into the scratch buffer and dropped (wire.h); the items
+ * concerned fail with WEFT_ENOMEM, a whole batch through a header-only
+ * RF_FAILED answer that needs no allocation (reply()).
+ *
  * A task that crashes the rank (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT)
  * is named on stderr by an async-signal-safe handler before the default
  * action ends the process; mpirun then aborts the whole job (Open MPI's
@@ -120,27 +125,6 @@ static void crash_note(int sig, int err)
 
 /* ---- helpers ---- */
 
-static int grow(unsigned char **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 65536;
-    while (c < need) c *= 2;
-    unsigned char *p = realloc(*buf, c);
-    if (!p) return -1;
-    *buf = p;
-    *cap = c;
-    return 0;
-}
-
-static void die_oom(void)
-{
-    static const char m[] = "weft: a worker rank is out of memory; aborting the job\n";
-    ssize_t unused = write(2, m, sizeof m - 1);
-    (void)unused;
-    MPI_Abort(weft__mpi_comm, 1);
-    _exit(1);
-}
-
 static void wait_cmd(MPI_Message *m, MPI_Status *st)
 {
     uint64_t t0 = 0;
@@ -202,19 +186,55 @@ static wexec *find_exec(uint32_t no)
     return NULL;
 }
 
-static void reply(int tag, uint32_t type, uint32_t no, int err, const char *msg)
+/* Sends rank 0 a header-only answer (OPENED, CLOSED, or a RESULT with
+ * RF_FAILED) with err and a message of at most 511 bytes. Needs no memory:
+ * what a rank out of memory still can say. */
+static void reply(int tag, uint32_t type, const w_hdr *cmd, uint32_t flags, int err,
+                  const char *msg)
 {
-    size_t ml = msg ? strlen(msg) : 0;
-    if (grow(&sbuf, &scap, sizeof(w_hdr) + ml)) die_oom();
-    w_hdr *h = (w_hdr *)sbuf;
-    memset(h, 0, sizeof *h);
-    h->type = type;
-    h->exec = no;
-    h->err = err;
-    h->msg_len = (uint32_t)ml;
-    h->rank = weft__mpi_rank;
-    if (ml) memcpy(sbuf + sizeof *h, msg, ml);
-    MPI_Send(sbuf, (int)(sizeof *h + ml), MPI_BYTE, 0, tag, weft__mpi_comm);
+    struct {
+        w_hdr h;
+        char m[512];
+    } a;
+    size_t ml = msg ? strnlen(msg, sizeof a.m - 1) : 0;
+    memset(&a.h, 0, sizeof a.h);
+    a.h.type = type;
+    a.h.exec = cmd->exec;
+    a.h.batch = cmd->batch;
+    a.h.n = cmd->n;
+    a.h.flags = flags;
+    a.h.err = err;
+    a.h.msg_len = (uint32_t)ml;
+    a.h.rank = weft__mpi_rank;
+    a.h.total = sizeof a.h + ml;
+    if (ml) memcpy(a.m, msg, ml);
+    MPI_Send(&a, (int)a.h.total, MPI_BYTE, 0, tag, weft__mpi_comm);
+}
+
+/* Fails a whole batch: every item gets err (rank 0 fills in the records). */
+static void fail_batch(const w_hdr *h, int err, const char *why)
+{
+    char m[256];
+    snprintf(m, sizeof m, "worker rank %d: %s", weft__mpi_rank, why);
+    reply(res_tag(h->exec), MSG_RESULT, h, RF_FAILED, err, m);
+}
+
+/* Receives and drops the big inputs of a batch not run (items at p). */
+static void drain_inputs(const w_hdr *h, const unsigned char *p)
+{
+    for (uint32_t i = 0; i < h->nnames; i++) {
+        uint32_t len;
+        memcpy(&len, p, sizeof len);
+        p += 8 + pad8(len);
+    }
+    for (uint32_t i = 0; i < h->n; i++) {
+        const w_item *it = (const w_item *)p;
+        p += sizeof *it;
+        if (it->flags & IF_BIG)
+            weft__mpi_recv_big(NULL, it->len, 0, TAG_CMD);
+        else
+            p += pad8(it->len);
+    }
 }
 
 /* Parses the name table at p; fills fns/names (n entries). Returns the
@@ -249,6 +269,13 @@ static void run_item(wbatch *b, size_t i)
         s->err = WEFT_ECANCELLED;
         return;
     }
+    if (!b->ins[i]) { /* its big input found no room here */
+        s->err = WEFT_ENOMEM;
+        s->msg = weft__asprintf("worker rank %d cannot allocate %llu bytes for the task's input",
+                                weft__mpi_rank, (unsigned long long)it->len);
+        if (b->stop_on_error) atomic_store_explicit(&b->stop, 1, memory_order_relaxed);
+        return;
+    }
     if (!fn) {
         s->err = WEFT_ENOTREG;
         s->msg = strdup("the task is not registered under its name on this worker rank (is it "
@@ -256,14 +283,8 @@ static void run_item(wbatch *b, size_t i)
         return;
     }
     weft_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    ctx.index = it->index;
-    ctx.seed = it->seed;
-    ctx.worker = weft__mpi_rank - 1;
-    ctx.inl = s->inl;
-    ctx.inl_cap = sizeof s->inl;
-    ctx.wstate = b->x->state;
-    ctx.wstate_len = b->x->state_len;
+    weft__ctx_init(&ctx, NULL, weft__mpi_rank - 1, b->x->state, b->x->state_len);
+    weft__ctx_item(&ctx, it->index, it->seed, s->inl, sizeof s->inl);
     if (b->x->threads <= 1) {
         cur_name = b->names[it->fn];
         cur_index = it->index;
@@ -326,7 +347,12 @@ static void do_open(const w_hdr *h, const unsigned char *p, int src_len)
     const w_item *it = (const w_item *)p;
     const void *in = p + sizeof *it;
     wexec *x = calloc(1, sizeof *x);
-    if (!x) die_oom();
+    if (!x) {
+        char m[128];
+        snprintf(m, sizeof m, "rank %d: out of memory", weft__mpi_rank);
+        reply(tag, MSG_OPENED, h, 0, WEFT_ENOMEM, m);
+        return;
+    }
     x->no = h->exec;
     x->tag = tag;
     x->threads = h->threads > 0 ? h->threads : 1;
@@ -339,12 +365,9 @@ static void do_open(const w_hdr *h, const unsigned char *p, int src_len)
     } else if (fns[0]) {
         weft_ctx ctx;
         unsigned char inl[64] __attribute__((aligned(16)));
-        memset(&ctx, 0, sizeof ctx);
-        ctx.inl = inl;
-        ctx.inl_cap = sizeof inl;
-        ctx.worker = weft__mpi_rank - 1;
-        ctx.index = (uint64_t)(weft__mpi_rank - 1);
-        ctx.seed = weft__seed_for(h->seed, UINT64_MAX - (uint64_t)(weft__mpi_rank - 1));
+        int w = weft__mpi_rank - 1;
+        weft__ctx_init(&ctx, NULL, w, NULL, 0);
+        weft__ctx_item(&ctx, (uint64_t)w, weft__init_seed(h->seed, w), inl, sizeof inl);
         cur_name = names[0];
         cur_index = 0;
         cur_running = 1;
@@ -378,7 +401,7 @@ static void do_open(const w_hdr *h, const unsigned char *p, int src_len)
     if (err)
         snprintf(full, sizeof full, "rank %d: %s", weft__mpi_rank, msg ? msg : weft_strerror(err));
     free(msg);
-    reply(tag, MSG_OPENED, h->exec, err, err ? full : NULL);
+    reply(tag, MSG_OPENED, h, 0, err, err ? full : NULL);
 }
 
 static void do_close(const w_hdr *h)
@@ -392,70 +415,29 @@ static void do_close(const w_hdr *h)
         if (x->local) weft_executor_destroy(x->local);
         if (x->finalizer) {
             weft_ctx ctx;
-            memset(&ctx, 0, sizeof ctx);
-            ctx.worker = weft__mpi_rank - 1;
-            ctx.wstate = x->state;
-            ctx.wstate_len = x->state_len;
+            weft__ctx_init(&ctx, NULL, weft__mpi_rank - 1, x->state, x->state_len);
             weft__ctx_run(&ctx, x->finalizer, x->state, x->state_len, 0);
             weft__ctx_clear(&ctx);
         }
         if (x->state) weft__out_free(x->state);
         free(x);
     }
-    reply(tag, MSG_CLOSED, h->exec, 0, NULL);
+    reply(tag, MSG_CLOSED, h, 0, 0, NULL);
 }
 
-static void do_batch(const w_hdr *h, const unsigned char *p)
+/* Builds the answer of a run batch in sbuf: 0, or -1 out of memory. */
+static int pack_answer(const w_hdr *h, size_t n, size_t *total)
 {
-    wexec *x = find_exec(h->exec);
-    size_t n = h->n;
-    weft_task_fn fns_small[8];
-    const char *names_small[8];
-    weft_task_fn *fns = h->nnames <= 8 ? fns_small : malloc(h->nnames * sizeof *fns);
-    const char **names = h->nnames <= 8 ? names_small : malloc(h->nnames * sizeof *names);
-    const w_item **items = malloc(n * sizeof *items);
-    const void **ins = malloc(n * sizeof *ins);
-    void **bigs = calloc(n, sizeof *bigs);
-    if (!fns || !names || !items || !ins || !bigs) die_oom();
-    p = parse_names(p, h->nnames, fns, names);
-    for (size_t i = 0; i < n; i++) {
-        items[i] = (const w_item *)p;
-        p += sizeof(w_item);
-        if (items[i]->flags & IF_BIG) {
-            ins[i] = NULL;
-        } else {
-            ins[i] = p;
-            p += pad8(items[i]->len);
-        }
-    }
-    /* the big inputs follow in item order */
-    for (size_t i = 0; i < n; i++) {
-        if (!(items[i]->flags & IF_BIG)) continue;
-        bigs[i] = malloc(items[i]->len);
-        if (!bigs[i]) die_oom();
-        weft__mpi_recv_big(bigs[i], items[i]->len, 0, TAG_CMD);
-        ins[i] = bigs[i];
-    }
-    if (n > nslots_cap) {
-        slot *s = realloc(slots, n * sizeof *s);
-        if (!s) die_oom();
-        slots = s;
-        nslots_cap = n;
-    }
-    wexec dummy = {0};
-    wbatch b = {
-        x ? x : &dummy, n, items, ins, fns, names, slots, (h->flags & BF_STOP_ON_ERROR) != 0, 0};
-    run_batch(&b);
-    for (size_t i = 0; i < n; i++) free(bigs[i]);
-
-    /* the answer: header, records (+ small outputs, messages), then bigs */
     size_t need = sizeof(w_hdr);
+    uint32_t follow = 0;
     for (size_t i = 0; i < n; i++) {
         slot *s = &slots[i];
         need += sizeof(w_res) + (s->msg ? pad8(strlen(s->msg)) : 0);
         if (s->err == 0 && s->out_len < BIG) need += pad8(s->out_len);
+        if (s->err == 0 && s->out_len >= BIG) follow += pieces(s->out_len);
     }
-    if (grow(&sbuf, &scap, need)) die_oom();
+    if (weft__mpi_fault(WEFT__MPI_FAULT_ANSWER) || weft__grow_bytes(&sbuf, &scap, need, 65536))
+        return -1;
     w_hdr *rh = (w_hdr *)sbuf;
     memset(rh, 0, sizeof *rh);
     rh->type = MSG_RESULT;
@@ -486,14 +468,73 @@ static void do_batch(const w_hdr *h, const unsigned char *p)
             q += pad8(r->msg_len);
         }
     }
+    *total = (size_t)(q - sbuf);
+    rh->total = *total;
+    rh->follow = pieces(*total) - 1 + follow;
+    return 0;
+}
+
+/* Runs a batch and answers it. Whatever it cannot allocate (its tables, a
+ * big input, the answer) fails the items concerned with WEFT_ENOMEM; every
+ * message of the batch is received all the same (wire.h). */
+static void do_batch(const w_hdr *h, const unsigned char *p)
+{
+    wexec *x = find_exec(h->exec);
+    size_t n = h->n;
+    weft_task_fn fns_small[8];
+    const char *names_small[8];
+    weft_task_fn *fns = h->nnames <= 8 ? fns_small : malloc(h->nnames * sizeof *fns);
+    const char **names = h->nnames <= 8 ? names_small : malloc(h->nnames * sizeof *names);
+    const w_item **items = malloc(n * sizeof *items);
+    const void **ins = malloc(n * sizeof *ins);
+    void **bigs = calloc(n, sizeof *bigs);
+    if (!fns || !names || !items || !ins || !bigs ||
+        weft__grow(&slots, &nslots_cap, n, sizeof *slots, 64)) {
+        drain_inputs(h, p);
+        fail_batch(h, WEFT_ENOMEM, "out of memory for the batch's tables");
+        goto out;
+    }
+    p = parse_names(p, h->nnames, fns, names);
+    for (size_t i = 0; i < n; i++) {
+        items[i] = (const w_item *)p;
+        p += sizeof(w_item);
+        if (items[i]->flags & IF_BIG) {
+            ins[i] = NULL;
+        } else {
+            ins[i] = p;
+            p += pad8(items[i]->len);
+        }
+    }
+    /* the big inputs follow in item order; one without a block is dropped
+     * and its item fails (ins[i] stays NULL) */
+    for (size_t i = 0; i < n; i++) {
+        if (!(items[i]->flags & IF_BIG)) continue;
+        if (!weft__mpi_fault(WEFT__MPI_FAULT_INPUT)) bigs[i] = malloc(items[i]->len);
+        weft__mpi_recv_big(bigs[i], items[i]->len, 0, TAG_CMD);
+        ins[i] = bigs[i];
+    }
+    wexec dummy = {0};
+    wbatch b = {
+        x ? x : &dummy, n, items, ins, fns, names, slots, (h->flags & BF_STOP_ON_ERROR) != 0, 0};
+    run_batch(&b);
+    for (size_t i = 0; i < n; i++) free(bigs[i]);
+
+    /* the answer: header, records (+ small outputs, messages), then bigs */
+    size_t total = 0;
     int tag = res_tag(h->exec);
-    MPI_Send(sbuf, (int)(q - sbuf), MPI_BYTE, 0, tag, weft__mpi_comm);
+    bool packed = pack_answer(h, n, &total) == 0;
+    if (packed)
+        weft__mpi_send_msg(sbuf, total, 0, tag);
+    else
+        fail_batch(h, WEFT_ENOMEM, "out of memory for the batch's answer");
     for (size_t i = 0; i < n; i++) {
         slot *s = &slots[i];
-        if (s->err == 0 && s->out_len >= BIG) weft__mpi_send_big(s->out, s->out_len, 0, tag);
+        if (packed && s->err == 0 && s->out_len >= BIG)
+            weft__mpi_send_big(s->out, s->out_len, 0, tag);
         if (s->out_heap) weft__out_free(s->out);
         free(s->msg);
     }
+out:
     if (fns != fns_small) free(fns);
     if (names != names_small) free(names);
     free(items);
@@ -510,24 +551,39 @@ void weft__mpi_worker_loop(void)
         wait_cmd(&m, &st);
         int count = 0;
         MPI_Get_count(&st, MPI_BYTE, &count);
-        if (grow(&rbuf, &rcap, (size_t)count + 8)) die_oom();
-        MPI_Mrecv(rbuf, count, MPI_BYTE, &m, MPI_STATUS_IGNORE);
-        const w_hdr *h = (const w_hdr *)rbuf;
-        const unsigned char *p = rbuf + sizeof *h;
-        switch (h->type) {
+        w_hdr h;
+        bool held = weft__mpi_recv_msg(&m, count, 0, TAG_CMD, &rbuf, &rcap, &h,
+                                       WEFT__MPI_FAULT_COMMAND) == 0;
+        const unsigned char *p = held ? rbuf + sizeof h : NULL;
+        switch (h.type) {
         case MSG_OPEN:
-            do_open(h, p, count);
+            if (held) {
+                do_open(&h, p, count);
+            } else {
+                char why[128];
+                snprintf(why, sizeof why, "rank %d: out of memory for the executor's %llu bytes",
+                         weft__mpi_rank, (unsigned long long)h.total);
+                reply(res_tag(h.exec), MSG_OPENED, &h, 0, WEFT_ENOMEM, why);
+            }
             break;
         case MSG_BATCH:
-            do_batch(h, p);
+            if (held) {
+                do_batch(&h, p);
+            } else {
+                char why[128];
+                snprintf(why, sizeof why, "out of memory for the batch's %llu bytes",
+                         (unsigned long long)h.total);
+                fail_batch(&h, WEFT_ENOMEM, why);
+            }
             break;
-        case MSG_CLOSE:
-            do_close(h);
+        case MSG_CLOSE: /* the header is all */
+            do_close(&h);
             break;
         case MSG_STOP:
             free(rbuf);
             free(sbuf);
             free(slots);
+            weft__mpi_scratch_free();
             MPI_Comm_free(&weft__mpi_comm);
             MPI_Finalize();
             exit(0);

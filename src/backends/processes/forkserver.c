@@ -135,15 +135,9 @@ static int server_spawn(int sock, int sfd, int memfd, uint64_t memory_limit, pid
      * later must not get it (a task could then write another worker's
      * block: mark it dead, fail an innocent task). */
     madvise(m, WEFT__ARENA_CTRL, MADV_DONTFORK);
-    if (nkids == capkids) {
-        size_t cap = capkids ? capkids * 2 : 16;
-        child *k = realloc(kids, cap * sizeof *k);
-        if (!k) {
-            munmap(m, WEFT__ARENA_CTRL);
-            return -ENOMEM;
-        }
-        kids = k;
-        capkids = cap;
+    if (weft__grow(&kids, &capkids, nkids + 1, sizeof *kids, 16)) {
+        munmap(m, WEFT__ARENA_CTRL);
+        return -ENOMEM;
     }
     pid_t server = getpid();
     pid_t p = fork();

@@ -146,17 +146,9 @@ static int processes_create(const weft_options *opts, weft__shape *shape, void *
     if (opts->max_tasks_per_worker < 0 || opts->crash_retries < 0)
         return weft__err(WEFT_EINVAL, "weft_executor_create: negative %s",
                          opts->crash_retries < 0 ? "crash_retries" : "max_tasks_per_worker");
-    if (opts->initializer && !weft_task_name(opts->initializer))
-        return weft__err(WEFT_ENOTREG,
-                         "weft_executor_create: the initializer is not registered; the "
-                         "processes backend finds functions by name (use WEFT_TASK_REGISTER "
-                         "or weft_task_register)");
-    if (opts->finalizer && !weft_task_name(opts->finalizer))
-        return weft__err(WEFT_ENOTREG,
-                         "weft_executor_create: the finalizer is not registered; the "
-                         "processes backend finds functions by name (use WEFT_TASK_REGISTER "
-                         "or weft_task_register)");
-    int rc = weft__fs_start("weft_executor_create", weft__worker_main);
+    int rc = weft__check_hooks_registered(opts->initializer, opts->finalizer, "processes");
+    if (rc) return rc;
+    rc = weft__fs_start("weft_executor_create", weft__worker_main);
     if (rc) return rc;
     weft__proxy_opts *po = calloc(1, sizeof *po);
     if (!po) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");

@@ -306,13 +306,9 @@ static void w_run_item(const req_hdr *h, const req_item *it, resp_rec *r)
 {
     weft__wctl *c = ctl_of(&W);
     weft_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    ctx.index = it->index;
-    ctx.seed = it->seed;
-    ctx.worker = h->worker_id;
-    ctx.wstate = w_state;
-    ctx.wstate_len = w_state_len;
-    ctx.alloc_out = w_alloc_out;
+    weft__ctx_init(&ctx, NULL, h->worker_id, w_state, w_state_len);
+    weft__ctx_item(&ctx, it->index, it->seed, NULL, 0);
+    ctx.alloc_out = w_alloc_out; /* outputs straight into the arena */
     w_item_start = align_up(w_cursor, ALIGN);
     w_cursor = w_item_start;
     r->t0 = weft__now_ns();
@@ -369,15 +365,8 @@ done:
         r->flags = OF_REMOTE_OUT; /* the owner reads it from here */
         r->out_off = (uint64_t)(uintptr_t)w_big_out;
         r->out_len = ctx.out_len;
-        if (w_nbigs == w_capbigs) {
-            size_t cap = w_capbigs ? w_capbigs * 2 : 8;
-            big *nb = realloc(w_bigs, cap * sizeof *nb);
-            if (nb) {
-                w_bigs = nb;
-                w_capbigs = cap;
-            }
-        }
-        if (w_nbigs < w_capbigs) w_bigs[w_nbigs++] = (big){w_big_out, w_big_len};
+        if (!weft__grow(&w_bigs, &w_capbigs, w_nbigs + 1, sizeof *w_bigs, 8))
+            w_bigs[w_nbigs++] = (big){w_big_out, w_big_len};
         w_cursor = w_item_start;
     } else if (rc == 0) {
         r->out_off = ctx.out_len ? (uint64_t)((unsigned char *)ctx.out - W.base) : 0;
@@ -452,12 +441,8 @@ void weft__worker_main(int memfd)
         w_vm = (h->flags & RF_VM) != 0;
         if (h->op == OP_INIT || h->op == OP_QUIT) {
             weft_ctx ctx;
-            memset(&ctx, 0, sizeof ctx);
-            ctx.worker = h->worker_id;
-            ctx.index = (uint64_t)h->worker_id;
-            ctx.seed = items[0].seed;
-            ctx.wstate = w_state;
-            ctx.wstate_len = w_state_len;
+            weft__ctx_init(&ctx, NULL, h->worker_id, w_state, w_state_len);
+            weft__ctx_item(&ctx, (uint64_t)h->worker_id, items[0].seed, NULL, 0);
             int rc = 0;
             if (items[0].fn) {
                 const void *in =
@@ -925,9 +910,7 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, size_t n, _At
 static int run_control(weft__proxy *p, uint32_t op, weft_task_fn fn, const void *in, size_t len,
                        char **msg)
 {
-    weft__ritem it = {
-        fn, in, len, (uint64_t)p->o.id, weft__seed_for(p->o.seed, UINT64_MAX - (uint64_t)p->o.id),
-        0,  -1};
+    weft__ritem it = {fn, in, len, (uint64_t)p->o.id, weft__init_seed(p->o.seed, p->o.id), 0, -1};
     int rc = write_request(p, op, &it, 1, 0, NULL);
     if (rc) return weft__err(WEFT_ENOMEM, "cannot grow the worker arena: %s", strerror(-rc));
     uint32_t timed = 0;
