@@ -792,5 +792,7 @@ WEFT_API double weft_now(void);
 /* task graphs, batch calls, progress bars, task-stream pictures */
 #include "weft/graph.h"
 #include "weft/progress.h"
+/* typed arrays, .npy / .npz files, big task arguments in shared memory */
+#include "weft/array.h"
 
 #endif /* WEFT_H */
