@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # run-fuzz.sh : builds the libFuzzer targets of fuzz/ with clang (ASan +
 # UBSan, the library instrumented for coverage) in build-fuzz/ and runs
-# fuzz_svg for a while. Usage:
-#     scripts/run-fuzz.sh [SECONDS]          (default 300)
-# New inputs the fuzzer finds go to build-fuzz/corpus-svg/ (seeded from
-# fuzz/corpus/svg/, which is left as it is); a crash writes
+# each target for a while. Usage:
+#     scripts/run-fuzz.sh [SECONDS] [TARGET...]    (default 300 s each; all targets:
+#                                                   svg npy_header npz)
+# `make test` runs every target for FUZZ_TEST_SECONDS (10), `make fuzz` for
+# FUZZ_SECONDS (300). New inputs the fuzzer finds go to
+# build-fuzz/corpus-<target>/ (seeded from fuzz/corpus/<target>/, which is
+# left as it is); a crash writes
 # build-fuzz/crash-* and ends the run with a non-zero status. Copy a crash
 # input into fuzz/corpus/svg/ once it is fixed: the ctest fuzz_svg_replay
 # then replays it in every `make test`. To add the small inputs that found
@@ -15,16 +18,26 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 seconds=${1:-300}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(svg npy_header npz)
 cc=${CC:-clang}
 command -v "$cc" >/dev/null || { echo "run-fuzz: $cc not found (make deps installs clang)" >&2; exit 2; }
 dir=build-fuzz
 cmake -S . -B "$dir" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_C_FLAGS_DEBUG=-O1 -g" \
     -DWEFT_BUILD_FUZZ=ON -DWEFT_SANITIZE=address -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF \
     -DWEFT_BUILD_BENCH=OFF -DWEFT_BUILD_PROGRAMS=OFF -DWEFT_WITH_MPI=OFF -DWEFT_WERROR=OFF >/dev/null
-cmake --build "$dir" -j "${JOBS:-$(nproc)}" --target fuzz_svg
-mkdir -p "$dir/corpus-svg"
+cmake --build "$dir" -j "${JOBS:-$(nproc)}" --target "${targets[@]/#/fuzz_}"
 cd "$dir"
-# -max_len: real traces are large, but what breaks a reader shows in a few KiB.
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    ./fuzz/fuzz_svg -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-    -dict="$root/fuzz/svg.dict" -print_final_stats=1 corpus-svg "$root/fuzz/corpus/svg"
+for t in "${targets[@]}"; do
+    mkdir -p "corpus-$t"
+    # -max_len: real inputs are large, but what breaks a reader shows in a few KiB.
+    case $t in
+    svg) dict=svg.dict ;;
+    *) dict=npy.dict ;;
+    esac
+    echo "run-fuzz: fuzz_$t for $seconds s"
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        "./fuzz/fuzz_$t" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+        -dict="$root/fuzz/$dict" -print_final_stats=1 "corpus-$t" "$root/fuzz/corpus/$t"
+done
