@@ -669,7 +669,286 @@ TEST(save_is_atomic_and_reports_errors)
     weft_array_destroy(a);
 }
 
+/* ------------------------------------------------------------------------
+ * Big arguments without copies
+ * ------------------------------------------------------------------------ */
+
+/* Mappings of memfds in this process (/proc/self/maps lines "/memfd:"). */
+static int memfd_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return -1;
+    char ln[512];
+    int n = 0;
+    while (fgets(ln, sizeof ln, f))
+        if (strstr(ln, "/memfd:")) n++;
+    fclose(f);
+    return n;
+}
+
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    while (d && readdir(d)) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+static int dev_shm_entries(void)
+{
+    DIR *d = opendir("/dev/shm");
+    int n = 0;
+    while (d && readdir(d)) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+/* The task of the argument tests: sums a float64 array, writes -index into
+ * element `index` (when writable), and reports the sum, whether its memory
+ * was shared, and the worker's memfd mappings before and after. */
+typedef struct arg_out {
+    double sum;
+    int64_t maps_before, maps_after;
+    int64_t pid;
+} arg_out;
+
+static int sum_and_mark(weft_ctx *ctx, const void *in, size_t len)
+{
+    arg_out o = {0, memfd_maps(), 0, getpid()};
+    weft_array *a = NULL;
+    int rc = weft_array_arg_open(in, len, &a);
+    if (rc) return weft_ctx_fail(ctx, rc, "open: %s", weft_last_error());
+    if (weft_array_dtype(a) != WEFT_DTYPE_FLOAT64 || weft_array_ndim(a) != 1) {
+        weft_array_destroy(a);
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "wrong dtype or ndim");
+    }
+    const double *d = weft_array_data(a);
+    size_t n = weft_array_size(a);
+    for (size_t i = 0; i < n; i++) o.sum += d[i];
+    uint64_t k = weft_ctx_index(ctx);
+    if (weft_array_writable(a) && k < n) ((double *)weft_array_data(a))[k] = -(double)k;
+    weft_array_destroy(a);
+    o.maps_after = memfd_maps();
+    return weft_ctx_set_output(ctx, &o, sizeof o);
+}
+WEFT_TASK_REGISTER(sum_and_mark);
+
+static weft_executor *executor(weft_backend b, int workers)
+{
+    weft_options o = WEFT_OPTIONS_INIT;
+    o.backend = b;
+    o.workers = workers;
+    weft_executor *ex = NULL;
+    REQUIRE_OK(weft_executor_create(&o, &ex));
+    return ex;
+}
+
+static void run_tasks(weft_executor *ex, weft_array_arg *arg, int ntasks, double want_sum,
+                      arg_out *outs)
+{
+    const void *bytes;
+    size_t len;
+    REQUIRE_OK(weft_array_arg_bytes(arg, &bytes, &len));
+    weft_future *fs[8];
+    for (int i = 0; i < ntasks; i++) {
+        weft_submit_options so = {0};
+        so.index = (uint64_t)i;
+        so.has_index = true;
+        REQUIRE_OK(weft_submit_ex(ex, sum_and_mark, bytes, len, &so, &fs[i]));
+    }
+    for (int i = 0; i < ntasks; i++) {
+        const void *out;
+        size_t olen;
+        int rc = weft_future_result(fs[i], WEFT_FOREVER, &out, &olen);
+        CHECK_MSG(rc == 0, "task %d: %s", i, weft_future_error(fs[i]));
+        if (rc == 0 && olen == sizeof *outs) {
+            memcpy(&outs[i], out, sizeof *outs);
+            CHECK_MSG(outs[i].sum == want_sum, "task %d: sum %g, want %g", i, outs[i].sum,
+                      want_sum);
+            CHECK_MSG(outs[i].maps_after == outs[i].maps_before,
+                      "task %d: the worker kept a mapping (%d -> %d)", i, (int)outs[i].maps_before,
+                      (int)outs[i].maps_after);
+        }
+        weft_future_release(fs[i]);
+    }
+}
+
+static weft_array *iota(size_t n, unsigned flags, double *sum)
+{
+    weft_array_options o = {WEFT_ORDER_C, WEFT_ENDIAN_NATIVE, flags};
+    weft_array *a = NULL;
+    REQUIRE_OK(weft_array_create(WEFT_DTYPE_FLOAT64, 1, &n, &o, &a));
+    double *d = weft_array_data(a);
+    *sum = 0;
+    for (size_t i = 0; i < n; i++) *sum += (d[i] = (double)(i % 1000));
+    return a;
+}
+
+/* threads: the bytes carry a reference; the task writes the caller's array */
+TEST(arg_threads_pass_a_reference)
+{
+    weft_executor *ex = executor(WEFT_BACKEND_THREADS, 2);
+    double sum;
+    weft_array *a = iota((size_t)1 << 20, 0, &sum);
+    weft_array_arg *arg = NULL;
+    REQUIRE_OK(weft_array_arg_create(ex, a, NULL, &arg));
+    const void *bytes;
+    size_t len;
+    CHECK_OK(weft_array_arg_bytes(arg, &bytes, &len));
+    CHECK_MSG(len < 2048, "%zu input bytes for an 8 MiB array", len);
+    CHECK(!weft_array_arg_shared(arg));
+    arg_out outs[1];
+    /* one task: the sum is read before any other task writes */
+    run_tasks(ex, arg, 1, sum, outs);
+    CHECK(((double *)weft_array_data(a))[0] == -0.0);
+    weft_array_destroy(a); /* the arg keeps the memory */
+    CHECK_OK(weft_array_arg_destroy(arg));
+    weft_executor_destroy(ex);
+}
+
+/* processes: a WEFT_ARRAY_SHARED array above the threshold travels as a
+ * token; workers map the same pages, so their writes reach the caller and
+ * no element is copied; nothing leaks in the caller or the workers */
+TEST(arg_processes_share_big_arrays)
+{
+    weft_executor *ex = executor(WEFT_BACKEND_PROCESSES, 2);
+    int fds0 = open_fds(), maps0 = memfd_maps(), shm0 = dev_shm_entries();
+    double sum;
+    size_t n = (size_t)1 << 21; /* 16 MiB */
+    weft_array *a = iota(n, WEFT_ARRAY_SHARED, &sum);
+    for (int round = 0; round < 3; round++) {
+        weft_array_arg *arg = NULL;
+        REQUIRE_OK(weft_array_arg_create(ex, a, NULL, &arg));
+        CHECK(weft_array_arg_shared(arg));
+        const void *bytes;
+        size_t len;
+        CHECK_OK(weft_array_arg_bytes(arg, &bytes, &len));
+        CHECK_MSG(len < 2048, "%zu input bytes for a 16 MiB array", len);
+        arg_out outs[1];
+        run_tasks(ex, arg, 1, sum, outs);
+        CHECK(outs[0].pid != getpid());
+        /* the worker wrote element 0 of the caller's array in place */
+        CHECK(((double *)weft_array_data(a))[0] == -0.0);
+        ((double *)weft_array_data(a))[0] = 0.0;
+        weft_array_destroy(a);
+        a = NULL;
+        /* rebuild for the next round, so each round starts from the same sum */
+        a = iota(n, WEFT_ARRAY_SHARED, &sum);
+        CHECK_OK(weft_array_arg_destroy(arg));
+    }
+    /* several tasks at once, each marking its own element */
+    weft_array_arg *arg = NULL;
+    REQUIRE_OK(weft_array_arg_create(ex, a, NULL, &arg));
+    const void *bytes;
+    size_t len;
+    CHECK_OK(weft_array_arg_bytes(arg, &bytes, &len));
+    weft_future *fs[6];
+    for (int i = 0; i < 6; i++) {
+        weft_submit_options so = {0};
+        so.index = (uint64_t)i + 10;
+        so.has_index = true;
+        REQUIRE_OK(weft_submit_ex(ex, sum_and_mark, bytes, len, &so, &fs[i]));
+    }
+    for (int i = 0; i < 6; i++) {
+        CHECK_OK(weft_future_wait(fs[i], WEFT_FOREVER));
+        weft_future_release(fs[i]);
+    }
+    for (int i = 0; i < 6; i++) CHECK(((double *)weft_array_data(a))[10 + i] == -(double)(10 + i));
+    CHECK_OK(weft_array_arg_destroy(arg));
+    weft_array_destroy(a);
+    CHECK_EQ_INT(open_fds(), fds0);
+    CHECK_EQ_INT(memfd_maps(), maps0);
+    CHECK_EQ_INT(dev_shm_entries(), shm0);
+    weft_executor_destroy(ex);
+}
+
+/* processes: a private array above the threshold is copied once into a
+ * region the arg owns (the task sees the values, the input is a token); a
+ * small array and a strided view travel in the bytes */
+TEST(arg_processes_copy_private_and_inline_small)
+{
+    weft_executor *ex = executor(WEFT_BACKEND_PROCESSES, 2);
+    int fds0 = open_fds(), maps0 = memfd_maps();
+    double sum;
+    weft_array *big = iota((size_t)1 << 18, 0, &sum); /* 2 MiB */
+    weft_array_arg *arg = NULL;
+    REQUIRE_OK(weft_array_arg_create(ex, big, NULL, &arg));
+    CHECK(weft_array_arg_shared(arg));
+    arg_out outs[2];
+    run_tasks(ex, arg, 2, sum, outs);
+    CHECK(((double *)weft_array_data(big))[1] == 1.0); /* the caller's copy is untouched */
+    CHECK_OK(weft_array_arg_destroy(arg));
+    /* the same array with a threshold above its size: in the bytes */
+    weft_array_arg_options ao = {(size_t)4 << 20};
+    REQUIRE_OK(weft_array_arg_create(ex, big, &ao, &arg));
+    CHECK(!weft_array_arg_shared(arg));
+    const void *bytes;
+    size_t len;
+    CHECK_OK(weft_array_arg_bytes(arg, &bytes, &len));
+    CHECK(len >= weft_array_nbytes(big));
+    run_tasks(ex, arg, 1, sum, outs);
+    CHECK_OK(weft_array_arg_destroy(arg));
+    /* a strided view (every other element): in C order in the bytes */
+    size_t half = ((size_t)1 << 18) / 2;
+    ptrdiff_t st = 16;
+    weft_array *v = NULL;
+    REQUIRE_OK(weft_array_view(big, 1, &half, &st, 0, &v));
+    double vsum = 0;
+    for (size_t i = 0; i < half; i++) vsum += (double)((2 * i) % 1000);
+    REQUIRE_OK(weft_array_arg_create(ex, v, &ao, &arg));
+    run_tasks(ex, arg, 1, vsum, outs);
+    CHECK_OK(weft_array_arg_destroy(arg));
+    /* and as shared memory (copied: a view is not contiguous); 1 MiB is at
+     * the default threshold, which counts as above */
+    REQUIRE_OK(weft_array_arg_create(ex, v, NULL, &arg));
+    CHECK(weft_array_arg_shared(arg));
+    run_tasks(ex, arg, 1, vsum, outs);
+    CHECK_OK(weft_array_arg_destroy(arg));
+    weft_array_destroy(v);
+    weft_array_destroy(big);
+    CHECK_EQ_INT(open_fds(), fds0);
+    CHECK_EQ_INT(memfd_maps(), maps0);
+    weft_executor_destroy(ex);
+}
+
+TEST(arg_bad_bytes_are_refused)
+{
+    weft_array *a = NULL;
+    CHECK_ERR(weft_array_arg_open("junk", 4, &a), WEFT_EINVAL);
+    unsigned char zeros[4096] = {0};
+    CHECK_ERR(weft_array_arg_open(zeros, sizeof zeros, &a), WEFT_EINVAL);
+    /* a reference made in this process, altered to claim another pid */
+    weft_executor *ex = executor(WEFT_BACKEND_SERIAL, 1);
+    double sum;
+    weft_array *x = iota(100, 0, &sum);
+    weft_array_arg *arg = NULL;
+    REQUIRE_OK(weft_array_arg_create(ex, x, NULL, &arg));
+    const void *bytes;
+    size_t len;
+    CHECK_OK(weft_array_arg_bytes(arg, &bytes, &len));
+    unsigned char *copy = malloc(len);
+    memcpy(copy, bytes, len);
+    CHECK_OK(weft_array_arg_open(copy, len, &a));
+    CHECK(a && weft_array_size(a) == 100);
+    weft_array_destroy(a);
+    CHECK_ERR(weft_array_arg_open(copy, len - 1, &a), WEFT_EINVAL);
+    /* the pid field follows the metadata: flip every byte until one is refused */
+    copy[8] ^= 0x7f; /* dtype */
+    CHECK_ERR(weft_array_arg_open(copy, len, &a), WEFT_EINVAL);
+    free(copy);
+    CHECK_OK(weft_array_arg_destroy(arg));
+    weft_array_destroy(x);
+    CHECK_ERR(weft_array_arg_create(NULL, x, NULL, &arg), WEFT_EINVAL);
+    weft_executor_destroy(ex);
+}
+
 int main(int argc, char **argv)
 {
+    int rc = weft_init(&argc, &argv);
+    if (rc) {
+        printf("weft_init: %s\n", weft_last_error());
+        return 1;
+    }
     return check_main(argc, argv);
 }

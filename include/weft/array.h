@@ -287,6 +287,76 @@ WEFT_API int weft_npz_get(weft_npz *z, const char *name, weft_array **out);
 /* weft_npz_destroy() : closes the archive; NULL is a no-op. @return 0. */
 WEFT_API int weft_npz_destroy(weft_npz *z);
 
+/* ------------------------------------------------------------------------
+ * Arrays as task arguments (big arguments without copies)
+ * ------------------------------------------------------------------------ */
+
+/* An array packed as a task's input bytes, for one executor. How it travels
+ * depends on the executor's backend, never on the task's code:
+ *   serial, threads   a reference: the task's view is the caller's memory
+ *   processes         below the threshold, the elements are in the input
+ *                     bytes (copied as any input); from the threshold up,
+ *                     the elements are in shared memory (a memfd) and the
+ *                     input bytes carry only its token, so a 1 GiB array
+ *                     costs the same ~300 input bytes as a 1 KiB one. An
+ *                     array created with WEFT_ARRAY_SHARED is used in place
+ *                     (no copy at all); any other array is copied once into
+ *                     a region the weft_array_arg owns (joblib's loky dumps
+ *                     big numpy arguments to a memmap the same way)
+ *   mpi               the elements in the input bytes (other machines share
+ *                     no memory)
+ * The task calls weft_array_arg_open() on its input and gets a weft_array
+ * either way. Writes of a task reach the caller's array on serial and
+ * threads, and on processes for WEFT_ARRAY_SHARED arrays above the
+ * threshold; treat other arguments as read-only. */
+typedef struct weft_array_arg weft_array_arg;
+
+/* Options of weft_array_arg_create(); zero = defaults. */
+typedef struct weft_array_arg_options {
+    /* Arrays of at least this many bytes go to worker processes as shared
+     * memory; 0: 1 MiB (joblib's max_nbytes='1M'); SIZE_MAX: never. */
+    size_t threshold;
+} weft_array_arg_options;
+
+/* weft_array_arg_create() :
+ * Packs `a` for tasks of `ex` (see above). The arg holds its own reference
+ * to a's memory (a may be destroyed first), and any shared region it made.
+ * Ownership: destroy `*out` with weft_array_arg_destroy() after the last
+ * task that got its bytes has finished (the worker attaches while it runs).
+ * Threads: any; `a` is only read (copied now, for a copy).
+ * @return 0, WEFT_EINVAL (NULL), WEFT_ENOMEM; `*out` is NULL on error. */
+WEFT_API int weft_array_arg_create(weft_executor *ex, const weft_array *a,
+                                   const weft_array_arg_options *opts, weft_array_arg **out);
+
+/* weft_array_arg_bytes() :
+ * The input bytes to give weft_submit(), weft_map_bufs() or a graph call.
+ * Ownership: owned by `arg`, valid until weft_array_arg_destroy(); the
+ * executor copies them as any input. Threads: any.
+ * @return 0, WEFT_EINVAL (NULL). */
+WEFT_API int weft_array_arg_bytes(const weft_array_arg *arg, const void **data, size_t *len);
+
+/* weft_array_arg_shared() :
+ * @return true when the elements travel in shared memory (processes, at or
+ * above the threshold), false when by reference or in the bytes. */
+WEFT_API bool weft_array_arg_shared(const weft_array_arg *arg);
+
+/* weft_array_arg_destroy() :
+ * Frees the arg and the shared region it made (the caller's own arrays
+ * are untouched). NULL is a no-op. Threads: any, once. @return 0. */
+WEFT_API int weft_array_arg_destroy(weft_array_arg *arg);
+
+/* weft_array_arg_open() :
+ * In a task: the array carried by input bytes `in[0..len)` that
+ * weft_array_arg_bytes() gave, as a view (a reference, a mapping of the
+ * shared region, or the input bytes themselves -- copied when they are not
+ * aligned for the dtype). Ownership: the task destroys `*out` with
+ * weft_array_destroy() before it returns (that unmaps a shared region).
+ * Threads: the task's thread. @return 0, WEFT_EINVAL (not an array
+ * argument, or bytes made for another executor's process), WEFT_ENOENT
+ * (the caller destroyed the arg: its region is gone), WEFT_ENOMEM; `*out`
+ * is NULL on error. */
+WEFT_API int weft_array_arg_open(const void *in, size_t len, weft_array **out);
+
 #ifdef __cplusplus
 }
 #endif
