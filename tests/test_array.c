@@ -943,6 +943,40 @@ TEST(arg_bad_bytes_are_refused)
     weft_executor_destroy(ex);
 }
 
+/* examples/array_npy: dumps an array, prints the numpy line that reads it
+ * back and what numpy should print; run both (threads and processes). */
+TEST(example_array_npy_is_read_back_by_numpy)
+{
+    const char *ex = "../../../examples/array_npy";
+    if (access(ex, X_OK) != 0) SKIP("examples are not built in this configuration");
+    if (!have_numpy()) SKIP("numpy is not installed (apt-get install python3-numpy)");
+    const char *backends[] = {"threads", "processes"};
+    for (int b = 0; b < 2; b++) {
+        mkdir("example", 0700);
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "WEFT_BACKEND=%s %s example", backends[b], ex);
+        FILE *p = popen(cmd, "r");
+        REQUIRE(p);
+        char ln[1024], py[1024] = "", want[1024] = "";
+        bool next_is_want = false;
+        while (fgets(ln, sizeof ln, p)) {
+            if (next_is_want) snprintf(want, sizeof want, "%s", ln);
+            next_is_want = strncmp(ln, "numpy should print", 18) == 0;
+            if (strncmp(ln, "/usr/bin/python3", 16) == 0) snprintf(py, sizeof py, "%s", ln);
+        }
+        CHECK_EQ_INT(pclose(p), 0);
+        REQUIRE(py[0] && want[0]);
+        py[strcspn(py, "\n")] = '\0';
+        p = popen(py, "r");
+        REQUIRE(p);
+        char got[256] = "";
+        if (!fgets(got, sizeof got, p)) got[0] = '\0';
+        CHECK_EQ_INT(pclose(p), 0);
+        CHECK_MSG(strcmp(got, want) == 0, "%s: numpy printed '%s', want '%s'", backends[b], got,
+                  want);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int rc = weft_init(&argc, &argv);
