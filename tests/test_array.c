@@ -704,9 +704,10 @@ static int dev_shm_entries(void)
     return n;
 }
 
-/* The task of the argument tests: sums a float64 array, writes -index into
- * element `index` (when writable), and reports the sum, whether its memory
- * was shared, and the worker's memfd mappings before and after. */
+/* The task of the argument tests: sums a float64 array, then, for an index
+ * of 10 or more, writes -index into element `index` (when writable), and
+ * reports the sum, its pid and the worker's memfd mappings before and
+ * after. Tasks of indices below 10 only read, so concurrent sums agree. */
 typedef struct arg_out {
     double sum;
     int64_t maps_before, maps_after;
@@ -727,7 +728,7 @@ static int sum_and_mark(weft_ctx *ctx, const void *in, size_t len)
     size_t n = weft_array_size(a);
     for (size_t i = 0; i < n; i++) o.sum += d[i];
     uint64_t k = weft_ctx_index(ctx);
-    if (weft_array_writable(a) && k < n) ((double *)weft_array_data(a))[k] = -(double)k;
+    if (weft_array_writable(a) && k >= 10 && k < n) ((double *)weft_array_data(a))[k] = -(double)k;
     weft_array_destroy(a);
     o.maps_after = memfd_maps();
     return weft_ctx_set_output(ctx, &o, sizeof o);
@@ -744,8 +745,8 @@ static weft_executor *executor(weft_backend b, int workers)
     return ex;
 }
 
-static void run_tasks(weft_executor *ex, weft_array_arg *arg, int ntasks, double want_sum,
-                      arg_out *outs)
+static void run_tasks(weft_executor *ex, weft_array_arg *arg, int ntasks, uint64_t first,
+                      double want_sum, arg_out *outs)
 {
     const void *bytes;
     size_t len;
@@ -753,7 +754,7 @@ static void run_tasks(weft_executor *ex, weft_array_arg *arg, int ntasks, double
     weft_future *fs[8];
     for (int i = 0; i < ntasks; i++) {
         weft_submit_options so = {0};
-        so.index = (uint64_t)i;
+        so.index = first + (uint64_t)i;
         so.has_index = true;
         REQUIRE_OK(weft_submit_ex(ex, sum_and_mark, bytes, len, &so, &fs[i]));
     }
@@ -798,10 +799,10 @@ TEST(arg_threads_pass_a_reference)
     CHECK_OK(weft_array_arg_bytes(arg, &bytes, &len));
     CHECK_MSG(len < 2048, "%zu input bytes for an 8 MiB array", len);
     CHECK(!weft_array_arg_shared(arg));
-    arg_out outs[1];
-    /* one task: the sum is read before any other task writes */
-    run_tasks(ex, arg, 1, sum, outs);
-    CHECK(((double *)weft_array_data(a))[0] == -0.0);
+    arg_out outs[2];
+    run_tasks(ex, arg, 2, 0, sum, outs);
+    run_tasks(ex, arg, 1, 10, sum, outs); /* writes element 10 */
+    CHECK(((double *)weft_array_data(a))[10] == -10.0);
     weft_array_destroy(a); /* the arg keeps the memory */
     CHECK_OK(weft_array_arg_destroy(arg));
     weft_executor_destroy(ex);
@@ -825,16 +826,14 @@ TEST(arg_processes_share_big_arrays)
         size_t len;
         CHECK_OK(weft_array_arg_bytes(arg, &bytes, &len));
         CHECK_MSG(len < 2048, "%zu input bytes for a 16 MiB array", len);
-        arg_out outs[1];
-        run_tasks(ex, arg, 1, sum, outs);
-        CHECK(outs[0].pid != getpid());
-        /* the worker wrote element 0 of the caller's array in place */
-        CHECK(((double *)weft_array_data(a))[0] == -0.0);
-        ((double *)weft_array_data(a))[0] = 0.0;
-        weft_array_destroy(a);
-        a = NULL;
-        /* rebuild for the next round, so each round starts from the same sum */
-        a = iota(n, WEFT_ARRAY_SHARED, &sum);
+        arg_out outs[2];
+        run_tasks(ex, arg, 2, 0, sum, outs);
+        CHECK(outs[0].pid != getpid() && outs[1].pid != getpid());
+        /* a worker writes element 10 + round of the caller's array in place */
+        size_t k = 10 + (size_t)round;
+        run_tasks(ex, arg, 1, k, sum, outs);
+        CHECK_MSG(((double *)weft_array_data(a))[k] == -(double)k, "round %d", round);
+        ((double *)weft_array_data(a))[k] = (double)k; /* as iota made it */
         CHECK_OK(weft_array_arg_destroy(arg));
     }
     /* several tasks at once, each marking its own element */
@@ -876,8 +875,9 @@ TEST(arg_processes_copy_private_and_inline_small)
     REQUIRE_OK(weft_array_arg_create(ex, big, NULL, &arg));
     CHECK(weft_array_arg_shared(arg));
     arg_out outs[2];
-    run_tasks(ex, arg, 2, sum, outs);
-    CHECK(((double *)weft_array_data(big))[1] == 1.0); /* the caller's copy is untouched */
+    run_tasks(ex, arg, 2, 0, sum, outs);
+    run_tasks(ex, arg, 1, 10, sum, outs); /* writes the arg's copy, not `big` */
+    CHECK(((double *)weft_array_data(big))[10] == 10.0);
     CHECK_OK(weft_array_arg_destroy(arg));
     /* the same array with a threshold above its size: in the bytes */
     weft_array_arg_options ao = {(size_t)4 << 20};
@@ -887,7 +887,7 @@ TEST(arg_processes_copy_private_and_inline_small)
     size_t len;
     CHECK_OK(weft_array_arg_bytes(arg, &bytes, &len));
     CHECK(len >= weft_array_nbytes(big));
-    run_tasks(ex, arg, 1, sum, outs);
+    run_tasks(ex, arg, 1, 0, sum, outs);
     CHECK_OK(weft_array_arg_destroy(arg));
     /* a strided view (every other element): in C order in the bytes */
     size_t half = ((size_t)1 << 18) / 2;
@@ -897,13 +897,13 @@ TEST(arg_processes_copy_private_and_inline_small)
     double vsum = 0;
     for (size_t i = 0; i < half; i++) vsum += (double)((2 * i) % 1000);
     REQUIRE_OK(weft_array_arg_create(ex, v, &ao, &arg));
-    run_tasks(ex, arg, 1, vsum, outs);
+    run_tasks(ex, arg, 1, 0, vsum, outs);
     CHECK_OK(weft_array_arg_destroy(arg));
     /* and as shared memory (copied: a view is not contiguous); 1 MiB is at
      * the default threshold, which counts as above */
     REQUIRE_OK(weft_array_arg_create(ex, v, NULL, &arg));
     CHECK(weft_array_arg_shared(arg));
-    run_tasks(ex, arg, 1, vsum, outs);
+    run_tasks(ex, arg, 1, 0, vsum, outs);
     CHECK_OK(weft_array_arg_destroy(arg));
     weft_array_destroy(v);
     weft_array_destroy(big);

@@ -62,9 +62,13 @@ static int zip_fail(int ze, const char *fn, const char *path)
 static int finish_open(zip_t *za, const char *name, weft_npz **out)
 {
     weft_npz *z = calloc(1, sizeof *z);
+    if (!z) {
+        zip_discard(za);
+        return weft__err(WEFT_ENOMEM, "weft_npz_open: %s: out of memory", name);
+    }
+    z->zip = za; /* from here on weft_npz_destroy discards it */
     zip_int64_t n = zip_get_num_entries(za, 0);
-    if (!z || n < 0) goto nomem;
-    z->zip = za;
+    if (n < 0) n = 0;
     z->path = strdup(name);
     z->names = calloc((size_t)n + 1, sizeof *z->names);
     z->index = calloc((size_t)n + 1, sizeof *z->index);
@@ -81,8 +85,7 @@ static int finish_open(zip_t *za, const char *name, weft_npz **out)
     *out = z;
     return 0;
 nomem:
-    weft_npz_destroy(z ? z : NULL);
-    if (!z) zip_discard(za);
+    weft_npz_destroy(z);
     return weft__err(WEFT_ENOMEM, "weft_npz_open: %s: out of memory", name);
 }
 
