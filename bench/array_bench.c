@@ -69,6 +69,8 @@ static double read_plain(size_t n)
         return 0;
     }
     char *buf = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* huge pages, as numpy's and weft's big arrays (THP "madvise" mode) */
+    if (buf != MAP_FAILED) madvise(buf, n, MADV_HUGEPAGE);
     size_t got = 0;
     while (buf != MAP_FAILED && got < n) {
         ssize_t r = read(fd, buf + got, n - got > ((size_t)1 << 30) ? (size_t)1 << 30 : n - got);

@@ -213,8 +213,9 @@ typedef struct weft_npy_save_options {
  * its order (C or Fortran, fortran_order in the header) with one write, any
  * other view in C order. The header is padded to 64 bytes as numpy pads it.
  * The file appears whole or not at all (a temporary file in the same
- * directory, renamed), with mode 0666 less the umask, as numpy's.
- * Threads: any; `a` is only read. @return 0, WEFT_EINVAL (NULL, forced
+ * directory, renamed after the old file is removed: a reader sees the old
+ * file, for an instant none, or the new one), with mode 0666 less the
+ * umask, as numpy's. Threads: any; `a` is only read. @return 0, WEFT_EINVAL (NULL, forced
  * version too small), or -errno of the file (WEFT_ENOENT, ENOSPC...), with
  * a message naming `path`. */
 WEFT_API int weft_array_save(const weft_array *a, const char *path,
