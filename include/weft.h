@@ -807,5 +807,7 @@ WEFT_API double weft_now(void);
 /* an on-disk memo of task results */
 #include "weft/memo.h"
 #include "weft/range.h" /* range loops: parallel for and reduce */
+/* typed arrays, .npy / .npz files, big task arguments in shared memory */
+#include "weft/array.h"
 
 #endif /* WEFT_H */
