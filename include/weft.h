@@ -792,5 +792,7 @@ WEFT_API double weft_now(void);
 /* task graphs, batch calls, progress bars, task-stream pictures */
 #include "weft/graph.h"
 #include "weft/progress.h"
+/* partitioned tables, CSV (on the graph layer) */
+#include "weft/table.h"
 
 #endif /* WEFT_H */
