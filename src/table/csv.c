@@ -665,6 +665,17 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
     char *buf = malloc(bsz);
     int rc = buf ? 0 : WEFT_ENOMEM;
     unsigned par = 0;
+    if (!rc && !c.first && c.start > 0 && c.start < c.end) {
+        /* a record starts right at the range's start when the byte before
+         * is a newline outside quotes (that newline is not a quote, so the
+         * state there is the range's starting state) */
+        size_t got;
+        rc = read_at(fd, buf, 1, c.start - 1, &got);
+        if (!rc && got == 1 && buf[0] == '\n') {
+            s.first[0] = c.start;
+            s.nl_before[0] = 0;
+        }
+    }
     for (uint64_t off = c.start; off < c.end && !rc;) {
         size_t want = (size_t)(c.end - off < bsz ? c.end - off : bsz), got;
         rc = read_at(fd, buf, want, off, &got);
