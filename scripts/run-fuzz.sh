@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run-fuzz.sh : builds the libFuzzer targets of fuzz/ with clang (ASan +
 # UBSan, the library instrumented for coverage) in build-fuzz/ and runs
-# fuzz_svg for a while. Usage:
-#     scripts/run-fuzz.sh [SECONDS]          (default 300)
+# fuzz_svg (or TARGET: svg, csv) for a while. Usage:
+#     scripts/run-fuzz.sh [SECONDS] [TARGET]  (default 300 svg)
 # New inputs the fuzzer finds go to build-fuzz/corpus-svg/ (seeded from
 # fuzz/corpus/svg/, which is left as it is); a crash writes
 # build-fuzz/crash-* and ends the run with a non-zero status. Copy a crash
@@ -15,16 +15,20 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 seconds=${1:-300}
+target=${2:-svg}
+case "$target" in svg|csv) ;; *) echo "run-fuzz: target is svg or csv" >&2; exit 2 ;; esac
 cc=${CC:-clang}
 command -v "$cc" >/dev/null || { echo "run-fuzz: $cc not found (make deps installs clang)" >&2; exit 2; }
 dir=build-fuzz
 cmake -S . -B "$dir" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_C_FLAGS_DEBUG=-O1 -g" \
     -DWEFT_BUILD_FUZZ=ON -DWEFT_SANITIZE=address -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF \
     -DWEFT_BUILD_BENCH=OFF -DWEFT_BUILD_PROGRAMS=OFF -DWEFT_WITH_MPI=OFF -DWEFT_WERROR=OFF >/dev/null
-cmake --build "$dir" -j "${JOBS:-$(nproc)}" --target fuzz_svg
-mkdir -p "$dir/corpus-svg"
+cmake --build "$dir" -j "${JOBS:-$(nproc)}" --target "fuzz_$target"
+mkdir -p "$dir/corpus-$target"
 cd "$dir"
+dict=()
+[ -f "$root/fuzz/$target.dict" ] && dict=(-dict="$root/fuzz/$target.dict")
 # -max_len: real traces are large, but what breaks a reader shows in a few KiB.
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    ./fuzz/fuzz_svg -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-    -dict="$root/fuzz/svg.dict" -print_final_stats=1 corpus-svg "$root/fuzz/corpus/svg"
+    ./fuzz/"fuzz_$target" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+    "${dict[@]}" -print_final_stats=1 "corpus-$target" "$root/fuzz/corpus/$target"
