@@ -20,8 +20,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int read_as(const char *path, const weft_csv_options *o, weft_executor *ex,
-                   weft_table **out)
+static int read_as(const char *path, const weft_csv_options *o, weft_executor *ex, weft_table **out)
 {
     weft_frame *f;
     *out = NULL;

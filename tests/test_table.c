@@ -128,24 +128,23 @@ TEST(table_build_read_slice_concat)
 
 /* quotes with delimiters, escaped quotes, embedded LF and CRLF, CRLF line
  * ends, empty fields, NA strings, no final newline */
-static const char tricky[] =
-    "id,name,score,ok\r\n"
-    "1,plain,1.5,true\r\n"
-    "2,\"with, comma\",-2,false\r\n"
-    "3,\"say \"\"hi\"\"\",,True\r\n"
-    "4,\"two\nlines\",1e3,FALSE\r\n"
-    "5,\"crlf\r\ninside\",NA,\n"
-    "6,,0.1,true\n"
-    "7,\"\"\"\",3,false\n"
-    "8,\"a\"\"\nb,\"\"c\",4.25,true";
+static const char tricky[] = "id,name,score,ok\r\n"
+                             "1,plain,1.5,true\r\n"
+                             "2,\"with, comma\",-2,false\r\n"
+                             "3,\"say \"\"hi\"\"\",,True\r\n"
+                             "4,\"two\nlines\",1e3,FALSE\r\n"
+                             "5,\"crlf\r\ninside\",NA,\n"
+                             "6,,0.1,true\n"
+                             "7,\"\"\"\",3,false\n"
+                             "8,\"a\"\"\nb,\"\"c\",4.25,true";
 
 static weft_table *tricky_expected(void)
 {
     weft_table *t;
     REQUIRE_OK(weft_table_create(&t));
     int64_t id[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-    const char *name[8] = {"plain", "with, comma", "say \"hi\"", "two\nlines",
-                           "crlf\r\ninside", NULL, "\"", "a\"\nb,\"c"};
+    const char *name[8] = {"plain",          "with, comma", "say \"hi\"", "two\nlines",
+                           "crlf\r\ninside", NULL,          "\"",         "a\"\nb,\"c"};
     double sc[8] = {1.5, -2, 0, 1e3, 0, 0.1, 3, 4.25};
     uint8_t scv[8] = {1, 1, 0, 1, 0, 1, 1, 1};
     bool ok[8] = {true, false, true, false, false, true, false, true};
@@ -196,7 +195,10 @@ TEST(csv_bom_header_only_empty_and_blank_lines)
     weft_executor *ex = make_exec(WEFT_BACKEND_SERIAL);
     REQUIRE(ex);
     weft_table *t;
-    write_file("bom.csv", "\xEF\xBB\xBF" "a;b\n1;x\n\n2;y\n", 16);
+    write_file("bom.csv",
+               "\xEF\xBB\xBF"
+               "a;b\n1;x\n\n2;y\n",
+               16);
     weft_csv_options semi = {.delimiter = ';'};
     CHECK_OK(read_all("bom.csv", &semi, ex, &t));
     CHECK_EQ_U64(weft_table_rows(t), 2);
@@ -262,8 +264,8 @@ TEST(csv_malformed_rows_error_or_skip)
     o.flags = 0;
     o.block_size = 0;
     CHECK_ERR(read_all("badval.csv", &o, ex, &t), WEFT_EINVAL);
-    CHECK_MSG(strstr(weft_last_error(), "badval.csv:5: field 2 (b): '4.5' is not an int64"),
-              "%s", weft_last_error());
+    CHECK_MSG(strstr(weft_last_error(), "badval.csv:5: field 2 (b): '4.5' is not an int64"), "%s",
+              weft_last_error());
     /* a stray quote in an unquoted field */
     write_file("stray.csv", "a,b\nx\"y,1\n", 10);
     CHECK_ERR(read_all("stray.csv", &o, ex, &t), WEFT_EINVAL);
@@ -273,13 +275,37 @@ TEST(csv_malformed_rows_error_or_skip)
 
 TEST(csv_doubles_are_correctly_rounded)
 {
-    static const char *const v[] = {
-        "0.1", "1e22", "1e23", "9007199254740993", "9007199254740992", "2.2250738585072014e-308",
-        "4.9e-324", "1.7976931348623157e308", "-0", "123456789012345678901234567890", "1e-22",
-        "0.30000000000000004", "3.14159265358979323846264338327950288", "1e400", "-1e-400",
-        "7.038531e-26", "8.533e+68", "4.1006e-184", "9.998e+307", "9.9538452227e-280",
-        "6.47660115e-260", "7.4e+47", "5.92e+48", "7.35e+66", "8.32116e+55", ".5", "5.",
-        "+2.5e+3", "1234567890123456789", "0.000001", "123.456e-7"};
+    static const char *const v[] = {"0.1",
+                                    "1e22",
+                                    "1e23",
+                                    "9007199254740993",
+                                    "9007199254740992",
+                                    "2.2250738585072014e-308",
+                                    "4.9e-324",
+                                    "1.7976931348623157e308",
+                                    "-0",
+                                    "123456789012345678901234567890",
+                                    "1e-22",
+                                    "0.30000000000000004",
+                                    "3.14159265358979323846264338327950288",
+                                    "1e400",
+                                    "-1e-400",
+                                    "7.038531e-26",
+                                    "8.533e+68",
+                                    "4.1006e-184",
+                                    "9.998e+307",
+                                    "9.9538452227e-280",
+                                    "6.47660115e-260",
+                                    "7.4e+47",
+                                    "5.92e+48",
+                                    "7.35e+66",
+                                    "8.32116e+55",
+                                    ".5",
+                                    "5.",
+                                    "+2.5e+3",
+                                    "1234567890123456789",
+                                    "0.000001",
+                                    "123.456e-7"};
     size_t nv = sizeof v / sizeof *v;
     char text[8192];
     size_t n = (size_t)snprintf(text, sizeof text, "x\n");
@@ -524,8 +550,8 @@ static void check_groupby_reference(const weft_table *all, const weft_table *gb)
         weft_table_get_int64(gb, 8, g, &iv, NULL);
         CHECK_EQ_INT(iv, nn);
         weft_table_get_double(gb, 9, g, &dv, NULL);
-        CHECK_MSG(dv == med || (isnan(dv) && isnan(med)), "group %zu median %.17g != %.17g", g,
-                  dv, med);
+        CHECK_MSG(dv == med || (isnan(dv) && isnan(med)), "group %zu median %.17g != %.17g", g, dv,
+                  med);
         weft_table_get_double(gb, 10, g, &dv, NULL);
         CHECK_MSG(close_enough(dv, zsum, 1e-12), "group %zu zsum %.17g != %.17g", g, dv, zsum);
     }
@@ -543,8 +569,21 @@ static void check_groupby_reference(const weft_table *all, const weft_table *gb)
 }
 
 /* runs every operation on one backend; results go in out[] */
-enum { R_ALL, R_GB, R_DESC, R_NL, R_NS, R_SORT, R_FILTER, R_SELECT, R_APPLY, R_ASSIGN, R_HEAD,
-       R_JOIN, R_N };
+enum {
+    R_ALL,
+    R_GB,
+    R_DESC,
+    R_NL,
+    R_NS,
+    R_SORT,
+    R_FILTER,
+    R_SELECT,
+    R_APPLY,
+    R_ASSIGN,
+    R_HEAD,
+    R_JOIN,
+    R_N
+};
 
 static weft_table *small_table(void)
 {
@@ -639,7 +678,7 @@ static void check_ops_reference(weft_table **r)
         double got;
         weft_table_get_double(r[R_DESC], dz, (size_t)q, &got, NULL);
         CHECK_MSG(q == 3 || q == 7 || (q >= 4 && q <= 6) ? got == want[q]
-                                                           : close_enough(got, want[q], 1e-12),
+                                                         : close_enough(got, want[q], 1e-12),
                   "describe z row %d: %.17g != %.17g", q, got, want[q]);
     }
     /* nlargest z: the 25 largest, descending */
@@ -654,8 +693,10 @@ static void check_ops_reference(weft_table **r)
         double got;
         bool ok;
         weft_table_get_double(r[R_SORT], cz, i, &got, &ok);
-        if (i < m) CHECK(ok && got == v[i]);
-        else CHECK(!ok);
+        if (i < m)
+            CHECK(ok && got == v[i]);
+        else
+            CHECK(!ok);
     }
     free(v);
     /* nsmallest k1: ties in row order, so the first 25 rows with the smallest k1 */
@@ -674,7 +715,8 @@ static void check_ops_reference(weft_table **r)
     weft_table_destroy(exp);
     /* build the expected rows by slicing one at a time */
     weft_table **ones = malloc(25 * sizeof *ones);
-    for (size_t i = 0; i < k; i++) REQUIRE_OK(weft_table_slice(all, rows[i], rows[i] + 1, &ones[i]));
+    for (size_t i = 0; i < k; i++)
+        REQUIRE_OK(weft_table_slice(all, rows[i], rows[i] + 1, &ones[i]));
     REQUIRE_OK(weft_table_concat((const weft_table *const *)ones, k, &pick));
     CHECK(weft_table_equal(pick, r[R_NS]));
     for (size_t i = 0; i < k; i++) weft_table_destroy(ones[i]);
@@ -985,10 +1027,9 @@ TEST(operations_match_pandas)
     static const struct {
         int idx;
         const char *file;
-    } cmp[] = {{R_ALL, "all"},       {R_GB, "groupby"}, {R_DESC, "describe"},
-               {R_NL, "nlargest"},   {R_NS, "nsmallest"}, {R_SORT, "sort"},
-               {R_FILTER, "filter"}, {R_APPLY, "apply"}, {R_HEAD, "head"},
-               {R_JOIN, "join"}};
+    } cmp[] = {{R_ALL, "all"},      {R_GB, "groupby"}, {R_DESC, "describe"}, {R_NL, "nlargest"},
+               {R_NS, "nsmallest"}, {R_SORT, "sort"},  {R_FILTER, "filter"}, {R_APPLY, "apply"},
+               {R_HEAD, "head"},    {R_JOIN, "join"}};
     for (size_t i = 0; i < sizeof cmp / sizeof *cmp; i++) {
         char path[256], why[512] = "";
         snprintf(path, sizeof path, "pdout/%s.csv", cmp[i].file);
@@ -1029,8 +1070,8 @@ TEST(streaming_groupby_stays_under_the_memory_bound)
             weft_table_run_options ro = {.in_flight = 2};
             weft_frame *f;
             const char *keys[2] = {"k1", "k2"};
-            weft_agg a[3] = {{"x", WEFT_AGG_MEAN, NULL}, {"y", WEFT_AGG_SUM, NULL},
-                             {"z", WEFT_AGG_MAX, NULL}};
+            weft_agg a[3] = {
+                {"x", WEFT_AGG_MEAN, NULL}, {"y", WEFT_AGG_SUM, NULL}, {"z", WEFT_AGG_MAX, NULL}};
             weft_table *t = NULL;
             int rc = weft_frame_read_csv((const char *[]){"big.csv"}, 1, &o, &f);
             if (!rc) rc = weft_frame_groupby(f, keys, 2, a, 3, ex, &ro, &t);

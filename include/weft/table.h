@@ -112,8 +112,7 @@ WEFT_API int weft_table_get_int64(const weft_table *t, size_t col, size_t row, i
                                   bool *valid);
 WEFT_API int weft_table_get_double(const weft_table *t, size_t col, size_t row, double *v,
                                    bool *valid);
-WEFT_API int weft_table_get_bool(const weft_table *t, size_t col, size_t row, bool *v,
-                                 bool *valid);
+WEFT_API int weft_table_get_bool(const weft_table *t, size_t col, size_t row, bool *v, bool *valid);
 WEFT_API int weft_table_get_text(const weft_table *t, size_t col, size_t row, const char **v,
                                  bool *valid);
 
@@ -179,8 +178,8 @@ typedef struct weft_csv_column {
 } weft_csv_column;
 
 typedef struct weft_csv_options {
-    char delimiter;  /* field delimiter; 0 = ',' */
-    unsigned flags;  /* WEFT_CSV_* */
+    char delimiter; /* field delimiter; 0 = ',' */
+    unsigned flags; /* WEFT_CSV_* */
     /* Fields read as missing values (compared after unquoting); NULL takes
      * the default: "", "NA", "N/A", "NaN", "nan", "NULL", "null", "#N/A". */
     const char *const *na_values;
@@ -195,9 +194,9 @@ typedef struct weft_csv_options {
 
 /* weft_csv_write_options: for weft_frame_write_csv. */
 typedef struct weft_csv_write_options {
-    char delimiter;        /* 0 = ',' */
-    const char *na_rep;    /* text of a missing value; NULL = "" */
-    bool no_header;        /* leave the header line out */
+    char delimiter;         /* 0 = ',' */
+    const char *na_rep;     /* text of a missing value; NULL = "" */
+    bool no_header;         /* leave the header line out */
     bool one_per_partition; /* `path` holds a '*', replaced by the partition number */
 } weft_csv_write_options;
 
@@ -255,8 +254,8 @@ WEFT_API int weft_frame_map_partitions(const weft_frame *f, weft_task_fn fn, con
  * Derived columns: `fn` is called as in weft_frame_map_partitions and
  * returns a table of the same row count; its columns are appended to the
  * partition (replacing columns of the same name). @return as map_partitions. */
-WEFT_API int weft_frame_assign(const weft_frame *f, weft_task_fn fn, const void *arg,
-                               size_t arglen, weft_frame **out);
+WEFT_API int weft_frame_assign(const weft_frame *f, weft_task_fn fn, const void *arg, size_t arglen,
+                               weft_frame **out);
 
 typedef enum weft_cmp {
     WEFT_CMP_LT = 1,
@@ -354,17 +353,15 @@ WEFT_API int weft_frame_describe(weft_frame *f, weft_executor *ex,
  * no full sort. @return as weft_frame_groupby. */
 WEFT_API int weft_frame_nlargest(weft_frame *f, size_t n, const char *column, weft_executor *ex,
                                  const weft_table_run_options *opts, weft_table **out);
-WEFT_API int weft_frame_nsmallest(weft_frame *f, size_t n, const char *column,
-                                  weft_executor *ex, const weft_table_run_options *opts,
-                                  weft_table **out);
+WEFT_API int weft_frame_nsmallest(weft_frame *f, size_t n, const char *column, weft_executor *ex,
+                                  const weft_table_run_options *opts, weft_table **out);
 
 /* weft_frame_sort() :
  * All rows sorted by column `column` (stable; missing values last, as
  * pandas' sort_values). Partitions are sorted in parallel and merged.
  * @return as weft_frame_groupby. */
-WEFT_API int weft_frame_sort(weft_frame *f, const char *column, bool descending,
-                             weft_executor *ex, const weft_table_run_options *opts,
-                             weft_table **out);
+WEFT_API int weft_frame_sort(weft_frame *f, const char *column, bool descending, weft_executor *ex,
+                             const weft_table_run_options *opts, weft_table **out);
 
 /* weft_frame_write_csv() :
  * Writes the frame as CSV to `path` (RFC 4180 quoting where needed; doubles

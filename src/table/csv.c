@@ -31,8 +31,8 @@
  * one IEEE operation on exact operands, so correctly rounded (Clinger's
  * fast path); every other field goes to glibc's strtod, which is correctly
  * rounded. */
-#include "table/table_internal.h"
 #include "internal.h"
+#include "table/table_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,7 +55,13 @@ void weft__csv_spec_free(csv_spec *s)
 
 /* ---- tokenizer ---- */
 
-enum { T_DELIM, T_EOL, T_EOF, T_MORE, T_UNTERM };
+enum {
+    T_DELIM,
+    T_EOL,
+    T_EOF,
+    T_MORE,
+    T_UNTERM
+};
 
 typedef struct field {
     size_t start, len; /* the field's bytes, quotes removed (escaped "" still doubled) */
@@ -386,14 +392,15 @@ static int file_head(const char *path, size_t want, char **buf, size_t *got, uin
     return 0;
 }
 
-int weft__csv_prepare(const char *const *paths, size_t n, const weft_csv_options *o,
-                      csv_spec *sp, uint64_t *data_start, uint64_t *data_line, uint64_t *size)
+int weft__csv_prepare(const char *const *paths, size_t n, const weft_csv_options *o, csv_spec *sp,
+                      uint64_t *data_start, uint64_t *data_line, uint64_t *size)
 {
     memset(sp, 0, sizeof *sp);
     sp->delimiter = o->delimiter ? o->delimiter : ',';
     sp->flags = o->flags;
     if (sp->delimiter == '"' || sp->delimiter == '\n' || sp->delimiter == '\r')
-        return weft__err(WEFT_EINVAL, "weft_frame_read_csv: the delimiter cannot be a quote or newline");
+        return weft__err(WEFT_EINVAL,
+                         "weft_frame_read_csv: the delimiter cannot be a quote or newline");
     const char *const *na = o->na_values ? o->na_values : default_na;
     size_t nna = o->na_values ? o->n_na_values : sizeof default_na / sizeof *default_na;
     sp->na = calloc(nna ? nna : 1, sizeof *sp->na);
@@ -471,9 +478,11 @@ int weft__csv_prepare(const char *const *paths, size_t n, const weft_csv_options
                         nm = o->schema[k].name;
                         if (!nm || o->schema[k].type < WEFT_COL_INT64 ||
                             o->schema[k].type > WEFT_COL_TEXT)
-                            rc = weft__err(WEFT_EINVAL, "weft_frame_read_csv: schema[%zu] is not valid", k);
+                            rc = weft__err(WEFT_EINVAL,
+                                           "weft_frame_read_csv: schema[%zu] is not valid", k);
                         else if (h.names && strcmp(h.names[k], nm))
-                            rc = weft__err(WEFT_EINVAL, "%s: header field %zu is '%s', the schema says '%s'",
+                            rc = weft__err(WEFT_EINVAL,
+                                           "%s: header field %zu is '%s', the schema says '%s'",
                                            paths[f], k + 1, h.names[k], nm);
                         sp->types[k] = o->schema[k].type;
                     } else {
@@ -489,7 +498,8 @@ int weft__csv_prepare(const char *const *paths, size_t n, const weft_csv_options
                                            paths[f], sp->names[a]);
                 if (!rc && !o->schema) {
                     infer_state st = {sp, ncols, malloc(ncols)};
-                    if (!st.can) rc = WEFT_ENOMEM;
+                    if (!st.can)
+                        rc = WEFT_ENOMEM;
                     else {
                         memset(st.can, 7, ncols);
                         size_t from = data_start[f];
@@ -704,8 +714,10 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
     s.parity = par;
     free(buf);
     close(fd);
-    if (!rc) rc = weft_ctx_set_output(ctx, &s, sizeof s);
-    else weft_ctx_fail(ctx, rc, "%s: %s", c.path, strerror(-rc));
+    if (!rc)
+        rc = weft_ctx_set_output(ctx, &s, sizeof s);
+    else
+        weft_ctx_fail(ctx, rc, "%s: %s", c.path, strerror(-rc));
     chunk_free(&c);
     return rc;
 }
@@ -778,7 +790,8 @@ static int store(reader *r, size_t k, const char *buf, const field *f)
         if (!na && !parse_bool(s, l, &v)) return 1;
         return weft__tcol_push_bool(col, v, !na);
     }
-    default: return weft__tcol_push_text(col, s, l, !na);
+    default:
+        return weft__tcol_push_text(col, s, l, !na);
     }
 }
 
@@ -790,8 +803,8 @@ static uint64_t line_of(const char *buf, size_t at, uint64_t line0)
 /* Parses the records that start in buf[*pos .. limit); T_MORE when a record
  * runs past the buffer (it is rolled back: read more and call again).
  * @return 0, T_MORE, or a negative code (the task's message set). */
-static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t *pos,
-                       size_t limit, uint64_t line0, weft_ctx *ctx)
+static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t *pos, size_t limit,
+                       uint64_t line0, weft_ctx *ctx)
 {
     const csv_spec *sp = &r->c->sp;
     const char delim = sp->delimiter;
@@ -818,9 +831,10 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
                     *pos = blen;
                     return 0;
                 }
-                return weft_ctx_fail(ctx, WEFT_EINVAL,
-                                     "%s:%llu: field %zu: a quoted field is not closed before the end of the file",
-                                     r->c->path, (unsigned long long)line_of(buf, rec, line0), k + 1);
+                return weft_ctx_fail(
+                    ctx, WEFT_EINVAL,
+                    "%s:%llu: field %zu: a quoted field is not closed before the end of the file",
+                    r->c->path, (unsigned long long)line_of(buf, rec, line0), k + 1);
             }
             if (k == 0 && term != T_DELIM && f.len == 0 && !f.escaped &&
                 (f.start == 0 || buf[f.start - 1] != '"'))
@@ -848,8 +862,9 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
         }
         uint64_t line = line_of(buf, rec, line0);
         if (bad == 3)
-            return weft_ctx_fail(ctx, WEFT_EINVAL, "%s:%llu: the record has %zu%s fields, the header %zu",
-                                 r->c->path, (unsigned long long)line, bad_field + (k > ncols ? 1 : 0),
+            return weft_ctx_fail(ctx, WEFT_EINVAL,
+                                 "%s:%llu: the record has %zu%s fields, the header %zu", r->c->path,
+                                 (unsigned long long)line, bad_field + (k > ncols ? 1 : 0),
                                  k > ncols ? " or more" : "", ncols);
         /* re-read the bad field for the message */
         size_t j = rec;
@@ -859,15 +874,16 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
         int show = l > 40 ? 40 : (int)l;
         if (bad == 2)
             return weft_ctx_fail(ctx, WEFT_EINVAL,
-                                 "%s:%llu: field %zu (%s): a quote inside an unquoted field or after a closing quote",
-                                 r->c->path, (unsigned long long)line_of(buf, f.start, line0), bad_field + 1,
-                                 sp->names[bad_field]);
+                                 "%s:%llu: field %zu (%s): a quote inside an unquoted field or "
+                                 "after a closing quote",
+                                 r->c->path, (unsigned long long)line_of(buf, f.start, line0),
+                                 bad_field + 1, sp->names[bad_field]);
         return weft_ctx_fail(ctx, WEFT_EINVAL, "%s:%llu: field %zu (%s): '%.*s' is not %s",
                              r->c->path, (unsigned long long)line_of(buf, f.start, line0),
                              bad_field + 1, sp->names[bad_field], show, s ? s : "",
                              sp->types[bad_field] == WEFT_COL_INT64    ? "an int64"
                              : sp->types[bad_field] == WEFT_COL_DOUBLE ? "a double"
-                                                                         : "a bool");
+                                                                       : "a bool");
     }
     *pos = i;
     return 0;
@@ -995,8 +1011,8 @@ static int fmt_double(char *out, size_t cap, double v)
     return n;
 }
 
-int weft__csv_format(const weft_table *t, const weft_csv_write_options *o, bool header,
-                     char **out, size_t *outlen)
+int weft__csv_format(const weft_table *t, const weft_csv_write_options *o, bool header, char **out,
+                     size_t *outlen)
 {
     char delim = o && o->delimiter ? o->delimiter : ',';
     const char *na = o && o->na_rep ? o->na_rep : "";
@@ -1029,10 +1045,13 @@ int weft__csv_format(const weft_table *t, const weft_csv_write_options *o, bool 
                 sb_put(&b, num, (size_t)n);
                 break;
             case WEFT_COL_BOOL:
-                if (((const bool *)c->data)[i]) sb_put(&b, "True", 4);
-                else sb_put(&b, "False", 5);
+                if (((const bool *)c->data)[i])
+                    sb_put(&b, "True", 4);
+                else
+                    sb_put(&b, "False", 5);
                 break;
-            default: sb_text(&b, weft__tcol_text(c, i), weft__tcol_textlen(c, i), delim);
+            default:
+                sb_text(&b, weft__tcol_text(c, i), weft__tcol_textlen(c, i), delim);
             }
         }
         sb_put(&b, "\n", 1);

@@ -14,8 +14,8 @@
  * A CSV source also has "prerequisite" nodes: the chain of range bounds
  * (csv.c). They are computed first, as targets, and kept: they are a few
  * bytes each and every read needs its own. */
-#include "table/table_internal.h"
 #include "internal.h"
+#include "table/table_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -136,7 +136,8 @@ int weft_frame_read_csv(const char *const *paths, size_t n, const weft_csv_optio
         if (!paths[i]) return weft__err(WEFT_EINVAL, "weft_frame_read_csv: paths[%zu] is NULL", i);
     weft_csv_options none = {0};
     const weft_csv_options *o = opts ? opts : &none;
-    if (o->schema && o->n_schema == 0) return weft__err(WEFT_EINVAL, "weft_frame_read_csv: empty schema");
+    if (o->schema && o->n_schema == 0)
+        return weft__err(WEFT_EINVAL, "weft_frame_read_csv: empty schema");
     uint64_t *ds = calloc(n, 8), *dl = calloc(n, 8), *sz = calloc(n, 8);
     csv_spec sp;
     memset(&sp, 0, sizeof sp);
@@ -237,8 +238,8 @@ static int per_part(const weft_frame *f, weft_task_fn fn, const void *lit, size_
     return 0;
 }
 
-int weft_frame_map_partitions(const weft_frame *f, weft_task_fn fn, const void *arg,
-                              size_t arglen, weft_frame **out)
+int weft_frame_map_partitions(const weft_frame *f, weft_task_fn fn, const void *arg, size_t arglen,
+                              weft_frame **out)
 {
     if (arglen && !arg) return WEFT_EINVAL;
     return per_part(f, fn, arg, arglen, NULL, 0, false, out);
@@ -413,7 +414,9 @@ static int concat_collected(collect *c, weft_table **out)
 {
     int rc = weft_table_concat((const weft_table *const *)c->t, c->n, out);
     if (rc == WEFT_EINVAL)
-        weft__err(rc, "partitions have unlike columns (a map_partitions function returned another schema?)");
+        weft__err(
+            rc,
+            "partitions have unlike columns (a map_partitions function returned another schema?)");
     return rc;
 }
 
@@ -480,7 +483,8 @@ int weft_frame_groupby(weft_frame *f, const char *const *keys, size_t nkeys, con
     if (!rc) rc = partial_nodes(f, weft__tb_gb_partial, spec, len, &nodes);
     if (!rc) rc = run_waves(f, ex, opts, nodes, f->np, gb_consume, acc);
     if (!rc) rc = weft__gb_acc_finish(acc, out);
-    if (rc == WEFT_EAGAIN) rc = weft__err(WEFT_EINVAL, "weft_frame_groupby: the frame has no partitions");
+    if (rc == WEFT_EAGAIN)
+        rc = weft__err(WEFT_EINVAL, "weft_frame_groupby: the frame has no partitions");
     free(nodes);
     free(spec);
     weft__gb_acc_destroy(acc);
@@ -556,8 +560,10 @@ static int top(weft_frame *f, size_t n, const char *column, bool largest, weft_e
     int rc = partial_nodes(f, weft__tb_top_partial, k.p, k.n, &nodes);
     if (!rc) rc = run_waves(f, ex, opts, nodes, f->np, top_consume, &s);
     if (!rc && !s.best) rc = weft__err(WEFT_EINVAL, "the frame has no partitions");
-    if (!rc) *out = s.best;
-    else weft_table_destroy(s.best);
+    if (!rc)
+        *out = s.best;
+    else
+        weft_table_destroy(s.best);
     free(nodes);
     free(k.p);
     return rc;
@@ -619,7 +625,8 @@ int weft_frame_write_csv(weft_frame *f, const char *path, const weft_csv_write_o
     weft_csv_write_options w = wopts ? *wopts : (weft_csv_write_options){0};
     const char *star = strchr(path, '*');
     if (w.one_per_partition && !star)
-        return weft__err(WEFT_EINVAL, "weft_frame_write_csv: '%s' has no '*' for the partition number", path);
+        return weft__err(WEFT_EINVAL,
+                         "weft_frame_write_csv: '%s' has no '*' for the partition number", path);
     weft_node *nodes = calloc(f->np ? f->np : 1, sizeof *nodes);
     if (!nodes) return WEFT_ENOMEM;
     int rc = 0;
@@ -681,20 +688,24 @@ static int npy_consume(void *arg, size_t part, const void *d, size_t len)
             if (!o->f[j]) rc = weft__err(-errno, "%s: %s", path, strerror(errno));
             char hdr[128];
             weft__npy_header(hdr, o->type[j], 0);
-            if (!rc && fwrite(hdr, 1, 128, o->f[j]) != 128) rc = weft__err(-EIO, "%s: write failed", path);
+            if (!rc && fwrite(hdr, 1, 128, o->f[j]) != 128)
+                rc = weft__err(-EIO, "%s: write failed", path);
             j++;
         }
     }
     for (size_t j = 0; j < o->ncols && !rc; j++) {
         const tcol *c = weft__table_col(t, o->name[j]);
         if (!c || c->type != o->type[j]) {
-            rc = weft__err(WEFT_EINVAL, "write_npy: partition %zu lacks column '%s'", part, o->name[j]);
+            rc = weft__err(WEFT_EINVAL, "write_npy: partition %zu lacks column '%s'", part,
+                           o->name[j]);
             break;
         }
         if (c->valid && c->type != WEFT_COL_DOUBLE)
             for (size_t i = 0; i < t->nrows && !rc; i++)
                 if (!c->valid[i])
-                    rc = weft__err(WEFT_EINVAL, "write_npy: column '%s' has a missing value (row %zu of partition %zu); numpy's %s has none",
+                    rc = weft__err(WEFT_EINVAL,
+                                   "write_npy: column '%s' has a missing value (row %zu of "
+                                   "partition %zu); numpy's %s has none",
                                    o->name[j], i, part, weft_col_type_name(c->type));
         size_t w = weft__tcol_width(c->type);
         if (!rc && t->nrows && fwrite(c->data, w, t->nrows, o->f[j]) != t->nrows)
@@ -717,7 +728,8 @@ int weft_frame_write_npy(weft_frame *f, const char *dir, weft_executor *ex,
         weft__npy_header(hdr, o.type[j], o.n[j]);
         if (!rc && (fseek(o.f[j], 0, SEEK_SET) || fwrite(hdr, 1, 128, o.f[j]) != 128))
             rc = weft__err(-EIO, "write_npy: header of '%s' failed", o.name[j]);
-        if (fclose(o.f[j]) && !rc) rc = weft__err(-EIO, "write_npy: close of '%s' failed", o.name[j]);
+        if (fclose(o.f[j]) && !rc)
+            rc = weft__err(-EIO, "write_npy: close of '%s' failed", o.name[j]);
         free(o.name[j]);
     }
     free(o.f), free(o.name), free(o.type), free(o.n);

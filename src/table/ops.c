@@ -94,34 +94,64 @@ int weft__tb_filter(weft_ctx *ctx, const void *in, size_t len)
             int64_t x = ((const int64_t *)c->data)[i];
             double xv = (double)x;
             int cmp;
-            if (value != value) cmp = 2;
-            else if (value >= 9223372036854775808.0) cmp = -1;
-            else if (value < -9223372036854775808.0) cmp = 1;
+            if (value != value)
+                cmp = 2;
+            else if (value >= 9223372036854775808.0)
+                cmp = -1;
+            else if (value < -9223372036854775808.0)
+                cmp = 1;
             else {
                 double fl = floor(value);
                 int64_t vi = (int64_t)fl;
-                if (x < vi) cmp = -1;
-                else if (x > vi) cmp = 1;
-                else cmp = fl == value ? 0 : -1;
+                if (x < vi)
+                    cmp = -1;
+                else if (x > vi)
+                    cmp = 1;
+                else
+                    cmp = fl == value ? 0 : -1;
             }
             (void)xv;
             switch (op) {
-            case WEFT_CMP_LT: keep = cmp == -1; break;
-            case WEFT_CMP_LE: keep = cmp == -1 || cmp == 0; break;
-            case WEFT_CMP_EQ: keep = cmp == 0; break;
-            case WEFT_CMP_NE: keep = cmp != 0; break;
-            case WEFT_CMP_GE: keep = cmp == 0 || cmp == 1; break;
-            default: keep = cmp == 1; break;
+            case WEFT_CMP_LT:
+                keep = cmp == -1;
+                break;
+            case WEFT_CMP_LE:
+                keep = cmp == -1 || cmp == 0;
+                break;
+            case WEFT_CMP_EQ:
+                keep = cmp == 0;
+                break;
+            case WEFT_CMP_NE:
+                keep = cmp != 0;
+                break;
+            case WEFT_CMP_GE:
+                keep = cmp == 0 || cmp == 1;
+                break;
+            default:
+                keep = cmp == 1;
+                break;
             }
         } else {
             double x = ((const double *)c->data)[i];
             switch (op) {
-            case WEFT_CMP_LT: keep = x < value; break;
-            case WEFT_CMP_LE: keep = x <= value; break;
-            case WEFT_CMP_EQ: keep = x == value; break;
-            case WEFT_CMP_NE: keep = x != value && x == x; break;
-            case WEFT_CMP_GE: keep = x >= value; break;
-            default: keep = x > value; break;
+            case WEFT_CMP_LT:
+                keep = x < value;
+                break;
+            case WEFT_CMP_LE:
+                keep = x <= value;
+                break;
+            case WEFT_CMP_EQ:
+                keep = x == value;
+                break;
+            case WEFT_CMP_NE:
+                keep = x != value && x == x;
+                break;
+            case WEFT_CMP_GE:
+                keep = x >= value;
+                break;
+            default:
+                keep = x > value;
+                break;
             }
         }
         if (keep) idx[n++] = i;
@@ -148,15 +178,18 @@ int weft__tb_select(weft_ctx *ctx, const void *in, size_t len)
     for (uint64_t k = 0; k < n && !rc; k++) {
         char *name = unpack_str(&u);
         tcol *c = name ? weft__table_col(t, name) : NULL;
-        if (!c) rc = weft_ctx_fail(ctx, WEFT_EINVAL, "select: no column '%s'", name ? name : "?");
+        if (!c)
+            rc = weft_ctx_fail(ctx, WEFT_EINVAL, "select: no column '%s'", name ? name : "?");
         else if (weft__table_col(o, name))
             rc = weft_ctx_fail(ctx, WEFT_EINVAL, "select: column '%s' named twice", name);
         else {
             /* move the column: t is thrown away */
             if (o->ncols == o->capcols) {
                 tcol *p = realloc(o->cols, (o->capcols ? o->capcols * 2 : 8) * sizeof *p);
-                if (!p) rc = WEFT_ENOMEM;
-                else o->cols = p, o->capcols = o->capcols ? o->capcols * 2 : 8;
+                if (!p)
+                    rc = WEFT_ENOMEM;
+                else
+                    o->cols = p, o->capcols = o->capcols ? o->capcols * 2 : 8;
             }
             if (!rc) {
                 o->cols[o->ncols++] = *c;
@@ -188,7 +221,8 @@ int weft__tb_hstack(weft_ctx *ctx, const void *in, size_t len)
         return rc;
     }
     if (add->ncols && add->nrows != t->nrows)
-        rc = weft_ctx_fail(ctx, WEFT_EINVAL, "assign: the function returned %zu rows for a partition of %zu",
+        rc = weft_ctx_fail(ctx, WEFT_EINVAL,
+                           "assign: the function returned %zu rows for a partition of %zu",
                            add->nrows, t->nrows);
     for (size_t k = 0; k < add->ncols && !rc; k++) {
         tcol *old = weft__table_col(t, add->cols[k].name);
@@ -231,7 +265,8 @@ static uint64_t mix64(uint64_t x)
 static uint64_t cell_hash(const tcol *c, size_t i)
 {
     switch (c->type) {
-    case WEFT_COL_INT64: return mix64((uint64_t)((const int64_t *)c->data)[i]);
+    case WEFT_COL_INT64:
+        return mix64((uint64_t)((const int64_t *)c->data)[i]);
     case WEFT_COL_DOUBLE: {
         double d = ((const double *)c->data)[i];
         if (d == 0) d = 0; /* -0.0 groups with 0.0 */
@@ -239,17 +274,22 @@ static uint64_t cell_hash(const tcol *c, size_t i)
         memcpy(&b, &d, 8);
         return mix64(b);
     }
-    case WEFT_COL_BOOL: return mix64(((const bool *)c->data)[i] ? 1 : 2);
-    default: return XXH3_64bits(weft__tcol_text(c, i), weft__tcol_textlen(c, i));
+    case WEFT_COL_BOOL:
+        return mix64(((const bool *)c->data)[i] ? 1 : 2);
+    default:
+        return XXH3_64bits(weft__tcol_text(c, i), weft__tcol_textlen(c, i));
     }
 }
 
 static bool cell_eq(const tcol *a, size_t i, const tcol *b, size_t j)
 {
     switch (a->type) {
-    case WEFT_COL_INT64: return ((const int64_t *)a->data)[i] == ((const int64_t *)b->data)[j];
-    case WEFT_COL_DOUBLE: return ((const double *)a->data)[i] == ((const double *)b->data)[j];
-    case WEFT_COL_BOOL: return ((const bool *)a->data)[i] == ((const bool *)b->data)[j];
+    case WEFT_COL_INT64:
+        return ((const int64_t *)a->data)[i] == ((const int64_t *)b->data)[j];
+    case WEFT_COL_DOUBLE:
+        return ((const double *)a->data)[i] == ((const double *)b->data)[j];
+    case WEFT_COL_BOOL:
+        return ((const bool *)a->data)[i] == ((const bool *)b->data)[j];
     default:
         return weft__tcol_textlen(a, i) == weft__tcol_textlen(b, j) &&
                !memcmp(weft__tcol_text(a, i), weft__tcol_text(b, j), weft__tcol_textlen(a, i));
@@ -367,7 +407,7 @@ typedef struct gb_spec {
 
 static const char *agg_name(weft_agg_kind k)
 {
-    static const char *const n[] = {"",    "count", "sum", "mean",    "min",
+    static const char *const n[] = {"",    "count", "sum",     "mean",  "min",
                                     "max", "var",   "nunique", "median"};
     return k >= WEFT_AGG_COUNT && k <= WEFT_AGG_MEDIAN ? n[k] : "?";
 }
@@ -381,8 +421,10 @@ int weft__gb_spec(const char *const *keys, size_t nkeys, const weft_agg *aggs, s
     pack_u64(&k, naggs);
     for (size_t i = 0; i < naggs; i++) {
         char nm[512];
-        if (aggs[i].name) snprintf(nm, sizeof nm, "%s", aggs[i].name);
-        else snprintf(nm, sizeof nm, "%s_%s", aggs[i].column, agg_name(aggs[i].kind));
+        if (aggs[i].name)
+            snprintf(nm, sizeof nm, "%s", aggs[i].name);
+        else
+            snprintf(nm, sizeof nm, "%s_%s", aggs[i].column, agg_name(aggs[i].kind));
         pack_str(&k, aggs[i].column);
         pack_str(&k, nm);
         pack_u64(&k, (uint64_t)aggs[i].kind);
@@ -471,8 +513,10 @@ static int gb_check(const gb_spec *s, const weft_table *t, size_t *keycols, size
 static inline void neu_add(double *s, double *c, double x)
 {
     double t = *s + x;
-    if (fabs(*s) >= fabs(x)) *c += (*s - t) + x;
-    else *c += (x - t) + *s;
+    if (fabs(*s) >= fabs(x))
+        *c += (*s - t) + x;
+    else
+        *c += (x - t) + *s;
     *s = t;
 }
 
@@ -493,7 +537,8 @@ static uint64_t value_key(const tcol *c, size_t i, uint64_t *k2)
 {
     *k2 = 0;
     switch (c->type) {
-    case WEFT_COL_INT64: return (uint64_t)((const int64_t *)c->data)[i];
+    case WEFT_COL_INT64:
+        return (uint64_t)((const int64_t *)c->data)[i];
     case WEFT_COL_DOUBLE: {
         double d = ((const double *)c->data)[i];
         if (d == 0) d = 0;
@@ -501,7 +546,8 @@ static uint64_t value_key(const tcol *c, size_t i, uint64_t *k2)
         memcpy(&b, &d, 8);
         return b;
     }
-    case WEFT_COL_BOOL: return ((const bool *)c->data)[i];
+    case WEFT_COL_BOOL:
+        return ((const bool *)c->data)[i];
     default: {
         XXH128_hash_t h = XXH3_128bits(weft__tcol_text(c, i), weft__tcol_textlen(c, i));
         *k2 = h.high64;
@@ -584,8 +630,8 @@ int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
             if (!sm) rc = WEFT_ENOMEM;
             for (size_t i = 0; !rc && i < t->nrows; i++)
                 if (gid[i] >= 0 && weft__tcol_ok(c, i))
-                    sm[gid[i]] = (int64_t)((uint64_t)sm[gid[i]] +
-                                           (uint64_t)((const int64_t *)c->data)[i]);
+                    sm[gid[i]] =
+                        (int64_t)((uint64_t)sm[gid[i]] + (uint64_t)((const int64_t *)c->data)[i]);
             if (!rc) rc = weft_table_add_int64(st, nm[0], sm, NULL, ng);
             free(sm);
         } else if (k == WEFT_AGG_SUM || k == WEFT_AGG_MEAN) {
@@ -616,7 +662,8 @@ int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
                     tmp.valid = NULL;
                     int cmp = cell_cmp(c, i, &tmp, gg);
                     take = k == WEFT_AGG_MIN ? cmp < 0 : cmp > 0;
-                    if (c->type == WEFT_COL_DOUBLE && ((const double *)c->data)[i] != ((const double *)c->data)[i])
+                    if (c->type == WEFT_COL_DOUBLE &&
+                        ((const double *)c->data)[i] != ((const double *)c->data)[i])
                         take = false;
                 }
                 if (take) {
@@ -656,7 +703,8 @@ int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
             if (!gg || !v) rc = WEFT_ENOMEM;
             size_t j = 0;
             for (size_t i = 0; !rc && i < t->nrows; i++)
-                if (gid[i] >= 0 && weft__tcol_ok(c, i)) gg[j] = gid[i], v[j++] = weft__tcol_num(c, i);
+                if (gid[i] >= 0 && weft__tcol_ok(c, i))
+                    gg[j] = gid[i], v[j++] = weft__tcol_num(c, i);
             weft_table *lt = NULL;
             if (!rc) rc = weft_table_create(&lt);
             if (!rc) rc = weft_table_add_int64(lt, "g", gg, NULL, cnt);
@@ -698,8 +746,10 @@ int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
     for (size_t q = 0; q < li && !rc; q++) rc = bundle_add(&b, lists[q]);
     for (size_t q = 0; q < li; q++) weft_table_destroy(lists[q]);
     free(lists);
-    if (!rc) rc = weft_ctx_set_output(ctx, b.p, b.n);
-    else if (rc == WEFT_ENOMEM) weft_ctx_fail(ctx, rc, "groupby: out of memory");
+    if (!rc)
+        rc = weft_ctx_set_output(ctx, b.p, b.n);
+    else if (rc == WEFT_ENOMEM)
+        weft_ctx_fail(ctx, rc, "groupby: out of memory");
     free(b.p);
     weft_table_destroy(st);
     gindex_fini(&g);
@@ -723,8 +773,8 @@ typedef struct agg_acc {
     int64_t *n, *isum, *imin;
     double *s, *c, *mean, *m2, *dmin;
     uint8_t *has;
-    vecd vals;         /* median */
-    triple *tr;        /* nunique */
+    vecd vals;  /* median */
+    triple *tr; /* nunique */
     size_t ntr, captr;
 } agg_acc;
 
@@ -806,8 +856,10 @@ int weft__gb_acc_merge(gb_acc *a, const void *partial, size_t len)
     int rc = 0;
     for (uint64_t i = 0; i < nt && !rc; i++) {
         uint64_t l = unpack_u64(&u);
-        if (u.bad || (uint64_t)(u.e - u.p) < l) rc = WEFT_EINVAL;
-        else rc = weft_table_deserialize(u.p, l, &ts[i]);
+        if (u.bad || (uint64_t)(u.e - u.p) < l)
+            rc = WEFT_EINVAL;
+        else
+            rc = weft_table_deserialize(u.p, l, &ts[i]);
         u.p += l;
     }
     weft_table *st = rc ? NULL : ts[0];
@@ -872,7 +924,7 @@ int weft__gb_acc_merge(gb_acc *a, const void *partial, size_t len)
                         x->dmin[g] = v;
                 } else {
                     int64_t v = c0->type == WEFT_COL_INT64 ? ((const int64_t *)c0->data)[r]
-                                                          : ((const bool *)c0->data)[r];
+                                                           : ((const bool *)c0->data)[r];
                     if (!x->has[g] || (x->kind == WEFT_AGG_MIN ? v < x->imin[g] : v > x->imin[g]))
                         x->imin[g] = v;
                 }
@@ -969,9 +1021,12 @@ double weft__select_kth(double *v, size_t n, size_t k)
                 j--;
             }
         }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else return v[k];
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return v[k];
     }
     return v[k];
 }
@@ -1058,8 +1113,10 @@ int weft__gb_acc_finish(gb_acc *a, weft_table **out)
                 iv[r] = x->imin[ord[r]];
                 dv[r] = ok[r] ? x->dmin[ord[r]] : NAN;
             }
-            if (x->type == WEFT_COL_DOUBLE) rc = weft_table_add_double(o, nm, dv, ok, ng);
-            else if (x->type == WEFT_COL_INT64) rc = weft_table_add_int64(o, nm, iv, ok, ng);
+            if (x->type == WEFT_COL_DOUBLE)
+                rc = weft_table_add_double(o, nm, dv, ok, ng);
+            else if (x->type == WEFT_COL_INT64)
+                rc = weft_table_add_int64(o, nm, iv, ok, ng);
             else {
                 bool *bv = malloc(ng + 1);
                 if (!bv) rc = WEFT_ENOMEM;
@@ -1199,10 +1256,13 @@ int weft__ds_acc_merge(ds_acc *a, const void *partial, size_t len)
             size_t nc = vv->cap ? vv->cap : 1024;
             while (nc < vv->n + one->nrows) nc *= 2;
             double *p = realloc(vv->v, nc * sizeof *p);
-            if (!p) rc = WEFT_ENOMEM;
-            else vv->v = p, vv->cap = nc;
+            if (!p)
+                rc = WEFT_ENOMEM;
+            else
+                vv->v = p, vv->cap = nc;
         }
-        if (!rc && one->nrows) memcpy(vv->v + vv->n, one->cols[0].data, one->nrows * sizeof(double));
+        if (!rc && one->nrows)
+            memcpy(vv->v + vv->n, one->cols[0].data, one->nrows * sizeof(double));
         if (!rc) vv->n += one->nrows;
         weft_table_destroy(one);
     }
@@ -1286,8 +1346,7 @@ static int keyed_cmp(const void *a, const void *b, void *arg)
 }
 
 /* The rows of the n best values of column c, in result order. */
-static int top_rows(const weft_table *t, const tcol *c, size_t n, bool largest,
-                    weft_table **out)
+static int top_rows(const weft_table *t, const tcol *c, size_t n, bool largest, weft_table **out)
 {
     keyed *h = malloc((n + 1) * sizeof *h);
     if (!h) return WEFT_ENOMEM;
@@ -1299,7 +1358,8 @@ static int top_rows(const weft_table *t, const tcol *c, size_t n, bool largest,
         if (e.v != e.v) continue;
         if (k < n) {
             size_t j = k++;
-            while (j && before(&h[(j - 1) / 2], &e, largest)) h[j] = h[(j - 1) / 2], j = (j - 1) / 2;
+            while (j && before(&h[(j - 1) / 2], &e, largest))
+                h[j] = h[(j - 1) / 2], j = (j - 1) / 2;
             h[j] = e;
         } else if (before(&e, &h[0], largest)) {
             size_t j = 0;
@@ -1344,8 +1404,7 @@ int weft__tb_top_partial(weft_ctx *ctx, const void *in, size_t len)
     return finish(ctx, o, rc);
 }
 
-int weft__top_finish(weft_table *all, const char *column, size_t n, bool largest,
-                     weft_table **out)
+int weft__top_finish(weft_table *all, const char *column, size_t n, bool largest, weft_table **out)
 {
     tcol *c = weft__table_col(all, column);
     if (!c || !is_num(c->type)) return WEFT_EINVAL;
@@ -1370,8 +1429,8 @@ static int row_cmp(const void *a, const void *b, void *arg)
 
 static bool sort_missing(const tcol *c, size_t i)
 {
-    return !weft__tcol_ok(c, i) ||
-           (c->type == WEFT_COL_DOUBLE && ((const double *)c->data)[i] != ((const double *)c->data)[i]);
+    return !weft__tcol_ok(c, i) || (c->type == WEFT_COL_DOUBLE &&
+                                    ((const double *)c->data)[i] != ((const double *)c->data)[i]);
 }
 
 int weft__tb_sort_partial(weft_ctx *ctx, const void *in, size_t len)
@@ -1405,8 +1464,7 @@ int weft__tb_sort_partial(weft_ctx *ctx, const void *in, size_t len)
     return finish(ctx, o, rc);
 }
 
-int weft__sort_merge(weft_table **parts, size_t np, const char *column, bool desc,
-                     weft_table **out)
+int weft__sort_merge(weft_table **parts, size_t np, const char *column, bool desc, weft_table **out)
 {
     *out = NULL;
     if (np == 0) return weft_table_create(out);
@@ -1416,7 +1474,8 @@ int weft__sort_merge(weft_table **parts, size_t np, const char *column, bool des
     size_t total = 0;
     for (size_t p = 0; p < np && !rc; p++) {
         cs[p] = weft__table_col(parts[p], column);
-        if (!cs[p]) rc = WEFT_EINVAL;
+        if (!cs[p])
+            rc = WEFT_EINVAL;
         else {
             size_t k = 0;
             while (k < parts[p]->nrows && !sort_missing(cs[p], k)) k++;
@@ -1462,8 +1521,7 @@ int weft__sort_merge(weft_table **parts, size_t np, const char *column, bool des
 
 /* ---- join with a small table ---- */
 
-static int add_suffixed(weft_table *o, const tcol *src, const char *suffix, bool clash,
-                        tcol **made)
+static int add_suffixed(weft_table *o, const tcol *src, const char *suffix, bool clash, tcol **made)
 {
     char nm[1024];
     snprintf(nm, sizeof nm, "%s%s", src->name, clash ? suffix : "");
@@ -1569,11 +1627,16 @@ int weft__tb_join(weft_ctx *ctx, const void *in, size_t len)
         tcol *d;
         rc = add_suffixed(o, c, "_y", clash, &d);
         for (size_t q = 0; q < n && !rc; q++) {
-            if (ri[q] >= 0) rc = weft__tcol_push_from(d, c, (size_t)ri[q]);
-            else if (c->type == WEFT_COL_TEXT) rc = weft__tcol_push_text(d, "", 0, false);
-            else if (c->type == WEFT_COL_DOUBLE) rc = weft__tcol_push_double(d, 0, false);
-            else if (c->type == WEFT_COL_INT64) rc = weft__tcol_push_int64(d, 0, false);
-            else rc = weft__tcol_push_bool(d, false, false);
+            if (ri[q] >= 0)
+                rc = weft__tcol_push_from(d, c, (size_t)ri[q]);
+            else if (c->type == WEFT_COL_TEXT)
+                rc = weft__tcol_push_text(d, "", 0, false);
+            else if (c->type == WEFT_COL_DOUBLE)
+                rc = weft__tcol_push_double(d, 0, false);
+            else if (c->type == WEFT_COL_INT64)
+                rc = weft__tcol_push_int64(d, 0, false);
+            else
+                rc = weft__tcol_push_bool(d, false, false);
         }
     }
     if (!rc) {
@@ -1581,7 +1644,8 @@ int weft__tb_join(weft_ctx *ctx, const void *in, size_t len)
         o->nrows = n;
         o->skipped = t->skipped;
     }
-    if (rc == WEFT_EINVAL && o) weft_ctx_fail(ctx, rc, "join: a column name clashes after suffixes");
+    if (rc == WEFT_EINVAL && o)
+        weft_ctx_fail(ctx, rc, "join: a column name clashes after suffixes");
     if (g.slots) gindex_fini(&g);
     free(first), free(last), free(next), free(li), free(ri), free(key);
     weft_table_destroy(sm);
@@ -1609,9 +1673,11 @@ int weft__tb_csv_part(weft_ctx *ctx, const void *in, size_t len)
     if (!rc) rc = weft__csv_format(t, &wo, header, &buf, &n);
     if (!rc && path && *path) {
         FILE *f = fopen(path, "wb");
-        if (!f) rc = weft_ctx_fail(ctx, -errno, "%s: %s", path, strerror(errno));
+        if (!f)
+            rc = weft_ctx_fail(ctx, -errno, "%s: %s", path, strerror(errno));
         else {
-            if (n && fwrite(buf, 1, n, f) != n) rc = weft_ctx_fail(ctx, -EIO, "%s: write failed", path);
+            if (n && fwrite(buf, 1, n, f) != n)
+                rc = weft_ctx_fail(ctx, -EIO, "%s: write failed", path);
             if (fclose(f) && !rc) rc = weft_ctx_fail(ctx, -EIO, "%s: close failed", path);
         }
         if (!rc) rc = weft_ctx_set_output(ctx, NULL, 0);

@@ -9,22 +9,32 @@
 const char *weft_col_type_name(weft_col_type type)
 {
     switch (type) {
-    case WEFT_COL_INT64: return "int64";
-    case WEFT_COL_DOUBLE: return "double";
-    case WEFT_COL_BOOL: return "bool";
-    case WEFT_COL_TEXT: return "text";
-    default: return "none";
+    case WEFT_COL_INT64:
+        return "int64";
+    case WEFT_COL_DOUBLE:
+        return "double";
+    case WEFT_COL_BOOL:
+        return "bool";
+    case WEFT_COL_TEXT:
+        return "text";
+    default:
+        return "none";
     }
 }
 
 size_t weft__tcol_width(weft_col_type t)
 {
     switch (t) {
-    case WEFT_COL_INT64: return sizeof(int64_t);
-    case WEFT_COL_DOUBLE: return sizeof(double);
-    case WEFT_COL_BOOL: return sizeof(bool);
-    case WEFT_COL_TEXT: return sizeof(uint64_t);
-    default: return 0;
+    case WEFT_COL_INT64:
+        return sizeof(int64_t);
+    case WEFT_COL_DOUBLE:
+        return sizeof(double);
+    case WEFT_COL_BOOL:
+        return sizeof(bool);
+    case WEFT_COL_TEXT:
+        return sizeof(uint64_t);
+    default:
+        return 0;
     }
 }
 
@@ -163,13 +173,17 @@ int weft__tcol_push_from(tcol *dst, const tcol *src, size_t row)
 {
     bool ok = weft__tcol_ok(src, row);
     switch (src->type) {
-    case WEFT_COL_INT64: return weft__tcol_push_int64(dst, ((const int64_t *)src->data)[row], ok);
-    case WEFT_COL_DOUBLE: return weft__tcol_push_double(dst, ((const double *)src->data)[row], ok);
-    case WEFT_COL_BOOL: return weft__tcol_push_bool(dst, ((const bool *)src->data)[row], ok);
+    case WEFT_COL_INT64:
+        return weft__tcol_push_int64(dst, ((const int64_t *)src->data)[row], ok);
+    case WEFT_COL_DOUBLE:
+        return weft__tcol_push_double(dst, ((const double *)src->data)[row], ok);
+    case WEFT_COL_BOOL:
+        return weft__tcol_push_bool(dst, ((const bool *)src->data)[row], ok);
     case WEFT_COL_TEXT:
         return weft__tcol_push_text(dst, weft__tcol_text(src, row), weft__tcol_textlen(src, row),
                                     ok);
-    default: return WEFT_EINVAL;
+    default:
+        return WEFT_EINVAL;
     }
 }
 
@@ -221,14 +235,14 @@ static int add_fixed(weft_table *t, const char *name, weft_col_type type, const 
     return 0;
 }
 
-int weft_table_add_int64(weft_table *t, const char *name, const int64_t *data,
-                         const uint8_t *valid, size_t n)
+int weft_table_add_int64(weft_table *t, const char *name, const int64_t *data, const uint8_t *valid,
+                         size_t n)
 {
     return add_fixed(t, name, WEFT_COL_INT64, data, valid, n);
 }
 
-int weft_table_add_double(weft_table *t, const char *name, const double *data,
-                          const uint8_t *valid, size_t n)
+int weft_table_add_double(weft_table *t, const char *name, const double *data, const uint8_t *valid,
+                          size_t n)
 {
     return add_fixed(t, name, WEFT_COL_DOUBLE, data, valid, n);
 }
@@ -366,8 +380,10 @@ int weft__table_take(const weft_table *t, const size_t *idx, size_t n, weft_tabl
             size_t w = weft__tcol_width(s->type);
             for (size_t i = 0; i < n && !rc; i++) {
                 bool ok = weft__tcol_ok(s, idx[i]);
-                if (!ok) rc = mark(d, false);
-                else if (d->valid) d->valid[d->n] = 1;
+                if (!ok)
+                    rc = mark(d, false);
+                else if (d->valid)
+                    d->valid[d->n] = 1;
                 memcpy((char *)d->data + d->n * w, (const char *)s->data + idx[i] * w, w);
                 d->n++;
             }
@@ -423,13 +439,17 @@ int weft_table_concat(const weft_table *const *parts, size_t n, weft_table **out
             const tcol *s = &parts[p]->cols[j];
             if (s->valid && !d->valid) {
                 d->valid = malloc(d->cap);
-                if (!d->valid) rc = WEFT_ENOMEM;
-                else memset(d->valid, 1, d->n);
+                if (!d->valid)
+                    rc = WEFT_ENOMEM;
+                else
+                    memset(d->valid, 1, d->n);
             }
             if (rc) break;
             if (d->valid) {
-                if (s->valid) memcpy(d->valid + d->n, s->valid, s->n);
-                else memset(d->valid + d->n, 1, s->n);
+                if (s->valid)
+                    memcpy(d->valid + d->n, s->valid, s->n);
+                else
+                    memset(d->valid + d->n, 1, s->n);
             }
             if (d->type != WEFT_COL_TEXT) {
                 if (s->n) memcpy((char *)d->data + d->n * w, s->data, s->n * w);
@@ -579,8 +599,7 @@ int weft_table_deserialize(const void *buf, size_t len, weft_table **out)
     rbuf r = {buf, len, 0};
     char magic[4];
     uint64_t h[3];
-    if (!get(&r, magic, 4) || memcmp(magic, "WTB1", 4) || !get(&r, h, sizeof h))
-        return WEFT_EINVAL;
+    if (!get(&r, magic, 4) || memcmp(magic, "WTB1", 4) || !get(&r, h, sizeof h)) return WEFT_EINVAL;
     uint64_t rows = h[0], cols = h[1];
     if (cols > len || rows > len) return WEFT_EINVAL; /* every row and column takes bytes */
     weft_table *t;
@@ -637,8 +656,10 @@ int weft_table_deserialize(const void *buf, size_t len, weft_table **out)
         c->n = rows;
         if (!rc && hv) {
             c->valid = malloc(c->cap);
-            if (!c->valid) rc = WEFT_ENOMEM;
-            else if (!get(&r, c->valid, rows)) rc = WEFT_EINVAL;
+            if (!c->valid)
+                rc = WEFT_ENOMEM;
+            else if (!get(&r, c->valid, rows))
+                rc = WEFT_EINVAL;
         }
     }
     if (!rc && r.at != r.n) rc = WEFT_EINVAL;

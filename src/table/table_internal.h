@@ -18,10 +18,10 @@
 typedef struct tcol {
     char *name;
     weft_col_type type;
-    size_t n, cap;    /* rows, and allocated rows */
-    void *data;       /* int64_t / double / bool values; text: uint64_t offsets[n+1] */
-    uint8_t *valid;   /* NULL = all valid */
-    char *chars;      /* text bytes */
+    size_t n, cap;  /* rows, and allocated rows */
+    void *data;     /* int64_t / double / bool values; text: uint64_t offsets[n+1] */
+    uint8_t *valid; /* NULL = all valid */
+    char *chars;    /* text bytes */
     size_t nchars, capchars;
 } tcol;
 
@@ -90,8 +90,7 @@ typedef struct csv_spec {
  * types from a sample of the first file; fills `spec` and, per file, where
  * its data starts (after a BOM and the header) and its size. */
 int weft__csv_prepare(const char *const *paths, size_t n, const weft_csv_options *opts,
-                      csv_spec *spec, uint64_t *data_start, uint64_t *data_line,
-                      uint64_t *size);
+                      csv_spec *spec, uint64_t *data_start, uint64_t *data_line, uint64_t *size);
 void weft__csv_spec_free(csv_spec *s);
 /* The literal argument of the scan and read tasks of one byte range. */
 int weft__csv_chunk_encode(const csv_spec *s, const char *path, uint64_t start, uint64_t end,
@@ -107,8 +106,8 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len);
 int weft__csv_bound(weft_ctx *ctx, const void *in, size_t len);
 int weft__csv_read(weft_ctx *ctx, const void *in, size_t len);
 /* A partition as CSV text (header first when `header`). */
-int weft__csv_format(const weft_table *t, const weft_csv_write_options *o, bool header,
-                     char **buf, size_t *len);
+int weft__csv_format(const weft_table *t, const weft_csv_write_options *o, bool header, char **buf,
+                     size_t *len);
 /* The 128-byte header of a 1-d .npy file of n values of `type`. */
 void weft__npy_header(char hdr[128], weft_col_type type, uint64_t n);
 
@@ -155,15 +154,19 @@ typedef struct unpack {
 static inline uint64_t unpack_u64(unpack *u)
 {
     uint64_t v = 0;
-    if (u->e - u->p < 8) u->bad = true;
-    else memcpy(&v, u->p, 8), u->p += 8;
+    if (u->e - u->p < 8)
+        u->bad = true;
+    else
+        memcpy(&v, u->p, 8), u->p += 8;
     return v;
 }
 static inline double unpack_f64(unpack *u)
 {
     double v = 0;
-    if (u->e - u->p < 8) u->bad = true;
-    else memcpy(&v, u->p, 8), u->p += 8;
+    if (u->e - u->p < 8)
+        u->bad = true;
+    else
+        memcpy(&v, u->p, 8), u->p += 8;
     return v;
 }
 /* A string of the packed bytes, malloc'ed (NULL when malformed). */
@@ -213,8 +216,7 @@ int weft__ds_acc_finish(ds_acc *a, weft_table **out);
 void weft__ds_acc_destroy(ds_acc *a);
 
 /* nlargest / sort: the best rows of the concatenated partials */
-int weft__top_finish(weft_table *all, const char *column, size_t n, bool largest,
-                     weft_table **out);
+int weft__top_finish(weft_table *all, const char *column, size_t n, bool largest, weft_table **out);
 int weft__sort_merge(weft_table **parts, size_t nparts, const char *column, bool desc,
                      weft_table **out);
 /* Selection: the k-th smallest of v[0..n) (v is reordered). */
