@@ -50,6 +50,7 @@ void weft__csv_spec_free(csv_spec *s)
     free(s->names);
     free(s->types);
     free(s->na);
+    free(s->na_len);
     memset(s, 0, sizeof *s);
 }
 
@@ -244,9 +245,24 @@ static bool parse_bool(const char *s, size_t n, bool *out)
 
 static bool is_na(const csv_spec *sp, const char *s, size_t n)
 {
+    if (n > sp->na_maxlen) return false;
     for (size_t k = 0; k < sp->nna; k++)
-        if (strlen(sp->na[k]) == n && memcmp(sp->na[k], s, n) == 0) return true;
+        if (sp->na_len[k] == n && memcmp(sp->na[k], s, n) == 0) return true;
     return false;
+}
+
+/* Fills the NA strings' lengths (is_na compares lengths first). */
+static int na_lengths(csv_spec *sp)
+{
+    free(sp->na_len);
+    sp->na_len = calloc(sp->nna + 1, sizeof *sp->na_len);
+    if (!sp->na_len) return WEFT_ENOMEM;
+    sp->na_maxlen = 0;
+    for (size_t k = 0; k < sp->nna; k++) {
+        sp->na_len[k] = strlen(sp->na[k]);
+        if (sp->na_len[k] > sp->na_maxlen) sp->na_maxlen = sp->na_len[k];
+    }
+    return 0;
 }
 
 /* ---- file helpers ---- */
@@ -410,6 +426,7 @@ int weft__csv_prepare(const char *const *paths, size_t n, const weft_csv_options
         if (!(sp->na[k] = strdup(na[k]))) return WEFT_ENOMEM;
         sp->nna++;
     }
+    if (na_lengths(sp)) return WEFT_ENOMEM;
     size_t sample = o->sample_bytes ? o->sample_bytes : (1u << 20);
     int rc = 0;
     for (size_t f = 0; f < n && !rc; f++) {
@@ -636,6 +653,7 @@ static int chunk_decode(const void *in, size_t len, chunk *c)
         if (!(c->sp.na[k] = get_str(&p, e))) goto bad;
         c->sp.nna++;
     }
+    if (na_lengths(&c->sp)) goto bad;
     return 0;
 bad:
     chunk_free(c);
@@ -755,7 +773,32 @@ typedef struct reader {
     char *scratch;
     size_t scap;
     uint64_t skipped;
+    bool reserved;
 } reader;
+
+/* After the first records, sizes every column for the range's expected
+ * rows (+6%): growing by doubling copies each column about twice. */
+static void reserve_estimate(reader *r, size_t used, size_t limit)
+{
+    weft_table *t = r->t;
+    r->reserved = true;
+    if (!used) return;
+    double per = (double)used / (double)t->nrows;
+    size_t est = (size_t)((double)limit / per * 1.06) + 64;
+    for (size_t k = 0; k < t->ncols; k++) {
+        tcol *c = &t->cols[k];
+        if (weft__tcol_reserve(c, est)) return;
+        if (c->type == WEFT_COL_TEXT) {
+            size_t want = (size_t)((double)c->nchars / (double)t->nrows * (double)est * 1.06) + 64;
+            if (want > c->capchars) {
+                char *p = realloc(c->chars, want);
+                if (!p) return;
+                c->chars = p;
+                c->capchars = want;
+            }
+        }
+    }
+}
 
 static void rollback(weft_table *t, size_t rows)
 {
@@ -839,8 +882,8 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
             if (k == 0 && term != T_DELIM && f.len == 0 && !f.escaped &&
                 (f.start == 0 || buf[f.start - 1] != '"'))
                 break; /* a blank line */
-            if (!bad && f.bad) bad = 2, bad_field = k;
             if (!bad && k >= ncols) bad = 3, bad_field = k;
+            if (!bad && f.bad) bad = 2, bad_field = k;
             if (!bad) {
                 int sr = store(r, k, buf, &f);
                 if (sr < 0) return weft_ctx_fail(ctx, sr, "out of memory");
@@ -852,7 +895,7 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
         if (k == 0) continue; /* blank line */
         if (!bad && k < ncols) bad = 3, bad_field = k;
         if (!bad) {
-            t->nrows++;
+            if (++t->nrows == 512 && !r->reserved) reserve_estimate(r, i, limit);
             continue;
         }
         rollback(t, rows);
@@ -901,7 +944,7 @@ int weft__csv_read(weft_ctx *ctx, const void *in, size_t len)
         return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad bound");
     }
     memcpy(&b, bd, sizeof b);
-    reader r = {&c, NULL, NULL, 0, 0};
+    reader r = {&c, NULL, NULL, 0, 0, false};
     int rc = weft_table_create(&r.t);
     for (size_t k = 0; k < c.sp.ncols && !rc; k++)
         if (!weft__table_add_col(r.t, c.sp.names[k], c.sp.types[k])) rc = WEFT_ENOMEM;

@@ -82,6 +82,7 @@ typedef struct csv_spec {
     char **names;         /* ncols */
     size_t nna;
     char **na;
+    size_t *na_len, na_maxlen;
 } csv_spec;
 
 #endif
