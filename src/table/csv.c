@@ -969,6 +969,7 @@ int weft__csv_read(weft_ctx *ctx, const void *in, size_t len)
                 break;
             }
             buf = nb;
+            weft__table_hugepages(buf + blen, cap + 1 - blen);
             size_t got;
             rc = read_at(fd, buf + blen, cap - blen, b.rec_start + blen, &got);
             if (rc) {

@@ -5,6 +5,15 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <sys/mman.h>
+
+void weft__table_hugepages(void *p, size_t n)
+{
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    if (!p || n < 2 * huge) return;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), e = ((uintptr_t)p + n) & ~(huge - 1);
+    if (e > a) madvise((void *)a, e - a, MADV_HUGEPAGE); /* a hint: failure is harmless */
+}
 
 const char *weft_col_type_name(weft_col_type type)
 {
@@ -105,6 +114,7 @@ int weft__tcol_reserve(tcol *c, size_t rows)
     void *d = realloc(c->data, slots * w);
     if (!d) return WEFT_ENOMEM;
     c->data = d;
+    weft__table_hugepages(d, slots * w);
     if (c->valid) {
         uint8_t *v = realloc(c->valid, nc);
         if (!v) return WEFT_ENOMEM;
@@ -160,6 +170,7 @@ int weft__tcol_push_text(tcol *c, const char *s, size_t len, bool ok)
         if (!p) return WEFT_ENOMEM;
         c->chars = p;
         c->capchars = nc;
+        weft__table_hugepages(p, nc);
     }
     if (mark(c, ok)) return WEFT_ENOMEM;
     if (len) memcpy(c->chars + c->nchars, s, len);
@@ -464,6 +475,7 @@ int weft_table_concat(const weft_table *const *parts, size_t n, weft_table **out
                     }
                     d->chars = c;
                     d->capchars = nc;
+                    weft__table_hugepages(c, nc);
                 }
                 if (s->nchars) memcpy(d->chars + d->nchars, s->chars, s->nchars);
                 const uint64_t *so = s->data;
@@ -572,6 +584,7 @@ int weft_table_serialize(const weft_table *t, void **buf, size_t *len)
     size_t total = ser_size(t);
     char *p = malloc(total);
     if (!p) return WEFT_ENOMEM;
+    weft__table_hugepages(p, total);
     ser_into(t, p);
     *buf = p;
     *len = total;
@@ -691,6 +704,7 @@ int weft_table_output(weft_ctx *ctx, const weft_table *t)
     size_t total = ser_size(t);
     char *p = weft_ctx_output(ctx, total);
     if (!p) return WEFT_ENOMEM;
+    weft__table_hugepages(p, total);
     ser_into(t, p);
     return 0;
 }

@@ -32,6 +32,9 @@ struct weft_table {
 };
 
 size_t weft__tcol_width(weft_col_type t);
+/* Asks for transparent huge pages over a large buffer about to be written
+ * (a first touch of 4 KiB pages costs more than the parsing on some VMs). */
+void weft__table_hugepages(void *p, size_t n);
 /* Adds an empty column (rows 0) and returns it, or NULL on ENOMEM. */
 tcol *weft__table_add_col(weft_table *t, const char *name, weft_col_type type);
 int weft__tcol_reserve(tcol *c, size_t rows);
