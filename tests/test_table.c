@@ -1102,12 +1102,49 @@ TEST(streaming_groupby_stays_under_the_memory_bound)
     unlink("big.csv");
 }
 
+/* ---- mpi (tests/CMakeLists.txt runs this under mpirun -n 3) ---- */
+
+static bool under_mpi;
+
+TEST(operations_on_mpi)
+{
+    if (!under_mpi) SKIP("not launched by mpirun (ctest test_table_mpi does)");
+    gen_csv("mpi.csv", 6000, 7);
+    weft_table_run_options ro = {.in_flight = 3};
+    weft_table *ser[R_N], *mpi[R_N];
+    weft_csv_options o = {.block_size = 20000};
+    for (int pass = 0; pass < 2; pass++) {
+        weft_options eo = WEFT_OPTIONS_INIT;
+        eo.backend = pass ? WEFT_BACKEND_MPI : WEFT_BACKEND_SERIAL;
+        weft_executor *ex;
+        REQUIRE_OK(weft_executor_create(&eo, &ex));
+        weft_frame *f;
+        REQUIRE_OK(weft_frame_read_csv((const char *[]){"mpi.csv"}, 1, &o, &f));
+        run_ops(f, ex, &ro, pass ? mpi : ser);
+        weft_frame_destroy(f);
+        weft_executor_destroy(ex);
+    }
+    check_ops_reference(mpi);
+    for (int i = 0; i < R_N; i++)
+        CHECK_MSG(weft_table_equal(ser[i], mpi[i]), "result %d differs on mpi", i);
+    free_ops(ser);
+    free_ops(mpi);
+}
+
 int main(int argc, char **argv)
 {
     int rc = weft_init(&argc, &argv);
     if (rc) {
         printf("weft_init: %s\n", weft_last_error());
         return 1;
+    }
+    /* only rank 0 gets here under mpirun */
+    weft_options o = WEFT_OPTIONS_INIT;
+    o.backend = WEFT_BACKEND_MPI;
+    weft_executor *probe = NULL;
+    if (weft_executor_create(&o, &probe) == 0) {
+        under_mpi = true;
+        weft_executor_destroy(probe);
     }
     return check_main(argc, argv);
 }
