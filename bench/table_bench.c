@@ -5,8 +5,9 @@
  * The file (generated once, kept as table_bench_<rows>.csv in the cwd): 2
  * int key columns (k1: 100 values, k2: 1000), 4 double columns d1..d4 with
  * 2% missing, 2 short text columns; t2 holds quoted fields with commas,
- * escaped quotes and embedded newlines. About 100 bytes a row; rows from
- * WEFT_TABLE_BENCH_ROWS (default 10000000, about 1 GiB, as issue 15 says).
+ * escaped quotes and embedded newlines. About 53 bytes a row; rows from
+ * WEFT_TABLE_BENCH_ROWS (default 10000000, about 530 MiB; 20000000 makes the
+ * 1 GiB of issue 15).
  *
  *   table_read_csv        every column typed, into memory (one table)
  *   table_groupby_mean    streaming: CSV to the mean of d1..d4 per k1 without
