@@ -319,7 +319,9 @@ static int for_records(const char *buf, size_t len, bool eof, char delim, size_t
             break;
         }
         i = p;
-        if (nf == 1 && fs[0].len == 0 && !fs[0].escaped && buf[fs[0].start - 1] != '"') continue;
+        if (nf == 1 && fs[0].len == 0 && !fs[0].escaped &&
+            (fs[0].start == 0 || buf[fs[0].start - 1] != '"'))
+            continue; /* a blank line */
         rc = fn(arg, buf, fs, nf);
         if (rc) break;
         nrec++;
