@@ -809,5 +809,7 @@ WEFT_API double weft_now(void);
 #include "weft/range.h" /* range loops: parallel for and reduce */
 /* typed arrays, .npy / .npz files, big task arguments in shared memory */
 #include "weft/array.h"
+/* partitioned tables, CSV (on the graph layer) */
+#include "weft/table.h"
 
 #endif /* WEFT_H */

@@ -14,8 +14,9 @@
  * (src/subprocess/: posix_spawn, pipe2, poll/ppoll, wait4/waitid, kill),
  * IPC (src/ipc/: memfd_create, mmap, ftruncate, fcntl, /proc files), large
  * map results (src/core/map.c: mmap, madvise), arrays (src/array/: file
- * I/O, mmap, getrandom), the diagnostics (src/diag/:
- * file I/O, memfd_create, isatty) and src/sched.c (clock_gettime for a
+ * I/O, mmap, getrandom), the tables (src/table/: CSV file I/O, madvise),
+ * the diagnostics (src/diag/: file I/O, memfd_create, isatty) and
+ * src/sched.c (clock_gettime for a
  * pthread_cond_timedwait deadline). pthreads and stdio are used
  * everywhere. docs/design.md ("System calls") keeps the same list. */
 #ifndef WEFT_OS_H

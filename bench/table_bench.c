@@ -1,0 +1,214 @@
+/* table_bench.c : weft's tables on a deterministic generated CSV, beside
+ * pandas and dask.dataframe (bench/table_anchor.py, /usr/bin/python3) in the
+ * same run.
+ *
+ * The file (generated once, kept as table_bench_<rows>.csv in the cwd): 2
+ * int key columns (k1: 100 values, k2: 1000), 4 double columns d1..d4 with
+ * 2% missing, 2 short text columns; t2 holds quoted fields with commas,
+ * escaped quotes and embedded newlines. About 53 bytes a row; rows from
+ * WEFT_TABLE_BENCH_ROWS (default 10000000, about 530 MiB; 20000000 makes the
+ * 1 GiB of issue 15).
+ *
+ *   table_read_csv        every column typed, into memory (one table)
+ *   table_groupby_mean    streaming: CSV to the mean of d1..d4 per k1 without
+ *                         holding the table (in_flight partitions at a time)
+ *   table_groupby_median  streaming: CSV to the exact median of d1 per k1
+ *   table_apply           map_partitions: a per-row derived column
+ *                         (d1 * 2 + d2) on every partition, concatenated
+ *   table_nlargest        streaming: the 10 rows of largest d1
+ * Every weft figure includes reading and parsing the CSV, as the anchors'
+ * do. weft runs on threads with 2 workers (WEFT_WORKERS), blocks of 32 MiB.
+ * Usage: table_bench [--reps N] [--no-anchors] */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <weft.h>
+
+#include "bench.h"
+
+static size_t gen(const char *path, long rows)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && st.st_size > 0) return (size_t)st.st_size;
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return 0;
+    static char buf[1 << 20];
+    setvbuf(f, buf, _IOFBF, sizeof buf);
+    weft_rng r;
+    weft_rng_seed(&r, 15);
+    fputs("k1,k2,d1,d2,d3,d4,t1,t2\n", f);
+    for (long i = 0; i < rows; i++) {
+        fprintf(f, "%lld,%lld", (long long)weft_rng_range(&r, 0, 99),
+                (long long)weft_rng_range(&r, 0, 999));
+        for (int d = 0; d < 4; d++) {
+            if (weft_rng_range(&r, 0, 49) == 0)
+                fputc(',', f);
+            else
+                fprintf(f, ",%.*f", (int)weft_rng_range(&r, 1, 6),
+                        (weft_rng_double(&r) - 0.5) * 1e4);
+        }
+        fprintf(f, ",w%lld,", (long long)weft_rng_range(&r, 0, 9999));
+        int q = (int)weft_rng_range(&r, 0, 199);
+        if (q == 0)
+            fputs("\"two\nlines\"", f);
+        else if (q < 3)
+            fputs("\"say \"\"hi\"\"\"", f);
+        else if (q < 6)
+            fputs("\"a,b\"", f);
+        else
+            fprintf(f, "s%lld", (long long)weft_rng_range(&r, 0, 99));
+        fputc('\n', f);
+    }
+    if (fclose(f)) return 0;
+    if (rename(tmp, path)) return 0;
+    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+static int derive(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_table *t;
+    int rc = weft_table_arg(in, len, 0, &t);
+    if (rc) return weft_ctx_fail(ctx, rc, "not a table");
+    size_t n = weft_table_rows(t), c1, c2;
+    const void *a, *b;
+    const uint8_t *va, *vb;
+    if (weft_table_col_index(t, "d1", &c1) || weft_table_col_index(t, "d2", &c2) ||
+        weft_table_col_data(t, c1, &a, &va) || weft_table_col_data(t, c2, &b, &vb)) {
+        weft_table_destroy(t);
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "no d1/d2");
+    }
+    double *o = malloc((n + 1) * sizeof *o);
+    for (size_t i = 0; i < n; i++) o[i] = ((const double *)a)[i] * 2 + ((const double *)b)[i];
+    rc = weft_table_add_double(t, "r", o, NULL, n); /* NaN where d1 or d2 is missing */
+    if (!rc) rc = weft_table_output(ctx, t);
+    free(o);
+    weft_table_destroy(t);
+    return rc;
+}
+WEFT_TASK_REGISTER(derive);
+
+enum {
+    B_READ,
+    B_MEAN,
+    B_MEDIAN,
+    B_APPLY,
+    B_NLARGEST,
+    B_N
+};
+static const char *const names[B_N] = {"table_read_csv", "table_groupby_mean",
+                                       "table_groupby_median", "table_apply", "table_nlargest"};
+
+static double run_one(int which, const char *path, weft_executor *ex, size_t *check)
+{
+    double t0 = bench_now();
+    weft_frame *f = NULL, *g = NULL;
+    weft_table *t = NULL;
+    weft_csv_options co = {0};
+    int rc = weft_frame_read_csv(&path, 1, &co, &f);
+    const char *k1[1] = {"k1"};
+    weft_agg mean[4] = {{"d1", WEFT_AGG_MEAN, NULL},
+                        {"d2", WEFT_AGG_MEAN, NULL},
+                        {"d3", WEFT_AGG_MEAN, NULL},
+                        {"d4", WEFT_AGG_MEAN, NULL}};
+    weft_agg med[1] = {{"d1", WEFT_AGG_MEDIAN, NULL}};
+    const char *k12[2] = {"k1", "k2"};
+    if (!rc) switch (which) {
+        case B_READ:
+            rc = weft_frame_compute(f, ex, NULL, &t);
+            break;
+        case B_MEAN:
+            rc = weft_frame_groupby(f, k12, 2, mean, 4, ex, NULL, &t);
+            break;
+        case B_MEDIAN:
+            rc = weft_frame_groupby(f, k1, 1, med, 1, ex, NULL, &t);
+            break;
+        case B_APPLY:
+            rc = weft_frame_map_partitions(f, derive, NULL, 0, &g);
+            if (!rc) rc = weft_frame_compute(g, ex, NULL, &t);
+            break;
+        default:
+            rc = weft_frame_nlargest(f, 10, "d1", ex, NULL, &t);
+        }
+    double dt = bench_now() - t0;
+    if (rc) {
+        bench_fail("%s: %s", names[which], weft_last_error());
+        dt = -1;
+    }
+    *check = weft_table_rows(t);
+    weft_table_destroy(t);
+    weft_frame_destroy(g);
+    weft_frame_destroy(f);
+    return dt;
+}
+
+int main(int argc, char **argv)
+{
+    if (weft_init(&argc, &argv)) return 1;
+    bench_begin(argv[0], __FILE__);
+    int reps = 3;
+    bool anchors = true;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-anchors"))
+            anchors = false;
+    }
+    if (reps < 1) reps = 1;
+    if (reps > BENCH_MAX_SAMPLES) reps = BENCH_MAX_SAMPLES;
+    const char *env = getenv("WEFT_TABLE_BENCH_ROWS");
+    long rows = env && atol(env) > 0 ? atol(env) : 10000000;
+    char path[64];
+    snprintf(path, sizeof path, "table_bench_%ld.csv", rows);
+    double g0 = bench_now();
+    size_t size = gen(path, rows);
+    if (!size) {
+        bench_fail("cannot write %s", path);
+        return bench_finish();
+    }
+    printf("# %s: %ld rows, %.1f MiB (made or found in %.1f s)\n", path, rows,
+           (double)size / (1 << 20), bench_now() - g0);
+    weft_options o = WEFT_OPTIONS_INIT;
+    o.backend = WEFT_BACKEND_THREADS;
+    o.workers = 2;
+    weft_executor *ex;
+    if (weft_executor_create(&o, &ex)) return 1;
+    size_t rows_out[B_N] = {0};
+    for (int b = 0; b < B_N; b++) {
+        double s[BENCH_MAX_SAMPLES];
+        int n = 0;
+        bench_watchdog(3600, names[b]);
+        for (int i = 0; i < reps; i++) {
+            double dt = run_one(b, path, ex, &rows_out[b]);
+            if (dt < 0) break;
+            s[n++] = dt;
+        }
+        alarm(0);
+        if (n == reps) bench_report(names[b], "weft-threads", s, n, "s");
+    }
+    weft_executor_destroy(ex);
+    if (rows_out[B_READ] != (size_t)rows)
+        bench_fail("read %zu rows, wrote %ld", rows_out[B_READ], rows);
+    if (rows_out[B_MEDIAN] != 100) bench_fail("median: %zu groups, want 100", rows_out[B_MEDIAN]);
+    if (anchors) {
+        static const char *const sys[] = {"pandas", "dask-threads"};
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < B_N; b++) {
+                char args[256];
+                if (a == 1 && b == B_MEDIAN) {
+                    bench_skip(names[b], sys[a], "dask.dataframe 2022.12's groupby has no median");
+                    continue;
+                }
+                snprintf(args, sizeof args, "%s %s %s %d", sys[a], names[b], path, reps);
+                bench_python_report(names[b], sys[a], "s", "table_anchor.py", args, 3600);
+            }
+        for (int b = 0; b < B_N; b++) {
+            bench_ratio(names[b], "pandas", "weft-threads");
+            bench_ratio(names[b], "dask-threads", "weft-threads");
+        }
+    }
+    return bench_finish();
+}

@@ -1,0 +1,1127 @@
+/* csv.c : the CSV reader (RFC 4180) and writer of tables.
+ *
+ * A file is cut into byte ranges; range i holds the records that START in
+ * it, and its reader parses past its end to finish the last one. Where a
+ * record starts depends on whether the range's first byte lies inside a
+ * quoted field, which only the bytes before it tell. Three kinds of graph
+ * task find out (docs/table.md, "Partitioning"):
+ *
+ *   scan(i)          reads range i once, small buffer: the parity of its
+ *                    quote characters, its newlines, and for each of the two
+ *                    hypotheses "the range starts outside / inside quotes"
+ *                    the first record start (the byte after the first
+ *                    newline seen outside quotes under that hypothesis);
+ *   bound(i)         from bound(i-1) (the state at range i's start: outside
+ *                    for the file's first range) and scan(i): picks the true
+ *                    hypothesis, so the first record start of range i and
+ *                    its line number are exact; a chain of tiny tasks;
+ *   read(i)          parses [record start, end of the last record starting
+ *                    before the range's end) into a partition.
+ *
+ * In RFC 4180 a quote character appears only in quoted fields (opening,
+ * closing, or doubled inside), so the parity of quotes before a byte is
+ * exactly "inside a quoted field". The one case where this fails is a file
+ * that is not RFC 4180: a quote inside an unquoted field (5'11"). The reader
+ * reports such a field as malformed; the split itself can then be wrong
+ * (records near range boundaries are cut at the wrong newline). Read such
+ * files as one partition (block_size larger than the file).
+ *
+ * Doubles: a field of at most 19 digits whose value needs at most 53 bits
+ * and whose decimal exponent is within [-22, 22] is m * 10^e or m / 10^e in
+ * one IEEE operation on exact operands, so correctly rounded (Clinger's
+ * fast path); every other field goes to glibc's strtod, which is correctly
+ * rounded. */
+#include "internal.h"
+#include "table/table_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static const char *const default_na[] = {"", "NA", "N/A", "NaN", "nan", "NULL", "null", "#N/A"};
+
+void weft__csv_spec_free(csv_spec *s)
+{
+    if (!s) return;
+    for (size_t i = 0; i < s->ncols; i++) free(s->names ? s->names[i] : NULL);
+    for (size_t i = 0; i < s->nna; i++) free(s->na[i]);
+    free(s->names);
+    free(s->types);
+    free(s->na);
+    free(s->na_len);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- tokenizer ---- */
+
+enum {
+    T_DELIM,
+    T_EOL,
+    T_EOF,
+    T_MORE,
+    T_UNTERM
+};
+
+typedef struct field {
+    size_t start, len; /* the field's bytes, quotes removed (escaped "" still doubled) */
+    bool escaped;      /* holds "" pairs to undo */
+    bool bad;          /* garbage after a closing quote, or a quote in an unquoted field */
+} field;
+
+/* Reads the field at *i; on T_DELIM/T_EOL *i is past the terminator. */
+static inline int next_field(const char *buf, size_t blen, bool eof, size_t *i, char delim,
+                             field *f)
+{
+    size_t p = *i;
+    f->escaped = f->bad = false;
+    if (p < blen && buf[p] == '"') {
+        size_t j = p + 1;
+        for (;;) {
+            const char *q = memchr(buf + j, '"', blen - j);
+            if (!q) return eof ? T_UNTERM : T_MORE;
+            size_t k = (size_t)(q - buf);
+            if (k + 1 >= blen && !eof) return T_MORE;
+            if (k + 1 < blen && buf[k + 1] == '"') {
+                f->escaped = true;
+                j = k + 2;
+                continue;
+            }
+            f->start = p + 1;
+            f->len = k - p - 1;
+            p = k + 1;
+            break;
+        }
+        if (p < blen && buf[p] != delim && buf[p] != '\n') {
+            if (buf[p] == '\r' && p + 1 >= blen && !eof) return T_MORE;
+            if (!(buf[p] == '\r' && p + 1 < blen && buf[p + 1] == '\n')) {
+                f->bad = true; /* skip to the field's end */
+                while (p < blen && buf[p] != delim && buf[p] != '\n') p++;
+                if (p >= blen && !eof) return T_MORE;
+            } else {
+                p++;
+            }
+        }
+    } else {
+        size_t j = p;
+        while (j < blen) {
+            char c = buf[j];
+            if (c == delim || c == '\n') break;
+            if (c == '"') f->bad = true;
+            j++;
+        }
+        if (j >= blen && !eof) return T_MORE;
+        f->start = p;
+        f->len = j - p;
+        if (f->len && buf[j - 1] == '\r' && j < blen) f->len--;
+        p = j;
+    }
+    if (p >= blen) {
+        *i = p;
+        return T_EOF;
+    }
+    *i = p + 1;
+    return buf[p] == '\n' ? T_EOL : T_DELIM;
+}
+
+/* The field's content, unescaped into `scratch` when needed. */
+static const char *field_text(const char *buf, const field *f, char **scratch, size_t *cap,
+                              size_t *len)
+{
+    if (!f->escaped) {
+        *len = f->len;
+        return buf + f->start;
+    }
+    if (*cap < f->len + 1) {
+        char *p = realloc(*scratch, f->len + 1);
+        if (!p) return NULL;
+        *scratch = p;
+        *cap = f->len + 1;
+    }
+    size_t o = 0;
+    for (size_t k = 0; k < f->len; k++) {
+        (*scratch)[o++] = buf[f->start + k];
+        if (buf[f->start + k] == '"') k++;
+    }
+    (*scratch)[o] = 0;
+    *len = o;
+    return *scratch;
+}
+
+/* ---- value parsing ---- */
+
+static const double pow10tab[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                    1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static bool parse_double(const char *s, size_t n, double *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+    uint64_t m = 0;
+    int nd = 0, e10 = 0;
+    bool digits = false;
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+        m = m * 10 + (uint64_t)(s[i++] - '0');
+        nd++;
+        digits = true;
+    }
+    if (i < n && s[i] == '.') {
+        i++;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            m = m * 10 + (uint64_t)(s[i++] - '0');
+            nd++;
+            e10--;
+            digits = true;
+        }
+    }
+    if (digits && i < n && (s[i] == 'e' || s[i] == 'E')) {
+        size_t k = i + 1;
+        bool eneg = false;
+        if (k < n && (s[k] == '-' || s[k] == '+')) eneg = s[k++] == '-';
+        int ev = 0, ed = 0;
+        while (k < n && s[k] >= '0' && s[k] <= '9' && ed < 6) ev = ev * 10 + (s[k++] - '0'), ed++;
+        if (ed && k == n) {
+            e10 += eneg ? -ev : ev;
+            i = k;
+        }
+    }
+    if (digits && i == n && nd <= 19 && m <= (1ull << 53) && e10 >= -22 && e10 <= 22) {
+        double v = (double)m;
+        v = e10 >= 0 ? v * pow10tab[e10] : v / pow10tab[-e10];
+        *out = neg ? -v : v;
+        return true;
+    }
+    /* the slow path: strtod on a NUL-terminated copy */
+    char small[64], *buf = small;
+    if (n == 0) return false;
+    if (n >= sizeof small) {
+        buf = malloc(n + 1);
+        if (!buf) return false;
+    }
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    char *end;
+    errno = 0;
+    double v = strtod(buf, &end);
+    bool ok = end == buf + n && !(s[0] == ' ' || s[0] == '\t');
+    if (buf != small) free(buf);
+    if (ok) *out = v;
+    return ok;
+}
+
+static bool parse_int64(const char *s, size_t n, int64_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+    if (i == n) return false;
+    uint64_t v = 0;
+    for (; i < n; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (d > 9) return false;
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX) return false;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return true;
+}
+
+static bool parse_bool(const char *s, size_t n, bool *out)
+{
+    if ((n == 4 && (!memcmp(s, "true", 4) || !memcmp(s, "True", 4) || !memcmp(s, "TRUE", 4)))) {
+        *out = true;
+        return true;
+    }
+    if ((n == 5 && (!memcmp(s, "false", 5) || !memcmp(s, "False", 5) || !memcmp(s, "FALSE", 5)))) {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+static bool is_na(const csv_spec *sp, const char *s, size_t n)
+{
+    if (n > sp->na_maxlen) return false;
+    for (size_t k = 0; k < sp->nna; k++)
+        if (sp->na_len[k] == n && memcmp(sp->na[k], s, n) == 0) return true;
+    return false;
+}
+
+/* Fills the NA strings' lengths (is_na compares lengths first). */
+static int na_lengths(csv_spec *sp)
+{
+    free(sp->na_len);
+    sp->na_len = calloc(sp->nna + 1, sizeof *sp->na_len);
+    if (!sp->na_len) return WEFT_ENOMEM;
+    sp->na_maxlen = 0;
+    for (size_t k = 0; k < sp->nna; k++) {
+        sp->na_len[k] = strlen(sp->na[k]);
+        if (sp->na_len[k] > sp->na_maxlen) sp->na_maxlen = sp->na_len[k];
+    }
+    return 0;
+}
+
+/* ---- file helpers ---- */
+
+static int read_at(int fd, char *buf, size_t n, uint64_t off, size_t *got)
+{
+    size_t have = 0;
+    while (have < n) {
+        ssize_t r = pread(fd, buf + have, n - have, (off_t)(off + have));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (r == 0) break;
+        have += (size_t)r;
+    }
+    *got = have;
+    return 0;
+}
+
+/* Splits the first `len` bytes of `buf` into records of text fields; calls
+ * `fn` per record. Stops at the last complete record unless `eof`.
+ * @return records seen, or a negative code. */
+typedef int (*record_fn)(void *arg, const char *buf, const field *fs, size_t nf);
+
+static int for_records(const char *buf, size_t len, bool eof, char delim, size_t max_records,
+                       record_fn fn, void *arg, size_t *consumed)
+{
+    size_t i = 0, nrec = 0, cap = 16;
+    field *fs = malloc(cap * sizeof *fs);
+    if (!fs) return WEFT_ENOMEM;
+    int rc = 0;
+    while (i < len && nrec < max_records) {
+        size_t nf = 0, p = i;
+        int t;
+        for (;;) {
+            if (nf == cap) {
+                field *q = realloc(fs, cap * 2 * sizeof *fs);
+                if (!q) {
+                    free(fs);
+                    return WEFT_ENOMEM;
+                }
+                fs = q;
+                cap *= 2;
+            }
+            t = next_field(buf, len, eof, &p, delim, &fs[nf]);
+            if (t == T_MORE || t == T_UNTERM) break;
+            nf++;
+            if (t != T_DELIM) break;
+        }
+        if (t == T_MORE) break;
+        if (t == T_UNTERM) {
+            rc = WEFT_EINVAL;
+            break;
+        }
+        i = p;
+        if (nf == 1 && fs[0].len == 0 && !fs[0].escaped &&
+            (fs[0].start == 0 || buf[fs[0].start - 1] != '"'))
+            continue; /* a blank line */
+        rc = fn(arg, buf, fs, nf);
+        if (rc) break;
+        nrec++;
+    }
+    free(fs);
+    if (consumed) *consumed = i;
+    return rc ? rc : (int)nrec;
+}
+
+/* ---- preparing a read: headers, schema, inference ---- */
+
+typedef struct hdr_state {
+    char **names;
+    size_t n;
+} hdr_state;
+
+static int take_header(void *arg, const char *buf, const field *fs, size_t nf)
+{
+    hdr_state *h = arg;
+    h->names = calloc(nf, sizeof *h->names);
+    if (!h->names) return WEFT_ENOMEM;
+    h->n = nf;
+    char *scratch = NULL;
+    size_t cap = 0;
+    for (size_t k = 0; k < nf; k++) {
+        size_t l;
+        const char *s = field_text(buf, &fs[k], &scratch, &cap, &l);
+        h->names[k] = s ? strndup(s, l) : NULL;
+        if (!h->names[k]) {
+            free(scratch);
+            return WEFT_ENOMEM;
+        }
+    }
+    free(scratch);
+    return 0;
+}
+
+typedef struct infer_state {
+    const csv_spec *sp;
+    size_t ncols;
+    uint8_t *can; /* per column: bit0 int, bit1 double, bit2 bool, bit3 any non-NA */
+} infer_state;
+
+static int infer_record(void *arg, const char *buf, const field *fs, size_t nf)
+{
+    infer_state *st = arg;
+    char *scratch = NULL;
+    size_t cap = 0;
+    for (size_t k = 0; k < nf && k < st->ncols; k++) {
+        size_t l;
+        const char *s = field_text(buf, &fs[k], &scratch, &cap, &l);
+        if (!s) break;
+        if (is_na(st->sp, s, l)) continue;
+        st->can[k] |= 8;
+        int64_t iv;
+        double dv;
+        bool bv;
+        if (!parse_int64(s, l, &iv)) st->can[k] &= (uint8_t)~1u;
+        if (!parse_double(s, l, &dv)) st->can[k] &= (uint8_t)~2u;
+        if (!parse_bool(s, l, &bv)) st->can[k] &= (uint8_t)~4u;
+    }
+    free(scratch);
+    return 0;
+}
+
+static int file_head(const char *path, size_t want, char **buf, size_t *got, uint64_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return weft__err(-errno, "%s: %s", path, strerror(errno));
+    off_t end = lseek(fd, 0, SEEK_END);
+    *size = end > 0 ? (uint64_t)end : 0;
+    if (want > *size) want = (size_t)*size;
+    *buf = malloc(want + 1);
+    if (!*buf) {
+        close(fd);
+        return WEFT_ENOMEM;
+    }
+    int rc = read_at(fd, *buf, want, 0, got);
+    close(fd);
+    if (rc) {
+        free(*buf);
+        *buf = NULL;
+        return weft__err(rc, "%s: %s", path, strerror(-rc));
+    }
+    (*buf)[*got] = 0;
+    return 0;
+}
+
+int weft__csv_prepare(const char *const *paths, size_t n, const weft_csv_options *o, csv_spec *sp,
+                      uint64_t *data_start, uint64_t *data_line, uint64_t *size)
+{
+    memset(sp, 0, sizeof *sp);
+    sp->delimiter = o->delimiter ? o->delimiter : ',';
+    sp->flags = o->flags;
+    if (sp->delimiter == '"' || sp->delimiter == '\n' || sp->delimiter == '\r')
+        return weft__err(WEFT_EINVAL,
+                         "weft_frame_read_csv: the delimiter cannot be a quote or newline");
+    const char *const *na = o->na_values ? o->na_values : default_na;
+    size_t nna = o->na_values ? o->n_na_values : sizeof default_na / sizeof *default_na;
+    sp->na = calloc(nna ? nna : 1, sizeof *sp->na);
+    if (!sp->na) return WEFT_ENOMEM;
+    for (size_t k = 0; k < nna; k++) {
+        if (!na[k]) return weft__err(WEFT_EINVAL, "weft_frame_read_csv: na_values[%zu] is NULL", k);
+        if (!(sp->na[k] = strdup(na[k]))) return WEFT_ENOMEM;
+        sp->nna++;
+    }
+    if (na_lengths(sp)) return WEFT_ENOMEM;
+    size_t sample = o->sample_bytes ? o->sample_bytes : (1u << 20);
+    int rc = 0;
+    for (size_t f = 0; f < n && !rc; f++) {
+        char *buf = NULL;
+        size_t got = 0;
+        /* the header may be long: read until it is whole */
+        size_t want = f == 0 ? sample : 65536;
+        for (;;) {
+            rc = file_head(paths[f], want, &buf, &got, &size[f]);
+            if (rc) return rc;
+            size_t bom = got >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+            bool eof = got == size[f];
+            hdr_state h = {0};
+            size_t used = 0;
+            int nrec = 0;
+            if (!(sp->flags & WEFT_CSV_NO_HEADER)) {
+                nrec = for_records(buf + bom, got - bom, eof, sp->delimiter, 1, take_header, &h,
+                                   &used);
+                if (nrec == 0 && !eof) {
+                    free(buf);
+                    want *= 4;
+                    continue;
+                }
+                if (nrec < 0) {
+                    free(buf);
+                    return weft__err(nrec == WEFT_EINVAL ? WEFT_EINVAL : nrec,
+                                     "%s:1: the header has an unterminated quoted field", paths[f]);
+                }
+            }
+            data_start[f] = bom + used;
+            uint64_t nl = 0;
+            for (size_t k = 0; k < bom + used; k++) nl += buf[k] == '\n';
+            data_line[f] = nl + 1;
+            if (f == 0) {
+                size_t ncols;
+                if (o->schema) {
+                    ncols = o->n_schema;
+                    if (!(sp->flags & WEFT_CSV_NO_HEADER) && h.n != ncols &&
+                        !(h.n == 0 && eof && got == bom))
+                        rc = weft__err(WEFT_EINVAL, "%s: the header has %zu fields, the schema %zu",
+                                       paths[f], h.n, ncols);
+                } else if (sp->flags & WEFT_CSV_NO_HEADER) {
+                    /* count the fields of the first record */
+                    hdr_state h2 = {0};
+                    for_records(buf + bom, got - bom, eof, sp->delimiter, 1, take_header, &h2,
+                                NULL);
+                    ncols = h2.n;
+                    for (size_t k = 0; k < h2.n; k++) free(h2.names[k]);
+                    free(h2.names);
+                } else {
+                    ncols = h.n;
+                }
+                if (!rc && ncols == 0)
+                    rc = weft__err(WEFT_EINVAL, "%s: no columns (an empty file needs a schema)",
+                                   paths[f]);
+                if (!rc) {
+                    sp->ncols = ncols;
+                    sp->names = calloc(ncols, sizeof *sp->names);
+                    sp->types = calloc(ncols, sizeof *sp->types);
+                    if (!sp->names || !sp->types) rc = WEFT_ENOMEM;
+                }
+                for (size_t k = 0; k < ncols && !rc; k++) {
+                    char tmp[32];
+                    const char *nm;
+                    if (o->schema) {
+                        nm = o->schema[k].name;
+                        if (!nm || o->schema[k].type < WEFT_COL_INT64 ||
+                            o->schema[k].type > WEFT_COL_TEXT)
+                            rc = weft__err(WEFT_EINVAL,
+                                           "weft_frame_read_csv: schema[%zu] is not valid", k);
+                        else if (h.names && strcmp(h.names[k], nm))
+                            rc = weft__err(WEFT_EINVAL,
+                                           "%s: header field %zu is '%s', the schema says '%s'",
+                                           paths[f], k + 1, h.names[k], nm);
+                        sp->types[k] = o->schema[k].type;
+                    } else {
+                        snprintf(tmp, sizeof tmp, "c%zu", k);
+                        nm = h.names ? h.names[k] : tmp;
+                    }
+                    if (!rc && !(sp->names[k] = strdup(nm))) rc = WEFT_ENOMEM;
+                }
+                for (size_t a = 0; a < ncols && !rc; a++)
+                    for (size_t b = a + 1; b < ncols && !rc; b++)
+                        if (!strcmp(sp->names[a], sp->names[b]))
+                            rc = weft__err(WEFT_EINVAL, "%s: column name '%s' appears twice",
+                                           paths[f], sp->names[a]);
+                if (!rc && !o->schema) {
+                    infer_state st = {sp, ncols, malloc(ncols)};
+                    if (!st.can)
+                        rc = WEFT_ENOMEM;
+                    else {
+                        memset(st.can, 7, ncols);
+                        size_t from = data_start[f];
+                        int r2 = for_records(buf + from, got - from, eof, sp->delimiter, SIZE_MAX,
+                                             infer_record, &st, NULL);
+                        (void)r2; /* a malformed sample record is reported by the reader */
+                        for (size_t k = 0; k < ncols; k++) {
+                            uint8_t c = st.can[k];
+                            sp->types[k] = !(c & 8)  ? WEFT_COL_DOUBLE
+                                           : (c & 1) ? WEFT_COL_INT64
+                                           : (c & 2) ? WEFT_COL_DOUBLE
+                                           : (c & 4) ? WEFT_COL_BOOL
+                                                     : WEFT_COL_TEXT;
+                        }
+                        free(st.can);
+                    }
+                }
+            } else if (!rc && h.names) {
+                bool same = h.n == sp->ncols;
+                for (size_t k = 0; same && k < h.n; k++) same = !strcmp(h.names[k], sp->names[k]);
+                if (!same)
+                    rc = weft__err(WEFT_EINVAL, "%s: its header differs from %s's", paths[f],
+                                   paths[0]);
+            }
+            for (size_t k = 0; k < h.n; k++) free(h.names[k]);
+            free(h.names);
+            free(buf);
+            break;
+        }
+    }
+    return rc;
+}
+
+/* ---- chunk specs: what the scan and read tasks of one range get ---- */
+
+typedef struct chunk {
+    char *path;
+    uint64_t start, end;
+    bool first;
+    csv_spec sp;
+} chunk;
+
+static void put_u64(char **p, uint64_t v)
+{
+    memcpy(*p, &v, 8);
+    *p += 8;
+}
+
+static void put_str(char **p, const char *s)
+{
+    uint64_t l = strlen(s);
+    put_u64(p, l);
+    memcpy(*p, s, l);
+    *p += l;
+}
+
+int weft__csv_chunk_encode(const csv_spec *s, const char *path, uint64_t start, uint64_t end,
+                           bool first, void **buf, size_t *len)
+{
+    size_t n = 8 * 8 + 8 + strlen(path);
+    for (size_t k = 0; k < s->ncols; k++) n += 16 + strlen(s->names[k]);
+    for (size_t k = 0; k < s->nna; k++) n += 8 + strlen(s->na[k]);
+    char *b = malloc(n), *p = b;
+    if (!b) return WEFT_ENOMEM;
+    put_str(&p, path);
+    put_u64(&p, start);
+    put_u64(&p, end);
+    put_u64(&p, first);
+    put_u64(&p, (uint64_t)(unsigned char)s->delimiter);
+    put_u64(&p, s->flags);
+    put_u64(&p, s->ncols);
+    for (size_t k = 0; k < s->ncols; k++) {
+        put_u64(&p, (uint64_t)s->types[k]);
+        put_str(&p, s->names[k]);
+    }
+    put_u64(&p, s->nna);
+    for (size_t k = 0; k < s->nna; k++) put_str(&p, s->na[k]);
+    *buf = b;
+    *len = (size_t)(p - b);
+    return 0;
+}
+
+static bool get_u64(const char **p, const char *e, uint64_t *v)
+{
+    if (e - *p < 8) return false;
+    memcpy(v, *p, 8);
+    *p += 8;
+    return true;
+}
+
+static char *get_str(const char **p, const char *e)
+{
+    uint64_t l;
+    if (!get_u64(p, e, &l) || (uint64_t)(e - *p) < l) return NULL;
+    char *s = strndup(*p, l);
+    *p += l;
+    return s;
+}
+
+static void chunk_free(chunk *c)
+{
+    free(c->path);
+    weft__csv_spec_free(&c->sp);
+}
+
+static int chunk_decode(const void *in, size_t len, chunk *c)
+{
+    memset(c, 0, sizeof *c);
+    const void *d;
+    size_t n;
+    if (weft_args_get(in, len, 0, &d, &n)) return WEFT_EINVAL;
+    const char *p = d, *e = p + n;
+    uint64_t first, delim, flags, ncols, nna;
+    if (!(c->path = get_str(&p, e)) || !get_u64(&p, e, &c->start) || !get_u64(&p, e, &c->end) ||
+        !get_u64(&p, e, &first) || !get_u64(&p, e, &delim) || !get_u64(&p, e, &flags) ||
+        !get_u64(&p, e, &ncols) || ncols > n)
+        goto bad;
+    c->first = first;
+    c->sp.delimiter = (char)delim;
+    c->sp.flags = (unsigned)flags;
+    c->sp.types = calloc(ncols ? ncols : 1, sizeof *c->sp.types);
+    c->sp.names = calloc(ncols ? ncols : 1, sizeof *c->sp.names);
+    if (!c->sp.types || !c->sp.names) goto bad;
+    c->sp.ncols = ncols;
+    for (size_t k = 0; k < ncols; k++) {
+        uint64_t t;
+        if (!get_u64(&p, e, &t) || !(c->sp.names[k] = get_str(&p, e))) goto bad;
+        c->sp.types[k] = (weft_col_type)t;
+    }
+    if (!get_u64(&p, e, &nna) || nna > n) goto bad;
+    c->sp.na = calloc(nna ? nna : 1, sizeof *c->sp.na);
+    if (!c->sp.na) goto bad;
+    for (size_t k = 0; k < nna; k++) {
+        if (!(c->sp.na[k] = get_str(&p, e))) goto bad;
+        c->sp.nna++;
+    }
+    if (na_lengths(&c->sp)) goto bad;
+    return 0;
+bad:
+    chunk_free(c);
+    return WEFT_EINVAL;
+}
+
+/* ---- scan ---- */
+
+typedef struct scan_out {
+    uint64_t parity, newlines;
+    uint64_t first[2];     /* first record start under hypothesis out (0) / in (1) */
+    uint64_t nl_before[2]; /* newlines before it, from the range's start */
+    uint64_t start, is_first;
+} scan_out;
+
+static uint64_t count_byte(const char *p, size_t n, char c)
+{
+    uint64_t k = 0;
+    const char *e = p + n;
+    while ((p = memchr(p, c, (size_t)(e - p)))) k++, p++;
+    return k;
+}
+
+int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
+{
+    chunk c;
+    if (chunk_decode(in, len, &c)) return weft_ctx_fail(ctx, WEFT_EINVAL, "csv scan: bad input");
+    int fd = open(c.path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        weft_ctx_fail(ctx, -e, "%s: %s", c.path, strerror(e));
+        chunk_free(&c);
+        return -e;
+    }
+    scan_out s = {0, 0, {UINT64_MAX, UINT64_MAX}, {0, 0}, c.start, c.first};
+    size_t bsz = 1u << 20;
+    char *buf = malloc(bsz);
+    int rc = buf ? 0 : WEFT_ENOMEM;
+    unsigned par = 0;
+    if (!rc && !c.first && c.start > 0 && c.start < c.end) {
+        /* a record starts right at the range's start when the byte before
+         * is a newline outside quotes (that newline is not a quote, so the
+         * state there is the range's starting state) */
+        size_t got;
+        rc = read_at(fd, buf, 1, c.start - 1, &got);
+        if (!rc && got == 1 && buf[0] == '\n') {
+            s.first[0] = c.start;
+            s.nl_before[0] = 0;
+        }
+    }
+    for (uint64_t off = c.start; off < c.end && !rc;) {
+        size_t want = (size_t)(c.end - off < bsz ? c.end - off : bsz), got;
+        rc = read_at(fd, buf, want, off, &got);
+        if (rc || got == 0) break;
+        /* between two quotes the parity is constant: count newlines of the
+         * segment, and find the first one only while a hypothesis needs it */
+        size_t i = 0;
+        while (i < got) {
+            const char *q = memchr(buf + i, '"', got - i);
+            size_t seg_end = q ? (size_t)(q - buf) : got;
+            if (s.first[par] == UINT64_MAX) {
+                const char *nlp = memchr(buf + i, '\n', seg_end - i);
+                if (nlp) {
+                    size_t at = (size_t)(nlp - buf);
+                    s.nl_before[par] = s.newlines + count_byte(buf + i, at - i, '\n') + 1;
+                    s.first[par] = off + at + 1;
+                }
+            }
+            s.newlines += count_byte(buf + i, seg_end - i, '\n');
+            if (!q) break;
+            par ^= 1u;
+            i = seg_end + 1;
+        }
+        off += got;
+    }
+    s.parity = par;
+    free(buf);
+    close(fd);
+    if (!rc)
+        rc = weft_ctx_set_output(ctx, &s, sizeof s);
+    else
+        weft_ctx_fail(ctx, rc, "%s: %s", c.path, strerror(-rc));
+    chunk_free(&c);
+    return rc;
+}
+
+int weft__csv_bound(weft_ctx *ctx, const void *in, size_t len)
+{
+    const void *a, *b;
+    size_t la, lb;
+    csv_bound prev, out;
+    scan_out s;
+    if (weft_args_get(in, len, 0, &a, &la) || weft_args_get(in, len, 1, &b, &lb) ||
+        la != sizeof prev || lb != sizeof s)
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "csv bound: bad input");
+    memcpy(&prev, a, sizeof prev);
+    memcpy(&s, b, sizeof s);
+    unsigned st = (unsigned)prev.state_end;
+    if (s.is_first) {
+        /* the file's first range starts at a record (after the header) */
+        out.rec_start = s.start;
+        out.rec_line = prev.lines_end + 1;
+    } else {
+        out.rec_start = s.first[st];
+        out.rec_line = prev.lines_end + s.nl_before[st] + 1;
+    }
+    out.state_end = st ^ (unsigned)s.parity;
+    out.lines_end = prev.lines_end + s.newlines;
+    return weft_ctx_set_output(ctx, &out, sizeof out);
+}
+
+/* ---- read ---- */
+
+typedef struct reader {
+    const chunk *c;
+    weft_table *t;
+    char *scratch;
+    size_t scap;
+    uint64_t skipped;
+    bool reserved;
+} reader;
+
+/* After the first records, sizes every column for the range's expected
+ * rows (+6%): growing by doubling copies each column about twice. */
+static void reserve_estimate(reader *r, size_t used, size_t limit)
+{
+    weft_table *t = r->t;
+    r->reserved = true;
+    if (!used) return;
+    double per = (double)used / (double)t->nrows;
+    size_t est = (size_t)((double)limit / per * 1.06) + 64;
+    for (size_t k = 0; k < t->ncols; k++) {
+        tcol *c = &t->cols[k];
+        if (weft__tcol_reserve(c, est)) return;
+        if (c->type == WEFT_COL_TEXT) {
+            size_t want = (size_t)((double)c->nchars / (double)t->nrows * (double)est * 1.06) + 64;
+            if (want > c->capchars) {
+                char *p = realloc(c->chars, want);
+                if (!p) return;
+                c->chars = p;
+                c->capchars = want;
+            }
+        }
+    }
+}
+
+static void rollback(weft_table *t, size_t rows)
+{
+    for (size_t k = 0; k < t->ncols; k++) {
+        tcol *col = &t->cols[k];
+        col->n = rows;
+        if (col->type == WEFT_COL_TEXT) col->nchars = ((uint64_t *)col->data)[rows];
+    }
+}
+
+/* Stores field k of a record; 0, or 1 when the value does not fit the type. */
+static int store(reader *r, size_t k, const char *buf, const field *f)
+{
+    tcol *col = &r->t->cols[k];
+    size_t l;
+    const char *s = field_text(buf, f, &r->scratch, &r->scap, &l);
+    if (!s) return WEFT_ENOMEM;
+    bool na = is_na(&r->c->sp, s, l);
+    switch (col->type) {
+    case WEFT_COL_INT64: {
+        int64_t v = 0;
+        if (!na && !parse_int64(s, l, &v)) return 1;
+        return weft__tcol_push_int64(col, v, !na);
+    }
+    case WEFT_COL_DOUBLE: {
+        double v = 0;
+        if (!na && !parse_double(s, l, &v)) return 1;
+        return weft__tcol_push_double(col, v, !na);
+    }
+    case WEFT_COL_BOOL: {
+        bool v = false;
+        if (!na && !parse_bool(s, l, &v)) return 1;
+        return weft__tcol_push_bool(col, v, !na);
+    }
+    default:
+        return weft__tcol_push_text(col, s, l, !na);
+    }
+}
+
+static uint64_t line_of(const char *buf, size_t at, uint64_t line0)
+{
+    return line0 + count_byte(buf, at, '\n');
+}
+
+/* Parses the records that start in buf[*pos .. limit); T_MORE when a record
+ * runs past the buffer (it is rolled back: read more and call again).
+ * @return 0, T_MORE, or a negative code (the task's message set). */
+static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t *pos, size_t limit,
+                       uint64_t line0, weft_ctx *ctx)
+{
+    const csv_spec *sp = &r->c->sp;
+    const char delim = sp->delimiter;
+    const size_t ncols = sp->ncols;
+    weft_table *t = r->t;
+    size_t i = *pos;
+    while (i < limit && i < blen) {
+        size_t rec = i, rows = t->nrows, k = 0;
+        int bad = 0; /* 1 bad value, 2 bad quoting, 3 field count */
+        size_t bad_field = 0;
+        int term;
+        field f;
+        for (;;) {
+            term = next_field(buf, blen, eof, &i, delim, &f);
+            if (term == T_MORE) {
+                rollback(t, rows);
+                *pos = rec;
+                return T_MORE;
+            }
+            if (term == T_UNTERM) {
+                rollback(t, rows);
+                if (sp->flags & WEFT_CSV_SKIP_BAD) {
+                    r->skipped++;
+                    *pos = blen;
+                    return 0;
+                }
+                return weft_ctx_fail(
+                    ctx, WEFT_EINVAL,
+                    "%s:%llu: field %zu: a quoted field is not closed before the end of the file",
+                    r->c->path, (unsigned long long)line_of(buf, rec, line0), k + 1);
+            }
+            if (k == 0 && term != T_DELIM && f.len == 0 && !f.escaped &&
+                (f.start == 0 || buf[f.start - 1] != '"'))
+                break; /* a blank line */
+            if (!bad && k >= ncols) bad = 3, bad_field = k;
+            if (!bad && f.bad) bad = 2, bad_field = k;
+            if (!bad) {
+                int sr = store(r, k, buf, &f);
+                if (sr < 0) return weft_ctx_fail(ctx, sr, "out of memory");
+                if (sr) bad = 1, bad_field = k;
+            }
+            k++;
+            if (term != T_DELIM) break;
+        }
+        if (k == 0) continue; /* blank line */
+        if (!bad && k < ncols) bad = 3, bad_field = k;
+        if (!bad) {
+            if (++t->nrows == 512 && !r->reserved) reserve_estimate(r, i, limit);
+            continue;
+        }
+        rollback(t, rows);
+        if (sp->flags & WEFT_CSV_SKIP_BAD) {
+            r->skipped++;
+            continue;
+        }
+        uint64_t line = line_of(buf, rec, line0);
+        if (bad == 3)
+            return weft_ctx_fail(ctx, WEFT_EINVAL,
+                                 "%s:%llu: the record has %zu%s fields, the header %zu", r->c->path,
+                                 (unsigned long long)line, bad_field + (k > ncols ? 1 : 0),
+                                 k > ncols ? " or more" : "", ncols);
+        /* re-read the bad field for the message */
+        size_t j = rec;
+        for (size_t q = 0; q <= bad_field; q++) next_field(buf, blen, true, &j, delim, &f);
+        size_t l;
+        const char *s = field_text(buf, &f, &r->scratch, &r->scap, &l);
+        int show = l > 40 ? 40 : (int)l;
+        if (bad == 2)
+            return weft_ctx_fail(ctx, WEFT_EINVAL,
+                                 "%s:%llu: field %zu (%s): a quote inside an unquoted field or "
+                                 "after a closing quote",
+                                 r->c->path, (unsigned long long)line_of(buf, f.start, line0),
+                                 bad_field + 1, sp->names[bad_field]);
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "%s:%llu: field %zu (%s): '%.*s' is not %s",
+                             r->c->path, (unsigned long long)line_of(buf, f.start, line0),
+                             bad_field + 1, sp->names[bad_field], show, s ? s : "",
+                             sp->types[bad_field] == WEFT_COL_INT64    ? "an int64"
+                             : sp->types[bad_field] == WEFT_COL_DOUBLE ? "a double"
+                                                                       : "a bool");
+    }
+    *pos = i;
+    return 0;
+}
+
+int weft__csv_read(weft_ctx *ctx, const void *in, size_t len)
+{
+    chunk c;
+    const void *bd;
+    size_t bl;
+    csv_bound b;
+    if (chunk_decode(in, len, &c)) return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad input");
+    if (weft_args_get(in, len, 1, &bd, &bl) || bl != sizeof b) {
+        chunk_free(&c);
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad bound");
+    }
+    memcpy(&b, bd, sizeof b);
+    reader r = {&c, NULL, NULL, 0, 0, false};
+    int rc = weft_table_create(&r.t);
+    for (size_t k = 0; k < c.sp.ncols && !rc; k++)
+        if (!weft__table_add_col(r.t, c.sp.names[k], c.sp.types[k])) rc = WEFT_ENOMEM;
+    if (rc) {
+        weft_table_destroy(r.t);
+        chunk_free(&c);
+        return weft_ctx_fail(ctx, rc, "out of memory");
+    }
+    int fd = -1;
+    char *buf = NULL;
+    if (b.rec_start < c.end) {
+        fd = open(c.path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) rc = weft_ctx_fail(ctx, -errno, "%s: %s", c.path, strerror(errno));
+        /* read the range and a little more; grow while the last record runs on */
+        size_t blen = 0, cap = (size_t)(c.end - b.rec_start) + 65536, pos = 0;
+        size_t limit = (size_t)(c.end - b.rec_start);
+        bool eof = false;
+        while (!rc) {
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) {
+                rc = weft_ctx_fail(ctx, WEFT_ENOMEM, "out of memory");
+                break;
+            }
+            buf = nb;
+            weft__table_hugepages(buf + blen, cap + 1 - blen);
+            size_t got;
+            rc = read_at(fd, buf + blen, cap - blen, b.rec_start + blen, &got);
+            if (rc) {
+                weft_ctx_fail(ctx, rc, "%s: %s", c.path, strerror(-rc));
+                break;
+            }
+            blen += got;
+            eof = blen < cap;
+            buf[blen] = 0;
+            rc = parse_range(&r, buf, blen, eof, &pos, limit, b.rec_line, ctx);
+            if (rc == T_MORE) {
+                rc = 0;
+                cap *= 2;
+                continue;
+            }
+            break;
+        }
+    }
+    if (fd >= 0) close(fd);
+    free(buf);
+    free(r.scratch);
+    r.t->skipped = r.skipped;
+    if (!rc) rc = weft_table_output(ctx, r.t);
+    weft_table_destroy(r.t);
+    chunk_free(&c);
+    return rc;
+}
+WEFT_TASK_REGISTER_AS(weft__csv_scan, "weft.table.csv_scan");
+WEFT_TASK_REGISTER_AS(weft__csv_bound, "weft.table.csv_bound");
+WEFT_TASK_REGISTER_AS(weft__csv_read, "weft.table.csv_read");
+
+/* ---- writing ---- */
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap : 4096;
+        while (nc < b->n + n + 1) nc *= 2;
+        char *p = realloc(b->p, nc);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+
+static void sb_text(sbuf *b, const char *s, size_t n, char delim)
+{
+    bool q = false;
+    for (size_t k = 0; k < n && !q; k++)
+        q = s[k] == delim || s[k] == '"' || s[k] == '\n' || s[k] == '\r';
+    if (!q) {
+        sb_put(b, s, n);
+        return;
+    }
+    sb_put(b, "\"", 1);
+    for (size_t k = 0; k < n; k++) {
+        if (s[k] == '"') sb_put(b, "\"", 1);
+        sb_put(b, s + k, 1);
+    }
+    sb_put(b, "\"", 1);
+}
+
+/* The shortest of %.15g, %.16g, %.17g that reads back to the same bits. */
+static int fmt_double(char *out, size_t cap, double v)
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(out, cap, "%.*g", prec, v);
+        if (prec == 17 || strtod(out, NULL) == v || isnan(v)) break;
+    }
+    return n;
+}
+
+int weft__csv_format(const weft_table *t, const weft_csv_write_options *o, bool header, char **out,
+                     size_t *outlen)
+{
+    char delim = o && o->delimiter ? o->delimiter : ',';
+    const char *na = o && o->na_rep ? o->na_rep : "";
+    size_t nal = strlen(na);
+    sbuf b = {0};
+    if (header) {
+        for (size_t k = 0; k < t->ncols; k++) {
+            if (k) sb_put(&b, &delim, 1);
+            sb_text(&b, t->cols[k].name, strlen(t->cols[k].name), delim);
+        }
+        sb_put(&b, "\n", 1);
+    }
+    char num[64];
+    for (size_t i = 0; i < t->nrows; i++) {
+        for (size_t k = 0; k < t->ncols; k++) {
+            const tcol *c = &t->cols[k];
+            if (k) sb_put(&b, &delim, 1);
+            if (!weft__tcol_ok(c, i)) {
+                sb_put(&b, na, nal);
+                continue;
+            }
+            int n;
+            switch (c->type) {
+            case WEFT_COL_INT64:
+                n = snprintf(num, sizeof num, "%lld", (long long)((const int64_t *)c->data)[i]);
+                sb_put(&b, num, (size_t)n);
+                break;
+            case WEFT_COL_DOUBLE:
+                n = fmt_double(num, sizeof num, ((const double *)c->data)[i]);
+                sb_put(&b, num, (size_t)n);
+                break;
+            case WEFT_COL_BOOL:
+                if (((const bool *)c->data)[i])
+                    sb_put(&b, "True", 4);
+                else
+                    sb_put(&b, "False", 5);
+                break;
+            default:
+                sb_text(&b, weft__tcol_text(c, i), weft__tcol_textlen(c, i), delim);
+            }
+        }
+        sb_put(&b, "\n", 1);
+    }
+    if (b.oom) {
+        free(b.p);
+        return WEFT_ENOMEM;
+    }
+    *out = b.p;
+    *outlen = b.n;
+    return 0;
+}
+
+void weft__npy_header(char hdr[128], weft_col_type type, uint64_t n)
+{
+    const char *descr = type == WEFT_COL_INT64 ? "<i8" : type == WEFT_COL_DOUBLE ? "<f8" : "|b1";
+    memset(hdr, ' ', 128);
+    memcpy(hdr, "\x93NUMPY\x01\x00", 8);
+    uint16_t hl = 128 - 10;
+    hdr[8] = (char)(hl & 0xff);
+    hdr[9] = (char)(hl >> 8);
+    char d[118];
+    int k = snprintf(d, sizeof d, "{'descr': '%s', 'fortran_order': False, 'shape': (%llu,), }",
+                     descr, (unsigned long long)n);
+    memcpy(hdr + 10, d, (size_t)k);
+    hdr[127] = '\n';
+}

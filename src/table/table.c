@@ -1,0 +1,710 @@
+/* table.c : weft_table -- typed columns, building, reading, slicing,
+ * concatenation and the compact serialization that carries a partition
+ * between processes (docs/table.md "Partition format"). */
+#include "table/table_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <sys/mman.h>
+
+void weft__table_hugepages(void *p, size_t n)
+{
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    if (!p || n < 2 * huge) return;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), e = ((uintptr_t)p + n) & ~(huge - 1);
+    if (e > a) madvise((void *)a, e - a, MADV_HUGEPAGE); /* a hint: failure is harmless */
+}
+
+const char *weft_col_type_name(weft_col_type type)
+{
+    switch (type) {
+    case WEFT_COL_INT64:
+        return "int64";
+    case WEFT_COL_DOUBLE:
+        return "double";
+    case WEFT_COL_BOOL:
+        return "bool";
+    case WEFT_COL_TEXT:
+        return "text";
+    default:
+        return "none";
+    }
+}
+
+size_t weft__tcol_width(weft_col_type t)
+{
+    switch (t) {
+    case WEFT_COL_INT64:
+        return sizeof(int64_t);
+    case WEFT_COL_DOUBLE:
+        return sizeof(double);
+    case WEFT_COL_BOOL:
+        return sizeof(bool);
+    case WEFT_COL_TEXT:
+        return sizeof(uint64_t);
+    default:
+        return 0;
+    }
+}
+
+int weft_table_create(weft_table **out)
+{
+    if (!out) return WEFT_EINVAL;
+    *out = calloc(1, sizeof(weft_table));
+    return *out ? 0 : WEFT_ENOMEM;
+}
+
+static void tcol_free(tcol *c)
+{
+    free(c->name);
+    free(c->data);
+    free(c->valid);
+    free(c->chars);
+}
+
+int weft_table_destroy(weft_table *t)
+{
+    if (!t) return 0;
+    for (size_t i = 0; i < t->ncols; i++) tcol_free(&t->cols[i]);
+    free(t->cols);
+    free(t);
+    return 0;
+}
+
+tcol *weft__table_col(const weft_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->ncols; i++)
+        if (strcmp(t->cols[i].name, name) == 0) return &t->cols[i];
+    return NULL;
+}
+
+tcol *weft__table_add_col(weft_table *t, const char *name, weft_col_type type)
+{
+    if (t->ncols == t->capcols) {
+        size_t nc = t->capcols ? t->capcols * 2 : 8;
+        tcol *p = realloc(t->cols, nc * sizeof *p);
+        if (!p) return NULL;
+        t->cols = p;
+        t->capcols = nc;
+    }
+    tcol *c = &t->cols[t->ncols];
+    memset(c, 0, sizeof *c);
+    c->name = strdup(name);
+    c->type = type;
+    if (!c->name) return NULL;
+    if (type == WEFT_COL_TEXT) {
+        c->data = calloc(1, sizeof(uint64_t));
+        if (!c->data) {
+            free(c->name);
+            return NULL;
+        }
+        c->cap = 0;
+    }
+    t->ncols++;
+    return c;
+}
+
+int weft__tcol_reserve(tcol *c, size_t rows)
+{
+    if (rows <= c->cap) return 0;
+    size_t nc = c->cap ? c->cap : 16;
+    while (nc < rows) nc *= 2;
+    size_t w = weft__tcol_width(c->type);
+    size_t slots = c->type == WEFT_COL_TEXT ? nc + 1 : nc;
+    void *d = realloc(c->data, slots * w);
+    if (!d) return WEFT_ENOMEM;
+    c->data = d;
+    weft__table_hugepages(d, slots * w);
+    if (c->valid) {
+        uint8_t *v = realloc(c->valid, nc);
+        if (!v) return WEFT_ENOMEM;
+        c->valid = v;
+    }
+    c->cap = nc;
+    return 0;
+}
+
+static int mark(tcol *c, bool ok)
+{
+    if (!ok && !c->valid) {
+        c->valid = malloc(c->cap ? c->cap : 1);
+        if (!c->valid) return WEFT_ENOMEM;
+        memset(c->valid, 1, c->n);
+    }
+    if (c->valid) c->valid[c->n] = ok;
+    return 0;
+}
+
+int weft__tcol_push_int64(tcol *c, int64_t v, bool ok)
+{
+    if (c->n == c->cap && weft__tcol_reserve(c, c->n + 1)) return WEFT_ENOMEM;
+    if (mark(c, ok)) return WEFT_ENOMEM;
+    ((int64_t *)c->data)[c->n++] = ok ? v : 0;
+    return 0;
+}
+
+int weft__tcol_push_double(tcol *c, double v, bool ok)
+{
+    if (c->n == c->cap && weft__tcol_reserve(c, c->n + 1)) return WEFT_ENOMEM;
+    if (mark(c, ok)) return WEFT_ENOMEM;
+    ((double *)c->data)[c->n++] = ok ? v : NAN;
+    return 0;
+}
+
+int weft__tcol_push_bool(tcol *c, bool v, bool ok)
+{
+    if (c->n == c->cap && weft__tcol_reserve(c, c->n + 1)) return WEFT_ENOMEM;
+    if (mark(c, ok)) return WEFT_ENOMEM;
+    ((bool *)c->data)[c->n++] = ok ? v : false;
+    return 0;
+}
+
+int weft__tcol_push_text(tcol *c, const char *s, size_t len, bool ok)
+{
+    if (c->n == c->cap && weft__tcol_reserve(c, c->n + 1)) return WEFT_ENOMEM;
+    if (!ok) len = 0;
+    if (c->nchars + len + 1 > c->capchars) {
+        size_t nc = c->capchars ? c->capchars : 64;
+        while (nc < c->nchars + len + 1) nc *= 2;
+        char *p = realloc(c->chars, nc);
+        if (!p) return WEFT_ENOMEM;
+        c->chars = p;
+        c->capchars = nc;
+        weft__table_hugepages(p, nc);
+    }
+    if (mark(c, ok)) return WEFT_ENOMEM;
+    if (len) memcpy(c->chars + c->nchars, s, len);
+    c->chars[c->nchars + len] = 0;
+    c->nchars += len + 1;
+    ((uint64_t *)c->data)[++c->n] = c->nchars;
+    return 0;
+}
+
+int weft__tcol_push_from(tcol *dst, const tcol *src, size_t row)
+{
+    bool ok = weft__tcol_ok(src, row);
+    switch (src->type) {
+    case WEFT_COL_INT64:
+        return weft__tcol_push_int64(dst, ((const int64_t *)src->data)[row], ok);
+    case WEFT_COL_DOUBLE:
+        return weft__tcol_push_double(dst, ((const double *)src->data)[row], ok);
+    case WEFT_COL_BOOL:
+        return weft__tcol_push_bool(dst, ((const bool *)src->data)[row], ok);
+    case WEFT_COL_TEXT:
+        return weft__tcol_push_text(dst, weft__tcol_text(src, row), weft__tcol_textlen(src, row),
+                                    ok);
+    default:
+        return WEFT_EINVAL;
+    }
+}
+
+int weft__table_fix_rows(weft_table *t)
+{
+    t->nrows = t->ncols ? t->cols[0].n : 0;
+    for (size_t i = 1; i < t->ncols; i++)
+        if (t->cols[i].n != t->nrows) return WEFT_EINVAL;
+    return 0;
+}
+
+static int add_check(weft_table *t, const char *name, const void *data, size_t n)
+{
+    if (!t || !name || (!data && n > 0)) return WEFT_EINVAL;
+    if (t->ncols && n != t->nrows) return WEFT_EINVAL;
+    if (weft__table_col(t, name)) return WEFT_EINVAL;
+    return 0;
+}
+
+static int add_fixed(weft_table *t, const char *name, weft_col_type type, const void *data,
+                     const uint8_t *valid, size_t n)
+{
+    int rc = add_check(t, name, data, n);
+    if (rc) return rc;
+    tcol *c = weft__table_add_col(t, name, type);
+    if (!c) return WEFT_ENOMEM;
+    if (weft__tcol_reserve(c, n ? n : 1)) return WEFT_ENOMEM;
+    size_t w = weft__tcol_width(type);
+    if (n) memcpy(c->data, data, n * w);
+    if (type == WEFT_COL_BOOL)
+        for (size_t i = 0; i < n; i++) ((bool *)c->data)[i] = ((const uint8_t *)data)[i] != 0;
+    c->n = n;
+    if (valid) {
+        bool any = false;
+        for (size_t i = 0; i < n; i++) any |= !valid[i];
+        if (any) {
+            c->valid = malloc(c->cap);
+            if (!c->valid) return WEFT_ENOMEM;
+            for (size_t i = 0; i < n; i++) c->valid[i] = valid[i] != 0;
+            for (size_t i = 0; i < n; i++) {
+                if (valid[i]) continue;
+                if (type == WEFT_COL_DOUBLE) ((double *)c->data)[i] = NAN;
+                if (type == WEFT_COL_INT64) ((int64_t *)c->data)[i] = 0;
+                if (type == WEFT_COL_BOOL) ((bool *)c->data)[i] = false;
+            }
+        }
+    }
+    t->nrows = n;
+    return 0;
+}
+
+int weft_table_add_int64(weft_table *t, const char *name, const int64_t *data, const uint8_t *valid,
+                         size_t n)
+{
+    return add_fixed(t, name, WEFT_COL_INT64, data, valid, n);
+}
+
+int weft_table_add_double(weft_table *t, const char *name, const double *data, const uint8_t *valid,
+                          size_t n)
+{
+    return add_fixed(t, name, WEFT_COL_DOUBLE, data, valid, n);
+}
+
+int weft_table_add_bool(weft_table *t, const char *name, const bool *data, const uint8_t *valid,
+                        size_t n)
+{
+    return add_fixed(t, name, WEFT_COL_BOOL, data, valid, n);
+}
+
+int weft_table_add_text(weft_table *t, const char *name, const char *const *strs, size_t n)
+{
+    int rc = add_check(t, name, strs, n);
+    if (rc) return rc;
+    tcol *c = weft__table_add_col(t, name, WEFT_COL_TEXT);
+    if (!c) return WEFT_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (weft__tcol_push_text(c, strs[i], strs[i] ? strlen(strs[i]) : 0, strs[i] != NULL))
+            return WEFT_ENOMEM;
+    t->nrows = n;
+    return 0;
+}
+
+size_t weft_table_rows(const weft_table *t)
+{
+    return t ? t->nrows : 0;
+}
+
+size_t weft_table_cols(const weft_table *t)
+{
+    return t ? t->ncols : 0;
+}
+
+uint64_t weft_table_skipped(const weft_table *t)
+{
+    return t ? t->skipped : 0;
+}
+
+int weft_table_col_index(const weft_table *t, const char *name, size_t *col)
+{
+    if (!t || !name || !col) return WEFT_EINVAL;
+    for (size_t i = 0; i < t->ncols; i++)
+        if (strcmp(t->cols[i].name, name) == 0) {
+            *col = i;
+            return 0;
+        }
+    return WEFT_ENOENT;
+}
+
+const char *weft_table_col_name(const weft_table *t, size_t col)
+{
+    return t && col < t->ncols ? t->cols[col].name : NULL;
+}
+
+weft_col_type weft_table_col_type(const weft_table *t, size_t col)
+{
+    return t && col < t->ncols ? t->cols[col].type : WEFT_COL_NONE;
+}
+
+int weft_table_col_data(const weft_table *t, size_t col, const void **data, const uint8_t **valid)
+{
+    if (!t || col >= t->ncols || t->cols[col].type == WEFT_COL_TEXT) return WEFT_EINVAL;
+    if (data) *data = t->cols[col].data;
+    if (valid) *valid = t->cols[col].valid;
+    return 0;
+}
+
+static const tcol *cell(const weft_table *t, size_t col, size_t row, weft_col_type type)
+{
+    if (!t || col >= t->ncols || row >= t->nrows) return NULL;
+    const tcol *c = &t->cols[col];
+    return c->type == type ? c : NULL;
+}
+
+int weft_table_get_int64(const weft_table *t, size_t col, size_t row, int64_t *v, bool *valid)
+{
+    const tcol *c = cell(t, col, row, WEFT_COL_INT64);
+    if (!c || !v) return WEFT_EINVAL;
+    *v = ((const int64_t *)c->data)[row];
+    if (valid) *valid = weft__tcol_ok(c, row);
+    return 0;
+}
+
+int weft_table_get_double(const weft_table *t, size_t col, size_t row, double *v, bool *valid)
+{
+    const tcol *c = cell(t, col, row, WEFT_COL_DOUBLE);
+    if (!c) c = cell(t, col, row, WEFT_COL_INT64);
+    if (!c || !v) return WEFT_EINVAL;
+    *v = weft__tcol_num(c, row);
+    if (valid) *valid = weft__tcol_ok(c, row);
+    return 0;
+}
+
+int weft_table_get_bool(const weft_table *t, size_t col, size_t row, bool *v, bool *valid)
+{
+    const tcol *c = cell(t, col, row, WEFT_COL_BOOL);
+    if (!c || !v) return WEFT_EINVAL;
+    *v = ((const bool *)c->data)[row];
+    if (valid) *valid = weft__tcol_ok(c, row);
+    return 0;
+}
+
+int weft_table_get_text(const weft_table *t, size_t col, size_t row, const char **v, bool *valid)
+{
+    const tcol *c = cell(t, col, row, WEFT_COL_TEXT);
+    if (!c || !v) return WEFT_EINVAL;
+    *v = weft__tcol_text(c, row);
+    if (valid) *valid = weft__tcol_ok(c, row);
+    return 0;
+}
+
+int weft__table_like(const weft_table *t, weft_table **out)
+{
+    int rc = weft_table_create(out);
+    if (rc) return rc;
+    for (size_t i = 0; i < t->ncols; i++)
+        if (!weft__table_add_col(*out, t->cols[i].name, t->cols[i].type)) {
+            weft_table_destroy(*out);
+            *out = NULL;
+            return WEFT_ENOMEM;
+        }
+    return 0;
+}
+
+int weft__table_take(const weft_table *t, const size_t *idx, size_t n, weft_table **out)
+{
+    int rc = weft__table_like(t, out);
+    if (rc) return rc;
+    weft_table *o = *out;
+    for (size_t j = 0; j < t->ncols && !rc; j++) {
+        tcol *d = &o->cols[j];
+        const tcol *s = &t->cols[j];
+        rc = weft__tcol_reserve(d, n ? n : 1);
+        if (!rc && s->type != WEFT_COL_TEXT) {
+            size_t w = weft__tcol_width(s->type);
+            for (size_t i = 0; i < n && !rc; i++) {
+                bool ok = weft__tcol_ok(s, idx[i]);
+                if (!ok)
+                    rc = mark(d, false);
+                else if (d->valid)
+                    d->valid[d->n] = 1;
+                memcpy((char *)d->data + d->n * w, (const char *)s->data + idx[i] * w, w);
+                d->n++;
+            }
+        } else {
+            for (size_t i = 0; i < n && !rc; i++) rc = weft__tcol_push_from(d, s, idx[i]);
+        }
+    }
+    if (!rc) rc = weft__table_fix_rows(o);
+    o->skipped = t->skipped;
+    if (rc) {
+        weft_table_destroy(o);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int weft_table_slice(const weft_table *t, size_t start, size_t end, weft_table **out)
+{
+    if (out) *out = NULL;
+    if (!t || !out || start > end || end > t->nrows) return WEFT_EINVAL;
+    size_t n = end - start;
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    if (!idx) return WEFT_ENOMEM;
+    for (size_t i = 0; i < n; i++) idx[i] = start + i;
+    int rc = weft__table_take(t, idx, n, out);
+    free(idx);
+    return rc;
+}
+
+int weft_table_concat(const weft_table *const *parts, size_t n, weft_table **out)
+{
+    if (!out || (!parts && n)) return WEFT_EINVAL;
+    *out = NULL;
+    if (n == 0) return weft_table_create(out);
+    const weft_table *a = parts[0];
+    for (size_t p = 1; p < n; p++) {
+        if (parts[p]->ncols != a->ncols) return WEFT_EINVAL;
+        for (size_t j = 0; j < a->ncols; j++)
+            if (parts[p]->cols[j].type != a->cols[j].type ||
+                strcmp(parts[p]->cols[j].name, a->cols[j].name))
+                return WEFT_EINVAL;
+    }
+    int rc = weft__table_like(a, out);
+    if (rc) return rc;
+    weft_table *o = *out;
+    size_t rows = 0;
+    for (size_t p = 0; p < n; p++) rows += parts[p]->nrows, o->skipped += parts[p]->skipped;
+    for (size_t j = 0; j < a->ncols && !rc; j++) {
+        tcol *d = &o->cols[j];
+        rc = weft__tcol_reserve(d, rows ? rows : 1);
+        size_t w = weft__tcol_width(d->type);
+        for (size_t p = 0; p < n && !rc; p++) {
+            const tcol *s = &parts[p]->cols[j];
+            if (s->valid && !d->valid) {
+                d->valid = malloc(d->cap);
+                if (!d->valid)
+                    rc = WEFT_ENOMEM;
+                else
+                    memset(d->valid, 1, d->n);
+            }
+            if (rc) break;
+            if (d->valid) {
+                if (s->valid)
+                    memcpy(d->valid + d->n, s->valid, s->n);
+                else
+                    memset(d->valid + d->n, 1, s->n);
+            }
+            if (d->type != WEFT_COL_TEXT) {
+                if (s->n) memcpy((char *)d->data + d->n * w, s->data, s->n * w);
+            } else {
+                if (d->nchars + s->nchars > d->capchars) {
+                    size_t nc = d->capchars ? d->capchars : 64;
+                    while (nc < d->nchars + s->nchars) nc *= 2;
+                    char *c = realloc(d->chars, nc);
+                    if (!c) {
+                        rc = WEFT_ENOMEM;
+                        break;
+                    }
+                    d->chars = c;
+                    d->capchars = nc;
+                    weft__table_hugepages(c, nc);
+                }
+                if (s->nchars) memcpy(d->chars + d->nchars, s->chars, s->nchars);
+                const uint64_t *so = s->data;
+                uint64_t *dofs = d->data;
+                for (size_t i = 1; i <= s->n; i++) dofs[d->n + i] = d->nchars + so[i];
+                d->nchars += s->nchars;
+            }
+            d->n += s->n;
+        }
+    }
+    if (!rc) rc = weft__table_fix_rows(o);
+    if (rc) {
+        weft_table_destroy(o);
+        *out = NULL;
+    }
+    return rc;
+}
+
+bool weft_table_equal(const weft_table *a, const weft_table *b)
+{
+    if (!a || !b) return a == b;
+    if (a->ncols != b->ncols || a->nrows != b->nrows) return false;
+    for (size_t j = 0; j < a->ncols; j++) {
+        const tcol *x = &a->cols[j], *y = &b->cols[j];
+        if (x->type != y->type || strcmp(x->name, y->name)) return false;
+        for (size_t i = 0; i < a->nrows; i++) {
+            bool ox = weft__tcol_ok(x, i), oy = weft__tcol_ok(y, i);
+            if (ox != oy) return false;
+            if (!ox) continue;
+            switch (x->type) {
+            case WEFT_COL_TEXT:
+                if (weft__tcol_textlen(x, i) != weft__tcol_textlen(y, i) ||
+                    memcmp(weft__tcol_text(x, i), weft__tcol_text(y, i), weft__tcol_textlen(x, i)))
+                    return false;
+                break;
+            default: {
+                size_t w = weft__tcol_width(x->type);
+                if (memcmp((const char *)x->data + i * w, (const char *)y->data + i * w, w))
+                    return false;
+            }
+            }
+        }
+    }
+    return true;
+}
+
+/* ---- serialization ----
+ * "WTB1", u64 rows, u64 cols, u64 skipped; per column: u8 type, u8 has_valid,
+ * u16 name length, name bytes, u64 text bytes (text only), values
+ * (rows x width; text: rows+1 offsets then the bytes), validity (rows). */
+
+typedef struct wbuf {
+    char *p;
+    size_t n;
+} wbuf;
+
+static void put(wbuf *w, const void *src, size_t len)
+{
+    if (len) memcpy(w->p + w->n, src, len);
+    w->n += len;
+}
+
+static size_t ser_size(const weft_table *t)
+{
+    size_t total = 4 + 24;
+    for (size_t j = 0; j < t->ncols; j++) {
+        const tcol *c = &t->cols[j];
+        total += 4 + strlen(c->name) + 8 + t->nrows * weft__tcol_width(c->type) +
+                 (c->valid ? t->nrows : 0);
+        if (c->type == WEFT_COL_TEXT) total += 8 + c->nchars;
+    }
+    return total;
+}
+
+static void ser_into(const weft_table *t, char *p)
+{
+    wbuf w = {p, 0};
+    uint64_t h[3] = {t->nrows, t->ncols, t->skipped};
+    put(&w, "WTB1", 4);
+    put(&w, h, sizeof h);
+    for (size_t j = 0; j < t->ncols; j++) {
+        const tcol *c = &t->cols[j];
+        uint8_t ty = (uint8_t)c->type, hv = c->valid != NULL;
+        uint16_t nl = (uint16_t)strlen(c->name);
+        uint64_t nchars = c->nchars;
+        put(&w, &ty, 1);
+        put(&w, &hv, 1);
+        put(&w, &nl, 2);
+        put(&w, c->name, nl);
+        put(&w, &nchars, 8);
+        if (c->type == WEFT_COL_TEXT) {
+            put(&w, c->data, (t->nrows + 1) * 8);
+            put(&w, c->chars, c->nchars);
+        } else {
+            put(&w, c->data, t->nrows * weft__tcol_width(c->type));
+        }
+        if (c->valid) put(&w, c->valid, t->nrows);
+    }
+}
+
+int weft_table_serialize(const weft_table *t, void **buf, size_t *len)
+{
+    if (!t || !buf || !len) return WEFT_EINVAL;
+    for (size_t j = 0; j < t->ncols; j++)
+        if (strlen(t->cols[j].name) > UINT16_MAX) return WEFT_EINVAL;
+    size_t total = ser_size(t);
+    char *p = malloc(total);
+    if (!p) return WEFT_ENOMEM;
+    weft__table_hugepages(p, total);
+    ser_into(t, p);
+    *buf = p;
+    *len = total;
+    return 0;
+}
+
+typedef struct rbuf {
+    const char *p;
+    size_t n, at;
+} rbuf;
+
+static bool get(rbuf *r, void *dst, size_t len)
+{
+    if (r->n - r->at < len) return false;
+    if (len) memcpy(dst, r->p + r->at, len);
+    r->at += len;
+    return true;
+}
+
+int weft_table_deserialize(const void *buf, size_t len, weft_table **out)
+{
+    if (!out) return WEFT_EINVAL;
+    *out = NULL;
+    if (!buf) return WEFT_EINVAL;
+    rbuf r = {buf, len, 0};
+    char magic[4];
+    uint64_t h[3];
+    if (!get(&r, magic, 4) || memcmp(magic, "WTB1", 4) || !get(&r, h, sizeof h)) return WEFT_EINVAL;
+    uint64_t rows = h[0], cols = h[1];
+    if (cols > len || rows > len) return WEFT_EINVAL; /* every row and column takes bytes */
+    weft_table *t;
+    int rc = weft_table_create(&t);
+    if (rc) return rc;
+    t->skipped = h[2];
+    for (uint64_t j = 0; j < cols && !rc; j++) {
+        uint8_t ty, hv;
+        uint16_t nl;
+        uint64_t nchars;
+        char name[65536];
+        if (!get(&r, &ty, 1) || !get(&r, &hv, 1) || !get(&r, &nl, 2) || !get(&r, name, nl) ||
+            !get(&r, &nchars, 8) || ty < WEFT_COL_INT64 || ty > WEFT_COL_TEXT || hv > 1) {
+            rc = WEFT_EINVAL;
+            break;
+        }
+        name[nl] = 0;
+        if (memchr(name, 0, nl) || weft__table_col(t, name)) {
+            rc = WEFT_EINVAL;
+            break;
+        }
+        tcol *c = weft__table_add_col(t, name, (weft_col_type)ty);
+        if (!c || weft__tcol_reserve(c, rows ? rows : 1)) {
+            rc = WEFT_ENOMEM;
+            break;
+        }
+        if (ty == WEFT_COL_TEXT) {
+            if (!get(&r, c->data, (rows + 1) * 8) || nchars > r.n - r.at) {
+                rc = WEFT_EINVAL;
+                break;
+            }
+            const uint64_t *o = c->data;
+            bool okoffs = o[0] == 0 && o[rows] == nchars;
+            for (uint64_t i = 0; i < rows && okoffs; i++) okoffs = o[i] < o[i + 1];
+            c->chars = malloc(nchars ? nchars : 1);
+            if (!c->chars) {
+                rc = WEFT_ENOMEM;
+                break;
+            }
+            c->capchars = nchars;
+            c->nchars = nchars;
+            get(&r, c->chars, nchars);
+            for (uint64_t i = 0; i < rows && okoffs; i++) okoffs = c->chars[o[i + 1] - 1] == 0;
+            if (!okoffs) rc = WEFT_EINVAL;
+        } else if (nchars || !get(&r, c->data, rows * weft__tcol_width(c->type))) {
+            rc = WEFT_EINVAL;
+        } else if (ty == WEFT_COL_BOOL) {
+            for (uint64_t i = 0; i < rows; i++) {
+                uint8_t b;
+                memcpy(&b, (char *)c->data + i, 1);
+                if (b > 1) rc = WEFT_EINVAL;
+            }
+        }
+        c->n = rows;
+        if (!rc && hv) {
+            c->valid = malloc(c->cap);
+            if (!c->valid)
+                rc = WEFT_ENOMEM;
+            else if (!get(&r, c->valid, rows))
+                rc = WEFT_EINVAL;
+        }
+    }
+    if (!rc && r.at != r.n) rc = WEFT_EINVAL;
+    if (!rc) t->nrows = rows;
+    if (rc) {
+        weft_table_destroy(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+int weft_table_arg(const void *in, size_t len, size_t i, weft_table **out)
+{
+    if (!out) return WEFT_EINVAL;
+    *out = NULL;
+    const void *d;
+    size_t n;
+    int rc = weft_args_get(in, len, i, &d, &n);
+    if (rc) return rc;
+    return weft_table_deserialize(d, n, out);
+}
+
+int weft_table_output(weft_ctx *ctx, const weft_table *t)
+{
+    if (!ctx || !t) return WEFT_EINVAL;
+    for (size_t j = 0; j < t->ncols; j++)
+        if (strlen(t->cols[j].name) > UINT16_MAX) return WEFT_EINVAL;
+    size_t total = ser_size(t);
+    char *p = weft_ctx_output(ctx, total);
+    if (!p) return WEFT_ENOMEM;
+    weft__table_hugepages(p, total);
+    ser_into(t, p);
+    return 0;
+}

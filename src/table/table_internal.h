@@ -1,0 +1,227 @@
+/* table_internal.h : the layout of a weft_table and helpers shared by the
+ * files of src/table/ (columns, CSV, operations, frames).
+ *
+ * A column is one array of values (int64_t, double, bool), or for text an
+ * offsets array of rows+1 entries into one byte buffer where every cell is
+ * stored NUL-terminated (cell i is chars[off[i] .. off[i+1]-1), the last
+ * byte its NUL). `valid` is NULL while no value is missing; the first
+ * missing value allocates it (1 byte per row, 0 = missing). */
+#ifndef WEFT_TABLE_INTERNAL_H
+#define WEFT_TABLE_INTERNAL_H
+
+#include "weft.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct tcol {
+    char *name;
+    weft_col_type type;
+    size_t n, cap;  /* rows, and allocated rows */
+    void *data;     /* int64_t / double / bool values; text: uint64_t offsets[n+1] */
+    uint8_t *valid; /* NULL = all valid */
+    char *chars;    /* text bytes */
+    size_t nchars, capchars;
+} tcol;
+
+struct weft_table {
+    size_t ncols, capcols, nrows;
+    tcol *cols;
+    uint64_t skipped; /* CSV records skipped as malformed */
+};
+
+size_t weft__tcol_width(weft_col_type t);
+/* Asks for transparent huge pages over a large buffer about to be written
+ * (a first touch of 4 KiB pages costs more than the parsing on some VMs). */
+void weft__table_hugepages(void *p, size_t n);
+/* Adds an empty column (rows 0) and returns it, or NULL on ENOMEM. */
+tcol *weft__table_add_col(weft_table *t, const char *name, weft_col_type type);
+int weft__tcol_reserve(tcol *c, size_t rows);
+int weft__tcol_push_int64(tcol *c, int64_t v, bool ok);
+int weft__tcol_push_double(tcol *c, double v, bool ok);
+int weft__tcol_push_bool(tcol *c, bool v, bool ok);
+int weft__tcol_push_text(tcol *c, const char *s, size_t len, bool ok);
+/* Appends row `row` of column `src` (same type) to `dst`. */
+int weft__tcol_push_from(tcol *dst, const tcol *src, size_t row);
+/* Sets the table's rows from its columns (all must be equal). */
+int weft__table_fix_rows(weft_table *t);
+static inline bool weft__tcol_ok(const tcol *c, size_t i)
+{
+    return !c->valid || c->valid[i];
+}
+static inline const char *weft__tcol_text(const tcol *c, size_t i)
+{
+    return c->chars + ((const uint64_t *)c->data)[i];
+}
+static inline size_t weft__tcol_textlen(const tcol *c, size_t i)
+{
+    const uint64_t *o = c->data;
+    return (size_t)(o[i + 1] - o[i] - 1);
+}
+/* A value as double (int64 converted; missing = NaN). */
+static inline double weft__tcol_num(const tcol *c, size_t i)
+{
+    if (!weft__tcol_ok(c, i)) return NAN;
+    if (c->type == WEFT_COL_INT64) return (double)((const int64_t *)c->data)[i];
+    if (c->type == WEFT_COL_DOUBLE) return ((const double *)c->data)[i];
+    if (c->type == WEFT_COL_BOOL) return ((const bool *)c->data)[i] ? 1.0 : 0.0;
+    return NAN;
+}
+/* A new table with the columns of `t` (names, types), no rows. */
+int weft__table_like(const weft_table *t, weft_table **out);
+/* A new table of the rows idx[0..n) of `t`, in that order. */
+int weft__table_take(const weft_table *t, const size_t *idx, size_t n, weft_table **out);
+/* Looks up column `name`; NULL if absent. */
+tcol *weft__table_col(const weft_table *t, const char *name);
+
+/* ---- CSV (csv.c) ---- */
+/* The serialized parameters of one CSV partition and the parser. */
+typedef struct csv_spec {
+    char delimiter;
+    unsigned flags;
+    size_t ncols;
+    weft_col_type *types; /* ncols */
+    char **names;         /* ncols */
+    size_t nna;
+    char **na;
+    size_t *na_len, na_maxlen;
+} csv_spec;
+
+#endif
+
+/* Reads the headers of paths[0..n) and, without a schema, infers the
+ * types from a sample of the first file; fills `spec` and, per file, where
+ * its data starts (after a BOM and the header) and its size. */
+int weft__csv_prepare(const char *const *paths, size_t n, const weft_csv_options *opts,
+                      csv_spec *spec, uint64_t *data_start, uint64_t *data_line, uint64_t *size);
+void weft__csv_spec_free(csv_spec *s);
+/* The literal argument of the scan and read tasks of one byte range. */
+int weft__csv_chunk_encode(const csv_spec *s, const char *path, uint64_t start, uint64_t end,
+                           bool first, void **buf, size_t *len);
+/* The literal "previous bound" of a file's first range. */
+typedef struct csv_bound {
+    uint64_t state_end; /* 1 if the range ends inside a quoted field */
+    uint64_t lines_end; /* newlines before the range's end */
+    uint64_t rec_start; /* the first record starting in the range, or UINT64_MAX */
+    uint64_t rec_line;  /* its line number (1-based) */
+} csv_bound;
+int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len);
+int weft__csv_bound(weft_ctx *ctx, const void *in, size_t len);
+int weft__csv_read(weft_ctx *ctx, const void *in, size_t len);
+/* A partition as CSV text (header first when `header`). */
+int weft__csv_format(const weft_table *t, const weft_csv_write_options *o, bool header, char **buf,
+                     size_t *len);
+/* The 128-byte header of a 1-d .npy file of n values of `type`. */
+void weft__npy_header(char hdr[128], weft_col_type type, uint64_t n);
+
+/* ---- packing the literal arguments of the table tasks ---- */
+typedef struct pack {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} pack;
+static inline void pack_bytes(pack *k, const void *s, size_t n)
+{
+    if (k->oom) return;
+    if (k->n + n > k->cap) {
+        size_t nc = k->cap ? k->cap * 2 : 256;
+        while (nc < k->n + n) nc *= 2;
+        char *p = (char *)realloc(k->p, nc);
+        if (!p) {
+            k->oom = true;
+            return;
+        }
+        k->p = p;
+        k->cap = nc;
+    }
+    if (n) memcpy(k->p + k->n, s, n);
+    k->n += n;
+}
+static inline void pack_u64(pack *k, uint64_t v)
+{
+    pack_bytes(k, &v, 8);
+}
+static inline void pack_f64(pack *k, double v)
+{
+    pack_bytes(k, &v, 8);
+}
+static inline void pack_str(pack *k, const char *s)
+{
+    pack_u64(k, strlen(s));
+    pack_bytes(k, s, strlen(s));
+}
+typedef struct unpack {
+    const char *p, *e;
+    bool bad;
+} unpack;
+static inline uint64_t unpack_u64(unpack *u)
+{
+    uint64_t v = 0;
+    if (u->e - u->p < 8)
+        u->bad = true;
+    else
+        memcpy(&v, u->p, 8), u->p += 8;
+    return v;
+}
+static inline double unpack_f64(unpack *u)
+{
+    double v = 0;
+    if (u->e - u->p < 8)
+        u->bad = true;
+    else
+        memcpy(&v, u->p, 8), u->p += 8;
+    return v;
+}
+/* A string of the packed bytes, malloc'ed (NULL when malformed). */
+static inline char *unpack_str(unpack *u)
+{
+    uint64_t l = unpack_u64(u);
+    if (u->bad || (uint64_t)(u->e - u->p) < l) {
+        u->bad = true;
+        return NULL;
+    }
+    char *s = (char *)malloc(l + 1);
+    if (!s) {
+        u->bad = true;
+        return NULL;
+    }
+    memcpy(s, u->p, l);
+    s[l] = 0;
+    u->p += l;
+    return s;
+}
+
+/* ---- operations (ops.c): tasks and the merges that run in the caller ---- */
+int weft__tb_lit(weft_ctx *ctx, const void *in, size_t len);
+int weft__tb_filter(weft_ctx *ctx, const void *in, size_t len);
+int weft__tb_select(weft_ctx *ctx, const void *in, size_t len);
+int weft__tb_hstack(weft_ctx *ctx, const void *in, size_t len);
+int weft__tb_join(weft_ctx *ctx, const void *in, size_t len);
+int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len);
+int weft__tb_describe_partial(weft_ctx *ctx, const void *in, size_t len);
+int weft__tb_top_partial(weft_ctx *ctx, const void *in, size_t len);
+int weft__tb_sort_partial(weft_ctx *ctx, const void *in, size_t len);
+int weft__tb_csv_part(weft_ctx *ctx, const void *in, size_t len);
+
+typedef struct gb_acc gb_acc;
+/* The packed groupby spec: keys, aggregates. */
+int weft__gb_spec(const char *const *keys, size_t nkeys, const weft_agg *aggs, size_t naggs,
+                  void **buf, size_t *len);
+int weft__gb_acc_create(const void *spec, size_t len, gb_acc **out);
+int weft__gb_acc_merge(gb_acc *a, const void *partial, size_t len);
+int weft__gb_acc_finish(gb_acc *a, weft_table **out);
+void weft__gb_acc_destroy(gb_acc *a);
+
+typedef struct ds_acc ds_acc;
+int weft__ds_acc_create(ds_acc **out);
+int weft__ds_acc_merge(ds_acc *a, const void *partial, size_t len);
+int weft__ds_acc_finish(ds_acc *a, weft_table **out);
+void weft__ds_acc_destroy(ds_acc *a);
+
+/* nlargest / sort: the best rows of the concatenated partials */
+int weft__top_finish(weft_table *all, const char *column, size_t n, bool largest, weft_table **out);
+int weft__sort_merge(weft_table **parts, size_t nparts, const char *column, bool desc,
+                     weft_table **out);
+/* Selection: the k-th smallest of v[0..n) (v is reordered). */
+double weft__select_kth(double *v, size_t n, size_t k);

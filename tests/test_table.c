@@ -1,0 +1,1150 @@
+/* test_table.c : partitioned tables (issue 15) -- weft_table, the CSV reader
+ * and writer, frames and their operations on serial, threads and processes,
+ * against a serial reference written plainly here and against pandas
+ * (tests/table_oracle.py, run with /usr/bin/python3; the pandas case SKIPs
+ * when pandas is missing), and the memory bound of a streaming groupby.
+ * weft-test-timeout: 400 */
+#define CHECK_CUSTOM_MAIN
+#include "check.h"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+static const weft_backend backends[] = {WEFT_BACKEND_SERIAL, WEFT_BACKEND_THREADS,
+                                        WEFT_BACKEND_PROCESSES};
+#define NBACKENDS (sizeof backends / sizeof backends[0])
+
+static weft_executor *make_exec(weft_backend b)
+{
+    weft_options o = WEFT_OPTIONS_INIT;
+    o.backend = b;
+    o.workers = b == WEFT_BACKEND_SERIAL ? 1 : 2;
+    weft_executor *ex = NULL;
+    int rc = weft_executor_create(&o, &ex);
+    if (rc) printf("    executor %s: %s\n", weft_backend_name(b), weft_last_error());
+    return ex;
+}
+
+static void write_file(const char *path, const char *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f);
+    if (n) REQUIRE(fwrite(data, 1, n, f) == n);
+    REQUIRE(fclose(f) == 0);
+}
+
+static int read_all(const char *path, const weft_csv_options *o, weft_executor *ex,
+                    weft_table **out)
+{
+    weft_frame *f;
+    int rc = weft_frame_read_csv(&path, 1, o, &f);
+    if (rc) return rc;
+    rc = weft_frame_compute(f, ex, NULL, out);
+    weft_frame_destroy(f);
+    return rc;
+}
+
+/* ---- tables ---- */
+
+TEST(table_build_read_slice_concat)
+{
+    weft_table *t;
+    REQUIRE_OK(weft_table_create(&t));
+    int64_t a[4] = {1, -2, 3, INT64_MIN};
+    double d[4] = {0.5, -0.0, 1e300, 2};
+    bool b[4] = {true, false, true, true};
+    uint8_t v[4] = {1, 1, 0, 1};
+    const char *s[4] = {"x", "", NULL, "a,\"b\"\n"};
+    CHECK_OK(weft_table_add_int64(t, "a", a, NULL, 4));
+    CHECK_OK(weft_table_add_double(t, "d", d, v, 4));
+    CHECK_OK(weft_table_add_bool(t, "b", b, NULL, 4));
+    CHECK_OK(weft_table_add_text(t, "s", s, 4));
+    CHECK_RC(weft_table_add_int64(t, "a", a, NULL, 4), WEFT_EINVAL); /* same name */
+    CHECK_RC(weft_table_add_int64(t, "z", a, NULL, 3), WEFT_EINVAL); /* other length */
+    CHECK_EQ_U64(weft_table_rows(t), 4);
+    CHECK_EQ_U64(weft_table_cols(t), 4);
+    size_t col;
+    CHECK_OK(weft_table_col_index(t, "s", &col));
+    CHECK_EQ_U64(col, 3);
+    CHECK_RC(weft_table_col_index(t, "nope", &col), WEFT_ENOENT);
+    CHECK_EQ_INT(weft_table_col_type(t, 1), WEFT_COL_DOUBLE);
+    CHECK_EQ_STR(weft_table_col_name(t, 2), "b");
+    int64_t iv;
+    double dv;
+    bool bv, ok;
+    const char *sv;
+    CHECK_OK(weft_table_get_int64(t, 0, 3, &iv, &ok));
+    CHECK(iv == INT64_MIN && ok);
+    CHECK_OK(weft_table_get_double(t, 1, 2, &dv, &ok));
+    CHECK(!ok && isnan(dv));
+    CHECK_OK(weft_table_get_double(t, 0, 1, &dv, &ok)); /* an int read as double */
+    CHECK(dv == -2.0 && ok);
+    CHECK_OK(weft_table_get_bool(t, 2, 0, &bv, &ok));
+    CHECK(bv && ok);
+    CHECK_OK(weft_table_get_text(t, 3, 3, &sv, &ok));
+    CHECK_EQ_STR(sv, "a,\"b\"\n");
+    CHECK_OK(weft_table_get_text(t, 3, 2, &sv, &ok));
+    CHECK(!ok);
+    CHECK_RC(weft_table_get_text(t, 0, 0, &sv, &ok), WEFT_EINVAL);
+    CHECK_RC(weft_table_get_int64(t, 0, 4, &iv, &ok), WEFT_EINVAL);
+    const void *data;
+    const uint8_t *valid;
+    CHECK_OK(weft_table_col_data(t, 1, &data, &valid));
+    CHECK(valid && valid[2] == 0 && ((const double *)data)[2] != ((const double *)data)[2]);
+    CHECK_OK(weft_table_col_data(t, 0, &data, &valid));
+    CHECK(valid == NULL && ((const int64_t *)data)[1] == -2);
+    CHECK_RC(weft_table_col_data(t, 3, &data, &valid), WEFT_EINVAL);
+
+    weft_table *p1, *p2, *back;
+    CHECK_OK(weft_table_slice(t, 0, 1, &p1));
+    CHECK_OK(weft_table_slice(t, 1, 4, &p2));
+    CHECK_RC(weft_table_slice(t, 3, 5, &back), WEFT_EINVAL);
+    CHECK_EQ_U64(weft_table_rows(p2), 3);
+    const weft_table *parts[2] = {p1, p2};
+    CHECK_OK(weft_table_concat(parts, 2, &back));
+    CHECK(weft_table_equal(back, t));
+    weft_table_destroy(back);
+
+    /* serialization round trip; every shorter prefix is refused */
+    void *buf;
+    size_t len;
+    CHECK_OK(weft_table_serialize(t, &buf, &len));
+    CHECK_OK(weft_table_deserialize(buf, len, &back));
+    CHECK(weft_table_equal(back, t));
+    weft_table_destroy(back);
+    for (size_t n = 0; n < len; n++) {
+        int rc = weft_table_deserialize(buf, n, &back);
+        CHECK_MSG(rc == WEFT_EINVAL, "prefix %zu gave %d", n, rc);
+        if (!rc) weft_table_destroy(back);
+    }
+    free(buf);
+    weft_table_destroy(p1);
+    weft_table_destroy(p2);
+    weft_table_destroy(t);
+}
+
+/* ---- CSV ---- */
+
+/* quotes with delimiters, escaped quotes, embedded LF and CRLF, CRLF line
+ * ends, empty fields, NA strings, no final newline */
+static const char tricky[] = "id,name,score,ok\r\n"
+                             "1,plain,1.5,true\r\n"
+                             "2,\"with, comma\",-2,false\r\n"
+                             "3,\"say \"\"hi\"\"\",,True\r\n"
+                             "4,\"two\nlines\",1e3,FALSE\r\n"
+                             "5,\"crlf\r\ninside\",NA,\n"
+                             "6,,0.1,true\n"
+                             "7,\"\"\"\",3,false\n"
+                             "8,\"a\"\"\nb,\"\"c\",4.25,true";
+
+static weft_table *tricky_expected(void)
+{
+    weft_table *t;
+    REQUIRE_OK(weft_table_create(&t));
+    int64_t id[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    const char *name[8] = {"plain",          "with, comma", "say \"hi\"", "two\nlines",
+                           "crlf\r\ninside", NULL,          "\"",         "a\"\nb,\"c"};
+    double sc[8] = {1.5, -2, 0, 1e3, 0, 0.1, 3, 4.25};
+    uint8_t scv[8] = {1, 1, 0, 1, 0, 1, 1, 1};
+    bool ok[8] = {true, false, true, false, false, true, false, true};
+    uint8_t okv[8] = {1, 1, 1, 1, 0, 1, 1, 1};
+    REQUIRE_OK(weft_table_add_int64(t, "id", id, NULL, 8));
+    REQUIRE_OK(weft_table_add_text(t, "name", name, 8));
+    REQUIRE_OK(weft_table_add_double(t, "score", sc, scv, 8));
+    REQUIRE_OK(weft_table_add_bool(t, "ok", ok, okv, 8));
+    return t;
+}
+
+TEST(csv_tricky_file_every_partition_count)
+{
+    size_t len = sizeof tricky - 1;
+    write_file("tricky.csv", tricky, len);
+    weft_table *want = tricky_expected();
+    weft_executor *ex = make_exec(WEFT_BACKEND_THREADS);
+    REQUIRE(ex);
+    /* every partition count 1..64, and every block size 1..len */
+    for (size_t k = 1; k <= 64 + len; k++) {
+        size_t block = k <= 64 ? (len + k - 1) / k : k - 64;
+        weft_csv_options o = {.block_size = block};
+        weft_frame *f;
+        REQUIRE_OK(weft_frame_read_csv((const char *[]){"tricky.csv"}, 1, &o, &f));
+        weft_table *got = NULL;
+        int rc = weft_frame_compute(f, ex, NULL, &got);
+        CHECK_MSG(rc == 0 && weft_table_equal(got, want), "block %zu (%zu partitions): rc %d %s",
+                  block, weft_frame_partitions(f), rc, rc ? weft_last_error() : "tables differ");
+        weft_table_destroy(got);
+        weft_frame_destroy(f);
+    }
+    /* the same with a schema (types given, inference off) */
+    weft_csv_column sch[4] = {{"id", WEFT_COL_INT64},
+                              {"name", WEFT_COL_TEXT},
+                              {"score", WEFT_COL_DOUBLE},
+                              {"ok", WEFT_COL_BOOL}};
+    weft_csv_options o = {.schema = sch, .n_schema = 4, .block_size = 7};
+    weft_table *got;
+    CHECK_OK(read_all("tricky.csv", &o, ex, &got));
+    CHECK(weft_table_equal(got, want));
+    weft_table_destroy(got);
+    weft_table_destroy(want);
+    weft_executor_destroy(ex);
+}
+
+TEST(csv_bom_header_only_empty_and_blank_lines)
+{
+    weft_executor *ex = make_exec(WEFT_BACKEND_SERIAL);
+    REQUIRE(ex);
+    weft_table *t;
+    write_file("bom.csv",
+               "\xEF\xBB\xBF"
+               "a;b\n1;x\n\n2;y\n",
+               16);
+    weft_csv_options semi = {.delimiter = ';'};
+    CHECK_OK(read_all("bom.csv", &semi, ex, &t));
+    CHECK_EQ_U64(weft_table_rows(t), 2);
+    CHECK_EQ_STR(weft_table_col_name(t, 0), "a");
+    CHECK_EQ_INT(weft_table_col_type(t, 0), WEFT_COL_INT64);
+    CHECK_EQ_INT(weft_table_col_type(t, 1), WEFT_COL_TEXT);
+    weft_table_destroy(t);
+
+    write_file("header.csv", "a,b,c\n", 6);
+    CHECK_OK(read_all("header.csv", NULL, ex, &t));
+    CHECK_EQ_U64(weft_table_rows(t), 0);
+    CHECK_EQ_U64(weft_table_cols(t), 3);
+    weft_table_destroy(t);
+    write_file("header2.csv", "a,b,c", 5); /* no final newline */
+    CHECK_OK(read_all("header2.csv", NULL, ex, &t));
+    CHECK_EQ_U64(weft_table_rows(t), 0);
+    CHECK_EQ_U64(weft_table_cols(t), 3);
+    weft_table_destroy(t);
+
+    write_file("empty.csv", "", 0);
+    weft_frame *f;
+    CHECK_ERR(weft_frame_read_csv((const char *[]){"empty.csv"}, 1, NULL, &f), WEFT_EINVAL);
+    weft_csv_column sch[1] = {{"a", WEFT_COL_DOUBLE}};
+    weft_csv_options o = {.schema = sch, .n_schema = 1};
+    CHECK_OK(read_all("empty.csv", &o, ex, &t));
+    CHECK_EQ_U64(weft_table_rows(t), 0);
+    CHECK_EQ_U64(weft_table_cols(t), 1);
+    weft_table_destroy(t);
+
+    /* no header: columns c0, c1 */
+    write_file("nohdr.csv", "1,2\n3,4\n", 8);
+    weft_csv_options nh = {.flags = WEFT_CSV_NO_HEADER};
+    CHECK_OK(read_all("nohdr.csv", &nh, ex, &t));
+    CHECK_EQ_U64(weft_table_rows(t), 2);
+    CHECK_EQ_STR(weft_table_col_name(t, 1), "c1");
+    weft_table_destroy(t);
+    weft_executor_destroy(ex);
+}
+
+TEST(csv_malformed_rows_error_or_skip)
+{
+    weft_executor *ex = make_exec(WEFT_BACKEND_THREADS);
+    REQUIRE(ex);
+    weft_table *t;
+    const char ragged[] = "a,b\n1,2\n3\n4,5,6\n\"x\n";
+    write_file("ragged.csv", ragged, sizeof ragged - 1);
+    weft_csv_column sch[2] = {{"a", WEFT_COL_TEXT}, {"b", WEFT_COL_INT64}};
+    weft_csv_options o = {.schema = sch, .n_schema = 2};
+    CHECK_ERR(read_all("ragged.csv", &o, ex, &t), WEFT_EINVAL);
+    CHECK_MSG(strstr(weft_last_error(), "ragged.csv:3") != NULL, "%s", weft_last_error());
+    o.flags = WEFT_CSV_SKIP_BAD;
+    for (size_t block = 1; block <= sizeof ragged; block++) {
+        o.block_size = block;
+        t = NULL;
+        CHECK_OK(read_all("ragged.csv", &o, ex, &t));
+        CHECK_EQ_U64(weft_table_rows(t), 1);
+        CHECK_EQ_U64(weft_table_skipped(t), 3); /* short, long, unterminated */
+        weft_table_destroy(t);
+    }
+    /* a value of the wrong type names file, line and field */
+    const char badval[] = "a,b\n1,2\n\"multi\nline\",3\nz,4.5\n";
+    write_file("badval.csv", badval, sizeof badval - 1);
+    o.flags = 0;
+    o.block_size = 0;
+    CHECK_ERR(read_all("badval.csv", &o, ex, &t), WEFT_EINVAL);
+    CHECK_MSG(strstr(weft_last_error(), "badval.csv:5: field 2 (b): '4.5' is not an int64"), "%s",
+              weft_last_error());
+    /* a stray quote in an unquoted field */
+    write_file("stray.csv", "a,b\nx\"y,1\n", 10);
+    CHECK_ERR(read_all("stray.csv", &o, ex, &t), WEFT_EINVAL);
+    CHECK_MSG(strstr(weft_last_error(), "stray.csv:2: field 1"), "%s", weft_last_error());
+    weft_executor_destroy(ex);
+}
+
+TEST(csv_doubles_are_correctly_rounded)
+{
+    static const char *const v[] = {"0.1",
+                                    "1e22",
+                                    "1e23",
+                                    "9007199254740993",
+                                    "9007199254740992",
+                                    "2.2250738585072014e-308",
+                                    "4.9e-324",
+                                    "1.7976931348623157e308",
+                                    "-0",
+                                    "123456789012345678901234567890",
+                                    "1e-22",
+                                    "0.30000000000000004",
+                                    "3.14159265358979323846264338327950288",
+                                    "1e400",
+                                    "-1e-400",
+                                    "7.038531e-26",
+                                    "8.533e+68",
+                                    "4.1006e-184",
+                                    "9.998e+307",
+                                    "9.9538452227e-280",
+                                    "6.47660115e-260",
+                                    "7.4e+47",
+                                    "5.92e+48",
+                                    "7.35e+66",
+                                    "8.32116e+55",
+                                    ".5",
+                                    "5.",
+                                    "+2.5e+3",
+                                    "1234567890123456789",
+                                    "0.000001",
+                                    "123.456e-7"};
+    size_t nv = sizeof v / sizeof *v;
+    char text[8192];
+    size_t n = (size_t)snprintf(text, sizeof text, "x\n");
+    weft_rng r;
+    weft_rng_seed(&r, 42);
+    char more[200][40];
+    for (int i = 0; i < 200; i++) {
+        double d = (weft_rng_double(&r) - 0.5) * pow(10, (double)weft_rng_range(&r, -30, 30));
+        snprintf(more[i], sizeof more[i], "%.*g", (int)weft_rng_range(&r, 1, 17), d);
+    }
+    for (size_t i = 0; i < nv; i++) n += (size_t)snprintf(text + n, sizeof text - n, "%s\n", v[i]);
+    for (int i = 0; i < 200; i++) n += (size_t)snprintf(text + n, sizeof text - n, "%s\n", more[i]);
+    write_file("doubles.csv", text, n);
+    weft_executor *ex = make_exec(WEFT_BACKEND_SERIAL);
+    REQUIRE(ex);
+    weft_table *t;
+    REQUIRE_OK(read_all("doubles.csv", NULL, ex, &t));
+    REQUIRE(weft_table_col_type(t, 0) == WEFT_COL_DOUBLE);
+    REQUIRE(weft_table_rows(t) == nv + 200);
+    for (size_t i = 0; i < nv + 200; i++) {
+        const char *s = i < nv ? v[i] : more[i - nv];
+        double got, want = strtod(s, NULL);
+        CHECK_OK(weft_table_get_double(t, 0, i, &got, NULL));
+        CHECK_MSG(memcmp(&got, &want, sizeof got) == 0, "%s: %a != %a", s, got, want);
+    }
+    weft_table_destroy(t);
+    weft_executor_destroy(ex);
+}
+
+/* ---- generated data for the operations ---- */
+
+static const char *const words[] = {"alpha", "beta", "ga,mma", "del\"ta", "eps\nilon", "zeta"};
+
+/* rows of: k1 int 0..6, k2 text (NA ~3%), x double (NA ~5%), y int, z double
+ * (NA ~2%), flag bool, note text */
+static size_t gen_csv(const char *path, size_t rows, uint64_t seed)
+{
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f);
+    weft_rng r;
+    weft_rng_seed(&r, seed);
+    fprintf(f, "k1,k2,x,y,z,flag,note\n");
+    for (size_t i = 0; i < rows; i++) {
+        int64_t k1 = weft_rng_range(&r, 0, 6);
+        int w = (int)weft_rng_range(&r, 0, 5);
+        bool k2na = weft_rng_range(&r, 0, 99) < 3;
+        bool xna = weft_rng_range(&r, 0, 99) < 5, zna = weft_rng_range(&r, 0, 99) < 2;
+        double x = (weft_rng_double(&r) - 0.3) * 100;
+        int64_t y = weft_rng_range(&r, -1000000, 1000000);
+        double z = weft_rng_double(&r) * 1e6 + (double)weft_rng_range(&r, 0, 3) * 0.25;
+        bool flag = weft_rng_range(&r, 0, 1);
+        fprintf(f, "%lld,", (long long)k1);
+        if (!k2na) {
+            const char *s = words[w];
+            if (strpbrk(s, ",\"\n")) {
+                fputc('"', f);
+                for (; *s; s++) {
+                    if (*s == '"') fputc('"', f);
+                    fputc(*s, f);
+                }
+                fputc('"', f);
+            } else {
+                fputs(s, f);
+            }
+        }
+        fputc(',', f);
+        if (!xna) fprintf(f, "%.17g", x);
+        fprintf(f, ",%lld,", (long long)y);
+        if (!zna) fprintf(f, "%.17g", z);
+        fprintf(f, ",%s,note %zu\n", flag ? "True" : "False", i % 97);
+    }
+    long sz = ftell(f);
+    fclose(f);
+    return (size_t)sz;
+}
+
+/* The iris notebook's parallel_apply: three derived columns per partition. */
+static int add_three(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_table *t;
+    int rc = weft_table_arg(in, len, 0, &t);
+    if (rc) return weft_ctx_fail(ctx, rc, "not a table");
+    size_t n = weft_table_rows(t), xc, yc, zc;
+    if (weft_table_col_index(t, "x", &xc) || weft_table_col_index(t, "y", &yc) ||
+        weft_table_col_index(t, "z", &zc)) {
+        weft_table_destroy(t);
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "missing columns");
+    }
+    double *x2 = malloc((n + 1) * sizeof *x2), *xz = malloc((n + 1) * sizeof *xz);
+    bool *even = malloc(n + 1);
+    uint8_t *xv = malloc(n + 1), *x2v = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        double x, z;
+        int64_t y;
+        bool okx, okz;
+        weft_table_get_double(t, xc, i, &x, &okx);
+        weft_table_get_double(t, zc, i, &z, &okz);
+        weft_table_get_int64(t, yc, i, &y, NULL);
+        x2[i] = x * 2;
+        xz[i] = x + z;
+        even[i] = y % 2 == 0;
+        xv[i] = okx && okz;
+        x2v[i] = okx;
+    }
+    rc = weft_table_add_double(t, "x2", x2, x2v, n);
+    if (!rc) rc = weft_table_add_double(t, "xz", xz, xv, n);
+    if (!rc) rc = weft_table_add_bool(t, "even", even, NULL, n);
+    if (!rc) rc = weft_table_output(ctx, t);
+    free(x2), free(xz), free(even), free(xv), free(x2v);
+    weft_table_destroy(t);
+    return rc;
+}
+WEFT_TASK_REGISTER(add_three);
+
+/* assign: a column y / scale (the scale comes in the argument bytes) */
+static int y_scaled(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_table *t, *o;
+    int rc = weft_table_arg(in, len, 0, &t);
+    const void *a;
+    size_t alen;
+    double scale;
+    if (rc || weft_args_get(in, len, 1, &a, &alen) || alen != sizeof scale)
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "bad input");
+    memcpy(&scale, a, sizeof scale);
+    size_t n = weft_table_rows(t), yc;
+    weft_table_col_index(t, "y", &yc);
+    const void *yd;
+    weft_table_col_data(t, yc, &yd, NULL);
+    double *r = malloc((n + 1) * sizeof *r);
+    for (size_t i = 0; i < n; i++) r[i] = (double)((const int64_t *)yd)[i] / scale;
+    weft_table_create(&o);
+    rc = weft_table_add_double(o, "r", r, NULL, n);
+    if (!rc) rc = weft_table_output(ctx, o);
+    free(r);
+    weft_table_destroy(o);
+    weft_table_destroy(t);
+    return rc;
+}
+WEFT_TASK_REGISTER(y_scaled);
+
+/* ---- the serial reference: plain loops over the whole table ---- */
+
+static int dcmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static bool close_enough(double a, double b, double rel)
+{
+    if (isnan(a) || isnan(b)) return isnan(a) && isnan(b);
+    if (a == b) return true;
+    return fabs(a - b) <= rel * fmax(fabs(a), fabs(b));
+}
+
+/* groupby k1,k2: count(x), sum(y), mean(x), min(z), max(y), var(x),
+ * nunique(note), median(x) -- checked row by row */
+static const weft_agg gb_aggs[] = {
+    {"x", WEFT_AGG_COUNT, "x_count"}, {"y", WEFT_AGG_SUM, "y_sum"},
+    {"x", WEFT_AGG_MEAN, "x_mean"},   {"z", WEFT_AGG_MIN, "z_min"},
+    {"y", WEFT_AGG_MAX, "y_max"},     {"x", WEFT_AGG_VAR, "x_var"},
+    {"note", WEFT_AGG_NUNIQUE, NULL}, {"x", WEFT_AGG_MEDIAN, "x_median"},
+    {"z", WEFT_AGG_SUM, "z_sum"}};
+#define NAGGS (sizeof gb_aggs / sizeof gb_aggs[0])
+
+static void check_groupby_reference(const weft_table *all, const weft_table *gb)
+{
+    size_t c1, c2, cx, cy, cz, cn;
+    REQUIRE_OK(weft_table_col_index(all, "k1", &c1));
+    REQUIRE_OK(weft_table_col_index(all, "k2", &c2));
+    REQUIRE_OK(weft_table_col_index(all, "x", &cx));
+    REQUIRE_OK(weft_table_col_index(all, "y", &cy));
+    REQUIRE_OK(weft_table_col_index(all, "z", &cz));
+    REQUIRE_OK(weft_table_col_index(all, "note", &cn));
+    size_t n = weft_table_rows(all), ng = weft_table_rows(gb);
+    CHECK_EQ_U64(weft_table_cols(gb), 2 + NAGGS);
+    double *xs = malloc((n + 1) * sizeof *xs);
+    const char **notes = malloc((n + 1) * sizeof *notes);
+    size_t groups_seen = 0;
+    for (size_t g = 0; g < ng; g++) {
+        int64_t gk1;
+        const char *gk2;
+        weft_table_get_int64(gb, 0, g, &gk1, NULL);
+        weft_table_get_text(gb, 1, g, &gk2, NULL);
+        if (g > 0) { /* sorted by keys */
+            int64_t pk1;
+            const char *pk2;
+            weft_table_get_int64(gb, 0, g - 1, &pk1, NULL);
+            weft_table_get_text(gb, 1, g - 1, &pk2, NULL);
+            CHECK(pk1 < gk1 || (pk1 == gk1 && strcmp(pk2, gk2) < 0));
+        }
+        int64_t cnt = 0, ysum = 0, ymax = INT64_MIN, nn = 0, rows = 0;
+        double xsum = 0, zmin = INFINITY, zsum = 0;
+        for (size_t i = 0; i < n; i++) {
+            int64_t k1;
+            const char *k2;
+            bool ok2, okx, okz;
+            weft_table_get_int64(all, c1, i, &k1, NULL);
+            weft_table_get_text(all, c2, i, &k2, &ok2);
+            if (!ok2 || k1 != gk1 || strcmp(k2, gk2)) continue;
+            rows++;
+            double x, z;
+            int64_t y;
+            weft_table_get_double(all, cx, i, &x, &okx);
+            weft_table_get_int64(all, cy, i, &y, NULL);
+            weft_table_get_double(all, cz, i, &z, &okz);
+            if (okx) xs[cnt++] = x, xsum += x;
+            ysum += y;
+            if (y > ymax) ymax = y;
+            if (okz) {
+                if (z < zmin) zmin = z;
+                zsum += z;
+            }
+            const char *note;
+            weft_table_get_text(all, cn, i, &note, NULL);
+            bool seen = false;
+            for (int64_t q = 0; q < nn && !seen; q++) seen = !strcmp(notes[q], note);
+            if (!seen) notes[nn++] = note;
+        }
+        CHECK(rows > 0);
+        groups_seen += (size_t)rows;
+        double mean = cnt ? xsum / (double)cnt : NAN, var = 0;
+        for (int64_t q = 0; q < cnt; q++) var += (xs[q] - mean) * (xs[q] - mean);
+        var = cnt > 1 ? var / (double)(cnt - 1) : NAN;
+        qsort(xs, (size_t)cnt, sizeof *xs, dcmp);
+        double med = !cnt ? NAN : cnt % 2 ? xs[cnt / 2] : (xs[cnt / 2 - 1] + xs[cnt / 2]) / 2;
+        int64_t iv;
+        double dv;
+        weft_table_get_int64(gb, 2, g, &iv, NULL);
+        CHECK_EQ_INT(iv, cnt);
+        weft_table_get_int64(gb, 3, g, &iv, NULL);
+        CHECK_EQ_INT(iv, ysum);
+        weft_table_get_double(gb, 4, g, &dv, NULL);
+        CHECK_MSG(close_enough(dv, mean, 1e-12), "group %zu mean %.17g != %.17g", g, dv, mean);
+        weft_table_get_double(gb, 5, g, &dv, NULL);
+        CHECK_MSG(dv == zmin, "group %zu min %.17g != %.17g", g, dv, zmin);
+        weft_table_get_int64(gb, 6, g, &iv, NULL);
+        CHECK_EQ_INT(iv, ymax);
+        weft_table_get_double(gb, 7, g, &dv, NULL);
+        CHECK_MSG(close_enough(dv, var, 1e-12), "group %zu var %.17g != %.17g", g, dv, var);
+        weft_table_get_int64(gb, 8, g, &iv, NULL);
+        CHECK_EQ_INT(iv, nn);
+        weft_table_get_double(gb, 9, g, &dv, NULL);
+        CHECK_MSG(dv == med || (isnan(dv) && isnan(med)), "group %zu median %.17g != %.17g", g, dv,
+                  med);
+        weft_table_get_double(gb, 10, g, &dv, NULL);
+        CHECK_MSG(close_enough(dv, zsum, 1e-12), "group %zu zsum %.17g != %.17g", g, dv, zsum);
+    }
+    /* every row with a key is in some group */
+    size_t keyed = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool ok;
+        const char *k2;
+        weft_table_get_text(all, c2, i, &k2, &ok);
+        keyed += ok;
+    }
+    CHECK_EQ_U64(groups_seen, keyed);
+    free(xs);
+    free(notes);
+}
+
+/* runs every operation on one backend; results go in out[] */
+enum {
+    R_ALL,
+    R_GB,
+    R_DESC,
+    R_NL,
+    R_NS,
+    R_SORT,
+    R_FILTER,
+    R_SELECT,
+    R_APPLY,
+    R_ASSIGN,
+    R_HEAD,
+    R_JOIN,
+    R_N
+};
+
+static weft_table *small_table(void)
+{
+    weft_table *s;
+    REQUIRE_OK(weft_table_create(&s));
+    int64_t k1[6] = {0, 1, 2, 2, 5, 9};
+    const char *label[6] = {"zero", "one", "two", "deux", "five", "nine"};
+    double w[6] = {0.5, 1.5, 2.5, 3.5, 5.5, 9.5};
+    REQUIRE_OK(weft_table_add_int64(s, "k1", k1, NULL, 6));
+    REQUIRE_OK(weft_table_add_text(s, "label", label, 6));
+    REQUIRE_OK(weft_table_add_double(s, "x", w, NULL, 6)); /* clashes: x_x, x_y */
+    return s;
+}
+
+static void run_ops(weft_frame *f, weft_executor *ex, const weft_table_run_options *ro,
+                    weft_table **out)
+{
+    memset(out, 0, R_N * sizeof *out);
+    CHECK_OK(weft_frame_compute(f, ex, ro, &out[R_ALL]));
+    const char *keys[2] = {"k1", "k2"};
+    CHECK_OK(weft_frame_groupby(f, keys, 2, gb_aggs, NAGGS, ex, ro, &out[R_GB]));
+    CHECK_OK(weft_frame_describe(f, ex, ro, &out[R_DESC]));
+    CHECK_OK(weft_frame_nlargest(f, 25, "z", ex, ro, &out[R_NL]));
+    CHECK_OK(weft_frame_nsmallest(f, 25, "k1", ex, ro, &out[R_NS]));
+    CHECK_OK(weft_frame_sort(f, "z", false, ex, ro, &out[R_SORT]));
+    weft_frame *g, *h;
+    CHECK_OK(weft_frame_filter_cmp(f, "x", WEFT_CMP_GT, 0.5, &g));
+    CHECK_OK(weft_frame_compute(g, ex, ro, &out[R_FILTER]));
+    weft_frame_destroy(g);
+    const char *sel[3] = {"note", "y", "k1"};
+    CHECK_OK(weft_frame_select(f, sel, 3, &g));
+    CHECK_OK(weft_frame_compute(g, ex, ro, &out[R_SELECT]));
+    weft_frame_destroy(g);
+    CHECK_OK(weft_frame_map_partitions(f, add_three, NULL, 0, &g));
+    CHECK_OK(weft_frame_compute(g, ex, ro, &out[R_APPLY]));
+    /* filter on a computed bool column, chained */
+    CHECK_OK(weft_frame_filter(g, "even", &h));
+    weft_frame_destroy(g);
+    double scale = 3.0;
+    CHECK_OK(weft_frame_assign(h, y_scaled, &scale, sizeof scale, &g));
+    CHECK_OK(weft_frame_compute(g, ex, ro, &out[R_ASSIGN]));
+    weft_frame_destroy(g);
+    weft_frame_destroy(h);
+    CHECK_OK(weft_frame_head(f, 17, ex, ro, &out[R_HEAD]));
+    weft_table *s = small_table();
+    CHECK_OK(weft_frame_join(f, s, "k1", WEFT_JOIN_LEFT, &g));
+    CHECK_OK(weft_frame_compute(g, ex, ro, &out[R_JOIN]));
+    weft_frame_destroy(g);
+    weft_table_destroy(s);
+}
+
+static void free_ops(weft_table **t)
+{
+    for (int i = 0; i < R_N; i++) weft_table_destroy(t[i]);
+}
+
+static void check_ops_reference(weft_table **r)
+{
+    const weft_table *all = r[R_ALL];
+    size_t n = weft_table_rows(all);
+    REQUIRE(n > 0);
+    check_groupby_reference(all, r[R_GB]);
+    /* describe: count, mean, min, max, quartiles of z */
+    size_t cz, dz;
+    REQUIRE_OK(weft_table_col_index(all, "z", &cz));
+    REQUIRE_OK(weft_table_col_index(r[R_DESC], "z", &dz));
+    CHECK_EQ_U64(weft_table_cols(r[R_DESC]), 1 + 4); /* stat, k1, x, y, z */
+    double *v = malloc(n * sizeof *v);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool ok;
+        weft_table_get_double(all, cz, i, &v[m], &ok);
+        m += ok;
+    }
+    qsort(v, m, sizeof *v, dcmp);
+    double want[8], sum = 0;
+    for (size_t i = 0; i < m; i++) sum += v[i];
+    want[0] = (double)m;
+    want[1] = sum / (double)m;
+    double ss = 0;
+    for (size_t i = 0; i < m; i++) ss += (v[i] - want[1]) * (v[i] - want[1]);
+    want[2] = sqrt(ss / (double)(m - 1));
+    want[3] = v[0];
+    for (int q = 1; q <= 3; q++) {
+        double idx = q * 0.25 * (double)(m - 1), t = idx - floor(idx);
+        size_t lo = (size_t)floor(idx);
+        double a = v[lo], b = v[lo + 1 < m ? lo + 1 : lo];
+        want[3 + q] = t >= 0.5 ? b - (b - a) * (1 - t) : a + (b - a) * t;
+    }
+    want[7] = v[m - 1];
+    for (int q = 0; q < 8; q++) {
+        double got;
+        weft_table_get_double(r[R_DESC], dz, (size_t)q, &got, NULL);
+        CHECK_MSG(q == 3 || q == 7 || (q >= 4 && q <= 6) ? got == want[q]
+                                                         : close_enough(got, want[q], 1e-12),
+                  "describe z row %d: %.17g != %.17g", q, got, want[q]);
+    }
+    /* nlargest z: the 25 largest, descending */
+    for (size_t i = 0; i < 25; i++) {
+        double got;
+        REQUIRE_OK(weft_table_get_double(r[R_NL], cz, i, &got, NULL));
+        CHECK(got == v[m - 1 - i]);
+    }
+    /* sort by z: ascending, missing last, stable */
+    CHECK_EQ_U64(weft_table_rows(r[R_SORT]), n);
+    for (size_t i = 0; i < n; i++) {
+        double got;
+        bool ok;
+        weft_table_get_double(r[R_SORT], cz, i, &got, &ok);
+        if (i < m)
+            CHECK(ok && got == v[i]);
+        else
+            CHECK(!ok);
+    }
+    free(v);
+    /* nsmallest k1: ties in row order, so the first 25 rows with the smallest k1 */
+    size_t c1;
+    weft_table_col_index(all, "k1", &c1);
+    size_t *rows = malloc(n * sizeof *rows), k = 0;
+    for (int64_t want1 = 0; want1 <= 6 && k < 25; want1++)
+        for (size_t i = 0; i < n && k < 25; i++) {
+            int64_t x;
+            weft_table_get_int64(all, c1, i, &x, NULL);
+            if (x == want1) rows[k++] = i;
+        }
+    weft_table *exp;
+    weft_table *pick = NULL;
+    REQUIRE_OK(weft_table_slice(all, 0, 0, &exp));
+    weft_table_destroy(exp);
+    /* build the expected rows by slicing one at a time */
+    weft_table **ones = malloc(25 * sizeof *ones);
+    for (size_t i = 0; i < k; i++)
+        REQUIRE_OK(weft_table_slice(all, rows[i], rows[i] + 1, &ones[i]));
+    REQUIRE_OK(weft_table_concat((const weft_table *const *)ones, k, &pick));
+    CHECK(weft_table_equal(pick, r[R_NS]));
+    for (size_t i = 0; i < k; i++) weft_table_destroy(ones[i]);
+    free(ones);
+    weft_table_destroy(pick);
+    free(rows);
+    /* head is a prefix of all */
+    weft_table *pre;
+    REQUIRE_OK(weft_table_slice(all, 0, 17, &pre));
+    CHECK(weft_table_equal(pre, r[R_HEAD]));
+    weft_table_destroy(pre);
+    /* filter: exactly the rows with x > 0.5, in order */
+    size_t cx, fx = 0;
+    weft_table_col_index(all, "x", &cx);
+    for (size_t i = 0; i < n; i++) {
+        double x;
+        bool ok;
+        weft_table_get_double(all, cx, i, &x, &ok);
+        if (!ok || !(x > 0.5)) continue;
+        double got;
+        CHECK_OK(weft_table_get_double(r[R_FILTER], cx, fx, &got, NULL));
+        CHECK(got == x);
+        fx++;
+    }
+    CHECK_EQ_U64(weft_table_rows(r[R_FILTER]), fx);
+    CHECK_EQ_U64(weft_table_cols(r[R_SELECT]), 3);
+    CHECK_EQ_STR(weft_table_col_name(r[R_SELECT], 0), "note");
+    CHECK_EQ_U64(weft_table_rows(r[R_APPLY]), n);
+    CHECK_EQ_U64(weft_table_cols(r[R_APPLY]), weft_table_cols(all) + 3);
+    /* assign after filter(even): r == y / 3 on every kept row, and y even */
+    size_t ay, ar;
+    REQUIRE_OK(weft_table_col_index(r[R_ASSIGN], "y", &ay));
+    REQUIRE_OK(weft_table_col_index(r[R_ASSIGN], "r", &ar));
+    for (size_t i = 0; i < weft_table_rows(r[R_ASSIGN]); i++) {
+        int64_t y;
+        double q;
+        weft_table_get_int64(r[R_ASSIGN], ay, i, &y, NULL);
+        weft_table_get_double(r[R_ASSIGN], ar, i, &q, NULL);
+        CHECK(y % 2 == 0 && q == (double)y / 3.0);
+    }
+    /* left join with the small table: k1 0,1,2(x2),5 match, others not */
+    size_t expect = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t x;
+        weft_table_get_int64(all, c1, i, &x, NULL);
+        expect += x == 2 ? 2 : 1;
+    }
+    CHECK_EQ_U64(weft_table_rows(r[R_JOIN]), expect);
+    size_t jx, jy, jl;
+    CHECK_OK(weft_table_col_index(r[R_JOIN], "x_x", &jx));
+    CHECK_OK(weft_table_col_index(r[R_JOIN], "x_y", &jy));
+    CHECK_OK(weft_table_col_index(r[R_JOIN], "label", &jl));
+}
+
+TEST(operations_match_the_reference_on_every_backend)
+{
+    gen_csv("gen.csv", 6000, 7);
+    weft_table *res[NBACKENDS][R_N];
+    weft_table_run_options ro = {.in_flight = 3};
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        if (CHECK_TSAN && backends[b] == WEFT_BACKEND_PROCESSES) {
+            memset(res[b], 0, sizeof res[b]);
+            continue; /* TSan cannot follow the fork server (test_processes says so too) */
+        }
+        weft_executor *ex = make_exec(backends[b]);
+        REQUIRE(ex);
+        weft_csv_options o = {.block_size = 20000 + 7000 * b}; /* other partitionings */
+        weft_frame *f;
+        REQUIRE_OK(weft_frame_read_csv((const char *[]){"gen.csv"}, 1, &o, &f));
+        CHECK(weft_frame_partitions(f) > 5);
+        run_ops(f, ex, &ro, res[b]);
+        weft_frame_destroy(f);
+        weft_executor_destroy(ex);
+    }
+    check_ops_reference(res[0]);
+    /* the same results, to the bit, on every backend and partitioning (the
+     * groupby sums may differ in the last bits: other partial boundaries) */
+    for (size_t b = 1; b < NBACKENDS; b++) {
+        if (!res[b][R_ALL]) continue;
+        for (int i = 0; i < R_N; i++)
+            if (i != R_GB && i != R_DESC)
+                CHECK_MSG(weft_table_equal(res[0][i], res[b][i]), "result %d differs on %s", i,
+                          weft_backend_name(backends[b]));
+        check_ops_reference(res[b]);
+    }
+    for (size_t b = 0; b < NBACKENDS; b++) free_ops(res[b]);
+}
+
+TEST(frame_from_table_and_partition_counts)
+{
+    gen_csv("gen2.csv", 500, 3);
+    weft_executor *ex = make_exec(WEFT_BACKEND_THREADS);
+    REQUIRE(ex);
+    weft_table *all;
+    REQUIRE_OK(read_all("gen2.csv", NULL, ex, &all));
+    const char *keys[2] = {"k1", "k2"};
+    weft_table *gb1 = NULL;
+    for (size_t np = 1; np <= 64; np++) {
+        weft_frame *f;
+        REQUIRE_OK(weft_frame_from_table(all, np, &f));
+        CHECK_EQ_U64(weft_frame_partitions(f), np);
+        weft_table *back, *gb;
+        CHECK_OK(weft_frame_compute(f, ex, NULL, &back));
+        CHECK(weft_table_equal(back, all));
+        CHECK_OK(weft_frame_groupby(f, keys, 2, gb_aggs, NAGGS, ex, NULL, &gb));
+        if (np == 1) {
+            check_groupby_reference(all, gb);
+            gb1 = gb;
+        } else {
+            check_groupby_reference(all, gb);
+            weft_table_destroy(gb);
+        }
+        weft_table_destroy(back);
+        weft_frame_destroy(f);
+    }
+    weft_table_destroy(gb1);
+    weft_table_destroy(all);
+    weft_executor_destroy(ex);
+}
+
+TEST(write_csv_and_npy_read_back)
+{
+    gen_csv("gen3.csv", 3000, 11);
+    weft_executor *ex = make_exec(WEFT_BACKEND_THREADS);
+    REQUIRE(ex);
+    weft_csv_options o = {.block_size = 30000};
+    weft_frame *f;
+    REQUIRE_OK(weft_frame_read_csv((const char *[]){"gen3.csv"}, 1, &o, &f));
+    weft_table *all, *back;
+    REQUIRE_OK(weft_frame_compute(f, ex, NULL, &all));
+    CHECK_OK(weft_frame_write_csv(f, "out.csv", NULL, ex, NULL));
+    CHECK_OK(read_all("out.csv", NULL, ex, &back));
+    CHECK(weft_table_equal(all, back));
+    weft_table_destroy(back);
+    weft_csv_write_options w = {.one_per_partition = true};
+    CHECK_OK(weft_frame_write_csv(f, "part-*.csv", &w, ex, NULL));
+    size_t np = weft_frame_partitions(f);
+    const char **paths = malloc(np * sizeof *paths);
+    char(*names)[32] = malloc(np * sizeof *names);
+    for (size_t p = 0; p < np; p++) {
+        snprintf(names[p], sizeof names[p], "part-%zu.csv", p);
+        paths[p] = names[p];
+    }
+    weft_frame *g;
+    REQUIRE_OK(weft_frame_read_csv(paths, np, NULL, &g));
+    CHECK_OK(weft_frame_compute(g, ex, NULL, &back));
+    CHECK(weft_table_equal(all, back));
+    weft_table_destroy(back);
+    weft_frame_destroy(g);
+    free(paths);
+    free(names);
+    /* .npy: header and data of y (int64, no missing) and x (double, NaN) */
+    mkdir("npy", 0755);
+    weft_frame *nox;
+    const char *sel[2] = {"y", "x"};
+    CHECK_OK(weft_frame_select(f, sel, 2, &nox));
+    CHECK_OK(weft_frame_write_npy(nox, "npy", ex, NULL));
+    FILE *fp = fopen("npy/y.npy", "rb");
+    REQUIRE(fp);
+    char hdr[128];
+    REQUIRE(fread(hdr, 1, 128, fp) == 128);
+    CHECK(memcmp(hdr, "\x93NUMPY\x01\x00", 8) == 0 && hdr[127] == '\n');
+    char want[64];
+    snprintf(want, sizeof want, "'shape': (%zu,)", weft_table_rows(all));
+    CHECK(strstr(hdr + 10, "'descr': '<i8'") && strstr(hdr + 10, want));
+    size_t yc;
+    weft_table_col_index(all, "y", &yc);
+    const void *yd;
+    weft_table_col_data(all, yc, &yd, NULL);
+    int64_t *ys = malloc(weft_table_rows(all) * 8);
+    CHECK(fread(ys, 8, weft_table_rows(all), fp) == weft_table_rows(all));
+    CHECK(memcmp(ys, yd, weft_table_rows(all) * 8) == 0);
+    free(ys);
+    fclose(fp);
+    /* a missing int64 cannot go to numpy */
+    weft_table *mi;
+    weft_table_create(&mi);
+    int64_t iv[2] = {1, 2};
+    uint8_t vv[2] = {1, 0};
+    weft_table_add_int64(mi, "i", iv, vv, 2);
+    weft_frame *mf;
+    REQUIRE_OK(weft_frame_from_table(mi, 1, &mf));
+    CHECK_ERR(weft_frame_write_npy(mf, "npy", ex, NULL), WEFT_EINVAL);
+    weft_frame_destroy(mf);
+    weft_table_destroy(mi);
+    weft_frame_destroy(nox);
+    weft_table_destroy(all);
+    weft_frame_destroy(f);
+    weft_executor_destroy(ex);
+}
+
+TEST(errors_are_named)
+{
+    weft_executor *ex = make_exec(WEFT_BACKEND_THREADS);
+    REQUIRE(ex);
+    weft_frame *f;
+    CHECK_RC(weft_frame_read_csv((const char *[]){"does-not-exist.csv"}, 1, NULL, &f), -ENOENT);
+    gen_csv("gen4.csv", 100, 5);
+    REQUIRE_OK(weft_frame_read_csv((const char *[]){"gen4.csv"}, 1, NULL, &f));
+    weft_table *t;
+    const char *keys[1] = {"nope"};
+    weft_agg a[1] = {{"x", WEFT_AGG_SUM, NULL}};
+    CHECK_ERR(weft_frame_groupby(f, keys, 1, a, 1, ex, NULL, &t), WEFT_EINVAL);
+    CHECK_MSG(strstr(weft_last_error(), "no key column 'nope'"), "%s", weft_last_error());
+    keys[0] = "k1";
+    a[0].column = "note";
+    CHECK_ERR(weft_frame_groupby(f, keys, 1, a, 1, ex, NULL, &t), WEFT_EINVAL);
+    CHECK_MSG(strstr(weft_last_error(), "sum of column 'note' (text)"), "%s", weft_last_error());
+    weft_frame *g;
+    CHECK_OK(weft_frame_filter(f, "x", &g)); /* x is not bool: fails when run */
+    CHECK_ERR(weft_frame_compute(g, ex, NULL, &t), WEFT_EINVAL);
+    weft_frame_destroy(g);
+    weft_frame_destroy(f);
+    weft_executor_destroy(ex);
+}
+
+/* ---- pandas ---- */
+
+static bool tables_close(const weft_table *a, const weft_table *b, double rel, char *why,
+                         size_t wsz)
+{
+    if (weft_table_rows(a) != weft_table_rows(b)) {
+        snprintf(why, wsz, "rows %zu != %zu", weft_table_rows(a), weft_table_rows(b));
+        return false;
+    }
+    for (size_t j = 0; j < weft_table_cols(b); j++) {
+        const char *nm = weft_table_col_name(b, j);
+        size_t ja;
+        if (weft_table_col_index(a, nm, &ja)) {
+            snprintf(why, wsz, "no column %s", nm);
+            return false;
+        }
+        weft_col_type ta = weft_table_col_type(a, ja), tb = weft_table_col_type(b, j);
+        for (size_t i = 0; i < weft_table_rows(b); i++) {
+            if (ta == WEFT_COL_TEXT || tb == WEFT_COL_TEXT) {
+                const char *x = "", *y = "";
+                bool ox = false, oy = false;
+                if (ta == WEFT_COL_TEXT) weft_table_get_text(a, ja, i, &x, &ox);
+                if (tb == WEFT_COL_TEXT) weft_table_get_text(b, j, i, &y, &oy);
+                if (ox != oy || (ox && strcmp(x, y))) {
+                    snprintf(why, wsz, "%s row %zu: '%s' != '%s'", nm, i, x, y);
+                    return false;
+                }
+            } else if (ta == WEFT_COL_BOOL || tb == WEFT_COL_BOOL) {
+                bool x = false, y = false;
+                weft_table_get_bool(a, ja, i, &x, NULL);
+                weft_table_get_bool(b, j, i, &y, NULL);
+                if (x != y || ta != tb) {
+                    snprintf(why, wsz, "%s row %zu: bools differ", nm, i);
+                    return false;
+                }
+            } else {
+                double x, y;
+                bool ox, oy;
+                weft_table_get_double(a, ja, i, &x, &ox);
+                weft_table_get_double(b, j, i, &y, &oy);
+                if (!ox) x = NAN;
+                if (!oy) y = NAN;
+                bool exact = ta == WEFT_COL_INT64 && tb == WEFT_COL_INT64;
+                if (exact ? !(x == y) : !close_enough(x, y, rel)) {
+                    snprintf(why, wsz, "%s row %zu: %.17g != %.17g", nm, i, x, y);
+                    return false;
+                }
+            }
+        }
+    }
+    return true;
+}
+
+TEST(operations_match_pandas)
+{
+    const char *src = getenv("WEFT_TEST_SRCDIR");
+    if (!src) SKIP("WEFT_TEST_SRCDIR is not set");
+    if (access("/usr/bin/python3", X_OK)) SKIP("/usr/bin/python3 is missing");
+    int probe = system("/usr/bin/python3 -c 'import pandas, numpy' >/dev/null 2>&1");
+    if (probe != 0) SKIP("pandas is not installed for /usr/bin/python3");
+    gen_csv("pd.csv", 20000, 99);
+    weft_executor *ex = make_exec(WEFT_BACKEND_THREADS);
+    REQUIRE(ex);
+    weft_csv_options o = {.block_size = 100000};
+    weft_frame *f;
+    REQUIRE_OK(weft_frame_read_csv((const char *[]){"pd.csv"}, 1, &o, &f));
+    weft_table *r[R_N];
+    run_ops(f, ex, NULL, r);
+    mkdir("pdnpy", 0755);
+    weft_frame *num;
+    const char *sel[4] = {"k1", "y", "z", "flag"};
+    CHECK_OK(weft_frame_select(f, sel, 4, &num));
+    CHECK_OK(weft_frame_write_npy(num, "pdnpy", ex, NULL));
+    weft_frame_destroy(num);
+    weft_frame_destroy(f);
+    weft_table *s = small_table();
+    weft_frame *sf;
+    REQUIRE_OK(weft_frame_from_table(s, 1, &sf));
+    CHECK_OK(weft_frame_write_csv(sf, "small.csv", NULL, ex, NULL));
+    weft_frame_destroy(sf);
+    weft_table_destroy(s);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/table_oracle.py pd.csv small.csv pdnpy pdout",
+             src);
+    int rc = system(cmd);
+    CHECK_MSG(rc == 0, "%s exited %d", cmd, rc);
+    if (rc) {
+        free_ops(r);
+        weft_executor_destroy(ex);
+        return;
+    }
+    static const struct {
+        int idx;
+        const char *file;
+    } cmp[] = {{R_ALL, "all"},      {R_GB, "groupby"}, {R_DESC, "describe"}, {R_NL, "nlargest"},
+               {R_NS, "nsmallest"}, {R_SORT, "sort"},  {R_FILTER, "filter"}, {R_APPLY, "apply"},
+               {R_HEAD, "head"},    {R_JOIN, "join"}};
+    for (size_t i = 0; i < sizeof cmp / sizeof *cmp; i++) {
+        char path[256], why[512] = "";
+        snprintf(path, sizeof path, "pdout/%s.csv", cmp[i].file);
+        weft_table *p = NULL;
+        CHECK_OK(read_all(path, NULL, ex, &p));
+        if (!p) continue;
+        CHECK_MSG(tables_close(r[cmp[i].idx], p, 1e-12, why, sizeof why), "%s vs pandas: %s",
+                  cmp[i].file, why);
+        weft_table_destroy(p);
+    }
+    free_ops(r);
+    weft_executor_destroy(ex);
+}
+
+/* ---- the memory bound ---- */
+
+TEST(streaming_groupby_stays_under_the_memory_bound)
+{
+    if (CHECK_ASAN || CHECK_TSAN) SKIP("sanitizers inflate RSS (shadow memory): plain build only");
+    const size_t bound = 32u << 20;
+    size_t size;
+    /* 4x the bound: about 65 bytes a row */
+    size = gen_csv("big.csv", 4 * bound / 60 + 1000, 1);
+    CHECK(size >= 4 * bound);
+    int pfd[2];
+    REQUIRE(pipe(pfd) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        weft_options eo = WEFT_OPTIONS_INIT;
+        eo.backend = WEFT_BACKEND_THREADS;
+        eo.workers = 2;
+        weft_executor *ex;
+        long out[3] = {-1, 0, 0};
+        if (weft_executor_create(&eo, &ex) == 0) {
+            weft_csv_options o = {.block_size = 2u << 20};
+            weft_table_run_options ro = {.in_flight = 2};
+            weft_frame *f;
+            const char *keys[2] = {"k1", "k2"};
+            weft_agg a[3] = {
+                {"x", WEFT_AGG_MEAN, NULL}, {"y", WEFT_AGG_SUM, NULL}, {"z", WEFT_AGG_MAX, NULL}};
+            weft_table *t = NULL;
+            int rc = weft_frame_read_csv((const char *[]){"big.csv"}, 1, &o, &f);
+            if (!rc) rc = weft_frame_groupby(f, keys, 2, a, 3, ex, &ro, &t);
+            out[0] = rc;
+            out[2] = (long)weft_table_rows(t);
+            weft_table_destroy(t);
+            weft_frame_destroy(f);
+            weft_executor_destroy(ex);
+        }
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        out[1] = ru.ru_maxrss; /* KiB */
+        ssize_t w = write(pfd[1], out, sizeof out);
+        _exit(w == sizeof out ? 0 : 1);
+    }
+    close(pfd[1]);
+    long res[3] = {-1, 0, 0};
+    ssize_t got = read(pfd[0], res, sizeof res);
+    close(pfd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(got == sizeof res);
+    CHECK_EQ_INT(res[0], 0);
+    CHECK_EQ_INT(res[2], 7 * 6);
+    printf("    file %zu MiB, bound %zu MiB, peak RSS %ld MiB\n", size >> 20, bound >> 20,
+           res[1] >> 10);
+    CHECK_MSG((size_t)res[1] * 1024 < bound, "peak RSS %ld KiB over the bound", res[1]);
+    unlink("big.csv");
+}
+
+/* ---- mpi (tests/CMakeLists.txt runs this under mpirun -n 3) ---- */
+
+static bool under_mpi;
+
+TEST(operations_on_mpi)
+{
+    if (!under_mpi) SKIP("not launched by mpirun (ctest test_table_mpi does)");
+    gen_csv("mpi.csv", 6000, 7);
+    weft_table_run_options ro = {.in_flight = 3};
+    weft_table *ser[R_N], *mpi[R_N];
+    weft_csv_options o = {.block_size = 20000};
+    for (int pass = 0; pass < 2; pass++) {
+        weft_options eo = WEFT_OPTIONS_INIT;
+        eo.backend = pass ? WEFT_BACKEND_MPI : WEFT_BACKEND_SERIAL;
+        weft_executor *ex;
+        REQUIRE_OK(weft_executor_create(&eo, &ex));
+        weft_frame *f;
+        REQUIRE_OK(weft_frame_read_csv((const char *[]){"mpi.csv"}, 1, &o, &f));
+        run_ops(f, ex, &ro, pass ? mpi : ser);
+        weft_frame_destroy(f);
+        weft_executor_destroy(ex);
+    }
+    check_ops_reference(mpi);
+    for (int i = 0; i < R_N; i++)
+        CHECK_MSG(weft_table_equal(ser[i], mpi[i]), "result %d differs on mpi", i);
+    free_ops(ser);
+    free_ops(mpi);
+}
+
+int main(int argc, char **argv)
+{
+    int rc = weft_init(&argc, &argv);
+    if (rc) {
+        printf("weft_init: %s\n", weft_last_error());
+        return 1;
+    }
+    /* only rank 0 gets here under mpirun */
+    weft_options o = WEFT_OPTIONS_INIT;
+    o.backend = WEFT_BACKEND_MPI;
+    weft_executor *probe = NULL;
+    if (weft_executor_create(&o, &probe) == 0) {
+        under_mpi = true;
+        weft_executor_destroy(probe);
+    }
+    return check_main(argc, argv);
+}
