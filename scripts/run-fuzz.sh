@@ -21,10 +21,15 @@ dir=build-fuzz
 cmake -S . -B "$dir" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_C_FLAGS_DEBUG=-O1 -g" \
     -DWEFT_BUILD_FUZZ=ON -DWEFT_SANITIZE=address -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF \
     -DWEFT_BUILD_BENCH=OFF -DWEFT_BUILD_PROGRAMS=OFF -DWEFT_WITH_MPI=OFF -DWEFT_WERROR=OFF >/dev/null
-cmake --build "$dir" -j "${JOBS:-$(nproc)}" --target fuzz_svg
+cmake --build "$dir" -j "${JOBS:-$(nproc)}" --target fuzz_svg fuzz_cli_template
 mkdir -p "$dir/corpus-svg"
 cd "$dir"
 # -max_len: real traces are large, but what breaks a reader shows in a few KiB.
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ./fuzz/fuzz_svg -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
     -dict="$root/fuzz/svg.dict" -print_final_stats=1 corpus-svg "$root/fuzz/corpus/svg"
+# the weft command's template parser and input splitter, a fifth of the time
+mkdir -p corpus-cli-template
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    ./fuzz/fuzz_cli_template -max_total_time="$(( (seconds + 4) / 5 ))" -max_len=4096 -timeout=10 \
+    -print_final_stats=1 corpus-cli-template "$root/fuzz/corpus/cli_template"

@@ -37,7 +37,7 @@
 #include "run.h"
 #include "template.h"
 
-#define MAX_LINE (128 * 1024) /* -X/-m: longest command line made */
+#define MAX_LINE (120 * 1000) /* -X/-m: longest command line made (Linux: 128 KiB an argument) */
 
 /* ---------------------------------------------------------------- options */
 
@@ -637,7 +637,9 @@ static void input_open(input *in, opts *o, size_t jobs_hint)
         }
         size_t g = in->ngroups - 1;
         in->group_of[s] = g;
-        if (in->count[s] > in->group_len[g]) in->group_len[g] = in->count[s];
+        /* linked sources: as long as the shortest (GNU parallel 20221122) */
+        if (s == 0 || !o->src[s].linked || in->count[s] < in->group_len[g])
+            in->group_len[g] = in->count[s];
     }
     in->total = 1;
     for (size_t g = 0; g < in->ngroups; g++) {
@@ -1453,14 +1455,20 @@ int main(int argc, char **argv)
             } else {
                 in.cn = 0;
                 keep.len = 0;
-                size_t got = 0;
+                size_t got = 0, fill_bytes = 0;
                 while (got < per_job) {
                     if (in.cn + 64 > keep_cap) {
                         keep_cap = (in.cn + 64) * 2;
                         keep_off = xrealloc(keep_off, keep_cap * sizeof *keep_off);
                     }
+                    size_t before = in.cn;
                     if (!input_next(&in, &keep, keep_off)) break;
                     got++;
+                    if (fill) {
+                        /* -X/-m: no longer than a command line may be */
+                        for (size_t i = before; i < in.cn; i++) fill_bytes += in.cl[i] + 3;
+                        if (fill_bytes + strlen(tmpl.text) > MAX_LINE) break;
+                    }
                 }
                 if (got == 0) {
                     more = false;

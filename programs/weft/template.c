@@ -283,7 +283,7 @@ static int put_part(const wt_part *p, const wt_job_args *a, long only, bool raw,
     }
     if (p->col != 0) {
         long c = p->col > 0 ? p->col - 1 : (long)a->n + p->col;
-        if (c < 0 || (size_t)c >= a->n) return raw ? 0 : wt_buf_add(out, "''", 2);
+        if (c < 0 || (size_t)c >= a->n) return 0; /* as GNU parallel: nothing */
         return put_value(p->kind, a->v[c], a->lens[c], raw, out, tmp);
     }
     if (only >= 0) return put_value(p->kind, a->v[only], a->lens[only], raw, out, tmp);
@@ -325,7 +325,7 @@ int wt_template_expand(const wt_template *t, const wt_job_args *a, wt_xmode x, b
         }
         i = e;
     }
-    if (rc == 0 && append && !t->has_arg_rpl) {
+    if (rc == 0 && append && !t->has_repl) {
         for (size_t i = 0; i < a->n && rc == 0; i++) {
             if (out->len > 0 && wt_buf_addc(out, ' ')) rc = -1;
             if (rc == 0)
@@ -352,10 +352,58 @@ int wt_colsep_compile(const char *re, wt_colsep **out)
 {
     wt_colsep *c = malloc(sizeof *c);
     if (!c) return -1;
-    if (regcomp(&c->re, re, REG_EXTENDED)) {
+    /* GNU parallel's --colsep is a Perl regex: the common Perl escapes are
+     * turned into their POSIX ERE forms (docs/cli.md) */
+    wt_buf b = {0};
+    int rc = 0;
+    for (const char *p = re; *p && rc == 0; p++) {
+        if (*p != '\\' || !p[1]) {
+            rc = wt_buf_addc(&b, *p);
+            continue;
+        }
+        const char *rep = NULL;
+        char one[3] = {'\\', p[1], 0};
+        switch (p[1]) {
+        case 't':
+            rep = "\t";
+            break;
+        case 'n':
+            rep = "\n";
+            break;
+        case 'r':
+            rep = "\r";
+            break;
+        case 's':
+            rep = "[[:space:]]";
+            break;
+        case 'S':
+            rep = "[^[:space:]]";
+            break;
+        case 'd':
+            rep = "[0-9]";
+            break;
+        case 'D':
+            rep = "[^0-9]";
+            break;
+        case 'w':
+            rep = "[[:alnum:]_]";
+            break;
+        case 'W':
+            rep = "[^[:alnum:]_]";
+            break;
+        default:
+            rep = one;
+            break;
+        }
+        rc = wt_buf_adds(&b, rep);
+        p++;
+    }
+    if (rc || regcomp(&c->re, b.p ? b.p : "", REG_EXTENDED)) {
+        wt_buf_free(&b);
         free(c);
         return -1;
     }
+    wt_buf_free(&b);
     *out = c;
     return 0;
 }
