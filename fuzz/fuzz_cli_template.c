@@ -55,7 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t rl = sep ? size - tl - 1 : 0;
 
     static const char *const names[] = {"a", "name", "1x"};
-    wt_rpl rpl = {{0}};
+    wt_rpl rpl;
+    memset(&rpl, 0, sizeof rpl);
     if (size > 0 && (data[0] & 1)) rpl.s[WT_R_ARG] = "XX";
     if (size > 0 && (data[0] & 2)) rpl.s[WT_R_NOEXT] = "{..}";
     if (size > 0 && (data[0] & 4)) {
@@ -83,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             lens[nv++] = l;
             check_quote(r, l);
         }
-        wt_job_args a = {v, lens, nv, 7, 2};
+        wt_job_args a = {.v = v, .lens = lens, .n = nv, .seq = 7, .slot = 2};
         for (int x = 0; x < 3; x++) {
             wt_buf out = {0};
             if (wt_template_expand(&t, &a, (wt_xmode)x, x == 1, true, &out) == 0) {
