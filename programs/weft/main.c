@@ -506,7 +506,37 @@ typedef struct input {
     size_t cn, ccap;
     char **names;
     size_t nnames;
+    size_t *skip; /* values of a source taken as its header */
 } input;
+
+static void rec_free(rec *r)
+{
+    for (size_t i = 0; i < r->n; i++) free((char *)r->v[i]);
+    free(r->v);
+    free(r->l);
+}
+
+static void input_free(input *in)
+{
+    wt_split_free(&in->sp);
+    wt_colsep_free(in->colsep);
+    if (in->stream && in->fd > 0) close(in->fd);
+    for (size_t s = 0; s < in->nsrc; s++) {
+        rec *base = in->vals[s] - in->skip[s];
+        for (size_t i = 0; i < in->count[s] + in->skip[s]; i++) rec_free(&base[i]);
+        free(base);
+    }
+    free(in->vals);
+    free(in->count);
+    free(in->group_of);
+    free(in->group_len);
+    free(in->skip);
+    free(in->perm);
+    free(in->cv);
+    free(in->cl);
+    for (size_t i = 0; i < in->nnames; i++) free(in->names[i]);
+    free(in->names);
+}
 
 static void split_cols(input *in, const char *s, size_t n, rec *r)
 {
@@ -615,6 +645,7 @@ static void input_open(input *in, opts *o, size_t jobs_hint)
                 rec hr;
                 split_cols(in, r, l, &hr);
                 add_names(in, &hr);
+                rec_free(&hr);
             }
         }
         return;
@@ -624,12 +655,15 @@ static void input_open(input *in, opts *o, size_t jobs_hint)
     in->vals = xmalloc(o->nsrc * sizeof *in->vals);
     in->group_of = xmalloc(o->nsrc * sizeof *in->group_of);
     in->group_len = xmalloc(o->nsrc * sizeof *in->group_len);
+    in->skip = xmalloc(o->nsrc * sizeof *in->skip);
     for (size_t s = 0; s < o->nsrc; s++) {
         load_source(in, s, &o->src[s]);
+        in->skip[s] = 0;
         if (header && in->count[s] > 0) {
             add_names(in, &in->vals[s][0]);
             in->vals[s]++;
             in->count[s]--;
+            in->skip[s] = 1;
         }
         if (s == 0 || !o->src[s].linked) {
             in->group_len[in->ngroups] = 0;
@@ -1311,6 +1345,7 @@ int main(int argc, char **argv)
     }
 
     input in;
+    memset(&in, 0, sizeof in);
     if (!o.pipe) input_open(&in, &o, (size_t)jobs);
     o.rpl.names = (const char *const *)(o.pipe ? NULL : in.names);
     o.rpl.nnames = o.pipe ? 0 : in.nnames;
@@ -1587,6 +1622,19 @@ int main(int argc, char **argv)
     wt_template_free(&tmpl);
     wt_template_free(&tagt);
     wt_buf_free(&ctext);
+    if (!o.pipe) input_free(&in);
+    for (size_t i = 0; i < o.nsrc; i++) {
+        for (size_t k = 0; k < o.src[i].n; k++) free(o.src[i].v[k]);
+        free(o.src[i].v);
+    }
+    free(o.src);
+    wt_buf_free(&pin.buf);
+    wt_buf_free(&pin.header);
+    free(R.free_slots);
+    free(R.ring);
+    free(R.runtimes);
+    free(R.logged);
+    wt_children_free();
     if (mpi) weft_finalize();
     if (sig_count) return 128 + (int)sig_last;
     if (R.spill_error) return 255;

@@ -53,6 +53,13 @@ int wt_children_init(size_t slots)
     return children ? 0 : -1;
 }
 
+void wt_children_free(void)
+{
+    nchildren = 0;
+    free((void *)children);
+    children = NULL;
+}
+
 void wt_kill_all(int sig)
 {
     for (size_t i = 0; i < nchildren; i++) {

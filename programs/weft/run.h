@@ -80,6 +80,7 @@ int wt_write_spilled(int fd, const char *path, const char *tag, size_t tag_len);
  * second SIGINT/SIGTERM: wt_kill_all is async-signal-safe. */
 int wt_children_init(size_t slots);
 void wt_kill_all(int sig);
+void wt_children_free(void);
 
 /* Set once by the command: serialise line-buffered writes. */
 void wt_set_output_lock(void (*lock)(void), void (*unlock)(void));
