@@ -78,8 +78,8 @@ run_both() {
         failed_names+=("$name")
         echo "FAIL $name: $why"
         echo "  args: $*"
-        diff <(printf '%s\n' "$wo") <(printf '%s\n' "$go") | head -10
-        head -5 "$T/err.weft"
+        diff <(printf "%s\n" "$wo") <(printf "%s\n" "$go") | head -10 | cut -c1-200
+        head -c 400 "$T/err.weft"
     fi
 }
 
@@ -93,7 +93,7 @@ printf 'n\tv\nfoo\t1\nbar baz\t2\n' >tsv.txt
 printf 'one\n\ntwo\n\n' >empty.txt
 printf 'é\nñ ü\n日本\n' >utf.txt
 printf "it's\na\"b\n\$HOME\nx;y\na|b\n\`id\`\n*\n~\n-n\n\\\\t\n(x)\n" >tricky.txt
-head -c 100000 /dev/zero | tr '\0' 'x' >long.txt
+head -c 20000 /dev/zero | tr '\0' 'x' >long.txt
 echo >>long.txt
 seq 100000 >seq100k.txt
 seq 200 >seq200.txt
@@ -151,7 +151,7 @@ run_both exact empty_lines empty.txt -k echo '[{}]'
 run_both exact no_empty empty.txt -k -r echo '[{}]'
 run_both exact unicode utf.txt -k echo '{}' '{.}'
 run_both exact long_line long.txt -k wc -c
-run_both exact long_arg long.txt -k sh -c 'printf %s "$1" | wc -c' sh
+run_both exact long_arg long.txt -k -q sh -c 'printf %s "$1" | wc -c' sh
 run_both exact no_command $N -k ::: 'echo a' 'echo b; echo c'
 run_both exact stdin_cmds lines.txt -k -I ZZ echo 'ZZ'
 run_both sorted many seq200.txt -j4 echo
