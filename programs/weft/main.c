@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -1306,6 +1307,11 @@ int main(int argc, char **argv)
     o.delim = '\n';
     o.mem_bound = 4u << 20;
     prog = "weft";
+    /* --pipe moves megabytes per job through malloc'd buffers: keep freed
+     * ones in the heap for the next job instead of returning them to the
+     * kernel, which would make every job fault its pages in again */
+    mallopt(M_MMAP_THRESHOLD, 512 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     /* --mpi: every rank must reach weft_init before anything else */
     bool mpi = false;
     for (int i = 1; i < argc && !is_sep(argv[i]); i++)

@@ -35,6 +35,14 @@ int wt_job_encode(wt_buf *b, const wt_jobhdr *h, const char *cmd, size_t cmd_len
     hh.tag_len = tag_len;
     hh.in_len = in_len;
     b->len = 0;
+    /* one allocation of the exact size: a --pipe chunk is megabytes */
+    size_t need = sizeof magic + sizeof hh + cmd_len + tag_len + in_len + 1;
+    if (b->cap < need) {
+        char *np = realloc(b->p, need);
+        if (!np) return -1;
+        b->p = np;
+        b->cap = need;
+    }
     if (wt_buf_add(b, &magic, sizeof magic) || wt_buf_add(b, &hh, sizeof hh) ||
         wt_buf_add(b, cmd, cmd_len) || wt_buf_add(b, tag, tag_len) || wt_buf_add(b, in, in_len))
         return -1;
