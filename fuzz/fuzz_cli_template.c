@@ -89,7 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             wt_buf out = {0};
             if (wt_template_expand(&t, &a, (wt_xmode)x, x == 1, true, &out) == 0) {
                 if (!t.has_repl && nv == 0 &&
-                    (out.len != strlen(text) || memcmp(out.p, text, out.len))) abort();
+                    (out.len != strlen(text) || memcmp(out.p, text, out.len)))
+                    abort();
                 char **argv = NULL;
                 if (wt_shell_words(out.p, out.len, &argv) == 1) free(argv);
             }
