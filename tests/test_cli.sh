@@ -250,5 +250,34 @@ if [ -z "$filter" ] || [[ spill == *$filter* ]]; then
     fi
 fi
 
+# signals (weft's own behaviour, docs/cli.md): the first SIGINT lets the
+# running jobs finish and starts no more; the second SIGTERM kills them
+if [ -z "$filter" ] || [[ signals == *$filter* ]]; then
+    "$W" -j2 'sleep 1; echo {}' ::: 1 2 3 4 >sig1.out 2>/dev/null &
+    p=$!
+    # wait until both jobs run (their sleeps are the weft's grandchildren)
+    for _ in $(seq 100); do [ "$(pgrep -f '^sleep 1$' -P "$(pgrep -d, -P $p)" 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.05; done
+    kill -INT $p
+    wait $p
+    rc1=$?
+    got1=$(sort sig1.out | tr '\n' ' ')
+    "$W" -j2 'sleep 30; echo {}' ::: 1 2 3 >sig2.out 2>/dev/null &
+    p=$!
+    sleep 0.5
+    s=$(date +%s)
+    kill -TERM $p
+    sleep 0.2
+    kill -TERM $p
+    wait $p
+    rc2=$?
+    took=$(($(date +%s) - s))
+    if [ $rc1 = 130 ] && [ "$got1" = "1 2 " ] && [ $rc2 = 143 ] && [ $took -lt 10 ] && [ ! -s sig2.out ]; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1)); failed_names+=(signals)
+        echo "FAIL signals: first: rc $rc1 output '$got1' (want 130, '1 2 '); second: rc $rc2 after ${took}s (want 143, < 10 s)"
+    fi
+fi
+
 echo "test_cli: $pass passed, $fail failed ${failed_names[*]:-}"
 [ $fail = 0 ]
