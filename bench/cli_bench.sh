@@ -10,11 +10,16 @@
 #                   at their cost 100k take minutes; the unit is per job)
 #   cli_pipe_1gib   --pipe --block 16M wc -l over 1 GiB     GB/s
 #   cli_stream_10m  seq 10M | weft -N 10000 echo: max RSS   MiB (bounded memory)
-# Environment: WEFT_BIN (the weft program), REPS (default 3), TMPDIR.
+# Environment: WEFT_BIN (the weft program), REPS (default 3), TMPDIR;
+# CLI_BENCH_SMALL=1 shrinks every size 100x (a smoke run of the script).
 set -uo pipefail
 W=${WEFT_BIN:-$(dirname "$0")/../programs/weft}
 [ -x "$W" ] || { echo "cli_bench: weft not found (WEFT_BIN)" >&2; exit 1; }
 REPS=${REPS:-3}
+div=1
+[ "${CLI_BENCH_SMALL:-0}" = 1 ] && div=100
+n_true=$((2000 / div)) n_echo=$((100000 / div)) n_anchor=$((10000 / div))
+pipe_bytes=$((1073741824 / div)) n_stream=$((10000000 / div))
 T=$(mktemp -d "${TMPDIR:-/tmp}/weft-cli-bench.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 export HOME=$T/home PARALLEL_SHELL=/bin/sh
@@ -44,30 +49,30 @@ measure() {
     rows+=("{\"bench\": \"$bench\", \"system\": \"$system\", \"value\": $med, \"min\": $min, \"max\": $max, \"unit\": \"$unit\", \"reps\": $REPS}")
 }
 
-seq 2000 >"$T/s2k"
-seq 100000 >"$T/s100k"
-seq 10000 >"$T/s10k"
+seq $n_true >"$T/s2k"
+seq $n_echo >"$T/s100k"
+seq $n_anchor >"$T/s10k"
 cd "$T"
 
 # 2000 x true, -j2: ms per job
-measure cli_true_2000 weft ms/job "1000/2000" "'$W' -j2 true <s2k"
-[ $have_parallel = 1 ] && measure cli_true_2000 gnu_parallel ms/job "1000/2000" "parallel -j2 true <s2k"
-measure cli_true_2000 xargs_P2 ms/job "1000/2000" "xargs -P2 -n1 true <s2k"
-measure cli_true_2000 bash_loop ms/job "1000/2000" "while read -r x; do /bin/true \$x; done <s2k"
+measure cli_true_2000 weft ms/job "1000/$n_true" "'$W' -j2 true <s2k"
+[ $have_parallel = 1 ] && measure cli_true_2000 gnu_parallel ms/job "1000/$n_true" "parallel -j2 true <s2k"
+measure cli_true_2000 xargs_P2 ms/job "1000/$n_true" "xargs -P2 -n1 true <s2k"
+measure cli_true_2000 bash_loop ms/job "1000/$n_true" "while read -r x; do /bin/true \$x; done <s2k"
 
 # 100k x echo {} with -k, to a file
-measure cli_echo_100k weft ms/job "1000/100000" "'$W' -k echo {} <s100k >out.weft && [ \$(wc -l <out.weft) = 100000 ]"
-[ $have_parallel = 1 ] && measure cli_echo_100k gnu_parallel_10k ms/job "1000/10000" "parallel -k echo {} <s10k >out.gnu"
-measure cli_echo_100k xargs_P2_10k ms/job "1000/10000" "xargs -P2 -n1 echo <s10k >out.xargs"
-measure cli_echo_100k bash_loop_10k ms/job "1000/10000" "while read -r x; do /bin/echo \$x; done <s10k >out.loop"
+measure cli_echo_100k weft ms/job "1000/$n_echo" "'$W' -k echo {} <s100k >out.weft && [ \$(wc -l <out.weft) = $n_echo ]"
+[ $have_parallel = 1 ] && measure cli_echo_100k gnu_parallel_10k ms/job "1000/$n_anchor" "parallel -k echo {} <s10k >out.gnu"
+measure cli_echo_100k xargs_P2_10k ms/job "1000/$n_anchor" "xargs -P2 -n1 echo <s10k >out.xargs"
+measure cli_echo_100k bash_loop_10k ms/job "1000/$n_anchor" "while read -r x; do /bin/echo \$x; done <s10k >out.loop"
 
 # --pipe over 1 GiB (needs 1 GiB in TMPDIR)
 avail=$(df -Pk . | awk 'NR==2 {print $4}')
-if [ "${avail:-0}" -gt $((1100 * 1024)) ]; then
-    yes 'the quick brown fox jumps over the lazy dog 0123456789' | head -c 1073741824 >big
-    measure cli_pipe_1gib weft GB/s_inv "1" "'$W' --pipe --block 16M wc -l <big"
-    [ $have_parallel = 1 ] && measure cli_pipe_1gib gnu_parallel GB/s_inv "1" "parallel --pipe --block 16M wc -l <big"
-    measure cli_pipe_1gib cat_wc GB/s_inv "1" "wc -l <big"
+if [ "${avail:-0}" -gt $((pipe_bytes / 1024 + 100 * 1024)) ]; then
+    yes 'the quick brown fox jumps over the lazy dog 0123456789' | head -c $pipe_bytes >big
+    measure cli_pipe_1gib weft GB/s_inv "1073741824/$pipe_bytes" "'$W' --pipe --block 16M wc -l <big"
+    [ $have_parallel = 1 ] && measure cli_pipe_1gib gnu_parallel GB/s_inv "1073741824/$pipe_bytes" "parallel --pipe --block 16M wc -l <big"
+    measure cli_pipe_1gib cat_wc GB/s_inv "1073741824/$pipe_bytes" "wc -l <big"
     rm -f big
     # seconds per GiB -> GB/s for the rows just added
     for i in "${!rows[@]}"; do
@@ -90,10 +95,10 @@ else
 fi
 
 # memory while streaming 10M lines: max RSS of weft
-rss=$( { seq 10000000 | /usr/bin/time -f '%M' "$W" -k -N 10000 echo >/dev/null; } 2>&1 | tail -1)
+rss=$( { seq $n_stream | /usr/bin/time -f '%M' "$W" -k -N 10000 echo >/dev/null; } 2>&1 | tail -1)
 echo "cli_stream_10m   weft           max RSS ${rss} KiB"
 rows+=("{\"bench\": \"cli_stream_10m\", \"system\": \"weft\", \"value\": $(echo "$rss / 1024" | bc -l | xargs printf '%.1f'), \"unit\": \"MiB max RSS\", \"reps\": 1}")
-rss=$( { seq 10000000 | /usr/bin/time -f '%M' "$W" --pipe --block 1M wc -l >/dev/null; } 2>&1 | tail -1)
+rss=$( { seq $n_stream | /usr/bin/time -f '%M' "$W" --pipe --block 1M wc -l >/dev/null; } 2>&1 | tail -1)
 echo "cli_stream_10m   weft --pipe    max RSS ${rss} KiB"
 rows+=("{\"bench\": \"cli_stream_10m_pipe\", \"system\": \"weft\", \"value\": $(echo "$rss / 1024" | bc -l | xargs printf '%.1f'), \"unit\": \"MiB max RSS\", \"reps\": 1}")
 
