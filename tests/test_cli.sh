@@ -102,7 +102,7 @@ printf "it's\na\"b\n\$HOME\nx;y\na|b\n\`id\`\n*\n~\n-n\n\\\\t\n(x)\n" >tricky.tx
 head -c 20000 /dev/zero | tr '\0' 'x' >long.txt
 echo >>long.txt
 seq 100000 >seq100k.txt
-seq 200 >seq200.txt
+seq 120 >seq120.txt
 seq 3000 >seq3k.txt
 
 run_both sorted basic $N echo ::: a b c
@@ -127,13 +127,13 @@ run_both exact colsep tsv.txt -k --colsep '\t' echo '{2}-{1}'
 run_both exact colsep_all tsv.txt -k -C '\t' echo
 run_both exact header_colsep tsv.txt -k --header : --colsep '\t' echo '{v}:{n}'
 run_both exact header_src $N -k --header : echo '{a}-{b}' ::: a 1 2 ::: b x y
-run_both exact n2 seq200.txt -k -N2 echo
-run_both exact n3_pos seq200.txt -k -N3 echo '{3} {1}'
-run_both exact n_small seq200.txt -k -n 4 echo
+run_both exact n2 seq120.txt -k -N2 echo
+run_both exact n3_pos seq120.txt -k -N3 echo '{3} {1}'
+run_both exact n_small seq120.txt -k -n 4 echo
 run_both exact N_last lines.txt -k -N2 echo '{1}|{2}'
-run_both words X seq200.txt -j2 -X echo pre{}post
+run_both words X seq120.txt -j2 -X echo pre{}post
 run_both words X3 nums.txt -j3 -X echo
-run_both words m seq200.txt -m echo
+run_both words m seq120.txt -m echo
 run_both words m_100k seq100k.txt -k -m echo
 run_both exact repl $N -k echo {} {.} {/} {//} {/.} {#} ::: /a/b.c/d.e.f a. .a a/.b /a/ a/b/ / ./x.y x.y/z noext
 run_both exact repl_empty $N -k echo '[{}]' '[{.}]' '[{/}]' '[{//}]' '[{/.}]' ::: ''
@@ -160,8 +160,8 @@ run_both exact long_line long.txt -k wc -c
 run_both exact long_arg long.txt -k -q sh -c 'printf %s "$1" | wc -c' sh
 run_both exact no_command $N -k ::: 'echo a' 'echo b; echo c'
 run_both exact stdin_cmds lines.txt -k -I ZZ echo 'ZZ'
-run_both sorted many seq200.txt -j4 echo
-run_both exact many_k seq200.txt -k -j4 echo
+run_both sorted many seq120.txt -j4 echo
+run_both exact many_k seq120.txt -k -j4 echo
 run_both exact echo_e $N -k echo -e ::: 'a\tb'
 run_both exact notfound $N nonexistent-command-weft ::: 1 2
 # --- running ------------------------------------------------------------
@@ -180,7 +180,7 @@ run_both exact verbose $N -v -k echo ::: a b
 run_both exact joblog $N -k --joblog @JL@ 'echo {}; exit {}' ::: 0 1 2 0
 run_both exact joblog_sig $N -k --joblog @JL@ 'kill -9 $$' ::: 1
 run_both exact exit_count $N 'exit {}' ::: 0 1 2 3 0
-run_both exact exit_many seq200.txt -j8 'exit 1'
+run_both exact exit_many seq120.txt -j8 'exit 1'
 run_both exact retries $N -k --retries 3 --joblog @JL@ 'echo x{}; exit 1' ::: a b
 run_both exact timeout $N -k --joblog @JL@ --timeout 1 'sleep {}; echo {}' ::: 0 3
 run_both exact halt_soon $N -j1 --halt soon,fail=1 'echo {}; exit {}' ::: 0 2 3 0
@@ -189,16 +189,16 @@ run_both exact halt_success $N -j1 --halt now,success=1 'echo {}; exit {}' ::: 1
 run_both exact halt_legacy $N -j1 --halt 1 'echo {}; exit {}' ::: 0 2 3 0
 run_both exact delay $N -k --delay 0.1 echo ::: a b c
 run_both exact dryrun $N --dry-run echo {} ::: 'a b' 'c;d'
-run_both exact dryrun_X seq200.txt --dry-run -j2 -X echo
-run_both sorted shuf seq200.txt --shuf echo
+run_both exact dryrun_X seq120.txt --dry-run -j2 -X echo
+run_both sorted shuf seq120.txt --shuf echo
 run_both exact pipe_cat seq3k.txt -k --pipe cat
 run_both exact pipe_block seq3k.txt -k --pipe --block 10k cat
 run_both sum pipe_wc seq100k.txt --pipe --block 100k 'wc -l'
-run_both exact pipe_L seq200.txt -k --pipe -L 7 --block 100 'wc -l'
+run_both exact pipe_L seq120.txt -k --pipe -L 7 --block 100 'wc -l'
 run_both exact pipe_recend comma.txt -k --pipe --recend , --block 1 cat
 run_both exact pipe_recstart tsv.txt -k --pipe --recstart foo --block 1 'cat; echo ---'
 run_both exact pipe_header tsv.txt -k --pipe --header : --block 1k 'cat; echo ---'
-run_both exact pipe_seq seq200.txt -k --pipe --block 1k 'echo {#}; wc -l'
+run_both exact pipe_seq seq120.txt -k --pipe --block 1k 'echo {#}; wc -l'
 
 # --- results, resume -----------------------------------------------------
 if [ -z "$filter" ] || [[ results == *$filter* ]]; then
