@@ -1185,7 +1185,8 @@ static bool pipe_next(pipe_in *p, opts *o, const char **data, size_t *len)
                 if (q >= block) break;
                 (void)step;
             }
-            if (p->eof && avail <= block) cut = avail;
+            /* at the end, a last partial unit (-L 7: the 1 line left after
+             * 7) is a chunk of its own, as in GNU parallel */
         }
         if (cut == 0 || (cut < avail && p->eof == false && cut == 0)) {
             if (p->eof) {
