@@ -9,7 +9,6 @@
  * is the partitioning method's promise (docs/table.md). Built by
  * scripts/run-fuzz.sh (clang -fsanitize=fuzzer,address,undefined);
  * replay.c runs the same entry point over fuzz/corpus/csv in every ctest. */
-#define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
