@@ -85,18 +85,18 @@ static double ping_weft(void)
         uint64_t m;
         size_t n;
         for (long i = 0; i <= N_PING; i++) {
-            if (weft_channel_recv(c, &m, sizeof m, &n, 60)) _exit(3);
+            if (weft_channel_recv(c, 60, &m, sizeof m, &n)) _exit(3);
             if (weft_channel_send(c, &m, sizeof m, 60)) _exit(4);
         }
         _exit(0);
     }
     uint64_t m = 0, sum = 0;
     size_t n;
-    bool ok = weft_channel_send(ch, &m, 8, 60) == 0 && weft_channel_recv(ch, &m, 8, &n, 60) == 0;
+    bool ok = weft_channel_send(ch, &m, 8, 60) == 0 && weft_channel_recv(ch, 60, &m, 8, &n) == 0;
     double t0 = bench_now();
     for (long i = 1; ok && i <= N_PING; i++) {
         m = (uint64_t)i;
-        ok = weft_channel_send(ch, &m, 8, 60) == 0 && weft_channel_recv(ch, &m, 8, &n, 60) == 0;
+        ok = weft_channel_send(ch, &m, 8, 60) == 0 && weft_channel_recv(ch, 60, &m, 8, &n) == 0;
         sum += m;
     }
     double dt = bench_now() - t0;
@@ -171,7 +171,7 @@ static double tput_weft(void)
         size_t n;
         uint64_t sum = 0, k;
         for (long i = 0; i < N_TPUT; i++) {
-            if (weft_channel_recv(c, m, sizeof m, &n, 60) || n != 64) _exit(3);
+            if (weft_channel_recv(c, 60, m, sizeof m, &n) || n != 64) _exit(3);
             memcpy(&k, m, 8);
             sum += k;
         }
@@ -188,7 +188,7 @@ static double tput_weft(void)
     }
     uint64_t sum = 0;
     size_t n;
-    ok = ok && weft_channel_recv(ch, &sum, 8, &n, 60) == 0;
+    ok = ok && weft_channel_recv(ch, 60, &sum, 8, &n) == 0;
     double dt = bench_now() - t0;
     ok &= reap_ok(p, "channel_throughput weft");
     weft_channel_destroy(ch);
@@ -257,7 +257,7 @@ static double queue_weft(void)
         size_t n;
         uint64_t sum = 0, k;
         for (long i = 0; i < N_QUEUE; i++) {
-            if (weft_mpqueue_get(c, m, sizeof m, &n, 60) || n != 64) _exit(3);
+            if (weft_mpqueue_get(c, 60, m, sizeof m, &n) || n != 64) _exit(3);
             memcpy(&k, m, 8);
             sum += k;
         }
@@ -274,7 +274,7 @@ static double queue_weft(void)
     }
     uint64_t sum = 0;
     size_t n;
-    ok = ok && weft_mpqueue_get(ack, &sum, 8, &n, 60) == 0;
+    ok = ok && weft_mpqueue_get(ack, 60, &sum, 8, &n) == 0;
     double dt = bench_now() - t0;
     ok &= reap_ok(p, "mpqueue_throughput weft");
     weft_mpqueue_destroy(q);

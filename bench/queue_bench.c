@@ -137,7 +137,7 @@ static void *producer(void *arg)
         for (long i = 0; i < n; i += BATCH) {
             long k = n - i < BATCH ? n - i : BATCH;
             for (long j = 0; j < k; j++) b[j] = (void *)(first + (uintptr_t)(i + j));
-            if (weft_queue_put_many(H.wq, b, k, WEFT_FOREVER, NULL) != 0) {
+            if (weft_queue_put_many(H.wq, b, (size_t)k, WEFT_FOREVER, NULL) != 0) {
                 atomic_fetch_add(&H.errors, 1);
                 return NULL;
             }
@@ -160,17 +160,17 @@ static void *consumer(void *arg)
     if (H.sys == SYS_WEFT) {
         for (; got < n; got++) {
             void *item;
-            if (weft_queue_get(H.wq, &item, WEFT_FOREVER) != 0) break;
+            if (weft_queue_get(H.wq, WEFT_FOREVER, &item) != 0) break;
             sum += (uintptr_t)item;
         }
     } else if (H.sys == SYS_WEFT_BATCH) {
         void *b[BATCH];
         while (got < n) {
-            long k;
-            long want = n - got < BATCH ? n - got : BATCH;
-            if (weft_queue_get_many(H.wq, b, want, WEFT_FOREVER, &k) != 0) break;
-            for (long j = 0; j < k; j++) sum += (uintptr_t)b[j];
-            got += k;
+            size_t k;
+            size_t want = n - got < BATCH ? (size_t)(n - got) : BATCH;
+            if (weft_queue_get_many(H.wq, WEFT_FOREVER, b, want, &k) != 0) break;
+            for (size_t j = 0; j < k; j++) sum += (uintptr_t)b[j];
+            got += (long)k;
         }
     } else {
         for (; got < n; got++) sum += (uintptr_t)pq_get(&H.pq);
@@ -199,7 +199,7 @@ static double run(int sys, long capacity, int threads, long n, const char *what)
             return -1;
         }
     } else {
-        weft_queue_options o = {.capacity = capacity};
+        weft_queue_options o = {.capacity = (size_t)capacity};
         if (weft_queue_create(&o, &H.wq)) {
             bench_fail("%s: %s", what, weft_last_error());
             return -1;

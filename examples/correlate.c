@@ -113,14 +113,16 @@ WEFT_TASK_REGISTER(corr);
 /* best(p...): the pair with the largest |r| */
 static int best(weft_ctx *ctx, const void *in, size_t len)
 {
-    int n = weft_args_count(in, len);
+    size_t n;
+    int rc = weft_args_count(in, len, &n);
+    if (rc) return weft_ctx_fail(ctx, rc, "best: %s", weft_last_error());
     pair_best top = {-1, -1, -1};
-    for (int k = 0; k < n; k++) {
+    for (size_t k = 0; k < n; k++) {
         const void *d;
         size_t l;
         pair_best p;
-        if (weft_args_get(in, len, (size_t)k, &d, &l) || l != sizeof p)
-            return weft_ctx_fail(ctx, WEFT_EINVAL, "best: bad argument %d", k);
+        if (weft_args_get(in, len, k, &d, &l) || l != sizeof p)
+            return weft_ctx_fail(ctx, WEFT_EINVAL, "best: bad argument %zu", k);
         memcpy(&p, d, sizeof p);
         if (p.r > top.r) top = p;
     }

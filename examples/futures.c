@@ -67,8 +67,9 @@ int main(int argc, char **argv)
     weft_future *fs[4];
     bool done[4];
     for (int i = 0; i < 4; i++) fs[i] = submit_nap(ex, naps[i]);
-    rc = weft_wait(fs, 4, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER, done);
-    printf("2. first completed: %d finished (", rc);
+    size_t nd = 0;
+    rc = weft_wait(fs, 4, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER, done, &nd);
+    printf("2. first completed: %zu finished (", nd);
     for (int i = 0; i < 4; i++) printf("%s%d", i ? " " : "", done[i]);
     printf(")\n");
 
@@ -86,14 +87,16 @@ int main(int argc, char **argv)
         printf("\n");
         weft_as_completed_destroy(it);
     }
-    rc = weft_wait(fs, 4, WEFT_WAIT_ALL, 5.0, NULL); /* all done already: returns 4 */
-    printf("   wait all: %d finished\n", rc);
+    rc = weft_wait(fs, 4, WEFT_WAIT_ALL, 5.0, NULL, &nd); /* all done already: nd = 4 */
+    printf("   wait all: %zu finished\n", nd);
     for (int i = 0; i < 4; i++) weft_future_release(fs[i]);
 
     /* 4. Cancel: only a task that has not started can be cancelled. Fill both
      *    workers, then queue a third task: it is still pending. */
     weft_future *a = submit_nap(ex, 0.2), *b = submit_nap(ex, 0.2), *c = submit_nap(ex, 0.2);
-    while (!weft_future_running(a) || !weft_future_running(b)) {
+    /* (finished counts too: on a busy machine this thread may wake late) */
+    while (!(weft_future_running(a) || weft_future_done(a)) ||
+           !(weft_future_running(b) || weft_future_done(b))) {
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
     }

@@ -48,7 +48,7 @@ static int square_worker(weft_ipc_token work_tok, weft_ipc_token result_tok)
         return 1;
     long x;
     size_t len;
-    while (weft_mpqueue_get(work, &x, sizeof x, &len, 10) == 0) { /* WEFT_EOF ends it */
+    while (weft_mpqueue_get(work, 10, &x, sizeof x, &len) == 0) { /* WEFT_EOF ends it */
         long y = x * x;
         weft_mpqueue_put(results, &y, sizeof y, 10);
     }
@@ -63,7 +63,7 @@ static int responder(weft_ipc_token tok)
     char buf[64];
     size_t len;
     if (weft_channel_attach(&tok, &ch)) return 1;
-    if (weft_channel_recv(ch, buf, sizeof buf - 1, &len, 10) == 0) {
+    if (weft_channel_recv(ch, 10, buf, sizeof buf - 1, &len) == 0) {
         buf[len] = '\0';
         char reply[96];
         snprintf(reply, sizeof reply, "pong to '%s' from process %d", buf, (int)getpid());
@@ -115,7 +115,7 @@ int main(int argc, char **argv)
     long sum = 0, y;
     size_t len;
     for (int i = 0; i < 100; i++)
-        if (weft_mpqueue_get(results, &y, sizeof y, &len, 10) == 0) sum += y;
+        if (weft_mpqueue_get(results, 10, &y, sizeof y, &len) == 0) sum += y;
     if (wait_children(kids, 2)) return 1;
     printf("mpqueue: sum of squares 1..100 = %ld (expected 338350)\n", sum);
     weft_mpqueue_destroy(work);
@@ -127,12 +127,12 @@ int main(int argc, char **argv)
     if ((kids[0] = fork()) == 0) _exit(responder(tok));
     char buf[128];
     weft_channel_send(ch, "ping", 4, 10);
-    int rc = weft_channel_recv(ch, buf, sizeof buf - 1, &len, 10);
+    int rc = weft_channel_recv(ch, 10, buf, sizeof buf - 1, &len);
     if (rc == 0) {
         buf[len] = '\0';
         printf("channel: %s\n", buf);
     }
-    rc = weft_channel_recv(ch, buf, sizeof buf, &len, 10);
+    rc = weft_channel_recv(ch, 10, buf, sizeof buf, &len);
     printf("channel: then %s\n", weft_strerror(rc));
     weft_channel_destroy(ch);
     return wait_children(kids, 1) || rc != WEFT_EOF;

@@ -95,7 +95,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (clear) weft_memo_clear(memo);
-    weft_options o = WEFT_OPTIONS_INIT; /* the size tells weft the memo field is set */
+    weft_options o = WEFT_OPTIONS_INIT;
     o.memo = memo;
     weft_executor *ex;
     if ((rc = weft_executor_create(&o, &ex)) != 0) {

@@ -71,7 +71,7 @@ int main(void)
         const char *answer;
         snprintf(q, sizeof q, "%d %d\n", i, i + 1);
         if ((rc = weft_proc_write(bc, q, strlen(q), 5, NULL)) ||
-            (rc = weft_proc_read_line(bc, WEFT_PROC_STDOUT, &answer, NULL, 5))) {
+            (rc = weft_proc_read_line(bc, WEFT_PROC_STDOUT, 5, &answer, NULL))) {
             weft_proc_destroy(bc);
             return fail("popen dialogue", rc);
         }

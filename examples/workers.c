@@ -31,7 +31,7 @@ static void *worker(void *arg)
     long *handled = arg;
     for (;;) {
         void *item;
-        int rc = weft_queue_get(q, &item, WEFT_FOREVER);
+        int rc = weft_queue_get(q, WEFT_FOREVER, &item);
         if (rc == WEFT_ECLOSED) return NULL; /* shut down and drained */
         if (rc) {
             fprintf(stderr, "get: %s\n", weft_strerror(rc));
@@ -97,14 +97,14 @@ int main(void)
     for (int i = 0; i < 3; i++) {
         void *item;
         int64_t p;
-        weft_queue_get_prio(q, &item, &p, 0);
+        weft_queue_get_prio(q, 0, &item, &p);
         printf(" %s(%lld)", names[((job *)item)->n], (long long)p);
         free(item);
     }
     printf("\n");
     weft_queue_shutdown(q, WEFT_QUEUE_DISCARD); /* the 2 left go to free_job */
     void *item;
-    int rc = weft_queue_get(q, &item, WEFT_FOREVER);
+    int rc = weft_queue_get(q, WEFT_FOREVER, &item);
     printf("after discard: %d items freed, get says %s\n", freed, weft_strerror(rc));
     weft_queue_destroy(q);
     return bad == 0 && freed == 2 && rc == WEFT_ECLOSED ? 0 : 1;

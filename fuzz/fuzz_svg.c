@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * exercised too (width 0 = default, below, inside and above the range). */
     static const int widths[] = {0, 1, 640, 20001};
     static const int heights[] = {0, 5, 28, 401};
-    weft_svg_options o = {NULL, widths[size % 4], heights[(size / 4) % 4]};
+    weft_svg_options o = {.width = widths[size % 4], .lane_height = heights[(size / 4) % 4]};
     int rc = weft__svg_from_buffer((const char *)data, size, "the fuzz input", "/dev/null", &o);
     if (rc != 0 && rc != WEFT_EINVAL && rc != WEFT_ENOMEM) abort();
     return 0;

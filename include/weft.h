@@ -13,7 +13,13 @@
  * - Constructors hand the object back through an out-parameter; on failure
  *   the out-parameter is set to NULL.
  * - Options structs: the zero value means "defaults"; NULL is always valid.
- *   Fields are only ever appended.
+ *   Each starts with `size_t size` (the caller's sizeof; 0 = the layout of
+ *   weft 0.2; WEFT_<NAME>_INIT sets it): fields are only ever appended, a
+ *   shorter (older) struct is read as far as its size, a longer (newer) one
+ *   whose unknown fields are set is WEFT_ENOTSUP.
+ * - Argument order: object, inputs, timeout, outputs. Counts of items are
+ *   size_t; kinds and modes are typed enums; bit flags are unsigned.
+ * - Every _destroy and _fini returns int (0; NULL is a no-op).
  * - Timeouts are in seconds (double). WEFT_FOREVER waits without limit; 0
  *   polls; negative and NaN are WEFT_EINVAL.
  * - Every function states its ownership and thread-safety rules.
@@ -41,12 +47,12 @@ extern "C" {
 #endif
 
 #define WEFT_VERSION_MAJOR 0
-#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_MINOR 2
 #define WEFT_VERSION_PATCH 0
-#define WEFT_VERSION_STRING "0.1.0"
+#define WEFT_VERSION_STRING "0.2.0"
 
 /* weft_version() :
- * @return the library's version string, e.g. "0.1.0" (static storage).
+ * @return the library's version string, e.g. "0.2.0" (static storage).
  * Threads: safe from any thread. */
 WEFT_API const char *weft_version(void);
 
@@ -309,42 +315,16 @@ typedef enum weft_exit_mode {
  * only during the on_stall call). */
 typedef struct weft_stall_info {
     double stalled;     /* seconds since a task last finished */
-    int64_t pending;    /* tasks submitted and not finished */
+    size_t pending;     /* tasks submitted and not finished */
     int workers;        /* worker processes of the executor */
     const char *report; /* the text report: a summary line, then one line
                            per worker ("worker 1 (pid 42): task 'f' (index 7)
                            running for 3.2 s" or "... idle") */
 } weft_stall_info;
 
-typedef struct weft_options {
-    /* sizeof(weft_options) as the caller's header had it, so the struct can
-     * grow across library versions: the library reads only that many bytes
-     * (later fields take their defaults) and refuses, with WEFT_ENOTSUP, a
-     * larger struct whose unknown fields are set. 0 means the layout of
-     * weft 0.1 (WEFT_OPTIONS_SIZE_0_1). WEFT_OPTIONS_INIT sets it. */
-    size_t size;
-    /* Level of execution; 0 takes WEFT_BACKEND, else threads. */
-    weft_backend backend;
-    /* Worker count; 0 takes WEFT_WORKERS, else all online CPUs. Negative is
-     * WEFT_EINVAL. The serial backend always has 1. */
-    int workers;
-    /* Run once in each worker before any task (Python's pool initializer);
-     * its output bytes become the worker's state (weft_ctx_worker_state).
-     * If it fails in any worker, weft_executor_create fails with its code. */
-    weft_task_fn initializer;
-    const void *init_input; /* copied at creation */
-    size_t init_len;
-    /* Run once in each worker as it exits, with the worker's state as input. */
-    weft_task_fn finalizer;
-    /* Run seed for task seeds; 0 takes a fixed default, so runs repeat. */
-    uint64_t seed;
-    /* Chrome trace-event JSON written at destroy; NULL takes WEFT_TRACE. */
-    const char *trace_path;
-    /* Worker thread stack size in bytes; 0 = 8 MiB. At most 1 GiB (larger
-     * is WEFT_EINVAL); a size the system refuses is WEFT_EINVAL too. */
-    size_t stack_size;
-
-    /* ---- processes backend only (ignored by the others) ---- */
+/* Options of the processes backend (ignored by the others):
+ * weft_options.processes. */
+typedef struct weft_processes_options {
     /* Per-task time limit in seconds (0 or WEFT_FOREVER: none), counted
      * from when the task starts in its worker: a task still running after
      * it has its worker process killed and replaced, and fails with
@@ -372,16 +352,49 @@ typedef struct weft_options {
      * period came from WEFT_WATCHDOG. A watchdog with none of these is
      * WEFT_EINVAL (it would report to no one): weft never prints unasked. */
     double watchdog;
+    void (*on_stall)(void *arg, const weft_stall_info *info);
+    void *on_stall_arg;
     void (*watchdog_fn)(const char *report, void *arg);
     void *watchdog_arg;
+    bool watchdog_print;
+} weft_processes_options;
 
-    /* ---- mpi backend only ---- */
+/* Options of the mpi backend (ignored by the others): weft_options.mpi. */
+typedef struct weft_mpi_options {
     /* Hybrid mode: each worker rank runs the items of a batch on this many
      * threads of its own (ranks x threads); 0 takes WEFT_MPI_THREADS, else 1
      * (items run on the rank's main thread). */
-    int mpi_threads;
+    int threads;
+} weft_mpi_options;
 
-    /* ---- appended (fields are only ever appended) ---- */
+typedef struct weft_options {
+    /* sizeof(weft_options) as the caller's header had it, so the struct can
+     * grow across library versions: the library reads only that many bytes
+     * (later fields take their defaults) and refuses, with WEFT_ENOTSUP, a
+     * larger struct whose unknown fields are set, and with WEFT_EINVAL one
+     * smaller than its size field. 0 means the layout of weft 0.2
+     * (WEFT_OPTIONS_SIZE_0_2). WEFT_OPTIONS_INIT sets it. */
+    size_t size;
+    /* Level of execution; 0 takes WEFT_BACKEND, else threads. */
+    weft_backend backend;
+    /* Worker count; 0 takes WEFT_WORKERS, else all online CPUs. Negative is
+     * WEFT_EINVAL. The serial backend always has 1. */
+    int workers;
+    /* Run once in each worker before any task (Python's pool initializer);
+     * its output bytes become the worker's state (weft_ctx_worker_state).
+     * If it fails in any worker, weft_executor_create fails with its code. */
+    weft_task_fn initializer;
+    const void *init_input; /* copied at creation */
+    size_t init_len;
+    /* Run once in each worker as it exits, with the worker's state as input. */
+    weft_task_fn finalizer;
+    /* Run seed for task seeds; 0 takes a fixed default, so runs repeat. */
+    uint64_t seed;
+    /* Chrome trace-event JSON written at destroy; NULL takes WEFT_TRACE. */
+    const char *trace_path;
+    /* Worker thread stack size in bytes; 0 = 8 MiB. At most 1 GiB (larger
+     * is WEFT_EINVAL); a size the system refuses is WEFT_EINVAL too. */
+    size_t stack_size;
     /* What happens to this executor when the program leaves main() or calls
      * exit() while it is still alive (docs/api.md "Exit behaviour"). */
     weft_exit_mode exit_mode;
@@ -389,20 +402,20 @@ typedef struct weft_options {
      * waits without limit, like Python's concurrent.futures. Work still
      * queued or running when it passes is dropped. */
     double exit_timeout;
-    /* processes: the watchdog's callback and printing (see `watchdog`) */
-    void (*on_stall)(void *arg, const weft_stall_info *info);
-    void *on_stall_arg;
-    bool watchdog_print;
     /* A memo (weft/memo.h) that calls flagged WEFT_SUBMIT_MEMO,
      * WEFT_MAP_MEMO or WEFT_COMPUTE_MEMO consult before running and fill
-     * after; NULL = none. Borrowed: close it after the executor. Needs the
-     * options' size to include it (WEFT_OPTIONS_INIT). */
+     * after; NULL = none. Borrowed: close it after the executor. */
     weft_memo *memo;
-    /* (new fields go here; a caller's size tells which it knows) */
+    /* Backend-only options, ignored by the other backends. */
+    weft_processes_options processes;
+    weft_mpi_options mpi;
+    /* New fields are appended here, after the last group (a new field of
+     * the last group goes at its end); a caller's size tells which it
+     * knows. */
 } weft_options;
 
-/* The size of weft_options in weft 0.1: what a size of 0 stands for. */
-#define WEFT_OPTIONS_SIZE_0_1 (offsetof(weft_options, watchdog_print) + sizeof(bool))
+/* The size of weft_options in weft 0.2: what a size of 0 stands for. */
+#define WEFT_OPTIONS_SIZE_0_2 (offsetof(weft_options, mpi) + sizeof(weft_mpi_options))
 /* An initializer that records this header's size: weft_options o = WEFT_OPTIONS_INIT; */
 #define WEFT_OPTIONS_INIT            \
     {                                \
@@ -481,6 +494,7 @@ enum {
 };
 
 typedef struct weft_submit_options {
+    size_t size;    /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
     unsigned flags; /* WEFT_SUBMIT_* */
     int retries;    /* re-run a task that returned an error up to this many times */
     bool has_index; /* use `index` below instead of the submission number */
@@ -488,6 +502,11 @@ typedef struct weft_submit_options {
     double timeout; /* processes backend: time limit of this task in seconds
                        (0: the executor's task_timeout; < 0: none) */
 } weft_submit_options;
+/* weft_submit_options o = WEFT_SUBMIT_OPTIONS_INIT; records this header's size */
+#define WEFT_SUBMIT_OPTIONS_INIT            \
+    {                                       \
+        .size = sizeof(weft_submit_options) \
+    }
 
 /* weft_submit() :
  * Queues `fn(in[0..len))` on `ex` (input copied) and returns its future.
@@ -620,11 +639,11 @@ typedef enum weft_wait_mode {
  * `done` is not NULL, sets done[i] to whether fs[i] is finished. NULL
  * entries count as finished; a future given several times counts at each
  * of its positions. A task waiting here helps as weft_future_wait.
- * Threads: safe from any thread.
- * @return the number of finished futures (>= 0) when `mode` is met,
- * WEFT_ETIMEDOUT, WEFT_EINVAL, WEFT_ENOMEM. */
+ * `*ndone` (may be NULL) gets the number of finished futures, also on
+ * WEFT_ETIMEDOUT. Threads: safe from any thread.
+ * @return 0 when `mode` is met, WEFT_ETIMEDOUT, WEFT_EINVAL, WEFT_ENOMEM. */
 WEFT_API int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, double timeout,
-                       bool *done);
+                       bool *done, size_t *ndone);
 
 typedef struct weft_as_completed weft_as_completed;
 
@@ -646,8 +665,10 @@ WEFT_API int weft_as_completed_create(weft_future *const *fs, size_t n, weft_as_
 WEFT_API int weft_as_completed_next(weft_as_completed *it, double timeout, weft_future **f,
                                     size_t *index);
 
-/* weft_as_completed_destroy() : frees the iterator and its references. */
-WEFT_API void weft_as_completed_destroy(weft_as_completed *it);
+/* weft_as_completed_destroy() : frees the iterator and its references.
+ * NULL is a no-op. Threads: the iterating thread, after the last next.
+ * @return 0. */
+WEFT_API int weft_as_completed_destroy(weft_as_completed *it);
 
 /* ------------------------------------------------------------------------
  * Map
@@ -682,19 +703,33 @@ typedef int (*weft_result_cb)(void *arg, uint64_t index, int err, const void *ou
  * item's bytes must stay valid until the next call or the map's return. */
 typedef int (*weft_input_cb)(void *arg, uint64_t index, weft_buf *item);
 
+/* Whether weft_map, weft_parallel and weft_graph_compute draw a progress
+ * bar on stderr (their `progress` option; docs/progress.md). */
+typedef enum weft_show_progress {
+    WEFT_SHOW_PROGRESS_OFF = -1,    /* never (any negative value) */
+    WEFT_SHOW_PROGRESS_DEFAULT = 0, /* when WEFT_PROGRESS is set and not "0" */
+    WEFT_SHOW_PROGRESS_ON = 1,      /* always (any positive value) */
+} weft_show_progress;
+
 typedef struct weft_map_options {
-    unsigned flags;           /* WEFT_MAP_* */
-    size_t chunk_size;        /* items per task; 0 = automatic from measured durations */
-    int retries;              /* re-run an item that returned an error */
-    uint64_t seed;            /* run seed; 0 = the executor's */
-    size_t max_in_flight;     /* stream: items read but not delivered; 0 = 1024 * workers */
-    weft_result_cb on_result; /* optional: deliver results through this callback */
-    void *arg;                /* for on_result */
-    int progress;             /* progress bar on stderr: 0 = WEFT_PROGRESS, > 0 on, < 0 off */
-    double timeout;           /* deadline in seconds from the call; 0 or WEFT_FOREVER = none:
+    size_t size;       /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
+    unsigned flags;    /* WEFT_MAP_* */
+    size_t chunk_size; /* items per task; 0 = automatic from measured durations */
+    int retries;       /* re-run an item that returned an error */
+    uint64_t seed;     /* run seed; 0 = the executor's */
+    size_t max_in_flight;        /* stream: items read but not delivered; 0 = 1024 * workers */
+    weft_result_cb on_result;    /* optional: deliver results through this callback */
+    void *arg;                   /* for on_result */
+    weft_show_progress progress; /* progress bar on stderr (WEFT_SHOW_PROGRESS_*) */
+    double timeout;              /* deadline in seconds from the call; 0 or WEFT_FOREVER = none:
                                  items not started by then are WEFT_ECANCELLED, items
                                  running then finish, and the map returns WEFT_ETIMEDOUT */
 } weft_map_options;
+/* weft_map_options o = WEFT_MAP_OPTIONS_INIT; records this header's size */
+#define WEFT_MAP_OPTIONS_INIT            \
+    {                                    \
+        .size = sizeof(weft_map_options) \
+    }
 
 /* weft_map() :
  * Runs `fn` over `count` items of `item_size` bytes each, contiguous at
@@ -737,7 +772,7 @@ typedef struct weft_map_input {
 /* weft_map_zip() :
  * weft_map() over several inputs zipped, as Python's executor.map(fn, a, b):
  * item i calls `fn` once with item i of every input. The task reads them as
- * a graph task reads its arguments: weft_args_count(in, len) == ninputs and
+ * a graph task reads its arguments: weft_args_count(in, len, &count) gives count == ninputs and
  * weft_args_get(in, len, k, &data, &alen) gives item i of inputs[k] (the same
  * encoding on every backend). As Python's zip, the map stops at the shortest
  * input: it has min(inputs[k].count) items. Results, options, threads and
@@ -770,8 +805,8 @@ WEFT_API int weft_results_gather(const weft_results *r, void *dst, size_t elem_s
 WEFT_API const char *weft_results_error(const weft_results *r, size_t i);
 /* weft_results_failed() : the number of items that did not succeed. */
 WEFT_API size_t weft_results_failed(const weft_results *r);
-/* weft_results_destroy() : frees `r`; NULL is a no-op. */
-WEFT_API void weft_results_destroy(weft_results *r);
+/* weft_results_destroy() : frees `r`; NULL is a no-op. @return 0. */
+WEFT_API int weft_results_destroy(weft_results *r);
 
 /* ------------------------------------------------------------------------
  * Trace

@@ -59,6 +59,51 @@ int weft__timeout_ns(double timeout, int64_t *ns, const char *fn);
 /* A formatted message on the heap (free it), or NULL out of memory. */
 char *weft__vasprintf(const char *fmt, va_list ap);
 char *weft__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Counts the failures weft__err and weft__err_safe recorded on this thread
+ * (code < 0), so a task run can tell whether a weft call failed during it. */
+extern __thread unsigned weft__err_gen;
+
+/* ---- options structs that grow ------------------------------------------ */
+
+/* Reads a public options struct whose first member is `size_t size` (the
+ * caller's sizeof; 0 = `size0`, the layout of the version that introduced
+ * the size field, 0.2) into the zeroed local copy `dst` of `dst_size` bytes
+ * (this library's sizeof): copies min(size, dst_size) bytes, so fields the
+ * caller's header did not have keep their defaults, and sets dst's size to
+ * dst_size. `src` NULL gives the defaults. `what` names the struct and the
+ * call in messages ("weft_map: weft_map_options").
+ * @return 0; WEFT_EINVAL for a size smaller than the size field itself;
+ * WEFT_ENOTSUP for a larger struct (a newer header) that sets a field this
+ * library does not know (its tail bytes are not all zero). When a field is
+ * appended to a struct, the callers pass its 0.2 size as `size0`. */
+static inline int weft__opts_read(void *dst, size_t dst_size, const void *src, size_t size0,
+                                  const char *what)
+{
+    memset(dst, 0, dst_size);
+    if (src) {
+        size_t size;
+        memcpy(&size, src, sizeof size);
+        if (size == 0) size = size0;
+        if (size < sizeof(size_t))
+            return weft__err(WEFT_EINVAL,
+                             "%s: size %zu is smaller than the size field (set it to "
+                             "sizeof the struct, or 0)",
+                             what, size);
+        for (size_t i = dst_size; i < size; i++)
+            if (((const unsigned char *)src)[i])
+                return weft__err(WEFT_ENOTSUP,
+                                 "%s: the struct (size %zu) sets a field this library (weft "
+                                 "%s, size %zu) does not know",
+                                 what, size, WEFT_VERSION_STRING, dst_size);
+        memcpy(dst, src, size < dst_size ? size : dst_size);
+    }
+    memcpy(dst, &dst_size, sizeof dst_size);
+    return 0;
+}
+/* WEFT__OPTS_READ(local, user, what): weft__opts_read for a struct that
+ * has not grown since 0.2 (size 0 = this header's layout). */
+#define WEFT__OPTS_READ(local, user, what) \
+    weft__opts_read(&(local), sizeof(local), (user), sizeof(local), (what))
 
 /* ---- registry (registry.c) ---------------------------------------------- */
 

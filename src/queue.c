@@ -108,7 +108,7 @@ struct weft_queue {
     /* read-mostly: every call reads it; written only by sleepers and shutdown */
     uint32_t magic;
     int kind;
-    long capacity;
+    size_t capacity;
     bool asym; /* membarrier available: the waker's side needs no fence */
     weft_queue_free_fn free_item;
     void *free_arg;
@@ -201,7 +201,7 @@ static inline void wake(_Atomic uint32_t *word, int n)
  * cost more than the items. The thread that wakes clears `pending` and, if
  * it leaves items and sleepers behind, wakes the next one (chain_*). */
 static __attribute__((noinline)) void wake_pending(_Atomic uint32_t *word,
-                                                   _Atomic uint32_t *pending, long n)
+                                                   _Atomic uint32_t *pending, size_t n)
 {
     if (n == 1) {
         if (atomic_exchange_explicit(pending, 1, SC) == 1) return;
@@ -212,7 +212,7 @@ static __attribute__((noinline)) void wake_pending(_Atomic uint32_t *word,
     }
 }
 
-static inline void notify_putters(weft_queue *q, long n)
+static inline void notify_putters(weft_queue *q, size_t n)
 {
     if (q->capacity == 0) return; /* an unbounded put never waits */
     waker_fence(q);
@@ -230,7 +230,7 @@ static void discard_counted(weft_queue *q);
  * shutdown and discards what landed late itself (passing it to free_item
  * and counting it done, as the shutdown would have). Otherwise wakes up to
  * n sleeping getters. */
-static inline void put_landed(weft_queue *q, long n)
+static inline void put_landed(weft_queue *q, size_t n)
 {
     waker_fence(q);
     if (WEFT__UNLIKELY(q->kind == WEFT_QUEUE_FIFO &&
@@ -597,19 +597,16 @@ int weft_queue_create(const weft_queue_options *opts, weft_queue **out)
 {
     if (!out) return weft__err(WEFT_EINVAL, "weft_queue_create: out is NULL");
     *out = NULL;
-    weft_queue_options o = {0};
-    if (opts) o = *opts;
+    weft_queue_options o;
+    int orc = WEFT__OPTS_READ(o, opts, "weft_queue_create: weft_queue_options");
+    if (orc) return orc;
     if (o.kind != WEFT_QUEUE_FIFO && o.kind != WEFT_QUEUE_LIFO && o.kind != WEFT_QUEUE_PRIORITY)
         return weft__err(WEFT_EINVAL,
                          "weft_queue_create: kind %d is not WEFT_QUEUE_FIFO, _LIFO or _PRIORITY",
-                         o.kind);
-    if (o.capacity < 0)
-        return weft__err(WEFT_EINVAL,
-                         "weft_queue_create: capacity %ld is negative (0 means unbounded)",
-                         o.capacity);
+                         (int)o.kind);
     if (o.kind == WEFT_QUEUE_FIFO && (uint64_t)o.capacity > RING_MAX_SLOTS)
         return weft__err(WEFT_ENOMEM,
-                         "weft_queue_create: capacity %ld is too large: a bounded FIFO allocates "
+                         "weft_queue_create: capacity %zu is too large: a bounded FIFO allocates "
                          "its %zu-byte slots at once, and at most %llu fit the address space",
                          o.capacity, sizeof(slot), (unsigned long long)RING_MAX_SLOTS);
     weft_queue *q = aligned_alloc(WEFT__CACHELINE, sizeof *q);
@@ -628,8 +625,8 @@ int weft_queue_create(const weft_queue_options *opts, weft_queue **out)
         if (!r) {
             free(q);
             return weft__err(WEFT_ENOMEM,
-                             "weft_queue_create: cannot allocate %ld slots (capacity %ld)",
-                             o.capacity > 0 ? o.capacity : (long)FIFO_FIRST, o.capacity);
+                             "weft_queue_create: cannot allocate %zu slots (capacity %zu)",
+                             o.capacity > 0 ? o.capacity : (size_t)FIFO_FIRST, o.capacity);
         }
         q->first = r;
         atomic_init(&q->tail_ring, r);
@@ -919,12 +916,12 @@ static inline int get_common(weft_queue *q, void **item, int64_t *prio, double t
     return rc;
 }
 
-int weft_queue_get(weft_queue *q, void **item, double timeout)
+int weft_queue_get(weft_queue *q, double timeout, void **item)
 {
     return get_common(q, item, NULL, timeout, "weft_queue_get");
 }
 
-int weft_queue_get_prio(weft_queue *q, void **item, int64_t *priority, double timeout)
+int weft_queue_get_prio(weft_queue *q, double timeout, void **item, int64_t *priority)
 {
     if (live(q) && q->kind != WEFT_QUEUE_PRIORITY)
         return weft__err(WEFT_EINVAL, "weft_queue_get_prio: the queue is not a PRIORITY queue");
@@ -938,12 +935,11 @@ int weft_queue_get_prio(weft_queue *q, void **item, int64_t *priority, double ti
  * Batches
  * ------------------------------------------------------------------------ */
 
-int weft_queue_put_many(weft_queue *q, void *const *items, long n, double timeout, long *nput)
+int weft_queue_put_many(weft_queue *q, void *const *items, size_t n, double timeout, size_t *nput)
 {
     static const char fn[] = "weft_queue_put_many";
     if (nput) *nput = 0;
     if (!live(q)) return bad_queue(q, fn);
-    if (n < 0) return weft__err(WEFT_EINVAL, "%s: n = %ld is negative", fn, n);
     if (n > 0 && !items) return weft__err(WEFT_EINVAL, "%s: items is NULL", fn);
     int64_t ns;
     int rc = weft__timeout_ns(timeout, &ns, fn);
@@ -951,7 +947,7 @@ int weft_queue_put_many(weft_queue *q, void *const *items, long n, double timeou
     if (atomic_load_explicit(&q->state, ACQ) != ST_OPEN)
         return weft__err(WEFT_ECLOSED, "%s: the queue is shut down", fn);
     uint64_t deadline = weft__deadline(ns);
-    long i = 0, pending = 0;
+    size_t i = 0, pending = 0;
     rc = 0;
     while (i < n) {
         if (WEFT__UNLIKELY(atomic_load_explicit(&q->state, RLX) != ST_OPEN)) {
@@ -983,16 +979,16 @@ int weft_queue_put_many(weft_queue *q, void *const *items, long n, double timeou
     return i == n ? 0 : rc;
 }
 
-int weft_queue_get_many(weft_queue *q, void **items, long max, double timeout, long *ngot)
+int weft_queue_get_many(weft_queue *q, double timeout, void **items, size_t max, size_t *ngot)
 {
     static const char fn[] = "weft_queue_get_many";
     if (ngot) *ngot = 0;
     if (!live(q)) return bad_queue(q, fn);
     if (!items || !ngot) return weft__err(WEFT_EINVAL, "%s: items or ngot is NULL", fn);
-    if (max < 1) return weft__err(WEFT_EINVAL, "%s: max = %ld, must be >= 1", fn, max);
+    if (max < 1) return weft__err(WEFT_EINVAL, "%s: max is 0, must be >= 1", fn);
     int rc = get_common(q, &items[0], NULL, timeout, fn);
     if (rc) return rc;
-    long got = 1;
+    size_t got = 1;
     while (got < max) {
         if (atomic_load_explicit(&q->state, ACQ) == ST_DISCARD) break;
         if (try_get(q, &items[got], NULL) != 0) break; /* empty or busy */
@@ -1007,10 +1003,10 @@ int weft_queue_get_many(weft_queue *q, void **items, long max, double timeout, l
  * task_done, join
  * ------------------------------------------------------------------------ */
 
-int weft_queue_task_done(weft_queue *q, long n)
+int weft_queue_task_done(weft_queue *q, size_t n)
 {
     if (!live(q)) return bad_queue(q, "weft_queue_task_done");
-    if (n < 1) return weft__err(WEFT_EINVAL, "weft_queue_task_done: n = %ld, must be >= 1", n);
+    if (n < 1) return weft__err(WEFT_EINVAL, "weft_queue_task_done: n is 0, must be >= 1");
     uint64_t d = atomic_load_explicit(&q->done, RLX);
     uint64_t puts;
     do {
@@ -1055,14 +1051,14 @@ int weft_queue_join(weft_queue *q, double timeout)
  * Shutdown, snapshots
  * ------------------------------------------------------------------------ */
 
-int weft_queue_shutdown(weft_queue *q, int mode)
+int weft_queue_shutdown(weft_queue *q, weft_queue_shutdown_mode mode)
 {
     if (!live(q)) return bad_queue(q, "weft_queue_shutdown");
     if (mode != WEFT_QUEUE_DRAIN && mode != WEFT_QUEUE_DISCARD)
         return weft__err(WEFT_EINVAL,
                          "weft_queue_shutdown: mode %d is not WEFT_QUEUE_DRAIN or "
                          "WEFT_QUEUE_DISCARD",
-                         mode);
+                         (int)mode);
     uint32_t want = mode == WEFT_QUEUE_DISCARD ? ST_DISCARD : ST_DRAIN;
     uint32_t s = atomic_load_explicit(&q->state, RLX);
     while (s < want && !atomic_compare_exchange_weak_explicit(&q->state, &s, want, SC, RLX)) {
@@ -1078,11 +1074,11 @@ int weft_queue_shutdown(weft_queue *q, int mode)
     return 0;
 }
 
-long weft_queue_size(const weft_queue *q)
+size_t weft_queue_size(const weft_queue *q)
 {
-    if (!live(q)) return bad_queue(q, "weft_queue_size");
+    if (!live(q)) return (void)bad_queue(q, "weft_queue_size"), 0;
     uint64_t g = total_gets(q), p = total_puts(q);
-    long n = p > g ? (long)(p - g) : 0;
+    size_t n = p > g ? (size_t)(p - g) : 0;
     if (q->capacity > 0 && n > q->capacity) n = q->capacity;
     return n;
 }
@@ -1097,17 +1093,17 @@ bool weft_queue_full(const weft_queue *q)
     return live(q) && q->capacity > 0 && weft_queue_size(q) >= q->capacity;
 }
 
-long weft_queue_capacity(const weft_queue *q)
+size_t weft_queue_capacity(const weft_queue *q)
 {
-    if (!live(q)) return bad_queue(q, "weft_queue_capacity");
+    if (!live(q)) return (void)bad_queue(q, "weft_queue_capacity"), 0;
     return q->capacity;
 }
 
-long weft_queue_unfinished(const weft_queue *q)
+size_t weft_queue_unfinished(const weft_queue *q)
 {
-    if (!live(q)) return bad_queue(q, "weft_queue_unfinished");
+    if (!live(q)) return (void)bad_queue(q, "weft_queue_unfinished"), 0;
     uint64_t d = atomic_load_explicit(&((weft_queue *)q)->done, ACQ), p = total_puts(q);
-    return p > d ? (long)(p - d) : 0;
+    return p > d ? (size_t)(p - d) : 0;
 }
 
 bool weft_queue_is_shutdown(const weft_queue *q)

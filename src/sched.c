@@ -398,10 +398,8 @@ int weft_sched_create(const weft_sched_options *opts, weft_sched **out)
     if (!out) return weft__err(WEFT_EINVAL, "weft_sched_create: out is NULL");
     *out = NULL;
     weft_sched_options o;
-    if (opts)
-        o = *opts;
-    else
-        memset(&o, 0, sizeof o);
+    int orc = WEFT__OPTS_READ(o, opts, "weft_sched_create: weft_sched_options");
+    if (orc) return orc;
     if (o.on_submit && !o.executor)
         return weft__err(WEFT_EINVAL, "weft_sched_create: on_submit is set but executor is NULL");
     weft_sched *s = calloc(1, sizeof *s);
@@ -457,6 +455,10 @@ int weft_sched_enter_ex(weft_sched *s, const weft_sched_event *ev, weft_sched_id
     if (id) *id = 0;
     if (!s) return weft__err(WEFT_EINVAL, "%s: scheduler is NULL", F);
     if (!ev) return weft__err(WEFT_EINVAL, "%s: event is NULL", F);
+    weft_sched_event evl;
+    int orc = WEFT__OPTS_READ(evl, ev, "weft_sched_enter_ex: weft_sched_event");
+    if (orc) return orc;
+    ev = &evl;
     if (!ev->fn == !ev->task)
         return weft__err(WEFT_EINVAL, "%s: set exactly one of fn (inline) and task (executor)", F);
     if (ev->task && !s->ex)

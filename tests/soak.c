@@ -989,8 +989,10 @@ static void round_submit(sub *s, int b, bool shutdown)
                 its[i].cancelled = true;
         int mode = (int)rnd(s, 3);
         if (mode == 1) {
-            int w = weft_wait(fs, n, WEFT_WAIT_ALL, cfg.bound, NULL);
-            if (w != (int)n && w != WEFT_ETIMEDOUT) {
+            size_t nd = 0;
+            int w = weft_wait(fs, n, WEFT_WAIT_ALL, cfg.bound, NULL, &nd);
+            if (w == 0 && nd != n) w = WEFT_ETASK;
+            if (w != 0 && w != WEFT_ETIMEDOUT) {
                 atomic_fetch_add(&n_wrong_other, 1);
                 logf_("WRONG CODE weft_wait(ALL) of %zu futures on %s returned %d", n,
                       backend_name[b], w);
@@ -1280,10 +1282,11 @@ static int create_executors(void)
             o.backend = WEFT_BACKEND_THREADS;
         } else {
             o.backend = WEFT_BACKEND_PROCESSES;
-            o.task_timeout = cfg.task_timeout;
-            if (cfg.mem_mib > 0 && !SOAK_SANITIZED) o.memory_limit = (size_t)cfg.mem_mib << 20;
-            o.watchdog = cfg.watchdog;
-            o.watchdog_fn = on_stall;
+            o.processes.task_timeout = cfg.task_timeout;
+            if (cfg.mem_mib > 0 && !SOAK_SANITIZED)
+                o.processes.memory_limit = (size_t)cfg.mem_mib << 20;
+            o.processes.watchdog = cfg.watchdog;
+            o.processes.watchdog_fn = on_stall;
         }
         int rc = weft_executor_create(&o, &EX[b]);
         if (rc) {

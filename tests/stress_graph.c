@@ -16,14 +16,15 @@ static uint64_t mix(uint64_t h, uint64_t v)
  * value is 0 mod 97 (a literal chosen so by the test) */
 static int hnode(weft_ctx *ctx, const void *in, size_t len)
 {
-    int n = weft_args_count(in, len);
-    if (n < 0) return n;
+    size_t n;
+    int rc0 = weft_args_count(in, len, &n);
+    if (rc0) return rc0;
     uint64_t h = 0x1234;
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         const void *d;
         size_t l;
-        if (weft_args_get(in, len, (size_t)i, &d, &l) || l != 8)
-            return weft_ctx_fail(ctx, WEFT_EINVAL, "bad argument %d", i);
+        if (weft_args_get(in, len, i, &d, &l) || l != 8)
+            return weft_ctx_fail(ctx, WEFT_EINVAL, "bad argument %zu", i);
         uint64_t v;
         memcpy(&v, d, 8);
         if (i == 0 && v == 97 * 1000) return weft_ctx_fail(ctx, WEFT_ETASK, "planted failure");

@@ -124,7 +124,7 @@ static int child_main(int argc, char **argv)
         if (weft_mpqueue_attach(&t1, &q)) CHILD_FAIL("attach");
         for (uint64_t i = 0;; i++) {
             size_t n;
-            int rc = weft_mpqueue_get(q, buf, sizeof buf, &n, i % 4 == 0 ? 0.001 : 60);
+            int rc = weft_mpqueue_get(q, i % 4 == 0 ? 0.001 : 60, buf, sizeof buf, &n);
             if (rc == WEFT_ETIMEDOUT && i % 4 == 0) continue;
             if (rc == WEFT_EOF) break;
             if (rc) CHILD_FAIL("get %d", rc);
@@ -139,7 +139,7 @@ static int child_main(int argc, char **argv)
         if (weft_channel_attach(&t1, &ch)) CHILD_FAIL("attach");
         for (;;) {
             size_t n;
-            int rc = weft_channel_recv(ch, buf, sizeof buf, &n, 60);
+            int rc = weft_channel_recv(ch, 60, buf, sizeof buf, &n);
             if (rc == WEFT_EOF) break;
             if (rc) CHILD_FAIL("recv %d", rc);
             uint64_t s = msg_sum(buf, n);
@@ -265,7 +265,7 @@ TEST(stress_channels_to_many_children)
                 }
             }
             size_t len;
-            int rc = weft_channel_recv(ch[i], buf, sizeof buf, &len, 0);
+            int rc = weft_channel_recv(ch[i], 0, buf, sizeof buf, &len);
             if (rc == 0) {
                 uint64_t s = msg_sum(buf, len);
                 uint64_t id, kk;

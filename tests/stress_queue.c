@@ -34,11 +34,11 @@ static void *producer(void *arg)
         uintptr_t v = first + (uintptr_t)i;
         switch (i % 4) {
         case 0: { /* a batch */
-            long k = S.per - i < 16 ? S.per - i : 16;
-            for (long j = 0; j < k; j++) batch[j] = (void *)(v + (uintptr_t)j);
-            long n = 0;
+            size_t k = S.per - i < 16 ? (size_t)(S.per - i) : 16;
+            for (size_t j = 0; j < k; j++) batch[j] = (void *)(v + (uintptr_t)j);
+            size_t n = 0;
             rc = weft_queue_put_many(S.q, batch, k, WEFT_FOREVER, &n);
-            i += n;
+            i += (long)n;
             if (rc == 0) continue;
             break;
         }
@@ -87,9 +87,9 @@ static void *consumer(void *arg)
         void *p;
         switch (i % 4) {
         case 0: {
-            long n = 0;
-            rc = weft_queue_get_many(S.q, batch, 16, WEFT_FOREVER, &n);
-            for (long j = 0; j < n; j++) take(batch[j]);
+            size_t n = 0;
+            rc = weft_queue_get_many(S.q, WEFT_FOREVER, batch, 16, &n);
+            for (size_t j = 0; j < n; j++) take(batch[j]);
             if (rc == 0) {
                 CHECK(n >= 1);
                 if (n > 0) CHECK_OK(weft_queue_task_done(S.q, n));
@@ -98,14 +98,14 @@ static void *consumer(void *arg)
             break;
         }
         case 1:
-            while ((rc = weft_queue_get(S.q, &p, 0)) == WEFT_EAGAIN) sched_yield();
+            while ((rc = weft_queue_get(S.q, 0, &p)) == WEFT_EAGAIN) sched_yield();
             break;
         case 2:
-            while ((rc = weft_queue_get(S.q, &p, 0.001)) == WEFT_ETIMEDOUT) {
+            while ((rc = weft_queue_get(S.q, 0.001, &p)) == WEFT_ETIMEDOUT) {
             }
             break;
         default:
-            rc = weft_queue_get(S.q, &p, WEFT_FOREVER);
+            rc = weft_queue_get(S.q, WEFT_FOREVER, &p);
             break;
         }
         if (rc == WEFT_ECLOSED) return NULL;
@@ -120,7 +120,7 @@ static void *consumer(void *arg)
 }
 
 /* Moves 1M / `div` items (times the scale) through a queue of `kind`. */
-static void run(int kind, long capacity, long div, const char *name)
+static void run(int kind, size_t capacity, long div, const char *name)
 {
     int n = check_arg_threads(8);
     long total = (long)check_scaled(1000000 / (size_t)div, 20000);

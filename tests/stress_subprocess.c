@@ -58,7 +58,7 @@ static void one(int id, long i)
         memset(&r, 0, sizeof r);
         rc = weft_popen(ARGV("cat"), &o, &p);
         if (!rc) rc = weft_proc_write(p, line, strlen(line), 30, NULL);
-        if (!rc) rc = weft_proc_read_line(p, WEFT_PROC_STDOUT, &got, NULL, 30);
+        if (!rc) rc = weft_proc_read_line(p, WEFT_PROC_STDOUT, 30, &got, NULL);
         if (!rc && strcmp(got, line)) rc = WEFT_EINVAL;
         if (!rc) rc = weft_proc_close_stdin(p);
         if (!rc) rc = weft_proc_wait(p, 30, &r);

@@ -54,7 +54,7 @@ TEST(null_arguments)
     CHECK_ERR(weft_future_result(NULL, 0, NULL, NULL), WEFT_EINVAL);
     CHECK_ERR(weft_future_cancel(NULL), WEFT_EINVAL);
     CHECK_ERR(weft_future_on_done(NULL, NULL, NULL), WEFT_EINVAL);
-    CHECK_ERR(weft_wait(NULL, 2, WEFT_WAIT_ALL, 0, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_wait(NULL, 2, WEFT_WAIT_ALL, 0, NULL, NULL), WEFT_EINVAL);
     weft_as_completed *it = (weft_as_completed *)1;
     CHECK_ERR(weft_as_completed_create(NULL, 1, &it), WEFT_EINVAL);
     weft_future *fp;
@@ -81,10 +81,30 @@ TEST(null_arguments)
     /* no-ops */
     weft_future_retain(NULL);
     weft_future_release(NULL);
-    weft_results_destroy(NULL);
-    weft_as_completed_destroy(NULL);
+    CHECK_OK(weft_results_destroy(NULL));
+    CHECK_OK(weft_as_completed_destroy(NULL));
     CHECK_OK(weft_executor_destroy(NULL));
     CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* Every _destroy and _fini returns int, and NULL is a no-op returning 0. */
+TEST(destroy_null_returns_zero)
+{
+    CHECK_OK(weft_executor_destroy(NULL));
+    CHECK_OK(weft_results_destroy(NULL));
+    CHECK_OK(weft_as_completed_destroy(NULL));
+    CHECK_OK(weft_graph_destroy(NULL));
+    CHECK_OK(weft_progress_destroy(NULL));
+    CHECK_OK(weft_proc_destroy(NULL));
+    CHECK_OK(weft_run_result_fini(NULL));
+    CHECK_OK(weft_queue_destroy(NULL));
+    CHECK_OK(weft_sched_destroy(NULL));
+    CHECK_OK(weft_timer_destroy(NULL));
+    CHECK_OK(weft_shm_destroy(NULL));
+    CHECK_OK(weft_channel_destroy(NULL));
+    CHECK_OK(weft_mpqueue_destroy(NULL));
+    weft_run_result zeroed = {0};
+    CHECK_OK(weft_run_result_fini(&zeroed));
 }
 
 TEST(unknown_backend_name)
@@ -137,7 +157,7 @@ TEST(nan_and_negative_timeouts)
         CHECK_ERR(weft_future_wait(g, bad[i]), WEFT_EINVAL);
         CHECK_ERR(weft_future_result(g, bad[i], NULL, NULL), WEFT_EINVAL);
         weft_future *fs[1] = {g};
-        CHECK_ERR(weft_wait(fs, 1, WEFT_WAIT_ALL, bad[i], NULL), WEFT_EINVAL);
+        CHECK_ERR(weft_wait(fs, 1, WEFT_WAIT_ALL, bad[i], NULL, NULL), WEFT_EINVAL);
         weft_as_completed *it = NULL;
         if (weft_as_completed_create(fs, 1, &it) == 0) {
             weft_future *f;
@@ -229,7 +249,7 @@ TEST(bad_enum_values)
     weft_future *f;
     REQUIRE_OK(weft_submit(ex, echo, "a", 1, &f));
     weft_future *fs[1] = {f};
-    CHECK_ERR(weft_wait(fs, 1, (weft_wait_mode)9, 1.0, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_wait(fs, 1, (weft_wait_mode)9, 1.0, NULL, NULL), WEFT_EINVAL);
     weft_future_release(f);
     weft_options o = {0};
     o.backend = (weft_backend)77;

@@ -1171,7 +1171,7 @@ TEST(exit_mode_and_timeout_are_checked)
  * and the fields it lacks take their defaults. */
 TEST(options_of_an_older_size_work)
 {
-    size_t old = offsetof(weft_options, exit_mode); /* before exit_mode was appended */
+    size_t old = offsetof(weft_options, exit_mode); /* a header without exit_mode and later */
     weft_options full = {.size = old, .backend = WEFT_BACKEND_THREADS, .workers = 3};
     full.exit_mode = WEFT_EXIT_NONE; /* past `old`: must not be read */
     void *o = malloc(old);
@@ -1185,7 +1185,7 @@ TEST(options_of_an_older_size_work)
     CHECK_EQ_INT(weft_executor_backend(ex), WEFT_BACKEND_THREADS);
     CHECK_OK(weft_executor_destroy(ex));
 
-    /* size 0 is weft 0.1's layout; WEFT_OPTIONS_INIT records this header's */
+    /* size 0 is weft 0.2's layout; WEFT_OPTIONS_INIT records this header's */
     weft_options z = WEFT_OPTIONS_INIT;
     CHECK(z.size == sizeof(weft_options));
     z.size = 0;

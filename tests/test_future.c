@@ -5,6 +5,15 @@
 
 #include <malloc.h>
 
+/* weft_wait's count of finished futures, or its error code */
+static long wait_count(weft_future *const *fs, size_t n, weft_wait_mode mode, double timeout,
+                       bool *done)
+{
+    size_t nd = 0;
+    int rc = weft_wait(fs, n, mode, timeout, done, &nd);
+    return rc ? rc : (long)nd;
+}
+
 /* ---- tasks ---- */
 
 static int echo(weft_ctx *ctx, const void *in, size_t len)
@@ -564,13 +573,13 @@ TEST(wait_all)
     }
     bool done[N];
     memset(done, 0, sizeof done);
-    CHECK_EQ_INT(weft_wait(fs, N, WEFT_WAIT_ALL, WEFT_FOREVER, done), N);
+    CHECK_EQ_INT(wait_count(fs, N, WEFT_WAIT_ALL, WEFT_FOREVER, done), N);
     for (int i = 0; i < N; i++) {
         CHECK(done[i]);
         CHECK(weft_future_done(fs[i]));
     }
-    CHECK_EQ_INT(weft_wait(fs, N, WEFT_WAIT_ALL, 0, NULL), N);
-    CHECK_EQ_INT(weft_wait(fs, 0, WEFT_WAIT_ALL, 0, NULL), 0);
+    CHECK_EQ_INT(wait_count(fs, N, WEFT_WAIT_ALL, 0, NULL), N);
+    CHECK_EQ_INT(wait_count(fs, 0, WEFT_WAIT_ALL, 0, NULL), 0);
     for (int i = 0; i < N; i++) weft_future_release(fs[i]);
     CHECK_OK(weft_executor_destroy(ex));
 }
@@ -586,32 +595,36 @@ TEST(wait_timeout_and_first_completed)
     bool done[3];
     /* ALL with a blocked future times out */
     double t0 = check_now();
-    CHECK_RC(weft_wait(fs, 1, WEFT_WAIT_ALL, 0.05, done), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_wait(fs, 1, WEFT_WAIT_ALL, 0.05, done, NULL), WEFT_ETIMEDOUT);
     CHECK(check_now() - t0 >= 0.045);
-    CHECK_RC(weft_wait(fs, 1, WEFT_WAIT_FIRST_COMPLETED, 0.02, NULL), WEFT_ETIMEDOUT);
-    CHECK_RC(weft_wait(fs, 1, WEFT_WAIT_FIRST_ERROR, 0, NULL), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_wait(fs, 1, WEFT_WAIT_FIRST_COMPLETED, 0.02, NULL, NULL), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_wait(fs, 1, WEFT_WAIT_FIRST_ERROR, 0, NULL, NULL), WEFT_ETIMEDOUT);
+    /* the count is given on a timeout too: the NULL entry is finished */
+    size_t nd = 99;
+    CHECK_RC(weft_wait(fs, 3, WEFT_WAIT_ALL, 0, NULL, &nd), WEFT_ETIMEDOUT);
+    CHECK_EQ_INT(nd, 2);
     /* a NULL entry counts as finished */
     memset(done, 0, sizeof done);
-    CHECK_EQ_INT(weft_wait(fs, 2, WEFT_WAIT_FIRST_COMPLETED, 0, done), 1);
+    CHECK_EQ_INT(wait_count(fs, 2, WEFT_WAIT_FIRST_COMPLETED, 0, done), 1);
     CHECK(!done[0]);
     CHECK(done[1]);
-    CHECK_RC(weft_wait(fs, 2, WEFT_WAIT_ALL, 0.01, NULL), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_wait(fs, 2, WEFT_WAIT_ALL, 0.01, NULL, NULL), WEFT_ETIMEDOUT);
     /* a fast task on the other worker */
     double s = 0.01;
     REQUIRE_OK(weft_submit(ex, sleeper, &s, sizeof s, &fs[1]));
     memset(done, 0, sizeof done);
-    CHECK_EQ_INT(weft_wait(fs, 2, WEFT_WAIT_FIRST_COMPLETED, 10.0, done), 1);
+    CHECK_EQ_INT(wait_count(fs, 2, WEFT_WAIT_FIRST_COMPLETED, 10.0, done), 1);
     CHECK(!done[0]);
     CHECK(done[1]);
     CHECK(!weft_future_done(g));
     /* FIRST_ERROR: no error, one pending -> waits and times out */
-    CHECK_RC(weft_wait(fs, 2, WEFT_WAIT_FIRST_ERROR, 0.02, NULL), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_wait(fs, 2, WEFT_WAIT_FIRST_ERROR, 0.02, NULL, NULL), WEFT_ETIMEDOUT);
     atomic_store(&gate_open[0], 1);
     memset(done, 0, sizeof done);
-    CHECK_EQ_INT(weft_wait(fs, 3, WEFT_WAIT_ALL, 10.0, done), 3);
+    CHECK_EQ_INT(wait_count(fs, 3, WEFT_WAIT_ALL, 10.0, done), 3);
     CHECK(done[0] && done[1] && done[2]);
     /* FIRST_ERROR with all finished and no error: met, returns all */
-    CHECK_EQ_INT(weft_wait(fs, 2, WEFT_WAIT_FIRST_ERROR, 0, NULL), 2);
+    CHECK_EQ_INT(wait_count(fs, 2, WEFT_WAIT_FIRST_ERROR, 0, NULL), 2);
     weft_future_release(fs[0]);
     weft_future_release(fs[1]);
     CHECK_OK(weft_executor_destroy(ex));
@@ -629,14 +642,14 @@ TEST(wait_first_error)
     REQUIRE_OK(weft_submit(ex, fail_task, &mode, sizeof mode, &fs[1]));
     fs[2] = NULL;
     bool done[3] = {true, false, false};
-    int n = weft_wait(fs, 3, WEFT_WAIT_FIRST_ERROR, 10.0, done);
+    int n = wait_count(fs, 3, WEFT_WAIT_FIRST_ERROR, 10.0, done);
     CHECK_EQ_INT(n, 2); /* the failed one and the NULL entry */
     CHECK(!done[0]);
     CHECK(done[1]);
     CHECK(done[2]);
     CHECK(!weft_future_done(fs[0]));
     atomic_store(&gate_open[0], 1);
-    CHECK_EQ_INT(weft_wait(fs, 3, WEFT_WAIT_ALL, 10.0, NULL), 3);
+    CHECK_EQ_INT(wait_count(fs, 3, WEFT_WAIT_ALL, 10.0, NULL), 3);
     weft_future_release(fs[0]);
     weft_future_release(fs[1]);
 
@@ -649,7 +662,7 @@ TEST(wait_first_error)
     REQUIRE(gs[0]);
     REQUIRE_OK(weft_submit(ex1, echo, "c", 1, &gs[1]));
     CHECK_OK(weft_future_cancel(gs[1]));
-    CHECK_EQ_INT(weft_wait(gs, 2, WEFT_WAIT_FIRST_ERROR, 10.0, done), 1);
+    CHECK_EQ_INT(wait_count(gs, 2, WEFT_WAIT_FIRST_ERROR, 10.0, done), 1);
     CHECK(!done[0] && done[1]);
     atomic_store(&gate_open[0], 1);
     weft_future_release(gs[0]);
@@ -665,12 +678,12 @@ TEST(wait_bad_args)
     weft_future *f;
     REQUIRE_OK(weft_submit(ex, echo, "a", 1, &f));
     weft_future *fs[1] = {f};
-    CHECK_ERR(weft_wait(NULL, 1, WEFT_WAIT_ALL, 1.0, NULL), WEFT_EINVAL);
-    CHECK_ERR(weft_wait(fs, 1, WEFT_WAIT_ALL, NAN, NULL), WEFT_EINVAL);
-    CHECK_ERR(weft_wait(fs, 1, WEFT_WAIT_ALL, -1.0, NULL), WEFT_EINVAL);
-    CHECK_ERR(weft_wait(fs, 1, WEFT_WAIT_ALL, -INFINITY, NULL), WEFT_EINVAL);
-    CHECK_ERR(weft_wait(fs, 1, (weft_wait_mode)17, 1.0, NULL), WEFT_EINVAL);
-    CHECK_EQ_INT(weft_wait(fs, 1, WEFT_WAIT_ALL, WEFT_FOREVER, NULL), 1);
+    CHECK_ERR(weft_wait(NULL, 1, WEFT_WAIT_ALL, 1.0, NULL, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_wait(fs, 1, WEFT_WAIT_ALL, NAN, NULL, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_wait(fs, 1, WEFT_WAIT_ALL, -1.0, NULL, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_wait(fs, 1, WEFT_WAIT_ALL, -INFINITY, NULL, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_wait(fs, 1, (weft_wait_mode)17, 1.0, NULL, NULL), WEFT_EINVAL);
+    CHECK_EQ_INT(wait_count(fs, 1, WEFT_WAIT_ALL, WEFT_FOREVER, NULL), 1);
     weft_future_release(f);
     CHECK_OK(weft_executor_destroy(ex));
 }
@@ -1263,18 +1276,18 @@ TEST(promise_wait_as_completed_callbacks)
     weft_as_completed *it;
     REQUIRE_OK(weft_as_completed_create(fs, 3, &it));
     bool done[3];
-    CHECK_RC(weft_wait(fs, 3, WEFT_WAIT_FIRST_COMPLETED, 0.01, done), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_wait(fs, 3, WEFT_WAIT_FIRST_COMPLETED, 0.01, done, NULL), WEFT_ETIMEDOUT);
     pthread_t th[3];
     struct delayed_set d[3];
     int vals[3] = {10, 11, 12};
     set_later(&th[2], &d[2], fs[2], 0.02, &vals[2], sizeof(int), 0);
-    CHECK_EQ_INT(weft_wait(fs, 3, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER, done), 1);
+    CHECK_EQ_INT(wait_count(fs, 3, WEFT_WAIT_FIRST_COMPLETED, WEFT_FOREVER, done), 1);
     CHECK(done[2] && !done[0] && !done[1]);
     set_later(&th[0], &d[0], fs[0], 0.02, NULL, 0, WEFT_EPERM);
-    CHECK_EQ_INT(weft_wait(fs, 3, WEFT_WAIT_FIRST_ERROR, WEFT_FOREVER, done), 2);
+    CHECK_EQ_INT(wait_count(fs, 3, WEFT_WAIT_FIRST_ERROR, WEFT_FOREVER, done), 2);
     CHECK(done[0] && done[2] && !done[1]);
     set_later(&th[1], &d[1], fs[1], 0.02, &vals[1], sizeof(int), 0);
-    CHECK_EQ_INT(weft_wait(fs, 3, WEFT_WAIT_ALL, WEFT_FOREVER, done), 3);
+    CHECK_EQ_INT(wait_count(fs, 3, WEFT_WAIT_ALL, WEFT_FOREVER, done), 3);
     for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
     const size_t order[3] = {2, 0, 1};
     for (int k = 0; k < 3; k++) {

@@ -41,13 +41,14 @@ static int64_t arg_i64(const void *in, size_t len, size_t i, weft_ctx *ctx, int 
 /* sum of all 8-byte arguments */
 static int add(weft_ctx *ctx, const void *in, size_t len)
 {
-    int n = weft_args_count(in, len);
-    if (n < 0) return weft_ctx_fail(ctx, n, "not an argument block");
+    size_t n;
+    int rc0 = weft_args_count(in, len, &n);
+    if (rc0) return weft_ctx_fail(ctx, rc0, "not an argument block");
     atomic_fetch_add(&runs[weft_ctx_index(ctx) % 200000], 1);
     int64_t s = 0;
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         int rc;
-        int64_t v = arg_i64(in, len, (size_t)i, ctx, &rc);
+        int64_t v = arg_i64(in, len, i, ctx, &rc);
         if (rc) return rc;
         s = (int64_t)((uint64_t)s + (uint64_t)v); /* wraps, no UB */
     }
@@ -58,14 +59,15 @@ WEFT_TASK_REGISTER(add);
 /* order-sensitive hash of all arguments (any length) */
 static int hashmix(weft_ctx *ctx, const void *in, size_t len)
 {
-    int n = weft_args_count(in, len);
-    if (n < 0) return weft_ctx_fail(ctx, n, "not an argument block");
+    size_t n;
+    int rc0 = weft_args_count(in, len, &n);
+    if (rc0) return weft_ctx_fail(ctx, rc0, "not an argument block");
     atomic_fetch_add(&runs[weft_ctx_index(ctx) % 200000], 1);
     uint64_t h = 0x1234;
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         const void *d;
         size_t l;
-        if (weft_args_get(in, len, (size_t)i, &d, &l)) return WEFT_EINVAL;
+        if (weft_args_get(in, len, i, &d, &l)) return WEFT_EINVAL;
         uint64_t v = 0;
         memcpy(&v, d, l < 8 ? l : 8);
         h = mix(h, v ^ l);
@@ -1001,23 +1003,36 @@ TEST(dot_output_parses_back)
  * Argument blocks and bad input
  * ------------------------------------------------------------------------ */
 
-TEST(args_reject_plain_input)
+/* Plain bytes (the input of weft_submit, weft_map, weft_parallel or a
+ * one-argument node) read as one argument; a block cut short is refused. */
+TEST(args_of_plain_input_and_bad_blocks)
 {
     char junk[64] = "hello";
-    CHECK_ERR(weft_args_count(junk, sizeof junk), WEFT_EINVAL);
-    CHECK_ERR(weft_args_count(NULL, 0), WEFT_EINVAL);
-    CHECK_ERR(weft_args_count(junk, 3), WEFT_EINVAL);
-    const void *d = junk;
+    size_t cnt = 7;
+    CHECK_OK(weft_args_count(junk, sizeof junk, &cnt));
+    CHECK_EQ_INT(cnt, 1);
+    CHECK_OK(weft_args_count(NULL, 0, &cnt));
+    CHECK_EQ_INT(cnt, 1);
+    CHECK_OK(weft_args_count(junk, 3, &cnt));
+    CHECK_EQ_INT(cnt, 1);
+    CHECK_ERR(weft_args_count(NULL, 3, &cnt), WEFT_EINVAL);
+    CHECK_EQ_INT(cnt, 0);
+    CHECK_ERR(weft_args_count(junk, sizeof junk, NULL), WEFT_EINVAL);
+    const void *d = NULL;
     size_t l = 5;
-    CHECK_ERR(weft_args_get(junk, sizeof junk, 0, &d, &l), WEFT_EINVAL);
+    CHECK_OK(weft_args_get(junk, sizeof junk, 0, &d, &l));
+    CHECK(d == junk && l == sizeof junk);
+    CHECK_ERR(weft_args_get(junk, sizeof junk, 1, &d, &l), WEFT_EINVAL);
     CHECK(d == NULL && l == 0);
+    CHECK(strstr(weft_last_error(), "has 1 argument") != NULL);
     /* a copying block whose entry points outside is refused */
     unsigned char blk[48] = {0};
     uint32_t hdr[4] = {0x77617267u, 2, 1, 0};
     uint64_t ent[2] = {40, 100};
     memcpy(blk, hdr, 16);
     memcpy(blk + 16, ent, 16);
-    CHECK_EQ_INT(weft_args_count(blk, sizeof blk), 1);
+    CHECK_OK(weft_args_count(blk, sizeof blk, &cnt));
+    CHECK_EQ_INT(cnt, 1);
     CHECK_ERR(weft_args_get(blk, sizeof blk, 0, &d, &l), WEFT_EINVAL);
     CHECK_ERR(weft_args_get(blk, sizeof blk, 1, &d, &l), WEFT_EINVAL);
     ent[1] = 8;

@@ -228,7 +228,7 @@ static int child_main(int argc, char **argv)
         for (;;) {
             void *m;
             size_t n;
-            int rc = weft_channel_recv_alloc(ch, &m, &n, 30);
+            int rc = weft_channel_recv_alloc(ch, 30, &m, &n);
             if (rc == WEFT_EOF) break;
             if (rc) CHILD_FAIL("recv %d", rc);
             rc = weft_channel_send(ch, m, n, 30);
@@ -298,7 +298,7 @@ static int child_main(int argc, char **argv)
         for (;;) {
             long m[2];
             size_t n;
-            int rc = weft_mpqueue_get(q, m, sizeof m, &n, 30);
+            int rc = weft_mpqueue_get(q, 30, m, sizeof m, &n);
             if (rc == WEFT_EOF) break;
             if (rc || n != sizeof m) CHILD_FAIL("get %d", rc);
             res[0]++;
@@ -558,19 +558,19 @@ TEST(channel_in_one_process)
 
     char buf[5000];
     size_t n = 99;
-    CHECK_RC(weft_channel_recv(b, buf, sizeof buf, &n, 0), WEFT_ETIMEDOUT);
-    CHECK_RC(weft_channel_recv(b, buf, sizeof buf, &n, 0.01), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_channel_recv(b, 0, buf, sizeof buf, &n), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_channel_recv(b, 0.01, buf, sizeof buf, &n), WEFT_ETIMEDOUT);
     CHECK_RC(weft_channel_poll(b, 0), WEFT_ETIMEDOUT);
     CHECK_OK(weft_channel_send(a, "hello", 5, 0));
     CHECK_OK(weft_channel_send(a, "", 0, 0));
     CHECK_OK(weft_channel_send(b, "back", 4, 0)); /* duplex */
     CHECK_OK(weft_channel_poll(b, 0));
-    CHECK_OK(weft_channel_recv(b, buf, sizeof buf, &n, 1));
+    CHECK_OK(weft_channel_recv(b, 1, buf, sizeof buf, &n));
     CHECK(n == 5 && memcmp(buf, "hello", 5) == 0);
-    CHECK_OK(weft_channel_recv(b, NULL, 0, &n, 1)); /* an empty message */
+    CHECK_OK(weft_channel_recv(b, 1, NULL, 0, &n)); /* an empty message */
     CHECK_EQ_U64(n, 0);
     void *m;
-    CHECK_OK(weft_channel_recv_alloc(a, &m, &n, 1));
+    CHECK_OK(weft_channel_recv_alloc(a, 1, &m, &n));
     CHECK(n == 4 && memcmp(m, "back", 4) == 0);
     free(m);
 
@@ -580,18 +580,18 @@ TEST(channel_in_one_process)
     CHECK_OK(weft_channel_send(a, buf, 4088, 0));              /* the largest fits an empty ring */
     CHECK_RC(weft_channel_send(a, "x", 1, 0), WEFT_ETIMEDOUT); /* full */
     CHECK_RC(weft_channel_send(a, "x", 1, 0.02), WEFT_ETIMEDOUT);
-    CHECK_ERR(weft_channel_recv(b, buf, 100, &n, 0), WEFT_EOVERFLOW);
+    CHECK_ERR(weft_channel_recv(b, 0, buf, 100, &n), WEFT_EOVERFLOW);
     CHECK_EQ_U64(n, 4088);
     memset(buf, 0, sizeof buf);
-    CHECK_OK(weft_channel_recv(b, buf, sizeof buf, &n, 0));
+    CHECK_OK(weft_channel_recv(b, 0, buf, sizeof buf, &n));
     CHECK(n == 4088 && buf[0] == 'z' && buf[4087] == 'z');
 
     /* bad arguments */
     CHECK_ERR(weft_channel_send(a, NULL, 1, 0), WEFT_EINVAL);
     CHECK_ERR(weft_channel_send(a, "x", 1, -1), WEFT_EINVAL);
     CHECK_ERR(weft_channel_send(a, "x", 1, NAN), WEFT_EINVAL);
-    CHECK_ERR(weft_channel_recv(b, buf, sizeof buf, &n, -1), WEFT_EINVAL);
-    CHECK_ERR(weft_channel_recv(b, buf, sizeof buf, NULL, 0), WEFT_EINVAL);
+    CHECK_ERR(weft_channel_recv(b, -1, buf, sizeof buf, &n), WEFT_EINVAL);
+    CHECK_ERR(weft_channel_recv(b, 0, buf, sizeof buf, NULL), WEFT_EINVAL);
     CHECK_ERR(weft_channel_send(NULL, "x", 1, 0), WEFT_EINVAL);
 
     /* close: the other end drains, then EOF; sends to a closed end fail */
@@ -599,11 +599,11 @@ TEST(channel_in_one_process)
     CHECK_OK(weft_channel_close(a));
     CHECK_OK(weft_channel_close(a)); /* idempotent */
     CHECK_ERR(weft_channel_send(a, "x", 1, 0), WEFT_ECLOSED);
-    CHECK_ERR(weft_channel_recv(a, buf, sizeof buf, &n, 0), WEFT_ECLOSED);
+    CHECK_ERR(weft_channel_recv(a, 0, buf, sizeof buf, &n), WEFT_ECLOSED);
     CHECK_OK(weft_channel_poll(b, 0));
-    CHECK_OK(weft_channel_recv(b, buf, sizeof buf, &n, 0));
+    CHECK_OK(weft_channel_recv(b, 0, buf, sizeof buf, &n));
     CHECK(n == 4 && memcmp(buf, "last", 4) == 0);
-    CHECK_RC(weft_channel_recv(b, buf, sizeof buf, &n, WEFT_FOREVER), WEFT_EOF);
+    CHECK_RC(weft_channel_recv(b, WEFT_FOREVER, buf, sizeof buf, &n), WEFT_EOF);
     CHECK_OK(weft_channel_poll(b, WEFT_FOREVER)); /* EOF: a recv would not wait */
     CHECK_ERR(weft_channel_send(b, "x", 1, 0), WEFT_ECLOSED);
     CHECK_OK(weft_channel_destroy(b));
@@ -624,12 +624,12 @@ TEST(channel_one_way)
     char buf[8];
     size_t n;
     CHECK_ERR(weft_channel_send(a, "x", 1, 0), WEFT_EPERM);
-    CHECK_ERR(weft_channel_recv(b, buf, sizeof buf, &n, 0), WEFT_EPERM);
+    CHECK_ERR(weft_channel_recv(b, 0, buf, sizeof buf, &n), WEFT_EPERM);
     CHECK_OK(weft_channel_send(b, "up", 2, 0));
-    CHECK_OK(weft_channel_recv(a, buf, sizeof buf, &n, 0));
+    CHECK_OK(weft_channel_recv(a, 0, buf, sizeof buf, &n));
     CHECK(n == 2 && !memcmp(buf, "up", 2));
     weft_channel_destroy(b);
-    CHECK_RC(weft_channel_recv(a, buf, sizeof buf, &n, 1), WEFT_EOF);
+    CHECK_RC(weft_channel_recv(a, 1, buf, sizeof buf, &n), WEFT_EOF);
     weft_channel_destroy(a);
     weft_channel_options bad = {.direction = (weft_channel_direction)7};
     CHECK_ERR(weft_channel_create(&bad, &a), WEFT_EINVAL);
@@ -665,7 +665,7 @@ TEST(channel_echo_with_an_exec_child)
             sent++;
         }
         size_t n;
-        int rc = weft_channel_recv(ch, in, sizeof in, &n, 30);
+        int rc = weft_channel_recv(ch, 30, in, sizeof in, &n);
         if (rc) {
             CHECK_OK(rc);
             break;
@@ -699,7 +699,7 @@ TEST(channel_child_sends_then_closes)
     long got = 0, bad = 0;
     int rc;
     size_t n;
-    while ((rc = weft_channel_recv(ch, in, sizeof in, &n, 30)) == 0) {
+    while ((rc = weft_channel_recv(ch, 30, in, sizeof in, &n)) == 0) {
         if (n != msg_len((uint64_t)got) || !check_fill(in, (uint64_t)got, n)) bad++;
         got++;
     }
@@ -725,15 +725,15 @@ TEST(channel_dead_writer_is_detected)
     int k, rc;
     size_t n;
     for (int i = 0; i < 3; i++) {
-        CHECK_OK(weft_channel_recv(ch, &k, sizeof k, &n, 30)); /* what it sent arrives */
+        CHECK_OK(weft_channel_recv(ch, 30, &k, sizeof k, &n)); /* what it sent arrives */
         CHECK_EQ_INT(k, i);
     }
     double t0 = check_now();
-    rc = weft_channel_recv(ch, &k, sizeof k, &n, WEFT_FOREVER);
+    rc = weft_channel_recv(ch, WEFT_FOREVER, &k, sizeof k, &n);
     CHECK_ERR(rc, WEFT_EPEERDIED);
     CHECK_MSG(check_now() - t0 < 5, "noticed after %.2f s", check_now() - t0);
     CHECK_RC(weft_channel_poll(ch, WEFT_FOREVER), 0);
-    CHECK_ERR(weft_channel_recv(ch, &k, sizeof k, &n, 0), WEFT_EPEERDIED);
+    CHECK_ERR(weft_channel_recv(ch, 0, &k, sizeof k, &n), WEFT_EPEERDIED);
     /* a send that would wait fails too */
     char big[4000] = {0};
     for (;;) {
@@ -778,9 +778,9 @@ TEST(channel_dead_owner_is_detected)
     CHECK(write(down[1], "g", 1) == 1); /* the owner now dies */
     int k = 0;
     size_t n;
-    CHECK_OK(weft_channel_recv(ch, &k, sizeof k, &n, 30));
+    CHECK_OK(weft_channel_recv(ch, 30, &k, sizeof k, &n));
     CHECK_EQ_INT(k, 7);
-    CHECK_ERR(weft_channel_recv(ch, &k, sizeof k, &n, WEFT_FOREVER), WEFT_EPEERDIED);
+    CHECK_ERR(weft_channel_recv(ch, WEFT_FOREVER, &k, sizeof k, &n), WEFT_EPEERDIED);
     int st;
     CHECK(waitpid(p, &st, 0) == p && WIFSIGNALED(st));
     weft_channel *again;
@@ -808,8 +808,8 @@ TEST(mpqueue_in_one_process)
     CHECK_EQ_U64(weft_mpqueue_max_message(q), 4088);
     char buf[5000];
     size_t n;
-    CHECK_RC(weft_mpqueue_get(q, buf, sizeof buf, &n, 0), WEFT_ETIMEDOUT);
-    CHECK_RC(weft_mpqueue_get(q, buf, sizeof buf, &n, 0.01), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_mpqueue_get(q, 0, buf, sizeof buf, &n), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_mpqueue_get(q, 0.01, buf, sizeof buf, &n), WEFT_ETIMEDOUT);
     CHECK_OK(weft_mpqueue_put(q, "a", 1, 0));
     CHECK_OK(weft_mpqueue_put(q2, "bb", 2, 0));
     CHECK_OK(weft_mpqueue_put(q, "", 0, 0));
@@ -819,15 +819,15 @@ TEST(mpqueue_in_one_process)
     CHECK_RC(weft_mpqueue_put(q, "d", 1, 0.02), WEFT_ETIMEDOUT);
     CHECK(check_now() - t0 >= 0.019);
     /* FIFO across handles; a short buffer leaves the message first */
-    CHECK_OK(weft_mpqueue_get(q2, buf, sizeof buf, &n, 0));
+    CHECK_OK(weft_mpqueue_get(q2, 0, buf, sizeof buf, &n));
     CHECK(n == 1 && buf[0] == 'a');
-    CHECK_ERR(weft_mpqueue_get(q2, buf, 1, &n, 0), WEFT_EOVERFLOW);
+    CHECK_ERR(weft_mpqueue_get(q2, 0, buf, 1, &n), WEFT_EOVERFLOW);
     CHECK_EQ_U64(n, 2);
     void *m;
-    CHECK_OK(weft_mpqueue_get_alloc(q, &m, &n, 0));
+    CHECK_OK(weft_mpqueue_get_alloc(q, 0, &m, &n));
     CHECK(n == 2 && !memcmp(m, "bb", 2));
     free(m);
-    CHECK_OK(weft_mpqueue_get(q, NULL, 0, &n, 0));
+    CHECK_OK(weft_mpqueue_get(q, 0, NULL, 0, &n));
     CHECK_EQ_U64(n, 0);
     CHECK_EQ_U64(weft_mpqueue_count(q), 0);
 
@@ -845,7 +845,7 @@ TEST(mpqueue_in_one_process)
     bool ok = true;
     size_t expect[2] = {2040, 2040}, ahead = 0;
     for (int i = 0; i < 200; i++) {
-        ok &= weft_mpqueue_get(b, buf, sizeof buf, &n, 0) == 0 && n == expect[ahead];
+        ok &= weft_mpqueue_get(b, 0, buf, sizeof buf, &n) == 0 && n == expect[ahead];
         size_t len = 2040 - (size_t)(i % 7) * 13;
         ok &= weft_mpqueue_put(b, buf, len, 0) == 0;
         expect[ahead] = len;
@@ -857,8 +857,8 @@ TEST(mpqueue_in_one_process)
     /* bad arguments */
     CHECK_ERR(weft_mpqueue_put(q, NULL, 1, 0), WEFT_EINVAL);
     CHECK_ERR(weft_mpqueue_put(q, "x", 1, -1), WEFT_EINVAL);
-    CHECK_ERR(weft_mpqueue_get(q, buf, sizeof buf, NULL, 0), WEFT_EINVAL);
-    CHECK_ERR(weft_mpqueue_get(NULL, buf, sizeof buf, &n, 0), WEFT_EINVAL);
+    CHECK_ERR(weft_mpqueue_get(q, 0, buf, sizeof buf, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_mpqueue_get(NULL, 0, buf, sizeof buf, &n), WEFT_EINVAL);
     weft_mpqueue_options bad = {.capacity = (size_t)1 << 31};
     CHECK_ERR(weft_mpqueue_create(&bad, &b), WEFT_EINVAL);
     CHECK(b == NULL);
@@ -868,10 +868,10 @@ TEST(mpqueue_in_one_process)
     CHECK_OK(weft_mpqueue_close(q2));
     CHECK_OK(weft_mpqueue_close(q2));
     CHECK_ERR(weft_mpqueue_put(q, "y", 1, 0), WEFT_ECLOSED);
-    CHECK_OK(weft_mpqueue_get(q, buf, sizeof buf, &n, WEFT_FOREVER));
+    CHECK_OK(weft_mpqueue_get(q, WEFT_FOREVER, buf, sizeof buf, &n));
     CHECK(n == 1 && buf[0] == 'z');
-    CHECK_RC(weft_mpqueue_get(q, buf, sizeof buf, &n, WEFT_FOREVER), WEFT_EOF);
-    CHECK_RC(weft_mpqueue_get(q2, buf, sizeof buf, &n, 0), WEFT_EOF);
+    CHECK_RC(weft_mpqueue_get(q, WEFT_FOREVER, buf, sizeof buf, &n), WEFT_EOF);
+    CHECK_RC(weft_mpqueue_get(q2, 0, buf, sizeof buf, &n), WEFT_EOF);
     weft_mpqueue_destroy(q2);
     weft_mpqueue_destroy(q);
     CHECK_ERR(weft_mpqueue_attach(&t, &q), WEFT_ENOENT);
@@ -952,7 +952,7 @@ TEST(mpqueue_survives_putters_killed_mid_put)
         double end = 0;
         while (first || check_now() < end) { /* take some while it puts */
             size_t n;
-            int rc = weft_mpqueue_get(q, buf, SIZE, &n, first ? 60 : 0.01);
+            int rc = weft_mpqueue_get(q, first ? 60 : 0.01, buf, SIZE, &n);
             if (first) end = check_now() + 0.03 + 0.01 * round;
             first = false;
             if (rc == WEFT_ETIMEDOUT) continue;
@@ -968,14 +968,14 @@ TEST(mpqueue_survives_putters_killed_mid_put)
         /* whatever the putter was doing, the queue is consistent and usable */
         size_t n;
         int rc;
-        while ((rc = weft_mpqueue_get(q, buf, SIZE, &n, 0)) == 0) {
+        while ((rc = weft_mpqueue_get(q, 0, buf, SIZE, &n)) == 0) {
             uint64_t k;
             memcpy(&k, buf, 8);
             if (n != SIZE || buf[8] != (unsigned char)k || buf[SIZE - 1] != (unsigned char)k) bad++;
         }
         CHECK_RC(rc, WEFT_ETIMEDOUT);
         CHECK_OK(weft_mpqueue_put(q, "ok", 2, 5));
-        CHECK_OK(weft_mpqueue_get(q, buf, SIZE, &n, 5));
+        CHECK_OK(weft_mpqueue_get(q, 5, buf, SIZE, &n));
         CHECK(n == 2 && !memcmp(buf, "ok", 2));
         CHECK_EQ_U64(weft_mpqueue_count(q), 0);
     }
@@ -1017,7 +1017,7 @@ static void *tq_consumer(void *arg)
     for (;;) {
         long m[2];
         size_t n;
-        int rc = weft_mpqueue_get(TQ.q, m, sizeof m, &n, 30);
+        int rc = weft_mpqueue_get(TQ.q, 30, m, sizeof m, &n);
         if (rc == WEFT_EOF) break;
         if (rc) {
             CHECK_OK(rc);
@@ -1087,7 +1087,7 @@ TEST(channel_threads_block_and_wake)
     long got = 0, bad = 0;
     size_t n;
     int rc;
-    while ((rc = weft_channel_recv(TC_b, in, sizeof in, &n, 30)) == 0) {
+    while ((rc = weft_channel_recv(TC_b, 30, in, sizeof in, &n)) == 0) {
         if (n != msg_len((uint64_t)got) || !check_fill(in, (uint64_t)got, n)) bad++;
         got++;
         if (got % 1000 == 0) check_sleep(0.001); /* let the sender fill the ring and sleep */

@@ -1185,8 +1185,9 @@ TEST(map_deadline_stream)
  * + the sum of c's bytes; checks that it got 3 arguments */
 static int zip3(weft_ctx *ctx, const void *in, size_t len)
 {
-    if (weft_args_count(in, len) != 3)
-        return weft_ctx_fail(ctx, WEFT_EINVAL, "%d arguments", weft_args_count(in, len));
+    size_t n = 0;
+    if (weft_args_count(in, len, &n) != 0 || n != 3)
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "%zu arguments", n);
     const void *pa, *pb, *pc;
     size_t la, lb, lc;
     if (weft_args_get(in, len, 0, &pa, &la) || weft_args_get(in, len, 1, &pb, &lb) ||
@@ -1205,14 +1206,15 @@ WEFT_TASK_REGISTER(zip3);
 /* any number of int32 arguments -> their sum */
 static int zip_sum(weft_ctx *ctx, const void *in, size_t len)
 {
-    int n = weft_args_count(in, len);
-    if (n < 0) return weft_ctx_fail(ctx, WEFT_EINVAL, "not an argument block");
+    size_t n;
+    if (weft_args_count(in, len, &n) != 0)
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "not an argument block");
     int64_t v = 0;
-    for (int k = 0; k < n; k++) {
+    for (size_t k = 0; k < n; k++) {
         const void *p;
         size_t l;
-        if (weft_args_get(in, len, (size_t)k, &p, &l) || l != sizeof(int32_t))
-            return weft_ctx_fail(ctx, WEFT_EINVAL, "argument %d", k);
+        if (weft_args_get(in, len, k, &p, &l) || l != sizeof(int32_t))
+            return weft_ctx_fail(ctx, WEFT_EINVAL, "argument %zu", k);
         int32_t x;
         memcpy(&x, p, sizeof x);
         v += x;

@@ -308,7 +308,8 @@ static int wait_inside(weft_ctx *ctx, const void *in, size_t len)
     weft_future *fs[6];
     for (int64_t i = 0; i < 6; i++)
         if (weft_submit(ex, leaf, &i, sizeof i, &fs[i]) != 0) return WEFT_ETASK;
-    int n = weft_wait(fs, 6, WEFT_WAIT_ALL, WEFT_FOREVER, NULL);
+    size_t nd = 0;
+    int n = weft_wait(fs, 6, WEFT_WAIT_ALL, WEFT_FOREVER, NULL, &nd) == 0 ? (int)nd : -1;
     weft_as_completed *it = NULL;
     int64_t sum = 0;
     if (weft_as_completed_create(fs, 6, &it) == 0) {

@@ -13,6 +13,15 @@
 
 #include "backends/processes/processes_internal.h"
 
+/* weft_wait's count of finished futures, or its error code */
+static long wait_count(weft_future *const *fs, size_t n, weft_wait_mode mode, double timeout,
+                       bool *done)
+{
+    size_t nd = 0;
+    int rc = weft_wait(fs, n, mode, timeout, done, &nd);
+    return rc ? rc : (long)nd;
+}
+
 /* ---- tasks ---- */
 
 static int square(weft_ctx *ctx, const void *in, size_t len)
@@ -494,7 +503,7 @@ TEST(worker_killed_from_outside)
 TEST(task_timeout_kills_and_replaces)
 {
     weft_options o = {0};
-    o.task_timeout = 0.3;
+    o.processes.task_timeout = 0.3;
     weft_executor *ex = make(2, &o);
     REQUIRE(ex);
     int32_t hang = 6, ok = 0;
@@ -530,7 +539,7 @@ TEST(task_timeout_kills_and_replaces)
 TEST(deadline_passing_as_the_batch_finishes)
 {
     weft_options o = {0};
-    o.task_timeout = 0.2; /* far longer than the tasks, even on a loaded machine */
+    o.processes.task_timeout = 0.2; /* far longer than the tasks, even on a loaded machine */
     weft_executor *ex = make(2, &o);
     REQUIRE(ex);
     weft__procs_test_stall(0.35);
@@ -564,7 +573,7 @@ TEST(deadline_passing_as_the_batch_finishes)
 TEST(abort_at_the_deadline_is_a_crash)
 {
     weft_options o = {0};
-    o.task_timeout = 0.2;
+    o.processes.task_timeout = 0.2;
     weft_executor *ex = make(1, &o);
     REQUIRE(ex);
     weft__procs_test_stall(0.35);
@@ -611,7 +620,7 @@ TEST(tasks_ending_at_their_timeout)
     weft_ipc_token tok;
     CHECK_OK(weft_shm_token(shm, &tok));
     weft_options o = {0};
-    o.task_timeout = T;
+    o.processes.task_timeout = T;
     weft_executor *ex = make(2, &o);
     REQUIRE(ex);
     timed_in in[2 * N];
@@ -675,7 +684,7 @@ TEST(tasks_ending_at_their_timeout)
 TEST(timeout_counts_from_the_start_of_the_task)
 {
     weft_options o = {0};
-    o.task_timeout = 0.3;
+    o.processes.task_timeout = 0.3;
     weft_executor *ex = make(1, &o);
     REQUIRE(ex);
     weft_future *f;
@@ -711,7 +720,7 @@ TEST(forever_timeouts_run_normally)
     late_in a = {0.03, 0};
     for (int k = 0; k < 3; k++) {
         weft_options o = {0};
-        o.task_timeout = forever[k];
+        o.processes.task_timeout = forever[k];
         weft_executor *ex = make(2, &o);
         REQUIRE(ex);
         weft_future *f;
@@ -729,7 +738,7 @@ TEST(forever_timeouts_run_normally)
         CHECK_OK(weft_executor_destroy(ex));
     }
     weft_options o = {0};
-    o.task_timeout = 0.01; /* the submit's own timeout overrides it */
+    o.processes.task_timeout = 0.01; /* the submit's own timeout overrides it */
     weft_executor *ex = make(1, &o);
     REQUIRE(ex);
     for (int k = 0; k < 3; k++) {
@@ -836,7 +845,7 @@ TEST(borrowed_input_with_an_impossible_length)
 TEST(crash_retries_on_fresh_worker)
 {
     weft_options o = {0};
-    o.crash_retries = 2;
+    o.processes.crash_retries = 2;
     weft_executor *ex = make(1, &o);
     REQUIRE(ex);
     int32_t segv = 1;
@@ -850,7 +859,7 @@ TEST(crash_retries_on_fresh_worker)
 TEST(max_tasks_per_worker_recycles)
 {
     weft_options o = {0};
-    o.max_tasks_per_worker = 5;
+    o.processes.max_tasks_per_worker = 5;
     weft_executor *ex = make(1, &o);
     REQUIRE(ex);
     int distinct = 0;
@@ -1121,8 +1130,8 @@ TEST(wait_as_completed_callbacks_cancel)
     CHECK(weft_future_cancelled(fs[3]));
     atomic_int called = 0;
     for (int i = 0; i < 4; i++) CHECK_OK(weft_future_on_done(fs[i], count_done, &called));
-    CHECK_EQ_INT(weft_wait(fs, 4, WEFT_WAIT_ALL, 0.01, NULL), WEFT_ETIMEDOUT);
-    CHECK(weft_wait(fs, 4, WEFT_WAIT_ALL, 30, NULL) == 4);
+    CHECK_EQ_INT(wait_count(fs, 4, WEFT_WAIT_ALL, 0.01, NULL), WEFT_ETIMEDOUT);
+    CHECK(wait_count(fs, 4, WEFT_WAIT_ALL, 30, NULL) == 4);
     CHECK_EQ_INT(atomic_load(&called), 4);
     weft_as_completed *it = NULL;
     CHECK_OK(weft_as_completed_create(fs, 4, &it));
@@ -1145,7 +1154,7 @@ TEST(wait_as_completed_callbacks_cancel)
 TEST(bad_input_each_a_clear_error)
 {
     weft_options o = {0};
-    o.max_input = 1000;
+    o.processes.max_input = 1000;
     weft_executor *ex = make(2, &o);
     REQUIRE(ex);
     weft_future *f = NULL;
@@ -1182,10 +1191,10 @@ TEST(bad_input_each_a_clear_error)
     CHECK_OK(weft_executor_destroy(ex));
     weft_options bad = {0};
     bad.backend = WEFT_BACKEND_PROCESSES;
-    bad.task_timeout = NAN;
+    bad.processes.task_timeout = NAN;
     CHECK_ERR(weft_executor_create(&bad, &ex), WEFT_EINVAL);
-    bad.task_timeout = 0;
-    bad.crash_retries = -1;
+    bad.processes.task_timeout = 0;
+    bad.processes.crash_retries = -1;
     CHECK_ERR(weft_executor_create(&bad, &ex), WEFT_EINVAL);
 }
 
@@ -1193,7 +1202,7 @@ TEST(memory_limit_is_its_own_error)
 {
     if (CHECK_ASAN || CHECK_TSAN) SKIP("sanitizers reserve address space the limit would count");
     weft_options o = {0};
-    o.memory_limit = 256u << 20;
+    o.processes.memory_limit = 256u << 20;
     weft_executor *ex = make(1, &o);
     REQUIRE(ex);
     int32_t mib = 512;
@@ -1227,10 +1236,10 @@ TEST(watchdog_reports_the_stuck_task)
 {
     static char report[1024];
     weft_options o = {0};
-    o.watchdog = 0.2;
-    o.watchdog_fn = on_watchdog;
-    o.watchdog_arg = report;
-    o.task_timeout = 1.0;
+    o.processes.watchdog = 0.2;
+    o.processes.watchdog_fn = on_watchdog;
+    o.processes.watchdog_arg = report;
+    o.processes.task_timeout = 1.0;
     weft_executor *ex = make(1, &o);
     REQUIRE(ex);
     int32_t hang = 6;
@@ -1313,7 +1322,7 @@ static int weft_shm_maps(void)
 static void run_force(int crash_retries)
 {
     int fds0 = count_fds(), shm0 = weft_shm_maps();
-    weft_options o = {.crash_retries = crash_retries};
+    weft_options o = {.processes.crash_retries = crash_retries};
     weft_executor *ex = make(2, &o);
     REQUIRE(ex);
     enum {
@@ -1488,7 +1497,8 @@ static long run_watchdog(double period, bool print)
     FILE *tmp = tmpfile();
     if (!tmp || saved < 0) return -1;
     dup2(fileno(tmp), 2);
-    weft_options o = {.watchdog = period, .on_stall = on_stall, .watchdog_print = print};
+    weft_options o = {
+        .processes = {.watchdog = period, .on_stall = on_stall, .watchdog_print = print}};
     weft_executor *ex = make(1, &o);
     if (ex) {
         double d = 0.6;
@@ -1537,12 +1547,12 @@ TEST(watchdog_reports_through_on_stall_and_prints_only_when_asked)
 
 TEST(watchdog_options_checked)
 {
-    weft_options o = {.backend = WEFT_BACKEND_PROCESSES, .workers = 1, .watchdog = 1};
+    weft_options o = {.backend = WEFT_BACKEND_PROCESSES, .workers = 1, .processes.watchdog = 1};
     weft_executor *ex = (weft_executor *)1;
     CHECK_ERR(weft_executor_create(&o, &ex), WEFT_EINVAL); /* reports to no one */
     CHECK(ex == NULL);
     CHECK_MSG(strstr(weft_last_error(), "no one"), "%s", weft_last_error());
-    o.watchdog = 0;
+    o.processes.watchdog = 0;
     setenv("WEFT_WATCHDOG", "soon", 1);
     CHECK_ERR(weft_executor_create(&o, &ex), WEFT_EINVAL);
     CHECK_MSG(strstr(weft_last_error(), "WEFT_WATCHDOG"), "%s", weft_last_error());
@@ -1717,8 +1727,8 @@ TEST(big_output_kept_when_a_later_item_kills_the_worker)
         /* the hang: the map's items all have the executor's limit, so it is
          * far above what an 8 MiB output takes; submits other than the
          * hanging one have none (a busy machine may deschedule anything) */
-        if (code == 6) o.task_timeout = 2.0;
-        if (code == 7) o.memory_limit = 256u << 20;
+        if (code == 6) o.processes.task_timeout = 2.0;
+        if (code == 7) o.processes.memory_limit = 256u << 20;
         weft_submit_options nolimit = {0};
         nolimit.timeout = -1;
         weft_submit_options hang_limit = {0};
@@ -2109,7 +2119,7 @@ TEST(shutdown_cancel_finishes_a_task_taken_but_not_sent)
      * by the proxy before it is sent: the future, already taken (running),
      * must still finish. */
     weft_options o = {0};
-    o.crash_retries = 1;
+    o.processes.crash_retries = 1;
     weft_executor *ex = make(1, &o);
     REQUIRE(ex);
     double d = 0.3;

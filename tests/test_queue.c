@@ -9,7 +9,7 @@
 #define ITEM(i) ((void *)(uintptr_t)(i))
 #define NUM(p) ((long)(uintptr_t)(p))
 
-static weft_queue *make(int kind, long capacity)
+static weft_queue *make(int kind, size_t capacity)
 {
     weft_queue_options o = {.kind = kind, .capacity = capacity};
     weft_queue *q = NULL;
@@ -46,7 +46,7 @@ TEST(fifo_order)
     CHECK_EQ_INT(weft_queue_size(q), 100);
     for (long i = 1; i <= 100; i++) {
         void *p = NULL;
-        CHECK_OK(weft_queue_get(q, &p, 0));
+        CHECK_OK(weft_queue_get(q, 0, &p));
         CHECK_EQ_INT(NUM(p), i);
     }
     CHECK(weft_queue_empty(q));
@@ -59,7 +59,7 @@ TEST(lifo_order)
     for (long i = 1; i <= 100; i++) CHECK_OK(weft_queue_put(q, ITEM(i), 0));
     for (long i = 100; i >= 1; i--) {
         void *p = NULL;
-        CHECK_OK(weft_queue_get(q, &p, 0));
+        CHECK_OK(weft_queue_get(q, 0, &p));
         CHECK_EQ_INT(NUM(p), i);
     }
     CHECK_OK(weft_queue_destroy(q));
@@ -76,7 +76,7 @@ TEST(priority_order_ties_keep_put_order)
     for (int i = 0; i < 11; i++) {
         void *p = NULL;
         int64_t pr = 99;
-        CHECK_OK(weft_queue_get_prio(q, &p, &pr, 0));
+        CHECK_OK(weft_queue_get_prio(q, 0, &p, &pr));
         CHECK_EQ_INT(NUM(p), want[i]);
         CHECK_EQ_INT(pr, want[i] == 10 ? 0 : prio[want[i]]);
     }
@@ -92,7 +92,7 @@ TEST(priority_many_equal_keep_put_order)
     for (long i = 0; i < 5000; i++) {
         void *p;
         int64_t pr;
-        CHECK_OK(weft_queue_get_prio(q, &p, &pr, 0));
+        CHECK_OK(weft_queue_get_prio(q, 0, &p, &pr));
         CHECK(pr >= lastp);
         lastp = pr;
         CHECK_EQ_INT(NUM(p) % 3, pr);
@@ -109,7 +109,7 @@ TEST(null_items_are_items)
         CHECK_OK(weft_queue_put(q, NULL, 0));
         CHECK_EQ_INT(weft_queue_size(q), 1);
         void *p = ITEM(1);
-        CHECK_OK(weft_queue_get(q, &p, 0));
+        CHECK_OK(weft_queue_get(q, 0, &p));
         CHECK(p == NULL);
         CHECK_OK(weft_queue_destroy(q));
     }
@@ -124,7 +124,7 @@ TEST(unbounded_fifo_grows_and_keeps_order)
         CHECK_EQ_INT(weft_queue_size(q), n);
         for (long i = 0; i < n; i++) {
             void *p;
-            REQUIRE(weft_queue_get(q, &p, 0) == 0);
+            REQUIRE(weft_queue_get(q, 0, &p) == 0);
             if (NUM(p) != i) {
                 CHECK_EQ_INT(NUM(p), i);
                 break;
@@ -141,7 +141,7 @@ static void *grow_consumer(void *arg)
     weft_queue *q = arg;
     for (long i = 0; i < 200000; i++) {
         void *p;
-        int rc = weft_queue_get(q, &p, 30);
+        int rc = weft_queue_get(q, 30, &p);
         if (rc) {
             CHECK_OK(rc);
             return NULL;
@@ -197,7 +197,7 @@ static void *order_consumer(void *arg)
     for (int i = 0; i < OP; i++) last[i] = 0;
     for (;;) {
         void *p;
-        int rc = weft_queue_get(O.q, &p, 30);
+        int rc = weft_queue_get(O.q, 30, &p);
         if (rc == WEFT_ECLOSED) return NULL;
         if (rc) {
             CHECK_OK(rc);
@@ -250,7 +250,7 @@ TEST(bounded_full_put_fails_without_blocking)
             CHECK_RC(weft_queue_put(q, ITEM(-1), 0.05), WEFT_ETIMEDOUT);
             CHECK(check_now() - t0 >= 0.045);
             void *p;
-            CHECK_OK(weft_queue_get(q, &p, 0));
+            CHECK_OK(weft_queue_get(q, 0, &p));
             CHECK(!weft_queue_full(q));
             CHECK_OK(weft_queue_put(q, ITEM(-1), 0));
             CHECK_EQ_INT(weft_queue_size(q), caps[c]);
@@ -267,7 +267,7 @@ TEST(bounded_fifo_wraps_many_laps)
         if (i % 3 == 2)
             for (int j = 0; j < 3; j++) {
                 void *p;
-                CHECK_OK(weft_queue_get(q, &p, 0));
+                CHECK_OK(weft_queue_get(q, 0, &p));
                 CHECK_EQ_INT(NUM(p), next++);
             }
     }
@@ -279,9 +279,9 @@ TEST(empty_get_fails_without_blocking_or_after_timeout)
     for (int k = 0; k < 3; k++) {
         weft_queue *q = make(kinds[k], 0);
         void *p = ITEM(7);
-        CHECK_RC(weft_queue_get(q, &p, 0), WEFT_EAGAIN);
+        CHECK_RC(weft_queue_get(q, 0, &p), WEFT_EAGAIN);
         double t0 = check_now();
-        CHECK_RC(weft_queue_get(q, &p, 0.05), WEFT_ETIMEDOUT);
+        CHECK_RC(weft_queue_get(q, 0.05, &p), WEFT_ETIMEDOUT);
         double dt = check_now() - t0;
         CHECK_MSG(dt >= 0.045 && dt < 5, "waited %.3f s", dt);
         CHECK(p == ITEM(7)); /* unchanged on error */
@@ -310,7 +310,7 @@ static void *get_later(void *arg)
     struct later *l = arg;
     check_sleep(l->delay);
     void *p;
-    l->rc = weft_queue_get(l->q, &p, WEFT_FOREVER);
+    l->rc = weft_queue_get(l->q, WEFT_FOREVER, &p);
     if (l->rc == 0) l->value = NUM(p);
     return NULL;
 }
@@ -324,7 +324,7 @@ TEST(blocked_get_wakes_on_put)
         thr_start(&t, put_later, &l);
         void *p = NULL;
         double t0 = check_now();
-        CHECK_OK(weft_queue_get(q, &p, 10));
+        CHECK_OK(weft_queue_get(q, 10, &p));
         CHECK(check_now() - t0 < 5);
         CHECK_EQ_INT(NUM(p), 42);
         thr_join(&t);
@@ -361,7 +361,7 @@ static void *sleepy_getter(void *arg)
 {
     (void)arg;
     void *p;
-    int rc = weft_queue_get(W.q, &p, 30);
+    int rc = weft_queue_get(W.q, 30, &p);
     CHECK_OK(rc);
     if (rc == 0) {
         atomic_fetch_add(&W.sum, NUM(p));
@@ -403,18 +403,18 @@ TEST(put_many_get_many)
         weft_queue *q = make(kinds[k], 0);
         void *in[100], *out[100];
         for (long i = 0; i < 100; i++) in[i] = ITEM(i);
-        long n = -1;
+        size_t n = 99;
         CHECK_OK(weft_queue_put_many(q, in, 100, 0, &n));
         CHECK_EQ_INT(n, 100);
         CHECK_OK(weft_queue_put_many(q, in, 0, 0, &n));
         CHECK_EQ_INT(n, 0);
-        CHECK_OK(weft_queue_get_many(q, out, 30, 0, &n));
+        CHECK_OK(weft_queue_get_many(q, 0, out, 30, &n));
         CHECK_EQ_INT(n, 30);
         for (long i = 0; i < 30; i++)
             CHECK_EQ_INT(NUM(out[i]), kinds[k] == WEFT_QUEUE_LIFO ? 99 - i : i);
-        CHECK_OK(weft_queue_get_many(q, out, 100, 0, &n));
+        CHECK_OK(weft_queue_get_many(q, 0, out, 100, &n));
         CHECK_EQ_INT(n, 70);
-        CHECK_RC(weft_queue_get_many(q, out, 100, 0, &n), WEFT_EAGAIN);
+        CHECK_RC(weft_queue_get_many(q, 0, out, 100, &n), WEFT_EAGAIN);
         CHECK_EQ_INT(n, 0);
         CHECK_OK(weft_queue_destroy(q));
     }
@@ -425,13 +425,13 @@ TEST(put_many_into_bounded_stops_when_full)
     weft_queue *q = make(WEFT_QUEUE_FIFO, 10);
     void *in[25];
     for (long i = 0; i < 25; i++) in[i] = ITEM(i);
-    long n = -1;
+    size_t n = 99;
     CHECK_RC(weft_queue_put_many(q, in, 25, 0, &n), WEFT_EAGAIN);
     CHECK_EQ_INT(n, 10);
     CHECK_RC(weft_queue_put_many(q, in + 10, 15, 0.02, &n), WEFT_ETIMEDOUT);
     CHECK_EQ_INT(n, 0);
     void *out[25];
-    CHECK_OK(weft_queue_get_many(q, out, 25, 0, &n));
+    CHECK_OK(weft_queue_get_many(q, 0, out, 25, &n));
     CHECK_EQ_INT(n, 10);
     for (long i = 0; i < 10; i++) CHECK_EQ_INT(NUM(out[i]), i);
     CHECK_OK(weft_queue_destroy(q));
@@ -450,7 +450,7 @@ TEST(join_returns_at_once_when_nothing_is_unfinished)
     CHECK_EQ_INT(weft_queue_unfinished(q), 1);
     CHECK_RC(weft_queue_join(q, 0), WEFT_EAGAIN);
     void *p;
-    CHECK_OK(weft_queue_get(q, &p, 0));
+    CHECK_OK(weft_queue_get(q, 0, &p));
     /* got, but not done: join still waits (Python: unfinished_tasks) */
     CHECK_RC(weft_queue_join(q, 0.02), WEFT_ETIMEDOUT);
     CHECK_OK(weft_queue_task_done(q, 1));
@@ -492,7 +492,7 @@ static void *worker(void *arg)
     (void)arg;
     for (;;) {
         void *p;
-        int rc = weft_queue_get(J.q, &p, WEFT_FOREVER);
+        int rc = weft_queue_get(J.q, WEFT_FOREVER, &p);
         if (rc == WEFT_ECLOSED) {
             atomic_fetch_add(&J.closed, 1);
             return NULL;
@@ -536,7 +536,7 @@ static void *slow_done(void *arg)
 {
     weft_queue *q = arg;
     void *p;
-    CHECK_OK(weft_queue_get(q, &p, 10));
+    CHECK_OK(weft_queue_get(q, 10, &p));
     check_sleep(0.05);
     CHECK_OK(weft_queue_task_done(q, 1));
     return NULL;
@@ -572,10 +572,10 @@ TEST(shutdown_drain_gets_until_empty_then_closed)
         CHECK_ERR(weft_queue_put(q, ITEM(3), 0), WEFT_ECLOSED);
         CHECK_ERR(weft_queue_put(q, ITEM(3), WEFT_FOREVER), WEFT_ECLOSED);
         void *p;
-        CHECK_OK(weft_queue_get(q, &p, 0));
-        CHECK_OK(weft_queue_get(q, &p, WEFT_FOREVER));
-        CHECK_ERR(weft_queue_get(q, &p, 0), WEFT_ECLOSED);
-        CHECK_ERR(weft_queue_get(q, &p, WEFT_FOREVER), WEFT_ECLOSED);
+        CHECK_OK(weft_queue_get(q, 0, &p));
+        CHECK_OK(weft_queue_get(q, WEFT_FOREVER, &p));
+        CHECK_ERR(weft_queue_get(q, 0, &p), WEFT_ECLOSED);
+        CHECK_ERR(weft_queue_get(q, WEFT_FOREVER, &p), WEFT_ECLOSED);
         CHECK_OK(weft_queue_shutdown(q, WEFT_QUEUE_DRAIN)); /* idempotent */
         /* join after shutdown still waits for task_done (Python 3.13) */
         CHECK_RC(weft_queue_join(q, 0.01), WEFT_ETIMEDOUT);
@@ -605,19 +605,19 @@ TEST(shutdown_discard_frees_items_and_releases_join)
         atomic_store(&freed_sum, 0);
         for (long i = 1; i <= 5000; i++) CHECK_OK(weft_queue_put(q, ITEM(i), 0));
         void *p;
-        CHECK_OK(weft_queue_get(q, &p, 0)); /* one in flight, not done */
+        CHECK_OK(weft_queue_get(q, 0, &p)); /* one in flight, not done */
         CHECK_OK(weft_queue_shutdown(q, WEFT_QUEUE_DISCARD));
         CHECK_EQ_INT(atomic_load(&freed), 4999);
         CHECK_EQ_INT(atomic_load(&freed_sum), 5000L * 5001 / 2 - NUM(p));
         CHECK_EQ_INT(weft_queue_size(q), 0);
         CHECK_EQ_INT(weft_queue_unfinished(q), 1); /* the one in flight */
-        CHECK_ERR(weft_queue_get(q, &p, 0), WEFT_ECLOSED);
+        CHECK_ERR(weft_queue_get(q, 0, &p), WEFT_ECLOSED);
         CHECK_ERR(weft_queue_put(q, ITEM(1), 0), WEFT_ECLOSED);
         CHECK_RC(weft_queue_join(q, 0.01), WEFT_ETIMEDOUT);
         CHECK_OK(weft_queue_task_done(q, 1));
         CHECK_OK(weft_queue_join(q, 0));
         CHECK_OK(weft_queue_shutdown(q, WEFT_QUEUE_DRAIN)); /* stays DISCARD */
-        CHECK_ERR(weft_queue_get(q, &p, 0), WEFT_ECLOSED);
+        CHECK_ERR(weft_queue_get(q, 0, &p), WEFT_ECLOSED);
         CHECK_OK(weft_queue_destroy(q));
         CHECK_EQ_INT(atomic_load(&freed), 4999); /* nothing left to free */
     }
@@ -632,10 +632,10 @@ TEST(discard_after_drain_discards_what_is_left)
     for (long i = 1; i <= 3; i++) CHECK_OK(weft_queue_put(q, ITEM(i), 0));
     CHECK_OK(weft_queue_shutdown(q, WEFT_QUEUE_DRAIN));
     void *p;
-    CHECK_OK(weft_queue_get(q, &p, 0));
+    CHECK_OK(weft_queue_get(q, 0, &p));
     CHECK_OK(weft_queue_shutdown(q, WEFT_QUEUE_DISCARD));
     CHECK_EQ_INT(atomic_load(&freed), 2);
-    CHECK_ERR(weft_queue_get(q, &p, 0), WEFT_ECLOSED);
+    CHECK_ERR(weft_queue_get(q, 0, &p), WEFT_ECLOSED);
     CHECK_OK(weft_queue_destroy(q));
 }
 
@@ -650,7 +650,7 @@ static void *block_call(void *arg)
     struct blocked *b = arg;
     void *p;
     b->rc = b->put ? weft_queue_put(b->q, ITEM(9), WEFT_FOREVER)
-                   : weft_queue_get(b->q, &p, WEFT_FOREVER);
+                   : weft_queue_get(b->q, WEFT_FOREVER, &p);
     return NULL;
 }
 
@@ -702,44 +702,40 @@ TEST(bad_input)
 {
     weft_queue *q = (weft_queue *)0x1;
     CHECK_ERR(weft_queue_create(NULL, NULL), WEFT_EINVAL);
-    weft_queue_options o = {.capacity = -1};
-    CHECK_ERR(weft_queue_create(&o, &q), WEFT_EINVAL);
-    CHECK(q == NULL);
-    o = (weft_queue_options){.kind = 3};
+    weft_queue_options o = {.kind = 3};
     CHECK_ERR(weft_queue_create(&o, &q), WEFT_EINVAL);
     o = (weft_queue_options){.kind = -1};
     CHECK_ERR(weft_queue_create(&o, &q), WEFT_EINVAL);
 
     q = make(WEFT_QUEUE_FIFO, 0);
     void *p;
-    long n;
+    size_t n;
     CHECK_ERR(weft_queue_put(NULL, ITEM(1), 0), WEFT_EINVAL);
-    CHECK_ERR(weft_queue_get(NULL, &p, 0), WEFT_EINVAL);
-    CHECK_ERR(weft_queue_get(q, NULL, 0), WEFT_EINVAL);
+    CHECK_ERR(weft_queue_get(NULL, 0, &p), WEFT_EINVAL);
+    CHECK_ERR(weft_queue_get(q, 0, NULL), WEFT_EINVAL);
     CHECK_ERR(weft_queue_put(q, ITEM(1), NAN), WEFT_EINVAL);
     CHECK_ERR(weft_queue_put(q, ITEM(1), -1), WEFT_EINVAL);
-    CHECK_ERR(weft_queue_get(q, &p, NAN), WEFT_EINVAL);
-    CHECK_ERR(weft_queue_get(q, &p, -0.5), WEFT_EINVAL);
+    CHECK_ERR(weft_queue_get(q, NAN, &p), WEFT_EINVAL);
+    CHECK_ERR(weft_queue_get(q, -0.5, &p), WEFT_EINVAL);
     CHECK_ERR(weft_queue_join(q, NAN), WEFT_EINVAL);
     CHECK_ERR(weft_queue_join(NULL, 0), WEFT_EINVAL);
     CHECK_ERR(weft_queue_task_done(q, 0), WEFT_EINVAL);
-    CHECK_ERR(weft_queue_task_done(q, -3), WEFT_EINVAL);
     CHECK_ERR(weft_queue_task_done(NULL, 1), WEFT_EINVAL);
     CHECK_ERR(weft_queue_put_prio(q, ITEM(1), 5, 0), WEFT_EINVAL); /* not PRIORITY */
-    CHECK_ERR(weft_queue_get_prio(q, &p, NULL, 0), WEFT_EINVAL);
+    CHECK_ERR(weft_queue_get_prio(q, 0, &p, NULL), WEFT_EINVAL);
     CHECK_ERR(weft_queue_put_many(q, NULL, 3, 0, &n), WEFT_EINVAL);
-    CHECK_ERR(weft_queue_put_many(q, &p, -1, 0, &n), WEFT_EINVAL);
     CHECK_ERR(weft_queue_put_many(q, &p, 1, NAN, &n), WEFT_EINVAL);
-    CHECK_ERR(weft_queue_get_many(q, &p, 0, 0, &n), WEFT_EINVAL);
-    CHECK_ERR(weft_queue_get_many(q, &p, -2, 0, &n), WEFT_EINVAL);
-    CHECK_ERR(weft_queue_get_many(q, NULL, 1, 0, &n), WEFT_EINVAL);
-    CHECK_ERR(weft_queue_get_many(q, &p, 1, 0, NULL), WEFT_EINVAL);
+    CHECK_ERR(weft_queue_get_many(q, 0, &p, 0, &n), WEFT_EINVAL);
+    CHECK_ERR(weft_queue_get_many(q, 0, NULL, 1, &n), WEFT_EINVAL);
+    CHECK_ERR(weft_queue_get_many(q, 0, &p, 1, NULL), WEFT_EINVAL);
     CHECK_ERR(weft_queue_shutdown(q, 2), WEFT_EINVAL);
     CHECK_ERR(weft_queue_shutdown(q, -1), WEFT_EINVAL);
     CHECK_ERR(weft_queue_shutdown(NULL, 0), WEFT_EINVAL);
-    CHECK_EQ_INT(weft_queue_size(NULL), WEFT_EINVAL);
-    CHECK_EQ_INT(weft_queue_capacity(NULL), WEFT_EINVAL);
-    CHECK_EQ_INT(weft_queue_unfinished(NULL), WEFT_EINVAL);
+    /* the snapshots are counts: 0 for a NULL queue, with a message */
+    CHECK_EQ_INT(weft_queue_size(NULL), 0);
+    CHECK(strstr(weft_last_error(), "weft_queue_size") != NULL);
+    CHECK_EQ_INT(weft_queue_capacity(NULL), 0);
+    CHECK_EQ_INT(weft_queue_unfinished(NULL), 0);
     CHECK(!weft_queue_empty(NULL));
     CHECK(!weft_queue_full(NULL));
     CHECK(!weft_queue_is_shutdown(NULL));
@@ -753,9 +749,9 @@ TEST(bad_input)
     static _Alignas(64) unsigned char fake[4096];
     weft_queue *f = (weft_queue *)fake;
     CHECK_ERR(weft_queue_put(f, ITEM(1), 0), WEFT_EINVAL);
-    CHECK_ERR(weft_queue_get(f, &p, 0), WEFT_EINVAL);
+    CHECK_ERR(weft_queue_get(f, 0, &p), WEFT_EINVAL);
     CHECK_ERR(weft_queue_destroy(f), WEFT_EINVAL);
-    CHECK_EQ_INT(weft_queue_size(f), WEFT_EINVAL);
+    CHECK_EQ_INT(weft_queue_size(f), 0);
     CHECK(!weft_queue_empty(f));
 }
 
@@ -775,7 +771,7 @@ TEST(capacity_zero_is_unbounded)
     CHECK_OK(weft_queue_put(q, ITEM(1), 0));
     CHECK_OK(weft_queue_put(q, ITEM(2), 0));
     void *p;
-    CHECK_OK(weft_queue_get(q, &p, 0));
+    CHECK_OK(weft_queue_get(q, 0, &p));
     CHECK_EQ_INT(NUM(p), 1);
     CHECK_OK(weft_queue_destroy(q));
 }
@@ -804,7 +800,7 @@ TEST(huge_capacity_is_refused_or_a_mere_bound)
             CHECK_EQ_INT(weft_queue_size(r), 200);
             CHECK(!weft_queue_full(r));
             void *p;
-            CHECK_OK(weft_queue_get(r, &p, 0));
+            CHECK_OK(weft_queue_get(r, 0, &p));
             CHECK_EQ_INT(NUM(p), k == 1 ? 199 : 0);
             CHECK_OK(weft_queue_destroy(r));
         }
@@ -861,14 +857,14 @@ static void *race_putter(void *arg)
         weft_queue *q = atomic_load(&R.q);
         for (long i = 0;; i++) {
             int rc;
-            long n = 1;
+            size_t n = 1;
             if (weft_queue_size(q) > 256) sched_yield(); /* keep the rounds short */
             if ((i + id) % 4 == 0) {
                 void *items[8] = {0};
                 rc = weft_queue_put_many(q, items, 8, WEFT_FOREVER, &n);
             } else {
                 rc = weft_queue_put(q, ITEM(i), WEFT_FOREVER);
-                n = rc == 0;
+                n = rc == 0 ? 1 : 0;
             }
             atomic_fetch_add(&R.accepted, n);
             if (i == 0) atomic_fetch_add(&R.running, 1);
@@ -892,7 +888,7 @@ static void *race_consumer(void *arg)
         weft_queue *q = atomic_load(&R.q);
         for (;;) {
             void *p;
-            int rc = weft_queue_get(q, &p, WEFT_FOREVER);
+            int rc = weft_queue_get(q, WEFT_FOREVER, &p);
             if (rc == WEFT_ECLOSED) break;
             if (rc != 0) {
                 atomic_store(&R.bad_rc, rc);
@@ -953,7 +949,7 @@ TEST(puts_racing_discard_shutdown_leave_nothing_unfinished)
                           atomic_load(&R.got), atomic_load(&R.freed));
                 CHECK_EQ_INT(atomic_load(&R.got) + atomic_load(&R.freed), atomic_load(&R.accepted));
                 void *p;
-                CHECK_ERR(weft_queue_get(q, &p, 0), WEFT_ECLOSED);
+                CHECK_ERR(weft_queue_get(q, 0, &p), WEFT_ECLOSED);
                 CHECK_OK(weft_queue_destroy(q));
                 CHECK_EQ_INT(atomic_load(&R.got) + atomic_load(&R.freed), atomic_load(&R.accepted));
             }

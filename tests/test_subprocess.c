@@ -733,7 +733,7 @@ static void *conc_thread(void *arg)
             char msg[80];
             snprintf(msg, sizeof msg, "%s\n", word);
             if (!rc) rc = weft_proc_write(p, msg, strlen(msg), 30, NULL);
-            if (!rc) rc = weft_proc_read_line(p, WEFT_PROC_STDOUT, &line, NULL, 30);
+            if (!rc) rc = weft_proc_read_line(p, WEFT_PROC_STDOUT, 30, &line, NULL);
             if (!rc && strcmp(line, msg)) rc = -1;
             if (!rc) rc = weft_proc_close_stdin(p);
             if (!rc) rc = weft_proc_wait(p, 30, &r);
@@ -772,27 +772,27 @@ TEST(popen_interactive_lines)
     const char *line;
     size_t len;
     CHECK_OK(weft_proc_write(p, "hello\n", 6, 5, NULL));
-    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, &line, &len, 5));
+    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, 5, &line, &len));
     CHECK_EQ_STR(line, "hello\n");
     CHECK_EQ_INT(len, 6);
     size_t w = 0;
     CHECK_OK(weft_proc_write(p, "a\nb", 3, 5, &w));
     CHECK_EQ_INT(w, 3);
-    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, &line, &len, 5));
+    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, 5, &line, &len));
     CHECK_EQ_STR(line, "a\n");
     double t0 = check_now();
-    CHECK_RC(weft_proc_read_line(p, WEFT_PROC_STDOUT, &line, &len, 0.2), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_proc_read_line(p, WEFT_PROC_STDOUT, 0.2, &line, &len), WEFT_ETIMEDOUT);
     CHECK(check_now() - t0 >= 0.19);
     CHECK_OK(weft_proc_write(p, "c\nd", 3, 5, NULL));
-    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, &line, &len, 5));
+    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, 5, &line, &len));
     CHECK_EQ_STR(line, "bc\n"); /* the partial line was kept */
     CHECK_OK(weft_proc_close_stdin(p));
     CHECK_OK(weft_proc_close_stdin(p)); /* twice is fine */
     CHECK_RC(weft_proc_write(p, "x", 1, 1, NULL), WEFT_EINVAL);
-    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, &line, &len, 5));
+    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, 5, &line, &len));
     CHECK_EQ_STR(line, "d"); /* the last line, no newline */
     CHECK_EQ_INT(len, 1);
-    CHECK_RC(weft_proc_read_line(p, WEFT_PROC_STDOUT, &line, &len, 5), WEFT_EOF);
+    CHECK_RC(weft_proc_read_line(p, WEFT_PROC_STDOUT, 5, &line, &len), WEFT_EOF);
     weft_run_result r;
     CHECK_OK(weft_proc_wait(p, 5, &r));
     CHECK_EQ_INT(r.exit_code, 0);
@@ -808,11 +808,11 @@ TEST(popen_read_timeouts_poll_wait_signal)
     char buf[16];
     size_t got = 99;
     double t0 = check_now();
-    CHECK_RC(weft_proc_read(p, WEFT_PROC_STDOUT, buf, sizeof buf, 0, &got), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_proc_read(p, WEFT_PROC_STDOUT, 0, buf, sizeof buf, &got), WEFT_ETIMEDOUT);
     CHECK(check_now() - t0 < 0.5); /* no wait */
     CHECK_EQ_INT(got, 0);
     t0 = check_now();
-    CHECK_RC(weft_proc_read(p, WEFT_PROC_STDERR, buf, sizeof buf, 0.2, &got), WEFT_ETIMEDOUT);
+    CHECK_RC(weft_proc_read(p, WEFT_PROC_STDERR, 0.2, buf, sizeof buf, &got), WEFT_ETIMEDOUT);
     double dt = check_now() - t0;
     CHECK_MSG(dt >= 0.19 && dt < 2, "%.3f s", dt);
     weft_run_result r;
@@ -826,10 +826,10 @@ TEST(popen_read_timeouts_poll_wait_signal)
     CHECK_EQ_INT(r.signal, SIGUSR1);
     CHECK_OK(weft_proc_wait(p, 0, &r));
     CHECK_EQ_INT(r.signal, SIGUSR1);
-    CHECK_RC(weft_proc_read(p, WEFT_PROC_STDOUT, buf, sizeof buf, 1, &got), WEFT_EOF);
+    CHECK_RC(weft_proc_read(p, WEFT_PROC_STDOUT, 1, buf, sizeof buf, &got), WEFT_EOF);
     CHECK_OK(weft_proc_kill(p));                               /* reaped: nothing is sent */
     CHECK_RC(weft_proc_signal(p, SIGKILL, true), WEFT_EINVAL); /* no group of its own */
-    CHECK_RC(weft_proc_read(p, 3, buf, sizeof buf, 1, &got), WEFT_EINVAL);
+    CHECK_RC(weft_proc_read(p, 3, 1, buf, sizeof buf, &got), WEFT_EINVAL);
     CHECK_RC(weft_proc_write(p, "x", 1, 1, NULL), WEFT_EINVAL); /* stdin not a pipe */
     CHECK_RC(weft_proc_signal(p, -5, false), WEFT_EINVAL);
     weft_proc_destroy(p);
@@ -843,7 +843,7 @@ TEST(popen_kill_ends_the_group)
     weft_run_opts o = {.out.mode = WEFT_STDIO_PIPE, .flags = WEFT_RUN_NEW_PGROUP};
     REQUIRE_OK(weft_popen_shell("sleep 30 & echo $!; wait", &o, &p));
     const char *line;
-    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, &line, NULL, 10));
+    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, 10, &line, NULL));
     long gpid = line ? strtol(line, NULL, 10) : 0;
     CHECK_OK(weft_proc_kill(p));
     weft_run_result r;
@@ -872,7 +872,7 @@ TEST(popen_communicate)
     const char *line;
     /* a line read first is not lost to communicate: the rest comes after */
     CHECK_OK(weft_proc_write(p, "first\n", 6, 5, NULL));
-    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, &line, NULL, 5));
+    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, 5, &line, NULL));
     CHECK_EQ_STR(line, "got first\n");
     weft_run_result r;
     CHECK_ERR(weft_proc_communicate(p, &r), WEFT_EEXIT);
@@ -923,12 +923,12 @@ TEST(popen_read_mixed_with_read_line)
     weft_run_opts o = {.out.mode = WEFT_STDIO_PIPE};
     REQUIRE_OK(weft_popen_shell("printf 'l1\\nl2\\nl3'", &o, &p));
     const char *line;
-    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, &line, NULL, 5));
+    CHECK_OK(weft_proc_read_line(p, WEFT_PROC_STDOUT, 5, &line, NULL));
     CHECK_EQ_STR(line, "l1\n");
     char buf[64];
     size_t got = 0, total = 0;
     int rc;
-    while ((rc = weft_proc_read(p, WEFT_PROC_STDOUT, buf + total, sizeof buf - 1 - total, 5,
+    while ((rc = weft_proc_read(p, WEFT_PROC_STDOUT, 5, buf + total, sizeof buf - 1 - total,
                                 &got)) == 0)
         total += got;
     CHECK_RC(rc, WEFT_EOF);

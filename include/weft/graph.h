@@ -38,12 +38,22 @@ extern "C" {
  * Argument blocks: what a graph task receives as its input
  * ------------------------------------------------------------------------ */
 
+/* A task is a task everywhere: a graph node of one argument passes that
+ * argument's bytes to its task as they are, as weft_submit, weft_map and
+ * weft_parallel pass their inputs, so one registered task runs unchanged
+ * through all four. A node of several arguments (and a weft_map_zip item)
+ * passes an argument block, which its task reads with these two calls
+ * only; they read plain bytes as a single argument, so a task written
+ * with them runs everywhere too. */
+
 /* weft_args_count() :
- * The number of arguments in the input `in[0..len)` of a graph task.
- * @return the count (>= 0), or WEFT_EINVAL if `in` is not an argument
- * block (e.g. the task was submitted directly with plain bytes).
- * Threads: pure; any thread. */
-WEFT_API int weft_args_count(const void *in, size_t len);
+ * Gives in `*count` the number of arguments in the input `in[0..len)` of a
+ * task: the block's count, or 1 for plain bytes.
+ * Threads: pure; any thread.
+ * @return 0, or WEFT_EINVAL (`count` NULL, `in` NULL with len > 0, or a
+ * block cut short: it declares more arguments than `len` holds; the
+ * message says which); `*count` is 0 on error. */
+WEFT_API int weft_args_count(const void *in, size_t len, size_t *count);
 
 /* weft_args_get() :
  * Gives the bytes of argument `i` of the graph task input `in[0..len)`.
@@ -51,8 +61,12 @@ WEFT_API int weft_args_count(const void *in, size_t len);
  * backends, into the producing node's output, which the graph keeps alive
  * while the task runs); valid only during the task's call. No alignment is
  * promised: memcpy multi-byte values out. `data` and `alen` may be NULL.
+ * Plain bytes are argument 0 (the whole input).
  * Threads: pure; any thread.
- * @return 0, or WEFT_EINVAL (not an argument block, i out of range). */
+ * @return 0, or WEFT_EINVAL (i >= the count; a block cut short: the entry
+ * or the bytes of argument i lie past `len`; the message says which and
+ * gives the count). A task that passes the code on without a message of
+ * its own fails with this message. */
 WEFT_API int weft_args_get(const void *in, size_t len, size_t i, const void **data, size_t *alen);
 
 /* ------------------------------------------------------------------------
@@ -94,8 +108,14 @@ enum {
 };
 
 typedef struct weft_graph_options {
+    size_t size;    /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
     unsigned flags; /* WEFT_GRAPH_* */
 } weft_graph_options;
+/* weft_graph_options o = WEFT_GRAPH_OPTIONS_INIT; records this header's size */
+#define WEFT_GRAPH_OPTIONS_INIT            \
+    {                                      \
+        .size = sizeof(weft_graph_options) \
+    }
 
 /* weft_graph_create() :
  * Creates an empty graph (opts NULL = defaults).
@@ -107,8 +127,9 @@ WEFT_API int weft_graph_create(const weft_graph_options *opts, weft_graph **out)
 
 /* weft_graph_destroy() :
  * Frees the graph, its nodes and every output it still holds. NULL is a
- * no-op. Threads: not while a compute of `g` runs. */
-WEFT_API void weft_graph_destroy(weft_graph *g);
+ * no-op. Threads: not while a compute of `g` runs.
+ * @return 0, WEFT_EBUSY (a compute of `g` is running: nothing freed). */
+WEFT_API int weft_graph_destroy(weft_graph *g);
 
 /* weft_graph_call() :
  * Adds the call fn(args[0..nargs)) as a node, without running anything, and
@@ -159,10 +180,16 @@ enum {
 };
 
 typedef struct weft_compute_options {
+    size_t size;    /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
     unsigned flags; /* WEFT_COMPUTE_* */
     int retries;    /* re-run a node whose task returned an error up to this many times */
-    int progress;   /* progress bar on stderr: 0 = WEFT_PROGRESS, > 0 on, < 0 off */
+    weft_show_progress progress; /* progress bar on stderr (WEFT_SHOW_PROGRESS_*) */
 } weft_compute_options;
+/* weft_compute_options o = WEFT_COMPUTE_OPTIONS_INIT; records this header's size */
+#define WEFT_COMPUTE_OPTIONS_INIT            \
+    {                                        \
+        .size = sizeof(weft_compute_options) \
+    }
 
 /* weft_graph_compute() :
  * Runs the nodes `targets[0..n)` need, and only those, on `ex`, and waits
@@ -270,6 +297,7 @@ typedef struct weft_call {
 } weft_call;
 
 typedef struct weft_parallel_options {
+    size_t size; /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
     /* joblib's n_jobs: -1 all CPUs, -2 all but one (-k: CPUs + 1 - k, at
      * least 1), 1 runs serially in the calling thread (the serial backend),
      * N > 1 that many workers; 0 takes WEFT_WORKERS, else all CPUs. */
@@ -278,11 +306,16 @@ typedef struct weft_parallel_options {
     weft_backend backend;
     /* Run on this executor instead (n_jobs and backend are then ignored). */
     weft_executor *executor;
-    size_t batch_size; /* calls per task; 0 = automatic (weft_map's chunking) */
-    unsigned flags;    /* WEFT_MAP_STOP_ON_ERROR, WEFT_MAP_MEMO (needs `executor` with a memo) */
-    int retries;       /* re-run a call that returned an error */
-    int progress;      /* progress bar: 0 = WEFT_PROGRESS, > 0 on, < 0 off */
+    size_t batch_size;           /* calls per task; 0 = automatic (weft_map's chunking) */
+    unsigned flags;              /* WEFT_MAP_STOP_ON_ERROR, WEFT_MAP_MEMO (needs `executor` with a memo) */
+    int retries;                 /* re-run a call that returned an error */
+    weft_show_progress progress; /* progress bar on stderr (WEFT_SHOW_PROGRESS_*) */
 } weft_parallel_options;
+/* weft_parallel_options o = WEFT_PARALLEL_OPTIONS_INIT; records this header's size */
+#define WEFT_PARALLEL_OPTIONS_INIT            \
+    {                                         \
+        .size = sizeof(weft_parallel_options) \
+    }
 
 /* weft_n_jobs_workers() :
  * Resolves joblib's n_jobs to a worker count in `*workers` (see

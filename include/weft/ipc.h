@@ -171,6 +171,7 @@ typedef enum weft_channel_direction {
 } weft_channel_direction;
 
 typedef struct weft_channel_options {
+    size_t size; /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
     /* Ring bytes per direction; 0 = 256 KiB. Rounded up to a power of two,
      * 4 KiB .. 1 GiB. A message takes its length rounded up to 8, plus 8
      * bytes; the largest message is capacity - 8 bytes
@@ -178,6 +179,11 @@ typedef struct weft_channel_options {
     size_t capacity;
     weft_channel_direction direction;
 } weft_channel_options;
+/* weft_channel_options o = WEFT_CHANNEL_OPTIONS_INIT; records this header's size */
+#define WEFT_CHANNEL_OPTIONS_INIT            \
+    {                                        \
+        .size = sizeof(weft_channel_options) \
+    }
 
 /* weft_channel_create() :
  * Creates a channel; the calling process holds its owner end. One other
@@ -230,15 +236,15 @@ WEFT_API int weft_channel_send(weft_channel *ch, const void *data, size_t len, d
  * process died without closing, and every message it sent was received),
  * WEFT_ECLOSED (this end was closed), WEFT_EOVERFLOW, WEFT_EPERM (this end
  * does not receive), WEFT_EINVAL. */
-WEFT_API int weft_channel_recv(weft_channel *ch, void *buf, size_t cap, size_t *len,
-                               double timeout);
+WEFT_API int weft_channel_recv(weft_channel *ch, double timeout, void *buf, size_t cap,
+                               size_t *len);
 
 /* weft_channel_recv_alloc() :
  * weft_channel_recv() into a buffer it allocates: `*data` (malloc; the caller
  * frees it with free(); never NULL on success, even for an empty message).
  * @return as weft_channel_recv, without WEFT_EOVERFLOW, plus WEFT_ENOMEM
  * (the message stays in the channel). */
-WEFT_API int weft_channel_recv_alloc(weft_channel *ch, void **data, size_t *len, double timeout);
+WEFT_API int weft_channel_recv_alloc(weft_channel *ch, double timeout, void **data, size_t *len);
 
 /* weft_channel_poll() :
  * Waits at most `timeout` until a recv would not wait: a message is ready,
@@ -268,12 +274,18 @@ WEFT_API int weft_channel_destroy(weft_channel *ch);
 typedef struct weft_mpqueue weft_mpqueue;
 
 typedef struct weft_mpqueue_options {
+    size_t size; /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
     /* Ring bytes; 0 = 1 MiB. Rounded up to a power of two, 4 KiB .. 1 GiB.
      * A message takes its length rounded up to 8, plus 8 bytes. */
     size_t capacity;
     /* At most this many messages (Queue(maxsize)); 0 = bounded by bytes only. */
     size_t maxsize;
 } weft_mpqueue_options;
+/* weft_mpqueue_options o = WEFT_MPQUEUE_OPTIONS_INIT; records this header's size */
+#define WEFT_MPQUEUE_OPTIONS_INIT            \
+    {                                        \
+        .size = sizeof(weft_mpqueue_options) \
+    }
 
 /* weft_mpqueue_create() :
  * Creates a bounded FIFO queue of byte messages that any number of threads
@@ -312,12 +324,12 @@ WEFT_API int weft_mpqueue_put(weft_mpqueue *q, const void *data, size_t len, dou
  * Threads: any thread of any attached process.
  * @return 0, WEFT_ETIMEDOUT, WEFT_EOF (closed and empty), WEFT_EOVERFLOW,
  * WEFT_EINVAL. */
-WEFT_API int weft_mpqueue_get(weft_mpqueue *q, void *buf, size_t cap, size_t *len, double timeout);
+WEFT_API int weft_mpqueue_get(weft_mpqueue *q, double timeout, void *buf, size_t cap, size_t *len);
 
 /* weft_mpqueue_get_alloc() : weft_mpqueue_get() into a malloc'd `*data`
  * (the caller frees it). @return as weft_mpqueue_get without
  * WEFT_EOVERFLOW, plus WEFT_ENOMEM (the message stays in the queue). */
-WEFT_API int weft_mpqueue_get_alloc(weft_mpqueue *q, void **data, size_t *len, double timeout);
+WEFT_API int weft_mpqueue_get_alloc(weft_mpqueue *q, double timeout, void **data, size_t *len);
 
 /* weft_mpqueue_count() : messages in the queue (a snapshot; Queue.qsize),
  * 0 for NULL. Threads: any. */

@@ -94,6 +94,7 @@ enum {
 /* Options of weft_run() and weft_popen(); the zero value (or NULL) means: the
  * caller's directory, environment, stdio and process group, no timeout. */
 typedef struct weft_run_opts {
+    size_t size;     /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
     unsigned flags;  /* WEFT_RUN_* */
     const char *cwd; /* working directory of the child; NULL: the caller's */
     /* NULL-terminated list of "NAME=VALUE" entries (copied at the call). With
@@ -122,6 +123,11 @@ typedef struct weft_run_opts {
      * child's environment, else the caller's, else "/bin:/usr/bin". */
     const char *path;
 } weft_run_opts;
+/* weft_run_opts o = WEFT_RUN_OPTS_INIT; records this header's size */
+#define WEFT_RUN_OPTS_INIT            \
+    {                                 \
+        .size = sizeof(weft_run_opts) \
+    }
 
 /* What a child did. Filled by weft_run(), weft_proc_wait(),
  * weft_proc_communicate(); release with weft_run_result_fini(). */
@@ -187,8 +193,9 @@ WEFT_API int weft_run_capture(const char *const *argv, double timeout, weft_run_
 
 /* weft_run_result_fini() :
  * Frees the captured output of `res` and zeroes it. NULL is a no-op; a
- * zeroed or already finalised result is fine. Threads: the owner's. */
-WEFT_API void weft_run_result_fini(weft_run_result *res);
+ * zeroed or already finalised result is fine. Threads: the owner's.
+ * @return 0. */
+WEFT_API int weft_run_result_fini(weft_run_result *res);
 
 /* ------------------------------------------------------------------------
  * Popen: a child with its pipes open
@@ -197,10 +204,10 @@ WEFT_API void weft_run_result_fini(weft_run_result *res);
 typedef struct weft_proc weft_proc;
 
 /* The streams of weft_proc_read(): the child's stdout or stderr. */
-enum {
+typedef enum weft_proc_stream {
     WEFT_PROC_STDOUT = 1,
     WEFT_PROC_STDERR = 2,
-};
+} weft_proc_stream;
 
 /* weft_popen() :
  * Starts `argv` as weft_run() does and returns at once. Streams set to
@@ -247,8 +254,8 @@ WEFT_API int weft_proc_close_stdin(weft_proc *p);
  * @return 0 (`*got` >= 1), WEFT_EOF (the child closed the stream and all was
  * read), WEFT_ETIMEDOUT (nothing came in time, also for timeout 0),
  * WEFT_EINVAL (the stream is not a pipe, cap 0, NULL), -errno. */
-WEFT_API int weft_proc_read(weft_proc *p, int stream, void *buf, size_t cap, double timeout,
-                            size_t *got);
+WEFT_API int weft_proc_read(weft_proc *p, weft_proc_stream stream, double timeout, void *buf,
+                            size_t cap, size_t *got);
 
 /* weft_proc_read_line() :
  * Gives the next line of `stream`, with its '\n' and a NUL after it; the
@@ -260,8 +267,8 @@ WEFT_API int weft_proc_read(weft_proc *p, int stream, void *buf, size_t cap, dou
  * buffered by one are returned by the other first.
  * @return 0, WEFT_EOF (nothing left), WEFT_ETIMEDOUT, WEFT_EINVAL,
  * WEFT_ENOMEM, -errno. */
-WEFT_API int weft_proc_read_line(weft_proc *p, int stream, const char **line, size_t *len,
-                                 double timeout);
+WEFT_API int weft_proc_read_line(weft_proc *p, weft_proc_stream stream, double timeout,
+                                 const char **line, size_t *len);
 
 /* weft_proc_poll() :
  * Checks whether the child has exited, without waiting; if it has, reaps it
@@ -314,8 +321,8 @@ WEFT_API int weft_proc_kill(weft_proc *p);
  * Closes the pipes and frees `p`. A child not yet reaped is ended first
  * (SIGKILL, to its group if it has its own) and reaped, so no zombie and no orphan is left:
  * wait for it before, if it should finish. NULL is a no-op.
- * Threads: no other call on `p` may be in progress or follow. */
-WEFT_API void weft_proc_destroy(weft_proc *p);
+ * Threads: no other call on `p` may be in progress or follow. @return 0. */
+WEFT_API int weft_proc_destroy(weft_proc *p);
 
 #ifdef __cplusplus
 }

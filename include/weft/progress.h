@@ -36,12 +36,18 @@ typedef enum weft_progress_mode {
 } weft_progress_mode;
 
 typedef struct weft_progress_options {
-    int fd;                  /* where to draw; 0 = stderr (2) */
+    size_t size; /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
+    int fd;      /* where to draw; 0 = stderr (2) */
     weft_progress_mode mode; /* 0 = AUTO */
     /* Seconds between draws: 0 = 0.1 s on a terminal, 1 s for lines. */
     double interval;
     int width; /* bar width in characters; 0 = 24 */
 } weft_progress_options;
+/* weft_progress_options o = WEFT_PROGRESS_OPTIONS_INIT; records this header's size */
+#define WEFT_PROGRESS_OPTIONS_INIT            \
+    {                                         \
+        .size = sizeof(weft_progress_options) \
+    }
 
 /* weft_progress_create() :
  * Starts a progress bar named `label` (copied; NULL = "progress") over
@@ -69,18 +75,24 @@ WEFT_API uint64_t weft_progress_done(const weft_progress *p);
 
 /* weft_progress_destroy() :
  * Draws the final state (ending the terminal line) and frees `p`. NULL is
- * a no-op. Threads: once no other thread uses `p`. */
-WEFT_API void weft_progress_destroy(weft_progress *p);
+ * a no-op. Threads: once no other thread uses `p`. @return 0. */
+WEFT_API int weft_progress_destroy(weft_progress *p);
 
 /* ------------------------------------------------------------------------
  * Task-stream picture
  * ------------------------------------------------------------------------ */
 
 typedef struct weft_svg_options {
+    size_t size;       /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
     const char *title; /* heading; NULL = "weft task stream" + the trace's backend */
     int width;         /* picture width in pixels; 0 = 1000 */
     int lane_height;   /* pixels per worker lane; 0 = 28 */
 } weft_svg_options;
+/* weft_svg_options o = WEFT_SVG_OPTIONS_INIT; records this header's size */
+#define WEFT_SVG_OPTIONS_INIT            \
+    {                                    \
+        .size = sizeof(weft_svg_options) \
+    }
 
 /* weft_trace_svg() :
  * Reads the Chrome trace-event JSON file `json_path` (as weft_trace_write

@@ -14,8 +14,7 @@
  * the items of one producer come out in the order it put them.
  *
  * Capacity: 0 (the default) is unbounded, as Python's maxsize <= 0; a positive
- * capacity makes put wait while the queue holds that many items. A negative
- * one is WEFT_EINVAL. A bounded FIFO allocates its 16-byte slots at create:
+ * capacity makes put wait while the queue holds that many items. A bounded FIFO allocates its 16-byte slots at create:
  * a capacity whose slots do not fit the address space (2^59 or more on
  * 64-bit) is WEFT_ENOMEM; LIFO and PRIORITY queues grow on demand.
  *
@@ -65,8 +64,9 @@ typedef void (*weft_queue_free_fn)(void *item, void *arg);
 /* Options of weft_queue_create(); the zero value (or NULL) is an unbounded
  * FIFO queue that never frees items. */
 typedef struct weft_queue_options {
-    int kind;      /* weft_queue_kind; other values are WEFT_EINVAL */
-    long capacity; /* most items held at once; 0 = unbounded; < 0 is WEFT_EINVAL */
+    size_t size; /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
+    weft_queue_kind kind; /* other values are WEFT_EINVAL */
+    size_t capacity;      /* most items held at once; 0 = unbounded */
     /* Called (on the calling thread) for every item that
      * weft_queue_shutdown(WEFT_QUEUE_DISCARD) removes and every item still
      * queued at weft_queue_destroy(); NULL: such items are just dropped. A
@@ -76,18 +76,23 @@ typedef struct weft_queue_options {
     weft_queue_free_fn free_item;
     void *free_arg; /* passed to free_item */
 } weft_queue_options;
+/* weft_queue_options o = WEFT_QUEUE_OPTIONS_INIT; records this header's size */
+#define WEFT_QUEUE_OPTIONS_INIT            \
+    {                                      \
+        .size = sizeof(weft_queue_options) \
+    }
 
 /* Modes of weft_queue_shutdown(). */
-enum {
+typedef enum weft_queue_shutdown_mode {
     WEFT_QUEUE_DRAIN = 0,   /* gets succeed until the queue is empty (immediate=False) */
     WEFT_QUEUE_DISCARD = 1, /* remove the items now; gets fail at once (immediate=True) */
-};
+} weft_queue_shutdown_mode;
 
 /* weft_queue_create() :
  * Creates an empty queue as `opts` says (NULL: unbounded FIFO).
  * Ownership: the caller destroys `*out` with weft_queue_destroy().
- * Threads: any. @return 0, WEFT_EINVAL (NULL out, unknown kind, negative
- * capacity), WEFT_ENOMEM (also a bounded FIFO whose capacity cannot be
+ * Threads: any. @return 0, WEFT_EINVAL (NULL out, unknown kind),
+ * WEFT_ENOMEM (also a bounded FIFO whose capacity cannot be
  * allocated, checked before any allocation); on error `*out` is NULL. */
 WEFT_API int weft_queue_create(const weft_queue_options *opts, weft_queue **out);
 
@@ -124,13 +129,13 @@ WEFT_API int weft_queue_put_prio(weft_queue *q, void *item, int64_t priority, do
  * Threads: any. @return 0, WEFT_EAGAIN (empty, timeout 0), WEFT_ETIMEDOUT,
  * WEFT_ECLOSED (shut down: DRAIN and empty, or DISCARD), WEFT_EINVAL (NULL
  * item or q, dead q, bad timeout); on error `*item` is unchanged. */
-WEFT_API int weft_queue_get(weft_queue *q, void **item, double timeout);
+WEFT_API int weft_queue_get(weft_queue *q, double timeout, void **item);
 
 /* weft_queue_get_prio() :
  * As weft_queue_get() on a PRIORITY queue; also stores the item's priority in
  * `*priority` (may be NULL). @return as weft_queue_get(); WEFT_EINVAL also if
  * `q` is not a PRIORITY queue. */
-WEFT_API int weft_queue_get_prio(weft_queue *q, void **item, int64_t *priority, double timeout);
+WEFT_API int weft_queue_get_prio(weft_queue *q, double timeout, void **item, int64_t *priority);
 
 /* weft_queue_put_many() :
  * Puts `items[0..n)` in order, waiting as weft_queue_put() does; `timeout`
@@ -138,24 +143,25 @@ WEFT_API int weft_queue_get_prio(weft_queue *q, void **item, int64_t *priority, 
  * once per batch. `*nput` (may be NULL) receives how many were put (all of
  * them when it returns 0; the first `*nput` otherwise).
  * Threads: any; items of concurrent producers may interleave.
- * @return as weft_queue_put(); WEFT_EINVAL also for n < 0 or NULL items with
- * n > 0. n == 0 returns 0 at once. */
-WEFT_API int weft_queue_put_many(weft_queue *q, void *const *items, long n, double timeout,
-                                 long *nput);
+ * @return as weft_queue_put(); WEFT_EINVAL also for NULL items with n > 0.
+ * n == 0 returns 0 at once. */
+WEFT_API int weft_queue_put_many(weft_queue *q, void *const *items, size_t n, double timeout,
+                                 size_t *nput);
 
 /* weft_queue_get_many() :
  * Waits at most `timeout` for one item, then takes up to `max` items that
  * are available without waiting, into `items[0..*ngot)` in the queue's order.
  * Threads: any. @return 0 (*ngot >= 1), or as weft_queue_get() (*ngot = 0);
- * WEFT_EINVAL also for max < 1, NULL items or ngot. */
-WEFT_API int weft_queue_get_many(weft_queue *q, void **items, long max, double timeout, long *ngot);
+ * WEFT_EINVAL also for max 0, NULL items or ngot. */
+WEFT_API int weft_queue_get_many(weft_queue *q, double timeout, void **items, size_t max,
+                                 size_t *ngot);
 
 /* weft_queue_task_done() :
  * Marks `n` (>= 1) items fetched with get as processed (Queue.task_done).
  * When every item put so far is marked done, weft_queue_join() returns.
  * Threads: any. @return 0, WEFT_EOVERFLOW (more items marked done than were
- * put: nothing is marked; Python's ValueError), WEFT_EINVAL (n < 1, bad q). */
-WEFT_API int weft_queue_task_done(weft_queue *q, long n);
+ * put: nothing is marked; Python's ValueError), WEFT_EINVAL (n 0, bad q). */
+WEFT_API int weft_queue_task_done(weft_queue *q, size_t n);
 
 /* weft_queue_join() :
  * Waits at most `timeout` until every item put has been marked done by
@@ -177,24 +183,26 @@ WEFT_API int weft_queue_join(weft_queue *q, double timeout);
  * on the calling thread (for a FIFO item that landed during the discard, on
  * the putting thread).
  * Threads: any. @return 0, WEFT_EINVAL (bad q or mode). */
-WEFT_API int weft_queue_shutdown(weft_queue *q, int mode);
+WEFT_API int weft_queue_shutdown(weft_queue *q, weft_queue_shutdown_mode mode);
 
 /* weft_queue_size() :
  * @return the number of items queued (a snapshot, approximate while other
- * threads put and get), or WEFT_EINVAL for a NULL or dead q. Any thread. */
-WEFT_API long weft_queue_size(const weft_queue *q);
+ * threads put and get), or 0 for a NULL or dead q (weft_last_error() then
+ * says which). Any thread. */
+WEFT_API size_t weft_queue_size(const weft_queue *q);
 
 /* weft_queue_empty(), weft_queue_full() : snapshots, as size() == 0 and (for
  * a bounded queue) size() >= capacity; false for a NULL or dead q. */
 WEFT_API bool weft_queue_empty(const weft_queue *q);
 WEFT_API bool weft_queue_full(const weft_queue *q);
 
-/* weft_queue_capacity() : the capacity (0: unbounded), or WEFT_EINVAL. */
-WEFT_API long weft_queue_capacity(const weft_queue *q);
+/* weft_queue_capacity() : the capacity (0: unbounded; also 0 for a NULL or
+ * dead q). */
+WEFT_API size_t weft_queue_capacity(const weft_queue *q);
 
 /* weft_queue_unfinished() : items put and not yet marked done (a snapshot),
- * or WEFT_EINVAL. */
-WEFT_API long weft_queue_unfinished(const weft_queue *q);
+ * or 0 for a NULL or dead q. */
+WEFT_API size_t weft_queue_unfinished(const weft_queue *q);
 
 /* weft_queue_is_shutdown() : true once weft_queue_shutdown() was called;
  * false for a NULL or dead q. */

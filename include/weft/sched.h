@@ -44,6 +44,7 @@ typedef void (*weft_sched_fn)(void *arg);
 typedef void (*weft_sched_submit_cb)(void *arg, weft_sched_id id, int rc, weft_future *f);
 
 typedef struct weft_sched_options {
+    size_t size; /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
     /* The clock, in seconds: NULL takes weft_now() (monotonic). Called with
      * the scheduler's lock held: it must not call the scheduler. */
     double (*timefunc)(void *arg);
@@ -65,6 +66,11 @@ typedef struct weft_sched_options {
     weft_sched_submit_cb on_submit; /* optional, for task events */
     void *submit_arg;               /* passed to on_submit */
 } weft_sched_options;
+/* weft_sched_options o = WEFT_SCHED_OPTIONS_INIT; records this header's size */
+#define WEFT_SCHED_OPTIONS_INIT            \
+    {                                      \
+        .size = sizeof(weft_sched_options) \
+    }
 
 typedef enum weft_sched_period_mode {
     /* The next run is due `period` after the previous one was due: runs stay
@@ -79,6 +85,7 @@ typedef enum weft_sched_period_mode {
 /* Everything an event can be; zero means defaults. Exactly one of `fn` and
  * `task` is set. */
 typedef struct weft_sched_event {
+    size_t size;   /* sizeof the struct as the caller's header had it; 0 = weft 0.2's layout */
     double time;   /* delay in seconds from now (>= 0, finite), or an absolute
                       time on the scheduler's clock if `absolute` */
     bool absolute; /* `time` is absolute (finite, any sign) */
@@ -91,6 +98,11 @@ typedef struct weft_sched_event {
     const void *in;    /* copied at enter */
     size_t len;
 } weft_sched_event;
+/* weft_sched_event o = WEFT_SCHED_EVENT_INIT; records this header's size */
+#define WEFT_SCHED_EVENT_INIT            \
+    {                                    \
+        .size = sizeof(weft_sched_event) \
+    }
 
 /* One entry of weft_sched_queue(). */
 typedef struct weft_sched_entry {

@@ -1400,7 +1400,7 @@ int main(int argc, char **argv)
     weft_options wo = WEFT_OPTIONS_INIT;
     if (mpi) {
         wo.backend = WEFT_BACKEND_MPI;
-        wo.mpi_threads = jobs;
+        wo.mpi.threads = jobs;
     } else {
         wo.backend = WEFT_BACKEND_THREADS;
         wo.workers = jobs;

@@ -49,18 +49,9 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     if (!opts) opts = &defaults;
     /* Read only the bytes the caller's header knew; later fields default. */
     weft_options local;
-    size_t size = opts->size ? opts->size : WEFT_OPTIONS_SIZE_0_1;
-    if (size < offsetof(weft_options, backend) + sizeof(weft_backend))
-        return weft__err(WEFT_EINVAL, "weft_executor_create: options size %zu is too small", size);
-    memset(&local, 0, sizeof local);
-    memcpy(&local, opts, size < sizeof local ? size : sizeof local);
-    for (size_t i = sizeof local; i < size; i++)
-        if (((const unsigned char *)opts)[i])
-            return weft__err(WEFT_ENOTSUP,
-                             "weft_executor_create: the options (size %zu) set a field this "
-                             "library (weft %s, options size %zu) does not know",
-                             size, weft_version(), sizeof local);
-    local.size = sizeof local;
+    int orc = weft__opts_read(&local, sizeof local, opts, WEFT_OPTIONS_SIZE_0_2,
+                              "weft_executor_create: weft_options");
+    if (orc) return orc;
     opts = &local;
 
     weft_backend backend = opts->backend;
@@ -128,11 +119,11 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
     bool watchdog_print = false;
     if (ops->caps & WEFT__CAP_WATCHDOG) {
         int rc = 0;
-        if (opts->watchdog < 0 || opts->watchdog != opts->watchdog)
+        if (opts->processes.watchdog < 0 || opts->processes.watchdog != opts->processes.watchdog)
             rc = weft__err(WEFT_EINVAL, "weft_executor_create: task_timeout and watchdog must "
                                         "be >= 0 seconds");
-        watchdog = opts->watchdog;
-        watchdog_print = opts->watchdog_print;
+        watchdog = opts->processes.watchdog;
+        watchdog_print = opts->processes.watchdog_print;
         if (!rc && watchdog == 0) {
             const char *v = getenv("WEFT_WATCHDOG");
             if (v && *v) {
@@ -140,7 +131,8 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
                 watchdog_print = watchdog > 0; /* asked for through the environment */
             }
         }
-        if (!rc && watchdog > 0 && !opts->on_stall && !opts->watchdog_fn && !watchdog_print)
+        if (!rc && watchdog > 0 && !opts->processes.on_stall && !opts->processes.watchdog_fn &&
+            !watchdog_print)
             rc = weft__err(WEFT_EINVAL,
                            "weft_executor_create: a watchdog with no on_stall, no watchdog_fn "
                            "and watchdog_print false would report to no one");

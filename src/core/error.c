@@ -7,6 +7,7 @@
 #include "internal.h"
 
 static __thread char last_error[512];
+__thread unsigned weft__err_gen;
 
 const char *weft_version(void)
 {
@@ -84,6 +85,7 @@ int weft__err(int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    if (code < 0) weft__err_gen++;
     return code;
 }
 
@@ -93,6 +95,7 @@ int weft__err_safe(int code, const char *a, const char *b)
     for (const char *s = a; s && *s && n + 1 < sizeof last_error; s++) last_error[n++] = *s;
     for (const char *s = b; s && *s && n + 1 < sizeof last_error; s++) last_error[n++] = *s;
     last_error[n] = '\0';
+    if (code < 0) weft__err_gen++;
     return code;
 }
 

@@ -775,6 +775,12 @@ int weft_submit_ex(weft_executor *ex, weft_task_fn fn, const void *in, size_t le
                                 : "the input");
     if (WEFT__UNLIKELY(atomic_load_explicit(&ex->closed, memory_order_relaxed)))
         return weft__err(WEFT_ECLOSED, "weft_submit: the executor is shut down");
+    weft_submit_options so_local;
+    if (opts) {
+        int orc = WEFT__OPTS_READ(so_local, opts, "weft_submit_ex: weft_submit_options");
+        if (orc) return orc;
+        opts = &so_local;
+    }
     if (WEFT__UNLIKELY(opts && opts->retries < 0))
         return weft__err(WEFT_EINVAL, "weft_submit: negative retries %d", opts->retries);
     if (WEFT__UNLIKELY(opts && opts->timeout != opts->timeout))
@@ -997,7 +1003,9 @@ static void *watchdog_main(void *arg)
             len += (size_t)snprintf(rep + len, cap - len, "\n  %s", line);
         }
         if (ex->on_stall) {
-            weft_stall_info info = {(double)(now - last) * 1e-9, pending(ex), ex->nworkers, rep};
+            int64_t npend = pending(ex);
+            weft_stall_info info = {(double)(now - last) * 1e-9, npend > 0 ? (size_t)npend : 0,
+                                    ex->nworkers, rep};
             ex->on_stall(ex->on_stall_arg, &info);
         }
         if (ex->watchdog_fn) ex->watchdog_fn(rep, ex->watchdog_arg);
@@ -1038,10 +1046,10 @@ int weft__exec_new(const weft_options *opts, const weft__backend *ops, const wef
     ex->finalizer = opts->finalizer;
     ex->stack_size = opts->stack_size ? opts->stack_size : (8u << 20);
     ex->watchdog = watchdog;
-    ex->watchdog_fn = opts->watchdog_fn;
-    ex->watchdog_arg = opts->watchdog_arg;
-    ex->on_stall = opts->on_stall;
-    ex->on_stall_arg = opts->on_stall_arg;
+    ex->watchdog_fn = opts->processes.watchdog_fn;
+    ex->watchdog_arg = opts->processes.watchdog_arg;
+    ex->on_stall = opts->processes.on_stall;
+    ex->on_stall_arg = opts->processes.on_stall_arg;
     ex->watchdog_print = watchdog_print;
     ex->exit_mode = opts->exit_mode;
     ex->memo = opts->memo;

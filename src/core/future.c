@@ -697,9 +697,10 @@ const char *weft_future_error(const weft_future *f)
 
 /* ---- weft_wait ------------------------------------------------------------------ */
 
-static bool wait_met(weft_future *const *fs, size_t n, weft_wait_mode mode, bool *done, int *ndone)
+static bool wait_met(weft_future *const *fs, size_t n, weft_wait_mode mode, bool *done,
+                     size_t *ndone)
 {
-    int cnt = 0;
+    size_t cnt = 0;
     bool err = false;
     for (size_t i = 0; i < n; i++) {
         uint32_t st = fs[i] ? weft__future_st(fs[i]) : WEFT_FUTURE_DONE;
@@ -709,22 +710,28 @@ static bool wait_met(weft_future *const *fs, size_t n, weft_wait_mode mode, bool
         if (st == WEFT_FUTURE_FAILED || st == WEFT_FUTURE_CANCELLED) err = true;
     }
     *ndone = cnt;
-    if ((size_t)cnt == n) return true;
+    if (cnt == n) return true;
     if (mode == WEFT_WAIT_FIRST_COMPLETED) return cnt > 0;
     if (mode == WEFT_WAIT_FIRST_ERROR) return err;
     return false;
 }
 
-int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, double timeout, bool *done)
+int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, double timeout, bool *done,
+              size_t *ndone)
 {
+    size_t cnt = 0;
+    if (ndone) *ndone = 0;
     if (!fs && n) return weft__err(WEFT_EINVAL, "weft_wait: NULL future array");
     if (mode != WEFT_WAIT_ALL && mode != WEFT_WAIT_FIRST_COMPLETED && mode != WEFT_WAIT_FIRST_ERROR)
         return weft__err(WEFT_EINVAL, "weft_wait: unknown mode %d", (int)mode);
     int64_t ns;
     int rc = weft__timeout_ns(timeout, &ns, "weft_wait");
     if (rc) return rc;
-    int cnt;
-    if (wait_met(fs, n, mode, done, &cnt)) return cnt;
+    if (wait_met(fs, n, mode, done, &cnt)) {
+        if (ndone) *ndone = cnt;
+        return 0;
+    }
+    if (ndone) *ndone = cnt;
     if (ns == 0) return weft__err(WEFT_ETIMEDOUT, "weft_wait: condition not met");
     uint64_t deadline = deadline_of(ns);
 
@@ -753,7 +760,7 @@ int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, double time
     for (;;) {
         uint32_t seq = atomic_load_explicit(&w.seq, memory_order_acquire);
         if (wait_met(fs, n, mode, done, &cnt)) {
-            rc = cnt;
+            rc = 0;
             break;
         }
         if (cur && weft__help_one(cur)) continue;
@@ -776,10 +783,12 @@ int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, double time
     free(nodes);
     if (rc == WEFT_ETIMEDOUT) {
         wait_met(fs, n, mode, done, &cnt);
+        if (ndone) *ndone = cnt;
         return weft__err(WEFT_ETIMEDOUT,
-                         "weft_wait: condition not met within %g s (%d of %zu done)", timeout, cnt,
+                         "weft_wait: condition not met within %g s (%zu of %zu done)", timeout, cnt,
                          n);
     }
+    if (ndone) *ndone = cnt;
     return rc;
 }
 
@@ -946,11 +955,12 @@ int weft_as_completed_next(weft_as_completed *it, double timeout, weft_future **
     }
 }
 
-void weft_as_completed_destroy(weft_as_completed *it)
+int weft_as_completed_destroy(weft_as_completed *it)
 {
-    if (!it) return;
+    if (!it) return 0;
     /* the nodes stay allocated until the last callback has run (ac_unref);
      * their futures are no longer used */
     for (size_t i = 0; i < it->n; i++) weft_future_release(it->nodes[i].f);
     ac_unref(it);
+    return 0;
 }

@@ -980,7 +980,7 @@ static int run_map(map_call *mc, weft_results **out)
 static int map_common(weft_executor *ex, weft_task_fn fn, const weft_map_options *opts,
                       map_call *mc, weft_results **out, const char *name)
 {
-    static const weft_map_options defaults;
+    weft_map_options local_opts;
     if (out) *out = NULL;
     if (weft__worker_process)
         return weft__err(WEFT_ENOTSUP,
@@ -989,7 +989,9 @@ static int map_common(weft_executor *ex, weft_task_fn fn, const weft_map_options
                          name);
     if (!ex || !fn)
         return weft__err(WEFT_EINVAL, "%s: %s is NULL", name, !ex ? "the executor" : "the task");
-    if (!opts) opts = &defaults;
+    int orc = weft__opts_read(&local_opts, sizeof local_opts, opts, sizeof local_opts, name);
+    if (orc) return orc;
+    opts = &local_opts;
     if (opts->retries < 0)
         return weft__err(WEFT_EINVAL, "%s: negative retries %d", name, opts->retries);
     if (opts->flags & WEFT_MAP_MEMO)
@@ -1231,10 +1233,11 @@ size_t weft_results_failed(const weft_results *r)
     return r ? r->failed : 0;
 }
 
-void weft_results_destroy(weft_results *r)
+int weft_results_destroy(weft_results *r)
 {
-    if (!r) return;
+    if (!r) return 0;
     for (size_t i = 0; i < r->count; i++) entry_clear(&r->e[i]);
     results_free_array(r);
     free(r);
+    return 0;
 }

@@ -121,8 +121,10 @@ void weft__ctx_clear(weft_ctx *ctx)
 int weft__ctx_run(weft_ctx *ctx, weft_task_fn fn, const void *in, size_t len, int retries)
 {
     int rc = 0;
+    unsigned gen = 0;
     for (int attempt = 0;; attempt++) {
         ctx->attempt = attempt;
+        gen = weft__err_gen;
         rc = fn(ctx, in, len);
         if (rc > 0) rc = WEFT_ETASK;
         if (rc == 0 || attempt >= retries) break;
@@ -131,6 +133,12 @@ int weft__ctx_run(weft_ctx *ctx, weft_task_fn fn, const void *in, size_t len, in
     if (rc == 0 && ctx->msg) {
         free(ctx->msg);
         ctx->msg = NULL;
+    } else if (WEFT__UNLIKELY(rc < 0 && !ctx->msg && weft__err_gen != gen)) {
+        /* The task failed without a message of its own after a weft call
+         * failed in it (e.g. weft_args_get of a missing argument returned
+         * WEFT_EINVAL and the task passed the code on): that call's message
+         * says why, so it becomes the task's. */
+        ctx->msg = strdup(weft_last_error());
     }
     return rc;
 }

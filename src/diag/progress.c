@@ -119,10 +119,12 @@ static void draw(weft_progress *p, bool final)
 int weft_progress_create(const char *label, uint64_t total, const weft_progress_options *opts,
                          weft_progress **out)
 {
-    static const weft_progress_options defaults;
+    weft_progress_options local_opts;
     if (!out) return weft__err(WEFT_EINVAL, "weft_progress_create: out is NULL");
     *out = NULL;
-    if (!opts) opts = &defaults;
+    int orc = WEFT__OPTS_READ(local_opts, opts, "weft_progress_create: weft_progress_options");
+    if (orc) return orc;
+    opts = &local_opts;
     if (!(opts->interval >= 0) || opts->width < 0 || opts->fd < 0 ||
         (unsigned)opts->mode > WEFT_PROGRESS_LINES)
         return weft__err(WEFT_EINVAL,
@@ -174,15 +176,16 @@ uint64_t weft_progress_done(const weft_progress *p)
     return p ? atomic_load_explicit(&((weft_progress *)p)->done, memory_order_relaxed) : 0;
 }
 
-void weft_progress_destroy(weft_progress *p)
+int weft_progress_destroy(weft_progress *p)
 {
-    if (!p) return;
+    if (!p) return 0;
     while (atomic_exchange_explicit(&p->drawing, 1, memory_order_acquire)) weft__yield();
     draw(p, true);
     free(p);
+    return 0;
 }
 
-bool weft__progress_wanted(int opt)
+bool weft__progress_wanted(weft_show_progress opt)
 {
     if (opt) return opt > 0;
     const char *v = getenv("WEFT_PROGRESS");

@@ -729,8 +729,10 @@ static int draw(trace *t, const char *path, const weft_svg_options *o)
 int weft__svg_from_buffer(const char *buf, size_t len, const char *what, const char *svg_path,
                           const weft_svg_options *opts)
 {
-    static const weft_svg_options defaults;
-    if (!opts) opts = &defaults;
+    weft_svg_options local_opts;
+    int orc = WEFT__OPTS_READ(local_opts, opts, "weft_trace_svg: weft_svg_options");
+    if (orc) return orc;
+    opts = &local_opts;
     trace t;
     memset(&t, 0, sizeof t);
     jp j = {buf, buf, buf + len, NULL, 0};

@@ -35,18 +35,27 @@ static __thread weft_task_fn T_fn;
 static int parallel_call(weft_ctx *ctx, const void *in, size_t len)
 {
     call_rec r;
-    if (len < sizeof r) return weft_ctx_fail(ctx, WEFT_EINVAL, "weft.parallel.call: bad record");
+    if (len < sizeof r)
+        return weft_ctx_fail(ctx, WEFT_EINVAL,
+                             "weft_parallel: the call record is cut short (%zu of %zu bytes)", len,
+                             sizeof r);
     memcpy(&r, in, sizeof r);
     if (r.magic != CALL_MAGIC)
-        return weft_ctx_fail(ctx, WEFT_EINVAL, "weft.parallel.call: bad record");
+        return weft_ctx_fail(ctx, WEFT_EINVAL,
+                             "weft_parallel: the input is not a call record (the task "
+                             "weft.parallel.call was called directly?)");
     if (r.kind == KIND_PTR) return r.fn(ctx, r.in, (size_t)r.len);
     if (r.kind != KIND_NAME || r.name_len == 0 || r.name_len >= sizeof T_name ||
         r.name_len > len - sizeof r)
-        return weft_ctx_fail(ctx, WEFT_EINVAL, "weft.parallel.call: bad record");
+        return weft_ctx_fail(ctx, WEFT_EINVAL,
+                             "weft_parallel: the call record's task name (%llu bytes) does not "
+                             "fit its %zu bytes",
+                             (unsigned long long)r.name_len, len);
     const char *name = (const char *)in + sizeof r;
     size_t nl = (size_t)r.name_len;
     size_t off = sizeof r + ((nl + 15u) & ~(size_t)15u);
-    if (off > len) return weft_ctx_fail(ctx, WEFT_EINVAL, "weft.parallel.call: bad record");
+    if (off > len)
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "weft_parallel: the call record is cut short");
     if (!T_fn || strncmp(T_name, name, nl) != 0 || T_name[nl] != '\0') {
         char buf[sizeof T_name];
         memcpy(buf, name, nl);
@@ -76,11 +85,13 @@ int weft_n_jobs_workers(int n_jobs, int *workers)
 int weft_parallel(const weft_call *calls, size_t n, const weft_parallel_options *opts,
                   weft_results **out)
 {
-    static const weft_parallel_options defaults;
+    weft_parallel_options local_opts;
     if (out) *out = NULL;
     if (!out || (!calls && n))
         return weft__err(WEFT_EINVAL, "weft_parallel: %s is NULL", !out ? "out" : "calls");
-    if (!opts) opts = &defaults;
+    int orc = WEFT__OPTS_READ(local_opts, opts, "weft_parallel: weft_parallel_options");
+    if (orc) return orc;
+    opts = &local_opts;
     if (opts->flags & ~(unsigned)(WEFT_MAP_STOP_ON_ERROR | WEFT_MAP_MEMO))
         return weft__err(WEFT_EINVAL, "weft_parallel: unknown flags 0x%x", opts->flags);
     if (opts->retries < 0)

@@ -175,10 +175,12 @@ static void release_output(weft_graph *g, gnode *n)
 
 int weft_graph_create(const weft_graph_options *opts, weft_graph **out)
 {
-    static const weft_graph_options defaults;
+    weft_graph_options local_opts;
     if (!out) return weft__err(WEFT_EINVAL, "weft_graph_create: out is NULL");
     *out = NULL;
-    if (!opts) opts = &defaults;
+    int orc = WEFT__OPTS_READ(local_opts, opts, "weft_graph_create: weft_graph_options");
+    if (orc) return orc;
+    opts = &local_opts;
     if (opts->flags & ~(unsigned)WEFT_GRAPH_MERGE)
         return weft__err(WEFT_EINVAL, "weft_graph_create: unknown flags 0x%x", opts->flags);
     weft_graph *g;
@@ -192,9 +194,11 @@ int weft_graph_create(const weft_graph_options *opts, weft_graph **out)
     return 0;
 }
 
-void weft_graph_destroy(weft_graph *g)
+int weft_graph_destroy(weft_graph *g)
 {
-    if (!g) return;
+    if (!g) return 0;
+    if (g->run)
+        return weft__err(WEFT_EBUSY, "weft_graph_destroy: a compute of this graph is running");
     for (uint32_t i = 0; i < g->nnodes; i++) {
         gnode *n = node_at(g, i);
         if (n->fut) weft_future_release(n->fut);
@@ -213,6 +217,7 @@ void weft_graph_destroy(weft_graph *g)
         b = next;
     }
     free(g);
+    return 0;
 }
 
 size_t weft_graph_size(const weft_graph *g)
@@ -455,35 +460,75 @@ int weft_graph_future(weft_graph *g, weft_future *f, weft_node *out)
 
 /* ---- argument blocks ------------------------------------------------------------------ */
 
-static const args_hdr *args_check(const void *in, size_t len)
+/* What args_check returns for plain bytes (not an argument block): the
+ * input of weft_submit, weft_map, weft_parallel or a one-argument node,
+ * which the args_* calls read as a single argument. */
+static const args_hdr plain_marker;
+#define PLAIN (&plain_marker)
+
+/* Checks that in[0..len) is a whole argument block (or plain bytes:
+ * PLAIN); else records why, for `fn`, and returns NULL. */
+static const args_hdr *args_check(const void *in, size_t len, const char *fn)
 {
-    if (!in || len < ARGS_HDR) return NULL;
+    if (!in) {
+        if (len == 0) return PLAIN; /* an empty input: one empty argument */
+        weft__err(WEFT_EINVAL, "%s: the input is NULL with %zu bytes", fn, len);
+        return NULL;
+    }
     args_hdr h;
-    memcpy(&h, in, sizeof h);
-    if (h.magic != ARGS_MAGIC || (h.mode != ARGS_REF && h.mode != ARGS_COPY)) return NULL;
-    if (h.nargs > MAX_ARGS || len < ARGS_HDR + (size_t)ARGS_ENT * h.nargs) return NULL;
+    if (len >= ARGS_HDR) memcpy(&h, in, sizeof h);
+    if (len < ARGS_HDR || h.magic != ARGS_MAGIC || (h.mode != ARGS_REF && h.mode != ARGS_COPY))
+        return PLAIN; /* plain bytes: one argument */
+    if (h.nargs > MAX_ARGS || len < ARGS_HDR + (size_t)ARGS_ENT * h.nargs) {
+        weft__err(WEFT_EINVAL,
+                  "%s: the argument block is cut short: it declares %u arguments, which need "
+                  "%zu bytes of entries, but has %zu bytes",
+                  fn, h.nargs, (size_t)ARGS_HDR + (size_t)ARGS_ENT * h.nargs, len);
+        return NULL;
+    }
     return in;
 }
 
-int weft_args_count(const void *in, size_t len)
+int weft_args_count(const void *in, size_t len, size_t *count)
 {
-    const args_hdr *h = args_check(in, len);
-    if (!h) return weft__err(WEFT_EINVAL, "weft_args_count: the input is not an argument block");
+    if (count) *count = 0;
+    if (!count) return weft__err(WEFT_EINVAL, "weft_args_count: count is NULL");
+    const args_hdr *h = args_check(in, len, "weft_args_count");
+    if (!h) return WEFT_EINVAL;
+    if (h == PLAIN) {
+        *count = 1;
+        return 0;
+    }
     uint32_t n;
     memcpy(&n, &h->nargs, sizeof n);
-    return (int)n;
+    *count = n;
+    return 0;
 }
 
 int weft_args_get(const void *in, size_t len, size_t i, const void **data, size_t *alen)
 {
     if (data) *data = NULL;
     if (alen) *alen = 0;
-    const args_hdr *h = args_check(in, len);
-    if (!h) return weft__err(WEFT_EINVAL, "weft_args_get: the input is not an argument block");
+    const args_hdr *h = args_check(in, len, "weft_args_get");
+    if (!h) return WEFT_EINVAL;
+    if (h == PLAIN) {
+        if (i != 0)
+            return weft__err(WEFT_EINVAL,
+                             "weft_args_get: argument %zu asked for, but the call has 1 argument "
+                             "(plain bytes: a one-argument node, or weft_submit, weft_map, "
+                             "weft_parallel)",
+                             i);
+        if (data) *data = in;
+        if (alen) *alen = len;
+        return 0;
+    }
     args_hdr hd;
     memcpy(&hd, h, sizeof hd);
     if (i >= hd.nargs)
-        return weft__err(WEFT_EINVAL, "weft_args_get: argument %zu of %u", i, hd.nargs);
+        return weft__err(WEFT_EINVAL,
+                         "weft_args_get: argument %zu asked for, but the call has %u argument%s "
+                         "(0..%u)",
+                         i, hd.nargs, hd.nargs == 1 ? "" : "s", hd.nargs ? hd.nargs - 1 : 0);
     args_ent e;
     memcpy(&e, (const unsigned char *)in + ARGS_HDR + (size_t)ARGS_ENT * i, sizeof e);
     const void *p;
@@ -491,7 +536,10 @@ int weft_args_get(const void *in, size_t len, size_t i, const void **data, size_
         p = (const void *)(uintptr_t)e.a;
     } else {
         if (e.a > len || e.len > len - e.a)
-            return weft__err(WEFT_EINVAL, "weft_args_get: argument %zu lies outside the block", i);
+            return weft__err(WEFT_EINVAL,
+                             "weft_args_get: argument %zu (%llu bytes at offset %llu) lies "
+                             "outside the block of %zu bytes: the block is cut short",
+                             i, (unsigned long long)e.len, (unsigned long long)e.a, len);
         p = (const unsigned char *)in + e.a;
     }
     if (data) *data = p;
@@ -733,7 +781,16 @@ static void dispatch(grun *r, gnode *n)
     const garg *a = &g->args[n->arg0];
     const void *in;
     size_t len;
-    if (r->ref) {
+    if (n->nargs == 1) {
+        /* One argument: the task gets its bytes as they are, as from
+         * weft_submit, so one task runs the same through submit, map, batch
+         * and graph (weft_args_* read plain bytes as one argument). The
+         * bytes are a literal held by the graph or the producer's output,
+         * kept until this node has run: borrowed, not copied. */
+        in = a[0].data;
+        len = a[0].len;
+        if (a[0].node != NONE32) weft_future_result(node_at(g, a[0].node)->fut, 0, &in, &len);
+    } else if (r->ref) {
         args_ent *ents = (args_ent *)(void *)((unsigned char *)n->block + ARGS_HDR);
         for (uint32_t i = 0; i < n->nargs; i++) {
             if (a[i].node == NONE32) continue;
@@ -990,13 +1047,15 @@ static void submit_initial(grun *r)
 int weft_graph_compute(weft_graph *g, weft_executor *ex, const weft_node *targets, size_t nt,
                        const weft_compute_options *opts)
 {
-    static const weft_compute_options defaults;
+    weft_compute_options local_opts;
     if (!g || !ex || (!targets && nt))
         return weft__err(WEFT_EINVAL, "weft_graph_compute: %s is NULL",
                          !g    ? "the graph"
                          : !ex ? "the executor"
                                : "targets");
-    if (!opts) opts = &defaults;
+    int orc = WEFT__OPTS_READ(local_opts, opts, "weft_graph_compute: weft_compute_options");
+    if (orc) return orc;
+    opts = &local_opts;
     if (opts->flags &
         ~(unsigned)(WEFT_COMPUTE_CANCEL_ON_ERROR | WEFT_COMPUTE_KEEP_ALL | WEFT_COMPUTE_MEMO))
         return weft__err(WEFT_EINVAL, "weft_graph_compute: unknown flags 0x%x", opts->flags);

@@ -124,8 +124,9 @@ int weft_channel_create(const weft_channel_options *opts, weft_channel **out)
     static const char fn[] = "weft_channel_create";
     if (out) *out = NULL;
     if (!out) return weft__err(WEFT_EINVAL, "%s: out is NULL", fn);
-    weft_channel_options o = {0};
-    if (opts) o = *opts;
+    weft_channel_options o;
+    int orc = WEFT__OPTS_READ(o, opts, "weft_channel_create: weft_channel_options");
+    if (orc) return orc;
     if ((unsigned)o.direction > WEFT_CHANNEL_TO_OWNER)
         return weft__err(WEFT_EINVAL, "%s: direction %d is not a weft_channel_direction", fn,
                          (int)o.direction);
@@ -457,7 +458,7 @@ static void consume(weft_channel *ch, uint64_t head, uint64_t len)
     }
 }
 
-int weft_channel_recv(weft_channel *ch, void *buf, size_t cap, size_t *len, double timeout)
+int weft_channel_recv(weft_channel *ch, double timeout, void *buf, size_t cap, size_t *len)
 {
     static const char fn[] = "weft_channel_recv";
     if (WEFT__UNLIKELY(!len || (!buf && cap > 0)))
@@ -476,7 +477,7 @@ int weft_channel_recv(weft_channel *ch, void *buf, size_t cap, size_t *len, doub
     return 0;
 }
 
-int weft_channel_recv_alloc(weft_channel *ch, void **data, size_t *len, double timeout)
+int weft_channel_recv_alloc(weft_channel *ch, double timeout, void **data, size_t *len)
 {
     static const char fn[] = "weft_channel_recv_alloc";
     if (data) *data = NULL;

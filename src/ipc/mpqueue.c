@@ -75,8 +75,9 @@ int weft_mpqueue_create(const weft_mpqueue_options *opts, weft_mpqueue **out)
     static const char fn[] = "weft_mpqueue_create";
     if (out) *out = NULL;
     if (!out) return weft__err(WEFT_EINVAL, "%s: out is NULL", fn);
-    weft_mpqueue_options o = {0};
-    if (opts) o = *opts;
+    weft_mpqueue_options o;
+    int orc = WEFT__OPTS_READ(o, opts, "weft_mpqueue_create: weft_mpqueue_options");
+    if (orc) return orc;
     uint64_t cap = weft__ring_capacity(o.capacity, Q_DEFAULT_CAP);
     if (!cap) return weft__err(WEFT_EINVAL, "%s: capacity %zu is above 1 GiB", fn, o.capacity);
     void *h;
@@ -383,7 +384,7 @@ static int take_into(void *arg, const unsigned char *data, uint64_t mask, uint64
     return 0;
 }
 
-int weft_mpqueue_get(weft_mpqueue *q, void *buf, size_t cap, size_t *len, double timeout)
+int weft_mpqueue_get(weft_mpqueue *q, double timeout, void *buf, size_t cap, size_t *len)
 {
     static const char fn[] = "weft_mpqueue_get";
     if (!len || (!buf && cap > 0))
@@ -412,7 +413,7 @@ static int take_alloc(void *arg, const unsigned char *data, uint64_t mask, uint6
     return 0;
 }
 
-int weft_mpqueue_get_alloc(weft_mpqueue *q, void **data, size_t *len, double timeout)
+int weft_mpqueue_get_alloc(weft_mpqueue *q, double timeout, void **data, size_t *len)
 {
     static const char fn[] = "weft_mpqueue_get_alloc";
     if (data) *data = NULL;

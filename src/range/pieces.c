@@ -164,7 +164,9 @@ int weft__range_remote_run(weft__rloop *L, size_t arg_size, void *out)
     bool stopping = err != 0;
     if (stopping) cancel_all(fs, nsub);
     for (;;) {
-        int w = weft_wait(fs, nsub, stopping ? WEFT_WAIT_ALL : WEFT_WAIT_FIRST_ERROR, 0.02, NULL);
+        size_t nd = 0;
+        int w = weft_wait(fs, nsub, stopping ? WEFT_WAIT_ALL : WEFT_WAIT_FIRST_ERROR, 0.02, NULL,
+                          &nd);
         if (w == WEFT_ETIMEDOUT) {
             if (!stopping && weft__rloop_stopped(L)) {
                 stopping = true;
@@ -180,7 +182,7 @@ int weft__range_remote_run(weft__rloop *L, size_t arg_size, void *out)
             cancel_all(fs, nsub);
             break;
         }
-        if ((size_t)w == nsub) break;
+        if (nd == nsub) break;
         stopping = true; /* one failed: the rest are not to start */
         cancel_all(fs, nsub);
     }

@@ -503,8 +503,10 @@ static int run_argv(const char *const *argv, const weft_run_opts *opts, weft_run
     if (!res) return weft__err(WEFT_EINVAL, "%s: res is NULL", fn);
     memset(res, 0, sizeof *res);
     res->exit_code = -1;
-    weft_run_opts o = opts ? *opts : (weft_run_opts){0};
-    int rc = weft__proc_check(argv, &o, fn);
+    weft_run_opts o;
+    int rc = weft__opts_read(&o, sizeof o, opts, sizeof o, fn);
+    if (rc) return rc;
+    rc = weft__proc_check(argv, &o, fn);
     if (rc) return rc;
 
     weft_proc p;
@@ -552,12 +554,13 @@ int weft_run_capture(const char *const *argv, double timeout, weft_run_result *r
     return run_argv(argv, &o, res, "weft_run_capture");
 }
 
-void weft_run_result_fini(weft_run_result *res)
+int weft_run_result_fini(weft_run_result *res)
 {
-    if (!res) return;
+    if (!res) return 0;
     free(res->out);
     free(res->err);
     memset(res, 0, sizeof *res);
+    return 0;
 }
 
 /* ---- popen ----------------------------------------------------------------------- */
@@ -567,8 +570,10 @@ static int popen_argv(const char *const *argv, const weft_run_opts *opts, weft_p
 {
     if (!out) return weft__err(WEFT_EINVAL, "%s: out is NULL", fn);
     *out = NULL;
-    weft_run_opts o = opts ? *opts : (weft_run_opts){0};
-    int rc = weft__proc_check(argv, &o, fn);
+    weft_run_opts o;
+    int rc = weft__opts_read(&o, sizeof o, opts, sizeof o, fn);
+    if (rc) return rc;
+    rc = weft__proc_check(argv, &o, fn);
     if (rc) return rc;
     weft_proc *p = calloc(1, sizeof *p);
     if (!p) return weft__err(WEFT_ENOMEM, "%s: out of memory", fn);
@@ -702,7 +707,8 @@ static int wait_readable(weft__pstream *s, uint64_t deadline, const char *fn)
     return 0;
 }
 
-int weft_proc_read(weft_proc *p, int stream, void *buf, size_t cap, double timeout, size_t *got)
+int weft_proc_read(weft_proc *p, weft_proc_stream stream, double timeout, void *buf, size_t cap,
+                   size_t *got)
 {
     static const char fn[] = "weft_proc_read";
     if (got) *got = 0;
@@ -752,7 +758,8 @@ static int hand_line(weft__pstream *s, size_t n, const char **line, size_t *len)
     return 0;
 }
 
-int weft_proc_read_line(weft_proc *p, int stream, const char **line, size_t *len, double timeout)
+int weft_proc_read_line(weft_proc *p, weft_proc_stream stream, double timeout, const char **line,
+                        size_t *len)
 {
     static const char fn[] = "weft_proc_read_line";
     if (line) *line = NULL;
@@ -871,9 +878,9 @@ int weft_proc_kill(weft_proc *p)
     return weft_proc_signal(p, SIGKILL, p->own_group);
 }
 
-void weft_proc_destroy(weft_proc *p)
+int weft_proc_destroy(weft_proc *p)
 {
-    if (!p) return;
+    if (!p) return 0;
     if (!p->reaped) {
         end_group(p, SIGKILL);
         (void)reap(p, "weft_proc_destroy");
@@ -881,4 +888,5 @@ void weft_proc_destroy(weft_proc *p)
     proc_release(p);
     if (p->input_owned) free((void *)p->input);
     free(p);
+    return 0;
 }

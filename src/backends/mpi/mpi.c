@@ -17,7 +17,7 @@
 static int mpi_create(const weft_options *o, weft__shape *shape, void **data)
 {
     int ranks = 0, threads = 0;
-    int rc = weft__mpi_check_create(o->workers, o->mpi_threads, &ranks, &threads);
+    int rc = weft__mpi_check_create(o->workers, o->mpi.threads, &ranks, &threads);
     if (!rc) rc = weft__check_hooks_registered(o->initializer, o->finalizer, "mpi");
     if (rc) return rc;
     weft__mpi_data *d = calloc(1, sizeof *d);

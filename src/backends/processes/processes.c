@@ -140,23 +140,25 @@ static int processes_create(const weft_options *opts, weft__shape *shape, void *
     if (weft__worker_process)
         return weft__err(WEFT_ENOTSUP, "weft_executor_create: not inside a worker process of "
                                        "the processes backend (nested pools are refused)");
-    if (opts->task_timeout < 0 || opts->task_timeout != opts->task_timeout)
+    if (opts->processes.task_timeout < 0 ||
+        opts->processes.task_timeout != opts->processes.task_timeout)
         return weft__err(WEFT_EINVAL, "weft_executor_create: task_timeout and watchdog must "
                                       "be >= 0 seconds");
-    if (opts->max_tasks_per_worker < 0 || opts->crash_retries < 0)
+    if (opts->processes.max_tasks_per_worker < 0 || opts->processes.crash_retries < 0)
         return weft__err(WEFT_EINVAL, "weft_executor_create: negative %s",
-                         opts->crash_retries < 0 ? "crash_retries" : "max_tasks_per_worker");
+                         opts->processes.crash_retries < 0 ? "crash_retries"
+                                                           : "max_tasks_per_worker");
     int rc = weft__check_hooks_registered(opts->initializer, opts->finalizer, "processes");
     if (rc) return rc;
     rc = weft__fs_start("weft_executor_create", weft__worker_main);
     if (rc) return rc;
     weft__proxy_opts *po = calloc(1, sizeof *po);
     if (!po) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
-    po->task_timeout = opts->task_timeout;
-    po->memory_limit = opts->memory_limit;
-    po->max_tasks = opts->max_tasks_per_worker;
-    po->crash_retries = opts->crash_retries;
-    po->max_input = opts->max_input;
+    po->task_timeout = opts->processes.task_timeout;
+    po->memory_limit = opts->processes.memory_limit;
+    po->max_tasks = opts->processes.max_tasks_per_worker;
+    po->crash_retries = opts->processes.crash_retries;
+    po->max_input = opts->processes.max_input;
     po->initializer = opts->initializer;
     po->finalizer = opts->finalizer;
     shape->count_idle = true;
