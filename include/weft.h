@@ -792,5 +792,6 @@ WEFT_API double weft_now(void);
 /* task graphs, batch calls, progress bars, task-stream pictures */
 #include "weft/graph.h"
 #include "weft/progress.h"
+#include "weft/bag.h" /* bags: dask.bag */
 
 #endif /* WEFT_H */
