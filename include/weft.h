@@ -792,6 +792,8 @@ WEFT_API double weft_now(void);
 /* task graphs, batch calls, progress bars, task-stream pictures */
 #include "weft/graph.h"
 #include "weft/progress.h"
-#include "weft/bag.h" /* bags: dask.bag */
+
+/* bags: partitioned collections on the graph layer (dask.bag) */
+#include "weft/bag.h"
 
 #endif /* WEFT_H */
