@@ -370,7 +370,7 @@ typedef struct weft_bag_quantile_options {
     weft_bag_num kind;
     weft_bag_qmethod method;
     weft_bag_nan nan;
-    uint64_t select_max; /* a bucket this small is gathered and selected in; 0 = 64 Ki */
+    uint64_t select_max; /* a bucket this small is gathered and selected in; 0 = 1 Mi */
 } weft_bag_quantile_options;
 
 /* weft_bag_quantiles() :
@@ -378,7 +378,7 @@ typedef struct weft_bag_quantile_options {
  * numpy.quantile(x, q, method=...) gives them, in out[0..nq): a few passes of
  * parallel radix-histogram refinement on the values' order-preserving 64-bit
  * keys, then a selection in the last small bucket. No sort, no gathering:
- * O(n) work per pass, O(partitions x 65536) memory. An empty bag (or all
+ * O(n) work per pass, O(partitions x 65536 + select_max) memory. An empty bag (or all
  * NaN with WEFT_BAG_NAN_OMIT) gives NaN. Int64 values are exact as keys;
  * their interpolated quantiles are doubles. */
 WEFT_API int weft_bag_quantiles(weft_bag *b, weft_executor *ex, const double *q, size_t nq,

@@ -665,6 +665,13 @@ static void plan_free(plan *p)
 
 static int counts_of(bag_build *bb, weft_bag *b, uint64_t **counts);
 
+static uint32_t src_kind(const wb *src)
+{
+    uint32_t k = 0;
+    if (src->n >= 12) memcpy(&k, src->p, 4);
+    return k;
+}
+
 /* The plan of partition `part` of `b`: its source, its narrow ops. */
 static int plan_part(bag_build *bb, weft_bag *b, size_t part, plan *p)
 {
@@ -688,6 +695,11 @@ static int plan_part(bag_build *bb, weft_bag *b, size_t part, plan *p)
             wb_bytes(&p->src, b->arg, b->alen);
             wb_u64(&p->src, part);
             wb_u64(&p->src, b->nparts);
+        } else if (bb->shared && src_kind(&b->src[part]) == SRC_INLINE) {
+            /* the records stay in the bag (alive during the compute): no copy */
+            wb_u32(&p->src, SRC_INLINE_PTR);
+            wb_u64(&p->src, (uint64_t)(uintptr_t)(b->src[part].p + 12));
+            wb_u64(&p->src, b->src[part].n - 12);
         } else {
             wb_put(&p->src, b->src[part].p, b->src[part].n);
         }

@@ -188,6 +188,7 @@ enum bag_src {
     SRC_ZIP,        /* arguments 1, 2: pairs, equal lengths */
     SRC_SLICE,      /* u64 count of inputs, then per input u64 skip, u64 take */
     SRC_GROUP,      /* u64 bucket j, u64 nparts: arguments 1.. shuffle outputs */
+    SRC_INLINE_PTR, /* u64 address, u64 length: records the bag holds (one address space) */
 };
 
 enum bag_op {

@@ -19,10 +19,12 @@
  * them (a sort of at most select_max keys per prefix) -- or when all 64 bits
  * are fixed, which is the key itself (heavy duplicates end here, in at most
  * four passes, without gathering anything). Work: O(n) per pass, at most
- * five passes; memory O(partitions x 65536 x open prefixes) counters, none
+ * five passes; memory O(partitions x 65536 x open prefixes) counters and
+ * select_max gathered keys (1 Mi, 8 MiB, by default), none
  * of it proportional to n. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "bag/bag_build.h"
 #include "internal.h"
@@ -41,6 +43,42 @@ static int u64cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* LSD radix sort of v[0..n), 16 bits a pass (qsort's comparator calls cost
+ * more than the whole gather pass on a bucket of a million keys). */
+static int sort_keys(uint64_t *v, size_t n)
+{
+    if (n < 256) {
+        qsort(v, n, sizeof *v, u64cmp);
+        return 0;
+    }
+    uint64_t *tmp = malloc(n * sizeof *tmp);
+    size_t *cnt = malloc(65536 * sizeof *cnt);
+    if (!tmp || !cnt) {
+        free(tmp);
+        free(cnt);
+        return weft__err(WEFT_ENOMEM, "weft_bag_quantiles: out of memory");
+    }
+    uint64_t *a = v, *b = tmp;
+    for (int sh = 0; sh < 64; sh += 16) {
+        memset(cnt, 0, 65536 * sizeof *cnt);
+        for (size_t i = 0; i < n; i++) cnt[(a[i] >> sh) & 0xffff]++;
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t c = cnt[d];
+            cnt[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) b[cnt[(a[i] >> sh) & 0xffff]++] = a[i];
+        uint64_t *t = a;
+        a = b;
+        b = t;
+    }
+    /* four passes: the sorted keys are back in v */
+    free(tmp);
+    free(cnt);
+    return 0;
+}
+
 static int run_hist(weft_bag *b, weft_executor *ex, uint32_t kind, uint32_t shift,
                     const uint64_t *pref, uint64_t np, uint32_t term, void **out, size_t *len)
 {
@@ -50,7 +88,11 @@ static int run_hist(weft_bag *b, weft_executor *ex, uint32_t kind, uint32_t shif
     wb_u32(&t, shift);
     wb_u64(&t, np);
     wb_put(&t, pref, (size_t)np * 8);
+    double t0 = weft_now();
     int rc = weft__bag_run(b, ex, &t, &t, out, len);
+    if (getenv("WEFT_BAG_DEBUG"))
+        fprintf(stderr, "pass term %u shift %u np %llu: %.3f s, %zu bytes\n", term, shift,
+                (unsigned long long)np, weft_now() - t0, *len);
     wb_free(&t);
     return rc;
 }
@@ -172,7 +214,11 @@ static int find_ranks(weft_bag *b, weft_executor *ex, uint32_t kind, uint64_t se
             uint64_t *keys = g;
             size_t nk = gl / 8;
             /* sort the few gathered keys once: each prefix is then a sorted run */
-            qsort(keys, nk, 8, u64cmp);
+            rc = sort_keys(keys, nk);
+            if (rc) {
+                free(g);
+                break;
+            }
             for (size_t i = 0; i < nw; i++) {
                 if (w[i].found || bsize[i] > select_max) continue;
                 /* the run of this prefix */
@@ -228,7 +274,7 @@ int weft_bag_quantiles(weft_bag *b, weft_executor *ex, const double *q, size_t n
         if (!(q[i] >= 0 && q[i] <= 1))
             return weft__err(WEFT_EINVAL, "weft_bag_quantiles: q[%zu] = %g is not in [0, 1]", i,
                              q[i]);
-    uint64_t select_max = o.select_max ? o.select_max : 65536;
+    uint64_t select_max = o.select_max ? o.select_max : (1u << 20);
     /* pass 1 first alone: n is needed to know the ranks */
     uint64_t total = 0, nans = 0;
     void *h0 = NULL;
@@ -294,7 +340,7 @@ int weft_bag_median(weft_bag *b, weft_executor *ex, const weft_bag_quantile_opti
         !b || !ex)
         return weft__err(WEFT_EINVAL, "weft_bag_median: bad argument");
     uint64_t total = 0, nans = 0;
-    uint64_t select_max = o.select_max ? o.select_max : 65536;
+    uint64_t select_max = o.select_max ? o.select_max : (1u << 20);
     void *h0 = NULL;
     int rc = find_ranks(b, ex, o.kind, select_max, NULL, 0, &total, &nans, &h0);
     if (rc) return rc;

@@ -950,8 +950,10 @@ static int sink_gather(pipe_t *p, const void *rec, size_t len)
         return weft_ctx_fail(p->ctx, WEFT_EINVAL,
                              "bag quantiles: a record of %zu bytes is not an 8-byte number", len);
     if (s->kind == WEFT_BAG_DOUBLE && isnan(d)) return 0;
-    uint64_t pre = s->shift ? key >> (64 - s->shift) : 0;
-    if (s->shift && pref_find(s, pre) < 0) return 0;
+    if (s->shift) {
+        uint64_t pre = key >> (64 - s->shift);
+        if (s->nprefix == 1 ? pre != s->pref[0] : pref_find(s, pre) < 0) return 0;
+    }
     wb_u64(&s->out, key);
     return s->out.oom ? WEFT_ENOMEM : 0;
 }
@@ -1278,6 +1280,11 @@ static int run_source(pipe_t *p, rb *r, const void *in, size_t inlen)
         const void *d = rb_bytes(r, &n);
         if (r->bad) break;
         return push_encoded(p, d, n);
+    }
+    case SRC_INLINE_PTR: {
+        uint64_t addr = rb_u64(r), n = rb_u64(r);
+        if (r->bad) break;
+        return push_encoded(p, (const void *)(uintptr_t)addr, (size_t)n);
     }
     case SRC_RANGE: {
         int64_t start = (int64_t)rb_u64(r), step = (int64_t)rb_u64(r);
