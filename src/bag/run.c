@@ -549,6 +549,7 @@ typedef struct kll {
     uint32_t levels;
     double *it[64];
     size_t cnt[64], cap[64];
+    size_t cap0; /* level 0's capacity, cached (0: not known yet) */
 } kll;
 
 static size_t kll_capacity(const kll *s, uint32_t h)
@@ -609,9 +610,19 @@ static int kll_compress(kll *s)
 
 static int kll_update(kll *s, double v)
 {
+    if (s->cnt[0] < s->cap[0] && s->cnt[0] + 1 < s->cap0) {
+        s->it[0][s->cnt[0]++] = v; /* the common case: room at level 0 */
+        s->n++;
+        return 0;
+    }
     if (kll_push(s, 0, v)) return WEFT_ENOMEM;
     s->n++;
-    if (s->cnt[0] >= kll_capacity(s, 0)) return kll_compress(s);
+    if (s->cnt[0] >= kll_capacity(s, 0)) {
+        int rc = kll_compress(s);
+        s->cap0 = kll_capacity(s, 0);
+        return rc;
+    }
+    s->cap0 = kll_capacity(s, 0);
     return 0;
 }
 
