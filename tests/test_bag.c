@@ -400,6 +400,9 @@ static void pipeline_vs_reference(weft_executor *ex, size_t n, size_t parts)
     int64_t want[2] = {(int64_t)rn, isum};
     CHECK(recs_equal_i64(r, want, 2));
     weft_bag_records_destroy(r);
+    REQUIRE_OK(weft_bag_reduction(fm, ex, count_sum, sum_pairs, NULL, 0, 2, &r)); /* a binary tree */
+    CHECK(recs_equal_i64(r, want, 2));
+    weft_bag_records_destroy(r);
     /* fold */
     uint64_t acc[3] = {0, 0, 0}, init[3] = {0, 0, 0}, fref[3] = {0, 0, 0};
     for (size_t i = 0; i < rn; i++) {

@@ -322,7 +322,7 @@ WEFT_API int weft_bag_fold(weft_bag *b, weft_executor *ex, weft_bag_binop_fn bin
  * dask's reduction: perpart(records of a partition) -> records, then
  * aggregate(records of up to split_every partial results, concatenated) ->
  * records, as a tree until one remains (aggregate must accept its own
- * output). split_every 0 = 8. The final records in *out. */
+ * output). split_every 0 = 8 (at most 64). The final records in *out. */
 WEFT_API int weft_bag_reduction(weft_bag *b, weft_executor *ex, weft_bag_part_fn perpart,
                                 weft_bag_part_fn aggregate, const void *arg, size_t alen,
                                 size_t split_every, weft_bag_records **out);

@@ -857,6 +857,14 @@ int weft__bag_node(bag_build *bb, weft_bag *b, size_t part, uint32_t term, const
 /* Every partition into the terminal `term`, merged by `merge` in a tree. */
 int weft__bag_tree(bag_build *bb, weft_bag *b, const wb *term, const wb *merge, weft_node *root)
 {
+    return weft__bag_tree_fanin(bb, b, term, merge, SPLIT_EVERY, root);
+}
+
+int weft__bag_tree_fanin(bag_build *bb, weft_bag *b, const wb *term, const wb *merge, size_t fanin,
+                         weft_node *root)
+{
+    if (fanin < 2) fanin = 2;
+    if (fanin > 64) fanin = 64;
     size_t n = b->nparts;
     weft_node *level = malloc((n ? n : 1) * sizeof *level);
     if (!level) return weft__err(WEFT_ENOMEM, "weft_bag: out of memory");
@@ -865,9 +873,9 @@ int weft__bag_tree(bag_build *bb, weft_bag *b, const wb *term, const wb *merge, 
         rc = weft__bag_node(bb, b, i, 0, term->p, term->n, &level[i]);
     while (!rc && n > 1) {
         size_t m = 0;
-        for (size_t i = 0; i < n && !rc; i += SPLIT_EVERY) {
-            size_t k = n - i < SPLIT_EVERY ? n - i : SPLIT_EVERY;
-            weft_arg args[SPLIT_EVERY + 1];
+        for (size_t i = 0; i < n && !rc; i += fanin) {
+            size_t k = n - i < fanin ? n - i : fanin;
+            weft_arg args[65];
             args[0] = weft_arg_bytes(merge->p, merge->n);
             for (size_t j = 0; j < k; j++) args[j + 1] = weft_arg_node(level[i + j]);
             rc = weft_graph_call(bb->g, weft__bag_merge_task, args, k + 1, &level[m++]);
@@ -929,6 +937,12 @@ static int counts_of(bag_build *bb, weft_bag *b, uint64_t **counts)
 int weft__bag_run(weft_bag *b, weft_executor *ex, const wb *term, const wb *merge, void **out,
                   size_t *len)
 {
+    return weft__bag_run_fanin(b, ex, term, merge, SPLIT_EVERY, out, len);
+}
+
+int weft__bag_run_fanin(weft_bag *b, weft_executor *ex, const wb *term, const wb *merge,
+                        size_t fanin, void **out, size_t *len)
+{
     *out = NULL;
     *len = 0;
     if (!b) return weft__err(WEFT_EINVAL, "weft_bag: NULL bag");
@@ -937,7 +951,7 @@ int weft__bag_run(weft_bag *b, weft_executor *ex, const wb *term, const wb *merg
     int rc = weft__bag_build_init(&bb, ex);
     if (rc) return rc;
     weft_node root;
-    rc = weft__bag_tree(&bb, b, term, merge, &root);
+    rc = weft__bag_tree_fanin(&bb, b, term, merge, fanin, &root);
     if (!rc) rc = weft__bag_compute(&bb, &root, 1);
     if (!rc) {
         const void *d;
@@ -1081,7 +1095,6 @@ int weft_bag_reduction(weft_bag *b, weft_executor *ex, weft_bag_part_fn perpart,
                        weft_bag_part_fn aggregate, const void *arg, size_t alen, size_t split_every,
                        weft_bag_records **out)
 {
-    (void)split_every; /* the tree's fan-in is SPLIT_EVERY */
     if (!out || !perpart || !aggregate || (!arg && alen) || !ex || !b) {
         if (out) *out = NULL;
         return weft__err(WEFT_EINVAL, "weft_bag_reduction: NULL argument");
@@ -1098,7 +1111,8 @@ int weft_bag_reduction(weft_bag *b, weft_executor *ex, weft_bag_part_fn perpart,
     wb_bytes(&t, arg, alen);
     void *d = NULL;
     size_t l;
-    if (!rc) rc = weft__bag_run(b, ex, &t, &t, &d, &l);
+    if (!rc)
+        rc = weft__bag_run_fanin(b, ex, &t, &t, split_every ? split_every : SPLIT_EVERY, &d, &l);
     if (!rc && weft__bag_records_make(d, l, out))
         rc = weft__err(WEFT_ENOMEM, "weft_bag: out of memory");
     free(d);

@@ -65,6 +65,10 @@ int weft__bag_fnref_write(bag_build *bb, wb *w, const bag_fnref *f);
 int weft__bag_node(bag_build *bb, weft_bag *b, size_t part, uint32_t term, const void *tbytes,
                    size_t tlen, weft_node *out);
 int weft__bag_tree(bag_build *bb, weft_bag *b, const wb *term, const wb *merge, weft_node *root);
+int weft__bag_tree_fanin(bag_build *bb, weft_bag *b, const wb *term, const wb *merge, size_t fanin,
+                         weft_node *root);
+int weft__bag_run_fanin(weft_bag *b, weft_executor *ex, const wb *term, const wb *merge,
+                        size_t fanin, void **out, size_t *len);
 int weft__bag_compute(bag_build *bb, const weft_node *targets, size_t n);
 int weft__bag_run(weft_bag *b, weft_executor *ex, const wb *term, const wb *merge, void **out,
                   size_t *len);

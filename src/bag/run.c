@@ -252,6 +252,18 @@ static uint64_t hkey(const void *k, size_t kl)
     return h ? h : 1;
 }
 
+/* Short keys (words) compared inline: a memcmp call costs more than them. */
+static inline bool key_eq(const unsigned char *a, const void *bv, size_t n)
+{
+    const unsigned char *b = bv;
+    if (n <= 16) {
+        for (size_t i = 0; i < n; i++)
+            if (a[i] != b[i]) return false;
+        return true;
+    }
+    return memcmp(a, b, n) == 0;
+}
+
 static hmap *hmap_new(size_t vsize)
 {
     hmap *m = calloc(1, sizeof *m);
@@ -316,7 +328,7 @@ static unsigned char *hmap_get(hmap *m, const void *k, size_t kl, bool insert, c
             unsigned char *e = m->arena.p + m->off[j];
             uint32_t el;
             memcpy(&el, e, 4);
-            if (el == kl && memcmp(e + 4, k, kl) == 0) {
+            if (el == kl && key_eq(e + 4, k, kl)) {
                 if (isnew) *isnew = false;
                 return e + 4 + el;
             }
