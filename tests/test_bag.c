@@ -8,6 +8,9 @@
  * KLL sketch's rank error.
  * weft-test-timeout: 600 */
 #define CHECK_CUSTOM_MAIN
+/* a hang watchdog, not a timing check: the numpy oracle runs python many
+ * times, slow on a loaded machine */
+#define CHECK_WATCHDOG_SECONDS 300
 #include "check.h"
 
 #include <sys/stat.h>
@@ -400,7 +403,8 @@ static void pipeline_vs_reference(weft_executor *ex, size_t n, size_t parts)
     int64_t want[2] = {(int64_t)rn, isum};
     CHECK(recs_equal_i64(r, want, 2));
     weft_bag_records_destroy(r);
-    REQUIRE_OK(weft_bag_reduction(fm, ex, count_sum, sum_pairs, NULL, 0, 2, &r)); /* a binary tree */
+    REQUIRE_OK(
+        weft_bag_reduction(fm, ex, count_sum, sum_pairs, NULL, 0, 2, &r)); /* a binary tree */
     CHECK(recs_equal_i64(r, want, 2));
     weft_bag_records_destroy(r);
     /* fold */
@@ -637,10 +641,28 @@ TEST(byte_ranges_give_every_line_once_for_1_to_64_partitions)
         weft_bag_records_destroy(r);
         weft_bag_release(b);
     }
-    /* blocksize splitting of the same file: 1 byte per partition at the extreme */
-    uint64_t bss[] = {1, 7, 4096};
-    for (int k = 0; k < 3; k++) {
-        weft_bag_text_options o = {.blocksize = bss[k]};
+    /* blocksize splitting: 1 byte per partition at the extreme (on the
+     * first 400 bytes: a partition per byte is a task per byte), and the
+     * whole file in 4 KiB blocks */
+    {
+        size_t sn = n < 400 ? n : 400;
+        write_file("small.txt", t, sn);
+        char **sl;
+        size_t snl = ref_lines(t, sn, &sl);
+        uint64_t bss[] = {1, 7, 64};
+        for (int k = 0; k < 3; k++) {
+            weft_bag_text_options o = {.blocksize = bss[k]};
+            weft_bag *b;
+            REQUIRE_OK(weft_bag_read_text("small.txt", &o, &b));
+            weft_bag_records *r;
+            REQUIRE_OK(weft_bag_collect(b, ex, &r));
+            CHECK_MSG(recs_equal_lines(r, sl, snl), "blocksize %llu", (unsigned long long)bss[k]);
+            weft_bag_records_destroy(r);
+            weft_bag_release(b);
+        }
+        for (size_t i = 0; i < snl; i++) free(sl[i]);
+        free(sl);
+        weft_bag_text_options o = {.blocksize = 4096};
         weft_bag *b;
         REQUIRE_OK(weft_bag_read_text("lines.txt", &o, &b));
         uint64_t c;
@@ -1204,24 +1226,31 @@ TEST(exact_quantiles_equal_numpy)
     for (int k = 0; k < NBACK; k++) {
         weft_executor *ex = exec_of(BACKENDS[k]);
         if (!ex) continue;
-        size_t n = k == 0 ? 100001 : 20000;
+        /* every data set on serial; on the other backends the two that
+         * take every path (gather, and exact keys through duplicates) */
+        bool all = k == 0;
+        size_t n = all ? 30001 : 10000;
         double *v = malloc(n * 8);
         /* random, with negatives, tiny and huge magnitudes */
         for (size_t i = 0; i < n; i++)
             v[i] = ((double)(rnd() >> 11) * 0x1p-53 - 0.3) * (i % 3 ? 1 : 1e6);
         check_quantiles_of(ex, v, n, "random");
-        for (size_t i = 0; i < n; i++) v[i] = (double)i * 0.25 - 100; /* sorted */
-        check_quantiles_of(ex, v, n, "sorted");
-        for (size_t i = 0; i < n; i++) v[i] = 42.5; /* constant */
-        check_quantiles_of(ex, v, n, "constant");
+        if (all) {
+            for (size_t i = 0; i < n; i++) v[i] = (double)i * 0.25 - 100; /* sorted */
+            check_quantiles_of(ex, v, n, "sorted");
+            for (size_t i = 0; i < n; i++) v[i] = 42.5; /* constant */
+            check_quantiles_of(ex, v, n, "constant");
+        }
         for (size_t i = 0; i < n; i++) v[i] = (double)(rnd() % 3) - 0.0; /* heavy duplicates */
         v[7] = -0.0;
-        check_quantiles_of(ex, v, n, "duplicates");
+        if (all) check_quantiles_of(ex, v, n, "duplicates");
         v[3] = NAN;
         v[n - 1] = NAN;
         check_quantiles_of(ex, v, n, "duplicates with NaN");
-        check_quantiles_of(ex, v, 1, "one");
-        check_quantiles_of(ex, v + 2, 2, "two");
+        if (all) {
+            check_quantiles_of(ex, v, 1, "one");
+            check_quantiles_of(ex, v + 2, 2, "two");
+        }
         free(v);
         weft_executor_destroy(ex);
     }
