@@ -3,7 +3,7 @@
  * Files, bottom up (no two call each other):
  *   io.c     file readers: byte ranges of text files moved to line starts,
  *            whole gzip / zstd streams, raw 8-byte values; line splitting
- *   run.c    the registered tasks: "weft.bag.part" runs one partition's plan
+ *   tasks.c  the registered tasks: "weft.bag.part" runs one partition's plan
  *            (a source, then the narrow operations fused into one pass, then a
  *            terminal: collect, count, stats, fold, topk, hash tables,
  *            histograms, sketches, shuffle, file output); "weft.bag.merge"
@@ -243,7 +243,7 @@ int weft__bag_read_raw(const char *path, uint64_t first, uint64_t end, bag_line_
 int weft__bag_write_file(const char *path, int compress, const void *data, size_t len, char *err,
                          size_t errlen);
 
-/* ---- run.c ----------------------------------------------------------------- */
+/* ---- tasks.c --------------------------------------------------------------- */
 
 int weft__bag_part_task(weft_ctx *ctx, const void *in, size_t len);
 int weft__bag_merge_task(weft_ctx *ctx, const void *in, size_t len);

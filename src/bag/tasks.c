@@ -1,4 +1,4 @@
-/* run.c : the bag's tasks, run on every backend.
+/* tasks.c : the bag's tasks, run on every backend.
  *
  * "weft.bag.part" runs one partition: its source yields records one at a
  * time, each is pushed through the narrow operations (map, flatmap, filter,
