@@ -213,7 +213,9 @@ static int fn_read(rb *r, weft_ctx *ctx, void (**fn)(void), const char **namep)
     *namep = "(unnamed)";
     if (ptr) {
         *fn = (void (*)(void))(uintptr_t)ptr;
-        if (nl) *namep = name; /* not NUL-terminated; only used in messages below */
+        /* the registry's copy is NUL-terminated and lives as long as the process */
+        const char *reg = weft_task_name((weft_task_fn)*fn);
+        if (reg) *namep = reg;
         return 0;
     }
     *fn = NULL;
@@ -230,6 +232,8 @@ static int fn_read(rb *r, weft_ctx *ctx, void (**fn)(void), const char **namep)
                              "(WEFT_BAG_FN at file scope)",
                              buf);
     *fn = (void (*)(void))t;
+    const char *reg = weft_task_name(t);
+    if (reg) *namep = reg;
     return 0;
 }
 
