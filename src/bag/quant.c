@@ -88,11 +88,7 @@ static int run_hist(weft_bag *b, weft_executor *ex, uint32_t kind, uint32_t shif
     wb_u32(&t, shift);
     wb_u64(&t, np);
     wb_put(&t, pref, (size_t)np * 8);
-    double t0 = weft_now();
     int rc = weft__bag_run(b, ex, &t, &t, out, len);
-    if (getenv("WEFT_BAG_DEBUG"))
-        fprintf(stderr, "pass term %u shift %u np %llu: %.3f s, %zu bytes\n", term, shift,
-                (unsigned long long)np, weft_now() - t0, *len);
     wb_free(&t);
     return rc;
 }
