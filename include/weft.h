@@ -847,4 +847,7 @@ WEFT_API double weft_now(void);
 /* partitioned tables, CSV (on the graph layer) */
 #include "weft/table.h"
 
+/* bags: partitioned collections on the graph layer (dask.bag) */
+#include "weft/bag.h"
+
 #endif /* WEFT_H */
