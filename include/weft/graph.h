@@ -306,9 +306,9 @@ typedef struct weft_parallel_options {
     weft_backend backend;
     /* Run on this executor instead (n_jobs and backend are then ignored). */
     weft_executor *executor;
-    size_t batch_size;           /* calls per task; 0 = automatic (weft_map's chunking) */
-    unsigned flags;              /* WEFT_MAP_STOP_ON_ERROR, WEFT_MAP_MEMO (needs `executor` with a memo) */
-    int retries;                 /* re-run a call that returned an error */
+    size_t batch_size; /* calls per task; 0 = automatic (weft_map's chunking) */
+    unsigned flags;    /* WEFT_MAP_STOP_ON_ERROR, WEFT_MAP_MEMO (needs `executor` with a memo) */
+    int retries;       /* re-run a call that returned an error */
     weft_show_progress progress; /* progress bar on stderr (WEFT_SHOW_PROGRESS_*) */
 } weft_parallel_options;
 /* weft_parallel_options o = WEFT_PARALLEL_OPTIONS_INIT; records this header's size */

@@ -64,6 +64,14 @@ typedef struct pipe {
 
 static int push(pipe_t *p, uint32_t stage, const void *rec, size_t len);
 
+/* the number of arguments of a node's input (an argument block, or plain
+ * bytes as one argument), or -1 when it is neither */
+static int args_n(const void *in, size_t len)
+{
+    size_t n = 0;
+    return weft_args_count(in, len, &n) || n > INT32_MAX ? -1 : (int)n;
+}
+
 int weft_bag_emit_rec(weft_bag_emit *out, const void *data, size_t len)
 {
     if (!out || (!data && len)) return WEFT_EINVAL;
@@ -1367,7 +1375,7 @@ static int run_source(pipe_t *p, rb *r, const void *in, size_t inlen)
     case SRC_ZIP:
     case SRC_SLICE:
     case SRC_GROUP: {
-        int na = weft_args_count(in, inlen);
+        int na = args_n(in, inlen);
         if (na < 1) break;
         if (src == SRC_INPUTS) {
             for (int i = 1; i < na && !rc; i++) {
@@ -1881,7 +1889,7 @@ static int merge_tables(weft_ctx *ctx, uint32_t term, const void *in, size_t len
 
 int weft__bag_merge_task(weft_ctx *ctx, const void *in, size_t len)
 {
-    int na = weft_args_count(in, len);
+    int na = args_n(in, len);
     const void *spec;
     size_t sl;
     if (na < 1 || weft_args_get(in, len, 0, &spec, &sl))

@@ -165,8 +165,8 @@ int weft__range_remote_run(weft__rloop *L, size_t arg_size, void *out)
     if (stopping) cancel_all(fs, nsub);
     for (;;) {
         size_t nd = 0;
-        int w = weft_wait(fs, nsub, stopping ? WEFT_WAIT_ALL : WEFT_WAIT_FIRST_ERROR, 0.02, NULL,
-                          &nd);
+        int w =
+            weft_wait(fs, nsub, stopping ? WEFT_WAIT_ALL : WEFT_WAIT_FIRST_ERROR, 0.02, NULL, &nd);
         if (w == WEFT_ETIMEDOUT) {
             if (!stopping && weft__rloop_stopped(L)) {
                 stopping = true;
