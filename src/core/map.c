@@ -1034,6 +1034,12 @@ int weft_map(weft_executor *ex, weft_task_fn fn, const void *items, size_t item_
                          "weft_map: %zu items of %zu bytes overflow the address space (count "
                          "* item_size is the size of the array at items)",
                          count, item_size);
+    weft_map_options mo;
+    if (opts) { /* the caller's size first: a shorter struct has no flags to read */
+        int orc = WEFT__OPTS_READ(mo, opts, "weft_map: weft_map_options");
+        if (orc) return orc;
+        opts = &mo;
+    }
     if (opts && (opts->flags & WEFT_MAP_MEMO)) {
         weft_buf *bufs = malloc_n(count ? count : 1, sizeof *bufs);
         if (!bufs) return weft__err(WEFT_ENOMEM, "weft_map: out of memory");
@@ -1060,6 +1066,12 @@ int weft_map_bufs(weft_executor *ex, weft_task_fn fn, const weft_buf *items, siz
     for (size_t i = 0; i < count; i++)
         if (!items[i].data && items[i].len)
             return weft__err(WEFT_EINVAL, "weft_map_bufs: items[%zu] has NULL data", i);
+    weft_map_options mo;
+    if (opts) { /* the caller's size first: a shorter struct has no flags to read */
+        int orc = WEFT__OPTS_READ(mo, opts, "weft_map_bufs: weft_map_options");
+        if (orc) return orc;
+        opts = &mo;
+    }
     if (opts && (opts->flags & WEFT_MAP_MEMO))
         return weft__memo_map(ex, fn, items, count, opts, out, "weft_map_bufs");
     map_call mc;
