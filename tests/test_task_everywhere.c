@@ -7,6 +7,7 @@
  * task given plain bytes, an index past the count, a count the task does
  * not expect -- is WEFT_EINVAL with a message that says which, never a
  * silent misread, on every backend and through graph, submit and batch. */
+#define CHECK_CUSTOM_MAIN
 #include "check.h"
 
 /* x (int64) -> 3 * x + 1: a plain one-input task */
@@ -230,4 +231,16 @@ TEST(argument_mismatches_are_clear_errors_on_every_backend)
         CHECK_OK(weft_graph_destroy(g));
         CHECK_OK(weft_executor_destroy(ex));
     }
+}
+
+/* weft_init first: under TSan (its own thread) or any threaded start the
+ * processes backend needs the fork server started before threads exist. */
+int main(int argc, char **argv)
+{
+    int rc = weft_init(&argc, &argv);
+    if (rc) {
+        printf("weft_init: %s\n", weft_last_error());
+        return 1;
+    }
+    return check_main(argc, argv);
 }
