@@ -427,44 +427,36 @@ static int bytes_cmp(const void *a, size_t al, const void *b, size_t bl)
 }
 
 /* The key order of two records (ascending), ties broken by the bytes. */
+/* -1, 0, 1: two 8-byte values, doubles (num_cmp_d's order) or int64 */
+static int cmp8(bool is_double, const void *a, const void *b)
+{
+    if (is_double) {
+        double x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        return num_cmp_d(x, y);
+    }
+    int64_t x, y;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    return x < y ? -1 : x > y;
+}
+
 static int tk_cmp(const topk *t, const void *a, size_t al, const void *b, size_t bl)
 {
     int c = 0;
     switch (t->keykind) {
     case WEFT_BAG_KEY_DOUBLE:
     case WEFT_BAG_KEY_INT64:
-        if (al == 8 && bl == 8) {
-            if (t->keykind == WEFT_BAG_KEY_DOUBLE) {
-                double x, y;
-                memcpy(&x, a, 8);
-                memcpy(&y, b, 8);
-                c = num_cmp_d(x, y);
-            } else {
-                int64_t x, y;
-                memcpy(&x, a, 8);
-                memcpy(&y, b, 8);
-                c = x < y ? -1 : x > y;
-            }
-        }
+        if (al == 8 && bl == 8) c = cmp8(t->keykind == WEFT_BAG_KEY_DOUBLE, a, b);
         break;
     case WEFT_BAG_KEY_PAIR_INT64:
     case WEFT_BAG_KEY_PAIR_DOUBLE: {
         const void *va, *vb;
         size_t la, lb;
         if (weft_bag_pair_get(a, al, NULL, NULL, &va, &la) == 0 &&
-            weft_bag_pair_get(b, bl, NULL, NULL, &vb, &lb) == 0 && la == 8 && lb == 8) {
-            if (t->keykind == WEFT_BAG_KEY_PAIR_DOUBLE) {
-                double x, y;
-                memcpy(&x, va, 8);
-                memcpy(&y, vb, 8);
-                c = num_cmp_d(x, y);
-            } else {
-                int64_t x, y;
-                memcpy(&x, va, 8);
-                memcpy(&y, vb, 8);
-                c = x < y ? -1 : x > y;
-            }
-        }
+            weft_bag_pair_get(b, bl, NULL, NULL, &vb, &lb) == 0 && la == 8 && lb == 8)
+            c = cmp8(t->keykind == WEFT_BAG_KEY_PAIR_DOUBLE, va, vb);
         break;
     }
     case WEFT_BAG_KEY_CMP:
