@@ -9,7 +9,9 @@
 # Environment: JOBS (build parallelism, default nproc), CTEST_JOBS (default
 # 2), WEFT_STRESS_SCALE (the plain run defaults to 10, the sanitizer runs to
 # 2: the whole suite takes well under a minute at scale 1, so CI spends its
-# time letting the stress tests hunt for races), CTEST_ARGS (extra ctest arguments, e.g. "-R queue").
+# time letting the stress tests hunt for races), CTEST_ARGS (extra ctest arguments, e.g. "-R queue"),
+# WEFT_CLI_ORACLE_CACHE (where test_cli keeps GNU parallel's answers so that
+# the later configurations do not run the oracle again; default build/cli-oracle).
 # Exit status: 0 only if every configuration built and all its tests passed.
 set -uo pipefail
 
@@ -20,6 +22,7 @@ ctest_jobs=${CTEST_JOBS:-2}
 phases=("$@")
 [ ${#phases[@]} -gt 0 ] || phases=(plain asan tsan)
 
+export WEFT_CLI_ORACLE_CACHE=${WEFT_CLI_ORACLE_CACHE:-$root/build/cli-oracle}
 declare -A result passed failed skipped seconds
 total_p=0 total_f=0 total_s=0 status=0
 

@@ -844,6 +844,7 @@ typedef struct run {
     /* -k: jobs in seq order not yet written */
     job **ring;
     uint64_t ring_cap, ring_head_seq, ring_count;
+    uint64_t last_seq; /* the highest seq made (or skipped by --resume) so far */
     FILE *joblog;
     uint64_t failed, succeeded, finished;
     int halt_exit;
@@ -985,6 +986,7 @@ static void halt_check(run *R, const wt_result *r, bool failed)
 }
 
 static void submit(run *R, job *j);
+static void flush_ring(run *R);
 
 /* One finished job: @return true when it is final (not retried). */
 static bool job_finished(run *R, job *j)
@@ -1090,20 +1092,32 @@ static void reap(run *R, bool block)
         j->done = true;
         R->free_slots[R->nfree++] = j->slot;
         R->running--;
-        for (;;) {
-            job *h = R->ring[R->ring_head_seq % R->ring_cap];
-            if (!h || !h->done) break;
-            if (!job_finished(R, h)) {
-                h->done = false;
-                R->nfree--;
-                R->running++;
-                break;
-            }
-            R->ring[R->ring_head_seq % R->ring_cap] = NULL;
+        flush_ring(R);
+    }
+}
+
+/* -k: writes out the finished jobs at the head of the ring, in seq order.
+ * A seq at or below last_seq with no job is one --resume skipped: a hole,
+ * passed over here, so jobs finished behind it are never left unwritten. */
+static void flush_ring(run *R)
+{
+    while (R->ring_head_seq <= R->last_seq) {
+        job *h = R->ring[R->ring_head_seq % R->ring_cap];
+        if (!h) {
             R->ring_head_seq++;
-            R->ring_count--;
-            job_free(h);
+            continue;
         }
+        if (!h->done) break;
+        if (!job_finished(R, h)) {
+            h->done = false;
+            R->nfree--;
+            R->running++;
+            break;
+        }
+        R->ring[R->ring_head_seq % R->ring_cap] = NULL;
+        R->ring_head_seq++;
+        R->ring_count--;
+        job_free(h);
     }
 }
 
@@ -1520,6 +1534,7 @@ int main(int argc, char **argv)
                     for (size_t i = 0; i < in.cn; i++) in.cv[i] = keep.p + keep_off[i];
             }
             seq++;
+            R.last_seq = seq;
             if (R.logged && seq < R.nlogged && R.logged[seq] &&
                 (R.logged[seq] == 1 || !o.resume_failed))
                 continue;
@@ -1602,18 +1617,13 @@ int main(int argc, char **argv)
             submit(&R, j);
             reap(&R, false);
         }
-        if (o.keep && !more && R.running == 0) {
-            /* jobs skipped by --resume leave holes in the ring */
-            while (R.ring_head_seq <= seq && !R.ring[R.ring_head_seq % R.ring_cap])
-                R.ring_head_seq++;
+        if (o.keep) {
+            /* holes left by --resume may hold finished jobs back */
+            R.last_seq = seq;
+            flush_ring(&R);
         }
         if (o.dry && !more) break;
         if (R.running == 0 && (!more || R.stop_making)) break;
-        if (o.keep) {
-            /* skip holes left by --resume before waiting */
-            while (R.ring_head_seq <= seq && !R.ring[R.ring_head_seq % R.ring_cap])
-                R.ring_head_seq++;
-        }
         (void)made;
         if (R.running > 0) reap(&R, true);
     }
