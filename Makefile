@@ -2,7 +2,7 @@
 #   make deps          install missing Debian packages (root; apt only if needed)
 #   make build         configure build/ (Release -O2 -g, -Werror) and build it
 #   make test          deps, then plain, ASan+UBSan and TSan builds, each + ctest, then
-#                      every fuzz target for FUZZ_TEST_SECONDS (10) each
+#                      every fuzz target for FUZZ_TEST_SECONDS (5) each
 #   make test-plain | test-asan | test-tsan     one configuration only
 #   make demo          build, then run the levels example (under mpirun -n 3 when the
 #                      mpi backend is built; writes build/demo/levels.json)
@@ -22,7 +22,7 @@ BUILD   ?= build
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX  ?= /usr/local
 FUZZ_SECONDS ?= 300
-FUZZ_TEST_SECONDS ?= 10
+FUZZ_TEST_SECONDS ?= 5
 CMAKE   ?= cmake
 CONFIGURE_FLAGS = -DCMAKE_BUILD_TYPE=Release "-DCMAKE_C_FLAGS_RELEASE=-O2 -g" \
                   -DWEFT_WERROR=ON -DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_EXAMPLES=ON -DWEFT_WITH_MPI=ON

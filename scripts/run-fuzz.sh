@@ -4,7 +4,7 @@
 # each target for a while. Usage:
 #     scripts/run-fuzz.sh [SECONDS] [TARGET...]    (default 300 s each; default
 #                                   targets: every fuzz/fuzz_<t>.c)
-# `make test` runs every target for FUZZ_TEST_SECONDS (10), `make fuzz` for
+# `make test` runs every target for FUZZ_TEST_SECONDS (5), `make fuzz` for
 # FUZZ_SECONDS (300). New inputs the fuzzer finds go to
 # build-fuzz/corpus-<target>/ (seeded from fuzz/corpus/<target>/, which is
 # left as it is); a crash writes

@@ -13,6 +13,8 @@
 #define CHECK_WATCHDOG_SECONDS 300
 #include "check.h"
 
+#include "bag/bag_internal.h"
+
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -1407,6 +1409,106 @@ TEST(same_result_on_every_backend)
         weft_executor_destroy(ex);
     }
     free(v);
+}
+
+/* The histograms of the exact quantiles travel dense or sparse
+ * (src/bag/hist.c): every mix of the two forms merges to the plain sum,
+ * a bucket is found by rank the same way in both, and malformed ones are
+ * refused. Random histograms over 3 prefixes, from nearly empty to full. */
+TEST(histograms_dense_and_sparse_agree)
+{
+    const size_t nb = 3 * HIST_BUCKETS;
+    uint64_t *one = calloc(nb, 8);
+    uint32_t *nz = malloc(nb * 4);
+    REQUIRE(one && nz);
+    size_t fills[] = {0, 1, 5, 1000, nb / 2 - 1, nb / 2, nb};
+    enum {
+        K = 7
+    };
+    wb parts[K];
+    hist_view v[K];
+    memset(parts, 0, sizeof parts);
+    for (int k = 0; k < K; k++) {
+        memset(one, 0, nb * 8);
+        size_t nnz = 0;
+        for (size_t j = 0; j < fills[k]; j++) {
+            size_t b = fills[k] == nb ? j : (size_t)(rnd() % nb);
+            if (one[b]++ == 0) nz[nnz++] = (uint32_t)b;
+        }
+        uint64_t t = 0;
+        for (size_t b = 0; b < nb; b++) t += one[b];
+        /* even k: the used buckets are known (sparse when few); odd: dense */
+        weft__hist_write(&parts[k], t + 2, 2, one, nb, nz, nnz, k % 2 == 0);
+        REQUIRE(!parts[k].oom);
+        REQUIRE(weft__hist_read(parts[k].p, parts[k].n, nb, &v[k]) == 0);
+        CHECK_EQ_U64(v[k].form, (k % 2 == 0 && nnz < nb / 2) ? HIST_SPARSE : HIST_DENSE);
+        CHECK_EQ_U64(v[k].total, t + 2);
+    }
+    /* every subset of the parts, merged, equals the sum of that subset */
+    for (unsigned mask = 1; mask < (1u << K); mask += 5) {
+        hist_view in[K];
+        size_t n = 0;
+        memset(one, 0, nb * 8);
+        for (int k = 0; k < K; k++)
+            if (mask & (1u << k)) {
+                in[n++] = v[k];
+                if (v[k].form == HIST_DENSE) {
+                    for (size_t b = 0; b < nb; b++) {
+                        uint64_t c;
+                        memcpy(&c, v[k].data + b * 8, 8);
+                        one[b] += c;
+                    }
+                } else {
+                    for (size_t j = 0; j < v[k].nnz; j++) {
+                        uint64_t b, c;
+                        memcpy(&b, v[k].data + j * 16, 8);
+                        memcpy(&c, v[k].data + j * 16 + 8, 8);
+                        one[b] += c;
+                    }
+                }
+            }
+        wb m = {0};
+        CHECK_OK(weft__hist_merge(in, n, nb, &m));
+        hist_view mv;
+        REQUIRE(weft__hist_read(m.p, m.n, nb, &mv) == 0);
+        /* the rank walk over each prefix finds the same buckets as over the
+         * plain sum */
+        for (size_t pi = 0; pi < 3; pi++) {
+            uint64_t tot = 0;
+            for (size_t b = 0; b < HIST_BUCKETS; b++) tot += one[pi * HIST_BUCKETS + b];
+            for (uint64_t r = 0; r < tot; r += tot / 7 + 1) {
+                uint64_t below = 0, count = 0, acc = 0;
+                long want = -1;
+                for (size_t b = 0; b < HIST_BUCKETS; b++) {
+                    uint64_t c = one[pi * HIST_BUCKETS + b];
+                    if (r < acc + c) {
+                        want = (long)b;
+                        break;
+                    }
+                    acc += c;
+                }
+                long got = weft__hist_find(&mv, pi, r, &below, &count);
+                CHECK_MSG(got == want && below == acc && count == one[pi * HIST_BUCKETS + got],
+                          "mask %u prefix %zu rank %llu: bucket %ld (want %ld)", mask, pi,
+                          (unsigned long long)r, got, want);
+            }
+            uint64_t below = 0, count;
+            CHECK(weft__hist_find(&mv, pi, tot, &below, &count) == -1);
+        }
+        wb_free(&m);
+    }
+    /* malformed: a wrong length, an unknown form, buckets out of order */
+    CHECK(weft__hist_read(parts[1].p, parts[1].n - 8, nb, &v[0]) == -1);
+    CHECK(weft__hist_read(parts[1].p, parts[1].n, nb - 1, &v[0]) == -1);
+    uint64_t bad[7] = {1, 0, 9, 0, 0, 0, 0};
+    CHECK(weft__hist_read(bad, 24, nb, &v[0]) == -1);
+    uint64_t unordered[3 + 1 + 4] = {2, 0, HIST_SPARSE, 2, 5, 1, 4, 1};
+    CHECK(weft__hist_read(unordered, sizeof unordered, nb, &v[0]) == -1);
+    uint64_t outside[3 + 1 + 2] = {1, 0, HIST_SPARSE, 1, nb, 1};
+    CHECK(weft__hist_read(outside, sizeof outside, nb, &v[0]) == -1);
+    for (int k = 0; k < K; k++) wb_free(&parts[k]);
+    free(one);
+    free(nz);
 }
 
 TEST(bad_input)

@@ -219,6 +219,42 @@ enum bag_term {
 #define HIST_BITS 16
 #define HIST_BUCKETS (1u << HIST_BITS)
 
+/* ---- hist.c ---------------------------------------------------------------- */
+
+/* A histogram of the exact quantiles as a task returns it: u64 total, u64
+ * NaNs, u64 form, then
+ *   HIST_DENSE:  nb u64 counts (nb = open prefixes x HIST_BUCKETS);
+ *   HIST_SPARSE: u64 nnz, then nnz pairs (u64 bucket, u64 count), buckets
+ *                increasing, no zero count.
+ * Sparse is written when it is the smaller (fewer than nb/2 buckets used):
+ * a pass after the first counts only the keys under a few prefixes, e.g.
+ * 20 x 65536 dense counters (10 MiB a partition) for a few thousand keys. */
+enum {
+    HIST_DENSE = 0,
+    HIST_SPARSE = 1
+};
+
+typedef struct hist_view {
+    uint64_t total, nans;
+    uint64_t form, nb, nnz;
+    const unsigned char *data; /* the counts, or the pairs */
+} hist_view;
+
+/* Writes a histogram: dense[0..nb) holds the counts; nz[0..nnz) the buckets
+ * used, in any order, when nz_complete (else the dense form is written).
+ * Sorts nz. */
+void weft__hist_write(wb *w, uint64_t total, uint64_t nans, const uint64_t *dense, size_t nb,
+                      uint32_t *nz, size_t nnz, bool nz_complete);
+/* Reads one: 0, or -1 when len does not fit the form for nb buckets. */
+int weft__hist_read(const void *h, size_t len, size_t nb, hist_view *v);
+/* Sums histograms of nb buckets into one written to *w. 0 or WEFT_E*. */
+int weft__hist_merge(const hist_view *in, size_t n, size_t nb, wb *w);
+/* The bucket of prefix index pi (0-based) holding rank r (counting from
+ * below, the values of lower prefixes already in *below): its index within
+ * the prefix's HIST_BUCKETS, its count in *count, *below updated. -1 when
+ * the ranks of this prefix end before r. */
+long weft__hist_find(const hist_view *v, size_t pi, uint64_t r, uint64_t *below, uint64_t *count);
+
 /* A function reference as the plan carries it. */
 typedef struct bag_fnref {
     void (*ptr)(void);

@@ -116,7 +116,7 @@ static size_t pref_index(const uint64_t *pref, size_t n, uint64_t p)
 /* Finds the keys of ranks w[0..nw) among the non-NaN values. Sets *total
  * and *nans from the first pass. */
 static int find_ranks(weft_bag *b, weft_executor *ex, uint32_t kind, uint64_t select_max, want *w,
-                      size_t nw, uint64_t *total, uint64_t *nans, void **first)
+                      size_t nw, uint64_t *total, uint64_t *nans, void **first, size_t *first_len)
 {
     /* first != NULL and *first NULL: run pass 1 only, keep its histogram in
      * *first; *first set: pass 1's histogram (taken over) */
@@ -134,48 +134,50 @@ static int find_ranks(weft_bag *b, weft_executor *ex, uint32_t kind, uint64_t se
     }
     for (;;) {
         void *h = NULL;
-        size_t hl;
+        size_t hl = 0;
         if (bits == 0 && first && *first) {
             h = *first;
+            hl = *first_len;
             *first = NULL;
         } else {
             rc = run_hist(b, ex, kind, bits, pref, npref, T_HIST, &h, &hl);
             if (rc) break;
         }
-        uint64_t tot, nn;
-        memcpy(&tot, h, 8);
-        memcpy(&nn, (unsigned char *)h + 8, 8);
+        hist_view hv;
+        if (weft__hist_read(h, hl, (size_t)(bits ? npref : 1) * HIST_BUCKETS, &hv)) {
+            free(h);
+            rc = weft__err(WEFT_EINVAL, "weft_bag_quantiles: a histogram of the wrong size");
+            break;
+        }
         if (bits == 0) {
-            *total = tot;
-            *nans = nn;
+            *total = hv.total;
+            *nans = hv.nans;
             if (first_only) {
                 *first = h;
+                *first_len = hl;
                 break;
             }
-            if (tot - nn == 0) {
+            if (hv.total - hv.nans == 0) {
                 free(h);
                 break;
             }
         }
-        const unsigned char *counts = (const unsigned char *)h + 16;
         for (size_t i = 0; i < nw; i++) {
             if (w[i].found) continue;
             size_t pi = bits ? pref_index(pref, npref, w[i].prefix) : 0;
-            const unsigned char *c = counts + pi * HIST_BUCKETS * 8;
-            uint64_t acc = w[i].below, r = w[i].rank;
-            for (uint32_t k = 0; k < HIST_BUCKETS; k++) {
-                uint64_t ck;
-                memcpy(&ck, c + (size_t)k * 8, 8);
-                if (r < acc + ck) {
-                    w[i].below = acc;
-                    w[i].prefix = (w[i].prefix << HIST_BITS) | k;
-                    bsize[i] = ck;
-                    break;
-                }
-                acc += ck;
+            uint64_t below = w[i].below, count = 0;
+            long k = weft__hist_find(&hv, pi, w[i].rank, &below, &count);
+            if (k < 0) {
+                rc = weft__err(WEFT_EINVAL, "weft_bag_quantiles: the data changed between "
+                                            "passes (a rank fell outside its bucket)");
+                break;
             }
+            w[i].below = below;
+            w[i].prefix = (w[i].prefix << HIST_BITS) | (uint64_t)k;
+            bsize[i] = count;
         }
         free(h);
+        if (rc) break;
         bits += HIST_BITS;
         if (bits == 64) {
             for (size_t i = 0; i < nw; i++)
@@ -274,7 +276,8 @@ int weft_bag_quantiles(weft_bag *b, weft_executor *ex, const double *q, size_t n
     /* pass 1 first alone: n is needed to know the ranks */
     uint64_t total = 0, nans = 0;
     void *h0 = NULL;
-    int rc = find_ranks(b, ex, o.kind, select_max, NULL, 0, &total, &nans, &h0);
+    size_t h0_len = 0;
+    int rc = find_ranks(b, ex, o.kind, select_max, NULL, 0, &total, &nans, &h0, &h0_len);
     if (rc) return rc;
     uint64_t n = total - nans;
     if ((nans && o.nan == WEFT_BAG_NAN_PROPAGATE) || n == 0) {
@@ -312,7 +315,7 @@ int weft_bag_quantiles(weft_bag *b, weft_executor *ex, const double *q, size_t n
         hi[i] = nw;
         w[nw++] = (want){.rank = r1};
     }
-    rc = find_ranks(b, ex, o.kind, select_max, w, nw, &total, &nans, &h0);
+    rc = find_ranks(b, ex, o.kind, select_max, w, nw, &total, &nans, &h0, &h0_len);
     if (rc) goto out;
     for (size_t i = 0; i < nq; i++) {
         double a = value_of(o.kind, w[lo[i]].key), c = value_of(o.kind, w[hi[i]].key);
@@ -338,7 +341,8 @@ int weft_bag_median(weft_bag *b, weft_executor *ex, const weft_bag_quantile_opti
     uint64_t total = 0, nans = 0;
     uint64_t select_max = o.select_max ? o.select_max : (1u << 20);
     void *h0 = NULL;
-    int rc = find_ranks(b, ex, o.kind, select_max, NULL, 0, &total, &nans, &h0);
+    size_t h0_len = 0;
+    int rc = find_ranks(b, ex, o.kind, select_max, NULL, 0, &total, &nans, &h0, &h0_len);
     if (rc) return rc;
     uint64_t n = total - nans;
     if ((nans && o.nan == WEFT_BAG_NAN_PROPAGATE) || n == 0) {
@@ -347,7 +351,7 @@ int weft_bag_median(weft_bag *b, weft_executor *ex, const weft_bag_quantile_opti
         return 0;
     }
     want w[2] = {{.rank = (n - 1) / 2}, {.rank = n / 2}};
-    rc = find_ranks(b, ex, o.kind, select_max, w, 2, &total, &nans, &h0);
+    rc = find_ranks(b, ex, o.kind, select_max, w, 2, &total, &nans, &h0, &h0_len);
     free(h0);
     if (rc) return rc;
     double a = value_of(o.kind, w[0].key), c = value_of(o.kind, w[1].key);

@@ -823,6 +823,9 @@ typedef struct sink_state {
     const uint64_t *prefix; /* sorted, unaligned: copied */
     uint64_t *pref;
     uint64_t *hist; /* nprefix * HIST_BUCKETS */
+    uint32_t *nz;   /* the buckets of hist used, while fewer than half */
+    size_t nnz, nzcap, nb;
+    bool nz_over; /* more than half used (or no memory for nz): dense */
     uint64_t nan_count, total;
     /* kll */
     kll sk;
@@ -941,6 +944,24 @@ static long pref_find(const sink_state *s, uint64_t pre)
     return lo < s->nprefix && s->pref[lo] == pre ? (long)lo : -1;
 }
 
+/* Counts one key in bucket b, noting a bucket used for the first time
+ * (hist.c then writes only the used ones when they are few). */
+static void hist_bump(sink_state *s, size_t b)
+{
+    if (s->hist[b]++ != 0 || s->nz_over) return;
+    if (s->nnz == s->nzcap) {
+        size_t nc = s->nzcap ? s->nzcap * 2 : 1024;
+        uint32_t *n = nc < s->nb / 2 ? realloc(s->nz, nc * sizeof *n) : NULL;
+        if (!n) {
+            s->nz_over = true;
+            return;
+        }
+        s->nz = n;
+        s->nzcap = nc;
+    }
+    s->nz[s->nnz++] = (uint32_t)b;
+}
+
 static int sink_hist(pipe_t *p, const void *rec, size_t len)
 {
     sink_state *s = p->sk;
@@ -955,7 +976,7 @@ static int sink_hist(pipe_t *p, const void *rec, size_t len)
         return 0;
     }
     if (s->shift == 0) { /* the first pass: every value, no prefix */
-        s->hist[key >> (64 - HIST_BITS)]++;
+        hist_bump(s, key >> (64 - HIST_BITS));
         return 0;
     }
     uint64_t pre = key >> (64 - s->shift);
@@ -964,7 +985,7 @@ static int sink_hist(pipe_t *p, const void *rec, size_t len)
     uint32_t rest = 64 - s->shift; /* bits left below the prefix */
     uint64_t b = rest >= HIST_BITS ? (key >> (rest - HIST_BITS)) & (HIST_BUCKETS - 1)
                                    : (key & ((1ull << rest) - 1)) << (HIST_BITS - rest);
-    s->hist[(size_t)i * HIST_BUCKETS + b]++;
+    hist_bump(s, (size_t)i * HIST_BUCKETS + b);
     return 0;
 }
 
@@ -1619,6 +1640,7 @@ static int read_term(pipe_t *p, rb *r, sink_state *s)
         memcpy(s->pref, pp, (size_t)s->nprefix * 8);
         if (s->term == T_HIST) {
             size_t nb = (size_t)(s->shift ? s->nprefix : 1) * HIST_BUCKETS;
+            s->nb = nb;
             s->hist = calloc(nb, 8);
             if (!s->hist) return WEFT_ENOMEM;
             p->sink = sink_hist;
@@ -1713,9 +1735,7 @@ static int write_term(pipe_t *p, rb *r, sink_state *s, void (*reduce_fn)(void))
         break;
     }
     case T_HIST:
-        wb_u64(&w, s->total);
-        wb_u64(&w, s->nan_count);
-        wb_put(&w, s->hist, (size_t)(s->shift ? s->nprefix : 1) * HIST_BUCKETS * 8);
+        weft__hist_write(&w, s->total, s->nan_count, s->hist, s->nb, s->nz, s->nnz, !s->nz_over);
         break;
     case T_KLL:
         kll_write(&s->sk, &w);
@@ -1759,6 +1779,7 @@ static void sink_free(sink_state *s)
     hmap_free(s->hm);
     free(s->pref);
     free(s->hist);
+    free(s->nz);
     kll_free(&s->sk);
     if (s->bucket)
         for (uint64_t b = 0; b < s->nparts; b++) wb_free(&s->bucket[b]);
@@ -2023,24 +2044,21 @@ int weft__bag_merge_task(weft_ctx *ctx, const void *in, size_t len)
         uint32_t shift = rb_u32(&r);
         uint64_t np = rb_u64(&r);
         size_t nb = (size_t)(shift ? np : 1) * HIST_BUCKETS;
-        size_t want = 16 + nb * 8;
-        unsigned char *o = weft_ctx_output(ctx, want);
-        if (!o) return WEFT_ENOMEM;
-        memset(o, 0, want);
-        for (int i = 1; i < na; i++) {
+        hist_view *v = calloc((size_t)na, sizeof *v);
+        if (!v) return WEFT_ENOMEM;
+        for (int i = 1; i < na && !rc; i++) {
             const void *d;
             size_t dl;
             weft_args_get(in, len, (size_t)i, &d, &dl);
-            if (dl != want) return weft_ctx_fail(ctx, WEFT_EINVAL, "bag merge: bad histogram");
-            for (size_t j = 0; j < want / 8; j++) {
-                uint64_t a, b;
-                memcpy(&a, o + j * 8, 8);
-                memcpy(&b, (const unsigned char *)d + j * 8, 8);
-                a += b;
-                memcpy(o + j * 8, &a, 8);
-            }
+            if (weft__hist_read(d, dl, nb, &v[i - 1]))
+                rc = weft_ctx_fail(ctx, WEFT_EINVAL, "bag merge: bad histogram");
         }
-        return 0;
+        wb w = {0};
+        if (!rc) rc = weft__hist_merge(v, (size_t)(na - 1), nb, &w);
+        if (!rc) rc = weft_ctx_set_output(ctx, w.p, w.n);
+        wb_free(&w);
+        free(v);
+        return rc;
     }
     case T_GATHER:
     case T_COLLECT: {

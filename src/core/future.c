@@ -26,6 +26,7 @@
  * than through malloc), and is cut back to GLOBAL_MAX_BATCHES when an
  * executor is destroyed, with glibc asked to return the pages
  * (malloc_trim), so the memory of a burst does not stay with the process.
+ * A thread that exits hands its own list to the global one.
  *
  * A future in a free list has refs == 0 (a live one has at least 1): a
  * release or retain of such a future -- the second release of a future,
@@ -50,8 +51,12 @@
 #define LOCAL_MAX 512
 #define BATCH 256
 #define GLOBAL_MAX_BATCHES 64 /* 16384 futures (~3 MB) kept in the global list at most */
-/* bytes freed past the bounds after which glibc is asked to return pages */
-#define TRIM_BYTES (1u << 20)
+/* bytes freed past the bounds after which glibc is asked to return pages:
+ * a burst's worth (a 1M-task burst frees ~190 MB). Trimming after every
+ * small executor cost the next one its warm heap: graph_bench's serial
+ * nodes after a threads and a processes executor took 0.56-0.77 us instead
+ * of 0.20 (page faults in malloc), with 1 MiB here. */
+#define TRIM_BYTES (32u << 20)
 
 typedef struct batch {
     weft_future *head;
@@ -89,7 +94,7 @@ static void free_list(weft_future *head)
 }
 
 /* Gives freed pages back to the system once enough was freed: called when
- * an executor is destroyed or a thread leaves, not while a burst runs, where
+ * an executor is destroyed, not while a burst runs or when a thread leaves, where
  * the next burst would fault every page in again (what free() keeps stays
  * mapped and is reused by the next burst's allocations). */
 void weft__future_trim(void)
@@ -141,14 +146,18 @@ static void give_batch(weft_future *head, size_t n)
     pthread_mutex_unlock(&pool_mu);
 }
 
+/* A thread leaves: its futures join the global list, for the threads that
+ * submit next. No trim here: a program that starts submitter threads per
+ * round (bench/submit_8threads) would give the pages back and fault them
+ * in again every round (4x slower per task); executor destroy trims. */
 static void pool_thread_exit(void *unused)
 {
     (void)unused;
     weft_future *h = lp.head;
+    size_t n = lp.n;
     lp.head = NULL;
     lp.n = 0;
-    free_list(h);
-    weft__future_trim();
+    if (h) give_batch(h, n);
 }
 
 static void pool_init_key(void)
