@@ -103,6 +103,7 @@ static void measure(weft_backend b, const char *name, uint64_t per_task, int pai
 
 int main(int argc, char **argv)
 {
+    if (weft_init(&argc, &argv)) return 1; /* first: the processes level needs it */
     bool quick = false, anchors = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
@@ -114,7 +115,6 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (weft_init(&argc, &argv)) return 1;
     bench_begin(argv[0], __FILE__);
     uint64_t points = quick ? 1ull << 24 : 1ull << 28;
     int pairs = quick ? 3 : 7;

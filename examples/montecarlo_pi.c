@@ -56,7 +56,12 @@ static int run(weft_backend backend, int workers, uint64_t seed, uint64_t tasks,
     weft_options o = {.backend = backend, .workers = workers};
     weft_executor *ex;
     int rc = weft_executor_create(&o, &ex);
-    if (rc) return rc;
+    if (rc) {
+        if (!(rc == WEFT_ENOTSUP && backend == WEFT_BACKEND_MPI)) /* mpi outside mpirun */
+            fprintf(stderr, "montecarlo_pi: %s: %s (%s)\n", weft_backend_name(backend),
+                    weft_strerror(rc), weft_last_error());
+        return rc;
+    }
     double t0 = weft_now();
     rc = mc_estimate(ex, seed, tasks, per_task, res);
     double dt = weft_now() - t0;

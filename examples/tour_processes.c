@@ -106,7 +106,8 @@ int main(int argc, char **argv)
     weft_future *fu;
     int rc = weft_submit(pool, crash, NULL, 0, &fu);
     if (rc == 0) rc = weft_future_result(fu, WEFT_FOREVER, NULL, NULL);
-    printf("a crashing task: %s -- %s\n", weft_strerror(rc), fu ? weft_future_error(fu) : "");
+    const char *msg = fu ? weft_future_error(fu) : NULL;
+    printf("a crashing task: %s -- %s\n", weft_strerror(rc), msg ? msg : "");
     weft_future_release(fu);
     bool alive = map_f(pool, n / 10, got) >= 0;
     printf("the pool after the crash: %s\n", alive ? "ran the map again" : "BROKEN");
