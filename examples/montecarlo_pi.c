@@ -22,9 +22,9 @@
  *
  * Usage: montecarlo_pi [--samples N] [--tasks B] [--seed S] [--quick]
  *                      [--backend NAME] [--workers W] [--levels]
- *   --samples N   points in all (default 2^26; --quick 2^22), rounded down
- *                 to a multiple of the batch count
- *   --tasks B     batches (default 1024)
+ *   --samples N   points in all (default 100,000,000; --quick 4,000,000),
+ *                 rounded down to a multiple of the batch count
+ *   --tasks B     batches (default 1000)
  *   --backend, --workers   the executor (default: WEFT_BACKEND, WEFT_WORKERS)
  *   --levels      run on serial, threads with 1-4 workers, processes with
  *                 1-3 and mpi (under mpirun), and check that every run gives
@@ -85,7 +85,7 @@ static bool same(const mc_result *a, const mc_result *b)
 
 int main(int argc, char **argv)
 {
-    uint64_t samples = 1ull << 26, tasks = 1024, seed = 42;
+    uint64_t samples = 100000000, tasks = 1000, seed = 42;
     weft_backend backend = WEFT_BACKEND_DEFAULT;
     int workers = 0;
     bool levels = false;
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
             if (weft_backend_parse(v, &backend)) return usage(stderr), 2;
             i++;
         } else if (strcmp(a, "--quick") == 0) {
-            samples = 1ull << 22;
+            samples = 4000000;
         } else if (strcmp(a, "--levels") == 0) {
             levels = true;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

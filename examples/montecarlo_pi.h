@@ -101,7 +101,7 @@ WEFT_RANGE_REGISTER_REDUCE(mc_batches, mc_merge);
 /* The estimate of one run. */
 typedef struct mc_result {
     double pi;       /* the mean of the batch estimates */
-    double se;  /* its standard error (batch means) */
+    double se;       /* its standard error (batch means) */
     double lo, hi;   /* the 95% confidence interval */
     uint64_t hits;   /* points inside, over all batches */
     uint64_t points; /* tasks * per_task */

@@ -91,8 +91,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "groupby: %s\n", weft_last_error());
         return 1;
     }
-    printf("%ld rows in %zu partitions on %s: groupby in %.3f s\n", rows,
-           weft_frame_partitions(fr), weft_backend_name(weft_executor_backend(ex)), tg);
+    printf("%ld rows in %zu partitions on %s: groupby in %.3f s\n", rows, weft_frame_partitions(fr),
+           weft_backend_name(weft_executor_backend(ex)), tg);
     printf("%-12s %10s %10s %10s\n", "species", "count", "mean", "median");
     for (size_t g = 0; g < weft_table_rows(gb); g++) {
         const char *s;

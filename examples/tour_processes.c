@@ -99,8 +99,8 @@ int main(int argc, char **argv)
                (long long)got[i].pid);
         same = same && got[i].y == ref[i].y && got[i].pid != (int64_t)getpid();
     }
-    printf("serial %.3f s, processes (2 workers) %.3f s: speed-up %.2f; same results: %s\n", ts,
-           tp, ts / tp, same ? "yes" : "NO");
+    printf("serial %.3f s, processes (2 workers) %.3f s: speed-up %.2f; same results: %s\n", ts, tp,
+           ts / tp, same ? "yes" : "NO");
 
     /* a task that segfaults: its future fails, the pool lives on */
     weft_future *fu;

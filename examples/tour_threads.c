@@ -23,15 +23,15 @@ enum {
     ADDS = 100000
 };
 
-static weft_event start;    /* threading.Event() */
-static weft_lock lock;      /* threading.Lock() */
-static long counter;        /* guarded by lock */
-static weft_rlock rlock;    /* threading.RLock() */
-static long deposits;       /* guarded by rlock */
-static weft_sem downloads;  /* threading.Semaphore(2) */
-static int inside, most;    /* threads in the section now / at most, under lock */
-static weft_barrier meet;   /* threading.Barrier(NTHREADS, action=...) */
-static int actions;         /* runs of the barrier's action */
+static weft_event start;   /* threading.Event() */
+static weft_lock lock;     /* threading.Lock() */
+static long counter;       /* guarded by lock */
+static weft_rlock rlock;   /* threading.RLock() */
+static long deposits;      /* guarded by rlock */
+static weft_sem downloads; /* threading.Semaphore(2) */
+static int inside, most;   /* threads in the section now / at most, under lock */
+static weft_barrier meet;  /* threading.Barrier(NTHREADS, action=...) */
+static int actions;        /* runs of the barrier's action */
 
 static void deposit(long n) /* takes rlock: may be called with it held */
 {
@@ -120,8 +120,7 @@ int main(void)
     weft_timer_create(60, ring, &rang, &never);
     int cancelled = weft_timer_cancel(never); /* never.cancel() */
     int waited = weft_event_wait(&rang, 5.0); /* rang.wait(5) */
-    printf("Timer:     the event was %s; a 60 s timer was %s\n",
-           waited == 0 ? "set" : "not set",
+    printf("Timer:     the event was %s; a 60 s timer was %s\n", waited == 0 ? "set" : "not set",
            cancelled == 0 ? "cancelled before it fired" : weft_strerror(cancelled));
     weft_timer_destroy(timer);
     weft_timer_destroy(never);
