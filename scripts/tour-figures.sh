@@ -26,7 +26,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 awk -v dir="$out/py" '
     /^```python$/ { inblock = 1; name = ""; next }
     inblock && /^```$/ { inblock = 0; if (name != "") close(file); next }
-    inblock && name == "" && /^# tour: / { name = $3; file = dir "/" name ".py" }
+    inblock && name == "" && /^# tour: / { name = $3; file = dir "/tour_" name ".py" }
     inblock && name != "" { print > file }
 ' "$root/docs/tour.md"
 
@@ -54,7 +54,8 @@ section() {
     local w="-" p="-"
     [ $# -gt 0 ] && w=$(timed "$out/$name.weft.log" "$@")
     # shellcheck disable=SC2086
-    [ -f "$out/py/$name.py" ] && p=$(timed "$out/$name.py.log" "$PY" "$out/py/$name.py" $pyargs)
+    [ -f "$out/py/tour_$name.py" ] &&
+        p=$(timed "$out/$name.py.log" "$PY" "$out/py/tour_$name.py" $pyargs)
     printf '| %-16s | %8s | %8s | %s\n' "$name" "$w" "$p" "$*"
 }
 
@@ -81,7 +82,7 @@ if command -v mpirun >/dev/null; then
 else
     section dask_distributed "" -- "$X/levels" --n 100000 --workers 2 --outdir levels
 fi
-cp "$out/py/montecarlo.py" "$out/py/montecarlo_1.py" 2>/dev/null
+cp "$out/py/tour_montecarlo.py" "$out/py/tour_montecarlo_1.py" 2>/dev/null
 section montecarlo "2" -- "$X/montecarlo_pi" --backend threads --workers 2
 section montecarlo_1 "1" -- "$X/montecarlo_pi" --backend threads --workers 1
 section top_vs_sort "" -- "$X/bag_topk" 10000000
