@@ -83,14 +83,16 @@ int main(int argc, char **argv)
     weft_agg aggs[] = {{"length", WEFT_AGG_COUNT, NULL},
                        {"length", WEFT_AGG_MEAN, NULL},
                        {"length", WEFT_AGG_MEDIAN, NULL}};
+    double t0 = weft_now();
     int rc = weft_frame_read_csv(&path, 1, &co, &fr);
     if (!rc) rc = weft_frame_groupby(fr, keys, 1, aggs, 3, ex, &ro, &gb);
+    double tg = weft_now() - t0;
     if (rc) {
         fprintf(stderr, "groupby: %s\n", weft_last_error());
         return 1;
     }
-    printf("%ld rows in %zu partitions on %s\n", rows, weft_frame_partitions(fr),
-           weft_backend_name(weft_executor_backend(ex)));
+    printf("%ld rows in %zu partitions on %s: groupby in %.3f s\n", rows, weft_frame_partitions(fr),
+           weft_backend_name(weft_executor_backend(ex)), tg);
     printf("%-12s %10s %10s %10s\n", "species", "count", "mean", "median");
     for (size_t g = 0; g < weft_table_rows(gb); g++) {
         const char *s;
@@ -116,14 +118,16 @@ int main(int argc, char **argv)
         if (weft_executor_create(&o, &ex)) return 1;
         weft_frame *applied;
         weft_table *t = NULL;
+        t0 = weft_now();
         rc = weft_frame_map_partitions(fr, add_features, NULL, 0, &applied);
         if (!rc) rc = weft_frame_compute(applied, ex, NULL, &t);
+        double dt = weft_now() - t0;
         if (rc) {
             fprintf(stderr, "apply on %s: %s\n", weft_backend_name(levels[b]), weft_last_error());
             return 1;
         }
-        printf("parallel_apply on %-9s: %zu rows x %zu columns%s\n", weft_backend_name(levels[b]),
-               weft_table_rows(t), weft_table_cols(t),
+        printf("parallel_apply on %-9s: %zu rows x %zu columns in %.3f s%s\n",
+               weft_backend_name(levels[b]), weft_table_rows(t), weft_table_cols(t), dt,
                first && !weft_table_equal(first, t) ? "  DIFFERS" : "");
         if (first && !weft_table_equal(first, t)) bad = 1;
         if (!first)

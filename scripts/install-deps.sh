@@ -19,6 +19,8 @@ wanted=(clang-format clang graphviz libxml2-utils libopenmpi-dev openmpi-bin
         python3-numpy python3-pandas parallel libsvm-dev python3-sklearn)
 # Bench anchors: oneTBB, Python (concurrent.futures, joblib, dask, mpi4py), GNU parallel.
 bench=(libtbb-dev python3 python3-joblib python3-dask parallel python3-mpi4py)
+# docs/tour.md: the dask.distributed figure (LocalCluster beside the mpi level)
+bench+=(python3-distributed)
 
 mode=${1:-}
 pkgs=("${required[@]}" "${wanted[@]}")
