@@ -83,8 +83,9 @@ void weft__yield(void);
 
 /* Adaptive spin before a park: oneTBB's backoff (pause, then yield) with a
  * budget that learns, as Lace's and Go's idle workers spin only while it
- * pays. A waiter first pauses for `pure` ns, then yields the CPU on every
- * look -- on a machine with fewer cores than busy threads, the thread it
+ * pays. A waiter first pauses for `pure` ns, then keeps looking and yields
+ * the CPU every WEFT__SPIN_YIELD_EVERY looks (a yield is a system call,
+ * ~5 us on a loaded VM) -- on a machine with fewer cores than busy threads, the thread it
  * waits for may be queued behind it on its own CPU, and a yield hands that
  * thread the CPU at once, where a pure spin would hold it until preempted
  * -- until `ns` ns have passed since it began; then it parks on a futex.
