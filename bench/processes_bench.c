@@ -10,13 +10,28 @@
  *                     GB/s of payload = 64 MiB / round-trip time (the bytes
  *                     travel both ways, counted once)
  *   cpu_speedup       16 CPU-bound tasks: serial time / processes time (x)
+ *   channel_pingpong  reference: an 8-byte weft_channel message there and
+ *                     back between this program and a forked child, both
+ *                     spinning (us/roundtrip; ipc_bench has the same row)
+ *   memcpy_bandwidth  reference: one memcpy of 64 MiB into a warm buffer
+ *                     (GB/s of bytes copied)
+ *   processes_idle_cpu  CPU time used by the idle pool over 5 s after the
+ *                     runs: its worker processes, the fork server and this
+ *                     program's threads (% of one core)
  * Systems: weft-processes, python-processpool, joblib-loky,
- * joblib-multiprocessing. Every run checks its results (sums, bytes).
+ * joblib-multiprocessing; weft-channel and memcpy for the references. Every
+ * run checks its results (sums, bytes).
  * Targets (issue 4): submit_batch <= 3 us, submit_roundtrip <= 20 us,
- * map_empty <= 0.2 us/item, payload_64mib >= 1 GB/s, cpu_speedup >= 1.85. */
+ * map_empty <= 0.2 us/item, payload_64mib >= 1 GB/s, cpu_speedup >= 1.85;
+ * (issue 18) submit_roundtrip <= 5x channel_pingpong of the same run,
+ * payload_64mib >= half of memcpy_bandwidth, processes_idle_cpu < 1%. */
+#define _GNU_SOURCE
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "weft.h"
@@ -36,12 +51,22 @@ static int ident(weft_ctx *ctx, const void *in, size_t len)
 }
 WEFT_TASK_REGISTER(ident);
 
+/* Each byte + 1, in blocks of 64 through restrict pointers: gcc -O2
+ * vectorizes this (a plain byte loop stays scalar at -O2 and took half of
+ * the round trip by itself, which is the task's cost, not the payload's). */
+static void add_one(unsigned char *restrict o, const unsigned char *restrict i, size_t len)
+{
+    size_t k = 0;
+    for (; k + 64 <= len; k += 64)
+        for (size_t j = 0; j < 64; j++) o[k + j] = (unsigned char)(i[k + j] + 1);
+    for (; k < len; k++) o[k] = (unsigned char)(i[k] + 1);
+}
+
 static int plus_one(weft_ctx *ctx, const void *in, size_t len)
 {
     unsigned char *o = weft_ctx_output(ctx, len);
     if (!o) return weft_ctx_fail(ctx, WEFT_ENOMEM, "no output");
-    const unsigned char *i = in;
-    for (size_t k = 0; k < len; k++) o[k] = (unsigned char)(i[k] + 1);
+    add_one(o, in, len);
     return 0;
 }
 WEFT_TASK_REGISTER(plus_one);
@@ -61,6 +86,16 @@ static int burn_task(weft_ctx *ctx, const void *in, size_t len)
     return weft_ctx_set_output(ctx, &r, sizeof r);
 }
 WEFT_TASK_REGISTER(burn_task);
+
+static int pid_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in;
+    (void)len;
+    usleep(30000); /* long enough that both workers take one */
+    int64_t pid = getpid();
+    return weft_ctx_set_output(ctx, &pid, sizeof pid);
+}
+WEFT_TASK_REGISTER(pid_task);
 
 static weft_executor *ex;
 
@@ -182,10 +217,158 @@ static double run_cpu(void)
     return (t1 - t0) / (t2 - t1);
 }
 
-static void measure(const char *bench, const char *unit, double (*run)(void), int reps)
+/* ---- references: channel ping-pong and memcpy, in this same run ---- */
+
+#define N_PING 20000L
+
+static double run_ping(void)
+{
+    weft_channel *ch;
+    weft_ipc_token t;
+    if (weft_channel_create(NULL, &ch) || weft_channel_token(ch, &t)) return -1;
+    pid_t p = fork();
+    if (p == 0) {
+        weft_channel *c;
+        if (weft_channel_attach(&t, &c)) _exit(2);
+        uint64_t m;
+        size_t n;
+        for (long i = 0; i <= N_PING; i++) {
+            if (weft_channel_recv(c, 60, &m, sizeof m, &n)) _exit(3);
+            if (weft_channel_send(c, &m, sizeof m, 60)) _exit(4);
+        }
+        _exit(0);
+    }
+    uint64_t m = 0, sum = 0;
+    size_t n;
+    bool ok =
+        p > 0 && weft_channel_send(ch, &m, 8, 60) == 0 && weft_channel_recv(ch, 60, &m, 8, &n) == 0;
+    double t0 = bench_now();
+    for (long i = 1; ok && i <= N_PING; i++) {
+        m = (uint64_t)i;
+        ok = weft_channel_send(ch, &m, 8, 60) == 0 && weft_channel_recv(ch, 60, &m, 8, &n) == 0;
+        sum += m;
+    }
+    double dt = bench_now() - t0;
+    int st = 0;
+    if (p > 0 && (waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0)) ok = false;
+    weft_channel_destroy(ch);
+    if (!ok || sum != (uint64_t)N_PING * (N_PING + 1) / 2) {
+        bench_fail("channel_pingpong: wrong echo or the child failed (status 0x%x)", st);
+        return -1;
+    }
+    return dt / (double)N_PING * 1e6;
+}
+
+static unsigned char *copy_dst;
+
+static double run_memcpy(void)
+{
+    payload[PAYLOAD / 2]++;
+    double t0 = bench_now();
+    memcpy(copy_dst, payload, PAYLOAD);
+    double t1 = bench_now();
+    if (copy_dst[PAYLOAD / 2] != payload[PAYLOAD / 2]) {
+        bench_fail("memcpy_bandwidth: copy wrong");
+        return -1;
+    }
+    return PAYLOAD / (t1 - t0) / 1e9;
+}
+
+/* ---- processes_idle_cpu ---- */
+
+/* CPU seconds a process has used: /proc/<pid>/schedstat (ns), else the
+ * clock ticks of /proc/<pid>/stat; -1 if neither can be read. *ppid: its
+ * parent (from stat) when not NULL. */
+static double proc_cpu(pid_t pid, pid_t *ppid)
+{
+    char path[64], buf[1024];
+    double cpu = -1;
+    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+    FILE *f = fopen(path, "r");
+    unsigned long long ns;
+    if (f) {
+        if (fscanf(f, "%llu", &ns) == 1) cpu = (double)ns * 1e-9;
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (!f) return cpu;
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[k] = '\0';
+    char *q = strrchr(buf, ')');
+    int pp = 0;
+    unsigned long ut = 0, stt = 0;
+    /* after "pid (comm)": state ppid pgrp session tty tpgid flags minflt
+     * cminflt majflt cmajflt utime stime */
+    if (q &&
+        sscanf(q + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &pp, &ut, &stt) == 3) {
+        if (ppid) *ppid = pp;
+        if (cpu < 0) cpu = (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+    }
+    return cpu;
+}
+
+static pid_t idle_pids[3];
+static int n_idle_pids;
+
+/* The worker processes (each task of a pair runs 30 ms, so both workers
+ * take one) and the fork server, their parent. */
+static bool find_idle_pids(void)
+{
+    for (int round = 0; round < 20 && n_idle_pids < 2; round++) {
+        weft_future *fs[2];
+        for (int i = 0; i < 2; i++)
+            if (weft_submit(ex, pid_task, NULL, 0, &fs[i])) return false;
+        for (int i = 0; i < 2; i++) {
+            pid_t p = (pid_t)result_i64(fs[i]);
+            weft_future_release(fs[i]);
+            bool seen = p <= 0;
+            for (int k = 0; k < n_idle_pids; k++) seen |= idle_pids[k] == p;
+            if (!seen && n_idle_pids < 2) idle_pids[n_idle_pids++] = p;
+        }
+    }
+    if (n_idle_pids < 2) return false;
+    pid_t server = 0;
+    proc_cpu(idle_pids[0], &server);
+    if (server > 1 && server != getpid()) idle_pids[n_idle_pids++] = server;
+    return true;
+}
+
+static double pool_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts); /* this program: its lanes */
+    double sum = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    for (int i = 0; i < n_idle_pids; i++) {
+        double c = proc_cpu(idle_pids[i], NULL);
+        if (c < 0) return -1;
+        sum += c;
+    }
+    return sum;
+}
+
+#define IDLE_S 5
+
+static double run_idle(void)
+{
+    double c0 = pool_cpu();
+    struct timespec d = {IDLE_S, 0};
+    while (nanosleep(&d, &d) != 0) {
+    }
+    double c1 = pool_cpu();
+    if (c0 < 0 || c1 < 0) {
+        bench_fail("processes_idle_cpu: cannot read the CPU time of the pool's processes");
+        return -1;
+    }
+    return (c1 - c0) / IDLE_S * 100;
+}
+
+static void measure_as(const char *bench, const char *system, const char *unit, double (*run)(void),
+                       int reps)
 {
     char what[96];
-    snprintf(what, sizeof what, "bench=%s system=weft-processes", bench);
+    snprintf(what, sizeof what, "bench=%s system=%s", bench, system);
     bench_watchdog(300, what);
     double s[REPS];
     int k = 0;
@@ -196,8 +379,13 @@ static void measure(const char *bench, const char *unit, double (*run)(void), in
         s[k++] = v;
     }
     alarm(0);
-    bench_report(bench, "weft-processes", s, k, unit);
+    bench_report(bench, system, s, k, unit);
     bench_settle(100);
+}
+
+static void measure(const char *bench, const char *unit, double (*run)(void), int reps)
+{
+    measure_as(bench, "weft-processes", unit, run, reps);
 }
 
 static void python(const char *bench, const char *system, const char *pysys, const char *mode,
@@ -215,6 +403,8 @@ int main(int argc, char **argv)
         return 1;
     }
     bench_begin(argv[0], __FILE__);
+    /* the channel reference first, while this program has one thread */
+    measure_as("channel_pingpong", "weft-channel", "us/roundtrip", run_ping, REPS);
     weft_options o = {.backend = WEFT_BACKEND_PROCESSES, .workers = 2};
     if (weft_executor_create(&o, &ex)) {
         bench_fail("create: %s", weft_last_error());
@@ -223,7 +413,9 @@ int main(int argc, char **argv)
     printf("# weft %s, processes backend, 2 worker processes\n", weft_version());
     map_in = malloc(N_MAP * sizeof *map_in);
     payload = malloc(PAYLOAD);
-    if (!map_in || !payload) return 1;
+    copy_dst = malloc(PAYLOAD);
+    if (!map_in || !payload || !copy_dst) return 1;
+    memset(copy_dst, 0, PAYLOAD);
     for (int64_t i = 0; i < N_MAP; i++) map_in[i] = i;
     for (size_t k = 0; k < PAYLOAD; k++) payload[k] = (unsigned char)(k * 7);
 
@@ -235,11 +427,19 @@ int main(int argc, char **argv)
     python("submit_roundtrip", "python-processpool", "processpool", "roundtrip", 2000, "us/task");
     measure("map_empty", "us/item", run_map, REPS);
     python("map_empty", "python-processpool", "processpool", "map", 1000000, "us/item");
+    measure_as("memcpy_bandwidth", "memcpy", "GB/s", run_memcpy, REPS);
     measure("payload_64mib", "GB/s", run_payload, REPS);
     python("payload_64mib", "python-processpool", "processpool", "payload", 64, "GB/s");
     measure("cpu_speedup", "x", run_cpu, 3);
     python("cpu_speedup", "python-processpool", "processpool", "cpu", 16, "x");
     python("cpu_speedup", "joblib-loky", "loky", "cpu", 16, "x");
+    if (find_idle_pids()) {
+        printf("# processes_idle_cpu: workers %d %d, fork server %d, and this program\n",
+               (int)idle_pids[0], (int)idle_pids[1], n_idle_pids > 2 ? (int)idle_pids[2] : 0);
+        measure("processes_idle_cpu", "%core", run_idle, 3);
+    } else {
+        bench_fail("processes_idle_cpu: cannot find the worker processes' pids");
+    }
 
     static const char *anchors[] = {"python-processpool", "joblib-loky", "joblib-multiprocessing"};
     static const char *benches[] = {"submit_batch", "submit_roundtrip", "map_empty",
@@ -259,8 +459,26 @@ int main(int argc, char **argv)
     bench_target("payload_64mib: weft-processes >= 1 GB/s", r != NULL, r && r->median >= 1);
     r = bench_get("cpu_speedup", "weft-processes");
     bench_target("cpu_speedup: weft-processes >= 1.85x", r != NULL, r && r->median >= 1.85);
+    const bench_result *ping = bench_get("channel_pingpong", "weft-channel");
+    r = bench_get("submit_roundtrip", "weft-processes");
+    if (r && ping)
+        printf("ratio submit_roundtrip weft-processes/channel_pingpong = %.3gx\n",
+               r->median / ping->median);
+    bench_target("submit_roundtrip: weft-processes <= 5x channel_pingpong", r && ping,
+                 r && ping && r->median <= 5 * ping->median);
+    const bench_result *mc = bench_get("memcpy_bandwidth", "memcpy");
+    r = bench_get("payload_64mib", "weft-processes");
+    if (r && mc)
+        printf("ratio payload_64mib weft-processes/memcpy_bandwidth = %.3gx\n",
+               r->median / mc->median);
+    bench_target("payload_64mib: weft-processes >= 0.5x memcpy_bandwidth", r && mc,
+                 r && mc && r->median >= 0.5 * mc->median);
+    r = bench_get("processes_idle_cpu", "weft-processes");
+    bench_target("processes_idle_cpu: weft-processes < 1% of a core", r != NULL,
+                 r && r->median < 1);
     free(map_in);
     free(payload);
+    free(copy_dst);
     weft_executor_destroy(ex);
     return bench_finish();
 }

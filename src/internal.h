@@ -147,6 +147,14 @@ static inline uint64_t weft__seed_for(uint64_t run_seed, uint64_t index)
 void *weft__out_alloc(size_t len);
 void weft__out_free(void *out);
 size_t weft__out_len(const void *out);
+/* Unmaps the big output block kept for reuse, if any (executor destroy). */
+void weft__out_trim(void);
+/* An output block may be a MAP_SHARED mapping of a file another process
+ * wrote it in (a worker process's output segment): its header's second
+ * word is then the mapping's length | WEFT__OUT_SHARED, and
+ * weft__out_free() marks it released for that process (the first word,
+ * the length, becomes UINT64_MAX) before it unmaps it. */
+#define WEFT__OUT_SHARED ((size_t)1 << 63)
 
 /* weft__ctx_item() :
  * Points a prepared ctx at the next item: its index and seed, the caller's

@@ -2214,6 +2214,168 @@ TEST(no_task_waits_while_a_worker_is_idle)
     barrier_rounds(4, 15, 300);
 }
 
+/* After a round trip the lane that answered spins for work and holds the
+ * spinner role (docs/processes.md, "Spinning"): submits wake no other lane
+ * while it does. Two tasks that wait for each other, submitted right then,
+ * must still both start: the spinner takes one and wakes a lane for the
+ * other, or the other's submit finds no spinner and wakes one itself. */
+TEST(a_pair_submitted_upon_a_round_trip_both_start)
+{
+    enum {
+        ROUNDS = 200
+    };
+    weft_shm *shm = NULL;
+    REQUIRE(weft_shm_create(ROUNDS * sizeof(int64_t), &shm) == 0);
+    barrier_in b;
+    CHECK_OK(weft_shm_token(shm, &b.tok));
+    b.size = 2;
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    int failed = 0;
+    for (int r = 0; r < ROUNDS && !failed; r++) {
+        int64_t x = r;
+        weft_future *f, *g[2];
+        CHECK_OK(weft_submit(ex, square, &x, sizeof x, &f));
+        CHECK_OK(weft_future_wait(f, 30));
+        weft_future_release(f);
+        b.group = r;
+        for (int i = 0; i < 2; i++) CHECK_OK(weft_submit(ex, barrier_task, &b, sizeof b, &g[i]));
+        for (int i = 0; i < 2; i++) {
+            int rc = weft_future_result(g[i], 60, NULL, NULL);
+            CHECK_MSG(rc == 0, "round %d, task %d: %s: %s", r, i, weft_strerror(rc),
+                      weft_future_error(g[i]) ? weft_future_error(g[i]) : "");
+            if (rc) failed++;
+            weft_future_release(g[i]);
+        }
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+    weft_shm_destroy(shm);
+}
+
+typedef struct cb_submit {
+    weft_executor *ex;
+    barrier_in b;
+    int64_t *counter; /* the group's counter, in the shared region */
+    int started;      /* the callback saw the task it submitted start */
+    int done;         /* the callback returned */
+} cb_submit;
+
+/* On the lane that completed the future: submits a task, then waits (10 s
+ * at most) for it to start without waiting on its future (which would run
+ * it right here, by helping): another lane must be woken for it. */
+static void submit_and_watch(weft_future *f, void *arg)
+{
+    (void)f;
+    cb_submit *c = arg;
+    weft_future *g = NULL;
+    if (weft_submit(c->ex, barrier_task, &c->b, sizeof c->b, &g) == 0) {
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do {
+            if (__atomic_load_n(c->counter, __ATOMIC_SEQ_CST) >= 1) c->started = 1;
+            usleep(100);
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        } while (!c->started && t.tv_sec - t0.tv_sec < 10);
+        weft_future_release(g);
+    }
+    __atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A lane that completes a future with callbacks takes the spinner role
+ * only after they ran: a callback that submits and waits for the task to
+ * start must not wait for good behind a lane that holds it. */
+TEST(a_callback_that_submits_sees_its_task_start)
+{
+    enum {
+        ROUNDS = 20
+    };
+    weft_shm *shm = NULL;
+    REQUIRE(weft_shm_create(ROUNDS * sizeof(int64_t), &shm) == 0);
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    for (int r = 0; r < ROUNDS; r++) {
+        cb_submit c = {ex, {.group = r, .size = 1}, (int64_t *)weft_shm_ptr(shm) + r, 0, 0};
+        CHECK_OK(weft_shm_token(shm, &c.b.tok));
+        for (int k = 0; k < 3; k++) { /* round trips first: the lanes spin */
+            int64_t x = k;
+            weft_future *f;
+            CHECK_OK(weft_submit(ex, square, &x, sizeof x, &f));
+            CHECK_OK(weft_future_wait(f, 30));
+            weft_future_release(f);
+        }
+        int64_t x = r;
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, square, &x, sizeof x, &f));
+        CHECK_OK(weft_future_on_done(f, submit_and_watch, &c));
+        CHECK_OK(weft_future_wait(f, 30));
+        for (int i = 0; i < 6000 && !__atomic_load_n(&c.done, __ATOMIC_SEQ_CST); i++) usleep(10000);
+        REQUIRE(__atomic_load_n(&c.done, __ATOMIC_SEQ_CST)); /* the callback returned */
+        CHECK_MSG(c.started, "round %d: the task submitted by the callback never started", r);
+        weft_future_release(f);
+        if (!c.started) break;
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+    weft_shm_destroy(shm);
+}
+
+/* An idle pool costs no CPU: its lanes, worker processes and the fork
+ * server all sleep (spins end within their budget, 100 us at most). CPU
+ * time is the processes' own, so a loaded machine does not change it. */
+static double cpu_seconds_of(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[k] = '\0';
+    char *q = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (!q || sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+TEST(an_idle_pool_uses_no_cpu)
+{
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    pid_t pids[3] = {0, 0, weft__fs_pid()};
+    int n = 0;
+    for (int i = 0; i < 2000; i++) { /* round trips: every spin budget at its top */
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, getpid_task, NULL, 0, &f));
+        const void *d;
+        size_t len;
+        CHECK_OK(weft_future_result(f, 30, &d, &len));
+        int32_t p;
+        memcpy(&p, d, sizeof p);
+        if (n < 2 && p != pids[0] && p != pids[1]) pids[n++] = p;
+        weft_future_release(f);
+    }
+    REQUIRE(n >= 1);
+    usleep(20000); /* let every spin end */
+    struct timespec a, b;
+    double w0 = 0, w1 = 0;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+    for (int i = 0; i < 3; i++)
+        if (pids[i] > 0) w0 += cpu_seconds_of(pids[i]);
+    usleep(2000000);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+    for (int i = 0; i < 3; i++)
+        if (pids[i] > 0) w1 += cpu_seconds_of(pids[i]);
+    double own = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+    if (CHECK_TSAN) own = 0; /* TSan's own background thread wakes up on its own */
+    double pct = (own + (w1 - w0)) / 2.0 * 100;
+    /* 1% of a core over 2 s is 20 ms: two clock ticks of the workers' */
+    CHECK_MSG(pct < 1.5,
+              "the idle pool used %.2f%% of a core (program %.3f s, workers and "
+              "server %.3f s over 2 s)",
+              pct, own, w1 - w0);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];

@@ -58,6 +58,11 @@ typedef struct weft__shape {
     int trace_lanes; /* rows of the task-stream trace */
     bool fence_free; /* submit may skip its fence (asymmetric barrier) */
     bool count_idle; /* keep count of idle lanes (weft__lane_set_idle) */
+    /* at most one idle lane spins for work, the one that went idle last
+     * (its worker process is the one still spinning); the others sleep,
+     * with adaptive spin budgets (os.h). For backends whose lanes wait on
+     * other processes: fewer spinners than cores keeps every hop short. */
+    bool one_spinner;
 } weft__shape;
 
 /* The per-process start-up context shared by every backend's init. */

@@ -108,7 +108,7 @@ int weft_executor_create(const weft_options *opts, weft_executor **out)
                          (int)opts->exit_mode);
     if (opts->exit_timeout < 0 || opts->exit_timeout != opts->exit_timeout)
         return weft__err(WEFT_EINVAL, "weft_executor_create: exit_timeout must be >= 0 seconds");
-    weft__shape shape = {workers, workers, workers, false, false};
+    weft__shape shape = {workers, workers, workers, false, false, false};
     void *bdata = NULL;
     if (ops->create) {
         int rc = ops->create(opts, &shape, &bdata);

@@ -40,8 +40,9 @@ struct weft__lane {
     size_t state_len;
     bool state_heap;
     unsigned char state_inl[STATE_INLINE] __attribute__((aligned(16))); /* any scalar type */
-    void *bdata; /* the backend's lane state (processes: its proxy) */
-    bool idle;   /* counted in ex->idle (shape.count_idle) */
+    void *bdata;     /* the backend's lane state (processes: its proxy) */
+    bool idle;       /* counted in ex->idle (shape.count_idle) */
+    weft__spin spin; /* shape.one_spinner: this lane's idle spin budget */
 };
 
 struct weft_executor {
@@ -76,6 +77,10 @@ struct weft_executor {
     _Atomic int waking;
     _Atomic int idle; /* count_idle: lanes looking for work, or about to (set_idle) */
     _Atomic uint32_t idle_epoch WEFT__ALIGNED;
+    /* shape.one_spinner: the one lane allowed to spin for work (-1: none);
+     * a submit wakes no sleeper while one spins (executor.c, "Spinning") */
+    bool one_spinner;
+    _Atomic int spin_tok WEFT__ALIGNED;
     _Atomic int closed;
     _Atomic int cancelling;
     _Atomic int stop;
@@ -136,6 +141,9 @@ int weft__lane_push(weft__lane *l, weft_future *f);
 void weft__lane_finished(weft__lane *l, int64_t k);
 /* count_idle: lane l is (not) looking for work. */
 void weft__lane_set_idle(weft_executor *ex, weft__lane *l, bool idle);
+/* shape.one_spinner: lane l is the one to spin for work from now on (it
+ * will look at the queues before it sleeps). */
+void weft__lane_spin_claim(weft_executor *ex, weft__lane *l);
 /* Wakes one sleeping lane (work was left in a deque). */
 void weft__exec_wake_one(weft_executor *ex);
 /* Drops a taken future that was cancelled (its queue reference). */

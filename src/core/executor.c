@@ -51,6 +51,7 @@
 typedef weft__lane worker;
 
 #define IDLE_SPIN_NS 100000
+#define IDLE_SPIN_MIN_NS 2000 /* one_spinner lanes: the least their budget falls to */
 #define DEQUE_CAP0 256
 #define MAX_STACK_SIZE ((size_t)1 << 30)
 
@@ -295,6 +296,8 @@ static inline void heavy_fence(const weft_executor *ex)
 
 static void wake_one(weft_executor *ex)
 {
+    /* one_spinner: the spinning lane looks at every queue before it sleeps */
+    if (ex->one_spinner && atomic_load_explicit(&ex->spin_tok, memory_order_relaxed) >= 0) return;
     if (atomic_load_explicit(&ex->sleepers, memory_order_relaxed) > 0 &&
         atomic_load_explicit(&ex->waking, memory_order_relaxed) == 0) {
         int expect = 0;
@@ -464,11 +467,71 @@ static weft_future *find_work(weft_executor *ex, worker *w)
 /* Processes backend: counts in ex->idle the workers that are looking for
  * work or about to (from when the last result of their batch is reported),
  * so a proxy batches only what they cannot take (run_remote). */
+static void spin_release(weft_executor *ex, worker *w, bool busy);
+
 static inline void set_idle(weft_executor *ex, worker *w, bool idle)
 {
+    if (!idle && ex->one_spinner) spin_release(ex, w, true);
     if (!ex->count_idle || w->idle == idle) return;
     w->idle = idle;
     atomic_fetch_add_explicit(&ex->idle, idle ? 1 : -1, memory_order_seq_cst);
+}
+
+/* ---- Spinning (shape.one_spinner) --------------------------------------------------- *
+ * At most one idle lane spins for work: the one that went idle last, since
+ * its worker process was the last to answer and is still spinning itself
+ * (a task sent to it costs no wake-up). A lane that claims the role takes
+ * it from any other spinner, which then sleeps. While a lane holds it
+ * (spin_tok), submits wake no sleeper: the holder looks at every queue
+ * before it lets go. Letting go pairs with submit as the sleep path does:
+ * the holder clears spin_tok, fences, then looks at the queues (and, when
+ * it takes work, wakes a sleeper for what it leaves); a submitter pushes,
+ * fences, then reads spin_tok and sleepers. Either the submitter sees the
+ * token gone and wakes a sleeper, or the holder sees the task. (The fences
+ * are plain on both sides: a one_spinner executor is never fence_free.)
+ * Spin budgets adapt per lane (os.h): a lane whose spins end in sleep
+ * soon stops spinning, so idle lanes cost nothing. */
+
+void weft__lane_spin_claim(weft_executor *ex, weft__lane *l)
+{
+    if (ex->one_spinner) atomic_store_explicit(&ex->spin_tok, l->id, memory_order_seq_cst);
+}
+
+/* Lets go of the spinner role if w holds it; `busy`: w took work, so
+ * look for more that others should take. */
+static void spin_release(weft_executor *ex, worker *w, bool busy)
+{
+    int me = w->id;
+    if (atomic_load_explicit(&ex->spin_tok, memory_order_relaxed) != me ||
+        !atomic_compare_exchange_strong(&ex->spin_tok, &me, -1))
+        return;
+    if (!busy) return; /* the sleep path fences and looks itself */
+    heavy_fence(ex);
+    if (any_queued(ex)) wake_one(ex);
+}
+
+/* The idle spin of a one_spinner lane: work it found, or NULL (sleep). */
+static weft_future *spin_one(weft_executor *ex, worker *w)
+{
+    weft__lane_spin_claim(ex, w);
+    weft__spin_run r;
+    weft__spin_begin(&r);
+    for (;;) {
+        if (atomic_load_explicit(&ex->spin_tok, memory_order_relaxed) != w->id)
+            return NULL; /* another lane spins now */
+        weft_future *f = steal_round(ex, w, NULL);
+        if (f) {
+            weft__spin_hit(&w->spin, &r);
+            return f; /* set_idle(false) lets go of the role */
+        }
+        if (atomic_load_explicit(&ex->stop, memory_order_acquire)) break;
+        if (!weft__spin_wait(&w->spin, &r)) {
+            weft__spin_miss(&w->spin);
+            break;
+        }
+    }
+    spin_release(ex, w, false);
+    return NULL;
 }
 
 void weft__lane_set_idle(weft_executor *ex, weft__lane *l, bool idle)
@@ -657,7 +720,8 @@ static void *worker_main(void *arg)
         set_idle(ex, w, true);
         /* spin a while: a new task is often a moment away */
         uint64_t t0 = weft__now_ns();
-        for (unsigned i = 1; !f; i++) {
+        if (ex->one_spinner) f = spin_one(ex, w);
+        for (unsigned i = 1; !f && !ex->one_spinner; i++) {
             f = steal_round(ex, w, NULL);
             if (f || (i & 15) == 0) {
                 if (f || weft__now_ns() - t0 > IDLE_SPIN_NS ||
@@ -921,6 +985,7 @@ static int start_threads(weft_executor *ex)
             w->idle = true;
             atomic_fetch_add(&ex->idle, 1);
         }
+        w->spin = (weft__spin)WEFT__SPIN_INIT(IDLE_SPIN_NS, IDLE_SPIN_MIN_NS);
         atomic_store(&ex->nslots, i + 1);
     }
     ex->shared_slot = slot_new(true, true);
@@ -1039,9 +1104,12 @@ int weft__exec_new(const weft_options *opts, const weft__backend *ops, const wef
     ex->nworkers = shape->lanes;
     ex->nreport = shape->workers;
     ex->count_idle = shape->count_idle;
+    ex->one_spinner = shape->one_spinner;
+    atomic_store(&ex->spin_tok, -1);
     ex->seed = opts->seed ? opts->seed : 0x5eedf00dcafe1234ull;
     ex->t0 = weft__now_ns();
-    ex->asym = shape->fence_free && weft__heavy_barrier_init();
+    /* one_spinner's release (spin_release) pairs a plain fence with submit's */
+    ex->asym = shape->fence_free && !shape->one_spinner && weft__heavy_barrier_init();
     ex->initializer = opts->initializer;
     ex->finalizer = opts->finalizer;
     ex->stack_size = opts->stack_size ? opts->stack_size : (8u << 20);

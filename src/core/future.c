@@ -99,6 +99,7 @@ static void free_list(weft_future *head)
  * mapped and is reused by the next burst's allocations). */
 void weft__future_trim(void)
 {
+    weft__out_trim(); /* the big output block kept for reuse (task.c) */
     /* the global list back to its bound: what a burst left beyond it */
     batch *extra = NULL;
     pthread_mutex_lock(&pool_mu);
@@ -585,13 +586,16 @@ int weft_promise_set_running(weft_future *f)
 
 /* ---- waiting ----------------------------------------------------------------- */
 
-/* An external waiter spins before it sleeps, for at most spin_ns: doubled
- * when a spin ends with the future finished, halved when the waiter had to
- * sleep anyway. Short tasks thus keep a fast round trip (no futex wake),
- * long tasks stop costing the workers a core's worth of spinning. */
+/* An external waiter spins before it sleeps (os.h's adaptive spin): its
+ * budget doubles when a spin ends with the future finished and halves when
+ * the waiter had to sleep anyway, between SPIN_MIN_NS and SPIN_MAX_NS.
+ * Short tasks thus keep a fast round trip (no futex wake), long tasks stop
+ * costing the workers a core's worth of spinning; after a short pure spin
+ * the waiter yields on every look, so a lane or a worker process that
+ * shares its CPU runs at once. */
 #define SPIN_MAX_NS 50000
 #define SPIN_MIN_NS 1000
-static __thread uint32_t spin_ns = SPIN_MAX_NS;
+static __thread weft__spin wait_spin = WEFT__SPIN_INIT(SPIN_MAX_NS, SPIN_MIN_NS);
 #define HELP_SLEEP_NS 50000
 
 static uint64_t deadline_of(int64_t tmo_ns)
@@ -637,21 +641,17 @@ static int wait_ns(weft_future *f, int64_t tmo_ns)
         }
         return 0;
     }
-    uint64_t t0 = weft__now_ns();
-    for (unsigned i = 0;; i++) {
+    weft__spin_run run;
+    weft__spin_begin(&run);
+    for (;;) {
         if (weft__st_final(weft__future_st(f))) {
-            if (spin_ns < SPIN_MAX_NS) spin_ns *= 2;
+            weft__spin_hit(&wait_spin, &run);
             return 0;
         }
-        if ((i & 63) == 63) {
-            uint64_t now = weft__now_ns();
-            if (now >= deadline) return WEFT_ETIMEDOUT;
-            if (now - t0 > spin_ns) break;
-            if (i > 2048) weft__yield();
-        }
-        weft__cpu_relax();
+        if (run.now >= deadline) return WEFT_ETIMEDOUT;
+        if (!weft__spin_wait(&wait_spin, &run)) break;
     }
-    if (spin_ns > SPIN_MIN_NS) spin_ns /= 2;
+    weft__spin_miss(&wait_spin);
     for (;;) {
         if (weft__st_final(weft__future_st(f))) return 0;
         int64_t r = remaining(deadline);

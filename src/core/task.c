@@ -1,24 +1,93 @@
 /* task.c : the context a task runs in: output, failure, seed, worker. */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
 /* Heap outputs carry their length in a header before the bytes, so a map
- * result entry can stay 16 bytes and still hold any length. */
+ * result entry can stay 16 bytes and still hold any length. The header's
+ * second word is 0 for a malloc'd block, or the length of the mapping of a
+ * big one (BIG_OUT bytes or more): big outputs are mappings of their own
+ * (huge pages where the kernel gives them), and the last one freed is
+ * kept, up to SPARE_MAX, for the next big output -- a stream of large
+ * results (a worker process's 64 MiB output read back, a large map
+ * result) then lands in memory already faulted in, instead of paying a
+ * page fault and the zeroing of every page each time, which costs as much
+ * as the copy itself. */
+#define BIG_OUT ((size_t)4 << 20)
+#define BIG_ALIGN ((size_t)2 << 20)
+#define SPARE_MAX ((size_t)256 << 20)
+static _Atomic(unsigned char *) out_spare; /* a freed big block, or NULL */
+
+static size_t map_len_of(const unsigned char *p)
+{
+    size_t m;
+    memcpy(&m, p + sizeof(size_t), sizeof m);
+    return m;
+}
+
+static void big_unmap(unsigned char *p)
+{
+    munmap(p, map_len_of(p));
+}
+
 void *weft__out_alloc(size_t len)
 {
-    if (len > SIZE_MAX - WEFT__OUT_HDR) return NULL;
-    unsigned char *p = malloc(len + WEFT__OUT_HDR);
-    if (!p) return NULL;
+    if (len > SIZE_MAX - WEFT__OUT_HDR - BIG_ALIGN) return NULL;
+    unsigned char *p;
+    size_t m = 0;
+    if (len >= BIG_OUT) {
+        size_t want = (len + WEFT__OUT_HDR + BIG_ALIGN - 1) & ~(BIG_ALIGN - 1);
+        p = atomic_exchange_explicit(&out_spare, NULL, memory_order_acquire);
+        if (p && (map_len_of(p) < want || map_len_of(p) / 4 > want)) {
+            /* not this size: give it back (or drop it if another came) */
+            unsigned char *q = atomic_exchange_explicit(&out_spare, p, memory_order_acq_rel);
+            if (q) big_unmap(q);
+            p = NULL;
+        }
+        if (p) {
+            m = map_len_of(p);
+        } else {
+            void *r = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (r == MAP_FAILED) return NULL;
+            madvise(r, want, MADV_HUGEPAGE); /* fewer faults; a hint only */
+            p = r;
+            m = want;
+        }
+    } else {
+        p = malloc(len + WEFT__OUT_HDR);
+        if (!p) return NULL;
+    }
     memcpy(p, &len, sizeof len);
+    memcpy(p + sizeof len, &m, sizeof m);
     return p + WEFT__OUT_HDR;
 }
 
 void weft__out_free(void *out)
 {
-    if (out) free((unsigned char *)out - WEFT__OUT_HDR);
+    if (!out) return;
+    unsigned char *p = (unsigned char *)out - WEFT__OUT_HDR;
+    size_t m = map_len_of(p);
+    if (!m) {
+        free(p);
+        return;
+    }
+    if (m & WEFT__OUT_SHARED) { /* the writer may reuse it now (internal.h) */
+        __atomic_store_n((size_t *)(void *)p, SIZE_MAX, __ATOMIC_RELEASE);
+        munmap(p, m & ~WEFT__OUT_SHARED);
+        return;
+    }
+    if (m <= SPARE_MAX) p = atomic_exchange_explicit(&out_spare, p, memory_order_acq_rel);
+    if (p) big_unmap(p); /* the one it replaced, or one too big to keep */
+}
+
+void weft__out_trim(void)
+{
+    unsigned char *p = atomic_exchange_explicit(&out_spare, NULL, memory_order_acquire);
+    if (p) big_unmap(p);
 }
 
 size_t weft__out_len(const void *out)

@@ -81,6 +81,99 @@ void weft__heavy_barrier(void);
 /* Yields the CPU to another runnable thread. */
 void weft__yield(void);
 
+/* Adaptive spin before a park: oneTBB's backoff (pause, then yield) with a
+ * budget that learns, as Lace's and Go's idle workers spin only while it
+ * pays. A waiter first pauses for `pure` ns, then keeps looking and yields
+ * the CPU every WEFT__SPIN_YIELD_EVERY looks (a yield is a system call,
+ * ~5 us on a loaded VM) -- on a machine with fewer cores than busy threads, the thread it
+ * waits for may be queued behind it on its own CPU, and a yield hands that
+ * thread the CPU at once, where a pure spin would hold it until preempted
+ * -- until `ns` ns have passed since it began; then it parks on a futex.
+ *
+ * Learning: weft__spin_hit() (the wait ended while spinning) doubles `ns`;
+ * weft__spin_miss() (it had to park) halves it, down to `min`: a waiter
+ * whose events come quickly keeps spinning, one that waits for long work
+ * or sits idle soon parks at once and costs no CPU. `pure` shrinks when
+ * hits come after a yield that let another thread run on this CPU (the
+ * awaited thread shares it: pausing only delays it) and grows to cover
+ * hits that came after yields that ran nothing (the awaited thread runs
+ * on another CPU: pausing is cheaper than a system call per look).
+ * Per waiter, not shared: no atomics. */
+typedef struct weft__spin {
+    uint32_t ns;   /* budget before parking */
+    uint32_t pure; /* its pause-only head, before the first yield */
+    uint32_t min, max;
+} weft__spin;
+
+typedef struct weft__spin_run {
+    uint64_t t0, now;
+    uint32_t looks;
+    bool yielding; /* past the pure head */
+    bool switched; /* a yield ran another thread on this CPU */
+} weft__spin_run;
+
+#define WEFT__SPIN_INIT(max_ns, min_ns)     \
+    {                                       \
+        (max_ns), 1000u, (min_ns), (max_ns) \
+    }
+#define WEFT__SPIN_PURE_MAX 4000u  /* ns */
+#define WEFT__SPIN_SWITCH_NS 2500u /* a yield this long ran another thread */
+#define WEFT__SPIN_YIELD_EVERY 8u  /* looks per yield past the head (a power of 2) */
+
+static inline void weft__spin_begin(weft__spin_run *r)
+{
+    r->t0 = r->now = weft__now_ns();
+    r->looks = 0;
+    r->yielding = r->switched = false;
+}
+
+/* Waits a little; false once the budget is spent (the caller parks now).
+ * r->now is the time of the last look. */
+static inline bool weft__spin_wait(const weft__spin *s, weft__spin_run *r)
+{
+    if (!r->yielding) {
+        for (int i = 0; i < 4; i++) weft__cpu_relax();
+        r->now = weft__now_ns();
+        if (r->now - r->t0 < s->pure) return true;
+        r->yielding = true;
+    }
+    if (r->now - r->t0 >= s->ns) return false;
+    if ((++r->looks & (WEFT__SPIN_YIELD_EVERY - 1)) != 0) {
+        /* a yield is a system call, several us on some VMs: look often,
+         * yield now and then */
+        for (int i = 0; i < 4; i++) weft__cpu_relax();
+        r->now = weft__now_ns();
+        return true;
+    }
+    uint64_t before = r->now;
+    weft__yield();
+    r->now = weft__now_ns();
+    if (r->now - before > WEFT__SPIN_SWITCH_NS) r->switched = true;
+    return true;
+}
+
+/* The wait ended while spinning. */
+static inline void weft__spin_hit(weft__spin *s, const weft__spin_run *r)
+{
+    if (r->yielding) {
+        if (r->switched) {
+            s->pure /= 2;
+        } else {
+            uint64_t t = r->now - r->t0;
+            t += t / 4;
+            if (t > WEFT__SPIN_PURE_MAX) t = WEFT__SPIN_PURE_MAX;
+            if (t > s->pure) s->pure = (uint32_t)t;
+        }
+    }
+    s->ns = s->ns >= s->max / 2 ? s->max : s->ns * 2;
+}
+
+/* The waiter had to park. */
+static inline void weft__spin_miss(weft__spin *s)
+{
+    s->ns = s->ns / 2 <= s->min ? s->min : s->ns / 2;
+}
+
 /* Closes every file descriptor >= 3 except the `nkeep` in keep[] (any
  * order; negative entries are ignored), however many are open: with
  * close_range(2) where the kernel has it, else by walking /proc/self/fd

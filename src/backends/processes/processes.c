@@ -38,17 +38,29 @@ typedef struct remote_batch {
     weft_future **f;
     size_t n;
     double ns;
+    bool claim; /* the lane goes back to its queues right after the batch */
 } remote_batch;
 
 /* Completes item i's future; the lane counts as idle before its last
- * result can be seen: whoever submits upon it finds the lane counted. */
+ * result can be seen: whoever submits upon it finds the lane counted, and
+ * finds it the lane that spins for work (so the next task goes to this
+ * lane's worker process, still spinning, and wakes no other lane). A
+ * future with callbacks (or waiters' lists) is completed first: its
+ * callbacks run on this thread, and while a lane holds the spin no submit
+ * wakes another lane, so a callback that waited for another task to run
+ * would wait for good. */
 static void remote_done(void *arg, size_t i, const weft__rres *r)
 {
     remote_batch *b = arg;
     if (i >= b->n) return; /* not an item of this batch: no future to complete */
-    if (i + 1 == b->n) weft__lane_set_idle(b->ex, b->w, true);
+    bool last = i + 1 == b->n;
+    bool early = last && b->claim &&
+                 !(atomic_load_explicit(&b->f[i]->state, memory_order_relaxed) & WEFT__ST_LIST);
+    if (last) weft__lane_set_idle(b->ex, b->w, true);
+    if (early) weft__lane_spin_claim(b->ex, b->w);
     b->ns += (double)(r->t1 - r->t0);
     weft__exec_complete_remote(b->ex, b->w->id, b->f[i], r);
+    if (last && b->claim && !early) weft__lane_spin_claim(b->ex, b->w);
 }
 
 static void run_chunk(weft_executor *ex, weft__lane *w, weft_future *f);
@@ -91,7 +103,10 @@ static void run_batch(weft_executor *ex, weft__lane *w, weft_future *first)
     if (n) {
         /* this thread blocks now: an idle worker must see what it leaves */
         if (weft__deque_size(&w->own->dq) > 0) weft__exec_wake_one(ex);
-        remote_batch b = {ex, w, fs, n, 0};
+        /* a worker recycled after the batch (max_tasks_per_worker) runs its
+         * finalizer first: then the lane claims the spin only when back */
+        const weft__proxy_opts *po = weft__exec_data(ex);
+        remote_batch b = {ex, w, fs, n, 0, po->max_tasks == 0};
         weft__proxy_run(pl->proxy, items, n, &ex->cancelling, false, remote_done, &b);
         double per = b.ns / (double)n;
         pl->item_ns = pl->item_ns > 0 ? 0.5 * pl->item_ns + 0.5 * per : per;
@@ -162,6 +177,7 @@ static int processes_create(const weft_options *opts, weft__shape *shape, void *
     po->initializer = opts->initializer;
     po->finalizer = opts->finalizer;
     shape->count_idle = true;
+    shape->one_spinner = true;
     *data = po;
     return 0;
 }

@@ -82,6 +82,14 @@ typedef struct weft__wctl {
      * could kill it, and the output with it) */
     uint32_t pull_req; /* worker: bumped when done_items has such an output */
     uint32_t pull_ack; /* owner: = pull_req once it has reported those items */
+    /* the part of a large input the owner writes (the worker reads the
+     * rest itself from the owner's memory, at the same time) */
+    uint64_t xfer_off, xfer_len;
+    int32_t owner_pid; /* owner: the program */
+    /* large outputs in the worker's shared segments (memfds): the owner
+     * maps one and its future keeps it (no copy); seg_rel[i] = the
+     * generation of segment i's output it read without keeping it */
+    uint32_t seg_rel[2];
 } weft__wctl;
 
 /* The worker process's main loop; never returns. */

@@ -30,6 +30,7 @@
 #endif
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,10 +49,11 @@
 #define ARENA_RESERVE (1ull << 36)
 #define ARENA_IN_MAX (ARENA_RESERVE / 2) /* inputs of one request through the arena */
 #define ALIGN 64
-#define BIG_PAYLOAD (4u << 20)   /* inputs/outputs this large bypass the arena */
-#define SLICE_NS 50000000ll      /* longest sleep between checks of timeouts, stop, watchdog */
-#define SPIN_NS 20000ull         /* the proxy spins this long for a response */
-#define WORKER_SPIN_NS 100000ull /* a worker process spins this long for a request */
+#define BIG_PAYLOAD (4u << 20) /* inputs/outputs this large bypass the arena */
+#define SLICE_NS 50000000ll    /* longest sleep between checks of timeouts, stop, watchdog */
+#define SPIN_NS 50000u         /* the most a proxy spins for a response */
+#define WORKER_SPIN_NS 100000u /* the most a worker process spins for a request */
+#define SPIN_MIN_NS 2000u      /* the least either spin budget falls to */
 
 enum {
     OP_RUN = 1,
@@ -61,8 +63,10 @@ enum {
 enum {
     RF_STOP_ON_ERROR = 1, /* request: cancel the rest after a failure */
     RF_VM = 2,            /* request: large outputs may stay in the worker */
+    RF_SHM_OUT = 4,       /* request: large outputs may go in shared segments */
     IF_REMOTE_IN = 1,     /* item: the input is written into the worker's memory */
     OF_REMOTE_OUT = 1,    /* record: the output is in the worker's memory at out_off */
+    OF_SHARED_OUT = 2,    /* record: ... in its segment seg (also at out_off) */
 };
 
 typedef struct req_hdr {
@@ -81,7 +85,8 @@ typedef struct req_item {
     uint64_t in_off, in_len;
     uint64_t index, seed;
     int32_t retries;
-    uint32_t flags; /* IF_* */
+    uint32_t flags;   /* IF_* */
+    uint64_t in_addr; /* IF_REMOTE_IN: the input in the owner's memory */
 } req_item;
 
 typedef struct resp_rec {
@@ -90,6 +95,10 @@ typedef struct resp_rec {
     uint64_t out_off, out_len;
     uint64_t msg_off, msg_len;
     uint64_t t0, t1;
+    int32_t seg_fd;   /* OF_SHARED_OUT: the segment's descriptor in the worker */
+    uint32_t seg;     /* its index */
+    uint32_t seg_gen; /* the output's generation (seg_rel) */
+    uint32_t pad;
 } resp_rec;
 
 static inline size_t align_up(size_t x, size_t a)
@@ -162,6 +171,7 @@ static int arena_grow(arena *a, size_t need)
 /* ---- the worker process ------------------------------------------------------------ */
 
 static arena W;
+static weft__spin w_spin = WEFT__SPIN_INIT(WORKER_SPIN_NS, SPIN_MIN_NS);
 static size_t w_cursor; /* where the next output goes */
 static size_t w_item_start;
 static void *w_state;
@@ -236,6 +246,106 @@ static void w_free_bigs(void)
     w_nbigs = 0;
 }
 
+/* ---- shared output segments ----
+ * A large output is written in a segment: a memfd of the worker, mapped by
+ * it, laid out as an output block of the owner ([length][map length]
+ * [bytes], internal.h's WEFT__OUT_HDR). The owner maps the segment through
+ * /proc/<pid>/fd and its future keeps that mapping as its output: no copy.
+ * The worker reuses a segment (its pages already faulted in) once the
+ * owner has let go of its output: the owner's weft__out_free() sets the
+ * length word to UINT64_MAX, or, when the owner read the output without
+ * keeping the mapping, it sets seg_rel[i] to the output's generation. By
+ * the time the worker needs a segment again the owner has handled every
+ * earlier output (adopted or released): it reads them before the next
+ * request, or, within a request, before the worker goes on (w_hand_over).
+ * A segment still held by the program is let go of by the worker (the
+ * program's mapping keeps the bytes). Never used under a memory limit:
+ * RLIMIT_DATA does not count shared mappings. */
+#define NSEG 2
+#define SEG_HDR 16 /* = WEFT__OUT_HDR */
+typedef struct seg {
+    int fd;           /* -1: none */
+    unsigned char *p; /* the worker's mapping */
+    size_t cap;       /* its length (= the file's) */
+    uint32_t gen;     /* the generation of the output handed over in it, 0: none */
+} seg;
+static seg w_segs[NSEG] = {{-1, NULL, 0, 0}, {-1, NULL, 0, 0}};
+static uint32_t w_seg_gen;
+static bool w_shm_out;     /* this request allows outputs in segments */
+static int w_cur_seg = -1; /* the segment of the running item's output */
+
+static inline uint64_t *seg_word(const seg *s)
+{
+    return (uint64_t *)(void *)s->p;
+}
+
+static bool seg_free(int i)
+{
+    const seg *s = &w_segs[i];
+    if (s->fd < 0) return true;
+    if (__atomic_load_n(seg_word(s), __ATOMIC_ACQUIRE) == UINT64_MAX) return true;
+    return s->gen && __atomic_load_n(&ctl_of(&W)->seg_rel[i], __ATOMIC_ACQUIRE) == s->gen;
+}
+
+static void seg_drop(int i)
+{
+    seg *s = &w_segs[i];
+    if (s->fd >= 0) {
+        munmap(s->p, s->cap);
+        close(s->fd);
+    }
+    *s = (seg){-1, NULL, 0, 0};
+}
+
+/* A segment for an output of `len` bytes, marked in use: its index, or -1. */
+static int seg_take(size_t len)
+{
+    if (len > SIZE_MAX / 2) return -1;
+    size_t need = align_up(SEG_HDR + len, 2u << 20);
+    int pick = -1;
+    for (int i = 0; i < NSEG && pick < 0; i++)
+        if (w_segs[i].fd >= 0 && w_segs[i].cap >= need && seg_free(i)) pick = i;
+    if (pick < 0) {
+        for (int i = 0; i < NSEG && pick < 0; i++)
+            if (w_segs[i].fd < 0) pick = i;
+        for (int i = 0; i < NSEG && pick < 0; i++)
+            if (seg_free(i)) pick = i;
+        if (pick < 0) pick = 0; /* both held by the program: let go of one */
+        seg_drop(pick);
+        int fd = memfd_create("weft-output", MFD_CLOEXEC);
+        if (fd < 0) return -1;
+        void *m = MAP_FAILED;
+        if (fchmod(fd, 0600) == 0 && ftruncate(fd, (off_t)need) == 0)
+            m = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) {
+            close(fd);
+            return -1;
+        }
+        w_segs[pick] = (seg){fd, m, need, 0};
+    }
+    seg *s = &w_segs[pick];
+    s->gen = 0;
+    __atomic_store_n(seg_word(s), (uint64_t)len, __ATOMIC_RELAXED); /* in use */
+    seg_word(s)[1] = 0;
+    return pick;
+}
+
+/* The running item's segment goes back unused (no output handed in it). */
+static void seg_untake(void)
+{
+    if (w_cur_seg < 0) return;
+    __atomic_store_n(seg_word(&w_segs[w_cur_seg]), UINT64_MAX, __ATOMIC_RELAXED);
+    w_cur_seg = -1;
+}
+
+/* Segments too large to keep are let go of once the owner has handled
+ * their outputs (at the next request). */
+static void seg_trim(void)
+{
+    for (int i = 0; i < NSEG; i++)
+        if (w_segs[i].fd >= 0 && w_segs[i].gen && w_segs[i].cap > SPARE_MAX) seg_drop(i);
+}
+
 /* The crash note (backends/remote/crash.c): the owner reads the signal and
  * errno from the control block (ENOMEM: an allocation failed). */
 static void crash_note(int sig, int err)
@@ -253,6 +363,15 @@ static void *w_alloc_out(weft_ctx *ctx, size_t len)
     if (w_big_out) { /* a second call of weft_ctx_output (or a retry) */
         big_free(w_big_out, w_big_len);
         w_big_out = NULL;
+    }
+    seg_untake();
+    if (w_shm_out && len >= BIG_PAYLOAD) {
+        int i = seg_take(len);
+        if (i >= 0) {
+            w_cur_seg = i;
+            w_cursor = w_item_start;
+            return w_segs[i].p + SEG_HDR;
+        } /* else in a private buffer */
     }
     if (w_vm && len >= BIG_PAYLOAD) {
         w_big_out = big_alloc(len);
@@ -301,6 +420,67 @@ static bool fn_loaded(weft_task_fn fn)
     return true;
 }
 
+/* Asks the owner to write [off, off + len) of the running item's input
+ * into buf + off (it does when it sees xfer_req move); returns the
+ * request's number for w_xfer_wait. */
+static uint32_t w_xfer_ask(weft__wctl *c, void *buf, size_t off, size_t len)
+{
+    __atomic_store_n(&c->xfer_addr, (uint64_t)(uintptr_t)buf, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->xfer_off, (uint64_t)off, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->xfer_len, (uint64_t)len, __ATOMIC_RELAXED);
+    uint32_t want = __atomic_load_n(&c->xfer_req, __ATOMIC_RELAXED) + 1;
+    __atomic_store_n(&c->xfer_req, want, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&c->resp_seq, 1, __ATOMIC_SEQ_CST);
+    weft__futex_wake_ex(&c->resp_seq, 1, true);
+    return want;
+}
+
+/* Waits until the owner has written; 0 or -errno. */
+static int w_xfer_wait(weft__wctl *c, uint32_t want)
+{
+    while (__atomic_load_n(&c->xfer_ack, __ATOMIC_ACQUIRE) != want)
+        weft__futex_wait_ex(&c->xfer_ack, want - 1, -1, true);
+    return c->xfer_status;
+}
+
+/* Whether this worker can read the owner's memory: 0 unknown, 1, -1. */
+static int w_self_read;
+
+/* Reads up to len bytes at the owner's address src into dst; how many. */
+static size_t w_read_owner(weft__wctl *c, void *dst, uint64_t src, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        struct iovec l = {(char *)dst + done, len - done};
+        struct iovec rm = {(void *)(uintptr_t)(src + done), len - done};
+        ssize_t n = process_vm_readv((pid_t)c->owner_pid, &l, 1, &rm, 1, 0);
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    return done;
+}
+
+/* Brings a large input into buf: the owner writes its first half into this
+ * process while this process reads the second half out of the owner's
+ * memory, both at once, so two cores copy (if this process may not read
+ * the owner's memory, the owner writes it all). 0 or -errno. */
+static int w_fetch_input(weft__wctl *c, const req_item *it, unsigned char *buf)
+{
+    size_t len = it->in_len;
+    size_t half = len;
+    if (w_self_read >= 0 && it->in_addr && c->owner_pid > 0) half = (len / 2) & ~(size_t)4095;
+    uint32_t want = w_xfer_ask(c, buf, 0, half);
+    size_t got = half;
+    if (half < len) {
+        size_t n = w_read_owner(c, buf + half, it->in_addr + half, len - half);
+        w_self_read = n == len - half ? 1 : -1;
+        got += n;
+    }
+    int st = w_xfer_wait(c, want);
+    if (!st && got < len) st = w_xfer_wait(c, w_xfer_ask(c, buf, got, len - got));
+    return st;
+}
+
 /* Runs one item; fills *r. */
 static void w_run_item(const req_hdr *h, const req_item *it, resp_rec *r)
 {
@@ -324,17 +504,10 @@ static void w_run_item(const req_hdr *h, const req_item *it, resp_rec *r)
                                (size_t)it->in_len);
             goto done;
         }
-        /* ask the owner to write the input into in_big; wait for it */
-        __atomic_store_n(&c->xfer_addr, (uint64_t)(uintptr_t)in_big, __ATOMIC_RELAXED);
-        uint32_t want = __atomic_load_n(&c->xfer_req, __ATOMIC_RELAXED) + 1;
-        __atomic_store_n(&c->xfer_req, want, __ATOMIC_SEQ_CST);
-        __atomic_fetch_add(&c->resp_seq, 1, __ATOMIC_SEQ_CST);
-        weft__futex_wake_ex(&c->resp_seq, 1, true);
-        while (__atomic_load_n(&c->xfer_ack, __ATOMIC_ACQUIRE) != want)
-            weft__futex_wait_ex(&c->xfer_ack, want - 1, -1, true);
-        if (c->xfer_status) {
+        int st = w_fetch_input(c, it, in_big);
+        if (st) {
             rc = weft_ctx_fail(&ctx, WEFT_ECRASHED, "cannot pass the input to the worker: %s",
-                               strerror(-c->xfer_status));
+                               strerror(-st));
             goto done;
         }
         in = in_big;
@@ -361,7 +534,20 @@ done:
     r->t1 = weft__now_ns();
     r->err = rc;
     r->flags = 0;
-    if (rc == 0 && w_big_out && ctx.out == w_big_out) {
+    if (rc == 0 && w_cur_seg >= 0 && ctx.out == w_segs[w_cur_seg].p + SEG_HDR) {
+        seg *sg = &w_segs[w_cur_seg];
+        if (++w_seg_gen == 0) w_seg_gen = 1;
+        sg->gen = w_seg_gen;
+        __atomic_store_n(seg_word(sg), (uint64_t)ctx.out_len, __ATOMIC_RELEASE);
+        r->flags = OF_SHARED_OUT; /* the owner maps it, or reads it from out_off */
+        r->out_off = (uint64_t)(uintptr_t)ctx.out;
+        r->out_len = ctx.out_len;
+        r->seg_fd = sg->fd;
+        r->seg = (uint32_t)w_cur_seg;
+        r->seg_gen = sg->gen;
+        w_cur_seg = -1;
+        w_cursor = w_item_start;
+    } else if (rc == 0 && w_big_out && ctx.out == w_big_out) {
         r->flags = OF_REMOTE_OUT; /* the owner reads it from here */
         r->out_off = (uint64_t)(uintptr_t)w_big_out;
         r->out_len = ctx.out_len;
@@ -378,6 +564,7 @@ done:
     }
     if (w_big_out && !(r->flags & OF_REMOTE_OUT)) big_free(w_big_out, w_big_len);
     w_big_out = NULL;
+    seg_untake(); /* a segment the output did not end in */
     w_message(r, ctx.msg);
     free(ctx.msg);
 }
@@ -417,20 +604,20 @@ void weft__worker_main(int memfd)
     uint32_t seen = 0; /* the owner reset the block before the spawn; request 1 may be there */
     __atomic_store_n(&c->ready, 1, __ATOMIC_SEQ_CST);
     for (;;) {
-        /* wait for the next request: spin a little, then sleep */
-        uint64_t t0 = weft__now_ns();
-        for (unsigned i = 1; __atomic_load_n(&c->req_seq, __ATOMIC_ACQUIRE) == seen; i++) {
-            if ((i & 63) == 0 && weft__now_ns() - t0 > WORKER_SPIN_NS) {
-                __atomic_store_n(&c->worker_sleeping, 1, __ATOMIC_SEQ_CST);
-                if (__atomic_load_n(&c->req_seq, __ATOMIC_SEQ_CST) == seen)
-                    weft__futex_wait_ex(&c->req_seq, seen, -1, true);
-                __atomic_store_n(&c->worker_sleeping, 0, __ATOMIC_RELAXED);
-            } else if ((i & 63) == 0) {
-                weft__yield(); /* let a busy machine run something useful */
-            } else {
-                weft__cpu_relax();
-            }
+        /* wait for the next request: spin while that pays (os.h), then sleep */
+        weft__spin_run run;
+        weft__spin_begin(&run);
+        bool parked = false;
+        while (__atomic_load_n(&c->req_seq, __ATOMIC_ACQUIRE) == seen) {
+            if (!parked && weft__spin_wait(&w_spin, &run)) continue;
+            if (!parked) weft__spin_miss(&w_spin);
+            parked = true;
+            __atomic_store_n(&c->worker_sleeping, 1, __ATOMIC_SEQ_CST);
+            if (__atomic_load_n(&c->req_seq, __ATOMIC_SEQ_CST) == seen)
+                weft__futex_wait_ex(&c->req_seq, seen, -1, true);
+            __atomic_store_n(&c->worker_sleeping, 0, __ATOMIC_RELAXED);
         }
+        if (!parked) weft__spin_hit(&w_spin, &run);
         seen = __atomic_load_n(&c->req_seq, __ATOMIC_ACQUIRE);
         if (arena_map(&W, __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE)) != 0) _exit(115);
         const req_hdr *h = (const req_hdr *)(W.base + WEFT__ARENA_CTRL);
@@ -438,7 +625,9 @@ void weft__worker_main(int memfd)
         resp_rec *recs = (resp_rec *)(W.base + h->resp_off);
         w_cursor = h->data_off;
         w_free_bigs(); /* the owner has read the last response */
+        seg_trim();
         w_vm = (h->flags & RF_VM) != 0;
+        w_shm_out = (h->flags & RF_SHM_OUT) != 0;
         if (h->op == OP_INIT || h->op == OP_QUIT) {
             weft_ctx ctx;
             weft__ctx_init(&ctx, NULL, h->worker_id, w_state, w_state_len);
@@ -479,7 +668,7 @@ void weft__worker_main(int memfd)
                 if (r->err) failed = true;
             }
             __atomic_store_n(&c->done_items, k + 1, __ATOMIC_RELEASE);
-            if ((r->flags & OF_REMOTE_OUT) && k + 1 < h->n) w_hand_over(c);
+            if ((r->flags & (OF_REMOTE_OUT | OF_SHARED_OUT)) && k + 1 < h->n) w_hand_over(c);
         }
         w_respond(h->seq);
     }
@@ -514,6 +703,9 @@ void weft__procs_test_stall(double seconds)
  * (seccomp or security modules may refuse them): 0 unknown, 1 yes, -1 no.
  * Without them large payloads go through the arena. */
 static _Atomic int vm_state;
+/* Whether the program can map its workers' output segments (through
+ * /proc/<pid>/fd): 0 unknown, 1 yes, -1 no (outputs are then copied). */
+static _Atomic int shm_out_state;
 
 static int vm_write(pid_t pid, const void *src, size_t len, uint64_t addr)
 {
@@ -541,7 +733,8 @@ struct weft__proxy {
     weft_task_fn cur_fn;
     uint64_t cur_index;
     uint64_t cur_t0;
-    bool forced; /* the worker was killed by a forced shutdown */
+    bool forced;     /* the worker was killed by a forced shutdown */
+    weft__spin spin; /* its spin for responses (os.h) */
 };
 
 pid_t weft__proxy_pid(const weft__proxy *p)
@@ -648,6 +841,7 @@ static int spawn(weft__proxy *p)
     memset(c, 0, sizeof *c);
     c->arena_size = size;
     c->memory_limit = p->o.memory_limit;
+    c->owner_pid = (int32_t)getpid();
     p->seq = 0;
     pid_t pid;
     int rc = weft__fs_spawn(p->memfd, p->o.memory_limit, &pid);
@@ -670,6 +864,10 @@ static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, 
     for (size_t i = 0; i < n && !vm; i++) vm = items[i].len >= BIG_PAYLOAD;
     vm = op == OP_RUN && (vm || atomic_load_explicit(&vm_state, memory_order_relaxed) > 0) &&
          vm_usable(p);
+    /* outputs in shared segments: not under a memory limit (shared
+     * mappings are not counted), nor once mapping them failed */
+    bool shm_out =
+        vm && !p->o.memory_limit && atomic_load_explicit(&shm_out_state, memory_order_relaxed) >= 0;
     size_t total = WEFT__ARENA_CTRL + sizeof(req_hdr) + n * sizeof(req_item);
     for (size_t i = 0; i < n; i++) {
         if (vm && items[i].len >= BIG_PAYLOAD) continue;
@@ -691,7 +889,7 @@ static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, 
     req_item *ri = (req_item *)(h + 1);
     h->op = op;
     h->n = (uint32_t)n;
-    h->flags = flags | (vm ? RF_VM : 0);
+    h->flags = flags | (vm ? RF_VM : 0) | (shm_out ? RF_SHM_OUT : 0);
     h->worker_id = p->o.id;
     h->resp_off = resp_off;
     h->data_off = data_off;
@@ -702,9 +900,11 @@ static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, 
         ri[i].index = items[i].index;
         ri[i].seed = items[i].seed;
         ri[i].retries = items[i].retries;
+        ri[i].in_addr = 0;
         if (vm && items[i].len >= BIG_PAYLOAD) {
             ri[i].flags = IF_REMOTE_IN; /* written straight into the worker when it asks */
             ri[i].in_off = 0;
+            ri[i].in_addr = (uint64_t)(uintptr_t)items[i].in;
             continue;
         }
         cur = align_up(cur, 16);
@@ -731,6 +931,36 @@ static inline const resp_rec *rec_at(weft__proxy *p, size_t k)
     return (const resp_rec *)(p->a.base + h->resp_off) + k;
 }
 
+/* Maps the segment holding a worker's output as an output block the
+ * future can keep (no copy): the block, or NULL (then it is copied). */
+static void *adopt_segment(weft__proxy *p, const resp_rec *r)
+{
+    if (atomic_load_explicit(&shm_out_state, memory_order_relaxed) < 0) return NULL;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)p->pid, (int)r->seg_fd);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EACCES || errno == EPERM)
+            atomic_store_explicit(&shm_out_state, -1, memory_order_relaxed);
+        return NULL;
+    }
+    size_t len = SEG_HDR + r->out_len;
+    struct stat stt;
+    void *m = MAP_FAILED;
+    if (fstat(fd, &stt) == 0 && (uint64_t)stt.st_size >= len)
+        m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return NULL;
+    uint64_t *w = m;
+    if (__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) != r->out_len) { /* not that output */
+        munmap(m, len);
+        return NULL;
+    }
+    w[1] = (uint64_t)len | WEFT__OUT_SHARED; /* weft__out_free: mark released, unmap */
+    atomic_store_explicit(&shm_out_state, 1, memory_order_relaxed);
+    return (unsigned char *)m + SEG_HDR;
+}
+
 static void report(weft__proxy *p, size_t k, weft__rdone_fn done, void *arg, size_t i)
 {
     const resp_rec *r = rec_at(p, k);
@@ -738,7 +968,16 @@ static void report(weft__proxy *p, size_t k, weft__rdone_fn done, void *arg, siz
     res.err = r->err;
     res.remote = 0;
     res.pid = p->pid;
-    if (r->flags & OF_REMOTE_OUT) {
+    res.take = NULL;
+    void *blk = NULL;
+    if (r->flags & OF_SHARED_OUT) {
+        blk = r->err == 0 ? adopt_segment(p, r) : NULL;
+        res.out = blk;
+        if (blk)
+            res.take = &blk; /* the future keeps the mapping */
+        else
+            res.remote = r->out_off; /* read from the worker's mapping */
+    } else if (r->flags & OF_REMOTE_OUT) {
         res.out = NULL;
         res.remote = r->out_off;
     } else {
@@ -748,8 +987,13 @@ static void report(weft__proxy *p, size_t k, weft__rdone_fn done, void *arg, siz
     res.msg = r->msg_len ? (const char *)(p->a.base + r->msg_off) : NULL;
     res.t0 = r->t0;
     res.t1 = r->t1;
-    res.take = NULL;
     done(arg, i, &res);
+    if (r->flags & OF_SHARED_OUT) {
+        if (blk) /* not kept: released for the worker */
+            weft__out_free(blk);
+        else if (r->seg < NSEG)
+            __atomic_store_n(&pctl(p)->seg_rel[r->seg], r->seg_gen, __ATOMIC_RELEASE);
+    }
 }
 
 static void report_err(weft__rdone_fn done, void *arg, size_t i, int err, const char *msg)
@@ -810,21 +1054,31 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, size_t n, _At
                          uint32_t *timed, batch *b)
 {
     weft__wctl *c = pctl(p);
-    uint64_t t0 = weft__now_ns();
     bool stopped = false, stalled = false;
-    for (unsigned i = 0;; i++) {
+    /* spin while that pays (os.h); a transfer or hand-over restarts it */
+    weft__spin_run run;
+    weft__spin_begin(&run);
+    bool spinning = true;
+    for (;;) {
         uint32_t s = __atomic_load_n(&c->resp_seq, __ATOMIC_ACQUIRE);
         if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE)) return 1;
-        if (__atomic_load_n(&c->resp_done, __ATOMIC_ACQUIRE) == p->seq) return 0;
+        if (__atomic_load_n(&c->resp_done, __ATOMIC_ACQUIRE) == p->seq) {
+            if (spinning) weft__spin_hit(&p->spin, &run);
+            return 0;
+        }
         uint32_t xr = __atomic_load_n(&c->xfer_req, __ATOMIC_ACQUIRE);
         if (xr != __atomic_load_n(&c->xfer_ack, __ATOMIC_RELAXED) && items) {
             uint32_t k = __atomic_load_n(&c->cur_item, __ATOMIC_RELAXED);
-            c->xfer_status = k < n ? vm_write(p->pid, items[k].in, items[k].len,
-                                              __atomic_load_n(&c->xfer_addr, __ATOMIC_RELAXED))
-                                   : -EINVAL;
+            uint64_t off = __atomic_load_n(&c->xfer_off, __ATOMIC_RELAXED);
+            uint64_t xl = __atomic_load_n(&c->xfer_len, __ATOMIC_RELAXED);
+            c->xfer_status = k < n && off <= items[k].len && xl <= items[k].len - off
+                                 ? vm_write(p->pid, (const char *)items[k].in + off, xl,
+                                            __atomic_load_n(&c->xfer_addr, __ATOMIC_RELAXED) + off)
+                                 : -EINVAL;
             __atomic_store_n(&c->xfer_ack, xr, __ATOMIC_SEQ_CST);
             weft__futex_wake_ex(&c->xfer_ack, 1, true);
-            t0 = weft__now_ns();
+            weft__spin_begin(&run);
+            spinning = true;
             continue;
         }
         uint32_t pr = __atomic_load_n(&c->pull_req, __ATOMIC_ACQUIRE);
@@ -832,15 +1086,16 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, size_t n, _At
             if (b) report_finished(p, b); /* else, or if it fails: read after the response */
             __atomic_store_n(&c->pull_ack, pr, __ATOMIC_SEQ_CST);
             weft__futex_wake_ex(&c->pull_ack, 1, true);
-            t0 = weft__now_ns();
+            weft__spin_begin(&run);
+            spinning = true;
             continue;
+        }
+        if (spinning) {
+            if (weft__spin_wait(&p->spin, &run)) continue;
+            weft__spin_miss(&p->spin);
+            spinning = false;
         }
         uint64_t now = weft__now_ns();
-        if (now - t0 < SPIN_NS) {
-            if ((i & 63) == 63) weft__yield();
-            weft__cpu_relax();
-            continue;
-        }
         uint64_t stall = atomic_load_explicit(&test_stall_ns, memory_order_relaxed);
         if (stall && items && !stalled) {
             stalled = true;
@@ -956,6 +1211,7 @@ int weft__proxy_create(const weft__proxy_opts *o, weft__proxy **out, char **msg)
     weft__proxy *p = calloc(1, sizeof *p);
     if (!p) return weft__err(WEFT_ENOMEM, "out of memory");
     p->o = *o;
+    p->spin = (weft__spin)WEFT__SPIN_INIT(SPIN_NS, SPIN_MIN_NS);
     pthread_mutex_init(&p->mu, NULL);
     p->memfd = memfd_create("weft-worker", MFD_CLOEXEC);
     int rc = 0;
