@@ -5,7 +5,7 @@
  * when pandas is missing), the memory bound of a streaming groupby, and
  * the external sort (against the in-memory one, against pandas, and under
  * its memory bound on a file 4x larger).
- * weft-test-timeout: 400 */
+ * weft-test-timeout: 600 */
 /* the two memory-bound cases each read a 143 MiB file (and the sort's is
  * compared with pandas): over a minute each on a loaded 2-core machine */
 #define CHECK_WATCHDOG_SECONDS 300
@@ -1045,7 +1045,10 @@ TEST(sort_each_matches_the_in_memory_sort)
         weft_frame *f;
         REQUIRE_OK(weft_frame_read_csv((const char *[]){"sorte.csv"}, 1, &o, &f));
         CHECK(weft_frame_partitions(f) >= 16);
-        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        /* sanitizers: every other key (each type still sorted both ways
+         * across the backends' runs) */
+        size_t step = CHECK_ASAN || CHECK_TSAN ? 2 : 1;
+        for (size_t k = (b % 2) * (step - 1); k < sizeof keys / sizeof *keys; k += step) {
             weft_table *want = NULL;
             CHECK_OK(weft_frame_sort(f, keys[k].col, keys[k].desc, ex, NULL, &want));
             CHECK_MSG(sorted_by(want, keys[k].col, keys[k].desc), "weft_frame_sort by %s",
