@@ -21,8 +21,33 @@ wanted=(clang-format clang graphviz libxml2-utils libopenmpi-dev openmpi-bin
 bench=(libtbb-dev python3 python3-joblib python3-dask parallel python3-mpi4py)
 # docs/tour.md: the dask.distributed figure (LocalCluster beside the mpi level)
 bench+=(python3-distributed)
+# Node.js and npm: DuckDB and Polars (bench/table_anchor_node.mjs) come from the
+# npm registry, installed by node_anchors below into bench/node/ (never global).
+bench+=(nodejs npm)
 
 mode=${1:-}
+
+# node_anchors: with --bench, `npm ci` of bench/node/package-lock.json into
+# bench/node/node_modules (@duckdb/node-api, nodejs-polars and its
+# linux-x64-gnu binary), unless it is already installed from that lock. Not
+# root's business: it writes only inside the source tree. A failure is a
+# warning: the table bench then prints SKIP lines for DuckDB and Polars.
+node_anchors() {
+    [ "$mode" = "--bench" ] || return 0
+    local dir
+    dir="$(cd "$(dirname "$0")/.." && pwd)/bench/node"
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "deps: WARNING: npm is missing; the DuckDB and Polars anchors will be skipped"
+        return 0
+    fi
+    if [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+        echo "deps: bench/node: DuckDB and Polars already installed"
+        return 0
+    fi
+    echo "deps: bench/node: npm ci (DuckDB, Polars)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error </dev/null) ||
+        echo "deps: WARNING: npm ci in $dir failed; the DuckDB and Polars anchors will be skipped"
+}
 pkgs=("${required[@]}" "${wanted[@]}")
 if [ "$mode" = "--bench" ]; then
     pkgs+=("${bench[@]}")
@@ -39,6 +64,7 @@ is_installed() {
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps: not a Debian system (no dpkg-query); install by hand: ${pkgs[*]}"
+    node_anchors
     exit 0
 fi
 
@@ -49,12 +75,14 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "deps: all ${#pkgs[@]} packages already installed"
+    node_anchors
     exit 0
 fi
 
 echo "deps: missing: ${missing[*]}"
 if [ "$(id -u)" -ne 0 ]; then
     echo "deps: not root, not installing. As root run: apt-get install ${missing[*]}"
+    node_anchors
     exit 0
 fi
 
@@ -85,4 +113,5 @@ fi
 for p in "${missing[@]}"; do
     is_installed "$p" || echo "deps: WARNING: $p is not installed; the parts that use it will be skipped"
 done
+node_anchors
 echo "deps: done"

@@ -200,6 +200,15 @@ typedef struct weft_csv_write_options {
     bool one_per_partition; /* `path` holds a '*', replaced by the partition number */
 } weft_csv_write_options;
 
+/* weft_table_to_csv() :
+ * `t` as CSV text, as weft_frame_write_csv writes it (the header line first
+ * when `header`), in a malloc'ed buffer `*buf` of `*len` bytes (not
+ * NUL-terminated); `wopts` NULL = defaults (one_per_partition is ignored).
+ * Ownership: the caller frees `*buf` with free(). Threads: any.
+ * @return 0, WEFT_EINVAL (NULL argument), WEFT_ENOMEM. */
+WEFT_API int weft_table_to_csv(const weft_table *t, const weft_csv_write_options *wopts,
+                               bool header, char **buf, size_t *len);
+
 /* ------------------------------------------------------------------------
  * Frames: lazy partitioned tables
  * ------------------------------------------------------------------------ */
@@ -358,10 +367,51 @@ WEFT_API int weft_frame_nsmallest(weft_frame *f, size_t n, const char *column, w
 
 /* weft_frame_sort() :
  * All rows sorted by column `column` (stable; missing values last, as
- * pandas' sort_values). Partitions are sorted in parallel and merged.
- * @return as weft_frame_groupby. */
+ * pandas' sort_values). Partitions are sorted in parallel and merged in
+ * memory: the result and the sorted partitions are held at once. Past
+ * memory, weft_frame_sort_each. @return as weft_frame_groupby. */
 WEFT_API int weft_frame_sort(weft_frame *f, const char *column, bool descending, weft_executor *ex,
                              const weft_table_run_options *opts, weft_table **out);
+
+/* What weft_frame_sort_each gets: one chunk of the sorted rows, in order.
+ * `chunk` belongs to the sort and is valid during the call only. Return 0
+ * to go on, a positive value to stop early (the sort then returns 0), or a
+ * negative WEFT_E* code to fail the sort with it. */
+typedef int (*weft_table_sink_fn)(void *arg, const weft_table *chunk);
+
+/* How weft_frame_sort_each spills and merges. */
+typedef struct weft_sort_options {
+    /* What the merge holds at once (one block per merged run, an output
+     * chunk); it sets the blocks' size (memory_bytes / 128, 16 KiB..4 MiB)
+     * and the fan-in (memory_bytes / 4 blocks). 0 = 64 MiB. */
+    size_t memory_bytes;
+    /* Directory of the spilled runs (a fresh weft-sort-XXXXXX inside it,
+     * removed at the end); NULL = $TMPDIR, else /tmp. Every worker writes
+     * there: on mpi ranks of several machines, a directory they all see. */
+    const char *tmp_dir;
+    bool no_compress;  /* write runs raw instead of zstd level 1 */
+    size_t chunk_rows; /* rows per chunk handed to the sink; 0 = about one block */
+} weft_sort_options;
+
+/* weft_frame_sort_each() :
+ * An external merge sort: all rows of `f` ordered by column `column`
+ * (ascending, or descending when `descending`), stable (ties keep row
+ * order), missing values and NaN last in row order: pandas'
+ * sort_values(column, kind='stable', na_position='last'). Each partition is
+ * sorted by a task and spilled to a run file (in_flight partitions at a
+ * time); the runs are merged, sopts->memory_bytes at a time, and handed to
+ * `fn` in chunks, in order. Nothing holds the whole frame: what is alive is
+ * the frame's bound (weft_table_run_options) while runs are made, then
+ * memory_bytes while they are merged (docs/table.md).
+ * Ownership: the run files are removed before it returns; `fn` keeps
+ * nothing of a chunk. Threads: the frame's thread; `fn` runs on it.
+ * @return 0, WEFT_EINVAL (NULL argument, no such column, partitions with
+ * unlike columns), -errno of the spill directory or a run file, a
+ * partition's error, the sink's negative code, WEFT_ENOMEM. */
+WEFT_API int weft_frame_sort_each(weft_frame *f, const char *column, bool descending,
+                                  const weft_sort_options *sopts, weft_executor *ex,
+                                  const weft_table_run_options *opts, weft_table_sink_fn fn,
+                                  void *arg);
 
 /* weft_frame_write_csv() :
  * Writes the frame as CSV to `path` (RFC 4180 quoting where needed; doubles

@@ -38,6 +38,8 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *const default_na[] = {"", "NA", "N/A", "NaN", "nan", "NULL", "null", "#N/A"};
@@ -245,7 +247,7 @@ static bool parse_bool(const char *s, size_t n, bool *out)
 
 static bool is_na(const csv_spec *sp, const char *s, size_t n)
 {
-    if (n > sp->na_maxlen) return false;
+    if (n > sp->na_maxlen || (n && !sp->na_first[(unsigned char)s[0]])) return false;
     for (size_t k = 0; k < sp->nna; k++)
         if (sp->na_len[k] == n && memcmp(sp->na[k], s, n) == 0) return true;
     return false;
@@ -258,8 +260,10 @@ static int na_lengths(csv_spec *sp)
     sp->na_len = calloc(sp->nna + 1, sizeof *sp->na_len);
     if (!sp->na_len) return WEFT_ENOMEM;
     sp->na_maxlen = 0;
+    memset(sp->na_first, 0, sizeof sp->na_first);
     for (size_t k = 0; k < sp->nna; k++) {
         sp->na_len[k] = strlen(sp->na[k]);
+        sp->na_first[(unsigned char)sp->na[k][0]] = true;
         if (sp->na_len[k] > sp->na_maxlen) sp->na_maxlen = sp->na_len[k];
     }
     return 0;
@@ -281,6 +285,66 @@ static int read_at(int fd, char *buf, size_t n, uint64_t off, size_t *got)
     }
     *got = have;
     return 0;
+}
+
+/* A window of a file. Mapped with MAP_POPULATE: the page-cache pages are
+ * mapped at once, with no copy and no fault per page (a copy into fresh
+ * memory cost a 4 KiB fault and a copy per page, about as much as parsing
+ * the page); read into malloc'ed memory where mmap fails (a pipe, /proc).
+ * The caller keeps [off, off + n) within the file's size. */
+typedef struct fwin {
+    char *base;
+    size_t maplen;
+    const char *p;
+    size_t n;
+    bool mapped;
+} fwin;
+
+static int win_open(fwin *w, int fd, uint64_t off, size_t n)
+{
+    memset(w, 0, sizeof *w);
+    w->p = "";
+    if (n == 0) return 0;
+    uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t base = off - off % pg;
+    size_t delta = (size_t)(off - base);
+    void *m = mmap(NULL, n + delta, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)base);
+    if (m != MAP_FAILED) {
+        w->base = m;
+        w->maplen = n + delta;
+        w->p = (const char *)m + delta;
+        w->n = n;
+        w->mapped = true;
+        return 0;
+    }
+    char *b = malloc(n);
+    if (!b) return WEFT_ENOMEM;
+    weft__table_hugepages(b, n);
+    size_t got;
+    int rc = read_at(fd, b, n, off, &got);
+    if (rc) {
+        free(b);
+        return rc;
+    }
+    w->base = b;
+    w->p = b;
+    w->n = got;
+    return 0;
+}
+
+static void win_close(fwin *w)
+{
+    if (w->mapped)
+        munmap(w->base, w->maplen);
+    else
+        free(w->base);
+    memset(w, 0, sizeof *w);
+}
+
+static uint64_t file_size(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && st.st_size > 0 ? (uint64_t)st.st_size : 0;
 }
 
 /* Splits the first `len` bytes of `buf` into records of text fields; calls
@@ -691,25 +755,34 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
         return -e;
     }
     scan_out s = {0, 0, {UINT64_MAX, UINT64_MAX}, {0, 0}, c.start, c.first};
-    size_t bsz = 1u << 20;
-    char *buf = malloc(bsz);
-    int rc = buf ? 0 : WEFT_ENOMEM;
+    const size_t bsz = (size_t)8 << 20; /* a window of the range */
+    int rc = 0;
     unsigned par = 0;
-    if (!rc && !c.first && c.start > 0 && c.start < c.end) {
+    if (!c.first && c.start > 0 && c.start < c.end) {
         /* a record starts right at the range's start when the byte before
          * is a newline outside quotes (that newline is not a quote, so the
          * state there is the range's starting state) */
         size_t got;
-        rc = read_at(fd, buf, 1, c.start - 1, &got);
-        if (!rc && got == 1 && buf[0] == '\n') {
+        char one = 0;
+        rc = read_at(fd, &one, 1, c.start - 1, &got);
+        if (!rc && got == 1 && one == '\n') {
             s.first[0] = c.start;
             s.nl_before[0] = 0;
         }
     }
+    uint64_t fsize = file_size(fd);
+    if (c.end > fsize) c.end = fsize;
     for (uint64_t off = c.start; off < c.end && !rc;) {
         size_t want = (size_t)(c.end - off < bsz ? c.end - off : bsz), got;
-        rc = read_at(fd, buf, want, off, &got);
-        if (rc || got == 0) break;
+        fwin w;
+        rc = win_open(&w, fd, off, want);
+        if (rc) break;
+        const char *buf = w.p;
+        got = w.n;
+        if (got == 0) {
+            win_close(&w);
+            break;
+        }
         /* between two quotes the parity is constant: count newlines of the
          * segment, and find the first one only while a hypothesis needs it */
         size_t i = 0;
@@ -729,10 +802,10 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
             par ^= 1u;
             i = seg_end + 1;
         }
+        win_close(&w);
         off += got;
     }
     s.parity = par;
-    free(buf);
     close(fd);
     if (!rc)
         rc = weft_ctx_set_output(ctx, &s, sizeof s);
@@ -823,11 +896,21 @@ static int store(reader *r, size_t k, const char *buf, const field *f)
     case WEFT_COL_INT64: {
         int64_t v = 0;
         if (!na && !parse_int64(s, l, &v)) return 1;
+        if (col->n < col->cap && (col->valid || !na)) { /* room, no mask to make: inline */
+            if (col->valid) col->valid[col->n] = !na;
+            ((int64_t *)col->data)[col->n++] = v;
+            return 0;
+        }
         return weft__tcol_push_int64(col, v, !na);
     }
     case WEFT_COL_DOUBLE: {
         double v = 0;
         if (!na && !parse_double(s, l, &v)) return 1;
+        if (col->n < col->cap && (col->valid || !na)) {
+            if (col->valid) col->valid[col->n] = !na;
+            ((double *)col->data)[col->n++] = na ? NAN : v;
+            return 0;
+        }
         return weft__tcol_push_double(col, v, !na);
     }
     case WEFT_COL_BOOL: {
@@ -956,42 +1039,34 @@ int weft__csv_read(weft_ctx *ctx, const void *in, size_t len)
         return weft_ctx_fail(ctx, rc, "out of memory");
     }
     int fd = -1;
-    char *buf = NULL;
     if (b.rec_start < c.end) {
         fd = open(c.path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) rc = weft_ctx_fail(ctx, -errno, "%s: %s", c.path, strerror(errno));
-        /* read the range and a little more; grow while the last record runs on */
-        size_t blen = 0, cap = (size_t)(c.end - b.rec_start) + 65536, pos = 0;
+        /* map the range and a little more; more while the last record runs on */
+        uint64_t fsize = fd >= 0 ? file_size(fd) : 0;
+        uint64_t avail = fsize > b.rec_start ? fsize - b.rec_start : 0;
+        size_t want = (size_t)(c.end - b.rec_start) + 65536, pos = 0;
         size_t limit = (size_t)(c.end - b.rec_start);
-        bool eof = false;
         while (!rc) {
-            char *nb = realloc(buf, cap + 1);
-            if (!nb) {
-                rc = weft_ctx_fail(ctx, WEFT_ENOMEM, "out of memory");
-                break;
-            }
-            buf = nb;
-            weft__table_hugepages(buf + blen, cap + 1 - blen);
-            size_t got;
-            rc = read_at(fd, buf + blen, cap - blen, b.rec_start + blen, &got);
+            size_t blen = want < avail ? want : (size_t)avail;
+            bool eof = blen == avail;
+            fwin w;
+            rc = win_open(&w, fd, b.rec_start, blen);
             if (rc) {
                 weft_ctx_fail(ctx, rc, "%s: %s", c.path, strerror(-rc));
                 break;
             }
-            blen += got;
-            eof = blen < cap;
-            buf[blen] = 0;
-            rc = parse_range(&r, buf, blen, eof, &pos, limit, b.rec_line, ctx);
+            rc = parse_range(&r, w.p, w.n, eof || w.n < blen, &pos, limit, b.rec_line, ctx);
+            win_close(&w);
             if (rc == T_MORE) {
                 rc = 0;
-                cap *= 2;
+                want *= 2;
                 continue;
             }
             break;
         }
     }
     if (fd >= 0) close(fd);
-    free(buf);
     free(r.scratch);
     r.t->skipped = r.skipped;
     if (!rc) rc = weft_table_output(ctx, r.t);
@@ -1109,6 +1184,14 @@ int weft__csv_format(const weft_table *t, const weft_csv_write_options *o, bool 
     *out = b.p;
     *outlen = b.n;
     return 0;
+}
+
+int weft_table_to_csv(const weft_table *t, const weft_csv_write_options *wopts, bool header,
+                      char **buf, size_t *len)
+{
+    if (buf) *buf = NULL;
+    if (!t || !buf || !len) return WEFT_EINVAL;
+    return weft__csv_format(t, wopts, header, buf, len);
 }
 
 void weft__npy_header(char hdr[128], weft_col_type type, uint64_t n)

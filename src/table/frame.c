@@ -14,12 +14,16 @@
  * A CSV source also has "prerequisite" nodes: the chain of range bounds
  * (csv.c). They are computed first, as targets, and kept: they are a few
  * bytes each and every read needs its own. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "internal.h"
 #include "table/table_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -410,14 +414,25 @@ static void collect_free(collect *c)
     free(c->t);
 }
 
-static int concat_collected(collect *c, weft_table **out)
+/* compute and head: each partition's serialized rows are appended to one
+ * table as they arrive, one copy (no partition table in between). */
+typedef struct gather {
+    weft_table *all;
+    size_t want;
+} gather;
+
+static int gather_part(void *arg, size_t part, const void *d, size_t len)
 {
-    int rc = weft_table_concat((const weft_table *const *)c->t, c->n, out);
+    gather *g = arg;
+    int rc = weft__table_append_serialized(g->all, d, len);
     if (rc == WEFT_EINVAL)
-        weft__err(
-            rc,
-            "partitions have unlike columns (a map_partitions function returned another schema?)");
-    return rc;
+        return weft__err(rc,
+                         "partition %zu's output is not a table, or its columns are unlike the "
+                         "partitions' before it (a map_partitions function returned another "
+                         "schema?)",
+                         part);
+    if (rc) return rc;
+    return g->want && g->all->nrows >= g->want ? 1 : 0;
 }
 
 int weft_frame_compute(weft_frame *f, weft_executor *ex, const weft_table_run_options *opts,
@@ -426,12 +441,15 @@ int weft_frame_compute(weft_frame *f, weft_executor *ex, const weft_table_run_op
     if (!out) return WEFT_EINVAL;
     *out = NULL;
     if (!f || !ex) return WEFT_EINVAL;
-    collect c = {calloc(f->np ? f->np : 1, sizeof(weft_table *)), 0, 0, 0};
-    if (!c.t) return WEFT_ENOMEM;
-    int rc = run_waves(f, ex, opts, f->parts, f->np, collect_part, &c);
-    if (!rc) rc = concat_collected(&c, out);
-    collect_free(&c);
-    return rc;
+    gather g = {NULL, 0};
+    int rc = weft_table_create(&g.all);
+    if (!rc) rc = run_waves(f, ex, opts, f->parts, f->np, gather_part, &g);
+    if (rc) {
+        weft_table_destroy(g.all);
+        return rc;
+    }
+    *out = g.all;
+    return 0;
 }
 
 int weft_frame_head(weft_frame *f, size_t n, weft_executor *ex, const weft_table_run_options *opts,
@@ -440,16 +458,13 @@ int weft_frame_head(weft_frame *f, size_t n, weft_executor *ex, const weft_table
     if (!out) return WEFT_EINVAL;
     *out = NULL;
     if (!f || !ex) return WEFT_EINVAL;
-    collect c = {calloc(f->np ? f->np : 1, sizeof(weft_table *)), 0, 0, n ? n : 1};
-    if (!c.t) return WEFT_ENOMEM;
+    gather g = {NULL, n ? n : 1};
     weft_table_run_options o = opts ? *opts : (weft_table_run_options){0};
     if (!o.in_flight) o.in_flight = 1; /* in order, one at a time: stop as soon as enough */
-    int rc = run_waves(f, ex, &o, f->parts, f->np, collect_part, &c);
-    weft_table *all = NULL;
-    if (!rc) rc = concat_collected(&c, &all);
-    if (!rc) rc = weft_table_slice(all, 0, n < all->nrows ? n : all->nrows, out);
-    weft_table_destroy(all);
-    collect_free(&c);
+    int rc = weft_table_create(&g.all);
+    if (!rc) rc = run_waves(f, ex, &o, f->parts, f->np, gather_part, &g);
+    if (!rc) rc = weft_table_slice(g.all, 0, n < g.all->nrows ? n : g.all->nrows, out);
+    weft_table_destroy(g.all);
     return rc;
 }
 
@@ -599,6 +614,84 @@ int weft_frame_sort(weft_frame *f, const char *column, bool descending, weft_exe
     collect_free(&c);
     free(nodes);
     free(k.p);
+    return rc;
+}
+
+/* ---- sorting past the memory bound (sort.c) ---- */
+
+typedef struct sort_runs {
+    uint64_t rows, stored, raw;
+} sort_runs;
+
+static int run_consume(void *arg, size_t part, const void *d, size_t len)
+{
+    sort_runs *s = arg;
+    uint64_t v[4];
+    if (len != sizeof v) return weft__err(WEFT_EINVAL, "sort: partition %zu's run is bad", part);
+    memcpy(v, d, sizeof v);
+    s->rows += v[0];
+    s->stored += v[2];
+    s->raw += v[3];
+    return 0;
+}
+
+int weft_frame_sort_each(weft_frame *f, const char *column, bool descending,
+                         const weft_sort_options *sopts, weft_executor *ex,
+                         const weft_table_run_options *opts, weft_table_sink_fn fn, void *arg)
+{
+    if (!f || !column || !ex || !fn)
+        return weft__err(WEFT_EINVAL, "weft_frame_sort_each: needs a frame, a column, an "
+                                      "executor and a sink");
+    weft_sort_options so = sopts ? *sopts : (weft_sort_options){0};
+    size_t mem = so.memory_bytes ? so.memory_bytes : ((size_t)64 << 20);
+    size_t block = mem / 128;
+    if (block < ((size_t)16 << 10)) block = (size_t)16 << 10;
+    if (block > ((size_t)4 << 20)) block = (size_t)4 << 20;
+    size_t fanin = mem / (4 * block);
+    const char *tmp = so.tmp_dir ? so.tmp_dir : getenv("TMPDIR");
+    if (!tmp || !*tmp) tmp = "/tmp";
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/weft-sort-XXXXXX", tmp) < 0) return WEFT_ENOMEM;
+    if (!mkdtemp(dir)) {
+        int e = errno;
+        free(dir);
+        return weft__err(-e, "weft_frame_sort_each: cannot make a directory in %s: %s", tmp,
+                         strerror(e));
+    }
+    char **paths = calloc(f->np ? f->np : 1, sizeof *paths);
+    weft_node *nodes = calloc(f->np ? f->np : 1, sizeof *nodes);
+    int rc = paths && nodes ? 0 : WEFT_ENOMEM;
+    for (size_t p = 0; p < f->np && !rc; p++) {
+        if (asprintf(&paths[p], "%s/run-%zu", dir, p) < 0) {
+            paths[p] = NULL;
+            rc = WEFT_ENOMEM;
+            break;
+        }
+        pack k = {0};
+        pack_str(&k, column);
+        pack_str(&k, paths[p]);
+        pack_u64(&k, descending);
+        pack_u64(&k, !so.no_compress);
+        pack_u64(&k, block);
+        weft_arg a[2] = {weft_arg_node(f->parts[p]), weft_arg_bytes(k.p, k.n)};
+        rc = k.oom ? WEFT_ENOMEM : weft_graph_call(f->tg->g, weft__tb_sort_run, a, 2, &nodes[p]);
+        free(k.p);
+    }
+    sort_runs sr = {0, 0, 0};
+    if (!rc) rc = run_waves(f, ex, opts, nodes, f->np, run_consume, &sr);
+    if (!rc) {
+        /* the merge frees and removes the run files */
+        rc = weft__sort_merge_runs(paths, f->np, dir, column, descending, block, fanin,
+                                   !so.no_compress, so.chunk_rows, fn, arg);
+        if (rc == 1) rc = 0;
+    } else {
+        for (size_t p = 0; paths && p < f->np; p++)
+            if (paths[p]) unlink(paths[p]), free(paths[p]);
+    }
+    rmdir(dir);
+    free(dir);
+    free(paths);
+    free(nodes);
     return rc;
 }
 

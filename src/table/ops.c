@@ -31,6 +31,18 @@ static int arg_table(weft_ctx *ctx, const void *in, size_t len, size_t i, weft_t
     return 0;
 }
 
+/* As arg_table, for tasks that only read the partition: in place when the
+ * bytes allow it (weft__table_view), else a copy. */
+static int arg_view(weft_ctx *ctx, const void *in, size_t len, size_t i, weft_table **t)
+{
+    const void *d;
+    size_t n;
+    int rc = weft_args_get(in, len, i, &d, &n);
+    if (!rc) rc = weft__table_view(d, n, t);
+    if (rc) return weft_ctx_fail(ctx, rc, "argument %zu is not a table", i);
+    return 0;
+}
+
 static int arg_unpack(const void *in, size_t len, size_t i, unpack *u)
 {
     const void *d;
@@ -574,7 +586,7 @@ int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
     weft_table *t;
     unpack u = {NULL, NULL, true};
     gb_spec s;
-    int rc = arg_table(ctx, in, len, 0, &t);
+    int rc = arg_view(ctx, in, len, 0, &t);
     if (rc) return rc;
     if (arg_unpack(in, len, 1, &u) || gb_spec_read(&u, &s)) {
         weft_table_destroy(t);
@@ -1180,7 +1192,7 @@ int weft__gb_acc_finish(gb_acc *a, weft_table **out)
 int weft__tb_describe_partial(weft_ctx *ctx, const void *in, size_t len)
 {
     weft_table *t;
-    int rc = arg_table(ctx, in, len, 0, &t);
+    int rc = arg_view(ctx, in, len, 0, &t);
     if (rc) return rc;
     pack b = {0};
     size_t nnum = 0;
@@ -1389,7 +1401,7 @@ int weft__tb_top_partial(weft_ctx *ctx, const void *in, size_t len)
 {
     weft_table *t, *o = NULL;
     unpack u = {NULL, NULL, true};
-    int rc = arg_table(ctx, in, len, 0, &t);
+    int rc = arg_view(ctx, in, len, 0, &t);
     if (rc) return rc;
     if (arg_unpack(in, len, 1, &u)) rc = WEFT_EINVAL;
     char *name = rc ? NULL : unpack_str(&u);
@@ -1437,7 +1449,7 @@ int weft__tb_sort_partial(weft_ctx *ctx, const void *in, size_t len)
 {
     weft_table *t, *o = NULL;
     unpack u = {NULL, NULL, true};
-    int rc = arg_table(ctx, in, len, 0, &t);
+    int rc = arg_view(ctx, in, len, 0, &t);
     if (rc) return rc;
     if (arg_unpack(in, len, 1, &u)) rc = WEFT_EINVAL;
     char *name = rc ? NULL : unpack_str(&u);

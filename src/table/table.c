@@ -65,7 +65,13 @@ static void tcol_free(tcol *c)
 int weft_table_destroy(weft_table *t)
 {
     if (!t) return 0;
-    for (size_t i = 0; i < t->ncols; i++) tcol_free(&t->cols[i]);
+    for (size_t i = 0; i < t->ncols; i++) {
+        if (t->borrowed) { /* a view: the values belong to the buffer */
+            free(t->cols[i].name);
+            continue;
+        }
+        tcol_free(&t->cols[i]);
+    }
     free(t->cols);
     free(t);
     return 0;
@@ -523,9 +529,10 @@ bool weft_table_equal(const weft_table *a, const weft_table *b)
 }
 
 /* ---- serialization ----
- * "WTB1", u64 rows, u64 cols, u64 skipped; per column: u8 type, u8 has_valid,
- * u16 name length, name bytes, u64 text bytes (text only), values
- * (rows x width; text: rows+1 offsets then the bytes), validity (rows). */
+ * "WTB2", u64 rows, u64 cols, u64 skipped; per column: u8 type, u8 has_valid,
+ * u16 name length, name bytes, zero bytes up to an 8-aligned offset, u64
+ * text bytes (0 unless text), values (rows x width; text: rows+1 offsets
+ * then the bytes), validity (rows). */
 
 typedef struct wbuf {
     char *p;
@@ -538,13 +545,21 @@ static void put(wbuf *w, const void *src, size_t len)
     w->n += len;
 }
 
+/* Zero bytes after a column's name so that its values start 8-aligned in
+ * the buffer: a reader on an 8-aligned buffer may then use them in place
+ * (weft__table_view). */
+static size_t pad8(size_t at)
+{
+    return (8 - at % 8) % 8;
+}
+
 static size_t ser_size(const weft_table *t)
 {
     size_t total = 4 + 24;
     for (size_t j = 0; j < t->ncols; j++) {
         const tcol *c = &t->cols[j];
-        total += 4 + strlen(c->name) + 8 + t->nrows * weft__tcol_width(c->type) +
-                 (c->valid ? t->nrows : 0);
+        total += 4 + strlen(c->name);
+        total += pad8(total) + 8 + t->nrows * weft__tcol_width(c->type) + (c->valid ? t->nrows : 0);
         if (c->type == WEFT_COL_TEXT) total += 8 + c->nchars;
     }
     return total;
@@ -554,7 +569,8 @@ static void ser_into(const weft_table *t, char *p)
 {
     wbuf w = {p, 0};
     uint64_t h[3] = {t->nrows, t->ncols, t->skipped};
-    put(&w, "WTB1", 4);
+    static const char zeros[8] = {0};
+    put(&w, "WTB2", 4);
     put(&w, h, sizeof h);
     for (size_t j = 0; j < t->ncols; j++) {
         const tcol *c = &t->cols[j];
@@ -565,6 +581,7 @@ static void ser_into(const weft_table *t, char *p)
         put(&w, &hv, 1);
         put(&w, &nl, 2);
         put(&w, c->name, nl);
+        put(&w, zeros, pad8(w.n));
         put(&w, &nchars, 8);
         if (c->type == WEFT_COL_TEXT) {
             put(&w, c->data, (t->nrows + 1) * 8);
@@ -596,12 +613,146 @@ typedef struct rbuf {
     size_t n, at;
 } rbuf;
 
-static bool get(rbuf *r, void *dst, size_t len)
+/* Points *dst at the next `len` bytes (no copy). */
+static bool take(rbuf *r, const char **dst, size_t len)
 {
     if (r->n - r->at < len) return false;
-    if (len) memcpy(dst, r->p + r->at, len);
+    *dst = r->p + r->at;
     r->at += len;
     return true;
+}
+
+static bool get(rbuf *r, void *dst, size_t len)
+{
+    const char *s;
+    if (!take(r, &s, len)) return false;
+    if (len) memcpy(dst, s, len);
+    return true;
+}
+
+/* One column of a serialized table, pointing into its bytes. */
+typedef struct scol {
+    uint8_t type, hv;
+    uint16_t nl;
+    const char *name;  /* nl bytes, not NUL-terminated */
+    uint64_t nchars;   /* text bytes */
+    const char *data;  /* values, or rows+1 text offsets (unaligned: read with memcpy) */
+    const char *chars; /* text bytes */
+    const uint8_t *valid;
+} scol;
+
+static uint64_t off_at(const char *offs, uint64_t i)
+{
+    uint64_t v;
+    memcpy(&v, offs + i * 8, 8);
+    return v;
+}
+
+/* Reads and checks a serialized table without copying it: every length,
+ * offset, type and name is checked, so malformed input is WEFT_EINVAL and
+ * nothing is read past `len`. `*cols` is malloc'ed (the caller frees it). */
+static int ser_parse(const void *buf, size_t len, uint64_t *rows_out, uint64_t *skipped,
+                     scol **cols_out, uint64_t *ncols_out)
+{
+    *cols_out = NULL;
+    if (!buf) return WEFT_EINVAL;
+    rbuf r = {buf, len, 0};
+    char magic[4];
+    uint64_t h[3];
+    if (!get(&r, magic, 4) || memcmp(magic, "WTB2", 4) || !get(&r, h, sizeof h)) return WEFT_EINVAL;
+    uint64_t rows = h[0], cols = h[1];
+    if (cols > len || rows > len) return WEFT_EINVAL; /* every row and column takes bytes */
+    scol *cs = calloc(cols ? cols : 1, sizeof *cs);
+    if (!cs) return WEFT_ENOMEM;
+    int rc = 0;
+    for (uint64_t j = 0; j < cols && !rc; j++) {
+        scol *c = &cs[j];
+        const char *pad;
+        if (!get(&r, &c->type, 1) || !get(&r, &c->hv, 1) || !get(&r, &c->nl, 2) ||
+            !take(&r, &c->name, c->nl) || !take(&r, &pad, pad8(r.at)) ||
+            memcmp(pad, "\0\0\0\0\0\0\0", (size_t)(r.p + r.at - pad)) || !get(&r, &c->nchars, 8) ||
+            c->type < WEFT_COL_INT64 || c->type > WEFT_COL_TEXT || c->hv > 1 ||
+            memchr(c->name, 0, c->nl)) {
+            rc = WEFT_EINVAL;
+            break;
+        }
+        for (uint64_t q = 0; q < j && !rc; q++)
+            if (cs[q].nl == c->nl && !memcmp(cs[q].name, c->name, c->nl)) rc = WEFT_EINVAL;
+        if (rc) break;
+        if (c->type == WEFT_COL_TEXT) {
+            if (!take(&r, &c->data, (rows + 1) * 8) || !take(&r, &c->chars, c->nchars)) {
+                rc = WEFT_EINVAL;
+                break;
+            }
+            bool ok = off_at(c->data, 0) == 0 && off_at(c->data, rows) == c->nchars;
+            uint64_t prev = 0;
+            for (uint64_t i = 1; i <= rows && ok; i++) {
+                uint64_t o = off_at(c->data, i);
+                ok = o > prev && o <= c->nchars && c->chars[o - 1] == 0;
+                prev = o;
+            }
+            if (!ok) rc = WEFT_EINVAL;
+        } else if (c->nchars || !take(&r, &c->data, rows * weft__tcol_width(c->type))) {
+            rc = WEFT_EINVAL;
+        } else if (c->type == WEFT_COL_BOOL) {
+            for (uint64_t i = 0; i < rows && !rc; i++)
+                if ((uint8_t)c->data[i] > 1) rc = WEFT_EINVAL;
+        }
+        const char *vp = NULL;
+        if (!rc && c->hv && !take(&r, &vp, rows)) rc = WEFT_EINVAL;
+        c->valid = (const uint8_t *)vp;
+    }
+    if (!rc && r.at != r.n) rc = WEFT_EINVAL;
+    if (rc) {
+        free(cs);
+        return rc;
+    }
+    *rows_out = rows;
+    *skipped = h[2];
+    *cols_out = cs;
+    *ncols_out = cols;
+    return 0;
+}
+
+/* Appends the n rows of serialized column `s` to `d` (same type). */
+static int append_scol(tcol *d, const scol *s, size_t n)
+{
+    if (weft__tcol_reserve(d, d->n + n ? d->n + n : 1)) return WEFT_ENOMEM;
+    if (s->hv && !d->valid) {
+        d->valid = malloc(d->cap);
+        if (!d->valid) return WEFT_ENOMEM;
+        memset(d->valid, 1, d->n);
+    }
+    if (d->valid) {
+        if (s->hv)
+            memcpy(d->valid + d->n, s->valid, n);
+        else
+            memset(d->valid + d->n, 1, n);
+    }
+    if (d->type != WEFT_COL_TEXT) {
+        size_t w = weft__tcol_width(d->type);
+        if (n) memcpy((char *)d->data + d->n * w, s->data, n * w);
+    } else {
+        if (d->nchars + s->nchars + 1 > d->capchars) {
+            size_t nc = d->capchars ? d->capchars : 64;
+            while (nc < d->nchars + s->nchars + 1) nc *= 2;
+            char *c = realloc(d->chars, nc);
+            if (!c) return WEFT_ENOMEM;
+            d->chars = c;
+            d->capchars = nc;
+            weft__table_hugepages(c, nc);
+        }
+        if (s->nchars) memcpy(d->chars + d->nchars, s->chars, s->nchars);
+        uint64_t *dofs = d->data;
+        if (d->nchars == 0) {
+            memcpy(dofs + d->n, s->data, (n + 1) * 8);
+        } else {
+            for (size_t i = 1; i <= n; i++) dofs[d->n + i] = d->nchars + off_at(s->data, i);
+        }
+        d->nchars += s->nchars;
+    }
+    d->n += n;
+    return 0;
 }
 
 int weft_table_deserialize(const void *buf, size_t len, weft_table **out)
@@ -609,80 +760,94 @@ int weft_table_deserialize(const void *buf, size_t len, weft_table **out)
     if (!out) return WEFT_EINVAL;
     *out = NULL;
     if (!buf) return WEFT_EINVAL;
-    rbuf r = {buf, len, 0};
-    char magic[4];
-    uint64_t h[3];
-    if (!get(&r, magic, 4) || memcmp(magic, "WTB1", 4) || !get(&r, h, sizeof h)) return WEFT_EINVAL;
-    uint64_t rows = h[0], cols = h[1];
-    if (cols > len || rows > len) return WEFT_EINVAL; /* every row and column takes bytes */
     weft_table *t;
     int rc = weft_table_create(&t);
     if (rc) return rc;
-    t->skipped = h[2];
-    for (uint64_t j = 0; j < cols && !rc; j++) {
-        uint8_t ty, hv;
-        uint16_t nl;
-        uint64_t nchars;
-        char name[65536];
-        if (!get(&r, &ty, 1) || !get(&r, &hv, 1) || !get(&r, &nl, 2) || !get(&r, name, nl) ||
-            !get(&r, &nchars, 8) || ty < WEFT_COL_INT64 || ty > WEFT_COL_TEXT || hv > 1) {
-            rc = WEFT_EINVAL;
-            break;
-        }
-        name[nl] = 0;
-        if (memchr(name, 0, nl) || weft__table_col(t, name)) {
-            rc = WEFT_EINVAL;
-            break;
-        }
-        tcol *c = weft__table_add_col(t, name, (weft_col_type)ty);
-        if (!c || weft__tcol_reserve(c, rows ? rows : 1)) {
-            rc = WEFT_ENOMEM;
-            break;
-        }
-        if (ty == WEFT_COL_TEXT) {
-            if (!get(&r, c->data, (rows + 1) * 8) || nchars > r.n - r.at) {
-                rc = WEFT_EINVAL;
-                break;
-            }
-            const uint64_t *o = c->data;
-            bool okoffs = o[0] == 0 && o[rows] == nchars;
-            for (uint64_t i = 0; i < rows && okoffs; i++) okoffs = o[i] < o[i + 1];
-            c->chars = malloc(nchars ? nchars : 1);
-            if (!c->chars) {
-                rc = WEFT_ENOMEM;
-                break;
-            }
-            c->capchars = nchars;
-            c->nchars = nchars;
-            get(&r, c->chars, nchars);
-            for (uint64_t i = 0; i < rows && okoffs; i++) okoffs = c->chars[o[i + 1] - 1] == 0;
-            if (!okoffs) rc = WEFT_EINVAL;
-        } else if (nchars || !get(&r, c->data, rows * weft__tcol_width(c->type))) {
-            rc = WEFT_EINVAL;
-        } else if (ty == WEFT_COL_BOOL) {
-            for (uint64_t i = 0; i < rows; i++) {
-                uint8_t b;
-                memcpy(&b, (char *)c->data + i, 1);
-                if (b > 1) rc = WEFT_EINVAL;
-            }
-        }
-        c->n = rows;
-        if (!rc && hv) {
-            c->valid = malloc(c->cap);
-            if (!c->valid)
-                rc = WEFT_ENOMEM;
-            else if (!get(&r, c->valid, rows))
-                rc = WEFT_EINVAL;
-        }
-    }
-    if (!rc && r.at != r.n) rc = WEFT_EINVAL;
-    if (!rc) t->nrows = rows;
+    rc = weft__table_append_serialized(t, buf, len);
     if (rc) {
         weft_table_destroy(t);
         return rc;
     }
     *out = t;
     return 0;
+}
+
+int weft__table_view(const void *buf, size_t len, weft_table **out)
+{
+    *out = NULL;
+    if (!buf || (uintptr_t)buf % 8) return weft_table_deserialize(buf, len, out);
+    uint64_t rows, skipped, ncols;
+    scol *cs;
+    int rc = ser_parse(buf, len, &rows, &skipped, &cs, &ncols);
+    if (rc) return rc;
+    weft_table *t;
+    rc = weft_table_create(&t);
+    if (!rc) t->borrowed = true;
+    for (uint64_t j = 0; j < ncols && !rc; j++) {
+        char name[65536];
+        memcpy(name, cs[j].name, cs[j].nl);
+        name[cs[j].nl] = 0;
+        /* a column of no rows gets a column of its own (nothing to borrow) */
+        tcol *c = weft__table_add_col(t, name, (weft_col_type)cs[j].type);
+        if (!c) {
+            rc = WEFT_ENOMEM;
+            break;
+        }
+        free(c->data); /* the text offsets weft__table_add_col made */
+        c->data = (void *)(uintptr_t)cs[j].data;
+        c->chars = (char *)(uintptr_t)cs[j].chars;
+        c->nchars = c->capchars = cs[j].nchars;
+        c->valid = cs[j].hv ? (uint8_t *)(uintptr_t)cs[j].valid : NULL;
+        c->n = c->cap = rows;
+    }
+    free(cs);
+    if (rc) {
+        weft_table_destroy(t);
+        return rc;
+    }
+    t->nrows = rows;
+    t->skipped = skipped;
+    *out = t;
+    return 0;
+}
+
+int weft__table_append_serialized(weft_table *dst, const void *buf, size_t len)
+{
+    uint64_t rows, skipped, ncols;
+    scol *cs;
+    int rc = ser_parse(buf, len, &rows, &skipped, &cs, &ncols);
+    if (rc) return rc;
+    bool fresh = dst->ncols == 0 && dst->nrows == 0;
+    if (!fresh && dst->ncols != ncols) rc = WEFT_EINVAL;
+    for (uint64_t j = 0; j < ncols && !rc && !fresh; j++)
+        if (dst->cols[j].type != cs[j].type || strlen(dst->cols[j].name) != cs[j].nl ||
+            memcmp(dst->cols[j].name, cs[j].name, cs[j].nl))
+            rc = WEFT_EINVAL;
+    size_t added = 0; /* columns made here, dropped again on failure */
+    for (uint64_t j = 0; j < ncols && !rc && fresh; j++) {
+        char name[65536];
+        memcpy(name, cs[j].name, cs[j].nl);
+        name[cs[j].nl] = 0;
+        if (!weft__table_add_col(dst, name, (weft_col_type)cs[j].type))
+            rc = WEFT_ENOMEM;
+        else
+            added++;
+    }
+    for (uint64_t j = 0; j < ncols && !rc; j++) rc = append_scol(&dst->cols[j], &cs[j], rows);
+    if (!rc) {
+        dst->nrows += rows;
+        dst->skipped += skipped;
+    } else {
+        /* leave `dst` as it was: drop new columns, cut the others back */
+        for (size_t j = 0; j < added; j++) tcol_free(&dst->cols[--dst->ncols]);
+        for (size_t j = 0; j < dst->ncols; j++) {
+            tcol *c = &dst->cols[j];
+            c->n = dst->nrows;
+            if (c->type == WEFT_COL_TEXT) c->nchars = ((uint64_t *)c->data)[dst->nrows];
+        }
+    }
+    free(cs);
+    return rc;
 }
 
 int weft_table_arg(const void *in, size_t len, size_t i, weft_table **out)

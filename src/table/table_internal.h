@@ -29,6 +29,7 @@ struct weft_table {
     size_t ncols, capcols, nrows;
     tcol *cols;
     uint64_t skipped; /* CSV records skipped as malformed */
+    bool borrowed;    /* a view (weft__table_view): the columns' arrays are not ours */
 };
 
 size_t weft__tcol_width(weft_col_type t);
@@ -72,6 +73,16 @@ static inline double weft__tcol_num(const tcol *c, size_t i)
 int weft__table_like(const weft_table *t, weft_table **out);
 /* A new table of the rows idx[0..n) of `t`, in that order. */
 int weft__table_take(const weft_table *t, const size_t *idx, size_t n, weft_table **out);
+/* Appends the rows of the serialized table buf[0..len) to `dst` (an empty
+ * `dst` takes its columns), copying once; WEFT_EINVAL when malformed or
+ * unlike `dst`'s columns (`dst` is then left as it was). */
+int weft__table_append_serialized(weft_table *dst, const void *buf, size_t len);
+/* A read-only table over the serialized bytes buf[0..len) without copying
+ * the values, when `buf` is 8-aligned (the format aligns every column's
+ * values then); a copy (weft_table_deserialize) otherwise. The view must
+ * not outlive `buf` and must never be added to (its arrays are borrowed).
+ * Ownership: weft_table_destroy frees it (not the borrowed arrays). */
+int weft__table_view(const void *buf, size_t len, weft_table **out);
 /* Looks up column `name`; NULL if absent. */
 tcol *weft__table_col(const weft_table *t, const char *name);
 
@@ -86,6 +97,7 @@ typedef struct csv_spec {
     size_t nna;
     char **na;
     size_t *na_len, na_maxlen;
+    bool na_first[256]; /* the first bytes of the non-empty NA strings */
 } csv_spec;
 
 #endif
@@ -223,5 +235,14 @@ void weft__ds_acc_destroy(ds_acc *a);
 int weft__top_finish(weft_table *all, const char *column, size_t n, bool largest, weft_table **out);
 int weft__sort_merge(weft_table **parts, size_t nparts, const char *column, bool desc,
                      weft_table **out);
+/* ---- external sort (sort.c) ---- */
+int weft__tb_sort_run(weft_ctx *ctx, const void *in, size_t len);
+/* Merges the run files paths[0..n) (the runs of consecutive partitions, in
+ * order; malloc'ed, freed and unlinked here) `fanin` at a time, new runs in
+ * `dir`, the last merge into `fn` in chunks (`chunk_rows`, 0 = about
+ * `block` bytes). @return 0, a negative code, 1 when `fn` stopped it. */
+int weft__sort_merge_runs(char **paths, size_t n, const char *dir, const char *column, bool desc,
+                          size_t block, size_t fanin, bool compress, size_t chunk_rows,
+                          weft_table_sink_fn fn, void *arg);
 /* Selection: the k-th smallest of v[0..n) (v is reordered). */
 double weft__select_kth(double *v, size_t n, size_t k);
