@@ -18,8 +18,13 @@
  * to do, spin briefly, then yield, then sleep on the executor's futex (a
  * submit wakes it) with a timeout while results are awaited.
  *
- * A worker rank runs its batches in the order sent, so results from rank r
- * answer the oldest batch in r's FIFO: no lookup table.
+ * A worker rank that runs its items inline answers its batches in the
+ * order sent, so a result from rank r is for the oldest batch in r's list;
+ * a hybrid rank (local threads or processes, opts.mpi) runs several
+ * batches at once and answers each when it finishes, so the answer is
+ * looked up by batch number in r's short list. A hybrid rank gets as many
+ * batches in flight as it has local workers, besides the DEPTH that hide
+ * the latency, so every local worker has work whatever the task length.
  *
  * Ownership: a sent batch keeps its send buffer and MPI requests until its
  * answer arrives (then every request is complete: the worker has received
@@ -98,6 +103,7 @@ struct weft__mpi_exec {
     size_t blocks_cap;
     weft_future *pending; /* taken, not sent yet */
     double item_ns;       /* recent time per item on the workers */
+    int lanes;            /* trace rows per rank (weft__mpi_lanes_per_rank) */
     uint32_t next_batch;
     struct {
         weft_task_fn fn;
@@ -179,6 +185,7 @@ static void weft__exec_mpi_params(const weft_executor *ex, weft__mpi_params *p)
     const weft__mpi_data *d = weft__exec_data(ex);
     p->ranks = d->ranks;
     p->threads = d->threads;
+    p->procs = d->procs;
     p->seed = ex->seed;
     p->initializer = ex->initializer;
     p->finalizer = ex->finalizer;
@@ -198,6 +205,7 @@ int weft__mpi_exec_open(weft_executor *ex, char **msg)
     }
     M->ex = ex;
     M->p = p;
+    M->lanes = weft__mpi_lanes_per_rank(p.ranks, p.threads);
     M->no = atomic_fetch_add(&next_exec_no, 1);
     M->tag = res_tag(M->no);
     *weft__exec_mpi_slot(ex) = M;
@@ -213,7 +221,8 @@ int weft__mpi_exec_open(weft_executor *ex, char **msg)
     h->type = MSG_OPEN;
     h->exec = M->no;
     h->nnames = 2;
-    h->flags = (p.initializer ? 1u : 0u) | (p.finalizer ? 2u : 0u);
+    h->flags = (p.initializer ? OF_INIT : 0u) | (p.finalizer ? OF_FINI : 0u) |
+               (p.procs ? OF_PROCESSES : 0u);
     h->seed = p.seed;
     h->threads = p.threads;
     unsigned char *q = buf + sizeof *h;
@@ -545,7 +554,11 @@ static bool send_next(struct weft__mpi_exec *M, int rank)
 /* The worker rank with room and the fewest batches in flight, or -1. */
 static int pick_rank(struct weft__mpi_exec *M)
 {
-    int depth = M->item_ns > LONG_ITEM_NS ? DEPTH_LONG : DEPTH;
+    /* a hybrid rank runs as many batches at once as it has local workers:
+     * it needs that many in flight besides the queued ones that hide the
+     * message latency */
+    int extra = M->p.threads - 1;
+    int depth = M->item_ns > LONG_ITEM_NS ? DEPTH_LONG + extra : DEPTH + 2 * extra;
     int best = -1, best_n = depth;
     int R = M->p.ranks;
     for (int k = 0; k < R; k++) {
@@ -606,11 +619,17 @@ static bool poll_one(struct weft__mpi_exec *M)
     bool held = weft__mpi_recv_msg(&m, count, src, M->tag, &M->rbuf, &M->rcap, &h,
                                    WEFT__MPI_FAULT_RESULT) == 0;
     rankq *q = &M->rq[src - 1];
-    batch *b = q->head;
+    /* the oldest batch in flight, unless the rank runs its items on local
+     * workers: then batches finish in any order (wire.h) */
+    batch *b = q->head, *prev = NULL;
+    while (b && b->id != h.batch) {
+        prev = b;
+        b = b->next;
+    }
     size_t n = h.n;
     bool failed = (h.flags & RF_FAILED) != 0;
-    if (h.type != MSG_RESULT || !b || b->id != h.batch || (!failed && n != b->n)) {
-        /* cannot happen (a rank answers its batches in order): dropped,
+    if (h.type != MSG_RESULT || !b || (!failed && n != b->n)) {
+        /* cannot happen (a rank answers only batches it was sent): dropped,
          * with what follows it */
         if (held) weft__mpi_drain(src, M->tag, h.follow - (pieces(h.total) - 1));
         pthread_mutex_unlock(&weft__mpi_mu);
@@ -637,11 +656,14 @@ static bool poll_one(struct weft__mpi_exec *M)
     MPI_Waitall(b->nreq, b->reqs, MPI_STATUSES_IGNORE);
     pthread_mutex_unlock(&weft__mpi_mu);
 
-    q->head = b->next;
-    if (!q->head) q->tail = NULL;
+    if (prev)
+        prev->next = b->next;
+    else
+        q->head = b->next;
+    if (q->tail == b) q->tail = prev;
     q->n--;
     M->inflight--;
-    int lane = src - 1;
+    int lane = (src - 1) * M->lanes; /* the rank's first trace row */
     if (err) {
         fail_items(M, b, b->n, lane, err, why);
         return true;
@@ -649,10 +671,13 @@ static bool poll_one(struct weft__mpi_exec *M)
 
     uint64_t now = weft__now_ns();
     bool same = weft__mpi_same_host && weft__mpi_same_host[src];
+    int first_lane = lane;
     double busy = 0;
     for (size_t i = 0; i < n; i++) {
         const w_res *r = (const w_res *)p;
         p += sizeof *r;
+        int item_lane = lane + (r->sub < (uint32_t)M->lanes ? (int)r->sub : 0);
+        if (i == 0) first_lane = item_lane;
         weft__rres res;
         res.err = r->err;
         res.remote = 0;
@@ -684,14 +709,14 @@ static bool poll_one(struct weft__mpi_exec *M)
         busy += (double)(r->t1 - r->t0);
         res.t0 = same ? r->t0 : b->sent_ns;
         res.t1 = same ? r->t1 : now;
-        deliver(M, b, i, lane, &res);
+        deliver(M, b, i, item_lane, &res);
         if (M->blocks[i]) weft__out_free(M->blocks[i]); /* not kept */
         free(msg);
     }
     double per = busy / (double)(n ? n : 1);
     if (per < 1) per = 1;
     M->item_ns = M->item_ns > 0 ? 0.7 * M->item_ns + 0.3 * per : per;
-    batch_done(M, b, n, lane);
+    batch_done(M, b, n, first_lane);
     return true;
 }
 
