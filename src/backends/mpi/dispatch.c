@@ -15,8 +15,9 @@
  * chunk (sized by map's own estimator) is one batch. Up to DEPTH batches
  * are in flight per rank, so a rank always has its next batch queued
  * while it runs one and the message latency is hidden. (3) with nothing
- * to do, spin briefly, then yield, then sleep on the executor's futex (a
- * submit wakes it) with a timeout while results are awaited.
+ * to do, pause for an adaptive budget, then yield, then sleep on the
+ * executor's futex (a submit wakes it), with a timeout while results are
+ * awaited (wire.h, "waiting"). A task alone goes to the lowest idle rank.
  *
  * A worker rank that runs its items inline answers its batches in the
  * order sent, so a result from rank r is for the oldest batch in r's list;
@@ -57,7 +58,8 @@
 #define DEPTH 4
 #define DEPTH_LONG 2
 #define LONG_ITEM_NS 500000.0
-#define IDLE_SPIN_NS 50000
+#define IDLE_SPIN_NS 50000u   /* no work: pause and yield this long, then park */
+#define ANSWER_SPIN_NS 20000u /* answers awaited: pause at most this long, then yield */
 #define PACK_OOM "out of memory packing the batch for the worker rank"
 
 typedef struct big {
@@ -94,7 +96,6 @@ struct weft__mpi_exec {
     int tag;
     rankq *rq;
     int inflight;
-    int rr;
     batch *free_batches;
     unsigned char *rbuf;
     size_t rcap;
@@ -103,6 +104,8 @@ struct weft__mpi_exec {
     size_t blocks_cap;
     weft_future *pending; /* taken, not sent yet */
     double item_ns;       /* recent time per item on the workers */
+    uint32_t answer_spin; /* pause budget while answers are awaited (wire.h) */
+    uint32_t idle_spin;   /* pause budget while no work is queued */
     int lanes;            /* trace rows per rank (weft__mpi_lanes_per_rank) */
     uint32_t next_batch;
     struct {
@@ -206,6 +209,8 @@ int weft__mpi_exec_open(weft_executor *ex, char **msg)
     M->ex = ex;
     M->p = p;
     M->lanes = weft__mpi_lanes_per_rank(p.ranks, p.threads);
+    M->answer_spin = ANSWER_SPIN_NS;
+    M->idle_spin = IDLE_SPIN_NS;
     M->no = atomic_fetch_add(&next_exec_no, 1);
     M->tag = res_tag(M->no);
     *weft__exec_mpi_slot(ex) = M;
@@ -559,19 +564,19 @@ static int pick_rank(struct weft__mpi_exec *M)
      * message latency */
     int extra = M->p.threads - 1;
     int depth = M->item_ns > LONG_ITEM_NS ? DEPTH_LONG + extra : DEPTH + 2 * extra;
+    /* ties go to the lowest rank, not round robin: one task at a time keeps
+     * one rank busy and lets the others go to sleep, instead of keeping them
+     * all spinning on cores the round trip needs (wire.h, "waiting") */
     int best = -1, best_n = depth;
     int R = M->p.ranks;
-    for (int k = 0; k < R; k++) {
-        int i = (M->rr + k) % R;
+    for (int i = 0; i < R; i++) {
         if (M->rq[i].n < best_n) {
             best = i;
             best_n = M->rq[i].n;
             if (best_n == 0) break;
         }
     }
-    if (best < 0) return -1;
-    M->rr = (best + 1) % R;
-    return best + 1;
+    return best < 0 ? -1 : best + 1;
 }
 
 /* ---- receiving ---- */
@@ -727,8 +732,9 @@ void weft__mpi_dispatch(weft_executor *ex)
     struct weft__mpi_exec *M = *weft__exec_mpi_slot(ex);
     uint64_t wait_t0 = 0;
     for (;;) {
-        bool did = false;
-        while (M->inflight && poll_one(M)) did = true;
+        bool did = false, got = false;
+        while (M->inflight && poll_one(M)) did = got = true;
+        if (got && wait_t0) spin_adapt(&M->answer_spin, weft__now_ns() - wait_t0, ANSWER_SPIN_NS);
         for (int r; (r = pick_rank(M)) > 0;) {
             if (!send_next(M, r)) break;
             did = true;
@@ -739,14 +745,20 @@ void weft__mpi_dispatch(weft_executor *ex)
         }
         if (!M->inflight && !M->pending) {
             if (weft__exec_stopping(ex)) break;
-            /* idle: spin a moment (the next submit is often close), then sleep */
-            uint64_t t0 = weft__now_ns();
+            /* idle: spin a moment (the next submit is often close: pause,
+             * then yield, wire.h), then sleep until a submit wakes us */
+            uint64_t t0 = weft__now_ns(), d = 0;
             weft_future *f = NULL;
-            for (unsigned i = 1; !f; i++) {
-                f = weft__exec_take(ex);
-                if (f || ((i & 15) == 0 && weft__now_ns() - t0 > IDLE_SPIN_NS)) break;
-                weft__cpu_relax();
+            for (unsigned i = 1;; i++) {
+                if ((f = weft__exec_take(ex))) break;
+                if (d >= M->idle_spin || (i & 15) == 0) d = weft__now_ns() - t0;
+                if (d > IDLE_SPIN_NS) break;
+                if (d < M->idle_spin)
+                    weft__cpu_relax();
+                else
+                    sched_yield();
             }
+            spin_adapt(&M->idle_spin, f ? weft__now_ns() - t0 : UINT64_MAX, IDLE_SPIN_NS);
             if (!f) f = weft__exec_idle(ex, 100000000);
             M->pending = f;
             continue;
@@ -755,7 +767,7 @@ void weft__mpi_dispatch(weft_executor *ex)
         uint64_t now = weft__now_ns();
         if (!wait_t0) wait_t0 = now;
         uint64_t d = now - wait_t0;
-        if (d < 20000) {
+        if (d < M->answer_spin) {
             weft__cpu_relax();
         } else if (d < 1000000) {
             sched_yield();

@@ -119,6 +119,31 @@ static inline int res_tag(uint32_t exec)
     return TAG_RES0 + (int)(exec % TAG_RES_SPAN);
 }
 
+/* ---- waiting: spin, yield, park ----
+ *
+ * Every hop of a task (rank 0's dispatcher waiting for a submit or an
+ * answer, a worker rank waiting for a command) waits the same way: it
+ * pauses (weft__cpu_relax) for at most `budget` ns, then yields the CPU
+ * (sched_yield) until its horizon, then parks (futex or sleep). The budget
+ * adapts, as a future's waiter does (core/future.c): doubled when a wait
+ * ended within it, halved when not, between SPIN_MIN_NS and its maximum.
+ * So round trips on free cores are caught by the pause spin (no system
+ * call on the path), while long tasks, idle ranks, and hops that share a
+ * core with the thread that has the work (3 or 4 threads on the path of a
+ * round trip, 2 cores) shrink it to SPIN_MIN_NS and yield instead: the
+ * yield hands the core to that thread at once, where a pause spin would
+ * hold it until the kernel's tick. Open MPI's own progress (MPI_Improbe)
+ * yields too when OMPI_MCA_mpi_yield_when_idle=1. */
+#define SPIN_MIN_NS 1000u
+
+static inline void spin_adapt(uint32_t *budget, uint64_t waited, uint32_t max)
+{
+    if (waited <= *budget)
+        *budget = *budget * 2 > max ? max : *budget * 2;
+    else if (*budget / 2 >= SPIN_MIN_NS)
+        *budget /= 2;
+}
+
 /* ---- shared state (init.c) ---- */
 extern MPI_Comm weft__mpi_comm;
 extern int weft__mpi_rank, weft__mpi_size;

@@ -36,8 +36,9 @@
  * sees the batch or the pusher sees it sleeping). While local work runs,
  * the main thread spins 20 us, then sleeps on done_seq with a timeout that
  * grows from 50 us to 1 ms (it must still poll MPI for the next command):
- * the local workers keep the cores. With nothing out, it spins on
- * MPI_Improbe for 50 us, yields until 5 ms, then sleeps in 50 us (later
+ * the local workers keep the cores. With nothing out, it polls
+ * MPI_Improbe pausing for an adaptive budget (at most 50 us, wire.h
+ * "waiting"), then yielding until 5 ms, then sleeping in 50 us (later
  * 1 ms) steps.
  *
  * Out of memory: nothing aborts. A command or big input the rank cannot
@@ -62,6 +63,8 @@
 #include <unistd.h>
 
 #include "backends/mpi/wire.h"
+
+#define CMD_SPIN_NS 50000u /* longest pause spin for a command (wire.h, "waiting") */
 
 typedef struct wexec {
     uint32_t no;
@@ -986,30 +989,35 @@ void weft__mpi_worker_loop(void)
     /* WEFT_TRACE names rank 0's trace: the local executors of this rank
      * (hybrid) must not write theirs over it */
     unsetenv("WEFT_TRACE");
-    uint64_t t0 = 0;
-    for (unsigned spins = 0;; spins++) {
+    /* the wait for a command: t0 when it began, d how long so far (read
+     * every 16 pauses), budget the pause spin of waits with nothing out */
+    uint64_t t0 = 0, d = 0;
+    uint32_t budget = CMD_SPIN_NS;
+    bool idle = false;
+    for (unsigned i = 0;; i++) {
         if (nout) {
             size_t before = nout;
             reap();
-            if (nout != before) {
-                t0 = 0;
-                spins = 0;
-            }
+            if (nout != before) t0 = 0;
         }
         int flag = 0;
         MPI_Message m;
         MPI_Status st;
         MPI_Improbe(0, TAG_CMD, weft__mpi_comm, &flag, &m, &st);
         if (flag) {
+            if (t0 && idle) spin_adapt(&budget, weft__now_ns() - t0, CMD_SPIN_NS);
             do_command(&m, &st);
             t0 = 0;
-            spins = 0;
             continue;
         }
-        if (spins < 64) continue;
-        uint64_t now = weft__now_ns();
-        if (!t0) t0 = now;
-        uint64_t d = now - t0;
+        if (!t0) {
+            t0 = weft__now_ns();
+            d = 0;
+            i = 0;
+            idle = nout == 0;
+        } else if (d >= budget || (i & 15) == 0) {
+            d = weft__now_ns() - t0;
+        }
         if (nout) {
             /* local workers run: leave them the cores, but keep polling
              * MPI for the next command */
@@ -1017,7 +1025,7 @@ void weft__mpi_worker_loop(void)
                 weft__cpu_relax();
             else
                 wait_local(d < 1000000 ? 50000 : d < 20000000 ? 200000 : 1000000);
-        } else if (d < 50000) {
+        } else if (d < budget) {
             weft__cpu_relax();
         } else if (d < 5000000) {
             sched_yield();
