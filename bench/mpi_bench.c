@@ -2,8 +2,11 @@
  *
  * Run by scripts/run-bench.sh under mpirun (never directly):
  *   mpirun -n 3 mpi_bench            rank 0 + 2 worker ranks: submit_batch,
- *                                    submit_roundtrip, map_empty, and the
- *                                    raw MPI_Send/MPI_Recv round trip
+ *                                    submit_roundtrip, map_empty, the raw
+ *                                    MPI_Send/MPI_Recv round trip, and
+ *                                    mpi_hybrid_speedup (16 tasks of ~30 ms
+ *                                    on 1 worker rank x 2 threads against
+ *                                    the serial backend, run by run)
  *   mpirun -n 9 mpi_bench --dispatch rank 0 feeding 8 (oversubscribed)
  *                                    worker ranks: mpi_dispatch_rate
  * Systems: weft-mpi, mpi-raw (a bare ping-pong between ranks 0 and 1, the
@@ -155,6 +158,105 @@ static void measure(const char *bench, const char *unit, double (*run)(long), lo
     bench_settle(100);
 }
 
+/* ---- hybrid: 1 worker rank x 2 threads on coarse tasks ---- */
+
+#define COARSE_TASKS 16
+
+/* a CPU-bound loop the compiler cannot shorten */
+static uint64_t coarse_work(uint64_t x, uint64_t n)
+{
+    uint64_t y = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        y += x * i;
+    }
+    return y;
+}
+
+static int coarse(weft_ctx *ctx, const void *in, size_t len)
+{
+    uint64_t a[2];
+    if (len != sizeof a) return WEFT_EINVAL;
+    memcpy(a, in, sizeof a);
+    uint64_t y = coarse_work(a[0], a[1]);
+    return weft_ctx_set_output(ctx, &y, sizeof y);
+}
+WEFT_TASK_REGISTER(coarse);
+
+static uint64_t coarse_in[COARSE_TASKS][2];
+
+/* Seconds for the COARSE_TASKS items on e; *sum gets the outputs' sum. */
+static double run_coarse(weft_executor *e, uint64_t *sum)
+{
+    weft_results *r = NULL;
+    double t0 = bench_now();
+    int rc = weft_map(e, coarse, coarse_in, sizeof coarse_in[0], COARSE_TASKS, NULL, &r);
+    double dt = bench_now() - t0;
+    *sum = 0;
+    for (size_t i = 0; rc == 0 && i < COARSE_TASKS; i++) {
+        const void *d;
+        uint64_t y;
+        if (weft_results_get(r, i, &d, NULL) != 0) rc = WEFT_ETASK;
+        if (rc == 0) memcpy(&y, d, sizeof y), *sum += y;
+    }
+    weft_results_destroy(r);
+    return rc ? -1 : dt;
+}
+
+/* mpi_hybrid_speedup: serial time over the time of one worker rank with 2
+ * threads (WEFT_MPI_THREADS=2's mode), on 16 tasks of ~30 ms each, each
+ * sample from a serial run and a hybrid run back to back. */
+static void measure_hybrid(void)
+{
+    bench_watchdog(300, "bench=mpi_hybrid_speedup system=weft-mpi");
+    double t0 = bench_now();
+    volatile uint64_t sink = coarse_work(1, 1u << 22);
+    (void)sink;
+    double per = (bench_now() - t0) / (double)(1u << 22);
+    uint64_t n = (uint64_t)(0.03 / (per > 0 ? per : 1e-9));
+    for (int i = 0; i < COARSE_TASKS; i++) {
+        coarse_in[i][0] = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
+        coarse_in[i][1] = n;
+    }
+    weft_options so = {.backend = WEFT_BACKEND_SERIAL};
+    weft_options ho = {.backend = WEFT_BACKEND_MPI, .workers = 1, .mpi.threads = 2};
+    weft_executor *ser = NULL, *hyb = NULL;
+    if (weft_executor_create(&so, &ser) || weft_executor_create(&ho, &hyb)) {
+        bench_skip("mpi_hybrid_speedup", "weft-mpi", weft_last_error());
+        weft_executor_destroy(ser);
+        return;
+    }
+    printf("# hybrid: %d tasks of %.1f ms on 1 worker rank x 2 threads\n", COARSE_TASKS,
+           per * (double)n * 1e3);
+    uint64_t s1, s2;
+    double ts[REPS], th[REPS], sp[REPS];
+    int k = 0;
+    if (run_coarse(hyb, &s2) < 0) bench_fail("mpi_hybrid_speedup: the warm-up failed");
+    for (int i = 0; i < REPS; i++) {
+        ts[k] = run_coarse(ser, &s1);
+        th[k] = run_coarse(hyb, &s2);
+        if (ts[k] < 0 || th[k] < 0 || s1 != s2) {
+            bench_fail("mpi_hybrid_speedup: a run failed or the sums differ");
+            break;
+        }
+        sp[k] = ts[k] / th[k];
+        k++;
+    }
+    alarm(0);
+    weft_executor_destroy(hyb);
+    weft_executor_destroy(ser);
+    if (k == 0) return;
+    bench_report("mpi_hybrid_coarse", "weft-serial", ts, k, "s");
+    bench_report("mpi_hybrid_coarse", "weft-mpi", th, k, "s");
+    bench_report("mpi_hybrid_speedup", "weft-mpi", sp, k, "x");
+    const bench_result *r = bench_get("mpi_hybrid_speedup", "weft-mpi");
+    if (r)
+        bench_target("mpi_hybrid_speedup >= 1.8x (1 worker rank x 2 threads)", 1, r->median >= 1.8);
+    bench_settle(100);
+}
+
 /* mpi4py.futures samples from mpi_anchor.py's output file */
 static void read_anchor(void)
 {
@@ -272,6 +374,11 @@ int main(int argc, char **argv)
             bench_target("submit_roundtrip <= 10 us/task", 1, r->median <= 10);
         if ((r = bench_get("map_empty", "weft-mpi")))
             bench_target("map_empty <= 0.2 us/item", 1, r->median <= 0.2);
+        const bench_result *raw_rt = bench_get("submit_roundtrip", "mpi-raw");
+        if ((r = bench_get("submit_roundtrip", "weft-mpi")) && raw_rt)
+            bench_target("submit_roundtrip <= 1.5x the raw MPI round trip of this run", 1,
+                         r->median <= 1.5 * raw_rt->median);
+        if (workers >= 1) measure_hybrid();
     }
     weft_executor_destroy(ex);
     free(map_in);

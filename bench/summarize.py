@@ -156,6 +156,14 @@ def targets(res):
     v = med("mpi_dispatch_rate", "weft-mpi")
     out.append(("mpi_dispatch_rate: weft-mpi >= 1M tasks/s to 8 worker ranks",
                 None if v is None else v >= 1e6, f"{fmt(v and v / 1e6)}M tasks/s"))
+    # issue 18, mpi: hybrid ranks that use their threads, round trips at MPI's speed
+    v = med("mpi_hybrid_speedup", "weft-mpi")
+    out.append(("mpi_hybrid_speedup: weft-mpi >= 1.8x over serial (1 worker rank x 2 threads)",
+                None if v is None else v >= 1.8, f"{fmt(v)}x"))
+    w, raw = med("submit_roundtrip", "weft-mpi"), med("submit_roundtrip", "mpi-raw")
+    out.append(("submit_roundtrip: weft-mpi <= 1.5x a raw MPI send/recv round trip",
+                None if w is None or raw is None else w <= 1.5 * raw,
+                f"{fmt(w)} vs {fmt(raw)} us"))
     return [t for t in out if t[1] is not None]
 
 

@@ -361,10 +361,19 @@ typedef struct weft_processes_options {
 
 /* Options of the mpi backend (ignored by the others): weft_options.mpi. */
 typedef struct weft_mpi_options {
-    /* Hybrid mode: each worker rank runs the items of a batch on this many
-     * threads of its own (ranks x threads); 0 takes WEFT_MPI_THREADS, else 1
-     * (items run on the rank's main thread). */
+    /* Hybrid mode: each worker rank runs its items on this many local
+     * workers of its own (ranks x threads, or ranks x processes below), all
+     * kept busy whatever the task length; 0 takes WEFT_MPI_THREADS, else 1
+     * (threads: items run on the rank's main thread). */
     int threads;
+    /* What the local workers of a rank are: WEFT_BACKEND_THREADS, or
+     * WEFT_BACKEND_PROCESSES (ranks x processes: each rank runs its items
+     * in worker processes of its own, so a task that crashes fails alone
+     * with WEFT_ECRASHED instead of ending the MPI job). 0 takes
+     * WEFT_MPI_WORKERS ("threads" or "processes"), else threads. Other
+     * values are WEFT_EINVAL. Added after weft 0.2: read only when the
+     * options' size covers it (WEFT_OPTIONS_INIT). */
+    weft_backend rank_backend;
 } weft_mpi_options;
 
 typedef struct weft_options {
@@ -415,7 +424,8 @@ typedef struct weft_options {
 } weft_options;
 
 /* The size of weft_options in weft 0.2: what a size of 0 stands for. */
-#define WEFT_OPTIONS_SIZE_0_2 (offsetof(weft_options, mpi) + sizeof(weft_mpi_options))
+#define WEFT_OPTIONS_SIZE_0_2 \
+    (offsetof(weft_options, mpi) + offsetof(weft_mpi_options, rank_backend))
 /* An initializer that records this header's size: weft_options o = WEFT_OPTIONS_INIT; */
 #define WEFT_OPTIONS_INIT            \
     {                                \

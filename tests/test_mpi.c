@@ -13,6 +13,13 @@
  *
  * Graphs (issue 6): graph_compute_on_mpi computes a reduction tree and a
  * diamond on the worker ranks.
+ *
+ * Hybrid ranks (issue 18): hybrid_* check that one rank of 2 threads runs
+ * two long tasks at once (a task waits for a second one beside it on its
+ * rank; test_mpi_hybrid_n2 runs that under `WEFT_MPI_THREADS=2 mpirun -n
+ * 2`); ranks_x_processes_* run items in the ranks' worker processes,
+ * where a map of 10k items with one segfault gives 1 error and 9,999
+ * results and the job goes on.
  * weft-test-timeout: 300 */
 #define CHECK_CUSTOM_MAIN
 #include "check.h"
@@ -864,6 +871,7 @@ TEST(hybrid_threads_per_rank)
     weft_options o = {.backend = WEFT_BACKEND_MPI, .mpi.threads = 2};
     weft_executor *ex;
     REQUIRE_OK(weft_executor_create(&o, &ex));
+    CHECK_EQ_INT(weft_executor_workers(ex), 2 * nworkers); /* ranks x threads */
     enum {
         N = 5000
     };
@@ -890,6 +898,342 @@ TEST(hybrid_threads_per_rank)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
+/* ---- hybrid ranks: every local worker busy, whatever the task length ---- */
+
+/* On a worker rank: how many pair_task run at once, and the most seen. */
+static _Atomic int pair_running, pair_peak, pair_gave_up;
+
+/* Holds until a second task runs beside it on the same rank (a rank that
+ * runs one task at a time never gets there: then it gives up after 10 s and
+ * the peak stays 1), then 5 ms more, so the dispatcher sees long tasks. */
+static int pair_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in, (void)len;
+    int now = atomic_fetch_add(&pair_running, 1) + 1;
+    int p = atomic_load(&pair_peak);
+    while (now > p && !atomic_compare_exchange_weak(&pair_peak, &p, now)) {
+    }
+    struct timespec ms = {0, 1000000L};
+    for (int i = 0; i < 10000 && atomic_load(&pair_peak) < 2 && !atomic_load(&pair_gave_up); i++)
+        nanosleep(&ms, NULL);
+    if (atomic_load(&pair_peak) < 2) atomic_store(&pair_gave_up, 1);
+    struct timespec hold = {0, 5000000L};
+    nanosleep(&hold, NULL);
+    atomic_fetch_sub(&pair_running, 1);
+    int32_t w = weft_ctx_worker(ctx);
+    return weft_ctx_set_output(ctx, &w, sizeof w);
+}
+WEFT_TASK_REGISTER(pair_task);
+
+/* Returns the rank's peak and starts a new count. */
+static int pair_reset(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in, (void)len;
+    int32_t p = atomic_exchange(&pair_peak, 0);
+    atomic_store(&pair_gave_up, 0);
+    return weft_ctx_set_output(ctx, &p, sizeof p);
+}
+WEFT_TASK_REGISTER(pair_reset);
+
+static int32_t rank_peak(weft_executor *ex)
+{
+    weft_future *f;
+    int32_t p = -1;
+    const void *d;
+    if (weft_submit(ex, pair_reset, NULL, 0, &f) != 0) return -1;
+    if (weft_future_result(f, WEFT_FOREVER, &d, NULL) == 0) memcpy(&p, d, sizeof p);
+    weft_future_release(f);
+    return p;
+}
+
+/* ten long tasks on one rank of 2 threads, by map (the levels workload's
+ * shape) and by plain submits: two of them run at once */
+static void check_pairs(weft_executor *ex)
+{
+    rank_peak(ex);
+    uint32_t items[10] = {0};
+    weft_results *r = NULL;
+    CHECK_OK(weft_map(ex, pair_task, items, sizeof items[0], 10, NULL, &r));
+    CHECK_EQ_U64(weft_results_failed(r), 0);
+    weft_results_destroy(r);
+    CHECK_EQ_INT(rank_peak(ex), 2);
+    weft_future *fs[10];
+    for (int i = 0; i < 10; i++) CHECK_OK(weft_submit(ex, pair_task, NULL, 0, &fs[i]));
+    for (int i = 0; i < 10; i++) {
+        CHECK_OK(weft_future_result(fs[i], WEFT_FOREVER, NULL, NULL));
+        weft_future_release(fs[i]);
+    }
+    CHECK_EQ_INT(rank_peak(ex), 2);
+}
+
+TEST(hybrid_runs_long_tasks_side_by_side)
+{
+    NEED_MPI();
+    weft_options o = {.backend = WEFT_BACKEND_MPI, .workers = 1, .mpi.threads = 2};
+    weft_executor *ex;
+    REQUIRE_OK(weft_executor_create(&o, &ex));
+    CHECK_EQ_INT(weft_executor_workers(ex), 2); /* 1 rank x 2 threads */
+    check_pairs(ex);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* What test_mpi_hybrid_n2 runs: `WEFT_MPI_THREADS=2 mpirun -n 2` (set here
+ * when the environment does not say), the levels demo's shape. */
+TEST(hybrid_threads_from_the_environment)
+{
+    NEED_MPI();
+    bool set = !getenv("WEFT_MPI_THREADS");
+    if (set) setenv("WEFT_MPI_THREADS", "2", 1);
+    weft_options o = {.backend = WEFT_BACKEND_MPI, .workers = 1};
+    weft_executor *ex;
+    REQUIRE_OK(weft_executor_create(&o, &ex));
+    if (atoi(getenv("WEFT_MPI_THREADS")) == 2) {
+        CHECK_EQ_INT(weft_executor_workers(ex), 2);
+        check_pairs(ex);
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+    if (set) unsetenv("WEFT_MPI_THREADS");
+}
+
+/* ---- ranks x processes ---- */
+
+static int crash_at(weft_ctx *ctx, const void *in, size_t len)
+{
+    uint32_t x;
+    if (len != sizeof x) return weft_ctx_fail(ctx, WEFT_EINVAL, "bad length %zu", len);
+    memcpy(&x, in, sizeof x);
+    if (x == 4321) {
+        static volatile uintptr_t bad = 8;
+        *(volatile int *)bad = 1;
+    }
+    uint64_t y = 2ull * x;
+    return weft_ctx_set_output(ctx, &y, sizeof y);
+}
+WEFT_TASK_REGISTER(crash_at);
+
+static int pid_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in, (void)len;
+    int64_t p = getpid();
+    return weft_ctx_set_output(ctx, &p, sizeof p);
+}
+WEFT_TASK_REGISTER(pid_task);
+
+static weft_executor *make_procs(int procs_per_rank)
+{
+    weft_options o = WEFT_OPTIONS_INIT;
+    o.backend = WEFT_BACKEND_MPI;
+    o.mpi.threads = procs_per_rank;
+    o.mpi.rank_backend = WEFT_BACKEND_PROCESSES;
+    weft_executor *ex = NULL;
+    int rc = weft_executor_create(&o, &ex);
+    if (rc) printf("    ranks x processes: %s (%s)\n", weft_strerror(rc), weft_last_error());
+    return ex;
+}
+
+/* The issue's case: a map of 10k items on ranks x processes where one
+ * segfaults gives 1 error and 9,999 results; the job goes on (and the
+ * test program exits 0). */
+TEST(ranks_x_processes_a_crash_fails_alone)
+{
+    NEED_MPI();
+    weft_executor *ex = make_procs(0);
+    REQUIRE(ex);
+    CHECK_EQ_INT(weft_executor_workers(ex), nworkers); /* one process per rank */
+    enum {
+        N = 10000
+    };
+    uint32_t *items = malloc(N * sizeof *items);
+    REQUIRE(items);
+    for (uint32_t i = 0; i < N; i++) items[i] = i;
+    weft_results *r = NULL;
+    CHECK_ERR(weft_map(ex, crash_at, items, sizeof items[0], N, NULL, &r), WEFT_ECRASHED);
+    REQUIRE(r);
+    CHECK_EQ_U64(weft_results_failed(r), 1);
+    CHECK_ERR(weft_results_get(r, 4321, NULL, NULL), WEFT_ECRASHED);
+    CHECK(weft_results_error(r, 4321) && strstr(weft_results_error(r, 4321), "crash_at"));
+    size_t good = 0;
+    for (size_t i = 0; i < N; i++) {
+        const void *d;
+        size_t len;
+        uint64_t y;
+        if (weft_results_get(r, i, &d, &len) != 0 || len != sizeof y) continue;
+        memcpy(&y, d, sizeof y);
+        if (y == 2ull * i) good++;
+    }
+    CHECK_EQ_U64(good, N - 1);
+    weft_results_destroy(r);
+    /* a crashing future alone, and the next tasks run */
+    uint32_t bad = 4321, fine = 5;
+    weft_future *f, *g;
+    CHECK_OK(weft_submit(ex, crash_at, &bad, sizeof bad, &f));
+    CHECK_OK(weft_submit(ex, crash_at, &fine, sizeof fine, &g));
+    CHECK_ERR(weft_future_result(f, WEFT_FOREVER, NULL, NULL), WEFT_ECRASHED);
+    const void *d;
+    CHECK_OK(weft_future_result(g, WEFT_FOREVER, &d, NULL));
+    weft_future_release(f);
+    weft_future_release(g);
+    free(items);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* Items keep their index, seed, worker id, retries and errors on the
+ * rank's worker processes, with 1 and 2 processes per rank. */
+TEST(ranks_x_processes_same_results_as_threads)
+{
+    NEED_MPI();
+    for (int k = 1; k <= 2; k++) {
+        weft_executor *ex = make_procs(k);
+        REQUIRE(ex);
+        CHECK_EQ_INT(weft_executor_workers(ex), nworkers * k);
+        weft_options so = {.backend = WEFT_BACKEND_SERIAL};
+        weft_executor *ser;
+        REQUIRE_OK(weft_executor_create(&so, &ser));
+        enum {
+            N = 64
+        };
+        weft_future *fm[N], *fs[N];
+        for (int i = 0; i < N; i++) {
+            CHECK_OK(weft_submit(ex, who_task, NULL, 0, &fm[i]));
+            CHECK_OK(weft_submit(ser, who_task, NULL, 0, &fs[i]));
+        }
+        for (int i = 0; i < N; i++) {
+            const void *a, *b;
+            CHECK_OK(weft_future_result(fm[i], WEFT_FOREVER, &a, NULL));
+            CHECK_OK(weft_future_result(fs[i], WEFT_FOREVER, &b, NULL));
+            who wa, wb;
+            memcpy(&wa, a, sizeof wa);
+            memcpy(&wb, b, sizeof wb);
+            CHECK_EQ_U64(wa.index, (uint64_t)i);
+            CHECK_EQ_U64(wa.seed, wb.seed);
+            CHECK(wa.worker >= 0 && wa.worker < nworkers);
+            weft_future_release(fm[i]);
+            weft_future_release(fs[i]);
+        }
+        weft_executor_destroy(ser);
+        /* retries run in the worker process */
+        weft_future *f;
+        weft_submit_options ro = {.retries = 2};
+        CHECK_OK(weft_submit_ex(ex, flaky, NULL, 0, &ro, &f));
+        const void *d;
+        CHECK_OK(weft_future_result(f, WEFT_FOREVER, &d, NULL));
+        weft_future_release(f);
+        /* results, errors and stop-on-error as on the other levels */
+        enum {
+            M = 5000
+        };
+        uint32_t *items = malloc(M * sizeof *items);
+        REQUIRE(items);
+        for (uint32_t i = 0; i < M; i++) items[i] = i;
+        weft_results *r = NULL;
+        CHECK_OK(weft_map(ex, twice, items, sizeof items[0], M, NULL, &r));
+        uint64_t sum = 0;
+        for (size_t i = 0; r && i < M; i++) {
+            uint64_t y;
+            if (weft_results_get(r, i, &d, NULL) == 0) {
+                memcpy(&y, d, sizeof y);
+                sum += y;
+            }
+        }
+        CHECK_EQ_U64(sum, 2ull * ((uint64_t)M * (M - 1) / 2));
+        weft_results_destroy(r);
+        CHECK_ERR(weft_map(ex, fail_some, items, sizeof items[0], 1000, NULL, &r),
+                  WEFT_ERANGE_TEST);
+        CHECK_EQ_U64(weft_results_failed(r), 10);
+        CHECK(weft_results_error(r, 7) && strstr(weft_results_error(r, 7), "item 7 is bad"));
+        weft_results_destroy(r);
+        weft_map_options mo = {.flags = WEFT_MAP_STOP_ON_ERROR, .chunk_size = 10};
+        CHECK_ERR(weft_map(ex, fail_some, items, sizeof items[0], M, &mo, &r), WEFT_ERANGE_TEST);
+        CHECK_ERR(weft_results_get(r, 7, NULL, NULL), WEFT_ERANGE_TEST);
+        CHECK_ERR(weft_results_get(r, M - 1, NULL, NULL), WEFT_ECANCELLED);
+        weft_results_destroy(r);
+        /* large payloads both ways */
+        size_t big = 3u << 20;
+        unsigned char *in = malloc(big);
+        REQUIRE(in);
+        for (size_t i = 0; i < big; i++) in[i] = (unsigned char)(i * 7);
+        CHECK_OK(weft_submit(ex, echo_plus, in, big, &f));
+        size_t len = 0;
+        CHECK_OK(weft_future_result(f, WEFT_FOREVER, &d, &len));
+        CHECK_EQ_U64(len, big);
+        if (len == big) {
+            const unsigned char *o = d;
+            size_t bad = 0;
+            for (size_t i = 0; i < big; i++) bad += o[i] != (unsigned char)(in[i] + 1);
+            CHECK_EQ_U64(bad, 0);
+        }
+        weft_future_release(f);
+        free(in);
+        free(items);
+        CHECK_OK(weft_executor_destroy(ex));
+    }
+}
+
+/* The initializer runs in each worker process of each rank. */
+TEST(ranks_x_processes_initializer_per_process)
+{
+    NEED_MPI();
+    int64_t base = 42;
+    weft_options o = WEFT_OPTIONS_INIT;
+    o.backend = WEFT_BACKEND_MPI;
+    o.mpi.rank_backend = WEFT_BACKEND_PROCESSES;
+    o.mpi.threads = 2;
+    o.initializer = init_state;
+    o.init_input = &base;
+    o.init_len = sizeof base;
+    weft_executor *ex;
+    REQUIRE_OK(weft_executor_create(&o, &ex));
+    weft_future *fs[20];
+    for (int i = 0; i < 20; i++) CHECK_OK(weft_submit(ex, read_state, NULL, 0, &fs[i]));
+    for (int i = 0; i < 20; i++) {
+        const void *d;
+        CHECK_OK(weft_future_result(fs[i], WEFT_FOREVER, &d, NULL));
+        int64_t v[2];
+        memcpy(v, d, sizeof v);
+        CHECK(v[0] == 42 * 1000 || v[0] == 42 * 1000 + 1); /* the process's number */
+        weft_future_release(fs[i]);
+    }
+    CHECK_OK(weft_executor_destroy(ex));
+    o.initializer = init_fails;
+    o.mpi.threads = 1;
+    ex = (weft_executor *)1;
+    CHECK_ERR(weft_executor_create(&o, &ex), WEFT_EINVAL);
+    CHECK(ex == NULL);
+    CHECK(strstr(weft_last_error(), "no state for worker 0") != NULL);
+}
+
+/* WEFT_MPI_WORKERS=processes selects it; tasks then run in processes
+ * other than the rank's. */
+TEST(ranks_x_processes_from_the_environment)
+{
+    NEED_MPI();
+    weft_options o = {.backend = WEFT_BACKEND_MPI, .workers = 1};
+    weft_executor *ex;
+    int64_t pid_rank = -1, pid_proc = -2;
+    const void *d;
+    weft_future *f;
+    REQUIRE_OK(weft_executor_create(&o, &ex)); /* threads: on the rank itself */
+    CHECK_OK(weft_submit(ex, pid_task, NULL, 0, &f));
+    if (weft_future_result(f, WEFT_FOREVER, &d, NULL) == 0) memcpy(&pid_rank, d, sizeof pid_rank);
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+    setenv("WEFT_MPI_WORKERS", "processes", 1);
+    REQUIRE_OK(weft_executor_create(&o, &ex));
+    CHECK_OK(weft_submit(ex, pid_task, NULL, 0, &f));
+    if (weft_future_result(f, WEFT_FOREVER, &d, NULL) == 0) memcpy(&pid_proc, d, sizeof pid_proc);
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+    CHECK(pid_rank > 0 && pid_proc > 0 && pid_rank != pid_proc);
+    CHECK(pid_proc != getpid());
+    setenv("WEFT_MPI_WORKERS", "serial", 1);
+    CHECK_ERR(weft_executor_create(&o, &ex), WEFT_EINVAL);
+    CHECK(strstr(weft_last_error(), "WEFT_MPI_WORKERS") != NULL);
+    unsetenv("WEFT_MPI_WORKERS");
+    weft_options bad = WEFT_OPTIONS_INIT;
+    bad.backend = WEFT_BACKEND_MPI;
+    bad.mpi.rank_backend = WEFT_BACKEND_MPI;
+    CHECK_ERR(weft_executor_create(&bad, &ex), WEFT_EINVAL);
+}
 TEST(trace_has_a_lane_per_rank)
 {
     NEED_MPI();
@@ -1137,7 +1481,7 @@ int main(int argc, char **argv)
         return 1;
     }
     /* only rank 0 gets here under mpirun */
-    weft_options o = {.backend = WEFT_BACKEND_MPI};
+    weft_options o = {.backend = WEFT_BACKEND_MPI, .mpi.threads = 1}; /* worker ranks */
     weft_executor *probe = NULL;
     if (weft_executor_create(&o, &probe) == 0) {
         under_mpi = true;

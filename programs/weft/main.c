@@ -1425,7 +1425,7 @@ int main(int argc, char **argv)
         if (rc)
             die(255, "cannot start %s workers: %s (%s)", mpi ? "mpi" : "thread", weft_strerror(rc),
                 weft_last_error());
-        if (mpi) jobs = weft_executor_workers(R.ex) * jobs;
+        if (mpi) jobs = weft_executor_workers(R.ex); /* worker ranks x jobs threads */
     }
     R.slots = jobs;
     R.free_slots = xmalloc((size_t)jobs * sizeof *R.free_slots);

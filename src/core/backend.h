@@ -71,7 +71,9 @@ typedef struct weft__init_ctx {
     char ***argv;
     /* set by prepare(): this process was started by a launcher (mpirun),
      * and the launcher made it a remote worker (an mpi rank other than 0):
-     * the other backends then start nothing */
+     * the other backends then start nothing. (The mpi backend does not set
+     * it for its worker ranks: they keep the processes backend's fork
+     * server for ranks x processes.) */
     bool launched;
     bool remote_worker;
     /* what a backend may call above the core (its worker processes or

@@ -15,11 +15,17 @@
  * chunk (sized by map's own estimator) is one batch. Up to DEPTH batches
  * are in flight per rank, so a rank always has its next batch queued
  * while it runs one and the message latency is hidden. (3) with nothing
- * to do, spin briefly, then yield, then sleep on the executor's futex (a
- * submit wakes it) with a timeout while results are awaited.
+ * to do, pause for an adaptive budget, then yield, then sleep on the
+ * executor's futex (a submit wakes it), with a timeout while results are
+ * awaited (wire.h, "waiting"). A task alone goes to the lowest idle rank.
  *
- * A worker rank runs its batches in the order sent, so results from rank r
- * answer the oldest batch in r's FIFO: no lookup table.
+ * A worker rank that runs its items inline answers its batches in the
+ * order sent, so a result from rank r is for the oldest batch in r's list;
+ * a hybrid rank (local threads or processes, opts.mpi) runs several
+ * batches at once and answers each when it finishes, so the answer is
+ * looked up by batch number in r's short list. A hybrid rank gets as many
+ * batches in flight as it has local workers, besides the DEPTH that hide
+ * the latency, so every local worker has work whatever the task length.
  *
  * Ownership: a sent batch keeps its send buffer and MPI requests until its
  * answer arrives (then every request is complete: the worker has received
@@ -52,7 +58,8 @@
 #define DEPTH 4
 #define DEPTH_LONG 2
 #define LONG_ITEM_NS 500000.0
-#define IDLE_SPIN_NS 50000
+#define IDLE_SPIN_NS 50000u   /* no work: pause and yield this long, then park */
+#define ANSWER_SPIN_NS 20000u /* answers awaited: pause at most this long, then yield */
 #define PACK_OOM "out of memory packing the batch for the worker rank"
 
 typedef struct big {
@@ -89,7 +96,6 @@ struct weft__mpi_exec {
     int tag;
     rankq *rq;
     int inflight;
-    int rr;
     batch *free_batches;
     unsigned char *rbuf;
     size_t rcap;
@@ -98,6 +104,9 @@ struct weft__mpi_exec {
     size_t blocks_cap;
     weft_future *pending; /* taken, not sent yet */
     double item_ns;       /* recent time per item on the workers */
+    uint32_t answer_spin; /* pause budget while answers are awaited (wire.h) */
+    uint32_t idle_spin;   /* pause budget while no work is queued */
+    int lanes;            /* trace rows per rank (weft__mpi_lanes_per_rank) */
     uint32_t next_batch;
     struct {
         weft_task_fn fn;
@@ -179,6 +188,7 @@ static void weft__exec_mpi_params(const weft_executor *ex, weft__mpi_params *p)
     const weft__mpi_data *d = weft__exec_data(ex);
     p->ranks = d->ranks;
     p->threads = d->threads;
+    p->procs = d->procs;
     p->seed = ex->seed;
     p->initializer = ex->initializer;
     p->finalizer = ex->finalizer;
@@ -198,6 +208,9 @@ int weft__mpi_exec_open(weft_executor *ex, char **msg)
     }
     M->ex = ex;
     M->p = p;
+    M->lanes = weft__mpi_lanes_per_rank(p.ranks, p.threads);
+    M->answer_spin = ANSWER_SPIN_NS;
+    M->idle_spin = IDLE_SPIN_NS;
     M->no = atomic_fetch_add(&next_exec_no, 1);
     M->tag = res_tag(M->no);
     *weft__exec_mpi_slot(ex) = M;
@@ -213,7 +226,8 @@ int weft__mpi_exec_open(weft_executor *ex, char **msg)
     h->type = MSG_OPEN;
     h->exec = M->no;
     h->nnames = 2;
-    h->flags = (p.initializer ? 1u : 0u) | (p.finalizer ? 2u : 0u);
+    h->flags = (p.initializer ? OF_INIT : 0u) | (p.finalizer ? OF_FINI : 0u) |
+               (p.procs ? OF_PROCESSES : 0u);
     h->seed = p.seed;
     h->threads = p.threads;
     unsigned char *q = buf + sizeof *h;
@@ -545,20 +559,24 @@ static bool send_next(struct weft__mpi_exec *M, int rank)
 /* The worker rank with room and the fewest batches in flight, or -1. */
 static int pick_rank(struct weft__mpi_exec *M)
 {
-    int depth = M->item_ns > LONG_ITEM_NS ? DEPTH_LONG : DEPTH;
+    /* a hybrid rank runs as many batches at once as it has local workers:
+     * it needs that many in flight besides the queued ones that hide the
+     * message latency */
+    int extra = M->p.threads - 1;
+    int depth = M->item_ns > LONG_ITEM_NS ? DEPTH_LONG + extra : DEPTH + 2 * extra;
+    /* ties go to the lowest rank, not round robin: one task at a time keeps
+     * one rank busy and lets the others go to sleep, instead of keeping them
+     * all spinning on cores the round trip needs (wire.h, "waiting") */
     int best = -1, best_n = depth;
     int R = M->p.ranks;
-    for (int k = 0; k < R; k++) {
-        int i = (M->rr + k) % R;
+    for (int i = 0; i < R; i++) {
         if (M->rq[i].n < best_n) {
             best = i;
             best_n = M->rq[i].n;
             if (best_n == 0) break;
         }
     }
-    if (best < 0) return -1;
-    M->rr = (best + 1) % R;
-    return best + 1;
+    return best < 0 ? -1 : best + 1;
 }
 
 /* ---- receiving ---- */
@@ -606,11 +624,17 @@ static bool poll_one(struct weft__mpi_exec *M)
     bool held = weft__mpi_recv_msg(&m, count, src, M->tag, &M->rbuf, &M->rcap, &h,
                                    WEFT__MPI_FAULT_RESULT) == 0;
     rankq *q = &M->rq[src - 1];
-    batch *b = q->head;
+    /* the oldest batch in flight, unless the rank runs its items on local
+     * workers: then batches finish in any order (wire.h) */
+    batch *b = q->head, *prev = NULL;
+    while (b && b->id != h.batch) {
+        prev = b;
+        b = b->next;
+    }
     size_t n = h.n;
     bool failed = (h.flags & RF_FAILED) != 0;
-    if (h.type != MSG_RESULT || !b || b->id != h.batch || (!failed && n != b->n)) {
-        /* cannot happen (a rank answers its batches in order): dropped,
+    if (h.type != MSG_RESULT || !b || (!failed && n != b->n)) {
+        /* cannot happen (a rank answers only batches it was sent): dropped,
          * with what follows it */
         if (held) weft__mpi_drain(src, M->tag, h.follow - (pieces(h.total) - 1));
         pthread_mutex_unlock(&weft__mpi_mu);
@@ -637,11 +661,14 @@ static bool poll_one(struct weft__mpi_exec *M)
     MPI_Waitall(b->nreq, b->reqs, MPI_STATUSES_IGNORE);
     pthread_mutex_unlock(&weft__mpi_mu);
 
-    q->head = b->next;
-    if (!q->head) q->tail = NULL;
+    if (prev)
+        prev->next = b->next;
+    else
+        q->head = b->next;
+    if (q->tail == b) q->tail = prev;
     q->n--;
     M->inflight--;
-    int lane = src - 1;
+    int lane = (src - 1) * M->lanes; /* the rank's first trace row */
     if (err) {
         fail_items(M, b, b->n, lane, err, why);
         return true;
@@ -649,10 +676,13 @@ static bool poll_one(struct weft__mpi_exec *M)
 
     uint64_t now = weft__now_ns();
     bool same = weft__mpi_same_host && weft__mpi_same_host[src];
+    int first_lane = lane;
     double busy = 0;
     for (size_t i = 0; i < n; i++) {
         const w_res *r = (const w_res *)p;
         p += sizeof *r;
+        int item_lane = lane + (r->sub < (uint32_t)M->lanes ? (int)r->sub : 0);
+        if (i == 0) first_lane = item_lane;
         weft__rres res;
         res.err = r->err;
         res.remote = 0;
@@ -684,14 +714,14 @@ static bool poll_one(struct weft__mpi_exec *M)
         busy += (double)(r->t1 - r->t0);
         res.t0 = same ? r->t0 : b->sent_ns;
         res.t1 = same ? r->t1 : now;
-        deliver(M, b, i, lane, &res);
+        deliver(M, b, i, item_lane, &res);
         if (M->blocks[i]) weft__out_free(M->blocks[i]); /* not kept */
         free(msg);
     }
     double per = busy / (double)(n ? n : 1);
     if (per < 1) per = 1;
     M->item_ns = M->item_ns > 0 ? 0.7 * M->item_ns + 0.3 * per : per;
-    batch_done(M, b, n, lane);
+    batch_done(M, b, n, first_lane);
     return true;
 }
 
@@ -702,8 +732,9 @@ void weft__mpi_dispatch(weft_executor *ex)
     struct weft__mpi_exec *M = *weft__exec_mpi_slot(ex);
     uint64_t wait_t0 = 0;
     for (;;) {
-        bool did = false;
-        while (M->inflight && poll_one(M)) did = true;
+        bool did = false, got = false;
+        while (M->inflight && poll_one(M)) did = got = true;
+        if (got && wait_t0) spin_adapt(&M->answer_spin, weft__now_ns() - wait_t0, ANSWER_SPIN_NS);
         for (int r; (r = pick_rank(M)) > 0;) {
             if (!send_next(M, r)) break;
             did = true;
@@ -714,14 +745,20 @@ void weft__mpi_dispatch(weft_executor *ex)
         }
         if (!M->inflight && !M->pending) {
             if (weft__exec_stopping(ex)) break;
-            /* idle: spin a moment (the next submit is often close), then sleep */
-            uint64_t t0 = weft__now_ns();
+            /* idle: spin a moment (the next submit is often close: pause,
+             * then yield, wire.h), then sleep until a submit wakes us */
+            uint64_t t0 = weft__now_ns(), d = 0;
             weft_future *f = NULL;
-            for (unsigned i = 1; !f; i++) {
-                f = weft__exec_take(ex);
-                if (f || ((i & 15) == 0 && weft__now_ns() - t0 > IDLE_SPIN_NS)) break;
-                weft__cpu_relax();
+            for (unsigned i = 1;; i++) {
+                if ((f = weft__exec_take(ex))) break;
+                if (d >= M->idle_spin || (i & 15) == 0) d = weft__now_ns() - t0;
+                if (d > IDLE_SPIN_NS) break;
+                if (d < M->idle_spin)
+                    weft__cpu_relax();
+                else
+                    sched_yield();
             }
+            spin_adapt(&M->idle_spin, f ? weft__now_ns() - t0 : UINT64_MAX, IDLE_SPIN_NS);
             if (!f) f = weft__exec_idle(ex, 100000000);
             M->pending = f;
             continue;
@@ -730,7 +767,7 @@ void weft__mpi_dispatch(weft_executor *ex)
         uint64_t now = weft__now_ns();
         if (!wait_t0) wait_t0 = now;
         uint64_t d = now - wait_t0;
-        if (d < 20000) {
+        if (d < M->answer_spin) {
             weft__cpu_relax();
         } else if (d < 1000000) {
             sched_yield();

@@ -13,14 +13,15 @@
  * Rank 0 returns to main; every other rank enters the worker loop and
  * never returns: it leaves through exit(0) after MPI_Finalize when rank 0
  * sends STOP from weft_finalize() (called by atexit if the program does
- * not). The environment tells the rank before MPI_Init, so only rank 0
- * forks a fork server.
+ * not). Every rank has forked the processes backend's fork server by then
+ * (rank 0 for processes executors, worker ranks for ranks x processes).
  */
 #ifdef WEFT_HAVE_MPI
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "backends/mpi/wire.h"
@@ -85,7 +86,8 @@ int weft__mpi_init(int *argc, char ***argv)
     return 0;
 }
 
-int weft__mpi_check_create(int workers, int threads, int *ranks, int *threads_out)
+int weft__mpi_check_create(int workers, int threads, weft_backend rank_backend, int *ranks,
+                           int *threads_out, bool *procs_out)
 {
     if (!inited) {
         if (weft__mpi_env_rank() >= 0)
@@ -121,6 +123,26 @@ int weft__mpi_check_create(int workers, int threads, int *ranks, int *threads_ou
     if (threads < 0 || threads > 1024)
         return weft__err(WEFT_EINVAL, "weft_executor_create: mpi_threads %d is not in 0..1024",
                          threads);
+    if (rank_backend == WEFT_BACKEND_DEFAULT) {
+        const char *v = getenv("WEFT_MPI_WORKERS");
+        rank_backend = WEFT_BACKEND_THREADS;
+        if (v && *v) {
+            /* not weft_backend_parse: the core's table of backends names this
+             * backend, which must not call back into it */
+            if (!strcasecmp(v, "processes"))
+                rank_backend = WEFT_BACKEND_PROCESSES;
+            else if (strcasecmp(v, "threads"))
+                return weft__err(WEFT_EINVAL,
+                                 "WEFT_MPI_WORKERS='%s' is not what a worker rank runs its "
+                                 "tasks on: use threads or processes",
+                                 v);
+        }
+    }
+    if (rank_backend != WEFT_BACKEND_THREADS && rank_backend != WEFT_BACKEND_PROCESSES)
+        return weft__err(WEFT_EINVAL,
+                         "weft_executor_create: mpi.rank_backend %d is not "
+                         "WEFT_BACKEND_THREADS or WEFT_BACKEND_PROCESSES",
+                         (int)rank_backend);
     if (threads == 0) {
         const char *v = getenv("WEFT_MPI_THREADS");
         if (v && *v) {
@@ -136,6 +158,7 @@ int weft__mpi_check_create(int workers, int threads, int *ranks, int *threads_ou
     }
     *ranks = workers > 0 ? workers : weft__mpi_size - 1;
     *threads_out = threads;
+    *procs_out = rank_backend == WEFT_BACKEND_PROCESSES;
     return 0;
 }
 

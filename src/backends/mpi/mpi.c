@@ -17,16 +17,21 @@
 static int mpi_create(const weft_options *o, weft__shape *shape, void **data)
 {
     int ranks = 0, threads = 0;
-    int rc = weft__mpi_check_create(o->workers, o->mpi.threads, &ranks, &threads);
+    bool procs = false;
+    int rc = weft__mpi_check_create(o->workers, o->mpi.threads, o->mpi.rank_backend, &ranks,
+                                    &threads, &procs);
     if (!rc) rc = weft__check_hooks_registered(o->initializer, o->finalizer, "mpi");
     if (rc) return rc;
     weft__mpi_data *d = calloc(1, sizeof *d);
     if (!d) return weft__err(WEFT_ENOMEM, "weft_executor_create: out of memory");
     d->ranks = ranks;
     d->threads = threads;
+    d->procs = procs;
     shape->lanes = 1; /* the dispatcher */
-    shape->workers = ranks;
-    shape->trace_lanes = ranks; /* a row per rank */
+    /* what runs at once: every local worker of every rank (map, ranges and
+     * bags split their work by it), and a trace row for each */
+    shape->workers = ranks * threads;
+    shape->trace_lanes = ranks * weft__mpi_lanes_per_rank(ranks, threads);
     *data = d;
     return 0;
 }
@@ -51,9 +56,13 @@ static void mpi_lane_close(weft_executor *ex, weft__lane *l)
 
 static void mpi_prepare(weft__init_ctx *c)
 {
+    /* Worker ranks are not marked remote_worker: the processes backend then
+     * starts its fork server there too, before MPI_Init, so that an
+     * executor in ranks x processes mode (opts.mpi.rank_backend) can fork
+     * the rank's worker processes safely later. It costs one sleeping
+     * process per rank. */
     int rank = weft__mpi_env_rank();
     if (rank >= 0) c->launched = true;
-    if (rank > 0) c->remote_worker = true;
 }
 
 static int mpi_init(weft__init_ctx *c)

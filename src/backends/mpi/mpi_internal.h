@@ -30,7 +30,8 @@ struct weft__mpi_exec;
 /* What an mpi executor's dispatcher needs from its executor. */
 typedef struct weft__mpi_params {
     int ranks;   /* worker ranks used: 1..ranks */
-    int threads; /* hybrid: threads per worker rank (1: none) */
+    int threads; /* hybrid: local workers per worker rank (1: none, unless procs) */
+    bool procs;  /* ranks x processes: the local workers are processes */
     uint64_t seed;
     weft_task_fn initializer, finalizer;
     const void *init_in;
@@ -58,9 +59,16 @@ void weft__exec_complete_remote(weft_executor *ex, int lane, weft_future *f, con
  * keeps its own state in M). */
 typedef struct weft__mpi_data {
     int ranks;   /* worker ranks used: 1..ranks */
-    int threads; /* hybrid: threads per worker rank */
+    int threads; /* hybrid: local workers per worker rank */
+    bool procs;  /* ranks x processes */
     struct weft__mpi_exec *M;
 } weft__mpi_data;
+/* Trace rows per worker rank: one per local worker (hybrid), unless that
+ * makes more than 4096 rows; then one per rank. */
+static inline int weft__mpi_lanes_per_rank(int ranks, int threads)
+{
+    return (long)ranks * threads <= 4096 ? threads : 1;
+}
 /* weft_finalize's part: stops the worker ranks, finalizes MPI if weft
  * initialized it. */
 int weft__mpi_finalize(void);
@@ -76,8 +84,10 @@ int weft__mpi_init(int *argc, char ***argv);
  * launched by an MPI launcher). Safe before MPI_Init. */
 int weft__mpi_env_rank(void);
 /* Validates an mpi executor's creation: `workers` asked (0: all worker
- * ranks), `threads` asked (0: WEFT_MPI_THREADS, else 1). */
-int weft__mpi_check_create(int workers, int threads, int *ranks, int *threads_out);
+ * ranks), `threads` asked (0: WEFT_MPI_THREADS, else 1), `rank_backend`
+ * asked (0: WEFT_MPI_WORKERS, else threads); *procs_out: ranks x processes. */
+int weft__mpi_check_create(int workers, int threads, weft_backend rank_backend, int *ranks,
+                           int *threads_out, bool *procs_out);
 /* On the dispatcher thread: opens the executor on the worker ranks (runs
  * the initializer there). On failure *msg (heap) may say why. */
 int weft__mpi_exec_open(weft_executor *ex, char **msg);

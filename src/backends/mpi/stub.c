@@ -23,12 +23,15 @@ int weft__mpi_init(int *argc, char ***argv)
     return 0;
 }
 
-int weft__mpi_check_create(int workers, int threads, int *ranks, int *threads_out)
+int weft__mpi_check_create(int workers, int threads, weft_backend rank_backend, int *ranks,
+                           int *threads_out, bool *procs_out)
 {
     (void)workers;
     (void)threads;
+    (void)rank_backend;
     *ranks = 0;
     *threads_out = 0;
+    *procs_out = false;
     return weft__err(WEFT_ENOTSUP, "the 'mpi' backend is not available in this build (MPI was "
                                    "not found when weft was configured)");
 }

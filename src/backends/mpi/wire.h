@@ -17,6 +17,11 @@
  *            With RF_FAILED: hdr (err, message) only, no records: the
  *            worker could not run or answer the batch (out of memory), every
  *            item fails with err.
+ *            A rank whose items run inline answers its batches in the order
+ *            sent; a hybrid rank (local threads or processes) answers each
+ *            batch when its last item finishes, so rank 0 finds the batch
+ *            by its number. An answer and the messages that follow it are
+ *            always sent in one go.
  *
  * Every MPI message is at most PIECE bytes: a longer command, answer or
  * payload travels as consecutive pieces. The header (always whole in the
@@ -59,6 +64,9 @@ enum {
 enum {
     BF_STOP_ON_ERROR = 1, /* batch: cancel the rest after a failed item */
     RF_FAILED = 2,        /* result: the whole batch failed with hdr.err */
+    OF_INIT = 1,          /* open: has an initializer */
+    OF_FINI = 2,          /* open: has a finalizer */
+    OF_PROCESSES = 4,     /* open: the local workers are processes (ranks x processes) */
     IF_BIG = 1,           /* item / record: the payload is its own message */
 };
 
@@ -72,7 +80,7 @@ typedef struct w_hdr {
     int32_t err;      /* OPENED / CLOSED */
     uint32_t msg_len; /* OPENED: the message follows the header */
     uint64_t seed;
-    int32_t threads; /* OPEN: hybrid threads per rank */
+    int32_t threads; /* OPEN: hybrid local workers per rank */
     int32_t rank;    /* replies: the sender */
     uint64_t total;  /* bytes of this command or answer (all its pieces) */
     uint32_t follow; /* messages after the first that belong to it */
@@ -91,7 +99,7 @@ typedef struct w_res {
     uint32_t flags;
     uint64_t out_len;
     uint32_t msg_len;
-    uint32_t pad;
+    uint32_t sub;    /* the rank's local worker that ran it (hybrid; else 0) */
     uint64_t t0, t1; /* on the worker's CLOCK_MONOTONIC */
 } w_res;
 
@@ -109,6 +117,31 @@ static inline uint32_t pieces(size_t len)
 static inline int res_tag(uint32_t exec)
 {
     return TAG_RES0 + (int)(exec % TAG_RES_SPAN);
+}
+
+/* ---- waiting: spin, yield, park ----
+ *
+ * Every hop of a task (rank 0's dispatcher waiting for a submit or an
+ * answer, a worker rank waiting for a command) waits the same way: it
+ * pauses (weft__cpu_relax) for at most `budget` ns, then yields the CPU
+ * (sched_yield) until its horizon, then parks (futex or sleep). The budget
+ * adapts, as a future's waiter does (core/future.c): doubled when a wait
+ * ended within it, halved when not, between SPIN_MIN_NS and its maximum.
+ * So round trips on free cores are caught by the pause spin (no system
+ * call on the path), while long tasks, idle ranks, and hops that share a
+ * core with the thread that has the work (3 or 4 threads on the path of a
+ * round trip, 2 cores) shrink it to SPIN_MIN_NS and yield instead: the
+ * yield hands the core to that thread at once, where a pause spin would
+ * hold it until the kernel's tick. Open MPI's own progress (MPI_Improbe)
+ * yields too when OMPI_MCA_mpi_yield_when_idle=1. */
+#define SPIN_MIN_NS 1000u
+
+static inline void spin_adapt(uint32_t *budget, uint64_t waited, uint32_t max)
+{
+    if (waited <= *budget)
+        *budget = *budget * 2 > max ? max : *budget * 2;
+    else if (*budget / 2 >= SPIN_MIN_NS)
+        *budget /= 2;
 }
 
 /* ---- shared state (init.c) ---- */

@@ -1,16 +1,45 @@
 /* worker.c : the loop of a worker rank (ranks 1..n-1) of the mpi backend.
  *
- * One thread makes every MPI call: it waits for a command from rank 0
- * (MPI_Improbe, spinning briefly, then yielding, then sleeping in growing
- * steps so an idle rank leaves its core to others), receives it whole
- * (MPI_Mrecv into a buffer kept between batches), runs the batch's items
- * in order and answers with one RESULT message (plus one message per big
- * output, sent straight from the task's output block).
+ * One thread, the rank's main thread, makes every MPI call: it waits for a
+ * command from rank 0 (MPI_Improbe), receives it whole (MPI_Mrecv into a
+ * buffer kept between commands) and answers each batch with one RESULT
+ * message (plus one message per big output, sent straight from the task's
+ * output block).
  *
  * State per executor (OPEN .. CLOSE): the initializer's output, the
- * finalizer, and in hybrid mode a local threads executor on which a
- * batch's items run in parallel (weft_map over the item numbers). The
- * worker id a task sees is rank - 1 in both modes.
+ * finalizer, and in hybrid mode a local executor of k workers:
+ *
+ * - inline (k = 1, threads): the main thread runs a batch's items in order
+ *   and answers it; batches are answered in the order sent.
+ * - ranks x threads (k > 1): a batch goes to the local threads executor as
+ *   min(n, k) runner tasks that take its items one by one from a shared
+ *   counter, so every thread is busy whatever the task length and however
+ *   many items a batch holds; the main thread goes back to MPI at once and
+ *   takes the next batch while these run. The last runner to leave a batch
+ *   pushes it on the done stack; the main thread answers it. Batches thus
+ *   finish, and are answered, in any order (rank 0 finds them by number).
+ * - ranks x processes: each item is a future of a local processes executor
+ *   (the rank's worker processes, forked by the fork server weft_init
+ *   started on this rank before MPI_Init). The future runs "weft.mpi.item"
+ *   in a worker process, which runs the task in a context with the item's
+ *   own index, seed and retries and sends back a framed result (the task's
+ *   code, message, times and output). A task that crashes kills only its
+ *   worker process: its future fails with WEFT_ECRASHED, the processes
+ *   backend replaces the process, the rank goes on. The futures' on_done
+ *   callbacks count the batch down and push it on the done stack.
+ *
+ * The worker id a task sees is rank - 1 in every mode.
+ *
+ * Waking the main thread: the done stack is a lock-free stack; pushing it
+ * bumps done_seq and wakes the main thread with a futex only if it sleeps
+ * there (main_sleeping; seq_cst on both sides, so either the main thread
+ * sees the batch or the pusher sees it sleeping). While local work runs,
+ * the main thread spins 20 us, then sleeps on done_seq with a timeout that
+ * grows from 50 us to 1 ms (it must still poll MPI for the next command):
+ * the local workers keep the cores. With nothing out, it polls
+ * MPI_Improbe pausing for an adaptive budget (at most 50 us, wire.h
+ * "waiting"), then yielding until 5 ms, then sleeping in 50 us (later
+ * 1 ms) steps.
  *
  * Out of memory: nothing aborts. A command or big input the rank cannot
  * hold is received into the scratch buffer and dropped (wire.h); the items
@@ -18,10 +47,10 @@
  * RF_FAILED answer that needs no allocation (reply()).
  *
  * A task that crashes the rank (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT)
- * is named on stderr by an async-signal-safe handler before the default
- * action ends the process; mpirun then aborts the whole job (Open MPI's
- * default when a rank dies), which is the honest outcome: MPI has no way to
- * replace a rank.
+ * in the inline or threads modes is named on stderr by an async-signal-safe
+ * handler before the default action ends the process; mpirun then aborts
+ * the whole job (Open MPI's default when a rank dies): MPI has no way to
+ * replace a rank. Ranks x processes is the mode where it fails alone.
  */
 #ifdef WEFT_HAVE_MPI
 #include <errno.h>
@@ -35,6 +64,8 @@
 
 #include "backends/mpi/wire.h"
 
+#define CMD_SPIN_NS 50000u /* longest pause spin for a command (wire.h, "waiting") */
+
 typedef struct wexec {
     uint32_t no;
     int tag;
@@ -42,14 +73,16 @@ typedef struct wexec {
     void *state; /* initializer output (weft__out_alloc block) or NULL */
     size_t state_len;
     int threads;
-    weft_executor *local; /* hybrid mode */
+    bool procs;           /* ranks x processes */
+    weft_executor *local; /* hybrid: the local threads or processes executor */
     struct wexec *next;
 } wexec;
 
 /* One item's result while its batch runs. */
 typedef struct slot {
     int err;
-    void *out; /* into inl or a heap block */
+    uint32_t sub; /* the local worker that ran it */
+    void *out;    /* into inl, a heap block, or (processes) a future's output */
     size_t out_len;
     bool out_heap;
     char *msg;
@@ -57,24 +90,52 @@ typedef struct slot {
     unsigned char inl[64] __attribute__((aligned(16)));
 } slot;
 
-/* The batch being run (hybrid items read it from their threads). */
+/* A batch from its command to its answer. */
 typedef struct wbatch {
     wexec *x;
+    w_hdr h;
     size_t n;
+    unsigned char *cmd; /* hybrid: the command's buffer (items and inputs point into it) */
+    size_t cmd_cap;
     const w_item **items;
     const void **ins;
+    void **bigs; /* big inputs (malloc'd) */
     weft_task_fn *fns;
     const char **names;
-    slot *slots;
+    weft_task_fn fns_small[8];
+    const char *names_small[8];
+    slot *slots;        /* inline: the rank's shared table (islots); else its own */
+    weft_future **futs; /* ranks x processes: an item's future, or NULL */
     bool stop_on_error;
+    bool cancelled; /* processes: the rest was cancelled after a failure */
     _Atomic int stop;
+    _Atomic size_t next;      /* threads: the next item a runner takes */
+    _Atomic long pending;     /* threads: runners on it; processes: items not finished */
+    struct wbatch *done_next; /* on the done stack */
+    struct wbatch *out_next;  /* on the main thread's list of batches out */
 } wbatch;
 
 static wexec *execs;
+/* the slots of inline batches, kept between them (one runs at a time) */
+static slot *islots;
+static size_t islots_cap;
 static unsigned char *rbuf, *sbuf;
 static size_t rcap, scap;
-static slot *slots;
-static size_t nslots_cap;
+/* command buffers of answered hybrid batches, for the next commands */
+static struct {
+    unsigned char *p;
+    size_t cap;
+} pool[8];
+static int npool;
+
+/* batches on local workers: pushed by the thread that finishes them,
+ * popped and answered by the main thread */
+static _Atomic(wbatch *) done_head;
+static _Atomic uint32_t done_seq;
+static _Atomic int main_sleeping;
+static _Atomic int stop_asked; /* processes: a batch wants its rest cancelled */
+static wbatch *out_head;       /* main thread only */
+static size_t nout;
 
 /* ---- crash report ---- */
 
@@ -124,28 +185,6 @@ static void crash_note(int sig, int err)
 }
 
 /* ---- helpers ---- */
-
-static void wait_cmd(MPI_Message *m, MPI_Status *st)
-{
-    uint64_t t0 = 0;
-    for (unsigned spins = 0;; spins++) {
-        int flag = 0;
-        MPI_Improbe(0, TAG_CMD, weft__mpi_comm, &flag, m, st);
-        if (flag) return;
-        if (spins < 64) continue;
-        uint64_t now = weft__now_ns();
-        if (!t0) t0 = now;
-        uint64_t d = now - t0;
-        if (d < 50000) {
-            weft__cpu_relax();
-        } else if (d < 5000000) {
-            sched_yield();
-        } else {
-            struct timespec ts = {0, d < 100000000 ? 50000 : 1000000};
-            nanosleep(&ts, NULL);
-        }
-    }
-}
 
 /* Name -> function, cached: a batch names its functions, usually one. */
 static struct {
@@ -255,43 +294,60 @@ static const unsigned char *parse_names(const unsigned char *p, uint32_t n, weft
 
 /* ---- running items ---- */
 
-static void run_item(wbatch *b, size_t i)
+/* Fills slot s for an item that cannot run: its big input found no room
+ * here, or its function is not registered. True if so. */
+static bool item_unrunnable(wbatch *b, size_t i, slot *s)
 {
-    slot *s = &b->slots[i];
     const w_item *it = b->items[i];
-    weft_task_fn fn = it->fn < 65535 ? b->fns[it->fn] : NULL;
-    s->out = NULL;
-    s->out_len = 0;
-    s->out_heap = false;
-    s->msg = NULL;
-    s->t0 = s->t1 = weft__now_ns();
-    if (b->stop_on_error && atomic_load_explicit(&b->stop, memory_order_relaxed)) {
-        s->err = WEFT_ECANCELLED;
-        return;
-    }
-    if (!b->ins[i]) { /* its big input found no room here */
+    weft_task_fn fn = it->fn < b->h.nnames ? b->fns[it->fn] : NULL;
+    if (!b->ins[i]) {
         s->err = WEFT_ENOMEM;
         s->msg = weft__asprintf("worker rank %d cannot allocate %llu bytes for the task's input",
                                 weft__mpi_rank, (unsigned long long)it->len);
         if (b->stop_on_error) atomic_store_explicit(&b->stop, 1, memory_order_relaxed);
-        return;
+        return true;
     }
     if (!fn) {
         s->err = WEFT_ENOTREG;
         s->msg = strdup("the task is not registered under its name on this worker rank (is it "
                         "the same program?)");
+        return true;
+    }
+    return false;
+}
+
+static void slot_clear(slot *s)
+{
+    s->out = NULL;
+    s->out_len = 0;
+    s->out_heap = false;
+    s->msg = NULL;
+    s->sub = 0;
+    s->t0 = s->t1 = weft__now_ns();
+}
+
+/* Runs item i of b on this thread (inline, or a runner of ranks x threads). */
+static void run_item(wbatch *b, size_t i)
+{
+    slot *s = &b->slots[i];
+    const w_item *it = b->items[i];
+    slot_clear(s);
+    if (b->stop_on_error && atomic_load_explicit(&b->stop, memory_order_relaxed)) {
+        s->err = WEFT_ECANCELLED;
         return;
     }
+    if (item_unrunnable(b, i, s)) return;
+    weft_task_fn fn = b->fns[it->fn];
     weft_ctx ctx;
     weft__ctx_init(&ctx, NULL, weft__mpi_rank - 1, b->x->state, b->x->state_len);
     weft__ctx_item(&ctx, it->index, it->seed, s->inl, sizeof s->inl);
-    if (b->x->threads <= 1) {
+    if (!b->x->local) {
         cur_name = b->names[it->fn];
         cur_index = it->index;
         cur_running = 1;
     }
     s->err = weft__ctx_run(&ctx, fn, b->ins[i], it->len, it->retries);
-    cur_running = 0;
+    if (!b->x->local) cur_running = 0;
     s->t1 = weft__now_ns();
     if (s->err == 0) {
         s->out = ctx.out ? ctx.out : s->inl;
@@ -304,42 +360,259 @@ static void run_item(wbatch *b, size_t i)
     }
 }
 
-/* hybrid mode: a local map over the item numbers */
-static wbatch *hyb_batch;
-
-static int hyb_item(weft_ctx *ctx, const void *in, size_t len)
+/* Wakes the main thread if it sleeps on done_seq (see the top). */
+static void notify_main(void)
 {
-    (void)ctx;
-    uint32_t i;
-    if (len != sizeof i) return WEFT_EINVAL;
-    memcpy(&i, in, sizeof i);
-    run_item(hyb_batch, i);
+    atomic_fetch_add_explicit(&done_seq, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&main_sleeping, memory_order_seq_cst)) weft__futex_wake(&done_seq, 1);
+}
+
+/* Any thread: b's last item finished; the main thread answers it. */
+static void batch_finished(wbatch *b)
+{
+    wbatch *h = atomic_load_explicit(&done_head, memory_order_relaxed);
+    do {
+        b->done_next = h;
+    } while (!atomic_compare_exchange_weak_explicit(&done_head, &h, b, memory_order_seq_cst,
+                                                    memory_order_relaxed));
+    notify_main();
+}
+
+/* ranks x threads: a runner takes b's items one by one until none is left.
+ * The last runner to leave hands b to the main thread; after that no
+ * runner touches b. */
+static void runner_loop(wbatch *b, uint32_t sub)
+{
+    for (;;) {
+        size_t i = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
+        if (i >= b->n) break;
+        run_item(b, i);
+        b->slots[i].sub = sub;
+    }
+    if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel) == 1) batch_finished(b);
+}
+
+static int hyb_runner(weft_ctx *ctx, const void *in, size_t len)
+{
+    wbatch *b;
+    if (len != sizeof b) return WEFT_EINVAL;
+    memcpy(&b, in, sizeof b);
+    runner_loop(b, (uint32_t)weft_ctx_worker(ctx));
     return 0;
 }
 
-static void run_batch(wbatch *b)
+static void start_threads(wbatch *b)
 {
-    if (b->x->local && b->n > 1) {
-        uint32_t *idx = malloc(b->n * sizeof *idx);
-        if (idx) {
-            for (size_t i = 0; i < b->n; i++) idx[i] = (uint32_t)i;
-            hyb_batch = b;
-            weft_map_options mo = {.chunk_size = 1};
-            weft_results *res = NULL;
-            weft_map(b->x->local, hyb_item, idx, sizeof *idx, b->n, &mo, &res);
-            weft_results_destroy(res);
-            free(idx);
-            return;
+    size_t k = (size_t)b->x->threads < b->n ? (size_t)b->x->threads : b->n;
+    atomic_store_explicit(&b->next, 0, memory_order_relaxed);
+    atomic_store_explicit(&b->pending, (long)k, memory_order_relaxed);
+    for (size_t r = 0; r < k; r++) {
+        weft_future *f;
+        if (weft_submit(b->x->local, hyb_runner, &b, sizeof b, &f) == 0) {
+            weft_future_release(f); /* runs all the same */
+        } else {
+            runner_loop(b, 0); /* out of memory: this thread runs what is left */
         }
     }
-    for (size_t i = 0; i < b->n; i++) run_item(b, i);
+}
+
+/* ---- ranks x processes ---- */
+
+/* The input of "weft.mpi.item": this header, the task's name (padded to
+ * 8), then the task's input. */
+typedef struct p_item {
+    uint64_t index, seed;
+    int32_t retries, worker;
+    uint32_t name_len, pad;
+} p_item;
+
+/* Its output: this header, the message (padded to 8), the task's output. */
+typedef struct p_res {
+    int32_t err;
+    uint32_t sub;
+    uint64_t t0, t1;
+    uint64_t out_len;
+    uint32_t msg_len, pad;
+} p_res;
+
+/* Runs in a worker process of the rank: the item's task in a context of
+ * its own index, seed and worker id, with the process's worker state. */
+static int proc_item(weft_ctx *outer, const void *in, size_t len)
+{
+    p_item h;
+    if (len < sizeof h) return weft_ctx_fail(outer, WEFT_EINVAL, "weft.mpi.item: short input");
+    memcpy(&h, in, sizeof h);
+    size_t at = sizeof h + pad8(h.name_len);
+    if (at > len || h.name_len >= 1024)
+        return weft_ctx_fail(outer, WEFT_EINVAL, "weft.mpi.item: bad input");
+    char name[1024];
+    memcpy(name, (const char *)in + sizeof h, h.name_len);
+    name[h.name_len] = 0;
+    weft_task_fn fn = NULL;
+    const void *data = (const unsigned char *)in + at;
+    size_t dlen = len - at;
+    size_t sl = 0;
+    const void *st = weft_ctx_worker_state(outer, &sl);
+    weft_ctx ctx;
+    unsigned char inl[64] __attribute__((aligned(16)));
+    weft__ctx_init(&ctx, NULL, h.worker, st, sl);
+    weft__ctx_item(&ctx, h.index, h.seed, inl, sizeof inl);
+    uint64_t t0 = weft__now_ns();
+    int err = weft_task_lookup(name, &fn) == 0 ? weft__ctx_run(&ctx, fn, data, dlen, h.retries)
+                                               : WEFT_ENOTREG;
+    uint64_t t1 = weft__now_ns();
+    const char *msg = err ? ctx.msg : NULL;
+    if (err == WEFT_ENOTREG && !fn) msg = "the task is not registered in the rank's worker process";
+    size_t ml = msg ? strlen(msg) : 0;
+    size_t ol = err == 0 ? ctx.out_len : 0;
+    const void *o = ctx.out ? ctx.out : inl;
+    unsigned char *fr = weft_ctx_output(outer, sizeof(p_res) + pad8(ml) + ol);
+    if (fr) {
+        p_res r = {err, (uint32_t)weft_ctx_worker(outer), t0, t1, ol, (uint32_t)ml, 0};
+        memcpy(fr, &r, sizeof r);
+        if (ml) memcpy(fr + sizeof r, msg, ml);
+        if (ol) memcpy(fr + sizeof r + pad8(ml), o, ol);
+    }
+    if (ctx.out_heap) weft__out_free(ctx.out);
+    free(ctx.msg);
+    return fr ? 0 : weft_ctx_fail(outer, WEFT_ENOMEM, "weft.mpi.item: out of memory");
+}
+WEFT_TASK_REGISTER_AS(proc_item, "weft.mpi.item");
+
+/* A future of b finished (any thread). */
+static void proc_done(weft_future *f, void *arg)
+{
+    wbatch *b = arg;
+    if (b->stop_on_error && !atomic_load_explicit(&b->stop, memory_order_relaxed)) {
+        bool failed = weft_future_state_get(f) == WEFT_FUTURE_FAILED;
+        const void *d;
+        size_t len;
+        if (!failed && weft_future_result(f, 0, &d, &len) == 0 && len >= sizeof(p_res)) {
+            int32_t e;
+            memcpy(&e, d, sizeof e);
+            failed = e != 0;
+        }
+        if (failed) {
+            atomic_store_explicit(&b->stop, 1, memory_order_relaxed);
+            atomic_store_explicit(&stop_asked, 1, memory_order_relaxed);
+            notify_main();
+        }
+    }
+    if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel) == 1) batch_finished(b);
+}
+
+/* Submits item i of b to the rank's worker processes; false if it could
+ * not (then its slot says why). */
+static bool proc_submit(wbatch *b, size_t i)
+{
+    const w_item *it = b->items[i];
+    slot *s = &b->slots[i];
+    const char *name = b->names[it->fn];
+    size_t nl = strlen(name);
+    size_t at = sizeof(p_item) + pad8(nl);
+    unsigned char *buf = malloc(at + it->len);
+    if (!buf) {
+        s->err = WEFT_ENOMEM;
+        s->msg =
+            weft__asprintf("worker rank %d: out of memory for the task's input", weft__mpi_rank);
+        return false;
+    }
+    p_item h = {it->index, it->seed, it->retries, weft__mpi_rank - 1, (uint32_t)nl, 0};
+    memcpy(buf, &h, sizeof h);
+    memset(buf + sizeof h, 0, pad8(nl));
+    memcpy(buf + sizeof h, name, nl);
+    if (it->len) memcpy(buf + at, b->ins[i], it->len);
+    weft_submit_options so = {.size = sizeof so, .has_index = true, .index = it->index};
+    int rc = weft_submit_ex(b->x->local, proc_item, buf, at + it->len, &so, &b->futs[i]);
+    free(buf);
+    if (rc == 0) rc = weft_future_on_done(b->futs[i], proc_done, b);
+    if (rc) {
+        s->err = rc;
+        s->msg = weft__asprintf("worker rank %d: %s", weft__mpi_rank, weft_last_error());
+        if (b->futs[i]) { /* no callback: it must not count */
+            weft_future_cancel(b->futs[i]);
+            weft_future_release(b->futs[i]);
+            b->futs[i] = NULL;
+        }
+        return false;
+    }
+    return true;
+}
+
+static void start_procs(wbatch *b)
+{
+    atomic_store_explicit(&b->pending, (long)b->n + 1, memory_order_relaxed);
+    for (size_t i = 0; i < b->n; i++) {
+        slot *s = &b->slots[i];
+        slot_clear(s);
+        s->err = 0;
+        bool stopped = b->stop_on_error && atomic_load_explicit(&b->stop, memory_order_relaxed);
+        if (stopped) s->err = WEFT_ECANCELLED;
+        if (stopped || item_unrunnable(b, i, s) || !proc_submit(b, i))
+            atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel);
+    }
+    /* the +1 above: b cannot finish while its items are being submitted */
+    if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel) == 1) batch_finished(b);
+}
+
+/* Main thread, at the answer: each future's result into its slot. */
+static void proc_collect(wbatch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        weft_future *f = b->futs[i];
+        slot *s = &b->slots[i];
+        if (!f) continue;
+        const void *d = NULL;
+        size_t len = 0;
+        weft_future_state st = weft_future_state_get(f);
+        s->t1 = weft__now_ns();
+        if (st == WEFT_FUTURE_DONE && weft_future_result(f, 0, &d, &len) == 0 &&
+            len >= sizeof(p_res)) {
+            p_res r;
+            memcpy(&r, d, sizeof r);
+            if (sizeof r + pad8(r.msg_len) + r.out_len <= len) {
+                s->err = r.err;
+                s->sub = r.sub;
+                s->t0 = r.t0;
+                s->t1 = r.t1;
+                if (r.msg_len) s->msg = strndup((const char *)d + sizeof r, r.msg_len);
+                s->out = (unsigned char *)d + sizeof r + pad8(r.msg_len);
+                s->out_len = r.err == 0 ? r.out_len : 0;
+                continue;
+            }
+            s->err = WEFT_ECRASHED;
+            s->msg = strdup("the worker process sent a malformed result");
+        } else if (st == WEFT_FUTURE_CANCELLED) {
+            s->err = WEFT_ECANCELLED;
+        } else {
+            int rc = weft_future_result(f, 0, NULL, NULL);
+            const w_item *it = b->items[i];
+            s->err = rc < 0 ? rc : WEFT_ECRASHED;
+            s->msg =
+                weft__asprintf("task '%s' (index %llu) on worker rank %d: %s", b->names[it->fn],
+                               (unsigned long long)it->index, weft__mpi_rank, weft_future_error(f));
+        }
+    }
+}
+
+/* Main thread: cancels the futures not started of batches that stop on
+ * an error (WEFT_MAP_STOP_ON_ERROR) and had one. */
+static void proc_stop(void)
+{
+    atomic_store_explicit(&stop_asked, 0, memory_order_relaxed);
+    for (wbatch *b = out_head; b; b = b->out_next) {
+        if (!b->futs || b->cancelled || !atomic_load_explicit(&b->stop, memory_order_relaxed))
+            continue;
+        b->cancelled = true;
+        for (size_t i = 0; i < b->n; i++)
+            if (b->futs[i]) weft_future_cancel(b->futs[i]); /* running or done: EBUSY */
+    }
 }
 
 /* ---- commands ---- */
 
-static void do_open(const w_hdr *h, const unsigned char *p, int src_len)
+static void do_open(const w_hdr *h, const unsigned char *p)
 {
-    (void)src_len;
     int tag = res_tag(h->exec);
     weft_task_fn fns[2] = {NULL, NULL};
     const char *names[2] = {NULL, NULL};
@@ -356,43 +629,62 @@ static void do_open(const w_hdr *h, const unsigned char *p, int src_len)
     x->no = h->exec;
     x->tag = tag;
     x->threads = h->threads > 0 ? h->threads : 1;
-    x->finalizer = fns[1];
+    x->procs = (h->flags & OF_PROCESSES) != 0;
     int err = 0;
     char *msg = NULL;
-    if (h->nnames > 0 && !fns[0] && (h->flags & 1)) {
+    if (h->nnames > 0 && !fns[0] && (h->flags & OF_INIT)) {
         err = WEFT_ENOTREG;
         msg = strdup("the initializer is not registered on this worker rank");
-    } else if (fns[0]) {
-        weft_ctx ctx;
-        unsigned char inl[64] __attribute__((aligned(16)));
-        int w = weft__mpi_rank - 1;
-        weft__ctx_init(&ctx, NULL, w, NULL, 0);
-        weft__ctx_item(&ctx, (uint64_t)w, weft__init_seed(h->seed, w), inl, sizeof inl);
-        cur_name = names[0];
-        cur_index = 0;
-        cur_running = 1;
-        err = weft__ctx_run(&ctx, fns[0], in, it->len, 0);
-        cur_running = 0;
-        if (err == 0) {
-            if (ctx.out_heap) {
-                x->state = ctx.out;
-            } else if ((x->state = weft__out_alloc(ctx.out_len))) {
-                if (ctx.out_len) memcpy(x->state, ctx.out, ctx.out_len);
-            } else {
-                err = WEFT_ENOMEM;
-            }
-            x->state_len = ctx.out_len;
-        } else {
-            if (ctx.out_heap) weft__out_free(ctx.out);
-            msg = ctx.msg;
-        }
-    }
-    if (err == 0 && x->threads > 1) {
-        weft_options o = {.backend = WEFT_BACKEND_THREADS, .workers = x->threads};
+    } else if (x->procs) {
+        /* the rank's worker processes run the initializer and the
+         * finalizer themselves, as on the processes level */
+        weft_options o = {.size = sizeof o,
+                          .backend = WEFT_BACKEND_PROCESSES,
+                          .workers = x->threads,
+                          .initializer = fns[0],
+                          .init_input = it->len ? in : NULL,
+                          .init_len = it->len,
+                          .finalizer = fns[1],
+                          .seed = h->seed};
         int rc = weft__mpi_create_local ? weft__mpi_create_local(&o, &x->local) : WEFT_ENOTSUP;
         if (rc) {
             err = rc;
             msg = strdup(weft_last_error());
+        }
+    } else {
+        x->finalizer = fns[1];
+        if (fns[0]) {
+            weft_ctx ctx;
+            unsigned char inl[64] __attribute__((aligned(16)));
+            int w = weft__mpi_rank - 1;
+            weft__ctx_init(&ctx, NULL, w, NULL, 0);
+            weft__ctx_item(&ctx, (uint64_t)w, weft__init_seed(h->seed, w), inl, sizeof inl);
+            cur_name = names[0];
+            cur_index = 0;
+            cur_running = 1;
+            err = weft__ctx_run(&ctx, fns[0], in, it->len, 0);
+            cur_running = 0;
+            if (err == 0) {
+                if (ctx.out_heap) {
+                    x->state = ctx.out;
+                } else if ((x->state = weft__out_alloc(ctx.out_len))) {
+                    if (ctx.out_len) memcpy(x->state, ctx.out, ctx.out_len);
+                } else {
+                    err = WEFT_ENOMEM;
+                }
+                x->state_len = ctx.out_len;
+            } else {
+                if (ctx.out_heap) weft__out_free(ctx.out);
+                msg = ctx.msg;
+            }
+        }
+        if (err == 0 && x->threads > 1) {
+            weft_options o = {.backend = WEFT_BACKEND_THREADS, .workers = x->threads};
+            int rc = weft__mpi_create_local ? weft__mpi_create_local(&o, &x->local) : WEFT_ENOTSUP;
+            if (rc) {
+                err = rc;
+                msg = strdup(weft_last_error());
+            }
         }
     }
     x->next = execs;
@@ -404,6 +696,9 @@ static void do_open(const w_hdr *h, const unsigned char *p, int src_len)
     reply(tag, MSG_OPENED, h, 0, err, err ? full : NULL);
 }
 
+static void reap(void);
+static void wait_local(int64_t timeout_ns);
+
 static void do_close(const w_hdr *h)
 {
     wexec **pp = &execs;
@@ -411,8 +706,17 @@ static void do_close(const w_hdr *h)
     wexec *x = *pp;
     int tag = res_tag(h->exec);
     if (x) {
+        /* rank 0 closes an executor once every batch is answered; should
+         * one still be out, it is answered first */
+        for (;;) {
+            bool busy = false;
+            for (wbatch *b = out_head; b && !busy; b = b->out_next) busy = b->x == x;
+            if (!busy) break;
+            reap();
+            wait_local(100000);
+        }
         *pp = x->next;
-        if (x->local) weft_executor_destroy(x->local);
+        if (x->local) weft_executor_destroy(x->local); /* processes: runs the finalizer there */
         if (x->finalizer) {
             weft_ctx ctx;
             weft__ctx_init(&ctx, NULL, weft__mpi_rank - 1, x->state, x->state_len);
@@ -426,12 +730,12 @@ static void do_close(const w_hdr *h)
 }
 
 /* Builds the answer of a run batch in sbuf: 0, or -1 out of memory. */
-static int pack_answer(const w_hdr *h, size_t n, size_t *total)
+static int pack_answer(const w_hdr *h, const slot *slots, size_t n, size_t *total)
 {
     size_t need = sizeof(w_hdr);
     uint32_t follow = 0;
     for (size_t i = 0; i < n; i++) {
-        slot *s = &slots[i];
+        const slot *s = &slots[i];
         need += sizeof(w_res) + (s->msg ? pad8(strlen(s->msg)) : 0);
         if (s->err == 0 && s->out_len < BIG) need += pad8(s->out_len);
         if (s->err == 0 && s->out_len >= BIG) follow += pieces(s->out_len);
@@ -447,14 +751,14 @@ static int pack_answer(const w_hdr *h, size_t n, size_t *total)
     rh->rank = weft__mpi_rank;
     unsigned char *q = sbuf + sizeof *rh;
     for (size_t i = 0; i < n; i++) {
-        slot *s = &slots[i];
+        const slot *s = &slots[i];
         w_res *r = (w_res *)q;
         q += sizeof *r;
         r->err = s->err;
         r->flags = 0;
         r->out_len = s->err == 0 ? s->out_len : 0;
         r->msg_len = s->msg ? (uint32_t)strlen(s->msg) : 0;
-        r->pad = 0;
+        r->sub = s->sub;
         r->t0 = s->t0;
         r->t1 = s->t1;
         if (s->err == 0 && s->out_len >= BIG) {
@@ -474,121 +778,260 @@ static int pack_answer(const w_hdr *h, size_t n, size_t *total)
     return 0;
 }
 
-/* Runs a batch and answers it. Whatever it cannot allocate (its tables, a
- * big input, the answer) fails the items concerned with WEFT_ENOMEM; every
- * message of the batch is received all the same (wire.h). */
-static void do_batch(const w_hdr *h, const unsigned char *p)
+static void batch_free(wbatch *b)
 {
-    wexec *x = find_exec(h->exec);
-    size_t n = h->n;
-    weft_task_fn fns_small[8];
-    const char *names_small[8];
-    weft_task_fn *fns = h->nnames <= 8 ? fns_small : malloc(h->nnames * sizeof *fns);
-    const char **names = h->nnames <= 8 ? names_small : malloc(h->nnames * sizeof *names);
-    const w_item **items = malloc(n * sizeof *items);
-    const void **ins = malloc(n * sizeof *ins);
-    void **bigs = calloc(n, sizeof *bigs);
-    if (!fns || !names || !items || !ins || !bigs ||
-        weft__grow(&slots, &nslots_cap, n, sizeof *slots, 64)) {
-        drain_inputs(h, p);
-        fail_batch(h, WEFT_ENOMEM, "out of memory for the batch's tables");
-        goto out;
-    }
-    p = parse_names(p, h->nnames, fns, names);
-    for (size_t i = 0; i < n; i++) {
-        items[i] = (const w_item *)p;
-        p += sizeof(w_item);
-        if (items[i]->flags & IF_BIG) {
-            ins[i] = NULL;
+    if (b->bigs)
+        for (size_t i = 0; i < b->n; i++) free(b->bigs[i]);
+    if (b->futs)
+        for (size_t i = 0; i < b->n; i++) weft_future_release(b->futs[i]);
+    if (b->cmd) { /* back to the pool of command buffers */
+        if (!rbuf) {
+            rbuf = b->cmd;
+            rcap = b->cmd_cap;
+        } else if (npool < (int)(sizeof pool / sizeof pool[0])) {
+            pool[npool].p = b->cmd;
+            pool[npool++].cap = b->cmd_cap;
         } else {
-            ins[i] = p;
-            p += pad8(items[i]->len);
+            free(b->cmd);
         }
     }
-    /* the big inputs follow in item order; one without a block is dropped
-     * and its item fails (ins[i] stays NULL) */
-    for (size_t i = 0; i < n; i++) {
-        if (!(items[i]->flags & IF_BIG)) continue;
-        if (!weft__mpi_fault(WEFT__MPI_FAULT_INPUT)) bigs[i] = malloc(items[i]->len);
-        weft__mpi_recv_big(bigs[i], items[i]->len, 0, TAG_CMD);
-        ins[i] = bigs[i];
-    }
-    wexec dummy = {0};
-    wbatch b = {
-        x ? x : &dummy, n, items, ins, fns, names, slots, (h->flags & BF_STOP_ON_ERROR) != 0, 0};
-    run_batch(&b);
-    for (size_t i = 0; i < n; i++) free(bigs[i]);
+    if (b->fns != b->fns_small) free(b->fns);
+    if (b->names != b->names_small) free(b->names);
+    free(b->items);
+    free(b->ins);
+    free(b->bigs);
+    if (b->slots != islots) free(b->slots);
+    free(b->futs);
+    free(b);
+}
 
-    /* the answer: header, records (+ small outputs, messages), then bigs */
-    size_t total = 0;
-    int tag = res_tag(h->exec);
-    bool packed = pack_answer(h, n, &total) == 0;
+/* Answers a batch whose items all ran, then frees it. */
+static void answer(wbatch *b)
+{
+    if (b->futs) proc_collect(b);
+    size_t n = b->n, total = 0;
+    int tag = res_tag(b->h.exec);
+    bool packed = pack_answer(&b->h, b->slots, n, &total) == 0;
     if (packed)
         weft__mpi_send_msg(sbuf, total, 0, tag);
     else
-        fail_batch(h, WEFT_ENOMEM, "out of memory for the batch's answer");
+        fail_batch(&b->h, WEFT_ENOMEM, "out of memory for the batch's answer");
     for (size_t i = 0; i < n; i++) {
-        slot *s = &slots[i];
+        slot *s = &b->slots[i];
         if (packed && s->err == 0 && s->out_len >= BIG)
             weft__mpi_send_big(s->out, s->out_len, 0, tag);
         if (s->out_heap) weft__out_free(s->out);
         free(s->msg);
     }
-out:
-    if (fns != fns_small) free(fns);
-    if (names != names_small) free(names);
-    free(items);
-    free(ins);
-    free(bigs);
+    batch_free(b);
+}
+
+/* Main thread: answers the batches local workers finished; cancels what
+ * a failed item stops. */
+static void reap(void)
+{
+    if (atomic_load_explicit(&stop_asked, memory_order_relaxed)) proc_stop();
+    wbatch *d = atomic_exchange_explicit(&done_head, NULL, memory_order_acquire);
+    while (d) {
+        wbatch *next = d->done_next;
+        wbatch **pp = &out_head;
+        while (*pp && *pp != d) pp = &(*pp)->out_next;
+        if (*pp) *pp = d->out_next;
+        nout--;
+        answer(d);
+        d = next;
+    }
+}
+
+/* Main thread: sleeps until a local worker finishes a batch, or timeout. */
+static void wait_local(int64_t timeout_ns)
+{
+    uint32_t seq = atomic_load_explicit(&done_seq, memory_order_seq_cst);
+    atomic_store_explicit(&main_sleeping, 1, memory_order_seq_cst);
+    if (!atomic_load_explicit(&done_head, memory_order_seq_cst) &&
+        !atomic_load_explicit(&stop_asked, memory_order_seq_cst))
+        weft__futex_wait(&done_seq, seq, timeout_ns);
+    atomic_store_explicit(&main_sleeping, 0, memory_order_relaxed);
+}
+
+/* Takes a received batch (its header h, its body at p in rbuf): receives
+ * its big inputs, then runs it inline and answers it, or hands it to the
+ * rank's local workers. Whatever it cannot allocate (its tables, a big
+ * input, the answer) fails the items concerned with WEFT_ENOMEM; every
+ * message of the batch is received all the same (wire.h). */
+static void do_batch(const w_hdr *h, const unsigned char *p)
+{
+    wexec *x = find_exec(h->exec);
+    static wexec dummy; /* an executor this rank does not know: fails each item */
+    size_t n = h->n;
+    wbatch *b = calloc(1, sizeof *b);
+    if (b) {
+        b->n = n;
+        b->h = *h;
+        b->x = x ? x : &dummy;
+        b->fns = h->nnames <= 8 ? b->fns_small : malloc(h->nnames * sizeof *b->fns);
+        b->names = h->nnames <= 8 ? b->names_small : malloc(h->nnames * sizeof *b->names);
+        b->items = malloc(n * sizeof *b->items);
+        b->ins = malloc(n * sizeof *b->ins);
+        b->bigs = calloc(n, sizeof *b->bigs);
+        if (!b->x->local)
+            b->slots = weft__grow(&islots, &islots_cap, n, sizeof *islots, 64) ? NULL : islots;
+        else
+            b->slots = malloc(n * sizeof *b->slots);
+        if (b->x->procs) b->futs = calloc(n, sizeof *b->futs);
+        b->stop_on_error = (h->flags & BF_STOP_ON_ERROR) != 0;
+    }
+    if (!b || !b->fns || !b->names || !b->items || !b->ins || !b->bigs || !b->slots ||
+        (b->x->procs && !b->futs)) {
+        drain_inputs(h, p);
+        fail_batch(h, WEFT_ENOMEM, "out of memory for the batch's tables");
+        if (b) {
+            b->n = 0;
+            batch_free(b);
+        }
+        return;
+    }
+    p = parse_names(p, h->nnames, b->fns, b->names);
+    for (size_t i = 0; i < n; i++) {
+        b->items[i] = (const w_item *)p;
+        p += sizeof(w_item);
+        if (b->items[i]->flags & IF_BIG) {
+            b->ins[i] = NULL;
+        } else {
+            b->ins[i] = p;
+            p += pad8(b->items[i]->len);
+        }
+    }
+    /* the big inputs follow in item order; one without a block is dropped
+     * and its item fails (ins[i] stays NULL) */
+    for (size_t i = 0; i < n; i++) {
+        if (!(b->items[i]->flags & IF_BIG)) continue;
+        if (!weft__mpi_fault(WEFT__MPI_FAULT_INPUT)) b->bigs[i] = malloc(b->items[i]->len);
+        weft__mpi_recv_big(b->bigs[i], b->items[i]->len, 0, TAG_CMD);
+        b->ins[i] = b->bigs[i];
+    }
+    if (!b->x->local || n == 0) {
+        for (size_t i = 0; i < n; i++) run_item(b, i);
+        answer(b);
+        return;
+    }
+    /* local workers: the batch keeps the command's buffer until answered */
+    b->cmd = rbuf;
+    b->cmd_cap = rcap;
+    rbuf = NULL;
+    rcap = 0;
+    if (npool > 0) {
+        rbuf = pool[--npool].p;
+        rcap = pool[npool].cap;
+    }
+    b->out_next = out_head;
+    out_head = b;
+    nout++;
+    if (b->x->procs)
+        start_procs(b);
+    else
+        start_threads(b);
+}
+
+static void do_command(MPI_Message *m, MPI_Status *st)
+{
+    int count = 0;
+    MPI_Get_count(st, MPI_BYTE, &count);
+    w_hdr h;
+    bool held =
+        weft__mpi_recv_msg(m, count, 0, TAG_CMD, &rbuf, &rcap, &h, WEFT__MPI_FAULT_COMMAND) == 0;
+    const unsigned char *p = held ? rbuf + sizeof h : NULL;
+    switch (h.type) {
+    case MSG_OPEN:
+        if (held) {
+            do_open(&h, p);
+        } else {
+            char why[128];
+            snprintf(why, sizeof why, "rank %d: out of memory for the executor's %llu bytes",
+                     weft__mpi_rank, (unsigned long long)h.total);
+            reply(res_tag(h.exec), MSG_OPENED, &h, 0, WEFT_ENOMEM, why);
+        }
+        break;
+    case MSG_BATCH:
+        if (held) {
+            do_batch(&h, p);
+        } else {
+            char why[128];
+            snprintf(why, sizeof why, "out of memory for the batch's %llu bytes",
+                     (unsigned long long)h.total);
+            fail_batch(&h, WEFT_ENOMEM, why);
+        }
+        break;
+    case MSG_CLOSE: /* the header is all */
+        do_close(&h);
+        break;
+    case MSG_STOP:
+        while (nout) { /* cannot happen: rank 0 stops after every executor closed */
+            reap();
+            wait_local(100000);
+        }
+        free(rbuf);
+        free(sbuf);
+        free(islots);
+        while (npool) free(pool[--npool].p);
+        weft__mpi_scratch_free();
+        MPI_Comm_free(&weft__mpi_comm);
+        MPI_Finalize();
+        exit(0);
+    default:
+        break;
+    }
 }
 
 void weft__mpi_worker_loop(void)
 {
     weft__crash_handlers_install(crash_note);
-    for (;;) {
+    /* WEFT_TRACE names rank 0's trace: the local executors of this rank
+     * (hybrid) must not write theirs over it */
+    unsetenv("WEFT_TRACE");
+    /* the wait for a command: t0 when it began, d how long so far (read
+     * every 16 pauses), budget the pause spin of waits with nothing out */
+    uint64_t t0 = 0, d = 0;
+    uint32_t budget = CMD_SPIN_NS;
+    bool idle = false;
+    for (unsigned i = 0;; i++) {
+        if (nout) {
+            size_t before = nout;
+            reap();
+            if (nout != before) t0 = 0;
+        }
+        int flag = 0;
         MPI_Message m;
         MPI_Status st;
-        wait_cmd(&m, &st);
-        int count = 0;
-        MPI_Get_count(&st, MPI_BYTE, &count);
-        w_hdr h;
-        bool held = weft__mpi_recv_msg(&m, count, 0, TAG_CMD, &rbuf, &rcap, &h,
-                                       WEFT__MPI_FAULT_COMMAND) == 0;
-        const unsigned char *p = held ? rbuf + sizeof h : NULL;
-        switch (h.type) {
-        case MSG_OPEN:
-            if (held) {
-                do_open(&h, p, count);
-            } else {
-                char why[128];
-                snprintf(why, sizeof why, "rank %d: out of memory for the executor's %llu bytes",
-                         weft__mpi_rank, (unsigned long long)h.total);
-                reply(res_tag(h.exec), MSG_OPENED, &h, 0, WEFT_ENOMEM, why);
-            }
-            break;
-        case MSG_BATCH:
-            if (held) {
-                do_batch(&h, p);
-            } else {
-                char why[128];
-                snprintf(why, sizeof why, "out of memory for the batch's %llu bytes",
-                         (unsigned long long)h.total);
-                fail_batch(&h, WEFT_ENOMEM, why);
-            }
-            break;
-        case MSG_CLOSE: /* the header is all */
-            do_close(&h);
-            break;
-        case MSG_STOP:
-            free(rbuf);
-            free(sbuf);
-            free(slots);
-            weft__mpi_scratch_free();
-            MPI_Comm_free(&weft__mpi_comm);
-            MPI_Finalize();
-            exit(0);
-        default:
-            break;
+        MPI_Improbe(0, TAG_CMD, weft__mpi_comm, &flag, &m, &st);
+        if (flag) {
+            if (t0 && idle) spin_adapt(&budget, weft__now_ns() - t0, CMD_SPIN_NS);
+            do_command(&m, &st);
+            t0 = 0;
+            continue;
+        }
+        if (!t0) {
+            t0 = weft__now_ns();
+            d = 0;
+            i = 0;
+            idle = nout == 0;
+        } else if (d >= budget || (i & 15) == 0) {
+            d = weft__now_ns() - t0;
+        }
+        if (nout) {
+            /* local workers run: leave them the cores, but keep polling
+             * MPI for the next command */
+            if (d < 20000)
+                weft__cpu_relax();
+            else
+                wait_local(d < 1000000 ? 50000 : d < 20000000 ? 200000 : 1000000);
+        } else if (d < budget) {
+            weft__cpu_relax();
+        } else if (d < 5000000) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, d < 100000000 ? 50000 : 1000000};
+            nanosleep(&ts, NULL);
         }
     }
 }
