@@ -11,8 +11,10 @@
  *
  * The key of an entry is the XXH3-128 hash of the task's registered name,
  * the memo's version string (bump it when the task's code changes) and the
- * input bytes. Entries are written to a temporary file and renamed into
- * place, so a reader sees a whole entry or none; each carries a checksum,
+ * input bytes. Small entries (up to 4 KiB) are appended to one of 64
+ * shared pack files, each with a hash index mapped by every handle; larger
+ * ones are written to a temporary file and renamed into place; either way a
+ * reader sees a whole entry or none. Each carries a checksum,
  * and an entry that is corrupt, truncated or of another format version
  * reads as a miss and is removed. Outputs of at least `compress_min` bytes
  * are stored zstd-compressed when that makes them smaller. The size bound is
@@ -56,6 +58,12 @@ typedef struct weft_memo_options {
     /* In-memory tier: at most this many bytes of outputs kept in this
      * process, least recently used dropped first; 0 = none. */
     size_t memory_bytes;
+    /* Entries whose record (72-byte header and stored payload) is at most
+     * this many bytes are appended to shared pack files instead of a file
+     * each (docs/memo.md, "Packs"); 0 = 4096, at most 65536; below 72
+     * (e.g. 1): every entry is a file of its own. Handles with different
+     * values may share a directory. */
+    size_t pack_max;
 } weft_memo_options;
 
 /* Counters of one handle (hits, misses, stores, evictions, errors) and of
@@ -68,7 +76,7 @@ typedef struct weft_memo_stats {
     uint64_t evictions;    /* entries removed by this handle to keep the bound */
     uint64_t corrupt;      /* corrupt, truncated or foreign entries met and removed */
     uint64_t store_errors; /* memoized runs whose store failed (full disk, ...) */
-    uint64_t bytes;        /* bytes of the entries in the directory (ledger) */
+    uint64_t bytes;        /* bytes of the entry and pack files in the directory (ledger) */
     uint64_t entries;      /* entries in the directory (ledger) */
 } weft_memo_stats;
 

@@ -3,8 +3,14 @@
  *
  * Layout of a memo directory (created 0700; every file 0600):
  *
- *   ledger                  32 bytes: "WEFTLEDG", version, bytes, entries
- *   entries/ab/cd/<key>     one file per entry, <key> the 32 hex digits of
+ *   ledger                  48 bytes: "WEFTLEDG", version 2, bytes, entries,
+ *                           and the packs' epoch (memo_pack.c)
+ *   packs/                  entries of at most pack_max bytes, appended to
+ *                           64 packs with shared hash indexes (memo_pack.c
+ *                           has their design; the rest of this comment is
+ *                           about entry files, and the ledger and eviction
+ *                           that both kinds share)
+ *   entries/ab/cd/<key>     one file per larger entry, <key> the 32 hex digits of
  *                           the key, ab and cd its first two bytes (two levels
  *                           of 256 directories, made as needed: ten million
  *                           entries are ~150 per directory)
@@ -59,10 +65,16 @@
 #include <unistd.h>
 
 #include "memo/memo_internal.h"
+#include "memo/memo_pack.h"
 #include "memo/memo_store.h"
 
 #define LEDGER_MAGIC "WEFTLEDG"
-#define LEDGER_SIZE 32
+#define LEDGER_SIZE 48
+#define LEDGER_VERSION 2
+#define LEDGER_EPOCH 32 /* the packs' epoch (memo_pack.c), a native u64 */
+#define LEDGER_FILES 40 /* entry files (not packed), a native u64, read lock-free */
+#define PACK_MAX_DEFAULT 4096
+#define PACK_MAX_LIMIT WEFT__PACK_MAX_REC
 #define STALE_TMP_NS (24ull * 3600 * 1000000000ull)
 #define TOUCH_NS 1000000000ull
 #define MAX_RAW ((size_t)1 << 46)
@@ -83,7 +95,9 @@ struct weft_memo {
     size_t compress_min;
     int level;
     bool fsync;
+    size_t pack_max; /* records (header + payload) of at most this many bytes are packed */
     char host[64];
+    weft__packs *packs;
 
     pthread_mutex_t mu; /* with the flock: the ledger lock */
     int ledger_fd;
@@ -224,7 +238,7 @@ static int ledger_read(weft_memo *m, ledger *l)
 {
     const unsigned char *b = m->ledger_m;
     l->bytes = l->entries = 0;
-    if (memcmp(b, LEDGER_MAGIC, 8) != 0 || get64(b + 8) != 1) return 1;
+    if (memcmp(b, LEDGER_MAGIC, 8) != 0 || get64(b + 8) != LEDGER_VERSION) return 1;
     l->bytes = get64(b + 16);
     l->entries = get64(b + 24);
     return 0;
@@ -235,8 +249,41 @@ static void ledger_write(weft_memo *m, const ledger *l)
     unsigned char *b = m->ledger_m;
     put64(b + 16, l->bytes);
     put64(b + 24, l->entries);
-    put64(b + 8, 1);
+    put64(b + 8, LEDGER_VERSION);
     memcpy(b, LEDGER_MAGIC, 8);
+}
+
+/* The number of entry files (entries/), kept in the ledger under the lock
+ * and read without it: when there are none, a lookup that misses the packs
+ * and a packed store need not look for a file (no system call). A reader
+ * racing a store of the first file may miss it: a miss, as any lookup that
+ * races a store. */
+static uint64_t files_now(const weft_memo *m)
+{
+    return __atomic_load_n((const uint64_t *)(const void *)(m->ledger_m + LEDGER_FILES),
+                           __ATOMIC_ACQUIRE);
+}
+
+static void files_set(weft_memo *m, uint64_t n)
+{
+    __atomic_store_n((uint64_t *)(void *)(m->ledger_m + LEDGER_FILES), n, __ATOMIC_RELEASE);
+}
+
+static void files_add(weft_memo *m, int64_t d)
+{
+    uint64_t n = files_now(m);
+    files_set(m, d < 0 && (uint64_t)-d > n ? 0 : (uint64_t)((int64_t)n + d));
+}
+
+/* Under the lock: the ledger plus a change (never below 0). */
+static ledger ledger_add(weft_memo *m, int64_t db, int64_t de)
+{
+    ledger l;
+    ledger_read(m, &l);
+    l.bytes = db < 0 && (uint64_t)-db > l.bytes ? 0 : (uint64_t)((int64_t)l.bytes + db);
+    l.entries = de < 0 && (uint64_t)-de > l.entries ? 0 : (uint64_t)((int64_t)l.entries + de);
+    ledger_write(m, &l);
+    return l;
 }
 
 /* ---- listing the entries --------------------------------------------------------------- */
@@ -244,7 +291,9 @@ static void ledger_write(weft_memo *m, const ledger *l)
 typedef struct item {
     uint64_t mtime_ns;
     uint64_t size;
-    char rel[6 + 33]; /* "ab/cd/<hex>" */
+    weft__memo_key key;
+    bool packed;
+    char rel[6 + 33]; /* files: "ab/cd/<hex>" */
 } item;
 
 typedef struct listing {
@@ -252,6 +301,27 @@ typedef struct listing {
     size_t n, cap;
     uint64_t bytes;
 } listing;
+
+static void hex_key(const char *hex, weft__memo_key *k)
+{
+    for (int j = 0; j < 16; j++) {
+        unsigned hi = (unsigned)(hex[2 * j] <= '9' ? hex[2 * j] - '0' : hex[2 * j] - 'a' + 10);
+        unsigned lo =
+            (unsigned)(hex[2 * j + 1] <= '9' ? hex[2 * j + 1] - '0' : hex[2 * j + 1] - 'a' + 10);
+        k->b[j] = (uint8_t)(hi << 4 | lo);
+    }
+}
+
+static int listing_grow(listing *L)
+{
+    if (L->n < L->cap) return 0;
+    size_t cap = L->cap ? 2 * L->cap : 1024;
+    item *v = realloc(L->v, cap * sizeof *v);
+    if (!v) return weft__err(WEFT_ENOMEM, "weft_memo: out of memory listing entries");
+    L->v = v;
+    L->cap = cap;
+    return 0;
+}
 
 static bool is_hex_name(const char *s, size_t n)
 {
@@ -294,17 +364,10 @@ static int list_entries(weft_memo *m, listing *L, bool keep)
                     L->n++;
                     continue;
                 }
-                if (L->n == L->cap) {
-                    size_t cap = L->cap ? 2 * L->cap : 1024;
-                    item *v = realloc(L->v, cap * sizeof *v);
-                    if (!v) {
-                        rc = weft__err(WEFT_ENOMEM, "weft_memo: out of memory listing entries");
-                        break;
-                    }
-                    L->v = v;
-                    L->cap = cap;
-                }
+                if ((rc = listing_grow(L))) break;
                 item *it = &L->v[L->n++];
+                it->packed = false;
+                hex_key(e3->d_name, &it->key);
                 it->mtime_ns =
                     (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec;
                 it->size = (uint64_t)st.st_size;
@@ -327,15 +390,51 @@ static int by_age(const void *a, const void *b)
 {
     const item *x = a, *y = b;
     if (x->mtime_ns != y->mtime_ns) return x->mtime_ns < y->mtime_ns ? -1 : 1;
-    return strcmp(x->rel, y->rel);
+    if (x->packed != y->packed) return x->packed ? 1 : -1;
+    return memcmp(x->key.b, y->key.b, 16);
 }
 
-/* Under the lock: recounts, then removes least recently used entries (never
- * `keep`, the one just stored) until at most `target` bytes remain. */
-static int evict_to(weft_memo *m, uint64_t target, const char *keep)
+static int list_packed(void *arg, const weft__pack_item *it)
+{
+    listing *L = arg;
+    int rc = listing_grow(L);
+    if (rc) return rc;
+    item *d = &L->v[L->n++];
+    d->mtime_ns = (uint64_t)it->last_use * 1000000000ull;
+    d->size = it->len;
+    d->key = it->key;
+    d->packed = true;
+    d->rel[0] = '\0';
+    L->bytes += it->len;
+    return 0;
+}
+
+/* Under the lock: the ledger recounted from the directory (entry files and
+ * pack files, packs compacted and settled first). */
+static int recount(weft_memo *m, ledger *l)
+{
+    uint64_t pb, pe;
+    int rc = weft__packs_settle(m->packs, &pb, &pe);
+    if (rc) return rc;
+    listing C = {0};
+    rc = list_entries(m, &C, false);
+    if (rc) return rc;
+    l->bytes = C.bytes + pb;
+    l->entries = C.n + pe;
+    ledger_write(m, l);
+    files_set(m, C.n);
+    return 0;
+}
+
+/* Under the lock: lists every entry (files and packed), removes least
+ * recently used ones (never `keep`, the one just stored) until at most
+ * `target` bytes of entries remain, compacts the packs and recounts. */
+static int evict_to(weft_memo *m, uint64_t target, const weft__memo_key *keep)
 {
     listing L = {0};
     int rc = list_entries(m, &L, true);
+    uint64_t fbytes = L.bytes, fentries = L.n; /* the entry files */
+    if (!rc) rc = weft__packs_each(m->packs, list_packed, &L);
     if (rc) {
         free(L.v);
         return rc;
@@ -345,11 +444,20 @@ static int evict_to(weft_memo *m, uint64_t target, const char *keep)
         qsort(L.v, L.n, sizeof *L.v, by_age);
         char p[m->root_len + PATH_ENTRY_TAIL + 8];
         for (size_t i = 0; i < L.n && l.bytes > target; i++) {
+            if (keep && memcmp(L.v[i].key.b, keep->b, 16) == 0) continue;
+            if (L.v[i].packed) {
+                if (weft__packs_drop(m->packs, &L.v[i].key) != 0) continue;
+                l.bytes -= L.v[i].size;
+                l.entries--;
+                atomic_fetch_add_explicit(&m->evictions, 1, memory_order_relaxed);
+                continue;
+            }
             snprintf(p, sizeof p, "%s/entries/%s", m->root, L.v[i].rel);
-            if (keep && strcmp(p, keep) == 0) continue;
             if (unlink(p) != 0) continue;
             l.bytes -= L.v[i].size;
             l.entries--;
+            fbytes -= L.v[i].size;
+            fentries--;
             atomic_fetch_add_explicit(&m->evictions, 1, memory_order_relaxed);
             /* drop directories left empty, so a pass lists no more directories
              * than entries (a store recreates them, under this same lock) */
@@ -361,8 +469,13 @@ static int evict_to(weft_memo *m, uint64_t target, const char *keep)
             }
         }
     }
-    ledger_write(m, &l);
     free(L.v);
+    uint64_t pb, pe;
+    rc = weft__packs_settle(m->packs, &pb, &pe);
+    if (rc) return rc;
+    l = (ledger){fbytes + pb, fentries + pe};
+    ledger_write(m, &l);
+    files_set(m, fentries);
     return 0;
 }
 
@@ -546,6 +659,15 @@ static void clean_tmp(weft_memo *m)
     closedir(d);
 }
 
+/* A fresh temporary path tmp/<host>.<pid>.<n> (clean_tmp knows the form). */
+static void tmp_name(void *ctx, char *buf, size_t n)
+{
+    weft_memo *m = ctx;
+    snprintf(buf, n, "%s/tmp/%s.%ld.%llu", m->root, m->host,
+             atomic_load_explicit(&my_pid, memory_order_relaxed),
+             (unsigned long long)atomic_fetch_add_explicit(&m->tmp_seq, 1, memory_order_relaxed));
+}
+
 int weft__memo_store_open(const char *path, uint64_t bound, const weft_memo_options *opts,
                           weft_memo **out)
 {
@@ -561,6 +683,9 @@ int weft__memo_store_open(const char *path, uint64_t bound, const weft_memo_opti
     if (opts->compress_level < 0 || opts->compress_level > 19)
         return weft__err(WEFT_EINVAL, "weft_memo_open: compress_level %d is not in 1..19",
                          opts->compress_level);
+    if (opts->pack_max > PACK_MAX_LIMIT)
+        return weft__err(WEFT_EINVAL, "weft_memo_open: pack_max %zu is over %d", opts->pack_max,
+                         PACK_MAX_LIMIT);
     size_t rl = strlen(path);
     while (rl > 1 && path[rl - 1] == '/') rl--;
     if (rl > 3000) return weft__err(WEFT_EINVAL, "weft_memo_open: the path is too long");
@@ -580,6 +705,7 @@ int weft__memo_store_open(const char *path, uint64_t bound, const weft_memo_opti
     m->compress_min = opts->compress_min ? opts->compress_min : 4096;
     m->level = opts->compress_level ? opts->compress_level : 3;
     m->fsync = opts->fsync;
+    m->pack_max = opts->pack_max ? opts->pack_max : PACK_MAX_DEFAULT;
     m->tier_cap = opts->memory_bytes;
     m->ledger_fd = -1;
     m->entries_fd = -1;
@@ -615,14 +741,10 @@ int weft__memo_store_open(const char *path, uint64_t bound, const weft_memo_opti
             unlock(m);
             goto failed;
         }
+        rc = weft__packs_open(m->root, m->fsync, (uint64_t *)(void *)(m->ledger_m + LEDGER_EPOCH),
+                              tmp_name, m, &m->packs);
         ledger l;
-        if (ledger_read(m, &l) != 0) {
-            listing L = {0};
-            rc = list_entries(m, &L, false);
-            l.bytes = L.bytes;
-            l.entries = L.n;
-            if (!rc) ledger_write(m, &l);
-        }
+        if (!rc && ledger_read(m, &l) != 0) rc = recount(m, &l);
         unlock(m);
     }
 failed:
@@ -640,6 +762,7 @@ int weft__memo_store_close(weft_memo *m)
     if (!m) return 0;
     tier_drop(m, NULL);
     free(m->buckets);
+    weft__packs_close(m->packs);
     if (m->ledger_m) munmap(m->ledger_m, LEDGER_SIZE);
     if (m->ledger_fd >= 0) close(m->ledger_fd);
     if (m->entries_fd >= 0) close(m->entries_fd);
@@ -676,6 +799,7 @@ static void remove_corrupt(weft_memo *m, const char *p, const struct stat *st)
         l.bytes = l.bytes > (uint64_t)now.st_size ? l.bytes - (uint64_t)now.st_size : 0;
         l.entries = l.entries ? l.entries - 1 : 0;
         ledger_write(m, &l);
+        files_add(m, -1);
     }
     unlock(m);
 }
@@ -733,6 +857,39 @@ static int read_entry(weft_memo *m, const weft__memo_key *k, const char *p, bool
     return 0;
 }
 
+/* The packed entry of k: 0 (a hit), WEFT_ENOENT (none packed), 1 (it was
+ * corrupt: removed), or another error. A record that does not check is
+ * read again under the ledger lock (a writer of another process may have
+ * been changing its slot) before it is called corrupt. */
+static int read_packed(weft_memo *m, const weft__memo_key *k, bool touch, void **out,
+                       size_t *out_len)
+{
+    void *buf;
+    size_t len;
+    int rc = weft__packs_read(m->packs, k, false, touch, &buf, &len);
+    if (rc) return rc;
+    rc = weft__memo_entry_read(buf, len, k, MAX_RAW, true, out, out_len);
+    if (*out != buf) free(buf);
+    if (rc != WEFT_EINVAL) return rc ? weft__err(rc, "weft_memo_get: out of memory") : 0;
+    rc = lock(m);
+    if (rc) return rc;
+    rc = weft__packs_read(m->packs, k, false, false, &buf, &len);
+    if (rc == 0) {
+        rc = weft__memo_entry_read(buf, len, k, MAX_RAW, true, out, out_len);
+        if (*out != buf) free(buf);
+        if (rc == WEFT_EINVAL) {
+            int64_t db, de;
+            atomic_fetch_add_explicit(&m->corrupt, 1, memory_order_relaxed);
+            if (weft__packs_remove(m->packs, k, &db, &de) == 0) ledger_add(m, db, de);
+            rc = 1;
+        } else if (rc) {
+            rc = weft__err(rc, "weft_memo_get: out of memory");
+        }
+    }
+    unlock(m);
+    return rc;
+}
+
 int weft__memo_get_key(weft_memo *m, const weft__memo_key *k, void **out, size_t *out_len)
 {
     *out = NULL;
@@ -742,9 +899,14 @@ int weft__memo_get_key(weft_memo *m, const weft__memo_key *k, void **out, size_t
         atomic_fetch_add_explicit(&m->memory_hits, 1, memory_order_relaxed);
         return 0;
     }
-    char p[m->root_len + PATH_ENTRY_TAIL + 1];
-    entry_path(m, k, p);
-    int rc = read_entry(m, k, p, true, out, out_len);
+    int rc = read_packed(m, k, true, out, out_len);
+    if (rc == 1)
+        rc = WEFT_ENOENT; /* corrupt: a miss */
+    else if (rc == WEFT_ENOENT && files_now(m)) {
+        char p[m->root_len + PATH_ENTRY_TAIL + 1];
+        entry_path(m, k, p);
+        rc = read_entry(m, k, p, true, out, out_len);
+    }
     if (rc == 0) {
         atomic_fetch_add_explicit(&m->hits, 1, memory_order_relaxed);
         tier_put(m, k, *out, *out_len);
@@ -808,8 +970,8 @@ static void fsync_dir_of(const char *p)
 }
 
 /* Writes the entry (header + stored payload) and renames it into place. */
-static int store_packed(weft_memo *m, const weft__memo_key *k, uint32_t flags, const void *stored,
-                        size_t stored_len, size_t out_len)
+static int store_file(weft_memo *m, const weft__memo_key *k, uint32_t flags, const void *stored,
+                      size_t stored_len, size_t out_len)
 {
     uint64_t size = WEFT__MEMO_HDR + (uint64_t)stored_len;
     if (m->bound && size > m->bound)
@@ -829,9 +991,7 @@ static int store_packed(weft_memo *m, const weft__memo_key *k, uint32_t flags, c
     weft__memo_hdr_encode(&h, stored, hdr);
 
     char tmp[m->root_len + sizeof m->host + 64];
-    snprintf(tmp, sizeof tmp, "%s/tmp/%s.%ld.%llu", m->root, m->host,
-             atomic_load_explicit(&my_pid, memory_order_relaxed),
-             (unsigned long long)atomic_fetch_add_explicit(&m->tmp_seq, 1, memory_order_relaxed));
+    tmp_name(m, tmp, sizeof tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return sys_err(errno, "cannot create", tmp);
     struct iovec iov[2] = {{hdr, sizeof hdr}, {(void *)stored, stored_len}};
@@ -857,6 +1017,8 @@ static int store_packed(weft_memo *m, const weft__memo_key *k, uint32_t flags, c
      * exists is replaced knowing the size of what it replaces. */
     ledger l2 = {l.bytes + size, l.entries + 1};
     ledger_write(m, &l2);
+    files_add(m, 1); /* counted first too: a crash over-counts (one more lookup), never under */
+    bool replaces = false;
     int r = renameat2(AT_FDCWD, tmp, AT_FDCWD, p, RENAME_NOREPLACE);
     if (r != 0 && errno == ENOENT) {
         rc = make_parents(m, p);
@@ -864,7 +1026,7 @@ static int store_packed(weft_memo *m, const weft__memo_key *k, uint32_t flags, c
     }
     if (!rc && r != 0 && (errno == EEXIST || errno == EINVAL || errno == ENOSYS)) {
         struct stat old;
-        bool replaces = lstat(p, &old) == 0;
+        replaces = lstat(p, &old) == 0;
         uint64_t old_size = replaces ? (uint64_t)old.st_size : 0;
         uint64_t grown = l.bytes + size;
         l2 =
@@ -873,15 +1035,69 @@ static int store_packed(weft_memo *m, const weft__memo_key *k, uint32_t flags, c
         r = rename(tmp, p);
     }
     if (!rc && r != 0) rc = sys_err(errno, "cannot rename into", p);
+    if (rc || replaces) files_add(m, -1);
     if (rc) {
         ledger_write(m, &l);
         unlock(m);
         unlink(tmp);
         return rc;
     }
-    if (m->bound && l2.bytes > m->bound) evict_to(m, m->low_bytes, p);
+    int64_t db, de; /* a packed entry of the same key (stored smaller) is replaced too */
+    if (weft__packs_remove(m->packs, k, &db, &de) == 0) l2 = ledger_add(m, db, de);
+    if (m->bound && l2.bytes > m->bound) evict_to(m, m->low_bytes, k);
     unlock(m);
     if (m->fsync) fsync_dir_of(p);
+    return 0;
+}
+
+/* Appends the entry to its pack (see memo_pack.c). */
+static int store_in_pack(weft_memo *m, const weft__memo_key *k, uint32_t flags, const void *stored,
+                         size_t stored_len, size_t out_len)
+{
+    uint64_t size = WEFT__MEMO_HDR + (uint64_t)stored_len;
+    if (m->bound && size > m->bound)
+        return weft__err(WEFT_EOVERFLOW,
+                         "weft_memo_put: an entry of %llu bytes does not fit the bound of %llu",
+                         (unsigned long long)size, (unsigned long long)m->bound);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    weft__memo_hdr h = {WEFT__MEMO_VERSION,
+                        flags,
+                        *k,
+                        out_len,
+                        stored_len,
+                        0,
+                        (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec};
+    unsigned char hdr[WEFT__MEMO_HDR];
+    weft__memo_hdr_encode(&h, stored, hdr);
+    int rc = lock(m);
+    if (rc) return rc;
+    /* count first (a crash after the append over-counts, never under) */
+    ledger l;
+    ledger_read(m, &l);
+    ledger_add(m, (int64_t)size, 1);
+    int64_t db, de;
+    rc = weft__packs_put(m->packs, k, hdr, sizeof hdr, stored, stored_len, &db, &de);
+    if (rc) {
+        ledger_write(m, &l);
+        unlock(m);
+        return rc;
+    }
+    ledger_write(m, &l);
+    ledger l2 = ledger_add(m, db, de);
+    /* an entry file of the same key (stored larger, or by a handle that packs
+     * less) is replaced too */
+    char p[m->root_len + PATH_ENTRY_TAIL + 1];
+    entry_path(m, k, p);
+    struct stat old;
+    if (files_now(m) &&
+        fstatat(m->entries_fd, p + m->root_len + 9, &old, AT_SYMLINK_NOFOLLOW) == 0 &&
+        unlinkat(m->entries_fd, p + m->root_len + 9, 0) == 0) {
+        l2 = ledger_add(m, -(int64_t)old.st_size, -1);
+        files_add(m, -1);
+    }
+    if (m->bound && l2.bytes > m->bound) evict_to(m, m->low_bytes, k);
+    unlock(m);
     return 0;
 }
 
@@ -895,7 +1111,9 @@ int weft__memo_put_key(weft_memo *m, const weft__memo_key *k, const void *out, s
                         &heap) != 0)
         return weft__err(WEFT_ENOMEM, "weft_memo_put: out of memory compressing %zu bytes",
                          out_len);
-    int rc = store_packed(m, k, flags, stored, stored_len, out_len);
+    int rc = WEFT__MEMO_HDR + stored_len <= m->pack_max
+                 ? store_in_pack(m, k, flags, stored, stored_len, out_len)
+                 : store_file(m, k, flags, stored, stored_len, out_len);
     if (heap) free((void *)stored);
     if (rc) return rc;
     atomic_fetch_add_explicit(&m->stores, 1, memory_order_relaxed);
@@ -944,6 +1162,16 @@ bool weft_memo_contains(weft_memo *m, const char *name, const void *in, size_t l
     if (check(m, name, in, len, "weft_memo_contains")) return false;
     weft__memo_key k;
     weft__memo_key_of(name, m->version, in, len, &k);
+    void *rec;
+    size_t rl;
+    if (weft__packs_read(m->packs, &k, true, false, &rec, &rl) == 0) {
+        weft__memo_hdr h;
+        bool ok = rl >= WEFT__MEMO_HDR && weft__memo_hdr_decode(rec, WEFT__MEMO_HDR, &k, &h) == 0 &&
+                  rl == WEFT__MEMO_HDR + h.stored_len;
+        free(rec);
+        if (ok) return true;
+    }
+    if (!files_now(m)) return false;
     char p[m->root_len + PATH_ENTRY_TAIL + 1];
     entry_path(m, &k, p);
     int fd = openat(m->entries_fd, p + m->root_len + 9, O_RDONLY | O_CLOEXEC);
@@ -968,18 +1196,18 @@ int weft_memo_remove(weft_memo *m, const char *name, const void *in, size_t len)
     entry_path(m, &k, p);
     rc = lock(m);
     if (rc) return rc;
+    int64_t db, de;
+    int prc = weft__packs_remove(m->packs, &k, &db, &de);
+    if (prc == 0) ledger_add(m, db, de);
     struct stat st;
     if (lstat(p, &st) != 0 || unlink(p) != 0) {
         int e = errno;
         unlock(m);
-        if (e == ENOENT || e == ENOTDIR) return WEFT_ENOENT;
+        if (e == ENOENT || e == ENOTDIR) return prc == 0 ? 0 : prc;
         return sys_err(e, "cannot remove", p);
     }
-    ledger l;
-    ledger_read(m, &l);
-    l.bytes = l.bytes > (uint64_t)st.st_size ? l.bytes - (uint64_t)st.st_size : 0;
-    l.entries = l.entries ? l.entries - 1 : 0;
-    ledger_write(m, &l);
+    ledger_add(m, -(int64_t)st.st_size, -1);
+    files_add(m, -1);
     unlock(m);
     return 0;
 }
@@ -1019,6 +1247,15 @@ int weft_memo_stats_get(weft_memo *m, weft_memo_stats *st)
     return 0;
 }
 
+static int check_record(const weft__memo_key *k, void *rec, size_t len)
+{
+    void *o = NULL;
+    size_t ol;
+    int rc = weft__memo_entry_read(rec, len, k, MAX_RAW, false, &o, &ol);
+    free(o);
+    return rc;
+}
+
 int weft_memo_verify(weft_memo *m, size_t *bad)
 {
     if (bad) *bad = 0;
@@ -1028,14 +1265,8 @@ int weft_memo_verify(weft_memo *m, size_t *bad)
     size_t nbad = 0;
     char p[m->root_len + PATH_ENTRY_TAIL + 8];
     for (size_t i = 0; !rc && i < L.n; i++) {
-        weft__memo_key k;
+        weft__memo_key k = L.v[i].key;
         const char *hex = L.v[i].rel + 6;
-        for (int j = 0; j < 16; j++) {
-            unsigned hi = (unsigned)(hex[2 * j] <= '9' ? hex[2 * j] - '0' : hex[2 * j] - 'a' + 10);
-            unsigned lo = (unsigned)(hex[2 * j + 1] <= '9' ? hex[2 * j + 1] - '0'
-                                                           : hex[2 * j + 1] - 'a' + 10);
-            k.b[j] = (uint8_t)(hi << 4 | lo);
-        }
         snprintf(p, sizeof p, "%s/entries/%s", m->root, L.v[i].rel);
         bool placed = L.v[i].rel[0] == hex[0] && L.v[i].rel[1] == hex[1] &&
                       L.v[i].rel[3] == hex[2] && L.v[i].rel[4] == hex[3];
@@ -1054,12 +1285,14 @@ int weft_memo_verify(weft_memo *m, size_t *bad)
     if (rc) return rc;
     rc = lock(m);
     if (rc) return rc;
-    listing C = {0};
-    rc = list_entries(m, &C, false);
-    if (!rc) {
-        ledger l = {C.bytes, C.n};
-        ledger_write(m, &l);
+    size_t pbad = 0;
+    rc = weft__packs_check(m->packs, check_record, &pbad);
+    if (pbad) {
+        atomic_fetch_add_explicit(&m->corrupt, pbad, memory_order_relaxed);
+        nbad += pbad;
     }
+    ledger l;
+    if (!rc) rc = recount(m, &l);
     unlock(m);
     if (bad) *bad = nbad;
     return rc;
