@@ -53,7 +53,7 @@ static int quad_score(weft_ctx *ctx, const void *in, size_t len)
     if (rc) return weft_ctx_fail(ctx, rc, "parse: %s", weft_last_error());
     atomic_fetch_add(&calls_made, 1);
     double x = 0, y = 0;
-    weft_param_value mode;
+    weft_param_value mode = {0};
     rc = weft_search_call_double(c, "x", &x);
     if (!rc) rc = weft_search_call_double(c, "y", &y);
     if (!rc && weft_search_call_param(c, "mode", &mode) == 0 && mode.kind == WEFT_PARAM_STRING &&

@@ -93,6 +93,7 @@ static int run(runner *u)
         int w = weft_executor_workers(u->ex);
         window = 4 * (size_t)(w > 0 ? w : 1) + 4;
     }
+    if (window > u->total) window = u->total;
     weft_future **fs = calloc(window, sizeof *fs);
     size_t *qs = calloc(window, sizeof *qs);
     bool *done = calloc(window, sizeof *done);
