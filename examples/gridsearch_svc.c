@@ -149,8 +149,8 @@ int main(int argc, char **argv)
     printf("gridsearch_svc: %zu candidates x %zu folds on %s (%d workers): %.2f s, "
            "%zu fits, %zu from the memo, %zu failed\n",
            weft_search_result_count(res), weft_search_result_splits(res),
-           weft_backend_name(weft_executor_backend(ex)), weft_executor_workers(ex), wall,
-           evaluated, cached, failed);
+           weft_backend_name(weft_executor_backend(ex)), weft_executor_workers(ex), wall, evaluated,
+           cached, failed);
     if (weft_search_result_best(res, &best) != 0) {
         fprintf(stderr, "gridsearch_svc: no candidate has a score\n");
         rc = WEFT_ETASK;

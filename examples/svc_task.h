@@ -57,8 +57,8 @@ static int svc_data_read(const char *path, svc_data *out, char *err, size_t cap)
         return -1;
     }
     unsigned long n = 0, d = 0;
-    if (!fgets(line, sizeof line, f) || sscanf(line, "%lu,%lu", &n, &d) != 2 || n == 0 ||
-        d == 0 || n > 10000000ul || d > 100000ul) {
+    if (!fgets(line, sizeof line, f) || sscanf(line, "%lu,%lu", &n, &d) != 2 || n == 0 || d == 0 ||
+        n > 10000000ul || d > 100000ul) {
         snprintf(err, cap, "%s: the first line is not \"n_samples,n_features,...\"", path);
         fclose(f);
         return -1;

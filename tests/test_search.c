@@ -143,7 +143,7 @@ TEST(grid_order_is_parameter_grids)
         CHECK_EQ_STR(v.s, i % 2 ? "poly" : "rbf");
         CHECK_EQ_INT(weft_space_candidate(s, i, 3, &name, &v), WEFT_EOF);
     }
-    CHECK_OK(weft_space_lookup(s, 5, "degree", &v));
+    CHECK_OK(weft_space_lookup(s, 6, "degree", &v)); /* 6 = C 10, degree 3, rbf */
     CHECK(v.i == 3);
     CHECK_EQ_INT(weft_space_lookup(s, 5, "gamma", &v), WEFT_ENOENT);
     /* a second sub-grid follows the first */
@@ -271,7 +271,8 @@ static void check_partition(const weft_folds *f)
         }
         free(mark);
     }
-    for (size_t i = 0; i < n; i++) CHECK_MSG(in_test[i] == 1, "sample %zu tested %d times", i, in_test[i]);
+    for (size_t i = 0; i < n; i++)
+        CHECK_MSG(in_test[i] == 1, "sample %zu tested %d times", i, in_test[i]);
     free(in_test);
 }
 
@@ -459,7 +460,8 @@ TEST(scores_stream_once_each_and_a_callback_stops)
     REQUIRE_OK(weft_search_run(ex, quad_score, s, f, &o, &r));
     CHECK_EQ_U64(st.seen, 42);
     CHECK(st.order_ok);
-    for (int i = 0; i < 42; i++) CHECK_MSG(st.mark[i] == 1, "call %d streamed %d times", i, st.mark[i]);
+    for (int i = 0; i < 42; i++)
+        CHECK_MSG(st.mark[i] == 1, "call %d streamed %d times", i, st.mark[i]);
     weft_search_result_destroy(r);
     /* a callback that says stop after 5: at most the window more finish */
     st = (stream_state){.order_ok = true, .stop_after = 5};
@@ -754,8 +756,9 @@ static void write_folds(FILE *o, const weft_folds *f, const char *kind, size_t k
                         uint32_t seed, const int64_t *y)
 {
     size_t n = weft_folds_samples(f);
-    fprintf(o, "{\"kind\": \"%s\", \"n\": %zu, \"n_splits\": %zu, \"shuffle\": %s, \"seed\": %u, "
-               "\"y\": ",
+    fprintf(o,
+            "{\"kind\": \"%s\", \"n\": %zu, \"n_splits\": %zu, \"shuffle\": %s, \"seed\": %u, "
+            "\"y\": ",
             kind, n, k, shuffle ? "true" : "false", seed);
     if (y) {
         fprintf(o, "[");
@@ -919,8 +922,7 @@ TEST(svc_search_matches_gridsearchcv_on_every_level)
             ref = r;
             continue;
         }
-        CHECK_MSG(same_scores(ref, r), "%s scores differ from serial's",
-                  weft_backend_name(bs[b]));
+        CHECK_MSG(same_scores(ref, r), "%s scores differ from serial's", weft_backend_name(bs[b]));
         weft_search_result_destroy(r);
     }
     REQUIRE(ref && folds);

@@ -74,7 +74,8 @@ WEFT_API int weft_space_destroy(weft_space *s);
  * already in this sub-grid, a NaN); WEFT_EOVERFLOW (the number of
  * candidates would not fit a size_t); WEFT_ENOMEM. Nothing is added on
  * error. */
-WEFT_API int weft_space_add_doubles(weft_space *s, const char *name, const double *values, size_t n);
+WEFT_API int weft_space_add_doubles(weft_space *s, const char *name, const double *values,
+                                    size_t n);
 WEFT_API int weft_space_add_ints(weft_space *s, const char *name, const int64_t *values, size_t n);
 WEFT_API int weft_space_add_strings(weft_space *s, const char *name, const char *const *values,
                                     size_t n);
@@ -259,25 +260,25 @@ typedef struct weft_search_score {
 typedef int (*weft_search_score_cb)(void *arg, const weft_search_score *score);
 
 typedef struct weft_search_options {
-    size_t size;    /* sizeof the struct as the caller's header had it; 0 = this layout */
-    size_t n_iter;  /* 0: every candidate (GridSearchCV); else a sample of
+    size_t size;         /* sizeof the struct as the caller's header had it; 0 = this layout */
+    size_t n_iter;       /* 0: every candidate (GridSearchCV); else a sample of
                        n_iter of them with weft_space_sample (RandomizedSearchCV) */
-    uint32_t seed;  /* the sample's random_state */
-    double budget;  /* seconds from the call; 0 or WEFT_FOREVER: none. When it
+    uint32_t seed;       /* the sample's random_state */
+    double budget;       /* seconds from the call; 0 or WEFT_FOREVER: none. When it
                        passes, no call starts any more (queued ones are
                        cancelled), running ones finish and count */
     bool stop_at_target; /* stop once a candidate's mean score over all its
                             splits is >= target (as the budget stops) */
     double target;
-    weft_memo *memo; /* optional: calls found in it are not run; new scores
+    weft_memo *memo;             /* optional: calls found in it are not run; new scores
                         are stored in it (key: the task's registered name and
                         the call's bytes: parameters, split, context) */
-    weft_show_progress progress;  /* a bar on stderr over the calls */
-    const void *context;          /* bytes given to every call (copied) */
+    weft_show_progress progress; /* a bar on stderr over the calls */
+    const void *context;         /* bytes given to every call (copied) */
     size_t context_len;
     weft_search_score_cb on_score; /* optional streaming of scores */
     void *arg;                     /* for on_score */
-    size_t max_in_flight; /* calls submitted and unfinished at once; 0 = 4 * workers + 4 */
+    size_t max_in_flight;          /* calls submitted and unfinished at once; 0 = 4 * workers + 4 */
 } weft_search_options;
 /* weft_search_options o = WEFT_SEARCH_OPTIONS_INIT; records this header's size */
 #define WEFT_SEARCH_OPTIONS_INIT            \

@@ -256,7 +256,8 @@ bad:
 
 int weft_search_call_param(const weft_search_call *c, const char *name, weft_param_value *value)
 {
-    if (!c || !name || !value) return weft__err(WEFT_EINVAL, "weft_search_call_param: NULL argument");
+    if (!c || !name || !value)
+        return weft__err(WEFT_EINVAL, "weft_search_call_param: NULL argument");
     for (size_t p = 0; p < c->nparams; p++)
         if (strcmp(c->names[p], name) == 0) {
             *value = c->values[p];

@@ -200,8 +200,10 @@ int weft_folds_stratified(const int64_t *y, size_t n_samples, const weft_folds_o
     for (size_t c = 0; c < nc; c++)
         if (count[c] > largest) largest = count[c];
     if (k > largest) {
-        rc = weft__err(WEFT_EINVAL, "%s: n_splits=%zu cannot be greater than the number of "
-                                    "members in each class", fn, k);
+        rc = weft__err(WEFT_EINVAL,
+                       "%s: n_splits=%zu cannot be greater than the number of "
+                       "members in each class",
+                       fn, k);
         goto done;
     }
     /* round robin over the sorted codes: position p goes to fold p % k */
@@ -254,7 +256,8 @@ size_t weft_folds_samples(const weft_folds *f)
 int weft_folds_split(const weft_folds *f, size_t k, const size_t **train, size_t *n_train,
                      const size_t **test, size_t *n_test)
 {
-    if (!f || k >= f->k) return weft__err(WEFT_EINVAL, "weft_folds_split: NULL folds or k out of range");
+    if (!f || k >= f->k)
+        return weft__err(WEFT_EINVAL, "weft_folds_split: NULL folds or k out of range");
     if (train) *train = f->train[k];
     if (n_train) *n_train = f->ntrain[k];
     if (test) *test = f->test[k];

@@ -17,7 +17,10 @@
  * compares their results with numpy's through scikit-learn. */
 #include "search/search_internal.h"
 
-enum { MT_N = 624, MT_M = 397 };
+enum {
+    MT_N = 624,
+    MT_M = 397
+};
 
 void weft__mt_seed(weft__mt *m, uint32_t seed)
 {

@@ -16,8 +16,8 @@
 
 #include "internal.h"
 
-int weft__search_result_new(const weft_space *s, const size_t *index, size_t ncand,
-                            size_t nsplits, weft_search_result **out)
+int weft__search_result_new(const weft_space *s, const size_t *index, size_t ncand, size_t nsplits,
+                            weft_search_result **out)
 {
     weft_search_result *r = calloc(1, sizeof *r);
     if (!r) return WEFT_ENOMEM;
@@ -247,7 +247,10 @@ static int column_names(const weft_search_result *r, const char ***names, size_t
     return 0;
 }
 
-typedef enum { CSV, JSON } fmt_kind;
+typedef enum {
+    CSV,
+    JSON
+} fmt_kind;
 
 static void put_string(FILE *f, const char *s, fmt_kind kind)
 {
@@ -372,10 +375,14 @@ int weft_search_result_write_csv(const weft_search_result *r, const char *path)
 static const char *stop_name(weft_search_stop s)
 {
     switch (s) {
-    case WEFT_SEARCH_BUDGET: return "budget";
-    case WEFT_SEARCH_TARGET: return "target";
-    case WEFT_SEARCH_STOPPED: return "stopped";
-    default: return "complete";
+    case WEFT_SEARCH_BUDGET:
+        return "budget";
+    case WEFT_SEARCH_TARGET:
+        return "target";
+    case WEFT_SEARCH_STOPPED:
+        return "stopped";
+    default:
+        return "complete";
     }
 }
 

@@ -176,8 +176,7 @@ static int run(runner *u)
             if (err == 0 && u->o.memo) {
                 /* the key: the same bytes the call was submitted with */
                 if (weft__search_encode(&buf, &cap, &len, u->space, u->r->index[qs[i] / ns],
-                                        u->folds, qs[i] % ns, u->o.context,
-                                        u->o.context_len) == 0)
+                                        u->folds, qs[i] % ns, u->o.context, u->o.context_len) == 0)
                     (void)weft_memo_put(u->o.memo, u->name, buf, len, &x, sizeof x);
             }
             weft_future_release(fs[i]);
@@ -215,8 +214,7 @@ int weft_search_run(weft_executor *ex, weft_task_fn evaluate, const weft_space *
         return weft__err(WEFT_EINVAL, "%s: budget %g: use seconds > 0, or 0 for none", fn,
                          u.o.budget);
     if (u.o.context_len && !u.o.context)
-        return weft__err(WEFT_EINVAL, "%s: context NULL with context_len %zu", fn,
-                         u.o.context_len);
+        return weft__err(WEFT_EINVAL, "%s: context NULL with context_len %zu", fn, u.o.context_len);
     if (u.o.stop_at_target && isnan(u.o.target))
         return weft__err(WEFT_EINVAL, "%s: target is NaN", fn);
     u.name = weft_task_name(evaluate);

@@ -81,9 +81,9 @@ int weft__search_encode(unsigned char **buf, size_t *cap, size_t *len, const wef
 struct weft_search_result {
     weft_space *space; /* a copy */
     size_t ncand, nsplits;
-    size_t *index;     /* [ncand] candidate -> space index */
-    double *scores;    /* [ncand * nsplits], NaN until set */
-    unsigned char *st; /* [ncand * nsplits]: 0 none, 1 scored, 2 failed */
+    size_t *index;                  /* [ncand] candidate -> space index */
+    double *scores;                 /* [ncand * nsplits], NaN until set */
+    unsigned char *st;              /* [ncand * nsplits]: 0 none, 1 scored, 2 failed */
     size_t *done, *failed, *cached; /* [ncand] */
     double *mean, *std;             /* [ncand] */
     size_t *rank;                   /* [ncand] */
@@ -93,8 +93,8 @@ struct weft_search_result {
 
 /* A result for the candidates index[0..ncand) (copied) of a copy of `s`,
  * every score NaN. @return 0 or WEFT_ENOMEM. */
-int weft__search_result_new(const weft_space *s, const size_t *index, size_t ncand,
-                            size_t nsplits, weft_search_result **out);
+int weft__search_result_new(const weft_space *s, const size_t *index, size_t ncand, size_t nsplits,
+                            weft_search_result **out);
 /* Computes mean, std and rank of every row from the scores. */
 void weft__search_result_finish(weft_search_result *r);
 

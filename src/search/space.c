@@ -61,7 +61,8 @@ static int add_dim(weft_space *s, weft__sdim *d, const char *fn)
     size_t pos = 0;
     while (pos < g->ndims) {
         int c = strcmp(g->dims[pos].name, d->name);
-        if (c == 0) return weft__err(WEFT_EINVAL, "%s: '%s' is already in this sub-grid", fn, d->name);
+        if (c == 0)
+            return weft__err(WEFT_EINVAL, "%s: '%s' is already in this sub-grid", fn, d->name);
         if (c > 0) break;
         pos++;
     }
@@ -95,7 +96,8 @@ int weft_space_add_doubles(weft_space *s, const char *name, const double *values
     int rc = check_args(s, name, values, n, fn);
     if (rc) return rc;
     for (size_t k = 0; k < n; k++)
-        if (isnan(values[k])) return weft__err(WEFT_EINVAL, "%s: '%s' value %zu is NaN", fn, name, k);
+        if (isnan(values[k]))
+            return weft__err(WEFT_EINVAL, "%s: '%s' value %zu is NaN", fn, name, k);
     weft__sdim d = {.kind = WEFT_PARAM_DOUBLE, .n = n};
     d.name = strdup(name);
     d.d = malloc(n * sizeof *d.d);
@@ -297,8 +299,7 @@ static bool idset_add(idset *h, size_t v)
     return true;
 }
 
-int weft_space_sample(const weft_space *s, size_t n_iter, uint32_t seed, size_t *out,
-                      size_t *count)
+int weft_space_sample(const weft_space *s, size_t n_iter, uint32_t seed, size_t *out, size_t *count)
 {
     if (!s || !out || !count) return weft__err(WEFT_EINVAL, "weft_space_sample: NULL argument");
     size_t pop = s->total, n = n_iter < pop ? n_iter : pop;
