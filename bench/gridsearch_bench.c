@@ -154,7 +154,7 @@ int main(int argc, char **argv)
     weft_folds_destroy(f);
 
     for (int j = 1; j <= 2; j++) {
-        char args[PATH_MAX + 64], sys[32];
+        char args[400], sys[32];
         snprintf(args, sizeof args, "%d %d '%s' %.17g", j, reps, DATA, ref_best);
         snprintf(sys, sizeof sys, "sklearn-n_jobs-%d", j);
         bench_python_report(BENCH, sys, "s", "gridsearch_anchor.py", args, 1800);

@@ -72,7 +72,7 @@ ulp_diffs = set()  # distinct (numpy, weft) pairs
 
 
 def same_params(want, got, where):
-    global ulp_diffs
+
     if set(want) != set(got):
         fail(f"{where}: keys {sorted(want)} (scikit-learn) vs {sorted(got)} (weft)")
     for k in want:

@@ -90,8 +90,9 @@ WEFT_API int weft_space_add_linspace(weft_space *s, const char *name, double sta
 
 /* weft_space_add_logspace() :
  * Adds `name` with numpy.logspace(start, stop, num, base): pow(base, v) for
- * each v of linspace(start, stop, num); base 0 means 10. E.g. gamma over
- * logspace(-10, 10, 1001).
+ * each v of linspace(start, stop, num) with the C library's pow; base 0
+ * means 10. E.g. gamma over logspace(-10, 10, 1001). (numpy on an AVX-512
+ * CPU uses a vectorized pow that can be 1 ulp off: docs/search.md.)
  * @return as weft_space_add_linspace (WEFT_EINVAL for a negative base). */
 WEFT_API int weft_space_add_logspace(weft_space *s, const char *name, double start, double stop,
                                      size_t num, double base);
