@@ -859,5 +859,7 @@ WEFT_API double weft_now(void);
 
 /* bags: partitioned collections on the graph layer (dask.bag) */
 #include "weft/bag.h"
+/* parameter search: spaces, CV folds, a runner over any executor */
+#include "weft/search.h"
 
 #endif /* WEFT_H */
