@@ -11,16 +11,17 @@
 #   cli_echo_100k   100k x `echo {}` with -k, to a file          ms per job
 #                   every system runs all 100k jobs, ECHO_REPS times
 #                   (default 1), each run under a limit of ECHO_LIMIT s
-#                   (default 900); a run the limit stops is reported from
+#                   (default 2400); a run the limit stops is reported from
 #                   the jobs it finished by then ("limited": true; ms per
 #                   job = limit / jobs done, a lower bound of its cost)
 #   cli_pipe_1gib   --pipe --block 16M wc -l over 1 GiB (REPS)    GB/s
 #   cli_stream_10m  seq 10M | weft -N 10000 echo: max RSS          MiB (bounded memory)
-# How long: cli_echo_100k dominates. At the per-job costs measured on the
-# 2-core VM of this project (docs/cli.md: weft ~1-2.5 ms, GNU parallel
-# ~5-20 ms, xargs and the loop 2-5 ms a job), a run takes 15-30 minutes
-# with the default limit; give the whole bench at least
-# 4 * ECHO_LIMIT + 600 s.
+# How long: cli_echo_100k dominates, and in it GNU parallel: at its 5-20 ms
+# a job on the 2-core VM of this project (weft ~1-2.5 ms, xargs -P2 and the
+# loop 2-5 ms), its 100k jobs alone take 10-35 minutes, and the whole bench
+# up to an hour on a quiet machine. Under load everything is slower (GNU
+# parallel took 590 ms a job at load 30): the limit then stops it and its
+# row is a lower bound. Give the whole bench at least 4 * ECHO_LIMIT + 900 s.
 # Environment: WEFT_BIN (the weft program), REPS (default 3), ECHO_REPS,
 # ECHO_LIMIT, TMPDIR; CLI_BENCH_SMALL=1 shrinks every size 100x (a smoke
 # run of the script).
@@ -30,7 +31,7 @@ W=${WEFT_BIN:-$(dirname "$0")/../programs/weft}
 FLOOR=$(cd "$(dirname "$0")" && pwd)/helpers/cli_spawn_floor
 REPS=${REPS:-3}
 ECHO_REPS=${ECHO_REPS:-1}
-ECHO_LIMIT=${ECHO_LIMIT:-900}
+ECHO_LIMIT=${ECHO_LIMIT:-2400}
 div=1
 [ "${CLI_BENCH_SMALL:-0}" = 1 ] && div=100
 n_true=$((2000 / div)) n_echo=$((100000 / div))
