@@ -1575,27 +1575,13 @@ int main(int argc, char **argv)
                 weft_last_error());
         if (mpi) jobs = weft_executor_workers(R.ex) * jobs;
     }
-    /* Jobs queued ahead of the free slots: a worker that finishes a job
-     * starts the next one at once, without waiting for this thread to wake
-     * up, reap and make it. Only where nothing tells a queued job from a
-     * running one: no {%} (the slot is only known at the start), no --halt
-     * (a queued job could start after the failure that halts), no --delay,
-     * no --roundrobin, --mpi or --pipe chunk held in memory. */
+    /* stdin a regular file of lines for --pipe: chunks are byte ranges */
     struct stat st0;
     memset(&st0, 0, sizeof st0);
     bool stdin_file = o.pipe && !mpi && !o.roundrobin && pipe_lines(&o) && fstat(0, &st0) == 0 &&
                       S_ISREG(st0.st_mode) && st0.st_size > 0;
-    bool uses_slot = false;
-    for (size_t i = 0; i < tmpl.nparts; i++)
-        if (tmpl.parts[i].repl && tmpl.parts[i].kind == WT_R_SLOT) uses_slot = true;
-    for (size_t i = 0; o.tag && i < tagt.nparts; i++)
-        if (tagt.parts[i].repl && tagt.parts[i].kind == WT_R_SLOT) uses_slot = true;
-    int ahead = 0;
-    if (!mpi && !o.dry && !o.roundrobin && o.delay <= 0 && !o.halt.on && !uses_slot &&
-        (!o.pipe || stdin_file))
-        ahead = jobs;
 
-    R.slots = jobs + ahead;
+    R.slots = jobs;
     R.free_slots = xmalloc((size_t)R.slots * sizeof *R.free_slots);
     for (int s = R.slots; s >= 1; s--) R.free_slots[R.nfree++] = (unsigned)s;
     if (wt_children_init((size_t)R.slots)) die(255, "out of memory");
