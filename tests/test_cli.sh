@@ -42,7 +42,10 @@ fail=0
 failed_names=()
 
 # run_both MODE NAME STDIN-FILE ARGS... : MODE compares stdout exactly,
-# sorted (lines as a multiset), words (words as a multiset) or sum (numbers).
+# sorted (lines as a multiset), words (words as a multiset), sum (numbers)
+# or jobsum (the number of lines and their sum). With via_pipe=1 weft reads
+# STDIN-FILE through a pipe.
+via_pipe=0
 run_both() {
     local mode=$1 name=$2 in=$3
     shift 3
@@ -54,7 +57,13 @@ run_both() {
     done
     rm -f "$T/jl.weft" "$T/jl.gnu"
     local wo go wr gr
-    wo=$("$W" "${a[@]}" <"$in" 2>"$T/err.weft"; echo "rc=$?")
+    if [ "$via_pipe" = 1 ]; then
+        # weft reads a pipe (not a file it may splice from); GNU parallel
+        # reads the file, its answer is the same either way
+        wo=$(cat "$in" | "$W" "${a[@]}" 2>"$T/err.weft"; echo "rc=$?")
+    else
+        wo=$("$W" "${a[@]}" <"$in" 2>"$T/err.weft"; echo "rc=$?")
+    fi
     local key=
     if [ -n "$oracle_dir" ]; then
         key=$({ printf '%s\0' "$oracle_salt" "$@"; printf '\1'; cat "$in"; } | sha256sum | cut -c1-64)
@@ -83,6 +92,11 @@ run_both() {
         # counts per chunk differ, their sum does not
         wo=$(printf '%s' "$wo" | awk '{s += $1} END {print s + 0}')
         go=$(printf '%s' "$go" | awk '{s += $1} END {print s + 0}')
+    elif [ "$mode" = jobsum ]; then
+        # --roundrobin: which job gets which chunk is not promised; the
+        # number of jobs (one output line each) and the sum are
+        wo=$(printf "%s" "$wo" | awk '{s += $1} END {print NR " jobs, sum " s + 0}')
+        go=$(printf "%s" "$go" | awk '{s += $1} END {print NR " jobs, sum " s + 0}')
     elif [ "$mode" = words ]; then
         wo=$(printf '%s' "$wo" | tr ' ' '\n' | sort)
         go=$(printf '%s' "$go" | tr ' ' '\n' | sort)
@@ -133,6 +147,7 @@ echo >>long.txt
 seq 100000 >seq100k.txt
 seq 120 >seq120.txt
 seq 3000 >seq3k.txt
+{ printf 'a\nb\n'; head -c 5000 /dev/zero | tr '\0' y; printf '\nc\nd\n'; } >longrec.txt
 
 run_both sorted basic $N echo ::: a b c
 run_both exact keep $N -k echo ::: a b c d e f
@@ -228,6 +243,41 @@ run_both exact pipe_recend comma.txt -k --pipe --recend , --block 1 cat
 run_both exact pipe_recstart tsv.txt -k --pipe --recstart foo --block 1 'cat; echo ---'
 run_both exact pipe_header tsv.txt -k --pipe --header : --block 1k 'cat; echo ---'
 run_both exact pipe_seq seq120.txt -k --pipe --block 1k 'echo {#}; wc -l'
+run_both exact pipe_seq_64k seq100k.txt -k --pipe --block 64k 'echo {#}; wc -l'
+run_both sum pipe_longrec longrec.txt -k --pipe --block 1k 'wc -c'
+run_both exact pipe_longrec_cat longrec.txt -k --pipe --block 1k cat
+run_both exact pipe_joblog seq100k.txt -k --pipe --block 100k --joblog @JL@ 'wc -l'
+# stdin a pipe: read into memory (above: a file, spliced by byte range)
+via_pipe=1
+run_both exact pipe_cat_stream seq3k.txt -k --pipe cat
+run_both exact pipe_block_stream seq3k.txt -k --pipe --block 10k cat
+run_both exact pipe_seq_stream seq100k.txt -k --pipe --block 64k 'echo {#}; wc -l'
+run_both exact pipe_header_stream tsv.txt -k --pipe --header : --block 1k 'cat; echo ---'
+run_both sum pipe_longrec_stream longrec.txt -k --pipe --block 1k 'wc -c'
+run_both exact pipe_longrec_cat_stream longrec.txt -k --pipe --block 1k cat
+run_both exact pipe_L_stream seq120.txt -k --pipe -L 7 --block 100 'wc -l'
+via_pipe=0
+# --roundrobin: -j jobs at most, each fed chunks while it runs
+run_both jobsum rr_wc seq100k.txt --pipe --roundrobin -j3 --block 10k 'wc -l'
+run_both jobsum rr_pipe seq100k.txt --pipe --round-robin -j2 --block 10k 'wc -l'
+run_both sorted rr_cat seq100k.txt --pipe --roundrobin -j3 --block 10k cat
+run_both jobsum rr_one_chunk seq120.txt --pipe --roundrobin -j4 --block 100k 'wc -l'
+run_both exact rr_keep seq100k.txt -k --pipe --roundrobin -j3 --block 10k 'wc -l'
+run_both sorted rr_header tsv.txt --pipe --roundrobin --header : -j2 --block 1 cat
+via_pipe=1
+run_both sorted rr_cat_stream seq100k.txt --pipe --roundrobin -j3 --block 10k cat
+run_both exact rr_keep_stream seq100k.txt -k --pipe --roundrobin -j3 --block 10k 'wc -l'
+via_pipe=0
+# --pipe from a file not read from its start: the chunks begin where stdin
+# was, and stdin is left at the end (the cat after prints nothing)
+if [ -z "$filter" ] || [[ pipe_offset == *$filter* ]]; then
+    ow=$( { read -r _; "$W" -k --pipe --block 1k cat; cat; } <seq3k.txt | md5sum)
+    og=$( { read -r _; parallel -k --pipe --block 1k cat; cat; } <seq3k.txt | md5sum)
+    want=$(tail -n +2 seq3k.txt | md5sum)
+    if [ "$ow" = "$og" ] && [ "$ow" = "$want" ]; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); failed_names+=(pipe_offset); echo "FAIL pipe_offset: weft $ow, parallel $og, want $want"
+    fi
+fi
 
 # --- results, resume -----------------------------------------------------
 if [ -z "$filter" ] || [[ results == *$filter* ]]; then

@@ -160,6 +160,7 @@ static void usage(FILE *f)
           "  --retries N, --timeout SECS|N%, --halt now|soon,fail|success=N|N%\n"
           "  --delay SECS, --bar, --eta, --progress, --dry-run, --shuf\n"
           "  --pipe [--block SIZE] [-L N] [--recstart S] [--recend S] [--header :]\n"
+          "  --roundrobin       --pipe with at most -j jobs, each fed chunks as it reads\n"
           "  --mpi              under mpirun: jobs run on every worker rank\n"
           "  --output-memory SIZE  output kept in memory per job before it is\n"
           "                     spilled (zstd) to $TMPDIR (default 4M)\n"
@@ -789,6 +790,7 @@ typedef struct job {
     size_t tag_len;
     char *results_dir;
     wt_buf enc;
+    char *chunk_own; /* --pipe: the buffer its chunk is in (WT_JOB_STDIN_MEM) */
     weft_future *f;
     int attempts;
     bool done;
@@ -827,9 +829,15 @@ static void on_done(weft_future *f, void *arg)
     sem_post(&done_sem);
 }
 
+static bool rr_stop(void)
+{
+    return sig_count != 0;
+}
+
 static void on_signal(int sig)
 {
     sig_last = sig;
+    wt_stop_starting();
     if (++sig_count >= 2) wt_kill_all(SIGKILL);
     sem_post(&done_sem);
 }
@@ -857,6 +865,9 @@ typedef struct run {
     /* --resume */
     uint8_t *logged; /* by seq: 1 ok, 2 failed */
     uint64_t nlogged;
+    /* --roundrobin */
+    wt_feed **feeds;
+    size_t nfeeds;
 } run;
 
 static void write_out(int fd, const char *p, size_t n)
@@ -952,6 +963,7 @@ static void job_free(job *j)
 {
     if (j->f) weft_future_release(j->f);
     wt_buf_free(&j->enc);
+    free(j->chunk_own);
     free(j->cmd);
     free(j->tag);
     free(j->results_dir);
@@ -980,6 +992,7 @@ static void halt_check(run *R, const wt_result *r, bool failed)
     if (!trip) return;
     R->halting = true;
     R->stop_making = true;
+    wt_stop_starting();
     R->halt_exit = h->on_success ? 0 : (r->exit_code > 0 ? r->exit_code : 1);
     if (r->signal && !h->on_success) R->halt_exit = 128 + r->signal;
     if (h->now) wt_kill_all(SIGTERM);
@@ -1002,6 +1015,7 @@ static bool job_finished(run *R, job *j)
         r.error = EIO;
         r.out = r.err = "";
     }
+    if (r.skipped) return true; /* queued, never started: no output, joblog line or count */
     bool failed = r.exit_code != 0 || r.signal != 0 || (r.error && r.exit_code == 0);
     if (r.error && r.error != ENOENT && r.exit_code != 127 && r.exit_code != 126) {
         fprintf(stderr, "%s: job %llu: %s\n", prog, (unsigned long long)j->seq, r.msg);
@@ -1010,7 +1024,8 @@ static bool job_finished(run *R, job *j)
     } else if (r.error) {
         fprintf(stderr, "%s: %s\n", prog, r.msg);
     }
-    if (failed && j->attempts < R->o->retries && !R->stop_making && !sig_count) {
+    if (failed && j->attempts < R->o->retries && !R->stop_making && !sig_count &&
+        !R->o->roundrobin) {
         /* drop this attempt's output, run it again in the same slot */
         if (r.out_spilled) unlink(r.out);
         if (r.err_spilled) unlink(r.err);
@@ -1044,6 +1059,7 @@ static bool job_finished(run *R, job *j)
     if (r.timed_out)
         fprintf(stderr, "%s: job %llu timed out: %.*s\n", prog, (unsigned long long)j->seq,
                 (int)j->cmd_len, j->cmd);
+    if (R->o->roundrobin) j->send = r.in_total; /* what it took from the feed */
     write_results(R, j, &r);
     write_job_output(R, j, &r);
     joblog_line(R, j, &r);
@@ -1123,11 +1139,23 @@ static void flush_ring(run *R)
 
 /* ---------------------------------------------------------------- --pipe */
 
+/* stdin for --pipe, three ways:
+ * - memory: read into `buf`; a chunk is cut from it. With `detach` (every
+ *   run on this process's threads), the buffer holding a chunk is handed to
+ *   its job whole and the few bytes after the cut are moved into a fresh
+ *   one, so the chunk is never copied again: the job writes it from there.
+ * - file: stdin is a regular file and the records are lines: a chunk is a
+ *   byte range, found by reading only near the block's end, and the job
+ *   splices it from the page cache into its pipe (no copy in weft at all).
+ * - --mpi: the chunk is copied into the task's bytes (it travels). */
 typedef struct pipe_in {
     wt_buf buf;
     size_t pos;
     bool eof;
     wt_buf header;
+    bool detach;
+    bool file;
+    uint64_t foff, fsize; /* file: the next chunk's offset, the size */
 } pipe_in;
 
 static void pipe_fill(pipe_in *p, size_t want)
@@ -1158,6 +1186,23 @@ static void pipe_fill(pipe_in *p, size_t want)
     }
 }
 
+/* Hands the buffer holding the chunk just cut (the bytes before p->pos)
+ * to the caller, who frees it; what follows the chunk moves to a new
+ * buffer of the same capacity. */
+static char *pipe_detach(pipe_in *p)
+{
+    char *own = p->buf.p;
+    size_t rest = p->buf.len - p->pos;
+    size_t cap = p->buf.cap > rest + 1 ? p->buf.cap : rest + 1;
+    char *nb = xmalloc(cap);
+    memcpy(nb, own + p->pos, rest);
+    p->buf.p = nb;
+    p->buf.len = rest;
+    p->buf.cap = cap;
+    p->pos = 0;
+    return own;
+}
+
 /* Is there a record boundary at p (recend before, recstart after)? */
 static bool boundary(const char *b, size_t len, size_t p, const char *rs, const char *re)
 {
@@ -1165,6 +1210,14 @@ static bool boundary(const char *b, size_t len, size_t p, const char *rs, const 
     if (el && (p < el || memcmp(b + p - el, re, el))) return false;
     if (sl && (p + sl > len || memcmp(b + p, rs, sl))) return false;
     return true;
+}
+
+/* Are the records plain lines, one per unit (the case read near the block
+ * end only)? */
+static bool pipe_lines(const opts *o)
+{
+    long unit = o->lines > 0 ? o->lines : (o->nargs_set && o->nargs > 0 ? o->nargs : 1);
+    return unit == 1 && !o->recstart && (!o->recend || strcmp(o->recend, "\n") == 0);
 }
 
 /* The next chunk of stdin for a --pipe job: at most `block` bytes cut at a
@@ -1176,33 +1229,37 @@ static bool pipe_next(pipe_in *p, opts *o, const char **data, size_t *len)
     const char *re = o->recend ? o->recend : (o->recstart ? "" : "\n");
     size_t block = o->block ? (size_t)o->block : 1 << 20;
     long unit = o->lines > 0 ? o->lines : (o->nargs_set && o->nargs > 0 ? o->nargs : 1);
+    bool lines = pipe_lines(o);
     pipe_fill(p, block);
     for (;;) {
         const char *b = p->buf.p + p->pos;
         size_t avail = p->buf.len - p->pos;
         if (avail == 0) return false;
         size_t cut = 0;
-        if (unit == 1 && !o->recstart && strcmp(re, "\n") == 0) {
-            /* the common case: the last newline within the block */
+        if (lines) {
+            /* the common case: the last newline within the block, else
+             * (a longer line) the first one after it */
             size_t lim = avail < block ? avail : block;
-            const char *nl = memrchr(b, '\n', lim);
-            if (nl) cut = (size_t)(nl - b) + 1;
-            if (p->eof && avail <= block) cut = avail;
+            if (p->eof && avail <= block) {
+                cut = avail;
+            } else {
+                const char *nl = memrchr(b, '\n', lim);
+                if (!nl && avail > lim) nl = memchr(b + lim, '\n', avail - lim);
+                if (nl) cut = (size_t)(nl - b) + 1;
+            }
         } else {
             long recs = 0;
-            size_t step = strlen(re) ? strlen(re) : 1;
             for (size_t q = 1; q <= avail; q++) {
-                if (!boundary(b, avail, q, rs, re) || (strlen(re) == 0 && q == 0)) continue;
+                if (!boundary(b, avail, q, rs, re)) continue;
                 if (++recs % unit) continue;
                 if (q > block && cut) break;
                 cut = q;
                 if (q >= block) break;
-                (void)step;
             }
             /* at the end, a last partial unit (-L 7: the 1 line left after
              * 7) is a chunk of its own, as in GNU parallel */
         }
-        if (cut == 0 || (cut < avail && p->eof == false && cut == 0)) {
+        if (cut == 0) {
             if (p->eof) {
                 cut = avail;
             } else {
@@ -1215,6 +1272,54 @@ static bool pipe_next(pipe_in *p, opts *o, const char **data, size_t *len)
         p->pos += cut;
         return true;
     }
+}
+
+static size_t pread_some(int fd, char *buf, size_t n, uint64_t off)
+{
+    for (;;) {
+        ssize_t g = pread(fd, buf, n, (off_t)off);
+        if (g >= 0) return (size_t)g;
+        if (errno != EINTR) die(255, "reading stdin: %s", strerror(errno));
+    }
+}
+
+/* File mode: the next chunk as a byte range of stdin, cut as pipe_next
+ * cuts lines; only the bytes before the block's end (back to the last
+ * newline) are read. @return false at the end of input. */
+static bool pipe_file_next(pipe_in *p, opts *o, uint64_t *off, uint64_t *len)
+{
+    uint64_t block = o->block ? o->block : 1 << 20;
+    if (p->foff >= p->fsize) {
+        struct stat st; /* the file may have grown since */
+        if (fstat(0, &st) == 0 && (uint64_t)st.st_size > p->fsize) p->fsize = (uint64_t)st.st_size;
+        if (p->foff >= p->fsize) return false;
+    }
+    uint64_t start = p->foff, avail = p->fsize - start, cut = 0;
+    static char w[1 << 16];
+    if (avail <= block) {
+        cut = avail;
+    } else {
+        for (uint64_t hi = start + block; hi > start && !cut;) {
+            uint64_t lo = hi - start > sizeof w ? hi - sizeof w : start;
+            size_t g = pread_some(0, w, (size_t)(hi - lo), lo);
+            if (g < hi - lo) break; /* shorter than it was */
+            const char *nl = memrchr(w, '\n', g);
+            if (nl) cut = lo + (uint64_t)(nl - w) + 1 - start;
+            hi = lo;
+        }
+        for (uint64_t q = start + block; !cut && q < p->fsize;) {
+            size_t g = pread_some(0, w, sizeof w, q);
+            if (g == 0) break;
+            const char *nl = memchr(w, '\n', g);
+            if (nl) cut = q + (uint64_t)(nl - w) + 1 - start;
+            q += g;
+        }
+        if (!cut) cut = p->fsize - start;
+    }
+    *off = start;
+    *len = cut;
+    p->foff += cut;
+    return true;
 }
 
 /* ---------------------------------------------------------------- resume */
@@ -1315,6 +1420,45 @@ static int jobs_from_spec(const char *spec, int ncpu)
     return (int)v;
 }
 
+/* A direct command's program, looked up in PATH once per name (as a
+ * shell's hash table does) instead of by posix_spawnp in every job, which
+ * tries an execve in each PATH entry before the right one. NULL: a name
+ * with '/', one not found (posix_spawnp then gives the same error as
+ * without the lookup), or the table is full. */
+static const char *path_lookup(const char *name)
+{
+    static struct {
+        char *name, *path;
+    } cache[64];
+    static size_t n;
+    if (!*name || strchr(name, '/')) return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(cache[i].name, name)) return cache[i].path;
+    if (n == sizeof cache / sizeof cache[0]) return NULL;
+    const char *pv = getenv("PATH");
+    if (!pv) pv = "/bin:/usr/bin"; /* glibc's default for execvp */
+    char *found = NULL;
+    char buf[PATH_MAX];
+    for (const char *p = pv;;) {
+        const char *c = strchr(p, ':');
+        size_t dl = c ? (size_t)(c - p) : strlen(p);
+        int l = dl ? snprintf(buf, sizeof buf, "%.*s/%s", (int)dl, p, name)
+                   : snprintf(buf, sizeof buf, "%s", name);
+        struct stat st;
+        if (l > 0 && (size_t)l < sizeof buf && stat(buf, &st) == 0 && S_ISREG(st.st_mode) &&
+            access(buf, X_OK) == 0) {
+            found = xstrndup(buf, (size_t)l);
+            break;
+        }
+        if (!c) break;
+        p = c + 1;
+    }
+    cache[n].name = xstrndup(name, strlen(name));
+    cache[n].path = found;
+    n++;
+    return found;
+}
+
 int main(int argc, char **argv)
 {
     opts o;
@@ -1336,7 +1480,11 @@ int main(int argc, char **argv)
         if (rc) die(255, "--mpi: %s (%s)", weft_strerror(rc), weft_last_error());
     }
     parse_args(&o, argc, argv);
-    if (o.roundrobin) die(255, "--roundrobin is not supported (see docs/cli.md)");
+    if (o.roundrobin) {
+        if (mpi) die(255, "--roundrobin is not supported with --mpi (see docs/cli.md)");
+        if (o.retries) die(255, "--retries cannot be combined with --roundrobin");
+        o.pipe = true; /* as GNU parallel: --roundrobin implies --pipe */
+    }
     if (o.retry_failed) o.resume_failed = true;
     if (o.resume_failed) o.resume = true;
     if (o.resume && !o.joblog) die(255, "--resume needs --joblog");
@@ -1427,10 +1575,16 @@ int main(int argc, char **argv)
                 weft_last_error());
         if (mpi) jobs = weft_executor_workers(R.ex); /* worker ranks x jobs threads */
     }
+    /* stdin a regular file of lines for --pipe: chunks are byte ranges */
+    struct stat st0;
+    memset(&st0, 0, sizeof st0);
+    bool stdin_file = o.pipe && !mpi && !o.roundrobin && pipe_lines(&o) && fstat(0, &st0) == 0 &&
+                      S_ISREG(st0.st_mode) && st0.st_size > 0;
+
     R.slots = jobs;
-    R.free_slots = xmalloc((size_t)jobs * sizeof *R.free_slots);
-    for (int s = jobs; s >= 1; s--) R.free_slots[R.nfree++] = (unsigned)s;
-    if (wt_children_init((size_t)jobs)) die(255, "out of memory");
+    R.free_slots = xmalloc((size_t)R.slots * sizeof *R.free_slots);
+    for (int s = R.slots; s >= 1; s--) R.free_slots[R.nfree++] = (unsigned)s;
+    if (wt_children_init((size_t)R.slots)) die(255, "out of memory");
     wt_set_output_lock(lock_out, unlock_out);
     sem_init(&done_sem, 0, 0);
     signal(SIGPIPE, SIG_IGN);
@@ -1461,6 +1615,10 @@ int main(int argc, char **argv)
 
     pipe_in pin;
     memset(&pin, 0, sizeof pin);
+    off_t start0 = -1;
+    /* stdin a regular file of lines: chunks are spliced from it by range */
+    if (stdin_file) start0 = lseek(0, 0, SEEK_CUR);
+    pin.detach = o.pipe && !mpi;
     if (o.pipe && o.header) {
         /* the first record is a header, given to every job */
         pipe_fill(&pin, 1 << 16);
@@ -1470,6 +1628,28 @@ int main(int argc, char **argv)
         wt_buf_add(&pin.header, pin.buf.p, hl);
         pin.pos = hl;
     }
+    if (start0 >= 0) {
+        pin.file = true;
+        pin.foff = (uint64_t)start0 + pin.pos;
+        pin.fsize = (uint64_t)st0.st_size;
+        wt_buf_free(&pin.buf);
+        pin.pos = 0;
+    }
+    /* --roundrobin: the feeds the jobs take chunks from (one shared; -k:
+     * one per job, each chunk to the next job in turn) */
+    bool rr = o.roundrobin && !o.dry;
+    int rr_started = 0;
+    uint64_t rr_next = 0;
+    if (rr) {
+        R.nfeeds = o.keep ? (size_t)jobs : 1;
+        R.feeds = calloc(R.nfeeds, sizeof *R.feeds);
+        if (!R.feeds) die(255, "out of memory");
+        for (size_t i = 0; i < R.nfeeds; i++) {
+            R.feeds[i] = wt_feed_create(o.keep ? 2 : (size_t)jobs);
+            if (!R.feeds[i]) die(255, "out of memory");
+        }
+    }
+    wt_buf sdata = {0};
 
     wt_buf keep = {0}, cmd = {0}, tag = {0};
     size_t *keep_off = NULL, keep_cap = 0;
@@ -1481,7 +1661,8 @@ int main(int argc, char **argv)
     while (more || R.running > 0) {
         if (sig_count) R.stop_making = true;
         bool made = false;
-        while (more && !R.stop_making && R.nfree > 0 && !sig_count) {
+        while (more && !R.stop_making && (R.nfree > 0 || (rr && rr_started == R.slots)) &&
+               !sig_count) {
             /* -k: bound the jobs waiting behind a slow head */
             if (o.keep && (seq + 1) - R.ring_head_seq >= R.ring_cap) {
                 job **nr = calloc(R.ring_cap * 2, sizeof *nr);
@@ -1495,12 +1676,24 @@ int main(int argc, char **argv)
             /* the job's arguments */
             const char *pdata = NULL;
             size_t plen = 0;
+            char *chunk_own = NULL; /* the buffer holding pdata, the job's to free */
+            uint64_t foff = 0, flen = 0;
             if (o.pipe) {
-                if (!pipe_next(&pin, &o, &pdata, &plen)) {
+                bool got_chunk = pin.file ? pipe_file_next(&pin, &o, &foff, &flen)
+                                          : pipe_next(&pin, &o, &pdata, &plen);
+                if (!got_chunk) {
                     more = false;
                     break;
                 }
-                if (pin.header.len) {
+                if (pin.detach && !pin.file) chunk_own = pipe_detach(&pin);
+                if (rr && rr_started == R.slots) {
+                    /* every job runs: the chunk goes to one of them */
+                    wt_feed *fd = R.feeds[o.keep ? rr_next++ % R.nfeeds : 0];
+                    wt_feed_push(fd, chunk_own, pdata, plen, rr_stop);
+                    reap(&R, false);
+                    continue;
+                }
+                if (!pin.detach && pin.header.len) {
                     chunk.len = 0;
                     wt_buf_add(&chunk, pin.header.p, pin.header.len);
                     wt_buf_add(&chunk, pdata, plen);
@@ -1536,8 +1729,10 @@ int main(int argc, char **argv)
             seq++;
             R.last_seq = seq;
             if (R.logged && seq < R.nlogged && R.logged[seq] &&
-                (R.logged[seq] == 1 || !o.resume_failed))
+                (R.logged[seq] == 1 || !o.resume_failed)) {
+                free(chunk_own);
                 continue;
+            }
             /* expand */
             wt_job_args ja = {.v = in.cv,
                               .lens = in.cl,
@@ -1557,6 +1752,7 @@ int main(int argc, char **argv)
             if (o.dry) {
                 write_out(1, cmd.p, cmd.len);
                 write_out(1, "\n", 1);
+                free(chunk_own);
                 continue;
             }
             tag.len = 0;
@@ -1573,7 +1769,7 @@ int main(int argc, char **argv)
             j->cmd_len = cmd.len;
             j->tag = xstrndup(tag.p ? tag.p : "", tag.len);
             j->tag_len = tag.len;
-            j->send = o.pipe ? plen : 0;
+            j->send = !o.pipe ? 0 : !pin.detach ? plen : pin.header.len + (pin.file ? flen : plen);
             if (o.results) j->results_dir = results_path(o.results, &in, in.cv, in.cl, in.cn);
             wt_jobhdr h = {.slot = j->slot, .seq = seq, .mem_bound = mpi ? 0 : o.mem_bound};
             h.timeout = o.timeout;
@@ -1588,6 +1784,13 @@ int main(int argc, char **argv)
             const char *cp = cmd.p;
             size_t cl = cmd.len;
             if (direct == 1) {
+                /* the program found in PATH here, once per name, not by
+                 * posix_spawnp's execve per PATH entry in every job */
+                const char *path = mpi ? NULL : path_lookup(words[0]);
+                if (path) {
+                    wt_buf_add(&argvb, path, strlen(path) + 1);
+                    h.flags |= WT_JOB_PATH;
+                }
                 for (size_t w = 0; words[w]; w++)
                     wt_buf_add(&argvb, words[w], strlen(words[w]) + 1);
                 free(words);
@@ -1596,7 +1799,40 @@ int main(int argc, char **argv)
             } else {
                 h.flags |= WT_JOB_SHELL;
             }
-            if (wt_job_encode(&j->enc, &h, cp, cl, j->tag, o.linebuf ? j->tag_len : 0, pdata, plen))
+            /* stdin by reference (this process): the chunk's buffer, a
+             * range of the stdin file, or the --roundrobin feed; then the
+             * --header record to write first */
+            const void *jin = pdata;
+            size_t jin_len = plen;
+            wt_feed *jfeed = NULL;
+            if (o.pipe && pin.detach) {
+                wt_stdin_ref ref;
+                memset(&ref, 0, sizeof ref);
+                if (rr) {
+                    jfeed = R.feeds[o.keep ? (size_t)rr_started : 0];
+                    ref.feed = jfeed;
+                    h.flags |= WT_JOB_STDIN_FEED;
+                    rr_next = (uint64_t)rr_started + 1;
+                } else if (pin.file) {
+                    ref.fd = 0;
+                    ref.off = foff;
+                    ref.len = flen;
+                    h.flags |= WT_JOB_STDIN_FILE;
+                } else {
+                    ref.mem = pdata;
+                    ref.len = plen;
+                    h.flags |= WT_JOB_STDIN_MEM;
+                    j->chunk_own = chunk_own;
+                }
+                sdata.len = 0;
+                if (wt_buf_add(&sdata, &ref, sizeof ref) ||
+                    wt_buf_add(&sdata, pin.header.p, pin.header.len))
+                    die(255, "out of memory");
+                jin = sdata.p;
+                jin_len = sdata.len;
+            }
+            if (wt_job_encode(&j->enc, &h, cp, cl, j->tag, o.linebuf ? j->tag_len : 0, jin,
+                              jin_len))
                 die(255, "out of memory");
             wt_buf_free(&argvb);
             if (o.delay > 0 && last_start > 0) {
@@ -1614,9 +1850,17 @@ int main(int argc, char **argv)
             }
             R.running++;
             made = true;
+            if (jfeed) wt_feed_add_consumer(jfeed);
             submit(&R, j);
+            if (jfeed) {
+                /* its first chunk: the job was started for it */
+                wt_feed_push(jfeed, chunk_own, pdata, plen, rr_stop);
+                rr_started++;
+            }
             reap(&R, false);
         }
+        if (rr && (!more || R.stop_making || sig_count))
+            for (size_t i = 0; i < R.nfeeds; i++) wt_feed_close(R.feeds[i]);
         if (o.keep) {
             /* holes left by --resume may hold finished jobs back */
             R.last_seq = seq;
@@ -1625,6 +1869,10 @@ int main(int argc, char **argv)
         if (o.dry && !more) break;
         if (R.running == 0 && (!more || R.stop_making)) break;
         (void)made;
+        /* read the next chunk while the jobs run */
+        if (o.pipe && !pin.file && !rr && more && !R.stop_making && !sig_count && !pin.eof &&
+            R.running > 0)
+            pipe_fill(&pin, o.block ? (size_t)o.block : 1 << 20);
         if (R.running > 0) reap(&R, true);
     }
     free(av);
@@ -1634,6 +1882,11 @@ int main(int argc, char **argv)
     wt_buf_free(&tag);
     free(keep_off);
     if (R.ex) weft_executor_destroy(R.ex);
+    for (size_t i = 0; i < R.nfeeds; i++) wt_feed_destroy(R.feeds[i]);
+    free(R.feeds);
+    wt_buf_free(&sdata);
+    /* stdin left where the chunks taken end, as after reading them */
+    if (pin.file) lseek(0, (off_t)pin.foff, SEEK_SET);
     if (R.bar) weft_progress_destroy(R.bar);
     if (R.joblog) fclose(R.joblog);
     wt_template_free(&tmpl);

@@ -655,28 +655,17 @@ int wt_parse_size(const char *s, unsigned long long *out)
     errno = 0;
     double v = strtod(s, &e);
     if (e == s || errno || v < 0) return -1;
+    /* as GNU parallel: K M G T P powers of 1024, k m g t p of 1000 */
+    static const char units[] = "KMGTP", units10[] = "kmgtp";
     double m = 1;
-    switch (*e) {
-    case '\0':
-        break;
-    case 'k':
-    case 'K':
-        m = 1024.0;
-        break;
-    case 'm':
-    case 'M':
-        m = 1024.0 * 1024;
-        break;
-    case 'g':
-    case 'G':
-        m = 1024.0 * 1024 * 1024;
-        break;
-    case 't':
-    case 'T':
-        m = 1024.0 * 1024 * 1024 * 1024;
-        break;
-    default:
-        return -1;
+    if (*e) {
+        const char *u = strchr(units, *e), *u10 = strchr(units10, *e);
+        if (u)
+            for (long i = 0; i <= u - units; i++) m *= 1024.0;
+        else if (u10)
+            for (long i = 0; i <= u10 - units10; i++) m *= 1000.0;
+        else
+            return -1;
     }
     if (*e && e[1]) return -1;
     v *= m;

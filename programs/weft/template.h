@@ -138,8 +138,8 @@ int wt_parse_delim(const char *s, char *out);
  * @return 1 (direct: argv filled), 0 (needs a shell), -1 (out of memory). */
 int wt_shell_words(const char *cmd, size_t n, char ***argv);
 
-/* Parses a size with an optional k/M/G/T suffix (powers of 1024, as GNU
- * parallel's --block). @return 0 or -1. */
+/* Parses a size with an optional suffix as GNU parallel's --block: K M G
+ * T P (powers of 1024) or k m g t p (powers of 1000). @return 0 or -1. */
 int wt_parse_size(const char *s, unsigned long long *out);
 
 #endif
