@@ -502,7 +502,11 @@ static unsigned char *idx_image(uint64_t cap, uint64_t gen, size_t *len)
 static void image_insert(unsigned char *b, uint64_t k0, uint64_t k1, uint64_t loc, uint64_t use)
 {
     size_t fr;
-    probe(b, ld(b, H_CAP), k0, k1, &fr);
+    /* A damaged index may hold a key twice: the first copy stays, the
+     * other's record is dead bytes for compaction. fr is 0 when the key is
+     * found before a free slot, or when no slot is free: writing there
+     * would overwrite the image's header (found by fuzz_memo_pack). */
+    if (probe(b, ld(b, H_CAP), k0, k1, &fr) || fr == 0) return;
     st(b, fr, k0);
     st(b, fr + 8, k1);
     st(b, fr + S_USE, use);
