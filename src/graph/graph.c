@@ -102,7 +102,12 @@ static void *arena_alloc(weft_graph *g, size_t n)
     }
     bool big = n > ARENA_BLOCK / 4;
     size_t cap = big ? n : ARENA_BLOCK;
-    ablock *nb = malloc(sizeof *nb + cap);
+    ablock *nb = NULL;
+    if (!big) {
+        size_t have;
+        nb = weft__graph_spare_take(WEFT__SPARE_ARENA, &have);
+    }
+    if (!nb) nb = malloc(sizeof *nb + cap);
     if (!nb) return NULL;
     nb->cap = cap;
     nb->used = n;
@@ -206,14 +211,18 @@ int weft_graph_destroy(weft_graph *g)
         free(n->msg);
         free(n->copy);
     }
-    for (size_t s = 0; s < g->nslabs; s++) free(g->slabs[s]);
+    for (size_t s = 0; s < g->nslabs; s++)
+        weft__graph_spare_give(WEFT__SPARE_SLAB, g->slabs[s], SLAB_NODES * sizeof(gnode));
     free(g->slabs);
-    free(g->args);
-    free(g->edges);
+    weft__graph_spare_give(WEFT__SPARE_ARGS, g->args, g->nargs_cap * sizeof *g->args);
+    weft__graph_spare_give(WEFT__SPARE_EDGES, g->edges, g->edges_cap * sizeof *g->edges);
     free(g->table);
     for (ablock *b = g->arena; b;) {
         ablock *next = b->next;
-        free(b);
+        if (b->cap == ARENA_BLOCK)
+            weft__graph_spare_give(WEFT__SPARE_ARENA, b, sizeof *b + ARENA_BLOCK);
+        else
+            free(b);
         b = next;
     }
     free(g);
@@ -317,10 +326,30 @@ static int reserve_slab(weft_graph *g, uint32_t id)
     gnode **s = realloc(g->slabs, (slab + 1) * sizeof *s);
     if (!s) return WEFT_ENOMEM;
     g->slabs = s;
-    s[slab] = calloc(SLAB_NODES, sizeof(gnode));
-    if (!s[slab]) return WEFT_ENOMEM;
+    size_t have;
+    gnode *warm = weft__graph_spare_take(WEFT__SPARE_SLAB, &have);
+    if (warm) {
+        memset(warm, 0, have);
+        s[slab] = warm;
+    } else {
+        s[slab] = calloc(SLAB_NODES, sizeof(gnode));
+        if (!s[slab]) return WEFT_ENOMEM;
+    }
     g->nslabs = slab + 1;
     return 0;
+}
+
+/* A new graph's first call: the argument and edge arrays a destroyed graph
+ * left (spare.c), so a loop of graphs does not grow them again each time. */
+static void take_arrays(weft_graph *g)
+{
+    size_t bytes;
+    g->args = weft__graph_spare_take(WEFT__SPARE_ARGS, &bytes);
+    g->nargs_cap = bytes / sizeof *g->args;
+    if (!g->edges) {
+        g->edges = weft__graph_spare_take(WEFT__SPARE_EDGES, &bytes);
+        g->edges_cap = bytes / sizeof *g->edges;
+    }
 }
 
 int weft_graph_call(weft_graph *g, weft_task_fn fn, const weft_arg *args, size_t nargs,
@@ -366,6 +395,7 @@ int weft_graph_call(weft_graph *g, weft_task_fn fn, const weft_arg *args, size_t
     /* reserve everything before changing anything */
     uint32_t id = g->nnodes;
     if (reserve_slab(g, id)) return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");
+    if (WEFT__UNLIKELY(!g->args)) take_arrays(g);
     if (weft__grow(&g->args, &g->nargs_cap, g->nargs_used + nargs, sizeof *g->args, 1024) ||
         weft__grow(&g->edges, &g->edges_cap, g->nedges + nnode_args, sizeof *g->edges, 1024))
         return weft__err(WEFT_ENOMEM, "weft_graph_call: out of memory");

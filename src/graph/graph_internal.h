@@ -113,6 +113,19 @@ static inline gnode *node_at(const weft_graph *g, uint32_t id)
  * (weft_parallel) on every backend, as across processes. */
 extern bool weft__graph_force_copy;
 
+/* Warm memory kept from a destroyed graph for the next (spare.c): node
+ * slabs and arena blocks (fixed sizes), the argument and edge arrays (one of
+ * each, any size). take: a block and its size in *bytes, or NULL; give: keeps
+ * the block or frees it. Thread-safe. */
+typedef enum weft__spare_kind {
+    WEFT__SPARE_SLAB,
+    WEFT__SPARE_ARENA,
+    WEFT__SPARE_ARGS,
+    WEFT__SPARE_EDGES
+} weft__spare_kind;
+void *weft__graph_spare_take(weft__spare_kind kind, size_t *bytes);
+void weft__graph_spare_give(weft__spare_kind kind, void *p, size_t bytes);
+
 /* A printable name for a task: its registered name, else "task@0x...". */
 const char *weft__graph_task_name(weft_task_fn fn, char *buf, size_t cap);
 

@@ -628,8 +628,8 @@ int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
     for (size_t a = 0; a < s.naggs && !rc; a++) {
         const tcol *c = &t->cols[ac[a]];
         weft_agg_kind k = s.kinds[a];
-        char nm[3][32];
-        for (int q = 0; q < 3; q++) snprintf(nm[q], sizeof nm[q], "\x01%zu.%d", a, q);
+        char nm[3][32]; /* "\x01" + 20 digits + "." + one digit */
+        for (unsigned q = 0; q < 3; q++) snprintf(nm[q], sizeof nm[q], "\x01%zu.%u", a, q % 10u);
         if (k == WEFT_AGG_COUNT) {
             int64_t *n = calloc(ng + 1, sizeof *n);
             if (!n) rc = WEFT_ENOMEM;
