@@ -60,8 +60,12 @@ int weft__timeout_ns(double timeout, int64_t *ns, const char *fn);
 char *weft__vasprintf(const char *fmt, va_list ap);
 char *weft__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Counts the failures weft__err and weft__err_safe recorded on this thread
- * (code < 0), so a task run can tell whether a weft call failed during it. */
-extern __thread unsigned weft__err_gen;
+ * (code < 0), so a task run can tell whether a weft call failed during it.
+ * Read once per task run (every map item): initial-exec, one load from the
+ * thread pointer, where the default model for a shared library calls
+ * __tls_get_addr each time (3-4 ns an item of map_empty on serial). Four
+ * bytes of the static TLS block glibc keeps for libraries loaded later. */
+extern __thread unsigned weft__err_gen __attribute__((tls_model("initial-exec")));
 
 /* ---- options structs that grow ------------------------------------------ */
 

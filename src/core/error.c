@@ -7,7 +7,7 @@
 #include "internal.h"
 
 static __thread char last_error[512];
-__thread unsigned weft__err_gen;
+__thread unsigned weft__err_gen __attribute__((tls_model("initial-exec")));
 
 const char *weft_version(void)
 {
