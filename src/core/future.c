@@ -303,12 +303,28 @@ typedef struct weft__waiter_node {
     struct weft__waiter_node *next, *prev;
 } weft__waiter_node;
 
+/* A wait for a future's lock bit. The holder keeps it for a few stores, but
+ * it can be preempted while it holds it -- typically right after it woke a
+ * waiter, which the scheduler runs at once on the holder's CPU -- and a
+ * waiter that only spun would then spin out its whole time slice (3-5 ms,
+ * measured: a caller of weft_wait in a grid search on 2 workers spun 30%
+ * of a CPU and left each worker idle 17% of the time). After a few pauses
+ * it yields, which lets a holder queued on the same CPU run. */
+static inline void lock_backoff(unsigned *spins)
+{
+    if (++*spins < 64)
+        weft__cpu_relax();
+    else
+        weft__yield();
+}
+
 static uint32_t lock_future(weft_future *f)
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    unsigned spins = 0;
     for (;;) {
         if (s & WEFT__ST_LOCK) {
-            weft__cpu_relax();
+            lock_backoff(&spins);
             s = atomic_load_explicit(&f->state, memory_order_relaxed);
             continue;
         }
@@ -345,11 +361,24 @@ static void wake_and_call_locked(weft_future *f)
 {
     weft__cb *cbs = f->cbs;
     f->cbs = NULL;
+    /* The sequence words are bumped under the lock (a waiter may free its
+     * word once it has unregistered, which takes the lock); the futex wakes
+     * of the first few come after the unlock, so a waiter the scheduler runs
+     * at once does not find the lock still held by the thread it preempted.
+     * A wake of a word its waiter has freed meanwhile is harmless: a futex
+     * wake does not touch the memory, and every futex waiter tolerates a
+     * spurious wake (pthread_mutex_unlock relies on the same). */
+    _Atomic uint32_t *late[8];
+    int nlate = 0;
     for (weft__waiter_node *w = f->waiters; w; w = w->next) {
         atomic_fetch_add_explicit(&w->w->seq, 1, memory_order_release);
-        weft__futex_wake(&w->w->seq, INT_MAX);
+        if (nlate < 8)
+            late[nlate++] = &w->w->seq;
+        else
+            weft__futex_wake(&w->w->seq, INT_MAX);
     }
     unlock_future(f);
+    for (int i = 0; i < nlate; i++) weft__futex_wake(late[i], INT_MAX);
     while (cbs) {
         weft__cb *n = cbs->next;
         cbs->cb(f, cbs->arg);
@@ -362,10 +391,11 @@ static void wake_and_call_locked(weft_future *f)
 static bool transition(weft_future *f, uint32_t from_mask, uint32_t final)
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    unsigned spins = 0;
     for (;;) {
         if (!(from_mask & (1u << (s & WEFT__ST_MASK)))) return false;
         if (s & WEFT__ST_LOCK) {
-            weft__cpu_relax();
+            lock_backoff(&spins);
             s = atomic_load_explicit(&f->state, memory_order_relaxed);
             continue;
         }
