@@ -1239,7 +1239,9 @@ static void *spare_loop_thread(void *arg)
 
 TEST(graphs_in_a_loop_on_several_threads_reuse_memory_safely)
 {
-    enum { T = 4 };
+    enum {
+        T = 4
+    };
     weft_executor *ex = make_ex(&configs[1]);
     REQUIRE(ex);
     struct spare_loop L[T];
