@@ -2,15 +2,18 @@
  * pandas and dask.dataframe (bench/table_anchor.py, /usr/bin/python3) in the
  * same run.
  *
- * The file (generated once, kept as table_bench_<rows>.csv in the cwd): 2
- * int key columns (k1: 100 values, k2: 1000), 4 double columns d1..d4 with
- * 2% missing, 2 short text columns; t2 holds quoted fields with commas,
- * escaped quotes and embedded newlines. About 53 bytes a row; rows from
- * WEFT_TABLE_BENCH_ROWS (default 10000000, about 530 MiB; 20000000 makes the
- * 1 GiB of issue 15).
+ * The file (generated once, kept as table_bench_v2_<rows>.csv in the cwd):
+ * 2 int key columns (k1: 100 values, k2: 1000), 4 double columns d1..d4
+ * with 2% missing, printed with 17 significant digits (as numpy's and
+ * pandas' writers print a double), 2 short text columns (t1
+ * "customer_NNNNNN"; t2 "status_NN" and quoted fields with commas, escaped
+ * quotes and embedded newlines). About 109 bytes a row; rows from
+ * WEFT_TABLE_BENCH_ROWS (default 10000000: about 1.04 GiB, issue 15's
+ * file). (v1, table_bench_<rows>.csv, printed the doubles with 1..6
+ * decimals and was 53 bytes a row: 530 MiB at 10M rows.)
  *
  *   table_read_csv        every column typed, into memory (one table)
- *   table_groupby_mean    streaming: CSV to the mean of d1..d4 per k1 without
+ *   table_groupby_mean    streaming: CSV to the mean of d1..d4 per (k1, k2) without
  *                         holding the table (in_flight partitions at a time)
  *   table_groupby_median  streaming: CSV to the exact median of d1 per k1
  *   table_apply           map_partitions: a per-row derived column
@@ -22,7 +25,8 @@
  * (bench/table_anchor.py), DuckDB and Polars with 2 threads
  * (bench/table_anchor_node.mjs, from bench/node/ as installed by
  * scripts/install-deps.sh --bench; SKIP lines when node or they are missing).
- * Usage: table_bench [--reps N] [--no-anchors] */
+ * Usage: table_bench [--reps N] [--no-anchors] [--only BENCH] (--only: that
+ * bench alone, weft alone: for a profile) */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,11 +55,10 @@ static size_t gen(const char *path, long rows)
         for (int d = 0; d < 4; d++) {
             if (weft_rng_range(&r, 0, 49) == 0)
                 fputc(',', f);
-            else
-                fprintf(f, ",%.*f", (int)weft_rng_range(&r, 1, 6),
-                        (weft_rng_double(&r) - 0.5) * 1e4);
+            else /* 17 significant digits, as numpy's and pandas' writers print a double */
+                fprintf(f, ",%.17g", (weft_rng_double(&r) - 0.5) * 1e4);
         }
-        fprintf(f, ",w%lld,", (long long)weft_rng_range(&r, 0, 9999));
+        fprintf(f, ",customer_%06lld,", (long long)weft_rng_range(&r, 0, 999999));
         int q = (int)weft_rng_range(&r, 0, 199);
         if (q == 0)
             fputs("\"two\nlines\"", f);
@@ -64,7 +67,7 @@ static size_t gen(const char *path, long rows)
         else if (q < 6)
             fputs("\"a,b\"", f);
         else
-            fprintf(f, "s%lld", (long long)weft_rng_range(&r, 0, 99));
+            fprintf(f, "status_%02lld", (long long)weft_rng_range(&r, 0, 99));
         fputc('\n', f);
     }
     if (fclose(f)) return 0;
@@ -218,18 +221,21 @@ int main(int argc, char **argv)
     bench_begin(argv[0], __FILE__);
     int reps = 3;
     bool anchors = true;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-anchors"))
             anchors = false;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i]; /* one bench, weft only (for a profile) */
     }
     if (reps < 1) reps = 1;
     if (reps > BENCH_MAX_SAMPLES) reps = BENCH_MAX_SAMPLES;
     const char *env = getenv("WEFT_TABLE_BENCH_ROWS");
     long rows = env && atol(env) > 0 ? atol(env) : 10000000;
     char path[64];
-    snprintf(path, sizeof path, "table_bench_%ld.csv", rows);
+    snprintf(path, sizeof path, "table_bench_v2_%ld.csv", rows);
     double g0 = bench_now();
     size_t size = gen(path, rows);
     if (!size) {
@@ -244,9 +250,11 @@ int main(int argc, char **argv)
     weft_executor *ex;
     if (weft_executor_create(&o, &ex)) return 1;
     size_t rows_out[B_N] = {0};
+    if (only) anchors = false;
     for (int b = 0; b < B_N; b++) {
         double s[BENCH_MAX_SAMPLES];
         int n = 0;
+        if (only && strcmp(only, names[b])) continue;
         bench_watchdog(3600, names[b]);
         for (int i = 0; i < reps; i++) {
             double dt = run_one(b, path, ex, &rows_out[b]);
@@ -257,9 +265,10 @@ int main(int argc, char **argv)
         if (n == reps) bench_report(names[b], "weft-threads", s, n, "s");
     }
     weft_executor_destroy(ex);
-    if (rows_out[B_READ] != (size_t)rows)
+    if ((!only || !strcmp(only, names[B_READ])) && rows_out[B_READ] != (size_t)rows)
         bench_fail("read %zu rows, wrote %ld", rows_out[B_READ], rows);
-    if (rows_out[B_MEDIAN] != 100) bench_fail("median: %zu groups, want 100", rows_out[B_MEDIAN]);
+    if ((!only || !strcmp(only, names[B_MEDIAN])) && rows_out[B_MEDIAN] != 100)
+        bench_fail("median: %zu groups, want 100", rows_out[B_MEDIAN]);
     if (anchors) {
         static const char *const sys[] = {"pandas", "dask-threads"};
         for (int a = 0; a < 2; a++)

@@ -12,9 +12,14 @@
 #define CHECK_CUSTOM_MAIN
 #include "check.h"
 
+#include <math.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include "table/table_internal.h"
 
 static const weft_backend backends[] = {WEFT_BACKEND_SERIAL, WEFT_BACKEND_THREADS,
                                         WEFT_BACKEND_PROCESSES};
@@ -338,6 +343,354 @@ TEST(csv_doubles_are_correctly_rounded)
     }
     weft_table_destroy(t);
     weft_executor_destroy(ex);
+}
+
+/* ---- the field scanner ---- */
+
+/* The first delimiter, newline or quote of b[j..n), plainly. */
+static size_t find_ref(const char *b, size_t j, size_t n, char d)
+{
+    while (j < n && b[j] != d && b[j] != '\n' && b[j] != '"') j++;
+    return j;
+}
+
+/* Every scanner gives the plain answer at every start, end
+ * and alignment, never reading past the end: the bytes sit right before a
+ * page that may not be read (PROT_NONE). */
+TEST(csv_scanner_agrees_at_every_alignment)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    char *m =
+        mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(m != MAP_FAILED);
+    REQUIRE(mprotect(m + pg, (size_t)pg, PROT_NONE) == 0);
+    static const char alpha[] = {'a', ',', ';', '\n', '"', '\r', 'x', (char)0x80, (char)0xff, 0};
+    weft_rng r;
+    weft_rng_seed(&r, 7);
+    int kinds[3] = {WEFT__CSV_SCAN_SCALAR, WEFT__CSV_SCAN_SWAR, WEFT__CSV_SCAN_SSE2};
+    size_t checked = 0;
+    for (int pass = 0; pass < 40; pass++) {
+        /* sparse or dense special bytes */
+        int spread = pass % 4 == 0 ? 1 : pass % 4 == 1 ? 8 : pass % 4 == 2 ? 40 : 200;
+        for (size_t n = 0; n <= 80; n++) {
+            char *b = m + pg - n; /* b[n] is the guard page */
+            for (size_t i = 0; i < n; i++) {
+                int k = (int)weft_rng_range(&r, 0, spread);
+                b[i] = k < (int)sizeof alpha ? alpha[k] : (char)('b' + k % 20);
+            }
+            for (size_t j = 0; j <= n; j++)
+                for (int d = 0; d < 2; d++) {
+                    char delim = d ? ';' : ',';
+                    size_t want = find_ref(b, j, n, delim);
+                    for (int q = 0; q < 3; q++) { /* one this build lacks runs the plain loop */
+                        size_t got = weft__csv_find(b, j, n, delim, kinds[q]);
+                        CHECK_MSG(got == want, "kind %d n %zu j %zu delim %c: %zu, want %zu",
+                                  kinds[q], n, j, delim, got, want);
+                        checked++;
+                    }
+                    CHECK_EQ_U64(weft__csv_find(b, j, n, delim, WEFT__CSV_SCAN_BEST), want);
+                }
+        }
+    }
+    REQUIRE_OK(weft__csv_set_scanner(WEFT__CSV_SCAN_BEST));
+    CHECK(checked > 100000);
+    CHECK_ERR(weft__csv_set_scanner(9), WEFT_EINVAL);
+    munmap(m, (size_t)pg * 2);
+}
+
+/* The tricky corpus shifted by 0..15 bytes (blank lines after the header,
+ * which the reader skips) so every field meets every alignment, at every
+ * partition count 1..64, with every scanner: always the same table. */
+TEST(csv_tricky_file_every_alignment_and_scanner)
+{
+    weft_table *want = tricky_expected();
+    weft_executor *ex = make_exec(WEFT_BACKEND_SERIAL);
+    REQUIRE(ex);
+    const char *hdr_end = strchr(tricky, '\n') + 1;
+    size_t hl = (size_t)(hdr_end - tricky), rest = sizeof tricky - 1 - hl;
+    char buf[sizeof tricky + 16];
+    int kinds[4] = {WEFT__CSV_SCAN_BEST, WEFT__CSV_SCAN_SCALAR, WEFT__CSV_SCAN_SWAR,
+                    WEFT__CSV_SCAN_SSE2};
+    for (int q = 0; q < 4; q++) {
+        if (weft__csv_set_scanner(kinds[q]) != 0) continue; /* not in this build */
+        for (size_t shift = 0; shift < 16; shift++) {
+            memcpy(buf, tricky, hl);
+            memset(buf + hl, '\n', shift);
+            memcpy(buf + hl + shift, hdr_end, rest);
+            size_t len = hl + shift + rest;
+            write_file("tricky_shift.csv", buf, len);
+            /* every count for the default scanner, a few for the others */
+            for (size_t k = 1; k <= 64; k += q == 0 ? 1 : 9) {
+                weft_csv_options o = {.block_size = (len - hl + k - 1) / k};
+                weft_table *got = NULL;
+                int rc = read_all("tricky_shift.csv", &o, ex, &got);
+                CHECK_MSG(rc == 0 && weft_table_equal(got, want),
+                          "scanner %d shift %zu block %zu: rc %d %s", kinds[q], shift,
+                          (size_t)o.block_size, rc, rc ? weft_last_error() : "tables differ");
+                weft_table_destroy(got);
+            }
+        }
+    }
+    REQUIRE_OK(weft__csv_set_scanner(WEFT__CSV_SCAN_BEST));
+    /* a malformed file gives the same message with every scanner */
+    static const char stray[] = "a,b\n1,2\nxxxxxxxxxxxxxxxxxxxx\"y,1\n";
+    write_file("stray2.csv", stray, sizeof stray - 1);
+    char first[512] = "";
+    for (int q = 0; q < 4; q++) {
+        if (weft__csv_set_scanner(kinds[q]) != 0) continue;
+        weft_table *t = NULL;
+        CHECK_ERR(read_all("stray2.csv", NULL, ex, &t), WEFT_EINVAL);
+        if (!first[0])
+            snprintf(first, sizeof first, "%s", weft_last_error());
+        else
+            CHECK_EQ_STR(weft_last_error(), first);
+    }
+    CHECK_MSG(strstr(first, "stray2.csv:3: field 1"), "%s", first);
+    REQUIRE_OK(weft__csv_set_scanner(WEFT__CSV_SCAN_BEST));
+    weft_table_destroy(want);
+    weft_executor_destroy(ex);
+}
+
+/* Line numbers in errors come from the ranges' newline counts (the SSE2
+ * count over long runs of bytes): right at every block size. */
+TEST(csv_error_line_numbers_at_every_block_size)
+{
+    size_t cap = 1 << 20, at = 0, line = 1;
+    char *text = malloc(cap);
+    REQUIRE(text);
+    at += (size_t)sprintf(text, "a,b\n");
+    line++;
+    for (int i = 0; i < 20000; i++) {
+        if (i % 97 == 0) {
+            at += (size_t)sprintf(text + at, "%d,\"x\ny\"\n", i); /* a newline inside quotes */
+            line += 2;
+        } else {
+            at += (size_t)sprintf(text + at, "%d,plain%d\n", i, i);
+            line++;
+        }
+    }
+    at += (size_t)sprintf(text + at, "oops,z\n"); /* `line` is its line */
+    write_file("lines.csv", text, at);
+    free(text);
+    weft_csv_column sch[2] = {{"a", WEFT_COL_INT64}, {"b", WEFT_COL_TEXT}};
+    char want[64];
+    snprintf(want, sizeof want, "lines.csv:%zu: field 1 (a)", line);
+    weft_executor *ex = make_exec(WEFT_BACKEND_SERIAL);
+    REQUIRE(ex);
+    size_t blocks[] = {97, 1000, 4096, 5000, 65536, 1 << 20};
+    for (size_t q = 0; q < sizeof blocks / sizeof *blocks; q++) {
+        weft_csv_options o = {.schema = sch, .n_schema = 2, .block_size = blocks[q]};
+        weft_table *t = NULL;
+        CHECK_ERR(read_all("lines.csv", &o, ex, &t), WEFT_EINVAL);
+        CHECK_MSG(strstr(weft_last_error(), want), "block %zu: %s, want %s", blocks[q],
+                  weft_last_error(), want);
+    }
+    weft_executor_destroy(ex);
+}
+
+/* Doubles of 17 to 19 significant digits (what %.17g and repr print) take
+ * the exact 128-bit path: every one equals strtod's, ties to even too. */
+TEST(csv_long_doubles_are_correctly_rounded)
+{
+    enum {
+        N = 6000
+    };
+    char(*v)[48] = malloc(N * sizeof *v);
+    REQUIRE(v);
+    weft_rng r;
+    weft_rng_seed(&r, 99);
+    size_t n = 0;
+    /* ties: n.5 in [2^52, 2^53), odd n in [2^53, 2^54), 4k+2 in [2^54, 2^55) */
+    for (int i = 0; i < 300; i++) {
+        uint64_t a = (1ull << 52) + weft_rng_range(&r, 0, (int64_t)((1ull << 52) - 1));
+        snprintf(v[n++], sizeof v[0], "%llu.5", (unsigned long long)a);
+        snprintf(v[n++], sizeof v[0], "%llu.50", (unsigned long long)a);
+        snprintf(v[n++], sizeof v[0], "-%llu5e-1", (unsigned long long)a);
+        snprintf(v[n++], sizeof v[0], "%llu.25", (unsigned long long)a);
+        uint64_t b = (1ull << 53) + 2 * (uint64_t)weft_rng_range(&r, 0, (int64_t)(1ull << 51)) + 1;
+        snprintf(v[n++], sizeof v[0], "%llu", (unsigned long long)b);
+        uint64_t c = (1ull << 54) + 4 * (uint64_t)weft_rng_range(&r, 0, (int64_t)(1ull << 50)) + 2;
+        snprintf(v[n++], sizeof v[0], "%llu", (unsigned long long)c);
+        snprintf(v[n++], sizeof v[0], "%llu.0", (unsigned long long)c);
+    }
+    /* random mantissas of 16..19 digits at every decimal exponent -24..21 */
+    while (n < N - 200) {
+        int nd = (int)weft_rng_range(&r, 16, 19);
+        char dig[24];
+        dig[0] = (char)('1' + weft_rng_range(&r, 0, 8));
+        for (int k = 1; k < nd; k++) dig[k] = (char)('0' + weft_rng_range(&r, 0, 9));
+        dig[nd] = 0;
+        int form = (int)weft_rng_range(&r, 0, 2), e = (int)weft_rng_range(&r, -24, 21);
+        if (form == 0) /* d.ddd e */
+            snprintf(v[n++], sizeof v[0], "%c.%se%d", dig[0], dig + 1, e);
+        else if (form == 1) { /* a point inside the digits */
+            int at = (int)weft_rng_range(&r, 1, nd - 1);
+            snprintf(v[n++], sizeof v[0], "%.*s.%s", at, dig, dig + at);
+        } else /* 0.000ddd */
+            snprintf(v[n++], sizeof v[0], "0.%.*s%s", (int)weft_rng_range(&r, 0, 4), "0000", dig);
+    }
+    /* and %.17g of random doubles, the bench's own */
+    while (n < N) snprintf(v[n++], sizeof v[0], "%.17g", (weft_rng_double(&r) - 0.5) * 1e4);
+    size_t cap = (size_t)N * 48 + 8, at = 0;
+    char *text = malloc(cap);
+    REQUIRE(text);
+    at += (size_t)snprintf(text, cap, "x\n");
+    for (size_t i = 0; i < n; i++) at += (size_t)snprintf(text + at, cap - at, "%s\n", v[i]);
+    write_file("longdoubles.csv", text, at);
+    weft_executor *ex = make_exec(WEFT_BACKEND_SERIAL);
+    REQUIRE(ex);
+    weft_table *t;
+    REQUIRE_OK(read_all("longdoubles.csv", NULL, ex, &t));
+    REQUIRE(weft_table_col_type(t, 0) == WEFT_COL_DOUBLE);
+    REQUIRE(weft_table_rows(t) == n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double got, want = strtod(v[i], NULL);
+        CHECK_OK(weft_table_get_double(t, 0, i, &got, NULL));
+        if (memcmp(&got, &want, sizeof got)) {
+            if (bad++ < 10) CHECK_MSG(false, "%s: %a != %a", v[i], got, want);
+        }
+    }
+    CHECK_EQ_U64(bad, 0);
+    weft_table_destroy(t);
+    weft_executor_destroy(ex);
+    free(text);
+    free(v);
+}
+
+/* groupby, describe and nlargest straight on a CSV frame parse the ranges
+ * themselves (one task, only the columns they use): the same results as
+ * through a full partition (a select of every column, same partitions),
+ * the same rows skipped for a bad value in a column they do not use, and
+ * the same error without WEFT_CSV_SKIP_BAD. */
+TEST(csv_partials_match_the_full_read)
+{
+    char *text = malloc(1 << 20);
+    REQUIRE(text);
+    size_t at = (size_t)sprintf(text, "k,x,note,y,flag\n");
+    weft_rng r;
+    weft_rng_seed(&r, 5);
+    for (int i = 0; i < 3000; i++) {
+        int64_t k = weft_rng_range(&r, 0, 9);
+        double x = (weft_rng_double(&r) - 0.5) * 100;
+        const char *note = i % 7 == 0 ? "\"a,\"\"b\"\"\nc\"" : i % 5 == 0 ? "" : "plain";
+        at += (size_t)sprintf(text + at, "%lld,%.17g,%s,", (long long)k, x, note);
+        if (i % 401 == 17)
+            at += (size_t)sprintf(text + at, "zz");
+        else if (i % 13 != 0)
+            at += (size_t)sprintf(text + at, "%.3f", weft_rng_double(&r));
+        at += (size_t)sprintf(text + at, ",%s\n", i % 3 ? "true" : "False");
+    }
+    write_file("partials.csv", text, at);
+    free(text);
+    weft_csv_column sch[5] = {{"k", WEFT_COL_INT64},
+                              {"x", WEFT_COL_DOUBLE},
+                              {"note", WEFT_COL_TEXT},
+                              {"y", WEFT_COL_DOUBLE},
+                              {"flag", WEFT_COL_BOOL}};
+    const char *all[5] = {"k", "x", "note", "y", "flag"};
+    const char *keys[1] = {"k"};
+    weft_agg aggs[4] = {{"x", WEFT_AGG_MEAN, NULL},
+                        {"x", WEFT_AGG_MEDIAN, NULL},
+                        {"k", WEFT_AGG_COUNT, NULL},
+                        {"x", WEFT_AGG_VAR, NULL}};
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        weft_executor *ex = make_exec(backends[b]);
+        if (!ex) continue;
+        weft_csv_options o = {
+            .schema = sch, .n_schema = 5, .flags = WEFT_CSV_SKIP_BAD, .block_size = 4096};
+        weft_frame *f, *g;
+        REQUIRE_OK(weft_frame_read_csv((const char *[]){"partials.csv"}, 1, &o, &f));
+        REQUIRE(weft_frame_partitions(f) > 10);
+        REQUIRE_OK(weft_frame_select(f, all, 5, &g));
+        weft_table *a[3] = {NULL}, *c[3] = {NULL};
+        CHECK_OK(weft_frame_groupby(f, keys, 1, aggs, 4, ex, NULL, &a[0]));
+        CHECK_OK(weft_frame_groupby(g, keys, 1, aggs, 4, ex, NULL, &c[0]));
+        CHECK_OK(weft_frame_describe(f, ex, NULL, &a[1]));
+        CHECK_OK(weft_frame_describe(g, ex, NULL, &c[1]));
+        CHECK_OK(weft_frame_nlargest(f, 20, "x", ex, NULL, &a[2]));
+        CHECK_OK(weft_frame_nlargest(g, 20, "x", ex, NULL, &c[2]));
+        CHECK_EQ_U64(weft_table_skipped(a[0]), 8); /* the rows with y = zz */
+        CHECK_EQ_U64(weft_table_skipped(c[0]), 8);
+        CHECK_EQ_U64(weft_table_rows(a[0]), 10);
+        for (int q = 0; q < 3; q++) {
+            CHECK_MSG(weft_table_equal(a[q], c[q]), "%s: op %d differs",
+                      weft_backend_name(backends[b]), q);
+            weft_table_destroy(a[q]);
+            weft_table_destroy(c[q]);
+        }
+        weft_frame_destroy(g);
+        weft_frame_destroy(f);
+        /* strict: the bad value of y fails the groupby of x as it fails the read */
+        o.flags = 0;
+        REQUIRE_OK(weft_frame_read_csv((const char *[]){"partials.csv"}, 1, &o, &f));
+        weft_table *t = NULL;
+        CHECK_ERR(weft_frame_groupby(f, keys, 1, aggs, 1, ex, NULL, &t), WEFT_EINVAL);
+        CHECK_MSG(strstr(weft_last_error(), "field 4 (y): 'zz' is not a double"), "%s",
+                  weft_last_error());
+        weft_frame_destroy(f);
+        weft_executor_destroy(ex);
+    }
+}
+
+/* groupby's partial by array (int64 keys of a small range) and by hash (a
+ * key of a large range) give the same groups and the same aggregates, bit
+ * for bit. */
+TEST(groupby_by_array_matches_by_hash)
+{
+    enum {
+        N = 5000
+    };
+    int64_t *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
+    double *x = malloc(N * sizeof *x);
+    uint8_t *va = malloc(N);
+    REQUIRE(a && b && x && va);
+    weft_rng r;
+    weft_rng_seed(&r, 11);
+    for (int i = 0; i < N; i++) {
+        a[i] = weft_rng_range(&r, -3, 40);
+        b[i] = a[i] * 1000000000000 + 7;
+        x[i] = weft_rng_double(&r) - 0.5;
+        va[i] = i % 17 != 0; /* some keys missing */
+    }
+    weft_table *t;
+    REQUIRE_OK(weft_table_create(&t));
+    REQUIRE_OK(weft_table_add_int64(t, "a", a, va, N));
+    REQUIRE_OK(weft_table_add_int64(t, "b", b, va, N));
+    REQUIRE_OK(weft_table_add_double(t, "x", x, NULL, N));
+    weft_executor *ex = make_exec(WEFT_BACKEND_THREADS);
+    REQUIRE(ex);
+    weft_frame *f;
+    REQUIRE_OK(weft_frame_from_table(t, 4, &f));
+    weft_agg aggs[4] = {{"x", WEFT_AGG_MEAN, "m"},
+                        {"x", WEFT_AGG_MEDIAN, "md"},
+                        {"x", WEFT_AGG_VAR, "v"},
+                        {"x", WEFT_AGG_SUM, "s"}};
+    const char *ka[1] = {"a"}, *kb[1] = {"b"};
+    weft_table *ga = NULL, *gb = NULL;
+    CHECK_OK(weft_frame_groupby(f, ka, 1, aggs, 4, ex, NULL, &ga));
+    CHECK_OK(weft_frame_groupby(f, kb, 1, aggs, 4, ex, NULL, &gb));
+    REQUIRE(ga && gb);
+    CHECK_EQ_U64(weft_table_rows(ga), 44);
+    CHECK_EQ_U64(weft_table_rows(gb), weft_table_rows(ga));
+    for (size_t i = 0; i < weft_table_rows(ga) && i < weft_table_rows(gb); i++) {
+        int64_t ka_v, kb_v;
+        CHECK_OK(weft_table_get_int64(ga, 0, i, &ka_v, NULL));
+        CHECK_OK(weft_table_get_int64(gb, 0, i, &kb_v, NULL));
+        CHECK_EQ_INT(ka_v * 1000000000000 + 7, kb_v);
+        for (size_t c = 1; c < 5; c++) {
+            double p, q;
+            CHECK_OK(weft_table_get_double(ga, c, i, &p, NULL));
+            CHECK_OK(weft_table_get_double(gb, c, i, &q, NULL));
+            CHECK_MSG(memcmp(&p, &q, sizeof p) == 0, "group %zu column %zu: %a != %a", i, c, p, q);
+        }
+    }
+    weft_table_destroy(ga);
+    weft_table_destroy(gb);
+    weft_frame_destroy(f);
+    weft_table_destroy(t);
+    weft_executor_destroy(ex);
+    free(a), free(b), free(x), free(va);
 }
 
 /* ---- generated data for the operations ---- */

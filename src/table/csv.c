@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -72,9 +73,145 @@ typedef struct field {
     bool bad;          /* garbage after a closing quote, or a quote in an unquoted field */
 } field;
 
+/* ---- the field scanner ----
+ *
+ * An unquoted field ends at the first delimiter or newline; a quote inside
+ * it makes it malformed. csv_find() finds the first of the three bytes from
+ * `j`: 16 bytes a step with SSE2 (every x86-64 has it), 8 with a SWAR test
+ * on a uint64_t elsewhere (little-endian), one at a time near the end of
+ * the buffer. The three give the same index for every input (the test
+ * `csv_scanner_agrees_at_every_alignment` compares them on random bytes at
+ * every offset and length; weft__csv_set_scanner forces one). */
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define HAVE_SSE2_SCAN 1
+#else
+#define HAVE_SSE2_SCAN 0
+#endif
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define HAVE_SWAR_SCAN 1
+#else
+#define HAVE_SWAR_SCAN 0
+#endif
+
+static _Atomic int csv_scanner_forced; /* 0: the best this machine has */
+
+int weft__csv_set_scanner(int kind)
+{
+    if (kind < WEFT__CSV_SCAN_BEST || kind > WEFT__CSV_SCAN_SSE2) return WEFT_EINVAL;
+    if (kind == WEFT__CSV_SCAN_SSE2 && !HAVE_SSE2_SCAN) return WEFT_ENOTSUP;
+    if (kind == WEFT__CSV_SCAN_SWAR && !HAVE_SWAR_SCAN) return WEFT_ENOTSUP;
+    atomic_store_explicit(&csv_scanner_forced, kind, memory_order_relaxed);
+    return 0;
+}
+
+/* The scanner a task uses (read once per task). */
+static int csv_scanner(void)
+{
+    int k = atomic_load_explicit(&csv_scanner_forced, memory_order_relaxed);
+    if (k) return k;
+    return HAVE_SSE2_SCAN   ? WEFT__CSV_SCAN_SSE2
+           : HAVE_SWAR_SCAN ? WEFT__CSV_SCAN_SWAR
+                            : WEFT__CSV_SCAN_SCALAR;
+}
+
+static inline size_t find_scalar(const char *b, size_t j, size_t n, char d)
+{
+    while (j < n) {
+        char c = b[j];
+        if (c == d || c == '\n' || c == '"') break;
+        j++;
+    }
+    return j;
+}
+
+#if HAVE_SWAR_SCAN
+/* A byte of x is zero: its high bit set in the result. Borrows may flag
+ * bytes above a zero byte too, never below it, so the lowest flag is exact. */
+static inline uint64_t swar_zero(uint64_t x)
+{
+    return (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
+}
+
+static inline size_t find_swar(const char *b, size_t j, size_t n, char d)
+{
+    const uint64_t ones = 0x0101010101010101ull;
+    const uint64_t md = ones * (unsigned char)d, mn = ones * '\n', mq = ones * '"';
+    while (j + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, b + j, 8);
+        uint64_t hit = swar_zero(w ^ md) | swar_zero(w ^ mn) | swar_zero(w ^ mq);
+        if (hit) return j + ((size_t)__builtin_ctzll(hit) >> 3);
+        j += 8;
+    }
+    return find_scalar(b, j, n, d);
+}
+#endif
+
+#if HAVE_SSE2_SCAN
+static inline size_t find_sse2(const char *b, size_t j, size_t n, char d)
+{
+    const __m128i vd = _mm_set1_epi8(d), vn = _mm_set1_epi8('\n'), vq = _mm_set1_epi8('"');
+    while (j + 16 <= n) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(b + j));
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, vd), _mm_cmpeq_epi8(x, vn)),
+                                 _mm_cmpeq_epi8(x, vq));
+        unsigned mask = (unsigned)_mm_movemask_epi8(m);
+        if (mask) return j + (size_t)__builtin_ctz(mask);
+        j += 16;
+    }
+    return find_scalar(b, j, n, d);
+}
+#endif
+
+/* The first index >= j of a delimiter, newline or quote in b[0..n), or n. */
+static inline size_t csv_find(const char *b, size_t j, size_t n, char d, int kind)
+{
+#if HAVE_SSE2_SCAN
+    if (kind == WEFT__CSV_SCAN_SSE2) return find_sse2(b, j, n, d);
+#endif
+#if HAVE_SWAR_SCAN
+    if (kind == WEFT__CSV_SCAN_SWAR) return find_swar(b, j, n, d);
+#endif
+    (void)kind;
+    return find_scalar(b, j, n, d);
+}
+
+size_t weft__csv_find(const char *b, size_t j, size_t n, char delim, int kind)
+{
+    return csv_find(b, j, n, delim, kind ? kind : csv_scanner());
+}
+
+/* The number of bytes equal to c in p[0..n). */
+static uint64_t count_byte(const char *p, size_t n, char c)
+{
+    uint64_t k = 0;
+    size_t i = 0;
+#if HAVE_SSE2_SCAN
+    /* per-byte counters (a match is -1: subtract it), summed every 255
+     * steps before they can wrap */
+    const __m128i vc = _mm_set1_epi8(c), zero = _mm_setzero_si128();
+    while (n - i >= 16) {
+        size_t steps = (n - i) / 16;
+        if (steps > 255) steps = 255;
+        __m128i acc = zero;
+        for (size_t s = 0; s < steps; s++, i += 16) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+            acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(x, vc));
+        }
+        uint64_t two[2];
+        _mm_storeu_si128((__m128i *)(void *)two, _mm_sad_epu8(acc, zero));
+        k += two[0] + two[1];
+    }
+#endif
+    for (; i < n; i++) k += p[i] == c;
+    return k;
+}
+
 /* Reads the field at *i; on T_DELIM/T_EOL *i is past the terminator. */
 static inline int next_field(const char *buf, size_t blen, bool eof, size_t *i, char delim,
-                             field *f)
+                             int kind, field *f)
 {
     size_t p = *i;
     f->escaped = f->bad = false;
@@ -106,12 +243,10 @@ static inline int next_field(const char *buf, size_t blen, bool eof, size_t *i, 
             }
         }
     } else {
-        size_t j = p;
-        while (j < blen) {
-            char c = buf[j];
-            if (c == delim || c == '\n') break;
-            if (c == '"') f->bad = true;
-            j++;
+        size_t j = csv_find(buf, p, blen, delim, kind);
+        while (j < blen && buf[j] == '"') { /* a stray quote: go on to the field's end */
+            f->bad = true;
+            j = csv_find(buf, j + 1, blen, delim, kind);
         }
         if (j >= blen && !eof) return T_MORE;
         f->start = p;
@@ -157,6 +292,85 @@ static const double pow10tab[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e
                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+#ifdef __SIZEOF_INT128__
+__extension__ typedef unsigned __int128 u128;
+
+static const uint64_t pow10_u64[20] = {1ull,
+                                       10ull,
+                                       100ull,
+                                       1000ull,
+                                       10000ull,
+                                       100000ull,
+                                       1000000ull,
+                                       10000000ull,
+                                       100000000ull,
+                                       1000000000ull,
+                                       10000000000ull,
+                                       100000000000ull,
+                                       1000000000000ull,
+                                       10000000000000ull,
+                                       100000000000000ull,
+                                       1000000000000000ull,
+                                       10000000000000000ull,
+                                       100000000000000000ull,
+                                       1000000000000000000ull,
+                                       10000000000000000000ull};
+
+/* 2^e for e in [-1022, 1023]. */
+static inline double pow2i(int e)
+{
+    uint64_t b = (uint64_t)(e + 1023) << 52;
+    double d;
+    memcpy(&d, &b, 8);
+    return d;
+}
+
+/* The double nearest (ties to even) to (q + x) * 2^e2, where q > 0 and x
+ * is a fraction in [0, 1) that is non-zero exactly when `sticky`; q must
+ * hold at least 54 significant bits or x must be 0. The top 64 bits of q
+ * go to one correctly rounded int-to-double conversion with every lower
+ * bit (and x) folded into bit 0: below the 11 bits a double drops, so the
+ * rounding sees "above half" exactly when the true value is; the scaling
+ * by 2^e2 is exact (the callers stay in the normal range). */
+static double round_u128(u128 q, bool sticky, int e2)
+{
+    uint64_t hi = (uint64_t)(q >> 64);
+    int len = hi ? 128 - __builtin_clzll(hi) : 64 - __builtin_clzll((uint64_t)q);
+    uint64_t t;
+    if (len > 64) {
+        int u = len - 64;
+        sticky |= (q & (((u128)1 << u) - 1)) != 0;
+        t = (uint64_t)(q >> u);
+        e2 += u;
+    } else {
+        int k = 64 - len;
+        t = (uint64_t)q << k;
+        e2 -= k;
+    }
+    return (double)(t | (uint64_t)sticky) * pow2i(e2);
+}
+#endif
+
+#if HAVE_SWAR_SCAN
+/* The 8 ASCII digits at s (s[0] the most significant) as a number, or -1
+ * when they are not all digits. Every byte is checked to lie in '0'..'9'
+ * (its high nibble 3, and still 3 after adding 6), then digits are paired
+ * into 2-digit, 4-digit, 8-digit values in the lanes of one uint64_t:
+ * three multiplications instead of a chain of eight. No step carries
+ * across lanes (99, 9999, 99999999 fit the 8, 16, 32 bits). */
+static inline int64_t eight_digits(const char *s)
+{
+    uint64_t v;
+    memcpy(&v, s, 8);
+    const uint64_t hi = 0xF0F0F0F0F0F0F0F0ull, threes = 0x3030303030303030ull;
+    if ((v & hi) != threes || ((v + 0x0606060606060606ull) & hi) != threes) return -1;
+    uint64_t d = v - threes;
+    d = (d * 10 + (d >> 8)) & 0x00FF00FF00FF00FFull;
+    d = (d * 100 + (d >> 16)) & 0x0000FFFF0000FFFFull;
+    return (int64_t)(uint32_t)(d * 10000 + (d >> 32));
+}
+#endif
+
 static bool parse_double(const char *s, size_t n, double *out)
 {
     size_t i = 0;
@@ -164,17 +378,47 @@ static bool parse_double(const char *s, size_t n, double *out)
     if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
     uint64_t m = 0;
     int nd = 0, e10 = 0;
-    bool digits = false;
+    bool digits = false, sig = false;
+    /* nd counts the digits from the first non-zero one: leading zeros
+     * (0.000123) leave m as it is */
     while (i < n && s[i] >= '0' && s[i] <= '9') {
-        m = m * 10 + (uint64_t)(s[i++] - '0');
-        nd++;
+#if HAVE_SWAR_SCAN
+        if (sig && n - i >= 8) { /* past the leading zeros: 8 digits at once */
+            int64_t e8 = eight_digits(s + i);
+            if (e8 >= 0) {
+                m = m * 100000000u + (uint64_t)e8;
+                nd += 8;
+                i += 8;
+                continue;
+            }
+        }
+#endif
+        unsigned dg = (unsigned)(s[i++] - '0');
+        m = m * 10 + dg;
+        sig |= dg != 0;
+        nd += sig;
         digits = true;
     }
     if (i < n && s[i] == '.') {
         i++;
         while (i < n && s[i] >= '0' && s[i] <= '9') {
-            m = m * 10 + (uint64_t)(s[i++] - '0');
-            nd++;
+#if HAVE_SWAR_SCAN
+            if (sig && n - i >= 8) {
+                int64_t e8 = eight_digits(s + i);
+                if (e8 >= 0) {
+                    m = m * 100000000u + (uint64_t)e8;
+                    nd += 8;
+                    e10 -= 8;
+                    i += 8;
+                    digits = true;
+                    continue;
+                }
+            }
+#endif
+            unsigned dg = (unsigned)(s[i++] - '0');
+            m = m * 10 + dg;
+            sig |= dg != 0;
+            nd += sig;
             e10--;
             digits = true;
         }
@@ -196,6 +440,41 @@ static bool parse_double(const char *s, size_t n, double *out)
         *out = neg ? -v : v;
         return true;
     }
+#ifdef __SIZEOF_INT128__
+    if (digits && i == n && nd <= 19 && e10 >= -22 && e10 <= 19) {
+        /* m > 2^53 (17 to 19 digits, as printed by %.17g or repr): exact
+         * in 128 bits, m * 10^e10 or m * 2^s / 10^-e10 with the remainder
+         * as a sticky bit, rounded once (round_u128) */
+        double v;
+        if (e10 >= 0) {
+            v = round_u128((u128)m * pow10_u64[e10], false, 0);
+        } else if (-e10 <= 19) {
+            /* one 128-by-64-bit division: m * 2^sh has bitlen(den) + 63
+             * bits, so the quotient has 63 or 64 (at least 54 are needed)
+             * and fits the 64-bit result */
+            uint64_t den = pow10_u64[-e10], q, r;
+            int sh = (64 - __builtin_clzll(den)) + 63 - (64 - __builtin_clzll(m));
+            u128 num = (u128)m << sh;
+#if defined(__x86_64__)
+            __asm__("divq %4"
+                    : "=a"(q), "=d"(r)
+                    : "a"((uint64_t)num), "d"((uint64_t)(num >> 64)), "rm"(den)
+                    : "cc");
+#else
+            q = (uint64_t)(num / den);
+            r = (uint64_t)(num - (u128)q * den);
+#endif
+            v = round_u128(q, r != 0, -sh);
+        } else {
+            int sh = 64 + __builtin_clzll(m);
+            u128 num = (u128)m << sh, den = (u128)pow10_u64[19] * pow10_u64[-e10 - 19];
+            u128 q = num / den;
+            v = round_u128(q, num - q * den != 0, -sh);
+        }
+        *out = neg ? -v : v;
+        return true;
+    }
+#endif
     /* the slow path: strtod on a NUL-terminated copy */
     char small[64], *buf = small;
     if (n == 0) return false;
@@ -356,6 +635,7 @@ static int for_records(const char *buf, size_t len, bool eof, char delim, size_t
                        record_fn fn, void *arg, size_t *consumed)
 {
     size_t i = 0, nrec = 0, cap = 16;
+    const int kind = csv_scanner();
     field *fs = malloc(cap * sizeof *fs);
     if (!fs) return WEFT_ENOMEM;
     int rc = 0;
@@ -372,7 +652,7 @@ static int for_records(const char *buf, size_t len, bool eof, char delim, size_t
                 fs = q;
                 cap *= 2;
             }
-            t = next_field(buf, len, eof, &p, delim, &fs[nf]);
+            t = next_field(buf, len, eof, &p, delim, kind, &fs[nf]);
             if (t == T_MORE || t == T_UNTERM) break;
             nf++;
             if (t != T_DELIM) break;
@@ -688,12 +968,10 @@ static void chunk_free(chunk *c)
     weft__csv_spec_free(&c->sp);
 }
 
-static int chunk_decode(const void *in, size_t len, chunk *c)
+/* Decodes the range's literal d[0..n) (weft__csv_chunk_encode's bytes). */
+static int chunk_decode(const void *d, size_t n, chunk *c)
 {
     memset(c, 0, sizeof *c);
-    const void *d;
-    size_t n;
-    if (weft_args_get(in, len, 0, &d, &n)) return WEFT_EINVAL;
     const char *p = d, *e = p + n;
     uint64_t first, delim, flags, ncols, nna;
     if (!(c->path = get_str(&p, e)) || !get_u64(&p, e, &c->start) || !get_u64(&p, e, &c->end) ||
@@ -735,18 +1013,13 @@ typedef struct scan_out {
     uint64_t start, is_first;
 } scan_out;
 
-static uint64_t count_byte(const char *p, size_t n, char c)
-{
-    uint64_t k = 0;
-    const char *e = p + n;
-    while ((p = memchr(p, c, (size_t)(e - p)))) k++, p++;
-    return k;
-}
-
 int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
 {
     chunk c;
-    if (chunk_decode(in, len, &c)) return weft_ctx_fail(ctx, WEFT_EINVAL, "csv scan: bad input");
+    const void *d;
+    size_t dn;
+    if (weft_args_get(in, len, 0, &d, &dn) || chunk_decode(d, dn, &c))
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "csv scan: bad input");
     int fd = open(c.path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
@@ -845,6 +1118,8 @@ int weft__csv_bound(weft_ctx *ctx, const void *in, size_t len)
 typedef struct reader {
     const chunk *c;
     weft_table *t;
+    int *slot; /* per CSV column: its column in t, or -1 when not kept */
+    int kind;  /* the field scanner (csv_find) */
     char *scratch;
     size_t scap;
     uint64_t skipped;
@@ -862,7 +1137,7 @@ static void reserve_estimate(reader *r, size_t used, size_t limit)
     size_t est = (size_t)((double)limit / per * 1.06) + 64;
     for (size_t k = 0; k < t->ncols; k++) {
         tcol *c = &t->cols[k];
-        if (weft__tcol_reserve(c, est)) return;
+        if (weft__tcol_reserve_exact(c, est)) return;
         if (c->type == WEFT_COL_TEXT) {
             size_t want = (size_t)((double)c->nchars / (double)t->nrows * (double)est * 1.06) + 64;
             if (want > c->capchars) {
@@ -884,10 +1159,50 @@ static void rollback(weft_table *t, size_t rows)
     }
 }
 
+/* Whether parse_double accepts s[0..n): the plain decimal forms
+ * ([+-]digits[.digits][e[+-]digits], a digit at least) are checked without
+ * converting them; anything else is converted by parse_double itself. */
+static bool double_ok(const char *s, size_t n)
+{
+    size_t i = 0, nd = 0;
+    if (i < n && (s[i] == '-' || s[i] == '+')) i++;
+    for (; i < n && (unsigned)(s[i] - '0') < 10; i++) nd++;
+    if (i < n && s[i] == '.')
+        for (i++; i < n && (unsigned)(s[i] - '0') < 10; i++) nd++;
+    if (nd && i < n && (s[i] == 'e' || s[i] == 'E')) {
+        size_t k = i + 1;
+        if (k < n && (s[k] == '-' || s[k] == '+')) k++;
+        size_t e0 = k;
+        while (k < n && (unsigned)(s[k] - '0') < 10) k++;
+        if (k > e0) i = k;
+    }
+    if (nd && i == n) return true;
+    double v;
+    return parse_double(s, n, &v);
+}
+
+/* Checks field k of a record whose column is not kept, as store() would
+ * (text always fits); 0, or 1 when the value does not fit the type. */
+static int check_only(reader *r, size_t k, const char *buf, const field *f)
+{
+    weft_col_type ty = r->c->sp.types[k];
+    if (ty == WEFT_COL_TEXT) return 0;
+    size_t l;
+    const char *s = field_text(buf, f, &r->scratch, &r->scap, &l);
+    if (!s) return WEFT_ENOMEM;
+    if (is_na(&r->c->sp, s, l)) return 0;
+    int64_t iv;
+    bool bv;
+    if (ty == WEFT_COL_INT64) return parse_int64(s, l, &iv) ? 0 : 1;
+    if (ty == WEFT_COL_DOUBLE) return double_ok(s, l) ? 0 : 1;
+    return parse_bool(s, l, &bv) ? 0 : 1;
+}
+
 /* Stores field k of a record; 0, or 1 when the value does not fit the type. */
 static int store(reader *r, size_t k, const char *buf, const field *f)
 {
-    tcol *col = &r->t->cols[k];
+    if (r->slot[k] < 0) return check_only(r, k, buf, f);
+    tcol *col = &r->t->cols[r->slot[k]];
     size_t l;
     const char *s = field_text(buf, f, &r->scratch, &r->scap, &l);
     if (!s) return WEFT_ENOMEM;
@@ -919,6 +1234,14 @@ static int store(reader *r, size_t k, const char *buf, const field *f)
         return weft__tcol_push_bool(col, v, !na);
     }
     default:
+        if (!na && col->n < col->cap && col->nchars + l + 1 <= col->capchars) {
+            if (col->valid) col->valid[col->n] = 1;
+            if (l) memcpy(col->chars + col->nchars, s, l);
+            col->chars[col->nchars + l] = 0;
+            col->nchars += l + 1;
+            ((uint64_t *)col->data)[++col->n] = col->nchars;
+            return 0;
+        }
         return weft__tcol_push_text(col, s, l, !na);
     }
 }
@@ -936,6 +1259,7 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
 {
     const csv_spec *sp = &r->c->sp;
     const char delim = sp->delimiter;
+    const int kind = r->kind;
     const size_t ncols = sp->ncols;
     weft_table *t = r->t;
     size_t i = *pos;
@@ -946,7 +1270,7 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
         int term;
         field f;
         for (;;) {
-            term = next_field(buf, blen, eof, &i, delim, &f);
+            term = next_field(buf, blen, eof, &i, delim, kind, &f);
             if (term == T_MORE) {
                 rollback(t, rows);
                 *pos = rec;
@@ -996,7 +1320,7 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
                                  k > ncols ? " or more" : "", ncols);
         /* re-read the bad field for the message */
         size_t j = rec;
-        for (size_t q = 0; q <= bad_field; q++) next_field(buf, blen, true, &j, delim, &f);
+        for (size_t q = 0; q <= bad_field; q++) next_field(buf, blen, true, &j, delim, kind, &f);
         size_t l;
         const char *s = field_text(buf, &f, &r->scratch, &r->scap, &l);
         int show = l > 40 ? 40 : (int)l;
@@ -1017,24 +1341,39 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
     return 0;
 }
 
-int weft__csv_read(weft_ctx *ctx, const void *in, size_t len)
+int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *bound,
+                    size_t bound_len, const char *const *keep_names, size_t nkeep, bool no_text,
+                    weft_table **out)
 {
+    *out = NULL;
     chunk c;
-    const void *bd;
-    size_t bl;
     csv_bound b;
-    if (chunk_decode(in, len, &c)) return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad input");
-    if (weft_args_get(in, len, 1, &bd, &bl) || bl != sizeof b) {
+    if (chunk_decode(range, rlen, &c))
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad input");
+    if (!bound || bound_len != sizeof b) {
         chunk_free(&c);
         return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad bound");
     }
-    memcpy(&b, bd, sizeof b);
-    reader r = {&c, NULL, NULL, 0, 0, false};
-    int rc = weft_table_create(&r.t);
-    for (size_t k = 0; k < c.sp.ncols && !rc; k++)
-        if (!weft__table_add_col(r.t, c.sp.names[k], c.sp.types[k])) rc = WEFT_ENOMEM;
+    memcpy(&b, bound, sizeof b);
+    reader r;
+    memset(&r, 0, sizeof r);
+    r.c = &c;
+    r.kind = csv_scanner();
+    r.slot = malloc((c.sp.ncols + 1) * sizeof *r.slot);
+    int rc = r.slot ? weft_table_create(&r.t) : WEFT_ENOMEM;
+    for (size_t k = 0; k < c.sp.ncols && !rc; k++) {
+        bool keep = !(no_text && c.sp.types[k] == WEFT_COL_TEXT);
+        if (keep && keep_names) {
+            keep = false;
+            for (size_t q = 0; q < nkeep && !keep; q++)
+                keep = !strcmp(keep_names[q], c.sp.names[k]);
+        }
+        r.slot[k] = keep ? (int)r.t->ncols : -1;
+        if (keep && !weft__table_add_col(r.t, c.sp.names[k], c.sp.types[k])) rc = WEFT_ENOMEM;
+    }
     if (rc) {
         weft_table_destroy(r.t);
+        free(r.slot);
         chunk_free(&c);
         return weft_ctx_fail(ctx, rc, "out of memory");
     }
@@ -1068,10 +1407,27 @@ int weft__csv_read(weft_ctx *ctx, const void *in, size_t len)
     }
     if (fd >= 0) close(fd);
     free(r.scratch);
+    free(r.slot);
     r.t->skipped = r.skipped;
-    if (!rc) rc = weft_table_output(ctx, r.t);
-    weft_table_destroy(r.t);
+    if (!rc)
+        *out = r.t;
+    else
+        weft_table_destroy(r.t);
     chunk_free(&c);
+    return rc;
+}
+
+int weft__csv_read(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_table *t;
+    const void *r, *b;
+    size_t rl, bl;
+    if (weft_args_get(in, len, 0, &r, &rl) || weft_args_get(in, len, 1, &b, &bl))
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad input");
+    int rc = weft__csv_parse(ctx, r, rl, b, bl, NULL, 0, false, &t);
+    if (rc) return rc;
+    rc = weft_table_output(ctx, t);
+    weft_table_destroy(t);
     return rc;
 }
 WEFT_TASK_REGISTER_AS(weft__csv_scan, "weft.table.csv_scan");

@@ -13,7 +13,10 @@
  *
  * A CSV source also has "prerequisite" nodes: the chain of range bounds
  * (csv.c). They are computed first, as targets, and kept: they are a few
- * bytes each and every read needs its own. */
+ * bytes each and every read needs its own. On a frame straight from a CSV
+ * read, compute, groupby, describe and nlargest then run one task per
+ * range (its read and its partial together) in a window instead of waves
+ * (csv_stream_run). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -38,6 +41,11 @@ struct weft_frame {
     weft_node *parts;
     size_t npre;
     weft_node *pre;
+    /* a frame straight from weft_frame_read_csv: each partition's range
+     * (the read task's literal), for the partials that parse it themselves
+     * (weft__tb_csv_partial); NULL for every other frame */
+    void **csv_enc;
+    size_t *csv_len;
 };
 
 static int frame_new(tgraph *tg, const weft_frame *parent, size_t np, weft_frame **out)
@@ -66,6 +74,9 @@ int weft_frame_destroy(weft_frame *f)
         weft_graph_destroy(f->tg->g);
         free(f->tg);
     }
+    for (size_t p = 0; f->csv_enc && p < f->np; p++) free(f->csv_enc[p]);
+    free(f->csv_enc);
+    free(f->csv_len);
     free(f->parts);
     free(f->pre);
     free(f);
@@ -165,7 +176,9 @@ int weft_frame_read_csv(const char *const *paths, size_t n, const weft_csv_optio
     }
     if (!rc) {
         f->pre = realloc(f->pre, np * sizeof *f->pre);
-        if (!f->pre) rc = WEFT_ENOMEM;
+        f->csv_enc = calloc(np, sizeof *f->csv_enc);
+        f->csv_len = calloc(np, sizeof *f->csv_len);
+        if (!f->pre || !f->csv_enc || !f->csv_len) rc = WEFT_ENOMEM;
     }
     size_t p = 0;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -179,6 +192,8 @@ int weft_frame_read_csv(const char *const *paths, size_t n, const weft_csv_optio
             size_t len;
             rc = weft__csv_chunk_encode(&sp, paths[i], start, end, start == ds[i], &enc, &len);
             if (rc) break;
+            f->csv_enc[p] = enc; /* the frame's now */
+            f->csv_len[p] = len;
             weft_node scan, bound;
             weft_arg a = weft_arg_bytes(enc, len);
             rc = weft_graph_call(tg->g, weft__csv_scan, &a, 1, &scan);
@@ -188,7 +203,6 @@ int weft_frame_read_csv(const char *const *paths, size_t n, const weft_csv_optio
             if (!rc) rc = weft_graph_call(tg->g, weft__csv_bound, b, 2, &bound);
             weft_arg r[2] = {weft_arg_bytes(enc, len), weft_arg_node(bound)};
             if (!rc) rc = weft_graph_call(tg->g, weft__csv_read, r, 2, &f->parts[p]);
-            free(enc);
             f->pre[p++] = bound;
             prev = bound;
             start = end;
@@ -391,6 +405,112 @@ static int partial_nodes(weft_frame *f, weft_task_fn fn, const void *lit, size_t
     return rc;
 }
 
+/* ---- a frame straight from a CSV read: one task per range, a window ----
+ *
+ * The ranges' bounds (the prerequisites) are computed first on the graph;
+ * then every partition is one task, weft__tb_csv_partial(range, bound, op,
+ * literal): the parse and the partial (or the plain read) at once, run by
+ * weft_map_stream with at most `in_flight` partitions read and not yet
+ * consumed, and consumed in partition order on the calling thread while
+ * the workers go on with the next ones (a window, not waves: the workers
+ * never wait for the consumer, nor for the slowest partition of a wave). */
+
+typedef struct csv_stream {
+    weft_frame *f;
+    const void *lit; /* u64 op + the partial's literal */
+    size_t litlen;
+    pack item;
+    consume_fn fn;
+    void *arg;
+    int err;   /* the first failure: a task's or the consumer's */
+    char *msg; /* and its message */
+} csv_stream;
+
+static int csv_next(void *arg, uint64_t index, weft_buf *item)
+{
+    csv_stream *s = arg;
+    if (index >= s->f->np) return 0;
+    const void *bd;
+    size_t bl;
+    int rc = weft_graph_result(s->f->tg->g, s->f->pre[index], &bd, &bl);
+    if (rc) return rc;
+    s->item.n = 0;
+    pack_u64(&s->item, s->f->csv_len[index]);
+    pack_bytes(&s->item, s->f->csv_enc[index], s->f->csv_len[index]);
+    pack_u64(&s->item, bl);
+    pack_bytes(&s->item, bd, bl);
+    pack_bytes(&s->item, s->lit, s->litlen);
+    if (s->item.oom) return WEFT_ENOMEM;
+    item->data = s->item.p;
+    item->len = s->item.n;
+    return 1;
+}
+
+static int csv_result(void *arg, uint64_t index, int err, const void *out, size_t len,
+                      const char *msg)
+{
+    csv_stream *s = arg;
+    int rc = err ? err : s->fn(s->arg, (size_t)index, out, len);
+    if (rc < 0 && !s->err) {
+        s->err = rc;
+        s->msg = strdup(err ? (msg ? msg : weft_strerror(err)) : weft_last_error());
+    }
+    return rc;
+}
+
+static int csv_stream_run(weft_frame *f, weft_executor *ex, const weft_table_run_options *o,
+                          uint64_t op, const void *lit, size_t litlen, consume_fn fn, void *arg)
+{
+    weft_compute_options co = {0};
+    co.progress = o ? o->progress : -1;
+    if (co.progress == 0) co.progress = -1;
+    co.flags = WEFT_COMPUTE_CANCEL_ON_ERROR;
+    int rc = weft_graph_compute(f->tg->g, ex, f->pre, f->npre, &co);
+    if (rc) return rc;
+    csv_stream s;
+    memset(&s, 0, sizeof s);
+    s.f = f;
+    s.fn = fn;
+    s.arg = arg;
+    pack k = {0};
+    pack_u64(&k, op);
+    pack_bytes(&k, lit, lit ? litlen : 0);
+    if (k.oom) return WEFT_ENOMEM;
+    s.lit = k.p;
+    s.litlen = k.n;
+    weft_map_options mo = WEFT_MAP_OPTIONS_INIT;
+    mo.flags = WEFT_MAP_STOP_ON_ERROR;
+    mo.chunk_size = 1;
+    size_t w = o && o->in_flight ? o->in_flight : 2 * (size_t)weft_executor_workers(ex);
+    mo.max_in_flight = w ? w : 2;
+    mo.on_result = csv_result;
+    mo.arg = &s;
+    mo.progress = co.progress;
+    rc = weft_map_stream(ex, weft__tb_csv_partial, csv_next, &s, &mo, NULL);
+    if (rc == 1) rc = 0; /* the consumer has what it needs (head) */
+    if (rc && s.err) rc = weft__err(s.err, "%s", s.msg ? s.msg : weft_strerror(s.err));
+    free(s.msg);
+    free(s.item.p);
+    free(k.p);
+    return rc;
+}
+
+/* A partial per partition, handed to `cf` in partition order: straight from
+ * the CSV when the frame is a CSV read (csv_stream_run), else as nodes of
+ * task `fn` on the frame's partitions, in waves. */
+static int run_partials(weft_frame *f, weft_executor *ex, const weft_table_run_options *o,
+                        weft_task_fn fn, uint64_t csv_op, const void *lit, size_t litlen,
+                        consume_fn cf, void *carg)
+{
+    if (!f || !ex) return WEFT_EINVAL;
+    if (f->csv_enc) return csv_stream_run(f, ex, o, csv_op, lit, litlen, cf, carg);
+    weft_node *nodes = NULL;
+    int rc = partial_nodes(f, fn, lit, litlen, &nodes);
+    if (!rc) rc = run_waves(f, ex, o, nodes, f->np, cf, carg);
+    free(nodes);
+    return rc;
+}
+
 typedef struct collect {
     weft_table **t;
     size_t n, rows, want;
@@ -419,12 +539,13 @@ static void collect_free(collect *c)
 typedef struct gather {
     weft_table *all;
     size_t want;
+    size_t np; /* the partitions to come (compute: the result is sized from them) */
 } gather;
 
 static int gather_part(void *arg, size_t part, const void *d, size_t len)
 {
     gather *g = arg;
-    int rc = weft__table_append_serialized(g->all, d, len);
+    int rc = weft__table_append_serialized_est(g->all, d, len, part, g->np);
     if (rc == WEFT_EINVAL)
         return weft__err(rc,
                          "partition %zu's output is not a table, or its columns are unlike the "
@@ -441,9 +562,13 @@ int weft_frame_compute(weft_frame *f, weft_executor *ex, const weft_table_run_op
     if (!out) return WEFT_EINVAL;
     *out = NULL;
     if (!f || !ex) return WEFT_EINVAL;
-    gather g = {NULL, 0};
+    gather g = {NULL, 0, f->np};
     int rc = weft_table_create(&g.all);
-    if (!rc) rc = run_waves(f, ex, opts, f->parts, f->np, gather_part, &g);
+    /* a CSV read: one task per range, the result sized from the first */
+    if (!rc && f->csv_enc)
+        rc = csv_stream_run(f, ex, opts, WEFT__CSV_OP_READ, NULL, 0, gather_part, &g);
+    else if (!rc)
+        rc = run_waves(f, ex, opts, f->parts, f->np, gather_part, &g);
     if (rc) {
         weft_table_destroy(g.all);
         return rc;
@@ -458,7 +583,7 @@ int weft_frame_head(weft_frame *f, size_t n, weft_executor *ex, const weft_table
     if (!out) return WEFT_EINVAL;
     *out = NULL;
     if (!f || !ex) return WEFT_EINVAL;
-    gather g = {NULL, n ? n : 1};
+    gather g = {NULL, n ? n : 1, 0};
     weft_table_run_options o = opts ? *opts : (weft_table_run_options){0};
     if (!o.in_flight) o.in_flight = 1; /* in order, one at a time: stop as soon as enough */
     int rc = weft_table_create(&g.all);
@@ -493,14 +618,13 @@ int weft_frame_groupby(weft_frame *f, const char *const *keys, size_t nkeys, con
     int rc = weft__gb_spec(keys, nkeys, aggs, naggs, &spec, &len);
     if (rc) return rc;
     gb_acc *acc = NULL;
-    weft_node *nodes = NULL;
     rc = weft__gb_acc_create(spec, len, &acc);
-    if (!rc) rc = partial_nodes(f, weft__tb_gb_partial, spec, len, &nodes);
-    if (!rc) rc = run_waves(f, ex, opts, nodes, f->np, gb_consume, acc);
+    if (!rc)
+        rc = run_partials(f, ex, opts, weft__tb_gb_partial, WEFT__CSV_OP_GROUPBY, spec, len,
+                          gb_consume, acc);
     if (!rc) rc = weft__gb_acc_finish(acc, out);
     if (rc == WEFT_EAGAIN)
         rc = weft__err(WEFT_EINVAL, "weft_frame_groupby: the frame has no partitions");
-    free(nodes);
     free(spec);
     weft__gb_acc_destroy(acc);
     return rc;
@@ -519,12 +643,11 @@ int weft_frame_describe(weft_frame *f, weft_executor *ex, const weft_table_run_o
     *out = NULL;
     if (!f || !ex) return WEFT_EINVAL;
     ds_acc *acc = NULL;
-    weft_node *nodes = NULL;
     int rc = weft__ds_acc_create(&acc);
-    if (!rc) rc = partial_nodes(f, weft__tb_describe_partial, NULL, 0, &nodes);
-    if (!rc) rc = run_waves(f, ex, opts, nodes, f->np, ds_consume, acc);
+    if (!rc)
+        rc = run_partials(f, ex, opts, weft__tb_describe_partial, WEFT__CSV_OP_DESCRIBE, NULL, 0,
+                          ds_consume, acc);
     if (!rc) rc = weft__ds_acc_finish(acc, out);
-    free(nodes);
     weft__ds_acc_destroy(acc);
     return rc;
 }
@@ -570,16 +693,14 @@ static int top(weft_frame *f, size_t n, const char *column, bool largest, weft_e
     pack_u64(&k, n);
     pack_u64(&k, largest);
     if (k.oom) return WEFT_ENOMEM;
-    weft_node *nodes = NULL;
     top_state s = {NULL, column, n, largest};
-    int rc = partial_nodes(f, weft__tb_top_partial, k.p, k.n, &nodes);
-    if (!rc) rc = run_waves(f, ex, opts, nodes, f->np, top_consume, &s);
+    int rc = run_partials(f, ex, opts, weft__tb_top_partial, WEFT__CSV_OP_TOP, k.p, k.n,
+                          top_consume, &s);
     if (!rc && !s.best) rc = weft__err(WEFT_EINVAL, "the frame has no partitions");
     if (!rc)
         *out = s.best;
     else
         weft_table_destroy(s.best);
-    free(nodes);
     free(k.p);
     return rc;
 }

@@ -3,7 +3,8 @@
  * partial results, which run in the calling thread as partitions finish.
  *
  * groupby: each partition's task groups its rows by the key tuple (a hash
- * index, rows with a missing key left out, as pandas' dropna=True) and
+ * index, or an array indexed by the tuple when the keys are int64 of a
+ * small range; rows with a missing key left out, as pandas' dropna=True) and
  * emits one state row per group: count; sum with its Neumaier compensation;
  * (n, mean, M2) for the variance (Welford in row order, merged with Chan's
  * formula); min and max; and for median and nunique the group's values
@@ -407,6 +408,71 @@ static int64_t gindex_get(gindex *g, const weft_table *src, const size_t *cols, 
     return (int64_t)gr;
 }
 
+/* Int64 keys of a small range (at most 8 key columns, all int64, the
+ * product of their ranges in this partition at most 4 x its rows and
+ * 2^22): a row's group is found by indexing an array with its key tuple
+ * (a perfect hash: no hashing, no compare of keys), and groups are
+ * numbered in order of first appearance as gindex_get numbers them, so the
+ * partial is the same. Fills gid[] and g's keys. @return 1 when done, 0
+ * when the keys do not qualify (nothing changed), or WEFT_ENOMEM. */
+static int dense_groups(gindex *g, const weft_table *src, const size_t *cols, size_t nk,
+                        int64_t *gid)
+{
+    uint64_t lo[8], span[8];
+    size_t n = src->nrows, total = 1, limit = (size_t)1 << 22;
+    if (nk == 0 || nk > 8 || g->ngroups) return 0;
+    if (limit > 4 * n + 1024) limit = 4 * n + 1024;
+    for (size_t k = 0; k < nk; k++) {
+        const tcol *c = &src->cols[cols[k]];
+        if (c->type != WEFT_COL_INT64) return 0;
+        const int64_t *v = c->data;
+        int64_t mn = INT64_MAX, mx = INT64_MIN;
+        for (size_t i = 0; i < n; i++) {
+            if (!weft__tcol_ok(c, i)) continue;
+            if (v[i] < mn) mn = v[i];
+            if (v[i] > mx) mx = v[i];
+        }
+        if (mn > mx) mn = mx = 0;                     /* no key present */
+        uint64_t range = (uint64_t)mx - (uint64_t)mn; /* no overflow in unsigned */
+        if (range >= limit) return 0;
+        lo[k] = (uint64_t)mn;
+        span[k] = range + 1;
+        total *= (size_t)span[k];
+        if (total > limit) return 0;
+    }
+    int32_t *slot = malloc(total * sizeof *slot);
+    if (!slot) return WEFT_ENOMEM;
+    memset(slot, 0xff, total * sizeof *slot); /* -1: no group yet */
+    int rc = 1;
+    for (size_t i = 0; i < n && rc == 1; i++) {
+        size_t at = 0;
+        bool ok = true;
+        for (size_t k = 0; k < nk && ok; k++) {
+            const tcol *c = &src->cols[cols[k]];
+            ok = weft__tcol_ok(c, i);
+            at = at * (size_t)span[k] + (size_t)((uint64_t)((const int64_t *)c->data)[i] - lo[k]);
+        }
+        if (!ok) {
+            gid[i] = -1;
+            continue;
+        }
+        if (slot[at] < 0) {
+            if (g->ngroups >= (size_t)INT32_MAX) {
+                rc = WEFT_ENOMEM;
+                break;
+            }
+            slot[at] = (int32_t)g->ngroups++;
+            for (size_t k = 0; k < nk && rc == 1; k++)
+                if (weft__tcol_push_from(&g->keys->cols[k], &src->cols[cols[k]], i))
+                    rc = WEFT_ENOMEM;
+            g->keys->nrows = g->ngroups;
+        }
+        gid[i] = slot[at];
+    }
+    free(slot);
+    return rc;
+}
+
 /* ---- groupby spec ---- */
 
 typedef struct gb_spec {
@@ -532,17 +598,29 @@ static inline void neu_add(double *s, double *c, double x)
     *s = t;
 }
 
-/* Bundle: u64 count, then (u64 length, bytes) per table. */
-static int bundle_add(pack *b, const weft_table *t)
+/* Outputs the bundle of ts[0..n) -- u64 count, then per table u64 length
+ * and its serialized bytes -- straight into the task's output: one copy of
+ * the values, not three (serialize, pack, output). */
+static int bundle_output(weft_ctx *ctx, weft_table *const *ts, size_t n)
 {
-    void *buf;
-    size_t len;
-    int rc = weft_table_serialize(t, &buf, &len);
-    if (rc) return rc;
-    pack_u64(b, len);
-    pack_bytes(b, buf, len);
-    free(buf);
-    return b->oom ? WEFT_ENOMEM : 0;
+    size_t total = 8;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = weft__table_ser_size(ts[i]);
+        if (!l) return WEFT_EINVAL; /* a name longer than the format allows */
+        total += 8 + l;
+    }
+    char *p = weft_ctx_output(ctx, total);
+    if (!p) return WEFT_ENOMEM;
+    uint64_t v = n;
+    memcpy(p, &v, 8);
+    p += 8;
+    for (size_t i = 0; i < n; i++) {
+        v = weft__table_ser_size(ts[i]);
+        memcpy(p, &v, 8);
+        weft__table_ser_into(ts[i], p + 8);
+        p += 8 + v;
+    }
+    return 0;
 }
 
 static uint64_t value_key(const tcol *c, size_t i, uint64_t *k2)
@@ -581,14 +659,14 @@ static int triple_cmp(const void *x, const void *y)
     return (p->b > q->b) - (p->b < q->b);
 }
 
-int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
+/* The partial of partition `t` (destroyed here) for the spec in `u`. */
+static int gb_partial_of(weft_ctx *ctx, weft_table *t, unpack *u)
 {
-    weft_table *t;
-    unpack u = {NULL, NULL, true};
     gb_spec s;
-    int rc = arg_view(ctx, in, len, 0, &t);
-    if (rc) return rc;
-    if (arg_unpack(in, len, 1, &u) || gb_spec_read(&u, &s)) {
+    int rc = 0;
+    memset(&s, 0, sizeof s);
+    if (u->bad || gb_spec_read(u, &s)) {
+        gb_spec_free(&s);
         weft_table_destroy(t);
         return weft_ctx_fail(ctx, WEFT_EINVAL, "groupby: bad spec");
     }
@@ -598,11 +676,12 @@ int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
     memset(&g, 0, sizeof g);
     int64_t *gid = malloc((t->nrows + 1) * sizeof *gid);
     weft_table *st = NULL;
-    pack b = {0};
     if (!kc || !ac || !gid) rc = WEFT_ENOMEM;
     if (!rc && (rc = gb_check(&s, t, kc, ac, msg, sizeof msg))) weft_ctx_fail(ctx, rc, "%s", msg);
     if (!rc) rc = gindex_init(&g, t, kc, s.nkeys);
-    for (size_t i = 0; i < t->nrows && !rc; i++) {
+    int dense = rc ? 0 : dense_groups(&g, t, kc, s.nkeys, gid);
+    if (dense < 0) rc = dense;
+    for (size_t i = 0; i < t->nrows && !rc && !dense; i++) {
         bool ok = true;
         for (size_t k = 0; k < s.nkeys && ok; k++) ok = weft__tcol_ok(&t->cols[kc[k]], i);
         if (!ok) {
@@ -620,7 +699,6 @@ int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
     size_t nlist = 0;
     for (size_t a = 0; a < s.naggs && !rc; a++)
         nlist += s.kinds[a] == WEFT_AGG_MEDIAN || s.kinds[a] == WEFT_AGG_NUNIQUE;
-    pack_u64(&b, 1 + nlist);
     /* state columns; named by position so no user name can clash */
     weft_table **lists = calloc(nlist + 1, sizeof *lists);
     size_t li = 0;
@@ -754,21 +832,33 @@ int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
         }
     }
     if (!rc) st->skipped = t->skipped;
-    if (!rc) rc = bundle_add(&b, st);
-    for (size_t q = 0; q < li && !rc; q++) rc = bundle_add(&b, lists[q]);
+    weft_table **all = rc ? NULL : malloc((li + 1) * sizeof *all);
+    if (!rc && !all) rc = WEFT_ENOMEM;
+    if (!rc) {
+        all[0] = st;
+        for (size_t q = 0; q < li; q++) all[q + 1] = lists[q];
+        rc = bundle_output(ctx, all, li + 1);
+    }
+    free(all);
     for (size_t q = 0; q < li; q++) weft_table_destroy(lists[q]);
     free(lists);
-    if (!rc)
-        rc = weft_ctx_set_output(ctx, b.p, b.n);
-    else if (rc == WEFT_ENOMEM)
-        weft_ctx_fail(ctx, rc, "groupby: out of memory");
-    free(b.p);
+    if (rc == WEFT_ENOMEM) weft_ctx_fail(ctx, rc, "groupby: out of memory");
     weft_table_destroy(st);
     gindex_fini(&g);
     free(gid), free(kc), free(ac);
     gb_spec_free(&s);
     weft_table_destroy(t);
     return rc;
+}
+
+int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_table *t;
+    unpack u = {NULL, NULL, true};
+    int rc = arg_view(ctx, in, len, 0, &t);
+    if (rc) return rc;
+    if (arg_unpack(in, len, 1, &u)) u.bad = true;
+    return gb_partial_of(ctx, t, &u);
 }
 
 /* ---- groupby merge (the caller's thread) ---- */
@@ -1189,34 +1279,38 @@ int weft__gb_acc_finish(gb_acc *a, weft_table **out)
 
 /* ---- describe ---- */
 
-int weft__tb_describe_partial(weft_ctx *ctx, const void *in, size_t len)
+/* The partial of partition `t` (destroyed here). */
+static int describe_of(weft_ctx *ctx, weft_table *t)
 {
-    weft_table *t;
-    int rc = arg_view(ctx, in, len, 0, &t);
-    if (rc) return rc;
-    pack b = {0};
-    size_t nnum = 0;
+    int rc = 0;
+    size_t nnum = 0, made = 0;
     for (size_t k = 0; k < t->ncols; k++) nnum += is_num(t->cols[k].type);
-    pack_u64(&b, nnum);
     double *v = malloc((t->nrows + 1) * sizeof *v);
-    if (!v) rc = WEFT_ENOMEM;
+    weft_table **ones = calloc(nnum + 1, sizeof *ones);
+    if (!v || !ones) rc = WEFT_ENOMEM;
     for (size_t k = 0; k < t->ncols && !rc; k++) {
         const tcol *c = &t->cols[k];
         if (!is_num(c->type)) continue;
         size_t n = 0;
         for (size_t i = 0; i < t->nrows; i++)
             if (weft__tcol_ok(c, i)) v[n++] = weft__tcol_num(c, i);
-        weft_table *one;
-        rc = weft_table_create(&one);
-        if (!rc) rc = weft_table_add_double(one, c->name, v, NULL, n);
-        if (!rc) rc = bundle_add(&b, one);
-        weft_table_destroy(one);
+        rc = weft_table_create(&ones[made]);
+        if (!rc) rc = weft_table_add_double(ones[made++], c->name, v, NULL, n);
     }
-    if (!rc) rc = weft_ctx_set_output(ctx, b.p, b.n);
+    if (!rc) rc = bundle_output(ctx, ones, made);
+    for (size_t i = 0; ones && i < made; i++) weft_table_destroy(ones[i]);
+    free(ones);
     free(v);
-    free(b.p);
     weft_table_destroy(t);
     return rc;
+}
+
+int weft__tb_describe_partial(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_table *t;
+    int rc = arg_view(ctx, in, len, 0, &t);
+    if (rc) return rc;
+    return describe_of(ctx, t);
 }
 
 struct ds_acc {
@@ -1397,15 +1491,13 @@ static int top_rows(const weft_table *t, const tcol *c, size_t n, bool largest, 
     return rc;
 }
 
-int weft__tb_top_partial(weft_ctx *ctx, const void *in, size_t len)
+/* The best rows of partition `t` (destroyed here) for the spec in `u`. */
+static int top_of(weft_ctx *ctx, weft_table *t, unpack *u)
 {
-    weft_table *t, *o = NULL;
-    unpack u = {NULL, NULL, true};
-    int rc = arg_view(ctx, in, len, 0, &t);
-    if (rc) return rc;
-    if (arg_unpack(in, len, 1, &u)) rc = WEFT_EINVAL;
-    char *name = rc ? NULL : unpack_str(&u);
-    uint64_t n = unpack_u64(&u), largest = unpack_u64(&u);
+    weft_table *o = NULL;
+    int rc = u->bad ? WEFT_EINVAL : 0;
+    char *name = rc ? NULL : unpack_str(u);
+    uint64_t n = unpack_u64(u), largest = unpack_u64(u);
     tcol *c = name ? weft__table_col(t, name) : NULL;
     if (!c || !is_num(c->type))
         rc = weft_ctx_fail(ctx, WEFT_EINVAL, "nlargest/nsmallest: no numeric column '%s'",
@@ -1414,6 +1506,74 @@ int weft__tb_top_partial(weft_ctx *ctx, const void *in, size_t len)
     free(name);
     weft_table_destroy(t);
     return finish(ctx, o, rc);
+}
+
+int weft__tb_top_partial(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_table *t;
+    unpack u = {NULL, NULL, true};
+    int rc = arg_view(ctx, in, len, 0, &t);
+    if (rc) return rc;
+    if (arg_unpack(in, len, 1, &u)) u.bad = true;
+    return top_of(ctx, t, &u);
+}
+
+/* ---- partials straight from the CSV ---- */
+
+/* csv_partial(range, bound, op + the partial's literal; one buffer, see
+ * table_internal.h): the read task's parse and a partial in one task, so
+ * the partition is never serialized (and copied, and its fresh pages
+ * faulted in) between the two. groupby parses only its key and aggregated
+ * columns (the others are checked, not stored), describe no text column,
+ * nlargest every column; READ is the plain read. */
+int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len)
+{
+    unpack u = {in, (const char *)in + len, false};
+    uint64_t rl = unpack_u64(&u);
+    const char *range = u.p;
+    if (!u.bad && (uint64_t)(u.e - u.p) < rl) u.bad = true;
+    if (!u.bad) u.p += rl;
+    uint64_t bl = unpack_u64(&u);
+    const char *bound = u.p;
+    if (!u.bad && (uint64_t)(u.e - u.p) < bl) u.bad = true;
+    if (!u.bad) u.p += bl;
+    uint64_t op = unpack_u64(&u);
+    if (u.bad) return weft_ctx_fail(ctx, WEFT_EINVAL, "csv partial: bad input");
+    weft_table *t = NULL;
+    int rc = 0;
+    if (op == WEFT__CSV_OP_READ) {
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, &t);
+        if (!rc) rc = weft_table_output(ctx, t);
+        weft_table_destroy(t);
+        return rc;
+    }
+    if (op == WEFT__CSV_OP_GROUPBY) {
+        unpack s = u;
+        gb_spec spec;
+        memset(&spec, 0, sizeof spec);
+        if (s.bad || gb_spec_read(&s, &spec)) {
+            gb_spec_free(&spec);
+            return weft_ctx_fail(ctx, WEFT_EINVAL, "groupby: bad spec");
+        }
+        const char **want = calloc(spec.nkeys + spec.naggs + 1, sizeof *want);
+        if (!want) rc = weft_ctx_fail(ctx, WEFT_ENOMEM, "out of memory");
+        size_t nw = 0;
+        for (size_t k = 0; want && k < spec.nkeys; k++) want[nw++] = spec.keys[k];
+        for (size_t a = 0; want && a < spec.naggs; a++) want[nw++] = spec.cols[a];
+        if (!rc) rc = weft__csv_parse(ctx, range, rl, bound, bl, want, nw, false, &t);
+        free(want);
+        gb_spec_free(&spec);
+        return rc ? rc : gb_partial_of(ctx, t, &u);
+    }
+    if (op == WEFT__CSV_OP_DESCRIBE) {
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, true, &t);
+        return rc ? rc : describe_of(ctx, t);
+    }
+    if (op == WEFT__CSV_OP_TOP) {
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, &t);
+        return rc ? rc : top_of(ctx, t, &u);
+    }
+    return weft_ctx_fail(ctx, WEFT_EINVAL, "csv partial: unknown op %llu", (unsigned long long)op);
 }
 
 int weft__top_finish(weft_table *all, const char *column, size_t n, bool largest, weft_table **out)
@@ -1709,5 +1869,6 @@ WEFT_TASK_REGISTER_AS(weft__tb_join, "weft.table.join");
 WEFT_TASK_REGISTER_AS(weft__tb_gb_partial, "weft.table.groupby_partial");
 WEFT_TASK_REGISTER_AS(weft__tb_describe_partial, "weft.table.describe_partial");
 WEFT_TASK_REGISTER_AS(weft__tb_top_partial, "weft.table.top_partial");
+WEFT_TASK_REGISTER_AS(weft__tb_csv_partial, "weft.table.csv_partial");
 WEFT_TASK_REGISTER_AS(weft__tb_sort_partial, "weft.table.sort_partial");
 WEFT_TASK_REGISTER_AS(weft__tb_csv_part, "weft.table.csv_part");

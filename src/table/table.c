@@ -130,6 +130,24 @@ int weft__tcol_reserve(tcol *c, size_t rows)
     return 0;
 }
 
+int weft__tcol_reserve_exact(tcol *c, size_t rows)
+{
+    if (rows <= c->cap) return 0;
+    size_t w = weft__tcol_width(c->type);
+    size_t slots = c->type == WEFT_COL_TEXT ? rows + 1 : rows;
+    void *d = realloc(c->data, slots * w);
+    if (!d) return WEFT_ENOMEM;
+    c->data = d;
+    weft__table_hugepages(d, slots * w);
+    if (c->valid) {
+        uint8_t *v = realloc(c->valid, rows);
+        if (!v) return WEFT_ENOMEM;
+        c->valid = v;
+    }
+    c->cap = rows;
+    return 0;
+}
+
 static int mark(tcol *c, bool ok)
 {
     if (!ok && !c->valid) {
@@ -565,6 +583,13 @@ static size_t ser_size(const weft_table *t)
     return total;
 }
 
+size_t weft__table_ser_size(const weft_table *t)
+{
+    for (size_t j = 0; j < t->ncols; j++)
+        if (strlen(t->cols[j].name) > UINT16_MAX) return 0;
+    return ser_size(t);
+}
+
 static void ser_into(const weft_table *t, char *p)
 {
     wbuf w = {p, 0};
@@ -591,6 +616,11 @@ static void ser_into(const weft_table *t, char *p)
         }
         if (c->valid) put(&w, c->valid, t->nrows);
     }
+}
+
+void weft__table_ser_into(const weft_table *t, char *p)
+{
+    ser_into(t, p);
 }
 
 int weft_table_serialize(const weft_table *t, void **buf, size_t *len)
@@ -714,10 +744,17 @@ static int ser_parse(const void *buf, size_t len, uint64_t *rows_out, uint64_t *
     return 0;
 }
 
-/* Appends the n rows of serialized column `s` to `d` (same type). */
-static int append_scol(tcol *d, const scol *s, size_t n)
+/* Appends the n rows of serialized column `s` to `d` (same type); with
+ * `scale` > 0, when `d` must grow it grows once to (its rows + n) x scale. */
+static int append_scol(tcol *d, const scol *s, size_t n, double scale)
 {
-    if (weft__tcol_reserve(d, d->n + n ? d->n + n : 1)) return WEFT_ENOMEM;
+    size_t need = d->n + n ? d->n + n : 1;
+    if (need > d->cap && scale > 0) {
+        double est = (double)need * scale * 1.02 + 16;
+        if (weft__tcol_reserve_exact(d, est > (double)need ? (size_t)est : need))
+            return WEFT_ENOMEM;
+    }
+    if (weft__tcol_reserve(d, need)) return WEFT_ENOMEM;
     if (s->hv && !d->valid) {
         d->valid = malloc(d->cap);
         if (!d->valid) return WEFT_ENOMEM;
@@ -735,6 +772,10 @@ static int append_scol(tcol *d, const scol *s, size_t n)
     } else {
         if (d->nchars + s->nchars + 1 > d->capchars) {
             size_t nc = d->capchars ? d->capchars : 64;
+            if (scale > 0) {
+                double est = (double)(d->nchars + s->nchars + 1) * scale * 1.02 + 64;
+                if (est > (double)nc) nc = (size_t)est;
+            }
             while (nc < d->nchars + s->nchars + 1) nc *= 2;
             char *c = realloc(d->chars, nc);
             if (!c) return WEFT_ENOMEM;
@@ -813,6 +854,13 @@ int weft__table_view(const void *buf, size_t len, weft_table **out)
 
 int weft__table_append_serialized(weft_table *dst, const void *buf, size_t len)
 {
+    return weft__table_append_serialized_est(dst, buf, len, 0, 0);
+}
+
+int weft__table_append_serialized_est(weft_table *dst, const void *buf, size_t len, size_t done,
+                                      size_t total)
+{
+    double scale = total > done ? (double)total / (double)(done + 1) : 0;
     uint64_t rows, skipped, ncols;
     scol *cs;
     int rc = ser_parse(buf, len, &rows, &skipped, &cs, &ncols);
@@ -833,7 +881,8 @@ int weft__table_append_serialized(weft_table *dst, const void *buf, size_t len)
         else
             added++;
     }
-    for (uint64_t j = 0; j < ncols && !rc; j++) rc = append_scol(&dst->cols[j], &cs[j], rows);
+    for (uint64_t j = 0; j < ncols && !rc; j++)
+        rc = append_scol(&dst->cols[j], &cs[j], rows, scale);
     if (!rc) {
         dst->nrows += rows;
         dst->skipped += skipped;

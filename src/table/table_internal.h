@@ -39,6 +39,8 @@ void weft__table_hugepages(void *p, size_t n);
 /* Adds an empty column (rows 0) and returns it, or NULL on ENOMEM. */
 tcol *weft__table_add_col(weft_table *t, const char *name, weft_col_type type);
 int weft__tcol_reserve(tcol *c, size_t rows);
+/* As weft__tcol_reserve, to exactly `rows` (no rounding up to a power of 2). */
+int weft__tcol_reserve_exact(tcol *c, size_t rows);
 int weft__tcol_push_int64(tcol *c, int64_t v, bool ok);
 int weft__tcol_push_double(tcol *c, double v, bool ok);
 int weft__tcol_push_bool(tcol *c, bool v, bool ok);
@@ -77,12 +79,22 @@ int weft__table_take(const weft_table *t, const size_t *idx, size_t n, weft_tabl
  * `dst` takes its columns), copying once; WEFT_EINVAL when malformed or
  * unlike `dst`'s columns (`dst` is then left as it was). */
 int weft__table_append_serialized(weft_table *dst, const void *buf, size_t len);
+/* As weft__table_append_serialized, growing `dst` (when it must grow) once
+ * for `total` partitions like the `done` + 1 seen so far (its rows and
+ * text bytes scaled by total / (done + 1)) instead of by doubling:
+ * weft_frame_compute sizes its result from the first partition. */
+int weft__table_append_serialized_est(weft_table *dst, const void *buf, size_t len, size_t done,
+                                      size_t total);
 /* A read-only table over the serialized bytes buf[0..len) without copying
  * the values, when `buf` is 8-aligned (the format aligns every column's
  * values then); a copy (weft_table_deserialize) otherwise. The view must
  * not outlive `buf` and must never be added to (its arrays are borrowed).
  * Ownership: weft_table_destroy frees it (not the borrowed arrays). */
 int weft__table_view(const void *buf, size_t len, weft_table **out);
+/* The serialized size of `t` (0 when a column name is too long for the
+ * format), and its serialization into p[0..size). */
+size_t weft__table_ser_size(const weft_table *t);
+void weft__table_ser_into(const weft_table *t, char *p);
 /* Looks up column `name`; NULL if absent. */
 tcol *weft__table_col(const weft_table *t, const char *name);
 
@@ -121,6 +133,29 @@ typedef struct csv_bound {
 int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len);
 int weft__csv_bound(weft_ctx *ctx, const void *in, size_t len);
 int weft__csv_read(weft_ctx *ctx, const void *in, size_t len);
+/* The parse of a read task (the range's literal and its bound's output)
+ * into a table of its own (*out, the caller destroys it), for tasks that
+ * use the partition at once (ops.c: groupby, describe, nlargest straight
+ * from the CSV, no serialized partition in between). Only the columns
+ * named in keep_names[0..nkeep) are kept (NULL: every one), text columns
+ * none when `no_text`; the others are still checked as the full read
+ * checks them (a malformed value fails or skips the record alike; text
+ * always fits), so the rows and the skipped count are the full read's. */
+int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *bound,
+                    size_t bound_len, const char *const *keep_names, size_t nkeep, bool no_text,
+                    weft_table **out);
+/* The field scanner: the first delimiter, newline or quote in b[j..n)
+ * (n if none), by `kind` (one of the below; BEST = what this machine has).
+ * weft__csv_set_scanner forces one for every later read (the tests compare
+ * them); WEFT_ENOTSUP when this build lacks it. */
+enum {
+    WEFT__CSV_SCAN_BEST = 0,
+    WEFT__CSV_SCAN_SCALAR = 1,
+    WEFT__CSV_SCAN_SWAR = 2,
+    WEFT__CSV_SCAN_SSE2 = 3
+};
+size_t weft__csv_find(const char *b, size_t j, size_t n, char delim, int kind);
+int weft__csv_set_scanner(int kind);
 /* A partition as CSV text (header first when `header`). */
 int weft__csv_format(const weft_table *t, const weft_csv_write_options *o, bool header, char **buf,
                      size_t *len);
@@ -215,6 +250,17 @@ int weft__tb_describe_partial(weft_ctx *ctx, const void *in, size_t len);
 int weft__tb_top_partial(weft_ctx *ctx, const void *in, size_t len);
 int weft__tb_sort_partial(weft_ctx *ctx, const void *in, size_t len);
 int weft__tb_csv_part(weft_ctx *ctx, const void *in, size_t len);
+/* A partition's read and its partial in one task, straight from a CSV
+ * range: the input is u64 length + the range's literal, u64 length + its
+ * bound's output, u64 op (one of these), then the partial's literal. READ
+ * outputs the partition (weft__csv_read's output). */
+enum {
+    WEFT__CSV_OP_GROUPBY = 1,
+    WEFT__CSV_OP_DESCRIBE = 2,
+    WEFT__CSV_OP_TOP = 3,
+    WEFT__CSV_OP_READ = 4
+};
+int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len);
 
 typedef struct gb_acc gb_acc;
 /* The packed groupby spec: keys, aggregates. */
