@@ -82,6 +82,7 @@ typedef struct weft__wctl {
     /* the part of a large input the owner writes (the worker reads the
      * rest itself from the owner's memory, at the same time) */
     uint64_t xfer_off, xfer_len;
+    uint64_t xfer_ns;  /* owner: how long its part took (the worker balances the parts) */
     int32_t owner_pid; /* owner: the program */
     /* large outputs in the worker's shared segments (memfds): the owner
      * maps one and its future keeps it (no copy); seg_rel[i] = the
