@@ -15,6 +15,9 @@
  *                     spinning (us/roundtrip; ipc_bench has the same row)
  *   memcpy_bandwidth  reference: one memcpy of 64 MiB into a warm buffer
  *                     (GB/s of bytes copied)
+ *   payload_task_local  reference: payload_64mib's task (each byte + 1) run
+ *                     in this process on warm buffers (GB/s): the part of
+ *                     the round trip that is the task's own work
  *   processes_idle_cpu  CPU time used by the idle pool over 5 s after the
  *                     runs: its worker processes, the fork server and this
  *                     program's threads (% of one core)
@@ -274,6 +277,21 @@ static double run_memcpy(void)
     return PAYLOAD / (t1 - t0) / 1e9;
 }
 
+/* The payload task's own work (each byte + 1, 64 MiB, warm buffers) in
+ * this process: what a round trip of payload_64mib costs at the least
+ * besides moving the bytes (GB/s of payload). */
+static double run_task_local(void)
+{
+    double t0 = bench_now();
+    add_one(copy_dst, payload, PAYLOAD);
+    double t1 = bench_now();
+    if (copy_dst[PAYLOAD / 3] != (unsigned char)(payload[PAYLOAD / 3] + 1)) {
+        bench_fail("payload_task_local: wrong bytes");
+        return -1;
+    }
+    return PAYLOAD / (t1 - t0) / 1e9;
+}
+
 /* ---- processes_idle_cpu ---- */
 
 /* CPU seconds a process has used: /proc/<pid>/schedstat (ns), else the
@@ -364,9 +382,23 @@ static double run_idle(void)
     return (c1 - c0) / IDLE_S * 100;
 }
 
+/* WEFT_PROCESSES_BENCH_ONLY=name,name,...: only those rows (and their
+ * anchors) run, e.g. the issue 18 ratios alone:
+ * channel_pingpong,submit_roundtrip,memcpy_bandwidth,payload_64mib */
+static bool wanted(const char *bench)
+{
+    const char *only = getenv("WEFT_PROCESSES_BENCH_ONLY");
+    if (!only || !*only) return true;
+    size_t n = strlen(bench);
+    for (const char *p = only; (p = strstr(p, bench)) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return true;
+    return false;
+}
+
 static void measure_as(const char *bench, const char *system, const char *unit, double (*run)(void),
                        int reps)
 {
+    if (!wanted(bench)) return;
     char what[96];
     snprintf(what, sizeof what, "bench=%s system=%s", bench, system);
     bench_watchdog(300, what);
@@ -391,6 +423,7 @@ static void measure(const char *bench, const char *unit, double (*run)(void), in
 static void python(const char *bench, const char *system, const char *pysys, const char *mode,
                    long n, const char *unit)
 {
+    if (!wanted(bench)) return;
     char args[128];
     snprintf(args, sizeof args, "%s %s %ld %d", pysys, mode, n, 3);
     bench_python_report(bench, system, unit, "processes_anchor.py", args, 600);
@@ -428,12 +461,14 @@ int main(int argc, char **argv)
     measure("map_empty", "us/item", run_map, REPS);
     python("map_empty", "python-processpool", "processpool", "map", 1000000, "us/item");
     measure_as("memcpy_bandwidth", "memcpy", "GB/s", run_memcpy, REPS);
+    measure_as("payload_task_local", "in-process", "GB/s", run_task_local, REPS);
     measure("payload_64mib", "GB/s", run_payload, REPS);
     python("payload_64mib", "python-processpool", "processpool", "payload", 64, "GB/s");
     measure("cpu_speedup", "x", run_cpu, 3);
     python("cpu_speedup", "python-processpool", "processpool", "cpu", 16, "x");
     python("cpu_speedup", "joblib-loky", "loky", "cpu", 16, "x");
-    if (find_idle_pids()) {
+    if (!wanted("processes_idle_cpu")) {
+    } else if (find_idle_pids()) {
         printf("# processes_idle_cpu: workers %d %d, fork server %d, and this program\n",
                (int)idle_pids[0], (int)idle_pids[1], n_idle_pids > 2 ? (int)idle_pids[2] : 0);
         measure("processes_idle_cpu", "%core", run_idle, 3);

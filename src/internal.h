@@ -157,8 +157,38 @@ void weft__out_trim(void);
  * wrote it in (a worker process's output segment): its header's second
  * word is then the mapping's length | WEFT__OUT_SHARED, and
  * weft__out_free() marks it released for that process (the first word,
- * the length, becomes UINT64_MAX) before it unmaps it. */
+ * the length, becomes UINT64_MAX) before it unmaps it.
+ * The program may keep such a mapping between outputs (a worker's warm
+ * segment, reused for its next output): the word then also has
+ * WEFT__OUT_KEPT while the program's cache holds the mapping and
+ * WEFT__OUT_HELD while an output in it is held, and a tag (the bits from
+ * WEFT__OUT_TAG_SHIFT up) that tells one output in it from the next.
+ * weft__out_free() then only clears HELD, or unmaps if the cache has let
+ * go; the cache lets go with weft__out_shared_drop(), which unmaps unless
+ * an output is held (its holder unmaps it then). Lengths: the low bits. */
 #define WEFT__OUT_SHARED ((size_t)1 << 63)
+#define WEFT__OUT_KEPT ((size_t)1 << 62)
+#define WEFT__OUT_HELD ((size_t)1 << 61)
+#define WEFT__OUT_TAG_SHIFT 40
+#define WEFT__OUT_LEN_MASK (((size_t)1 << WEFT__OUT_TAG_SHIFT) - 1)
+void weft__out_shared_drop(void *map, size_t map_len);
+
+/* A plain future its submitter sent straight to a worker (the processes
+ * backend's direct path): f->job (read and written with __atomic builtins)
+ * points at the backend's record, whose first member is this, until the
+ * future is finished. A thread about to wait for f without a time limit
+ * calls claim(), which collects the result itself and finishes f (true),
+ * or leaves it to the backend (false: someone else collects it); one
+ * that waits with a limit calls poll() as it spins, which does the same
+ * only once the result is there (collecting it cannot block). A thread
+ * about to sleep on f (or to wait for several futures) calls kick(), which
+ * makes the backend collect it soon. Both are safe to call on a stale
+ * record: the record outlives its executor and checks that f is its own. */
+typedef struct weft__direct {
+    bool (*claim)(struct weft__direct *d, weft_future *f);
+    bool (*poll)(struct weft__direct *d, weft_future *f);
+    void (*kick)(struct weft__direct *d, weft_future *f);
+} weft__direct;
 
 /* weft__ctx_item() :
  * Points a prepared ctx at the next item: its index and seed, the caller's

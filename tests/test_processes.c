@@ -2376,6 +2376,266 @@ TEST(an_idle_pool_uses_no_cpu)
     CHECK_OK(weft_executor_destroy(ex));
 }
 
+/* ---- the direct path (docs/processes.md, "Round trips"): a submit from
+ * the program's thread goes straight to a free worker; the waiter, or the
+ * lane as the backstop, collects it ---- */
+
+static void count_cb(weft_future *f, void *arg)
+{
+    (void)f;
+    __atomic_fetch_add((int *)arg, 1, __ATOMIC_SEQ_CST);
+}
+
+static void every_way_of_waiting(void);
+
+TEST(direct_path_every_way_of_waiting)
+{
+    every_way_of_waiting(); /* the direct path */
+    setenv("WEFT_PROCESSES_DIRECT", "0", 1);
+    every_way_of_waiting(); /* every task through the lanes, as before it */
+    setenv("WEFT_PROCESSES_DIRECT", "yes", 1);
+    weft_options o = {.backend = WEFT_BACKEND_PROCESSES, .workers = 1};
+    weft_executor *bad = NULL;
+    CHECK_EQ_INT(weft_executor_create(&o, &bad), WEFT_EINVAL);
+    CHECK(bad == NULL);
+    unsetenv("WEFT_PROCESSES_DIRECT");
+}
+
+static int cb_count; /* callbacks run (count_cb) */
+
+static void every_way_of_waiting(void)
+{
+    weft_executor *ex = make(2, NULL);
+    REQUIRE(ex);
+    __atomic_store_n(&cb_count, 0, __ATOMIC_SEQ_CST);
+    /* waited for without a limit: the waiter collects */
+    long bad = 0;
+    for (int64_t i = 0; i < 3000; i++) {
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, square, &i, sizeof i, &f));
+        const void *d;
+        size_t len;
+        int rc = weft_future_result(f, WEFT_FOREVER, &d, &len);
+        int64_t v = -1;
+        if (rc == 0 && len == sizeof v) memcpy(&v, d, sizeof v);
+        if (v != i * i) bad++;
+        weft_future_release(f);
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* with a limit: the waiter takes the result once it is there */
+    for (int64_t i = 0; i < 500; i++) {
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, square, &i, sizeof i, &f));
+        const void *d;
+        size_t len;
+        int rc = weft_future_result(f, 60, &d, &len);
+        int64_t v = -1;
+        if (rc == 0 && len == sizeof v) memcpy(&v, d, sizeof v);
+        if (v != i * i) bad++;
+        weft_future_release(f);
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* weft_wait over several, callbacks, and futures nobody waits for:
+     * the lanes collect them */
+    for (int round = 0; round < 50; round++) {
+        weft_future *fs[3];
+        for (int64_t k = 0; k < 3; k++) CHECK_OK(weft_submit(ex, square, &k, sizeof k, &fs[k]));
+        CHECK_OK(weft_future_on_done(fs[2], count_cb, &cb_count));
+        size_t nd = 0;
+        CHECK_OK(weft_wait(fs, 3, WEFT_WAIT_ALL, 60, NULL, &nd));
+        CHECK_EQ_INT((int)nd, 3);
+        for (int64_t k = 0; k < 3; k++) {
+            const void *d;
+            size_t len;
+            CHECK_OK(weft_future_result(fs[k], 0, &d, &len));
+            int64_t v = -1;
+            if (len == sizeof v) memcpy(&v, d, sizeof v);
+            CHECK_EQ_INT(v, k * k);
+            weft_future_release(fs[k]);
+        }
+    }
+    /* every callback ran (on the thread that finished its future) */
+    for (int k = 0; k < 30000 && __atomic_load_n(&cb_count, __ATOMIC_SEQ_CST) < 50; k++)
+        usleep(1000);
+    CHECK_EQ_INT(__atomic_load_n(&cb_count, __ATOMIC_SEQ_CST), 50);
+    /* a crash and a timeout of a task sent straight to its worker, waited
+     * for without a limit: the same errors as through a lane, and the
+     * next task runs on a fresh worker */
+    int32_t segv = 1, hang = 6;
+    weft_future *f;
+    CHECK_OK(weft_submit(ex, fault_task, &segv, sizeof segv, &f));
+    CHECK_EQ_INT(weft_future_result(f, WEFT_FOREVER, NULL, NULL), WEFT_ECRASHED);
+    weft_future_release(f);
+    weft_submit_options to = {0};
+    to.timeout = 0.2;
+    CHECK_OK(weft_submit_ex(ex, fault_task, &hang, sizeof hang, &to, &f));
+    CHECK_EQ_INT(weft_future_result(f, WEFT_FOREVER, NULL, NULL), WEFT_ETIMEDOUT);
+    weft_future_release(f);
+    int64_t x = 7;
+    CHECK_OK(weft_submit(ex, square, &x, sizeof x, &f));
+    const void *d;
+    size_t len;
+    CHECK_OK(weft_future_result(f, WEFT_FOREVER, &d, &len));
+    int64_t v = 0;
+    if (len == sizeof v) memcpy(&v, d, sizeof v);
+    CHECK_EQ_INT(v, 49);
+    weft_future_release(f);
+    CHECK_OK(weft_executor_destroy(ex));
+}
+
+/* Futures released at once, never waited for: each task still runs once,
+ * a shutdown waits for them, and destroy collects what is left. */
+TEST(direct_path_unwaited_tasks_all_run)
+{
+    enum {
+        N = 300
+    };
+    weft_shm *shm = NULL;
+    REQUIRE(weft_shm_create((N + 1) * sizeof(int64_t), &shm) == 0);
+    weft_ipc_token tok;
+    CHECK_OK(weft_shm_token(shm, &tok));
+    for (int round = 0; round < 2; round++) {
+        memset(weft_shm_ptr(shm), 0, (N + 1) * sizeof(int64_t));
+        weft_executor *ex = make(2, NULL);
+        REQUIRE(ex);
+        for (int i = 0; i < N; i++) {
+            weft_future *f;
+            weft_submit_options so = {0};
+            so.has_index = true;
+            so.index = (uint64_t)i;
+            CHECK_OK(weft_submit_ex(ex, shm_writer, &tok, sizeof tok, &so, &f));
+            weft_future_release(f);
+            if (i % 50 == 0) usleep(2000); /* now and then a pool with nothing queued */
+        }
+        if (round == 0) CHECK_OK(weft_executor_shutdown(ex, WEFT_SHUTDOWN_WAIT));
+        CHECK_OK(weft_executor_destroy(ex));
+        const int64_t *a = weft_shm_ptr(shm);
+        CHECK_EQ_INT(a[0], N); /* every task ran exactly once */
+        long wrong = 0;
+        for (int i = 0; i < N; i++)
+            if (a[1 + i] != (int64_t)i * i) wrong++;
+        CHECK_EQ_INT(wrong, 0);
+    }
+    weft_shm_destroy(shm);
+}
+
+/* mappings of worker output segments (memfds named weft-output) in this
+ * program */
+static int output_mappings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return -1;
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "weft-output")) n++;
+    fclose(f);
+    return n;
+}
+
+/* takes an 8 MiB output (a warm segment of its worker), writes half of
+ * it, then dies */
+static int big_then_crash(weft_ctx *ctx, const void *in, size_t len)
+{
+    (void)in;
+    (void)len;
+    unsigned char *o = weft_ctx_output(ctx, 8u << 20);
+    if (!o) return weft_ctx_fail(ctx, WEFT_ENOMEM, "no output buffer");
+    memset(o, 0x5a, 4u << 20);
+    int32_t segv = 1;
+    return fault_task(ctx, &segv, sizeof segv);
+}
+WEFT_TASK_REGISTER(big_then_crash);
+
+static weft_future *big_submit(weft_executor *ex, int mib, uint64_t salt)
+{
+    big_in a = {0, mib, salt};
+    weft_future *f = NULL;
+    CHECK_OK(weft_submit(ex, big_or_fault, &a, sizeof a, &f));
+    return f;
+}
+
+static bool big_ok(weft_future *f, int mib, uint64_t salt)
+{
+    const void *d;
+    size_t len;
+    int rc = weft_future_result(f, 60, &d, &len);
+    size_t bad = rc == 0 ? big_bad_words(d, len, salt) : 0;
+    if (rc == 0 && len == ((size_t)mib << 20) && bad == 0) return true;
+    printf("    output of %d MiB (salt %llu): %s, %zu bytes, %zu wrong words\n", mib,
+           (unsigned long long)salt, weft_strerror(rc), len, bad);
+    return false;
+}
+
+/* Large outputs land in the worker's segments, which the program keeps
+ * mapped between outputs (warm); an output held by a future stays valid
+ * when its worker dies, is replaced, and the fresh worker's segments are
+ * used; everything is unmapped at destroy, or when the last output held
+ * past it is released. */
+TEST(warm_output_segments_survive_their_worker_and_go_at_destroy)
+{
+    weft__procs_set_vm(0);
+    int maps0 = output_mappings();
+    weft_executor *ex = make(1, NULL);
+    REQUIRE(ex);
+    { /* a 5 MiB input turns the process_vm path on: large outputs then go in segments */
+        size_t n5 = 5u << 20;
+        unsigned char *in5 = calloc(1, n5);
+        REQUIRE(in5);
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, echo_plus, in5, n5, &f));
+        CHECK_OK(weft_future_result(f, 60, NULL, NULL));
+        weft_future_release(f);
+        free(in5);
+    }
+    for (int i = 0; i < 6; i++) { /* a stream of outputs: the same segments */
+        weft_future *f = big_submit(ex, 8, (uint64_t)i);
+        CHECK_MSG(big_ok(f, 8, (uint64_t)i), "output %d wrong", i);
+        weft_future_release(f);
+    }
+    int kept = output_mappings() - maps0;
+    /* 0 where the program may not map its workers' memfds (then copied) */
+    CHECK_MSG(kept >= 0 && kept <= 2, "%d segment mappings kept", kept);
+    weft_future *held1 = big_submit(ex, 8, 101), *held2 = big_submit(ex, 8, 102);
+    CHECK(big_ok(held1, 8, 101));
+    CHECK(big_ok(held2, 8, 102));
+    /* the worker dies while the program holds outputs in both segments */
+    weft_future *pf;
+    CHECK_OK(weft_submit(ex, getpid_task, NULL, 0, &pf));
+    const void *d;
+    size_t len;
+    CHECK_OK(weft_future_result(pf, 30, &d, &len));
+    int32_t pid = 0;
+    memcpy(&pid, d, sizeof pid);
+    weft_future_release(pf);
+    REQUIRE(pid > 0);
+    kill(pid, SIGKILL);
+    for (int i = 0; i < 4; i++) { /* the fresh worker's segments */
+        weft_future *f = big_submit(ex, 8, 200 + (uint64_t)i);
+        CHECK_MSG(big_ok(f, 8, 200 + (uint64_t)i), "output %d after the kill wrong", i);
+        weft_future_release(f);
+    }
+    /* a worker killed while it writes a large output into a warm segment */
+    weft_future *cf;
+    CHECK_OK(weft_submit(ex, big_then_crash, NULL, 0, &cf));
+    CHECK_EQ_INT(weft_future_result(cf, 60, NULL, NULL), WEFT_ECRASHED);
+    weft_future_release(cf);
+    CHECK(big_ok(held1, 8, 101)); /* still intact */
+    CHECK(big_ok(held2, 8, 102));
+    weft_future_release(held1);
+    weft_future *f = big_submit(ex, 8, 300);
+    CHECK(big_ok(f, 8, 300));
+    CHECK_OK(weft_executor_destroy(ex));
+    /* destroyed: only the outputs still held are mapped */
+    CHECK_EQ_INT(output_mappings() - maps0, kept > 0 ? 2 : 0);
+    CHECK(big_ok(f, 8, 300));
+    CHECK(big_ok(held2, 8, 102));
+    weft_future_release(f);
+    weft_future_release(held2);
+    CHECK_EQ_INT(output_mappings(), maps0);
+    weft__procs_set_vm(0);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];

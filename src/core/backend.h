@@ -108,6 +108,16 @@ typedef struct weft__backend {
      * deque (weft__lane_pop) to batch them. Inline backends: the caller's
      * thread, lane NULL. */
     void (*run)(weft_executor *ex, weft__lane *l, weft_future *f);
+    /* Optional. On a submitting thread that is not a lane, for a plain
+     * future f instead of queueing it: true if the backend took f (sent it
+     * straight to an idle worker; it then finishes f itself and calls
+     * weft__exec_direct_done once), false to queue it as usual. */
+    bool (*submit)(weft_executor *ex, weft_future *f);
+    /* Optional. On lane l's thread when it found no work, before it sleeps:
+     * does the backend's own idle work, returning 0 if it did some (the
+     * lane looks for work again), else how long the lane may sleep in ns
+     * (-1: until woken). */
+    int64_t (*idle)(weft_executor *ex, weft__lane *l);
     void (*lane_close)(weft_executor *ex, weft__lane *l);
     /* One line on what lane l is doing, for the watchdog. */
     void (*describe)(weft_executor *ex, weft__lane *l, uint64_t now, char *buf, size_t len);

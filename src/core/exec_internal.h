@@ -146,6 +146,11 @@ void weft__lane_set_idle(weft_executor *ex, weft__lane *l, bool idle);
 void weft__lane_spin_claim(weft_executor *ex, weft__lane *l);
 /* Wakes one sleeping lane (work was left in a deque). */
 void weft__exec_wake_one(weft_executor *ex);
+/* Wakes every sleeping lane. */
+void weft__exec_wake_all(weft_executor *ex);
+/* A task the backend took at submit (its `submit` op) has finished: the
+ * shutdown's count of pending tasks goes down. Any thread. */
+void weft__exec_direct_done(weft_executor *ex);
 /* Drops a taken future that was cancelled (its queue reference). */
 void weft__exec_drop_cancelled(weft_executor *ex, weft_future *f, int lane);
 /* Notes that tasks finished now (the watchdog's clock). */

@@ -561,6 +561,20 @@ void weft__exec_wake_one(weft_executor *ex)
     wake_one(ex);
 }
 
+void weft__exec_wake_all(weft_executor *ex)
+{
+    wake_all(ex);
+}
+
+void weft__exec_direct_done(weft_executor *ex)
+{
+    atomic_fetch_add_explicit(&ex->finished_ext, 1, memory_order_release);
+    if (atomic_load_explicit(&ex->closed, memory_order_relaxed)) { /* a shutdown may wait */
+        atomic_fetch_add_explicit(&ex->idle_epoch, 1, memory_order_release);
+        weft__futex_wake(&ex->idle_epoch, INT_MAX);
+    }
+}
+
 static void run_counted(weft_executor *ex, worker *w, weft_future *f)
 {
     weft__run_future(ex, f, w->id, w->state, w->state_len);
@@ -736,6 +750,10 @@ static void *worker_main(void *arg)
             run_work(ex, w, f);
             continue;
         }
+        /* the backend's own idle work (processes: collect a task sent straight
+         * to this lane's worker that nobody waits for), and how long to sleep */
+        int64_t nap = -1;
+        if (ex->ops->idle && (nap = ex->ops->idle(ex, w)) == 0) continue;
         /* sleep */
         uint32_t e = atomic_load_explicit(&ex->epoch, memory_order_acquire);
         atomic_fetch_add_explicit(&ex->sleepers, 1, memory_order_seq_cst);
@@ -760,7 +778,7 @@ static void *worker_main(void *arg)
             atomic_fetch_add_explicit(&ex->idle_epoch, 1, memory_order_release);
             weft__futex_wake(&ex->idle_epoch, INT_MAX);
         }
-        weft__futex_wait(&ex->epoch, e, -1);
+        weft__futex_wait(&ex->epoch, e, nap);
         atomic_fetch_sub_explicit(&ex->sleepers, 1, memory_order_relaxed);
         atomic_store_explicit(&ex->waking, 0, memory_order_seq_cst);
     }
@@ -797,6 +815,14 @@ int weft__enqueue(weft_executor *ex, weft_future *f)
     if (WEFT__UNLIKELY(s->shared)) pthread_mutex_lock(&ex->shared_mu);
     int64_t p = atomic_load_explicit(&s->pushed, memory_order_relaxed);
     atomic_store_explicit(&s->pushed, p + 1, memory_order_relaxed);
+    /* A backend may send a plain task straight to an idle worker (processes:
+     * the submitter writes it into the worker's arena); it stays counted
+     * here and is counted finished when it completes (weft__exec_direct_done).
+     * Not while this thread's earlier tasks wait in its queue: they go first. */
+    if (ex->ops->submit && !s->shared && !(T.w && T.ex == ex) && weft__deque_size(&s->dq) == 0 &&
+        !(atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL) &&
+        ex->ops->submit(ex, f))
+        return 0;
     if (WEFT__UNLIKELY(weft__deque_push(&s->dq, f))) {
         atomic_store_explicit(&s->pushed, p, memory_order_relaxed);
         if (s->shared) pthread_mutex_unlock(&ex->shared_mu);

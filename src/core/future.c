@@ -640,9 +640,25 @@ static int64_t remaining(uint64_t deadline)
     return now >= deadline ? 0 : (int64_t)(deadline - now);
 }
 
+/* The direct path (internal.h's weft__direct): the record of a plain
+ * future its submitter sent straight to a worker, or NULL. */
+static weft__direct *direct_of(weft_future *f)
+{
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) & WEFT__ST_INTERNAL) return NULL;
+    return __atomic_load_n(&f->job, __ATOMIC_ACQUIRE);
+}
+
+/* A thread about to sleep on f: the backend collects f's result soon. */
+static void direct_kick(weft_future *f)
+{
+    weft__direct *d = direct_of(f);
+    if (d) d->kick(d, f);
+}
+
 /* Sleeps on f's state word for at most `ns` (-1: no limit) unless final. */
 static void sleep_on_future(weft_future *f, int64_t ns)
 {
+    direct_kick(f);
     uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
     for (;;) {
         if (weft__st_final(s & WEFT__ST_MASK)) return;
@@ -671,10 +687,14 @@ static int wait_ns(weft_future *f, int64_t tmo_ns)
         }
         return 0;
     }
+    /* sent straight to a worker process: wait for the result there and
+     * finish f on this thread (no thread in between) */
+    weft__direct *d = direct_of(f);
+    if (d && tmo_ns < 0) d->claim(d, f); /* then f is final, unless another thread collects it */
     weft__spin_run run;
     weft__spin_begin(&run);
     for (;;) {
-        if (weft__st_final(weft__future_st(f))) {
+        if (weft__st_final(weft__future_st(f)) || (d && d->poll(d, f))) {
             weft__spin_hit(&wait_spin, &run);
             return 0;
         }
@@ -794,6 +814,8 @@ int weft_wait(weft_future *const *fs, size_t n, weft_wait_mode mode, double time
         f->waiters = &nodes[i];
         unlock_future(f);
     }
+    for (size_t i = 0; i < n; i++)
+        if (fs[i]) direct_kick(fs[i]); /* the backend collects them soon */
     weft_executor *cur = weft__current_executor();
     rc = WEFT_ETIMEDOUT;
     for (;;) {

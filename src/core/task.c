@@ -22,11 +22,10 @@
 #define SPARE_MAX ((size_t)256 << 20)
 static _Atomic(unsigned char *) out_spare; /* a freed big block, or NULL */
 
-static size_t map_len_of(const unsigned char *p)
+static size_t map_len_of(unsigned char *p)
 {
-    size_t m;
-    memcpy(&m, p + sizeof(size_t), sizeof m);
-    return m;
+    /* atomic: a shared block's word is also changed by the program's cache */
+    return __atomic_load_n((size_t *)(void *)p + 1, __ATOMIC_ACQUIRE);
 }
 
 static void big_unmap(unsigned char *p)
@@ -76,12 +75,34 @@ void weft__out_free(void *out)
         return;
     }
     if (m & WEFT__OUT_SHARED) { /* the writer may reuse it now (internal.h) */
-        __atomic_store_n((size_t *)(void *)p, SIZE_MAX, __ATOMIC_RELEASE);
-        munmap(p, m & ~WEFT__OUT_SHARED);
+        size_t *w = (size_t *)(void *)p;
+        size_t mine = __atomic_load_n(&w[1], __ATOMIC_ACQUIRE);
+        /* the mapping stays this holder's until HELD is cleared below */
+        __atomic_store_n(&w[0], SIZE_MAX, __ATOMIC_RELEASE);
+        size_t cur = mine;
+        while (cur & WEFT__OUT_KEPT) {
+            if (__atomic_compare_exchange_n(&w[1], &cur, cur & ~WEFT__OUT_HELD, false,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                return; /* the program's cache keeps the mapping */
+            if ((cur | WEFT__OUT_KEPT | WEFT__OUT_HELD) != (mine | WEFT__OUT_KEPT | WEFT__OUT_HELD))
+                return; /* another output is in it now: the mapping is the cache's */
+        }
+        munmap(p, mine & WEFT__OUT_LEN_MASK); /* not kept, or the cache let go of it */
         return;
     }
     if (m <= SPARE_MAX) p = atomic_exchange_explicit(&out_spare, p, memory_order_acq_rel);
     if (p) big_unmap(p); /* the one it replaced, or one too big to keep */
+}
+
+void weft__out_shared_drop(void *map, size_t map_len)
+{
+    size_t *w = map;
+    size_t cur = __atomic_load_n(&w[1], __ATOMIC_ACQUIRE);
+    while ((cur & WEFT__OUT_KEPT) && (cur & WEFT__OUT_HELD))
+        if (__atomic_compare_exchange_n(&w[1], &cur, cur & ~WEFT__OUT_KEPT, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return; /* an output in it is held: its holder unmaps it */
+    munmap(map, map_len);
 }
 
 void weft__out_trim(void)

@@ -52,10 +52,8 @@ bool weft__in_worker(void);
 #define WEFT__ARENA_RESERVE (1ull << 38) /* virtual range reserved per mapping */
 
 typedef struct weft__wctl {
-    uint32_t req_seq;  /* owner: bumped after writing a request */
-    uint32_t resp_seq; /* worker: bumped after a response; server: after death */
+    uint32_t req_seq; /* owner: bumped after writing a request */
     uint32_t worker_sleeping;
-    uint32_t owner_sleeping;
     uint32_t dead;       /* set by the fork server when the worker was reaped */
     int32_t status;      /* its wait status */
     int64_t maxrss_kb;   /* its peak resident size */
@@ -69,7 +67,6 @@ typedef struct weft__wctl {
     uint32_t ready;
     uint32_t stop; /* owner: cancel the items not started */
     uint64_t memory_limit;
-    uint32_t resp_done; /* worker: the request number it has answered */
     /* large inputs: the worker asks the owner to write one into its memory */
     uint32_t xfer_req;   /* worker: bumped when xfer_addr is ready */
     uint32_t xfer_ack;   /* owner: = xfer_req once written (or refused) */
@@ -85,12 +82,22 @@ typedef struct weft__wctl {
     /* the part of a large input the owner writes (the worker reads the
      * rest itself from the owner's memory, at the same time) */
     uint64_t xfer_off, xfer_len;
+    uint64_t xfer_ns;  /* owner: how long its part took (the worker balances the parts) */
     int32_t owner_pid; /* owner: the program */
     /* large outputs in the worker's shared segments (memfds): the owner
      * maps one and its future keeps it (no copy); seg_rel[i] = the
      * generation of segment i's output it read without keeping it */
     uint32_t seg_rel[2];
+    /* The response word and what goes with it, alone on a cache line: the
+     * owner spins on resp_seq and the worker writes the line once per
+     * response. resp_seq is bumped after every event the owner waits for:
+     * a response (after resp_done), a transfer or hand-over asked (after
+     * xfer_req, pull_req) and, by the fork server, a death (after dead). */
+    uint32_t resp_seq __attribute__((aligned(64)));
+    uint32_t resp_done; /* worker: the request number it has answered */
+    uint32_t owner_sleeping;
 } weft__wctl;
+_Static_assert(sizeof(weft__wctl) <= WEFT__ARENA_CTRL, "the control block fits its page");
 
 /* The worker process's main loop; never returns. */
 void weft__worker_main(int memfd) __attribute__((noreturn));
@@ -110,6 +117,7 @@ typedef struct weft__proxy_opts {
     const void *init_in;
     size_t init_len;
     uint64_t seed;
+    bool keep_segments; /* the program keeps its mappings of output segments (adopt_segment) */
     /* Forced shutdown: once *force >= 2, the item running is stopped by
      * killing the worker (it fails with WEFT_ECANCELLED) and no item after
      * it starts. NULL: never. */
@@ -127,6 +135,23 @@ void weft__proxy_destroy(weft__proxy *p);
  * fails and stop_on_error), the items not started are reported cancelled. */
 void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
                      bool stop_on_error, weft__rdone_fn done, void *arg);
+/* The direct path (processes.c): a submitting thread that holds the proxy
+ * (no lane uses it) sends one item itself and the thread that collects it
+ * (the one that waits for it, or the lane) finishes it.
+ * weft__proxy_can_send(): whether the worker can take an item of `len`
+ * input bytes now with nothing to do first (alive, no recycling, a small
+ * input within max_input). weft__proxy_send(): writes the request for it;
+ * 0, or an error code (with its message) and nothing was sent.
+ * weft__proxy_finish(): waits for the response to that request and
+ * reports the item through done() exactly once, as weft__proxy_run()
+ * would (a crash, a timeout, a retry on a fresh worker). */
+bool weft__proxy_can_send(weft__proxy *p, size_t len);
+/* Whether the response to the request in flight is complete (and the
+ * worker alive): collecting it then cannot block. Any thread. */
+bool weft__proxy_answered(weft__proxy *p);
+int weft__proxy_send(weft__proxy *p, const weft__ritem *it);
+void weft__proxy_finish(weft__proxy *p, const weft__ritem *it, _Atomic int *stop,
+                        weft__rdone_fn done, void *arg);
 /* Tests: 1 = pass large payloads with process_vm_readv/writev, -1 = through
  * the arena, 0 = find out (the default; WEFT_NO_VM=1 in the environment
  * also forces the arena). */

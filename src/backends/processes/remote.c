@@ -99,6 +99,7 @@ typedef struct resp_rec {
     uint32_t seg;     /* its index */
     uint32_t seg_gen; /* the output's generation (seg_rel) */
     uint32_t pad;
+    uint64_t seg_id; /* which memfd of the worker the segment is (the owner keeps its mapping) */
 } resp_rec;
 
 static inline size_t align_up(size_t x, size_t a)
@@ -268,9 +269,11 @@ typedef struct seg {
     unsigned char *p; /* the worker's mapping */
     size_t cap;       /* its length (= the file's) */
     uint32_t gen;     /* the generation of the output handed over in it, 0: none */
+    uint64_t id;      /* which memfd (w_seg_ids): the owner's key for its mapping */
 } seg;
-static seg w_segs[NSEG] = {{-1, NULL, 0, 0}, {-1, NULL, 0, 0}};
+static seg w_segs[NSEG] = {{-1, NULL, 0, 0, 0}, {-1, NULL, 0, 0, 0}};
 static uint32_t w_seg_gen;
+static uint64_t w_seg_ids;
 static bool w_shm_out;     /* this request allows outputs in segments */
 static int w_cur_seg = -1; /* the segment of the running item's output */
 
@@ -294,7 +297,7 @@ static void seg_drop(int i)
         munmap(s->p, s->cap);
         close(s->fd);
     }
-    *s = (seg){-1, NULL, 0, 0};
+    *s = (seg){-1, NULL, 0, 0, 0};
 }
 
 /* A segment for an output of `len` bytes, marked in use: its index, or -1. */
@@ -321,12 +324,13 @@ static int seg_take(size_t len)
             close(fd);
             return -1;
         }
-        w_segs[pick] = (seg){fd, m, need, 0};
+        w_segs[pick] = (seg){fd, m, need, 0, ++w_seg_ids};
     }
     seg *s = &w_segs[pick];
     s->gen = 0;
-    __atomic_store_n(seg_word(s), (uint64_t)len, __ATOMIC_RELAXED); /* in use */
-    seg_word(s)[1] = 0;
+    /* in use (the second word is the owner's: it maps the segment, and may
+     * keep the mapping between outputs, WEFT__OUT_KEPT) */
+    __atomic_store_n(seg_word(s), (uint64_t)len, __ATOMIC_RELAXED);
     return pick;
 }
 
@@ -460,25 +464,46 @@ static size_t w_read_owner(weft__wctl *c, void *dst, uint64_t src, size_t len)
     return done;
 }
 
-/* Brings a large input into buf: the owner writes its first half into this
- * process while this process reads the second half out of the owner's
+/* The owner's share of a large input, in 1/1024 (w_fetch_input): set so
+ * that both parts take as long, from the rates measured last time (the
+ * owner's process_vm_writev and this process's process_vm_readv need not
+ * copy as fast: e.g. pinning the owner's small pages against this
+ * process's huge ones). */
+static uint32_t w_split = 768; /* this VM: readv of 4 KiB pages about 3x slower */
+static unsigned w_fetches;     /* large inputs fetched (the first ones run cold) */
+
+/* Brings a large input into buf: the owner writes its first part into
+ * this process while this process reads the rest out of the owner's
  * memory, both at once, so two cores copy (if this process may not read
  * the owner's memory, the owner writes it all). 0 or -errno. */
 static int w_fetch_input(weft__wctl *c, const req_item *it, unsigned char *buf)
 {
     size_t len = it->in_len;
     size_t half = len;
-    if (w_self_read >= 0 && it->in_addr && c->owner_pid > 0) half = (len / 2) & ~(size_t)4095;
+    if (w_self_read >= 0 && it->in_addr && c->owner_pid > 0)
+        half = (len / 1024 * w_split) & ~(size_t)4095;
+    uint64_t t0 = weft__now_ns();
     uint32_t want = w_xfer_ask(c, buf, 0, half);
     size_t got = half;
     if (half < len) {
         size_t n = w_read_owner(c, buf + half, it->in_addr + half, len - half);
         w_self_read = n == len - half ? 1 : -1;
         got += n;
+        uint64_t own = weft__now_ns() - t0;
+        int st = w_xfer_wait(c, want);
+        uint64_t theirs = __atomic_load_n(&c->xfer_ns, __ATOMIC_RELAXED);
+        /* learn from warm copies only: the first ones fault their buffers in */
+        if (!st && n == len - half && half && own && theirs && ++w_fetches > 2) {
+            double r_them = (double)half / (double)theirs, r_me = (double)n / (double)own;
+            double s = 1024.0 * r_them / (r_them + r_me);
+            s = 0.5 * s + 0.5 * (double)w_split;
+            w_split = s < 64 ? 64 : s > 960 ? 960 : (uint32_t)s;
+        }
+        if (st) return st;
+        if (got < len) return w_xfer_wait(c, w_xfer_ask(c, buf, got, len - got));
+        return 0;
     }
-    int st = w_xfer_wait(c, want);
-    if (!st && got < len) st = w_xfer_wait(c, w_xfer_ask(c, buf, got, len - got));
-    return st;
+    return w_xfer_wait(c, want);
 }
 
 /* Runs one item; fills *r. */
@@ -545,6 +570,7 @@ done:
         r->seg_fd = sg->fd;
         r->seg = (uint32_t)w_cur_seg;
         r->seg_gen = sg->gen;
+        r->seg_id = sg->id;
         w_cur_seg = -1;
         w_cursor = w_item_start;
     } else if (rc == 0 && w_big_out && ctx.out == w_big_out) {
@@ -735,7 +761,18 @@ struct weft__proxy {
     uint64_t cur_t0;
     bool forced;     /* the worker was killed by a forced shutdown */
     weft__spin spin; /* its spin for responses (os.h) */
+    /* the program's mappings of the worker's output segments, kept between
+     * outputs (adopt_segment) */
+    struct omap {
+        unsigned char *base; /* NULL: none */
+        size_t len;
+        pid_t pid;
+        uint64_t id; /* the worker's seg_id */
+        uint32_t tag;
+    } om[NSEG];
 };
+
+static void omap_drop_all(weft__proxy *p);
 
 pid_t weft__proxy_pid(const weft__proxy *p)
 {
@@ -837,12 +874,13 @@ static void wait_dead(weft__proxy *p)
 static int spawn(weft__proxy *p)
 {
     weft__wctl *c = pctl(p);
+    omap_drop_all(p); /* the old worker's segments: their held outputs stay mapped */
     size_t size = c->arena_size;
     memset(c, 0, sizeof *c);
     c->arena_size = size;
     c->memory_limit = p->o.memory_limit;
     c->owner_pid = (int32_t)getpid();
-    p->seq = 0;
+    __atomic_store_n(&p->seq, 0, __ATOMIC_RELAXED); /* read by pollers (direct path) */
     pid_t pid;
     int rc = weft__fs_spawn(p->memfd, p->o.memory_limit, &pid);
     if (rc) return rc;
@@ -918,8 +956,10 @@ static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, 
     __atomic_store_n(&c->cur_item, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&c->stop, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&c->item_t0, 0, __ATOMIC_RELAXED); /* no item started: no deadline yet */
-    h->seq = ++p->seq;
-    __atomic_store_n(&c->req_seq, p->seq, __ATOMIC_SEQ_CST);
+    uint32_t sq = p->seq + 1;
+    __atomic_store_n(&p->seq, sq, __ATOMIC_RELAXED); /* read by pollers (direct path) */
+    h->seq = sq;
+    __atomic_store_n(&c->req_seq, sq, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&c->worker_sleeping, __ATOMIC_SEQ_CST))
         weft__futex_wake_ex(&c->req_seq, 1, true);
     return 0;
@@ -931,34 +971,78 @@ static inline const resp_rec *rec_at(weft__proxy *p, size_t k)
     return (const resp_rec *)(p->a.base + h->resp_off) + k;
 }
 
+/* Lets go of the program's kept mapping of a worker's segment: unmapped
+ * now, or by the holder of the output in it when it lets go (task.c). */
+static void omap_drop(struct omap *om)
+{
+    if (om->base) weft__out_shared_drop(om->base, om->len);
+    om->base = NULL;
+}
+
+/* Every kept mapping (a new worker, the proxy destroyed). */
+static void omap_drop_all(weft__proxy *p)
+{
+    for (int i = 0; i < NSEG; i++) omap_drop(&p->om[i]);
+}
+
 /* Maps the segment holding a worker's output as an output block the
- * future can keep (no copy): the block, or NULL (then it is copied). */
+ * future can keep (no copy): the block, or NULL (then it is copied).
+ * A segment of up to SPARE_MAX bytes stays mapped after its output is
+ * let go of (WEFT__OUT_KEPT): the worker writes its next output in the
+ * same pages, and the program then finds them mapped and faulted in
+ * already (no open, mmap and page-table fill of 64 MiB per output). */
 static void *adopt_segment(weft__proxy *p, const resp_rec *r)
 {
-    if (atomic_load_explicit(&shm_out_state, memory_order_relaxed) < 0) return NULL;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)p->pid, (int)r->seg_fd);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == EACCES || errno == EPERM)
-            atomic_store_explicit(&shm_out_state, -1, memory_order_relaxed);
+    if (atomic_load_explicit(&shm_out_state, memory_order_relaxed) < 0 || r->seg >= NSEG)
         return NULL;
-    }
+    struct omap *om = &p->om[r->seg];
+    if (om->base && (om->pid != p->pid || om->id != r->seg_id)) omap_drop(om); /* another memfd */
     size_t len = SEG_HDR + r->out_len;
-    struct stat stt;
-    void *m = MAP_FAILED;
-    if (fstat(fd, &stt) == 0 && (uint64_t)stt.st_size >= len)
-        m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) return NULL;
-    uint64_t *w = m;
-    if (__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) != r->out_len) { /* not that output */
-        munmap(m, len);
-        return NULL;
+    if (!om->base || om->len < len) {
+        omap_drop(om);
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)p->pid, (int)r->seg_fd);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EACCES || errno == EPERM)
+                atomic_store_explicit(&shm_out_state, -1, memory_order_relaxed);
+            return NULL;
+        }
+        struct stat stt;
+        void *m = MAP_FAILED;
+        bool keep = false;
+        size_t size = len;
+        if (fstat(fd, &stt) == 0 && (uint64_t)stt.st_size >= len) {
+            /* kept: the whole file (the next output in it may be longer) */
+            keep = p->o.keep_segments && (uint64_t)stt.st_size <= SPARE_MAX;
+            if (keep) size = (size_t)stt.st_size;
+            m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+        }
+        close(fd);
+        if (m == MAP_FAILED) return NULL;
+        uint64_t *w = m;
+        if (!keep) { /* too large to keep (or WEFT_PROCESSES_KEEP_SEGMENTS=0) */
+            if (__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) != r->out_len) { /* not that output */
+                munmap(m, size);
+                return NULL;
+            }
+            /* weft__out_free: mark released, unmap */
+            __atomic_store_n(&w[1], (uint64_t)size | WEFT__OUT_SHARED, __ATOMIC_RELEASE);
+            atomic_store_explicit(&shm_out_state, 1, memory_order_relaxed);
+            return (unsigned char *)m + SEG_HDR;
+        }
+        *om = (struct omap){m, size, p->pid, r->seg_id, om->tag};
+        __atomic_store_n(&w[1], 0, __ATOMIC_RELEASE); /* no output held in it yet */
     }
-    w[1] = (uint64_t)len | WEFT__OUT_SHARED; /* weft__out_free: mark released, unmap */
+    uint64_t *w = (uint64_t *)(void *)om->base;
+    if (__atomic_load_n(&w[0], __ATOMIC_ACQUIRE) != r->out_len) return NULL; /* not that output */
+    om->tag = (om->tag + 1) & ((1u << (63 - WEFT__OUT_TAG_SHIFT - 2)) - 1);
+    __atomic_store_n(&w[1],
+                     (uint64_t)om->len | WEFT__OUT_SHARED | WEFT__OUT_KEPT | WEFT__OUT_HELD |
+                         ((uint64_t)om->tag << WEFT__OUT_TAG_SHIFT),
+                     __ATOMIC_RELEASE);
     atomic_store_explicit(&shm_out_state, 1, memory_order_relaxed);
-    return (unsigned char *)m + SEG_HDR;
+    return om->base + SEG_HDR;
 }
 
 static void report(weft__proxy *p, size_t k, weft__rdone_fn done, void *arg, size_t i)
@@ -970,8 +1054,10 @@ static void report(weft__proxy *p, size_t k, weft__rdone_fn done, void *arg, siz
     res.pid = p->pid;
     res.take = NULL;
     void *blk = NULL;
+    bool adopted = false;
     if (r->flags & OF_SHARED_OUT) {
         blk = r->err == 0 ? adopt_segment(p, r) : NULL;
+        adopted = blk != NULL;
         res.out = blk;
         if (blk)
             res.take = &blk; /* the future keeps the mapping */
@@ -991,7 +1077,8 @@ static void report(weft__proxy *p, size_t k, weft__rdone_fn done, void *arg, siz
     if (r->flags & OF_SHARED_OUT) {
         if (blk) /* not kept: released for the worker */
             weft__out_free(blk);
-        else if (r->seg < NSEG)
+        else if (!adopted && r->seg < NSEG) /* copied: the worker may reuse it (a future
+                                              * that kept the mapping releases it itself) */
             __atomic_store_n(&pctl(p)->seg_rel[r->seg], r->seg_gen, __ATOMIC_RELEASE);
     }
 }
@@ -1071,10 +1158,12 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, size_t n, _At
             uint32_t k = __atomic_load_n(&c->cur_item, __ATOMIC_RELAXED);
             uint64_t off = __atomic_load_n(&c->xfer_off, __ATOMIC_RELAXED);
             uint64_t xl = __atomic_load_n(&c->xfer_len, __ATOMIC_RELAXED);
+            uint64_t xt0 = weft__now_ns();
             c->xfer_status = k < n && off <= items[k].len && xl <= items[k].len - off
                                  ? vm_write(p->pid, (const char *)items[k].in + off, xl,
                                             __atomic_load_n(&c->xfer_addr, __ATOMIC_RELAXED) + off)
                                  : -EINVAL;
+            __atomic_store_n(&c->xfer_ns, weft__now_ns() - xt0, __ATOMIC_RELAXED);
             __atomic_store_n(&c->xfer_ack, xr, __ATOMIC_SEQ_CST);
             weft__futex_wake_ex(&c->xfer_ack, 1, true);
             weft__spin_begin(&run);
@@ -1091,7 +1180,14 @@ static int wait_response(weft__proxy *p, const weft__ritem *items, size_t n, _At
             continue;
         }
         if (spinning) {
-            if (weft__spin_wait(&p->spin, &run)) continue;
+            /* Every event (the response, a transfer or hand-over asked, the
+             * worker's death) bumps resp_seq after its data: while spinning,
+             * look at that word alone (its own cache line, which the worker
+             * writes once per response), not at the whole block. */
+            bool more = weft__spin_wait(&p->spin, &run);
+            while (more && __atomic_load_n(&c->resp_seq, __ATOMIC_ACQUIRE) == s)
+                more = weft__spin_wait(&p->spin, &run);
+            if (more) continue;
             weft__spin_miss(&p->spin);
             spinning = false;
         }
@@ -1251,6 +1347,7 @@ void weft__proxy_destroy(weft__proxy *p)
             wait_dead(p);
         }
     }
+    omap_drop_all(p);
     arena_close(&p->a);
     close(p->memfd);
     pthread_mutex_destroy(&p->mu);
@@ -1291,14 +1388,22 @@ static bool killed_by_proxy(weft__proxy *p)
 
 #define UNBLAMED_MAX 3 /* deaths before an item started, before it is blamed */
 
-void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
-                     bool stop_on_error, weft__rdone_fn done, void *arg)
+/* Runs items[0..n) as weft__proxy_run does; the first `sent` of them are
+ * in a request in flight already (the direct path: 0 or 1). */
+static void proxy_loop(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
+                       bool stop_on_error, weft__rdone_fn done, void *arg, size_t sent)
 {
     size_t i = 0;
     int tries = 0;    /* crash retries spent on item i */
     int unblamed = 0; /* deaths of the worker before item i started */
     bool failed = false;
     while (i < n) {
+        size_t j;
+        if (sent) {
+            j = i + sent;
+            sent = 0;
+            goto in_flight;
+        }
         if (force_stop(p)) { /* a message: the future may be RUNNING already */
             report_err(done, arg, i++, WEFT_ECANCELLED,
                        "stopped by a forced shutdown of the executor before it ran");
@@ -1333,7 +1438,7 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
             failed = true;
             continue;
         }
-        size_t j = i + 1;
+        j = i + 1;
         while (j < n && !(p->o.max_input && items[j].len > p->o.max_input)) j++;
         if (p->o.max_tasks > 0 && j - i > (size_t)p->o.max_tasks - p->items_run)
             j = i + ((size_t)p->o.max_tasks - p->items_run);
@@ -1357,6 +1462,7 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
             continue;
         }
         j = i + taken;
+    in_flight:;
         uint32_t timed = 0;
         batch b = {done, arg, i, 0, false};
         int w = wait_response(p, items + i, j - i, stop, &timed, &b);
@@ -1438,4 +1544,46 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
         }
     }
     set_idle(p);
+}
+
+void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic int *stop,
+                     bool stop_on_error, weft__rdone_fn done, void *arg)
+{
+    proxy_loop(p, items, n, stop, stop_on_error, done, arg, 0);
+}
+
+/* ---- the direct path: one item written by its submitter ---- */
+
+bool weft__proxy_can_send(weft__proxy *p, size_t len)
+{
+    return p->alive && !__atomic_load_n(&pctl(p)->dead, __ATOMIC_ACQUIRE) && !force_stop(p) &&
+           p->o.max_tasks == 0 && len < BIG_PAYLOAD && (!p->o.max_input || len <= p->o.max_input);
+}
+
+int weft__proxy_send(weft__proxy *p, const weft__ritem *it)
+{
+    int rc = write_request(p, OP_RUN, it, 1, 0, NULL);
+    if (rc == -E2BIG)
+        return weft__err(WEFT_EOVERFLOW,
+                         "input of %zu bytes cannot be passed to a worker process: over the %llu "
+                         "bytes a request may carry (is the input's length right?)",
+                         it->len, (unsigned long long)ARENA_IN_MAX);
+    if (rc)
+        return weft__err(WEFT_ENOMEM, "cannot grow the worker arena for %zu input bytes: %s",
+                         it->len, strerror(-rc));
+    return 0;
+}
+
+void weft__proxy_finish(weft__proxy *p, const weft__ritem *it, _Atomic int *stop,
+                        weft__rdone_fn done, void *arg)
+{
+    proxy_loop(p, it, 1, stop, false, done, arg, 1);
+}
+
+bool weft__proxy_answered(weft__proxy *p)
+{
+    weft__wctl *c = pctl(p);
+    return __atomic_load_n(&c->resp_done, __ATOMIC_ACQUIRE) ==
+               __atomic_load_n(&p->seq, __ATOMIC_RELAXED) &&
+           !__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE);
 }
