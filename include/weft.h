@@ -590,7 +590,9 @@ typedef void (*weft_future_cb)(weft_future *f, void *arg);
 /* weft_future_on_done() :
  * Calls `cb(f, arg)` exactly once when `f` finishes (done, failed or
  * cancelled): in the thread that finishes it, or at once in the caller's
- * thread if it is already finished. Callbacks run in the order added. The
+ * thread if it is already finished and its earlier callbacks have run (else
+ * after them, in the finishing thread). Callbacks run in the order added,
+ * across threads too; a wait may return before they have run. The
  * callback must not block for long; it may call any future function on `f`
  * except release of a reference it does not own.
  * Threads: safe from any thread.

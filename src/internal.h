@@ -250,6 +250,7 @@ void weft__ctx_clear(weft_ctx *ctx);
 #define WEFT__ST_OUT_HEAP (1u << 8) /* `out` is a heap block */
 #define WEFT__ST_DIRTY (1u << 9)    /* line 2 holds something to reset */
 #define WEFT__ST_PROMISE (1u << 10) /* made by weft_promise_create: user-completed */
+#define WEFT__ST_CALLING (1u << 11) /* final, and its completion still runs callbacks */
 
 #define WEFT__IN_INLINE 16
 #define WEFT__FUT_OUT_INLINE 64

@@ -377,13 +377,27 @@ static void wake_and_call_locked(weft_future *f)
         else
             weft__futex_wake(&w->w->seq, INT_MAX);
     }
+    /* WEFT__ST_CALLING was set with the final state when anything was
+     * attached: a weft_future_on_done that comes while these callbacks run
+     * queues its callback behind them (the completer runs it below) instead
+     * of running it at once, so callbacks run in the order added even
+     * across threads (the memo's store of a graph node before the graph
+     * learns that the node is done). The completer holds a reference. */
+    if (!cbs) atomic_fetch_and_explicit(&f->state, ~WEFT__ST_CALLING, memory_order_release);
     unlock_future(f);
     for (int i = 0; i < nlate; i++) weft__futex_wake(late[i], INT_MAX);
     while (cbs) {
-        weft__cb *n = cbs->next;
-        cbs->cb(f, cbs->arg);
-        free(cbs);
-        cbs = n;
+        while (cbs) {
+            weft__cb *n = cbs->next;
+            cbs->cb(f, cbs->arg);
+            free(cbs);
+            cbs = n;
+        }
+        lock_future(f);
+        cbs = f->cbs; /* added while the others ran */
+        f->cbs = NULL;
+        if (!cbs) atomic_fetch_and_explicit(&f->state, ~WEFT__ST_CALLING, memory_order_release);
+        unlock_future(f);
     }
 }
 
@@ -400,6 +414,7 @@ static bool transition(weft_future *f, uint32_t from_mask, uint32_t final)
             continue;
         }
         uint32_t n = (s & ~(WEFT__ST_MASK | WEFT__ST_SLEEP)) | final;
+        if (s & WEFT__ST_LIST) n |= WEFT__ST_CALLING; /* cleared by wake_and_call_locked */
         if (atomic_compare_exchange_weak_explicit(&f->state, &s, n, memory_order_acq_rel,
                                                   memory_order_relaxed))
             break;
@@ -459,8 +474,9 @@ bool weft_future_cancelled(const weft_future *f)
 int weft_future_on_done(weft_future *f, weft_future_cb cb, void *arg)
 {
     if (!f || !cb) return weft__err(WEFT_EINVAL, "weft_future_on_done: NULL argument");
-    if (weft__st_final(weft__future_st(f))) {
-        cb(f, arg);
+    uint32_t s0 = atomic_load_explicit(&f->state, memory_order_acquire);
+    if (weft__st_final(s0 & WEFT__ST_MASK) && !(s0 & WEFT__ST_CALLING)) {
+        cb(f, arg); /* finished, and every earlier callback has run */
         return 0;
     }
     weft__cb *n = malloc(sizeof *n);
@@ -469,7 +485,7 @@ int weft_future_on_done(weft_future *f, weft_future_cb cb, void *arg)
     n->arg = arg;
     n->next = NULL;
     uint32_t s = lock_future(f);
-    if (weft__st_final(s & WEFT__ST_MASK)) {
+    if (weft__st_final(s & WEFT__ST_MASK) && !(s & WEFT__ST_CALLING)) {
         unlock_future(f);
         free(n);
         cb(f, arg);
@@ -534,9 +550,10 @@ static int promise_claim(weft_future *f, const char *who)
 static void promise_settle(weft_future *f, uint32_t final)
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(&f->state, &s,
-                                                  (s & ~(WEFT__ST_MASK | WEFT__ST_SLEEP)) | final,
-                                                  memory_order_acq_rel, memory_order_relaxed)) {
+    uint32_t calling = f->cbs ? WEFT__ST_CALLING : 0; /* under the LOCK: see wake_and_call_locked */
+    while (!atomic_compare_exchange_weak_explicit(
+        &f->state, &s, (s & ~(WEFT__ST_MASK | WEFT__ST_SLEEP)) | final | calling,
+        memory_order_acq_rel, memory_order_relaxed)) {
     }
     wake_and_call_locked(f);
     if (s & WEFT__ST_SLEEP) weft__futex_wake(&f->state, INT_MAX);
