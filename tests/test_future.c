@@ -405,16 +405,36 @@ TEST(on_done_order_and_once)
     atomic_store(&gate_open[0], 1);
     CHECK_OK(weft_future_result(f, WEFT_FOREVER, NULL, NULL));
     CHECK(wait_log(&log, 3, 10));
-    /* added after completion: runs at once in the caller's thread */
+    /* added after completion: at once in the caller's thread, or, while the
+     * worker has not yet left the third callback (its log entry seen is not
+     * its return), just after it on the worker: in order either way */
     for (int i = 3; i < 6; i++) {
         CHECK_OK(weft_future_on_done(f, log_cb, &args[i]));
-        CHECK_EQ_INT(log_count(&log), i + 1);
-        CHECK(pthread_equal(log.thread[i], pthread_self()));
+        CHECK(wait_log(&log, i + 1, 10));
     }
     check_sleep(0.02);
     CHECK_EQ_INT(log_count(&log), 6);
     for (int i = 0; i < 6; i++) CHECK_EQ_INT(log.order[i], i);
     CHECK_EQ_INT(log.wrong_future, 0);
+    /* a future finished with no callback attached: at once, on the caller */
+    weft_future *h;
+    REQUIRE_OK(weft_submit(ex, echo, "y", 1, &h));
+    CHECK_OK(weft_future_result(h, WEFT_FOREVER, NULL, NULL));
+    struct cb_log hl;
+    memset(&hl, 0, sizeof hl);
+    pthread_mutex_init(&hl.lock, NULL);
+    hl.expect = h;
+    struct cb_arg ha[3];
+    for (int i = 0; i < 3; i++) {
+        ha[i] = (struct cb_arg){&hl, i};
+        CHECK_OK(weft_future_on_done(h, log_cb, &ha[i]));
+        CHECK_EQ_INT(log_count(&hl), i + 1);
+        CHECK(pthread_equal(hl.thread[i], pthread_self()));
+        CHECK_EQ_INT(hl.order[i], i);
+    }
+    CHECK_EQ_INT(hl.wrong_future, 0);
+    weft_future_release(h);
+    pthread_mutex_destroy(&hl.lock);
     weft_future_release(f);
     weft_future_release(g);
     CHECK_OK(weft_executor_destroy(ex));
