@@ -54,6 +54,10 @@ row() {
     local bench=$1 system=$2 unit=$3 reps=$4 extra=$5
     shift 5
     read -r med min max < <(printf '%s\n' "$@" | stats)
+    # bc prints ".42" for 0.42: JSON needs the leading digit
+    printf -v med '%.6g' "$med"
+    printf -v min '%.6g' "$min"
+    printf -v max '%.6g' "$max"
     printf '%-16s %-18s median %10.4f  min %10.4f  max %10.4f %s%s\n' "$bench" "$system" "$med" "$min" "$max" "$unit" "${extra:+ $extra}"
     rows+=("{\"bench\": \"$bench\", \"system\": \"$system\", \"value\": $med, \"min\": $min, \"max\": $max, \"unit\": \"$unit\", \"reps\": $reps$extra}")
 }
