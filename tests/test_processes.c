@@ -1076,7 +1076,8 @@ TEST(payload_of_several_gib)
     check_watchdog_extend(420);
     /* huge pages where the kernel gives them: a 4 KiB fault costs ~1 us on
      * this VM, and 4.25 GiB of them were a third of the case's time */
-    unsigned char *in = mmap(NULL, n_in, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned char *in =
+        mmap(NULL, n_in, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     REQUIRE(in != MAP_FAILED);
     madvise(in, n_in, MADV_HUGEPAGE); /* a hint: failure is harmless */
     uint64_t want_sum = 0;
