@@ -53,7 +53,7 @@ extern "C" {
 
 /* weft_version() :
  * @return the library's version string, e.g. "0.2.0" (static storage).
- * Threads: safe from any thread. */
+ * Threads: safe from any thread; async-signal-safe. */
 WEFT_API const char *weft_version(void);
 
 /* ------------------------------------------------------------------------
@@ -92,14 +92,15 @@ enum {
 
 /* weft_strerror() :
  * @return a static string naming `code` ("WEFT_ETIMEDOUT: timed out"), or
- * "unknown error" for codes weft does not define. Threads: any thread. */
+ * "unknown error" for codes weft does not define. Threads: any thread;
+ * async-signal-safe. */
 WEFT_API const char *weft_strerror(int code);
 
 /* weft_last_error() :
  * @return the message of the last failing weft call on the calling thread
  * (e.g. "WEFT_BACKEND='foo' is not a backend: use serial, threads, processes
  * or mpi"), or "" if none failed yet. Valid until the next weft call on this
- * thread. Threads: thread-local. */
+ * thread. Threads: thread-local; async-signal-safe. */
 WEFT_API const char *weft_last_error(void);
 
 /* Timeouts are seconds; WEFT_FOREVER waits without limit. */
@@ -579,7 +580,8 @@ typedef enum weft_future_state {
     WEFT_FUTURE_CANCELLED = 4, /* never ran */
 } weft_future_state;
 
-/* weft_future_state() and the predicates: a snapshot; any thread. */
+/* weft_future_state_get() and the predicates: a snapshot (an atomic load);
+ * any thread; async-signal-safe (the caller must hold a reference). */
 WEFT_API weft_future_state weft_future_state_get(const weft_future *f);
 WEFT_API bool weft_future_done(const weft_future *f); /* done, failed or cancelled */
 WEFT_API bool weft_future_running(const weft_future *f);
@@ -834,7 +836,8 @@ WEFT_API int weft_trace_write(weft_executor *ex, const char *path);
 /* weft_trace_enable() : starts recording task events on `ex`. */
 WEFT_API int weft_trace_enable(weft_executor *ex);
 
-/* weft_now() : monotonic seconds, for timing and tests. Threads: any. */
+/* weft_now() : monotonic seconds, for timing and tests. Threads: any;
+ * async-signal-safe (clock_gettime). */
 WEFT_API double weft_now(void);
 
 #ifdef __cplusplus
