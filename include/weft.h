@@ -408,7 +408,7 @@ typedef struct weft_options {
     /* What happens to this executor when the program leaves main() or calls
      * exit() while it is still alive (docs/api.md "Exit behaviour"). */
     weft_exit_mode exit_mode;
-    /* With WEFT_EXIT_JOIN: the longest wait at exit, in seconds; 0 (default)
+    /* With WEFT_EXIT_JOIN or _CANCEL: the longest wait at exit, in seconds; 0 (default)
      * waits without limit, like Python's concurrent.futures. Work still
      * queued or running when it passes is dropped. */
     double exit_timeout;
