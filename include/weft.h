@@ -561,8 +561,9 @@ WEFT_API int weft_future_wait(weft_future *f, double timeout);
 WEFT_API int weft_future_result(weft_future *f, double timeout, const void **data, size_t *len);
 
 /* weft_future_error() :
- * @return the error message of a failed future ("" if none was given, NULL if
- * it has not failed). Owned by the future. Threads: any, once finished. */
+ * @return the error message of a failed future ("" if none was given),
+ * "cancelled" for a cancelled one, NULL otherwise (pending, running or
+ * done). Owned by the future. Threads: any, once finished. */
 WEFT_API const char *weft_future_error(const weft_future *f);
 
 /* weft_future_cancel() :
