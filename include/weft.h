@@ -19,7 +19,8 @@
  *   whose unknown fields are set is WEFT_ENOTSUP.
  * - Argument order: object, inputs, timeout, outputs. Counts of items are
  *   size_t; kinds and modes are typed enums; bit flags are unsigned.
- * - Every _destroy and _fini returns int (0; NULL is a no-op).
+ * - Every _destroy and _fini returns int (0; NULL is a no-op, except for
+ *   the sync objects' _fini, which refuse NULL with WEFT_EINVAL).
  * - Timeouts are in seconds (double). WEFT_FOREVER waits without limit; 0
  *   polls; negative and NaN are WEFT_EINVAL.
  * - Every function states its ownership and thread-safety rules.
