@@ -19,7 +19,8 @@
  *   whose unknown fields are set is WEFT_ENOTSUP.
  * - Argument order: object, inputs, timeout, outputs. Counts of items are
  *   size_t; kinds and modes are typed enums; bit flags are unsigned.
- * - Every _destroy and _fini returns int (0; NULL is a no-op).
+ * - Every _destroy and _fini returns int (0; NULL is a no-op, except for
+ *   the sync objects' _fini, which refuse NULL with WEFT_EINVAL).
  * - Timeouts are in seconds (double). WEFT_FOREVER waits without limit; 0
  *   polls; negative and NaN are WEFT_EINVAL.
  * - Every function states its ownership and thread-safety rules.
@@ -53,7 +54,7 @@ extern "C" {
 
 /* weft_version() :
  * @return the library's version string, e.g. "0.2.0" (static storage).
- * Threads: safe from any thread. */
+ * Threads: safe from any thread; async-signal-safe. */
 WEFT_API const char *weft_version(void);
 
 /* ------------------------------------------------------------------------
@@ -92,14 +93,15 @@ enum {
 
 /* weft_strerror() :
  * @return a static string naming `code` ("WEFT_ETIMEDOUT: timed out"), or
- * "unknown error" for codes weft does not define. Threads: any thread. */
+ * "unknown error" for codes weft does not define. Threads: any thread;
+ * async-signal-safe. */
 WEFT_API const char *weft_strerror(int code);
 
 /* weft_last_error() :
  * @return the message of the last failing weft call on the calling thread
  * (e.g. "WEFT_BACKEND='foo' is not a backend: use serial, threads, processes
  * or mpi"), or "" if none failed yet. Valid until the next weft call on this
- * thread. Threads: thread-local. */
+ * thread. Threads: thread-local; async-signal-safe. */
 WEFT_API const char *weft_last_error(void);
 
 /* Timeouts are seconds; WEFT_FOREVER waits without limit. */
@@ -407,7 +409,7 @@ typedef struct weft_options {
     /* What happens to this executor when the program leaves main() or calls
      * exit() while it is still alive (docs/api.md "Exit behaviour"). */
     weft_exit_mode exit_mode;
-    /* With WEFT_EXIT_JOIN: the longest wait at exit, in seconds; 0 (default)
+    /* With WEFT_EXIT_JOIN or _CANCEL: the longest wait at exit, in seconds; 0 (default)
      * waits without limit, like Python's concurrent.futures. Work still
      * queued or running when it passes is dropped. */
     double exit_timeout;
@@ -560,8 +562,9 @@ WEFT_API int weft_future_wait(weft_future *f, double timeout);
 WEFT_API int weft_future_result(weft_future *f, double timeout, const void **data, size_t *len);
 
 /* weft_future_error() :
- * @return the error message of a failed future ("" if none was given, NULL if
- * it has not failed). Owned by the future. Threads: any, once finished. */
+ * @return the error message of a failed future ("" if none was given),
+ * "cancelled" for a cancelled one, NULL otherwise (pending, running or
+ * done). Owned by the future. Threads: any, once finished. */
 WEFT_API const char *weft_future_error(const weft_future *f);
 
 /* weft_future_cancel() :
@@ -579,7 +582,8 @@ typedef enum weft_future_state {
     WEFT_FUTURE_CANCELLED = 4, /* never ran */
 } weft_future_state;
 
-/* weft_future_state() and the predicates: a snapshot; any thread. */
+/* weft_future_state_get() and the predicates: a snapshot (an atomic load);
+ * any thread; async-signal-safe (the caller must hold a reference). */
 WEFT_API weft_future_state weft_future_state_get(const weft_future *f);
 WEFT_API bool weft_future_done(const weft_future *f); /* done, failed or cancelled */
 WEFT_API bool weft_future_running(const weft_future *f);
@@ -834,7 +838,8 @@ WEFT_API int weft_trace_write(weft_executor *ex, const char *path);
 /* weft_trace_enable() : starts recording task events on `ex`. */
 WEFT_API int weft_trace_enable(weft_executor *ex);
 
-/* weft_now() : monotonic seconds, for timing and tests. Threads: any. */
+/* weft_now() : monotonic seconds, for timing and tests. Threads: any;
+ * async-signal-safe (clock_gettime). */
 WEFT_API double weft_now(void);
 
 #ifdef __cplusplus
