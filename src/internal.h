@@ -112,7 +112,6 @@ static inline int weft__opts_read(void *dst, size_t dst_size, const void *src, s
 /* ---- registry (registry.c) ---------------------------------------------- */
 
 /* The first conflict met by a static registration, or NULL. */
-const char *weft__registry_conflict(void);
 
 /* ---- task context -------------------------------------------------------- */
 

@@ -64,6 +64,16 @@ TEST(register_static_clash)
     o.workers = 1;
     CHECK_OK(weft_executor_create(&o, &ex));
     CHECK_OK(weft_executor_destroy(ex));
+    /* a backend that finds tasks by name refuses either function at
+     * submit, never later in a worker */
+    o.backend = WEFT_BACKEND_PROCESSES;
+    CHECK_OK(weft_executor_create(&o, &ex));
+    weft_future *f = NULL;
+    CHECK_ERR(weft_submit(ex, clash_a, NULL, 0, &f), WEFT_EEXIST);
+    CHECK(strstr(weft_last_error(), "clash.name") != NULL);
+    CHECK_ERR(weft_submit(ex, clash_b, NULL, 0, &f), WEFT_ENOTREG);
+    CHECK(f == NULL);
+    CHECK_OK(weft_executor_destroy(ex));
     /* other names are unaffected */
     CHECK_OK(weft_task_lookup("echo", &fn));
 }

@@ -21,7 +21,6 @@ typedef struct entry {
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static entry *reg;
 static size_t reg_n, reg_cap;
-static char *reg_conflict;
 /* names that two functions tried to take through WEFT_TASK_REGISTER: a
  * lookup of such a name is ambiguous and fails */
 static char **clashed;
@@ -64,7 +63,6 @@ void weft__task_register_static(const char *name, weft_task_fn fn)
     if (!name || !*name || !fn) return;
     pthread_mutex_lock(&reg_mu);
     int rc = reg_add(name, fn);
-    if (rc < 0 && !reg_conflict) reg_conflict = strdup(weft_last_error());
     if (rc == WEFT_EEXIST) {
         char **c = realloc(clashed, (nclashed + 1) * sizeof *c);
         if (c) {
@@ -73,14 +71,6 @@ void weft__task_register_static(const char *name, weft_task_fn fn)
         }
     }
     pthread_mutex_unlock(&reg_mu);
-}
-
-const char *weft__registry_conflict(void)
-{
-    pthread_mutex_lock(&reg_mu);
-    const char *c = reg_conflict;
-    pthread_mutex_unlock(&reg_mu);
-    return c;
 }
 
 int weft_task_lookup(const char *name, weft_task_fn *fn)
@@ -130,11 +120,22 @@ int weft__check_registered(weft_task_fn fn, const char *who)
     static __thread unsigned next;
     for (int i = 0; i < 4; i++)
         if (ok[i] == fn) return 0;
-    if (!weft_task_name(fn))
+    const char *name = weft_task_name(fn);
+    if (!name)
         return weft__err(WEFT_ENOTREG,
                          "%s: the task function is not registered; the processes and mpi backends "
                          "find tasks by name (use WEFT_TASK_REGISTER or weft_task_register)",
                          who);
+    /* the first function of a name two static registrations took has the
+     * name, but a worker's lookup of it fails: refuse it here, at submit */
+    bool clash = false;
+    pthread_mutex_lock(&reg_mu);
+    for (size_t i = 0; i < nclashed && !clash; i++) clash = strcmp(clashed[i], name) == 0;
+    pthread_mutex_unlock(&reg_mu);
+    if (clash)
+        return weft__err(WEFT_EEXIST,
+                         "%s: task name '%s' was registered by two different functions: rename one",
+                         who, name);
     ok[next++ & 3] = fn;
     return 0;
 }
