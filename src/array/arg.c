@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "array/array_internal.h"
+#include "core/backend.h" /* the capabilities, never the kind */
 
 #define ARG_MAGIC 0x52524177u /* "wARR" */
 #define MODE_REF 1u
@@ -107,12 +108,12 @@ int weft_array_arg_create(weft_executor *ex, const weft_array *a,
     *out = NULL;
     if (!ex || !a) return weft__err(WEFT_EINVAL, "%s: NULL argument", fn);
     size_t threshold = opts && opts->threshold ? opts->threshold : DEFAULT_THRESHOLD;
-    weft_backend b = weft_executor_backend(ex);
+    unsigned caps = weft__executor_caps(ex);
     weft_array_arg *g = calloc(1, sizeof *g);
     if (!g) return weft__err(WEFT_ENOMEM, "%s: out of memory", fn);
     int rc = 0;
     arg_hdr h;
-    if (b == WEFT_BACKEND_SERIAL || b == WEFT_BACKEND_THREADS) {
+    if (caps & WEFT__CAP_SHARED_MEMORY) {
         g->mode = MODE_REF;
         rc = weft_array_view(a, a->ndim, a->shape, a->strides, 0, &g->view);
         if (rc) goto fail;
@@ -121,7 +122,7 @@ int weft_array_arg_create(weft_executor *ex, const weft_array *a,
         h.nonce = nonce();
         h.view = (uint64_t)(uintptr_t)g->view;
         g->len = sizeof h;
-    } else if (b == WEFT_BACKEND_PROCESSES && a->nbytes >= threshold) {
+    } else if ((caps & WEFT__CAP_SAME_HOST) && a->nbytes >= threshold) {
         g->mode = MODE_SHM;
         int ord = contiguous_order(a);
         weft_shm *shm = weft__array_shm(a);

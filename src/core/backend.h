@@ -49,6 +49,9 @@ enum {
     WEFT__CAP_NESTED = 1u << 5,
     /* the watchdog has something to watch (tasks that can stall for good) */
     WEFT__CAP_WATCHDOG = 1u << 4,
+    /* tasks run on this machine: they can map the caller's shared memory
+     * (a weft_shm region's descriptor reaches them) */
+    WEFT__CAP_SAME_HOST = 1u << 6,
 };
 
 /* What create() decides about a new executor. */

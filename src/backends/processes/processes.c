@@ -645,7 +645,7 @@ static int processes_init(weft__init_ctx *c)
 const weft__backend weft__backend_processes = {
     .kind = WEFT_BACKEND_PROCESSES,
     .name = "processes",
-    .caps = WEFT__CAP_NAMED_TASKS | WEFT__CAP_HELPS | WEFT__CAP_WATCHDOG,
+    .caps = WEFT__CAP_NAMED_TASKS | WEFT__CAP_HELPS | WEFT__CAP_WATCHDOG | WEFT__CAP_SAME_HOST,
     .init = processes_init,
     .create = processes_create,
     .lane_open = processes_lane_open,

@@ -22,7 +22,7 @@ static void serial_run(weft_executor *ex, weft__lane *l, weft_future *f)
 const weft__backend weft__backend_serial = {
     .kind = WEFT_BACKEND_SERIAL,
     .name = "serial",
-    .caps = WEFT__CAP_SHARED_MEMORY | WEFT__CAP_INLINE | WEFT__CAP_NESTED,
+    .caps = WEFT__CAP_SHARED_MEMORY | WEFT__CAP_INLINE | WEFT__CAP_NESTED | WEFT__CAP_SAME_HOST,
     .create = serial_create,
     .lane_open = weft__lane_initializer,
     .run = serial_run,

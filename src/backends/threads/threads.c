@@ -15,7 +15,7 @@ static int threads_create(const weft_options *o, weft__shape *shape, void **data
 const weft__backend weft__backend_threads = {
     .kind = WEFT_BACKEND_THREADS,
     .name = "threads",
-    .caps = WEFT__CAP_SHARED_MEMORY | WEFT__CAP_HELPS | WEFT__CAP_NESTED,
+    .caps = WEFT__CAP_SHARED_MEMORY | WEFT__CAP_HELPS | WEFT__CAP_NESTED | WEFT__CAP_SAME_HOST,
     .create = threads_create,
     .lane_open = weft__lane_initializer,
     .run = weft__lane_run_here,
