@@ -454,6 +454,9 @@ static int csv_result(void *arg, uint64_t index, int err, const void *out, size_
                       const char *msg)
 {
     csv_stream *s = arg;
+    /* a range cancelled because a later one failed first (the workers take
+     * ranges out of order): not the error to report, that one comes next */
+    if (err == WEFT_ECANCELLED) return 0;
     int rc = err ? err : s->fn(s->arg, (size_t)index, out, len);
     if (rc < 0 && !s->err) {
         s->err = rc;
