@@ -25,8 +25,12 @@
  * (bench/table_anchor.py), DuckDB and Polars with 2 threads
  * (bench/table_anchor_node.mjs, from bench/node/ as installed by
  * scripts/install-deps.sh --bench; SKIP lines when node or they are missing).
- * Usage: table_bench [--reps N] [--no-anchors] [--only BENCH] (--only: that
- * bench alone, weft alone: for a profile) */
+ * Usage: table_bench [--reps N] [--no-anchors] [--only BENCH [--anchors]]
+ * [--compare] (--only: that bench alone, weft alone: for a profile, with
+ * --anchors its anchors too; --compare: the
+ * read and the groupby mean also on weft's serialized path, which
+ * processes take -- WEFT_TABLE_SERIALIZE=1 -- in turns with the default
+ * one in the same run: weft-threads-serialized, and their ratio) */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,7 +224,7 @@ int main(int argc, char **argv)
     if (weft_init(&argc, &argv)) return 1;
     bench_begin(argv[0], __FILE__);
     int reps = 3;
-    bool anchors = true;
+    bool anchors = true, compare = false, with_anchors = false;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
@@ -229,6 +233,10 @@ int main(int argc, char **argv)
             anchors = false;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i]; /* one bench, weft only (for a profile) */
+        else if (!strcmp(argv[i], "--compare"))
+            compare = true;
+        else if (!strcmp(argv[i], "--anchors"))
+            with_anchors = true; /* with --only: that bench's anchors too */
     }
     if (reps < 1) reps = 1;
     if (reps > BENCH_MAX_SAMPLES) reps = BENCH_MAX_SAMPLES;
@@ -250,19 +258,36 @@ int main(int argc, char **argv)
     weft_executor *ex;
     if (weft_executor_create(&o, &ex)) return 1;
     size_t rows_out[B_N] = {0};
-    if (only) anchors = false;
+    if (only && !with_anchors) anchors = false;
     for (int b = 0; b < B_N; b++) {
         double s[BENCH_MAX_SAMPLES];
         int n = 0;
         if (only && strcmp(only, names[b])) continue;
         bench_watchdog(3600, names[b]);
+        /* --compare: the serialized path in turns with the default one */
+        bool cmp = compare && (b == B_READ || b == B_MEAN);
+        double sc[BENCH_MAX_SAMPLES];
+        int nc = 0;
         for (int i = 0; i < reps; i++) {
             double dt = run_one(b, path, ex, &rows_out[b]);
             if (dt < 0) break;
             s[n++] = dt;
+            if (!cmp) continue;
+            size_t rows2 = 0;
+            setenv("WEFT_TABLE_SERIALIZE", "1", 1);
+            dt = run_one(b, path, ex, &rows2);
+            unsetenv("WEFT_TABLE_SERIALIZE");
+            if (dt < 0) break;
+            if (rows2 != rows_out[b])
+                bench_fail("%s: %zu rows serialized, %zu not", names[b], rows2, rows_out[b]);
+            sc[nc++] = dt;
         }
         alarm(0);
         if (n == reps) bench_report(names[b], "weft-threads", s, n, "s");
+        if (cmp && nc == reps) {
+            bench_report(names[b], "weft-threads-serialized", sc, nc, "s");
+            bench_ratio(names[b], "weft-threads-serialized", "weft-threads");
+        }
     }
     weft_executor_destroy(ex);
     if ((!only || !strcmp(only, names[B_READ])) && rows_out[B_READ] != (size_t)rows)
@@ -274,6 +299,7 @@ int main(int argc, char **argv)
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < B_N; b++) {
                 char args[256];
+                if (only && strcmp(only, names[b])) continue;
                 if (a == 1 && b == B_MEDIAN) {
                     bench_skip(names[b], sys[a], "dask.dataframe 2022.12's groupby has no median");
                     continue;
@@ -283,7 +309,9 @@ int main(int argc, char **argv)
             }
         static const char *const engines[] = {"duckdb", "polars"};
         for (int a = 0; a < 2; a++)
-            for (int b = 0; b < B_N; b++) node_report(names[b], engines[a], path, reps, rows);
+            for (int b = 0; b < B_N; b++)
+                if (!only || !strcmp(only, names[b]))
+                    node_report(names[b], engines[a], path, reps, rows);
         for (int b = 0; b < B_N; b++) {
             bench_ratio(names[b], "pandas", "weft-threads");
             bench_ratio(names[b], "dask-threads", "weft-threads");

@@ -1124,10 +1124,13 @@ typedef struct reader {
     size_t scap;
     uint64_t skipped;
     bool reserved;
+    bool reused; /* parsing into an earlier partition's table */
 } reader;
 
 /* After the first records, sizes every column for the range's expected
- * rows (+6%): growing by doubling copies each column about twice. */
+ * rows (+6%): growing by doubling copies each column about twice. A
+ * reused table (weft__csv_parse's `reuse`) that must grow grows by 1/8
+ * more, so that the next ranges' estimates (a few % apart) fit it. */
 static void reserve_estimate(reader *r, size_t used, size_t limit)
 {
     weft_table *t = r->t;
@@ -1137,9 +1140,11 @@ static void reserve_estimate(reader *r, size_t used, size_t limit)
     size_t est = (size_t)((double)limit / per * 1.06) + 64;
     for (size_t k = 0; k < t->ncols; k++) {
         tcol *c = &t->cols[k];
-        if (weft__tcol_reserve_exact(c, est)) return;
+        size_t rows = r->reused && est > c->cap ? est + est / 8 : est;
+        if (weft__tcol_reserve_exact(c, rows)) return;
         if (c->type == WEFT_COL_TEXT) {
             size_t want = (size_t)((double)c->nchars / (double)t->nrows * (double)est * 1.06) + 64;
+            if (r->reused && want > c->capchars) want += want / 8;
             if (want > c->capchars) {
                 char *p = realloc(c->chars, want);
                 if (!p) return;
@@ -1341,16 +1346,34 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
     return 0;
 }
 
+/* Whether `t` (a table an earlier parse of the same read made) has exactly
+ * the kept columns of `c`, in order: it can then be parsed into again. */
+static bool reusable(const weft_table *t, const chunk *c, const int *slot)
+{
+    size_t kept = 0;
+    for (size_t k = 0; k < c->sp.ncols; k++) {
+        if (slot[k] < 0) continue;
+        if (kept >= t->ncols || t->cols[kept].type != c->sp.types[k] ||
+            strcmp(t->cols[kept].name, c->sp.names[k]))
+            return false;
+        kept++;
+    }
+    return kept == t->ncols;
+}
+
 int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *bound,
                     size_t bound_len, const char *const *keep_names, size_t nkeep, bool no_text,
-                    weft_table **out)
+                    weft_table *reuse, weft_table **out)
 {
     *out = NULL;
     chunk c;
     csv_bound b;
-    if (chunk_decode(range, rlen, &c))
+    if (chunk_decode(range, rlen, &c)) {
+        weft_table_destroy(reuse);
         return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad input");
+    }
     if (!bound || bound_len != sizeof b) {
+        weft_table_destroy(reuse);
         chunk_free(&c);
         return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad bound");
     }
@@ -1360,7 +1383,8 @@ int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *b
     r.c = &c;
     r.kind = csv_scanner();
     r.slot = malloc((c.sp.ncols + 1) * sizeof *r.slot);
-    int rc = r.slot ? weft_table_create(&r.t) : WEFT_ENOMEM;
+    int rc = r.slot ? 0 : WEFT_ENOMEM;
+    size_t nkept = 0;
     for (size_t k = 0; k < c.sp.ncols && !rc; k++) {
         bool keep = !(no_text && c.sp.types[k] == WEFT_COL_TEXT);
         if (keep && keep_names) {
@@ -1368,9 +1392,24 @@ int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *b
             for (size_t q = 0; q < nkeep && !keep; q++)
                 keep = !strcmp(keep_names[q], c.sp.names[k]);
         }
-        r.slot[k] = keep ? (int)r.t->ncols : -1;
-        if (keep && !weft__table_add_col(r.t, c.sp.names[k], c.sp.types[k])) rc = WEFT_ENOMEM;
+        r.slot[k] = keep ? (int)nkept++ : -1;
     }
+    if (!rc && reuse && reusable(reuse, &c, r.slot)) {
+        /* the columns of an earlier partition, emptied: their pages are
+         * already faulted in (a fresh partition's are not) */
+        r.t = reuse;
+        r.reused = true;
+        reuse = NULL;
+        r.t->nrows = 0;
+        r.t->skipped = 0;
+        for (size_t k = 0; k < r.t->ncols; k++) r.t->cols[k].n = r.t->cols[k].nchars = 0;
+    } else if (!rc) {
+        rc = weft_table_create(&r.t);
+        for (size_t k = 0; k < c.sp.ncols && !rc; k++)
+            if (r.slot[k] >= 0 && !weft__table_add_col(r.t, c.sp.names[k], c.sp.types[k]))
+                rc = WEFT_ENOMEM;
+    }
+    weft_table_destroy(reuse);
     if (rc) {
         weft_table_destroy(r.t);
         free(r.slot);
@@ -1424,7 +1463,7 @@ int weft__csv_read(weft_ctx *ctx, const void *in, size_t len)
     size_t rl, bl;
     if (weft_args_get(in, len, 0, &r, &rl) || weft_args_get(in, len, 1, &b, &bl))
         return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad input");
-    int rc = weft__csv_parse(ctx, r, rl, b, bl, NULL, 0, false, &t);
+    int rc = weft__csv_parse(ctx, r, rl, b, bl, NULL, 0, false, NULL, &t);
     if (rc) return rc;
     rc = weft_table_output(ctx, t);
     weft_table_destroy(t);

@@ -16,10 +16,14 @@
  * bytes each and every read needs its own. On a frame straight from a CSV
  * read, compute, groupby, describe and nlargest then run one task per
  * range (its read and its partial together) in a window instead of waves
- * (csv_stream_run). */
+ * (csv_stream_run). On an executor that shares memory (asked of the
+ * backend, never its kind), compute's read tasks copy their partitions
+ * into the result themselves (gather.c) and groupby's fold their partials
+ * into the lanes (ops.c): the caller only waits. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "core/backend.h"
 #include "internal.h"
 #include "table/table_internal.h"
 
@@ -450,6 +454,9 @@ static int csv_result(void *arg, uint64_t index, int err, const void *out, size_
                       const char *msg)
 {
     csv_stream *s = arg;
+    /* a range cancelled because a later one failed first (the workers take
+     * ranges out of order): not the error to report, that one comes next */
+    if (err == WEFT_ECANCELLED) return 0;
     int rc = err ? err : s->fn(s->arg, (size_t)index, out, len);
     if (rc < 0 && !s->err) {
         s->err = rc;
@@ -556,12 +563,55 @@ static int gather_part(void *arg, size_t part, const void *d, size_t len)
     return g->want && g->all->nrows >= g->want ? 1 : 0;
 }
 
+/* Whether the executor's tasks run in this address space: then the CSV
+ * tasks hand their tables over by pointer (gather.c, the groupby lanes).
+ * WEFT_TABLE_SERIALIZE=1 in the environment takes the serialized path on
+ * every executor: a diagnostic, for the bench's comparison of the two. */
+static bool shares_memory(weft_executor *ex)
+{
+    const char *e = getenv("WEFT_TABLE_SERIALIZE");
+    if (e && *e && strcmp(e, "0")) return false;
+    return (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) != 0;
+}
+
+/* The tables a run keeps for reuse: every partition in flight, plus one
+ * being parsed per worker. */
+static size_t pool_size(weft_executor *ex, const weft_table_run_options *o)
+{
+    size_t w = (size_t)weft_executor_workers(ex);
+    size_t k = o && o->in_flight ? o->in_flight : 2 * w;
+    return (k ? k : 2) + w + 1;
+}
+
+static int none_consume(void *arg, size_t part, const void *d, size_t len)
+{
+    (void)arg, (void)part, (void)d, (void)len;
+    return 0;
+}
+
+/* compute of a CSV read on threads or serial: the tasks parse into pooled
+ * tables and copy them into the one result themselves (gather.c). */
+static int compute_shared(weft_frame *f, weft_executor *ex, const weft_table_run_options *opts,
+                          weft_table **out)
+{
+    tb_gather *g;
+    int rc = weft__gather_create(f->np, pool_size(ex, opts), &g);
+    if (rc) return rc;
+    uint64_t ptr = (uint64_t)(uintptr_t)g;
+    rc =
+        csv_stream_run(f, ex, opts, WEFT__CSV_OP_READ_SHARED, &ptr, sizeof ptr, none_consume, NULL);
+    if (!rc) rc = weft__gather_finish(g, out);
+    weft__gather_destroy(g);
+    return rc;
+}
+
 int weft_frame_compute(weft_frame *f, weft_executor *ex, const weft_table_run_options *opts,
                        weft_table **out)
 {
     if (!out) return WEFT_EINVAL;
     *out = NULL;
     if (!f || !ex) return WEFT_EINVAL;
+    if (f->csv_enc && shares_memory(ex)) return compute_shared(f, ex, opts, out);
     gather g = {NULL, 0, f->np};
     int rc = weft_table_create(&g.all);
     /* a CSV read: one task per range, the result sized from the first */
@@ -595,8 +645,7 @@ int weft_frame_head(weft_frame *f, size_t n, weft_executor *ex, const weft_table
 
 static int gb_consume(void *arg, size_t part, const void *d, size_t len)
 {
-    (void)part;
-    int rc = weft__gb_acc_merge(arg, d, len);
+    int rc = weft__gb_lanes_put_serialized(arg, part, d, len);
     return rc ? weft__err(rc, "groupby: merging partition %zu's partial failed", part) : 0;
 }
 
@@ -617,16 +666,26 @@ int weft_frame_groupby(weft_frame *f, const char *const *keys, size_t nkeys, con
     size_t len;
     int rc = weft__gb_spec(keys, nkeys, aggs, naggs, &spec, &len);
     if (rc) return rc;
-    gb_acc *acc = NULL;
-    rc = weft__gb_acc_create(spec, len, &acc);
-    if (!rc)
+    gb_lanes *L = NULL;
+    rc = weft__gb_lanes_create(spec, len, f->np, pool_size(ex, opts), &L);
+    if (!rc && f->csv_enc && shares_memory(ex)) {
+        /* threads, serial: each task folds its partial into its lane */
+        pack k = {0};
+        pack_u64(&k, (uint64_t)(uintptr_t)L);
+        pack_bytes(&k, spec, len);
+        rc = k.oom ? WEFT_ENOMEM
+                   : csv_stream_run(f, ex, opts, WEFT__CSV_OP_GROUPBY_SHARED, k.p, k.n,
+                                    none_consume, NULL);
+        free(k.p);
+    } else if (!rc) {
         rc = run_partials(f, ex, opts, weft__tb_gb_partial, WEFT__CSV_OP_GROUPBY, spec, len,
-                          gb_consume, acc);
-    if (!rc) rc = weft__gb_acc_finish(acc, out);
+                          gb_consume, L);
+    }
+    if (!rc) rc = weft__gb_lanes_finish(L, out);
     if (rc == WEFT_EAGAIN)
         rc = weft__err(WEFT_EINVAL, "weft_frame_groupby: the frame has no partitions");
     free(spec);
-    weft__gb_acc_destroy(acc);
+    weft__gb_lanes_destroy(L);
     return rc;
 }
 

@@ -8,10 +8,13 @@
  * emits one state row per group: count; sum with its Neumaier compensation;
  * (n, mean, M2) for the variance (Welford in row order, merged with Chan's
  * formula); min and max; and for median and nunique the group's values
- * (nunique: distinct per partition). The caller merges states group by
- * group, then sorts the groups by key; medians are selected exactly from
- * the gathered values (quickselect, the mean of the two middle values for
- * an even count: numpy's median). */
+ * (nunique: distinct per partition). The states are merged group by
+ * group into accumulators in lanes (partition p into lane p % 2, in
+ * partition order; the lanes merged at the end), by the caller as
+ * partitions finish, or on executors that share memory by the CSV read
+ * tasks themselves (gb_lanes below); the groups are then sorted by key;
+ * medians are selected exactly from the gathered values (quickselect, the
+ * mean of the two middle values for an even count: numpy's median). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -21,6 +24,8 @@
 #include <xxhash.h>
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 /* ---- small helpers ---- */
@@ -409,19 +414,29 @@ static int64_t gindex_get(gindex *g, const weft_table *src, const size_t *cols, 
 }
 
 /* Int64 keys of a small range (at most 8 key columns, all int64, the
- * product of their ranges in this partition at most 4 x its rows and
- * 2^22): a row's group is found by indexing an array with its key tuple
+ * product of their ranges in this partition at most 2^22 and at most
+ * the larger of 4 x its rows and 2^18): a row's group is found by indexing an array with its key tuple
  * (a perfect hash: no hashing, no compare of keys), and groups are
  * numbered in order of first appearance as gindex_get numbers them, so the
  * partial is the same. Fills gid[] and g's keys. @return 1 when done, 0
  * when the keys do not qualify (nothing changed), or WEFT_ENOMEM. */
+static _Atomic uint64_t dense_partials;
+
+uint64_t weft__gb_dense_partials(void)
+{
+    return atomic_load_explicit(&dense_partials, memory_order_relaxed);
+}
+
 static int dense_groups(gindex *g, const weft_table *src, const size_t *cols, size_t nk,
                         int64_t *gid)
 {
     uint64_t lo[8], span[8];
     size_t n = src->nrows, total = 1, limit = (size_t)1 << 22;
     if (nk == 0 || nk > 8 || g->ngroups) return 0;
+    /* the array costs 4 bytes a slot, set once a partition: up to 2^18
+     * slots whatever the rows (a 1 MiB memset), else 4 x the rows */
     if (limit > 4 * n + 1024) limit = 4 * n + 1024;
+    if (limit < ((size_t)1 << 18)) limit = (size_t)1 << 18;
     for (size_t k = 0; k < nk; k++) {
         const tcol *c = &src->cols[cols[k]];
         if (c->type != WEFT_COL_INT64) return 0;
@@ -470,6 +485,7 @@ static int dense_groups(gindex *g, const weft_table *src, const size_t *cols, si
         gid[i] = slot[at];
     }
     free(slot);
+    if (rc == 1) atomic_fetch_add_explicit(&dense_partials, 1, memory_order_relaxed);
     return rc;
 }
 
@@ -659,15 +675,19 @@ static int triple_cmp(const void *x, const void *y)
     return (p->b > q->b) - (p->b < q->b);
 }
 
-/* The partial of partition `t` (destroyed here) for the spec in `u`. */
-static int gb_partial_of(weft_ctx *ctx, weft_table *t, unpack *u)
+/* The partial of partition `t` (not destroyed) for the spec in `u`: the
+ * state table, then one list table per median and nunique, in
+ * (*out)[0..*nout) (malloc'ed, the caller destroys them). */
+static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, weft_table ***out,
+                             size_t *nout)
 {
     gb_spec s;
     int rc = 0;
+    *out = NULL;
+    *nout = 0;
     memset(&s, 0, sizeof s);
     if (u->bad || gb_spec_read(u, &s)) {
         gb_spec_free(&s);
-        weft_table_destroy(t);
         return weft_ctx_fail(ctx, WEFT_EINVAL, "groupby: bad spec");
     }
     size_t *kc = calloc(s.nkeys + 1, sizeof *kc), *ac = calloc(s.naggs + 1, sizeof *ac);
@@ -836,18 +856,39 @@ static int gb_partial_of(weft_ctx *ctx, weft_table *t, unpack *u)
     if (!rc && !all) rc = WEFT_ENOMEM;
     if (!rc) {
         all[0] = st;
+        st = NULL;
         for (size_t q = 0; q < li; q++) all[q + 1] = lists[q];
-        rc = bundle_output(ctx, all, li + 1);
+        *out = all;
+        *nout = li + 1;
+    } else {
+        for (size_t q = 0; q < li; q++) weft_table_destroy(lists[q]);
     }
-    free(all);
-    for (size_t q = 0; q < li; q++) weft_table_destroy(lists[q]);
     free(lists);
     if (rc == WEFT_ENOMEM) weft_ctx_fail(ctx, rc, "groupby: out of memory");
     weft_table_destroy(st);
     gindex_fini(&g);
     free(gid), free(kc), free(ac);
     gb_spec_free(&s);
+    return rc;
+}
+
+static void tables_free(weft_table **ts, size_t n)
+{
+    for (size_t i = 0; ts && i < n; i++) weft_table_destroy(ts[i]);
+    free(ts);
+}
+
+/* The partial of partition `t` (destroyed here) as the task's output. */
+static int gb_partial_of(weft_ctx *ctx, weft_table *t, unpack *u)
+{
+    weft_table **all;
+    size_t n;
+    int rc = gb_partial_tables(ctx, t, u, &all, &n);
     weft_table_destroy(t);
+    if (rc) return rc;
+    rc = bundle_output(ctx, all, n);
+    tables_free(all, n);
+    if (rc == WEFT_ENOMEM) weft_ctx_fail(ctx, rc, "groupby: out of memory");
     return rc;
 }
 
@@ -861,7 +902,7 @@ int weft__tb_gb_partial(weft_ctx *ctx, const void *in, size_t len)
     return gb_partial_of(ctx, t, &u);
 }
 
-/* ---- groupby merge (the caller's thread) ---- */
+/* ---- groupby merge: accumulators in lanes ---- */
 
 typedef struct vecd {
     int64_t *g;
@@ -880,16 +921,38 @@ typedef struct agg_acc {
     size_t ntr, captr;
 } agg_acc;
 
-struct gb_acc {
+typedef struct gb_acc {
     gb_spec s;
     gindex g;
     bool init;
     size_t cap; /* groups the arrays hold */
     agg_acc *a;
     uint64_t skipped;
-};
+    /* int64 keys of a small range in the first partial met: the groups of
+     * key tuples within that range cached in an array (as dense_groups
+     * does for the rows), the hash index only for a tuple met first */
+    bool dtried;
+    int32_t *dslot; /* dtotal slots: group, or -1 */
+    size_t dtotal;
+    uint64_t dlo[8], dspan[8];
+} gb_acc;
 
-int weft__gb_acc_create(const void *spec, size_t len, gb_acc **out)
+static void acc_destroy(gb_acc *a)
+{
+    if (!a) return;
+    for (size_t i = 0; a->a && i < a->s.naggs; i++) {
+        agg_acc *x = &a->a[i];
+        free(x->n), free(x->isum), free(x->imin), free(x->s), free(x->c), free(x->mean);
+        free(x->m2), free(x->dmin), free(x->has), free(x->vals.g), free(x->vals.v), free(x->tr);
+    }
+    free(a->a);
+    free(a->dslot);
+    if (a->init) gindex_fini(&a->g);
+    gb_spec_free(&a->s);
+    free(a);
+}
+
+static int acc_create(const void *spec, size_t len, gb_acc **out)
 {
     gb_acc *a = calloc(1, sizeof *a);
     if (!a) return WEFT_ENOMEM;
@@ -899,26 +962,17 @@ int weft__gb_acc_create(const void *spec, size_t len, gb_acc **out)
         a->a = calloc(a->s.naggs + 1, sizeof *a->a);
         if (!a->a) rc = WEFT_ENOMEM;
     }
+    for (size_t i = 0; !rc && i < a->s.naggs; i++) {
+        a->a[i].kind = a->s.kinds[i];
+        /* the column type shows in the state (min/max, an int64 sum) or is numeric */
+        a->a[i].type = WEFT_COL_DOUBLE;
+    }
     if (rc) {
-        weft__gb_acc_destroy(a);
+        acc_destroy(a);
         return rc;
     }
     *out = a;
     return 0;
-}
-
-void weft__gb_acc_destroy(gb_acc *a)
-{
-    if (!a) return;
-    for (size_t i = 0; a->a && i < a->s.naggs; i++) {
-        agg_acc *x = &a->a[i];
-        free(x->n), free(x->isum), free(x->imin), free(x->s), free(x->c), free(x->mean);
-        free(x->m2), free(x->dmin), free(x->has), free(x->vals.g), free(x->vals.v), free(x->tr);
-    }
-    free(a->a);
-    if (a->init) gindex_fini(&a->g);
-    gb_spec_free(&a->s);
-    free(a);
 }
 
 static int grow(void **p, size_t elem, size_t old, size_t n)
@@ -930,59 +984,162 @@ static int grow(void **p, size_t elem, size_t old, size_t n)
     return 0;
 }
 
+/* Room for `groups` groups: only the arrays each aggregate's state uses. */
 static int acc_reserve(gb_acc *a, size_t groups)
 {
     if (groups <= a->cap) return 0;
-    size_t nc = a->cap ? a->cap : 64;
+    size_t nc = a->cap ? a->cap : 64, o = a->cap;
     while (nc < groups) nc *= 2;
     for (size_t i = 0; i < a->s.naggs; i++) {
         agg_acc *x = &a->a[i];
-        int rc = grow((void **)&x->n, 8, a->cap, nc) || grow((void **)&x->isum, 8, a->cap, nc) ||
-                 grow((void **)&x->imin, 8, a->cap, nc) || grow((void **)&x->s, 8, a->cap, nc) ||
-                 grow((void **)&x->c, 8, a->cap, nc) || grow((void **)&x->mean, 8, a->cap, nc) ||
-                 grow((void **)&x->m2, 8, a->cap, nc) || grow((void **)&x->dmin, 8, a->cap, nc) ||
-                 grow((void **)&x->has, 1, a->cap, nc);
+        int rc = 0;
+        switch (x->kind) {
+        case WEFT_AGG_COUNT:
+            rc = grow((void **)&x->n, 8, o, nc);
+            break;
+        case WEFT_AGG_SUM:
+            rc = grow((void **)&x->isum, 8, o, nc);
+            __attribute__((fallthrough));
+        case WEFT_AGG_MEAN:
+            rc = rc || grow((void **)&x->s, 8, o, nc) || grow((void **)&x->c, 8, o, nc) ||
+                 grow((void **)&x->n, 8, o, nc);
+            break;
+        case WEFT_AGG_MIN:
+        case WEFT_AGG_MAX:
+            rc = grow((void **)&x->imin, 8, o, nc) || grow((void **)&x->dmin, 8, o, nc) ||
+                 grow((void **)&x->has, 1, o, nc);
+            break;
+        case WEFT_AGG_VAR:
+            rc = grow((void **)&x->n, 8, o, nc) || grow((void **)&x->mean, 8, o, nc) ||
+                 grow((void **)&x->m2, 8, o, nc);
+            break;
+        default: /* median, nunique: lists */
+            break;
+        }
         if (rc) return WEFT_ENOMEM;
     }
     a->cap = nc;
     return 0;
 }
 
-int weft__gb_acc_merge(gb_acc *a, const void *partial, size_t len)
+static int vecd_add(vecd *vv, size_t more)
 {
-    unpack u = {partial, (const char *)partial + len, false};
-    uint64_t nt = unpack_u64(&u);
-    if (u.bad || nt == 0 || nt > len) return WEFT_EINVAL;
-    weft_table **ts = calloc(nt, sizeof *ts);
-    if (!ts) return WEFT_ENOMEM;
-    int rc = 0;
-    for (uint64_t i = 0; i < nt && !rc; i++) {
-        uint64_t l = unpack_u64(&u);
-        if (u.bad || (uint64_t)(u.e - u.p) < l)
-            rc = WEFT_EINVAL;
-        else
-            rc = weft_table_deserialize(u.p, l, &ts[i]);
-        u.p += l;
-    }
-    weft_table *st = rc ? NULL : ts[0];
-    size_t *kc = calloc(a->s.nkeys + 1, sizeof *kc);
-    int64_t *map = st ? malloc((st->nrows + 1) * sizeof *map) : NULL;
-    if (!rc && (!kc || !map)) rc = WEFT_ENOMEM;
-    for (size_t k = 0; k < a->s.nkeys && !rc; k++) kc[k] = k;
-    if (!rc && !a->init) {
-        rc = gindex_init(&a->g, st, kc, a->s.nkeys);
-        a->init = !rc;
-        for (size_t i = 0; i < a->s.naggs && !rc; i++) {
-            a->a[i].kind = a->s.kinds[i];
-            /* the column type shows in the state (min/max) or is numeric */
-            a->a[i].type = WEFT_COL_DOUBLE;
+    if (vv->n + more <= vv->cap) return 0;
+    size_t nc = vv->cap ? vv->cap : 1024;
+    while (nc < vv->n + more) nc *= 2;
+    int64_t *ng = realloc(vv->g, nc * sizeof *ng);
+    if (ng) vv->g = ng;
+    double *nv = realloc(vv->v, nc * sizeof *nv);
+    if (nv) vv->v = nv;
+    if (!ng || !nv) return WEFT_ENOMEM;
+    vv->cap = nc;
+    return 0;
+}
+
+static int triples_add(agg_acc *x, size_t more)
+{
+    if (x->ntr + more <= x->captr) return 0;
+    size_t nc = x->captr ? x->captr : 1024;
+    while (nc < x->ntr + more) nc *= 2;
+    triple *p = realloc(x->tr, nc * sizeof *p);
+    if (!p) return WEFT_ENOMEM;
+    x->tr = p;
+    x->captr = nc;
+    return 0;
+}
+
+/* The array of acc's groups by key tuple, ranged on the keys of the first
+ * partial (`keys`): when they are int64, present, and the product of
+ * their ranges at most 2^22. Nothing when they do not qualify. */
+static void acc_dense_setup(gb_acc *a, const weft_table *keys)
+{
+    size_t nk = a->s.nkeys, total = 1;
+    if (keys->nrows == 0) return; /* the next partial decides */
+    a->dtried = true;
+    if (nk == 0 || nk > 8) return;
+    for (size_t k = 0; k < nk; k++) {
+        const tcol *c = &keys->cols[k];
+        if (c->type != WEFT_COL_INT64 || c->valid) return;
+        const int64_t *v = c->data;
+        int64_t mn = v[0], mx = v[0];
+        for (size_t i = 1; i < keys->nrows; i++) {
+            if (v[i] < mn) mn = v[i];
+            if (v[i] > mx) mx = v[i];
         }
+        uint64_t range = (uint64_t)mx - (uint64_t)mn;
+        if (range >= ((uint64_t)1 << 22)) return;
+        a->dlo[k] = (uint64_t)mn;
+        a->dspan[k] = range + 1;
+        total *= (size_t)(range + 1);
+        if (total > ((size_t)1 << 22)) return;
     }
-    for (size_t r = 0; !rc && r < st->nrows; r++) {
-        map[r] = gindex_get(&a->g, st, kc, r);
-        if (map[r] < 0) rc = WEFT_ENOMEM;
+    a->dslot = malloc(total * sizeof *a->dslot);
+    if (!a->dslot) return; /* the hash index alone then */
+    memset(a->dslot, 0xff, total * sizeof *a->dslot);
+    a->dtotal = total;
+}
+
+/* The slot of row r's key tuple in acc's array, or SIZE_MAX when outside
+ * its range (or it has none). */
+static inline size_t acc_dense_at(const gb_acc *a, const weft_table *keys, size_t r)
+{
+    size_t at = 0;
+    for (size_t k = 0; k < a->s.nkeys; k++) {
+        const tcol *c = &keys->cols[k];
+        if (c->type != WEFT_COL_INT64 || !weft__tcol_ok(c, r)) return SIZE_MAX;
+        uint64_t d = (uint64_t)((const int64_t *)c->data)[r] - a->dlo[k];
+        if (d >= a->dspan[k]) return SIZE_MAX;
+        at = at * (size_t)a->dspan[k] + (size_t)d;
+    }
+    return at;
+}
+
+/* The groups of `keys` (a table of the key columns, in order) in `a`'s
+ * index, added when new: map[0..keys->nrows). A group's number is the
+ * hash index's (the order groups were first met) either way. */
+static int acc_map(gb_acc *a, const weft_table *keys, int64_t **map_out)
+{
+    size_t nk = a->s.nkeys;
+    size_t *kc = calloc(nk + 1, sizeof *kc);
+    int64_t *map = malloc((keys->nrows + 1) * sizeof *map);
+    int rc = kc && map ? 0 : WEFT_ENOMEM;
+    for (size_t k = 0; k < nk && !rc; k++) kc[k] = k;
+    if (!rc && !a->init) {
+        rc = gindex_init(&a->g, keys, kc, nk);
+        a->init = !rc;
+        if (rc) gindex_fini(&a->g);
+    }
+    if (!rc && !a->dtried) acc_dense_setup(a, keys);
+    for (size_t r = 0; !rc && r < keys->nrows; r++) {
+        size_t at = a->dslot ? acc_dense_at(a, keys, r) : SIZE_MAX;
+        if (at != SIZE_MAX && a->dslot[at] >= 0) {
+            map[r] = a->dslot[at];
+            continue;
+        }
+        map[r] = gindex_get(&a->g, keys, kc, r);
+        if (map[r] < 0)
+            rc = WEFT_ENOMEM;
+        else if (at != SIZE_MAX && map[r] <= INT32_MAX)
+            a->dslot[at] = (int32_t)map[r];
     }
     if (!rc) rc = acc_reserve(a, a->g.ngroups);
+    free(kc);
+    if (rc) {
+        free(map);
+        return rc;
+    }
+    *map_out = map;
+    return 0;
+}
+
+/* Folds a partial (ts[0] the state table, then the lists) into `a`. */
+static int acc_merge_tables(gb_acc *a, weft_table *const *ts, size_t nt)
+{
+    if (nt == 0) return WEFT_EINVAL;
+    const weft_table *st = ts[0];
+    if (st->ncols < a->s.nkeys) return WEFT_EINVAL;
+    int64_t *map = NULL;
+    int rc = acc_map(a, st, &map);
     size_t col = a->s.nkeys, li = 1;
     for (size_t i = 0; i < a->s.naggs && !rc; i++) {
         agg_acc *x = &a->a[i];
@@ -1050,23 +1207,15 @@ int weft__gb_acc_merge(gb_acc *a, const void *partial, size_t len)
             break;
         }
         case WEFT_AGG_MEDIAN: {
+            if (li >= nt) {
+                rc = WEFT_EINVAL;
+                break;
+            }
             const weft_table *lt = ts[li++];
             const int64_t *g = lt->cols[0].data;
             const double *v = lt->cols[1].data;
             vecd *vv = &x->vals;
-            if (vv->n + lt->nrows > vv->cap) {
-                size_t nc = vv->cap ? vv->cap : 1024;
-                while (nc < vv->n + lt->nrows) nc *= 2;
-                int64_t *ng = realloc(vv->g, nc * sizeof *ng);
-                if (ng) vv->g = ng;
-                double *nv = realloc(vv->v, nc * sizeof *nv);
-                if (nv) vv->v = nv;
-                if (!ng || !nv) {
-                    rc = WEFT_ENOMEM;
-                    break;
-                }
-                vv->cap = nc;
-            }
+            if ((rc = vecd_add(vv, lt->nrows))) break;
             for (size_t r = 0; r < lt->nrows; r++) {
                 vv->g[vv->n] = map[g[r]];
                 vv->v[vv->n++] = v[r];
@@ -1074,19 +1223,13 @@ int weft__gb_acc_merge(gb_acc *a, const void *partial, size_t len)
             break;
         }
         default: { /* nunique */
+            if (li >= nt) {
+                rc = WEFT_EINVAL;
+                break;
+            }
             const weft_table *lt = ts[li++];
             const int64_t *g = lt->cols[0].data, *ka = lt->cols[1].data, *kb = lt->cols[2].data;
-            if (x->ntr + lt->nrows > x->captr) {
-                size_t nc = x->captr ? x->captr : 1024;
-                while (nc < x->ntr + lt->nrows) nc *= 2;
-                triple *p = realloc(x->tr, nc * sizeof *p);
-                if (!p) {
-                    rc = WEFT_ENOMEM;
-                    break;
-                }
-                x->tr = p;
-                x->captr = nc;
-            }
+            if ((rc = triples_add(x, lt->nrows))) break;
             for (size_t r = 0; r < lt->nrows; r++) {
                 triple tt = {map[g[r]], (uint64_t)ka[r], (uint64_t)kb[r]};
                 x->tr[x->ntr++] = tt;
@@ -1095,9 +1238,211 @@ int weft__gb_acc_merge(gb_acc *a, const void *partial, size_t len)
         }
     }
     if (!rc) a->skipped += st->skipped;
-    for (uint64_t i = 0; i < nt; i++) weft_table_destroy(ts[i]);
-    free(ts), free(kc), free(map);
+    free(map);
     return rc;
+}
+
+/* Folds accumulator `b` into `a` (the lanes' final merge), group by group
+ * in b's order, with the operations acc_merge_tables applies to a partial. */
+static int acc_fold(gb_acc *a, const gb_acc *b)
+{
+    if (!b->init) return 0;
+    int64_t *map = NULL;
+    int rc = acc_map(a, b->g.keys, &map);
+    size_t ng = b->g.ngroups;
+    for (size_t i = 0; i < a->s.naggs && !rc; i++) {
+        agg_acc *x = &a->a[i];
+        const agg_acc *y = &b->a[i];
+        x->type = y->type;
+        switch (x->kind) {
+        case WEFT_AGG_COUNT:
+            for (size_t g = 0; g < ng; g++) x->n[map[g]] += y->n[g];
+            break;
+        case WEFT_AGG_SUM:
+            if (y->type == WEFT_COL_INT64) {
+                for (size_t g = 0; g < ng; g++)
+                    x->isum[map[g]] = (int64_t)((uint64_t)x->isum[map[g]] + (uint64_t)y->isum[g]);
+                break;
+            }
+            __attribute__((fallthrough));
+        case WEFT_AGG_MEAN:
+            for (size_t g = 0; g < ng; g++) {
+                neu_add(&x->s[map[g]], &x->c[map[g]], y->s[g]);
+                x->c[map[g]] += y->c[g];
+                x->n[map[g]] += y->n[g];
+            }
+            break;
+        case WEFT_AGG_MIN:
+        case WEFT_AGG_MAX:
+            for (size_t g = 0; g < ng; g++) {
+                if (!y->has[g]) continue;
+                size_t m = (size_t)map[g];
+                if (y->type == WEFT_COL_DOUBLE) {
+                    double v = y->dmin[g];
+                    if (!x->has[m] || (x->kind == WEFT_AGG_MIN ? v < x->dmin[m] : v > x->dmin[m]))
+                        x->dmin[m] = v;
+                } else {
+                    int64_t v = y->imin[g];
+                    if (!x->has[m] || (x->kind == WEFT_AGG_MIN ? v < x->imin[m] : v > x->imin[m]))
+                        x->imin[m] = v;
+                }
+                x->has[m] = 1;
+            }
+            break;
+        case WEFT_AGG_VAR:
+            for (size_t g = 0; g < ng; g++) {
+                size_t m = (size_t)map[g];
+                if (!y->n[g]) continue;
+                double na = (double)x->n[m], nb = (double)y->n[g], nn = na + nb;
+                double d = y->mean[g] - x->mean[m];
+                x->mean[m] += d * nb / nn;
+                x->m2[m] += y->m2[g] + d * d * na * nb / nn;
+                x->n[m] += y->n[g];
+            }
+            break;
+        case WEFT_AGG_MEDIAN:
+            if ((rc = vecd_add(&x->vals, y->vals.n))) break;
+            for (size_t q = 0; q < y->vals.n; q++) {
+                x->vals.g[x->vals.n] = map[y->vals.g[q]];
+                x->vals.v[x->vals.n++] = y->vals.v[q];
+            }
+            break;
+        default: /* nunique */
+            if ((rc = triples_add(x, y->ntr))) break;
+            for (size_t q = 0; q < y->ntr; q++) {
+                triple tt = {map[y->tr[q].g], y->tr[q].a, y->tr[q].b};
+                x->tr[x->ntr++] = tt;
+            }
+        }
+    }
+    if (!rc) a->skipped += b->skipped;
+    free(map);
+    return rc;
+}
+
+/* ---- the lanes ---- */
+
+static int gb_acc_finish(gb_acc *a, weft_table **out);
+
+typedef struct gb_part {
+    weft_table **ts;
+    size_t nt;
+} gb_part;
+
+struct gb_lanes {
+    pthread_mutex_t mu;
+    size_t np;
+    gb_acc *acc[WEFT__GB_LANES];
+    size_t next[WEFT__GB_LANES]; /* the next partition each lane folds */
+    bool busy[WEFT__GB_LANES];   /* a thread is folding into the lane */
+    gb_part *pending;            /* np: partials in, not yet folded (ts NULL: none) */
+    tb_pool *pool;               /* the read tasks' parsed tables (GROUPBY_SHARED) */
+    int err;
+};
+
+int weft__gb_lanes_create(const void *spec, size_t len, size_t nparts, size_t pool_max,
+                          gb_lanes **out)
+{
+    *out = NULL;
+    gb_lanes *L = calloc(1, sizeof *L);
+    if (!L) return WEFT_ENOMEM;
+    L->np = nparts;
+    L->pending = calloc(nparts ? nparts : 1, sizeof *L->pending);
+    int rc = L->pending ? 0 : WEFT_ENOMEM;
+    for (size_t l = 0; l < WEFT__GB_LANES && !rc; l++) {
+        rc = acc_create(spec, len, &L->acc[l]);
+        L->next[l] = l;
+    }
+    if (!rc) rc = weft__pool_create(pool_max, &L->pool);
+    if (!rc && pthread_mutex_init(&L->mu, NULL)) rc = WEFT_ENOMEM;
+    if (rc) {
+        for (size_t l = 0; l < WEFT__GB_LANES; l++) acc_destroy(L->acc[l]);
+        weft__pool_destroy(L->pool);
+        free(L->pending);
+        free(L);
+        return rc;
+    }
+    *out = L;
+    return 0;
+}
+
+void weft__gb_lanes_destroy(gb_lanes *L)
+{
+    if (!L) return;
+    for (size_t p = 0; p < L->np; p++) tables_free(L->pending[p].ts, L->pending[p].nt);
+    free(L->pending);
+    for (size_t l = 0; l < WEFT__GB_LANES; l++) acc_destroy(L->acc[l]);
+    weft__pool_destroy(L->pool);
+    pthread_mutex_destroy(&L->mu);
+    free(L);
+}
+
+/* Takes partition p's partial ts[0..nt) and folds every partial of its
+ * lane that is now next in line, unless another thread is folding into
+ * that lane (it folds this one too before it lets go). */
+static int lanes_put(gb_lanes *L, size_t p, weft_table **ts, size_t nt)
+{
+    pthread_mutex_lock(&L->mu);
+    if (p >= L->np || L->pending[p].ts || p < L->next[p % WEFT__GB_LANES]) {
+        pthread_mutex_unlock(&L->mu);
+        tables_free(ts, nt);
+        return WEFT_EINVAL;
+    }
+    L->pending[p].ts = ts;
+    L->pending[p].nt = nt;
+    size_t lane = p % WEFT__GB_LANES;
+    if (!L->busy[lane]) {
+        L->busy[lane] = true;
+        while (L->next[lane] < L->np && L->pending[L->next[lane]].ts) {
+            gb_part x = L->pending[L->next[lane]];
+            L->pending[L->next[lane]].ts = NULL;
+            L->next[lane] += WEFT__GB_LANES;
+            int e = L->err;
+            pthread_mutex_unlock(&L->mu);
+            if (!e) e = acc_merge_tables(L->acc[lane], x.ts, x.nt);
+            tables_free(x.ts, x.nt);
+            pthread_mutex_lock(&L->mu);
+            if (e && !L->err) L->err = e;
+        }
+        L->busy[lane] = false;
+    }
+    int rc = L->err;
+    pthread_mutex_unlock(&L->mu);
+    return rc;
+}
+
+int weft__gb_lanes_put_serialized(gb_lanes *L, size_t p, const void *partial, size_t len)
+{
+    unpack u = {partial, (const char *)partial + len, false};
+    uint64_t nt = unpack_u64(&u);
+    if (u.bad || nt == 0 || nt > len) return WEFT_EINVAL;
+    weft_table **ts = calloc(nt, sizeof *ts);
+    if (!ts) return WEFT_ENOMEM;
+    int rc = 0;
+    for (uint64_t i = 0; i < nt && !rc; i++) {
+        uint64_t l = unpack_u64(&u);
+        if (u.bad || (uint64_t)(u.e - u.p) < l)
+            rc = WEFT_EINVAL;
+        else
+            rc = weft_table_deserialize(u.p, l, &ts[i]);
+        u.p += l;
+    }
+    if (rc) {
+        tables_free(ts, nt);
+        return rc;
+    }
+    return lanes_put(L, p, ts, (size_t)nt);
+}
+
+int weft__gb_lanes_finish(gb_lanes *L, weft_table **out)
+{
+    *out = NULL;
+    if (L->err) return L->err;
+    for (size_t l = 0; l < WEFT__GB_LANES; l++)
+        if (L->next[l] < L->np) return WEFT_EINVAL; /* a partial never came */
+    int rc = 0;
+    for (size_t l = 1; l < WEFT__GB_LANES && !rc; l++) rc = acc_fold(L->acc[0], L->acc[l]);
+    return rc ? rc : gb_acc_finish(L->acc[0], out);
 }
 
 /* ---- exact selection ---- */
@@ -1163,7 +1508,7 @@ static int group_cmp(const void *x, const void *y, void *arg)
     return 0;
 }
 
-int weft__gb_acc_finish(gb_acc *a, weft_table **out)
+static int gb_acc_finish(gb_acc *a, weft_table **out)
 {
     *out = NULL;
     if (!a->init) return WEFT_EAGAIN;
@@ -1542,10 +1887,29 @@ int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len)
     weft_table *t = NULL;
     int rc = 0;
     if (op == WEFT__CSV_OP_READ) {
-        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, &t);
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, NULL, &t);
         if (!rc) rc = weft_table_output(ctx, t);
         weft_table_destroy(t);
         return rc;
+    }
+    if (op == WEFT__CSV_OP_READ_SHARED) {
+        /* threads, serial: no serialized partition, the task copies its
+         * rows into the result itself (gather.c) */
+        tb_gather *g = (tb_gather *)(uintptr_t)unpack_u64(&u);
+        if (u.bad || !g) return weft_ctx_fail(ctx, WEFT_EINVAL, "csv partial: bad input");
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, weft__gather_take(g), &t);
+        if (rc) return rc;
+        size_t p = (size_t)weft_ctx_index(ctx);
+        rc = weft__gather_put(g, p, t);
+        return rc ? weft_ctx_fail(ctx, rc, "read: partition %zu could not be placed in the result",
+                                  p)
+                  : 0;
+    }
+    gb_lanes *L = NULL;
+    if (op == WEFT__CSV_OP_GROUPBY_SHARED) {
+        L = (gb_lanes *)(uintptr_t)unpack_u64(&u);
+        if (u.bad || !L) return weft_ctx_fail(ctx, WEFT_EINVAL, "csv partial: bad input");
+        op = WEFT__CSV_OP_GROUPBY;
     }
     if (op == WEFT__CSV_OP_GROUPBY) {
         unpack s = u;
@@ -1560,17 +1924,31 @@ int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len)
         size_t nw = 0;
         for (size_t k = 0; want && k < spec.nkeys; k++) want[nw++] = spec.keys[k];
         for (size_t a = 0; want && a < spec.naggs; a++) want[nw++] = spec.cols[a];
-        if (!rc) rc = weft__csv_parse(ctx, range, rl, bound, bl, want, nw, false, &t);
+        if (!rc)
+            rc = weft__csv_parse(ctx, range, rl, bound, bl, want, nw, false,
+                                 L ? weft__pool_take(L->pool) : NULL, &t);
         free(want);
         gb_spec_free(&spec);
-        return rc ? rc : gb_partial_of(ctx, t, &u);
+        if (rc) return rc;
+        if (!L) return gb_partial_of(ctx, t, &u);
+        /* threads, serial: the partial is folded into its lane here, the
+         * parsed columns go back to the pool for the next range */
+        weft_table **all;
+        size_t n;
+        rc = gb_partial_tables(ctx, t, &u, &all, &n);
+        weft__pool_give(L->pool, t);
+        if (rc) return rc;
+        size_t p = (size_t)weft_ctx_index(ctx);
+        rc = lanes_put(L, p, all, n);
+        return rc ? weft_ctx_fail(ctx, rc, "groupby: folding partition %zu's partial failed", p)
+                  : 0;
     }
     if (op == WEFT__CSV_OP_DESCRIBE) {
-        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, true, &t);
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, true, NULL, &t);
         return rc ? rc : describe_of(ctx, t);
     }
     if (op == WEFT__CSV_OP_TOP) {
-        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, &t);
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, NULL, &t);
         return rc ? rc : top_of(ctx, t, &u);
     }
     return weft_ctx_fail(ctx, WEFT_EINVAL, "csv partial: unknown op %llu", (unsigned long long)op);

@@ -140,10 +140,13 @@ int weft__csv_read(weft_ctx *ctx, const void *in, size_t len);
  * named in keep_names[0..nkeep) are kept (NULL: every one), text columns
  * none when `no_text`; the others are still checked as the full read
  * checks them (a malformed value fails or skips the record alike; text
- * always fits), so the rows and the skipped count are the full read's. */
+ * always fits), so the rows and the skipped count are the full read's.
+ * `reuse` (NULL: none; always taken, destroyed when not used) is a table
+ * an earlier parse of the same read and columns returned: it is emptied
+ * and parsed into, its buffers kept (no fresh pages to fault in). */
 int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *bound,
                     size_t bound_len, const char *const *keep_names, size_t nkeep, bool no_text,
-                    weft_table **out);
+                    weft_table *reuse, weft_table **out);
 /* The field scanner: the first delimiter, newline or quote in b[j..n)
  * (n if none), by `kind` (one of the below; BEST = what this machine has).
  * weft__csv_set_scanner forces one for every later read (the tests compare
@@ -258,18 +261,68 @@ enum {
     WEFT__CSV_OP_GROUPBY = 1,
     WEFT__CSV_OP_DESCRIBE = 2,
     WEFT__CSV_OP_TOP = 3,
-    WEFT__CSV_OP_READ = 4
+    WEFT__CSV_OP_READ = 4,
+    /* executors that share memory only (the literal holds a pointer):
+     * READ_SHARED hands the parsed partition to a tb_gather (literal: u64
+     * pointer), GROUPBY_SHARED folds the partial into a gb_lanes (literal:
+     * u64 pointer, then the groupby spec); both output nothing */
+    WEFT__CSV_OP_READ_SHARED = 5,
+    WEFT__CSV_OP_GROUPBY_SHARED = 6
 };
 int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len);
 
-typedef struct gb_acc gb_acc;
+/* ---- shared-memory hand-over (gather.c) ----
+ * A pool of parsed tables kept from one task to the next (their pages
+ * stay faulted in), at most `max`; any thread. */
+typedef struct tb_pool tb_pool;
+int weft__pool_create(size_t max, tb_pool **out);
+/* A table to parse into (NULL when the pool is empty). */
+weft_table *weft__pool_take(tb_pool *p);
+/* Gives `t` back (destroyed when the pool is full). */
+void weft__pool_give(tb_pool *p, weft_table *t);
+void weft__pool_destroy(tb_pool *p);
+
+/* weft_frame_compute of a CSV read on an executor that shares memory: each
+ * read task parses its range into a table from the pool and hands it over
+ * with weft__gather_put(partition, table); partitions are placed in order
+ * (under a lock: their rows' and text bytes' offsets in the result) and
+ * copied into the one result by the tasks themselves, each partition once,
+ * in parallel; the result is allocated once, sized from the first
+ * partition x the partition count, and grows (while no copy runs) only
+ * when a later partition does not fit. */
+typedef struct tb_gather tb_gather;
+int weft__gather_create(size_t nparts, size_t pool_max, tb_gather **out);
+weft_table *weft__gather_take(tb_gather *g);
+/* Takes `t` (partition p). 0, or the first failure of any put. */
+int weft__gather_put(tb_gather *g, size_t p, weft_table *t);
+/* On the caller once every task has ended: the result (every partition
+ * placed), or the first failure. */
+int weft__gather_finish(tb_gather *g, weft_table **out);
+void weft__gather_destroy(tb_gather *g);
+
 /* The packed groupby spec: keys, aggregates. */
 int weft__gb_spec(const char *const *keys, size_t nkeys, const weft_agg *aggs, size_t naggs,
                   void **buf, size_t *len);
-int weft__gb_acc_create(const void *spec, size_t len, gb_acc **out);
-int weft__gb_acc_merge(gb_acc *a, const void *partial, size_t len);
-int weft__gb_acc_finish(gb_acc *a, weft_table **out);
-void weft__gb_acc_destroy(gb_acc *a);
+/* The merge of a groupby's partials: partition p's partial is folded into
+ * accumulator p % WEFT__GB_LANES, in partition order within each lane,
+ * and the lanes are merged in order at the end. The order of the floating
+ * point operations is therefore fixed by the partitioning alone, whoever
+ * folds: the calling thread (weft__gb_lanes_put_serialized, in order) or
+ * the tasks themselves on an executor that shares memory (a task folds its
+ * own partial when its lane's predecessor is in, else leaves it for the
+ * task that folds that one: no task waits for another), so both give the
+ * same bits. Any thread. */
+#define WEFT__GB_LANES 2
+/* Partials grouped by array so far in this process (dense_groups; tests). */
+uint64_t weft__gb_dense_partials(void);
+typedef struct gb_lanes gb_lanes;
+int weft__gb_lanes_create(const void *spec, size_t len, size_t nparts, size_t pool_max,
+                          gb_lanes **out);
+/* Folds partition p's serialized partial (the caller's thread). */
+int weft__gb_lanes_put_serialized(gb_lanes *L, size_t p, const void *partial, size_t len);
+/* The groups, sorted by key; WEFT_EAGAIN when there were no partitions. */
+int weft__gb_lanes_finish(gb_lanes *L, weft_table **out);
+void weft__gb_lanes_destroy(gb_lanes *L);
 
 typedef struct ds_acc ds_acc;
 int weft__ds_acc_create(ds_acc **out);
