@@ -826,7 +826,7 @@ TEST(a_failed_save_keeps_the_old_file)
 
 /* In a child: a 256 KiB tmpfs in a mount namespace of its own (a user
  * namespace too when not root), a small file saved there, then a 512 KiB
- * save over it. Exit 0 ok, 77 no mount, 1-4 wrong. */
+ * save over it. Exit 0 ok, 77 no mount, 1-7 wrong. */
 static int save_on_a_full_disk(const char *mnt)
 {
     const char *opts = "size=256k,mode=0700";
@@ -849,6 +849,15 @@ static int save_on_a_full_disk(const char *mnt)
         return 3;
     weft_array_destroy(c);
     if (tmp_files(mnt) != 0) return 4;
+    /* 4 MiB and more: fallocate says ENOSPC before anything is written */
+    weft_array *huge = counted(1 << 19);
+    rc = weft_array_save(huge, file, NULL);
+    weft_array_destroy(huge);
+    printf("    4 MiB on a 256 KiB tmpfs: %s (%s)\n", weft_strerror(rc), weft_last_error());
+    if (rc != WEFT_ENOSPC || !strstr(weft_last_error(), file)) return 5;
+    if (weft_array_load(file, NULL, &c) != 0 || weft_array_size(c) != 1000) return 6;
+    weft_array_destroy(c);
+    if (tmp_files(mnt) != 0) return 7;
     /* and with room again, the save goes through */
     weft_array_destroy(big);
     big = counted(2000);

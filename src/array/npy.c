@@ -37,6 +37,7 @@
 #define GROWTH_DIGITS 21 /* numpy's GROWTH_AXIS_MAX_DIGITS */
 #define IO_CHUNK ((size_t)1 << 30)
 #define STAGE (1u << 20)
+#define FALLOCATE_MIN ((size_t)4 << 20) /* fallocate the files of big arrays */
 
 /* ---------------------------------------------------------------- header */
 
@@ -528,7 +529,21 @@ int weft_array_save(const weft_array *a, const char *path, const weft_npy_save_o
         ZSTD_freeCCtx(s.z);
         free(s.zbuf);
     } else {
-        rc = weft__npy_write(a, o.version, fd_write, &s);
+        /* The blocks of a big file are allocated first, in one call: the
+         * file system says ENOSPC before 1 GiB is copied rather than after,
+         * and the write then fills allocated (unwritten) extents instead of
+         * reserving delayed-allocation blocks page by page -- 0.49 s against
+         * 1.6 s for 1 GiB beside numpy's 1.24 s in one run here (docs/array.md,
+         * "Where the time of a save goes"). A file system without fallocate
+         * (EOPNOTSUPP) is written as it comes. */
+        char hdr[WEFT__NPY_HEADER_CAP];
+        size_t hlen;
+        if (a->nbytes >= FALLOCATE_MIN &&
+            weft__npy_format_header(a, o.version, hdr, sizeof hdr, &hlen) == 0 &&
+            fallocate(fd, 0, 0, (off_t)(hlen + a->nbytes)) != 0 && errno != EOPNOTSUPP &&
+            errno != ENOSYS && errno != EINVAL)
+            rc = weft__err(-errno, "weft_array_save: %s: %s", path, strerror(errno));
+        if (rc == 0) rc = weft__npy_write(a, o.version, fd_write, &s);
     }
     if (close(fd) != 0 && rc == 0) rc = weft__err(-errno, "%s: close: %s", path, strerror(errno));
     /* A reader sees the old file or the new one, never part of one, and
