@@ -4,7 +4,11 @@
 Run by the bench program as
     /usr/bin/python3 bench/array_anchor.py MODE PATH N REPS
 with an array of N float64 (np.arange(N), made once, untimed). MODE is
-    save         np.save(PATH, a)                                   (ms)
+    serve        np.save(PATH, a) each time a line "save" comes on stdin,
+                 printing "sample MS" (its own clock) after each; "quit"
+                 or the end of stdin ends it; REPS is unused. The bench
+                 drives it so that numpy's saves interleave with weft's
+                 and the plain write's (array_bench.c explains why)  (ms)
     load         np.load(PATH), after one untimed np.save           (ms)
     mmap         np.load(PATH, mmap_mode='r'), opened and dropped    (us)
     joblib_mmap  joblib.load(PATH.joblib, mmap_mode='r'), after one
@@ -31,12 +35,21 @@ def main():
     if mode == 'joblib_mmap':
         import joblib
         joblib.dump(a, jpath)
-    for _ in range(reps):
-        if mode == 'save':
+    if mode == 'serve':
+        print('ready', flush=True)
+        for line in sys.stdin:
+            cmd = line.strip()
+            if cmd == 'quit':
+                break
+            if cmd != 'save':
+                print('FAIL unknown command', cmd, flush=True)
+                return 2
             t0 = time.perf_counter()
             np.save(path, a)
-            print('sample', (time.perf_counter() - t0) * 1e3)
-        elif mode == 'load':
+            print('sample', (time.perf_counter() - t0) * 1e3, flush=True)
+        return 0
+    for _ in range(reps):
+        if mode == 'load':
             t0 = time.perf_counter()
             b = np.load(path)
             ok = b[-1] == last

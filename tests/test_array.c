@@ -9,7 +9,10 @@
 #include "check.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <zstd.h>
@@ -669,6 +672,221 @@ TEST(save_is_atomic_and_reports_errors)
     weft_array_destroy(a);
 }
 
+/* Files whose name holds ".tmp." in `dir`: weft_array_save's temporaries. */
+static int tmp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d)))
+        if (strstr(e->d_name, ".tmp.")) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+/* An array of n float64, each equal to n: a file of it is whole if every
+ * element equals the count. */
+static weft_array *counted(size_t n)
+{
+    weft_array *a = NULL;
+    REQUIRE_OK(weft_array_create(WEFT_DTYPE_FLOAT64, 1, &n, NULL, &a));
+    double *d = weft_array_data(a);
+    for (size_t i = 0; i < n; i++) d[i] = (double)n;
+    return a;
+}
+
+typedef struct swap_reader {
+    const char *path;
+    atomic_bool stop;
+    atomic_int reads, missing, wrong;
+} swap_reader;
+
+static void *read_while_saving(void *arg)
+{
+    swap_reader *r = arg;
+    while (!atomic_load(&r->stop)) {
+        weft_array *b = NULL;
+        int rc = weft_array_load(r->path, NULL, &b);
+        if (rc == WEFT_ENOENT) {
+            atomic_fetch_add(&r->missing, 1);
+        } else if (rc != 0) {
+            atomic_fetch_add(&r->wrong, 1);
+        } else {
+            size_t n = weft_array_size(b);
+            const double *d = weft_array_data(b);
+            bool ok = n == 1000 || n == 3000;
+            for (size_t i = 0; ok && i < n; i++) ok = d[i] == (double)n;
+            if (!ok) atomic_fetch_add(&r->wrong, 1);
+            weft_array_destroy(b);
+        }
+        atomic_fetch_add(&r->reads, 1);
+    }
+    return NULL;
+}
+
+/* The old file is exchanged for the new one in one step: a reader that
+ * loads the path again and again while it is saved over and over always
+ * finds a file (never ENOENT, as when the old file was unlinked before the
+ * rename) and always a whole one of the two versions. */
+TEST(save_replaces_the_old_file_in_one_step)
+{
+    weft_array *a = counted(1000), *b = counted(3000);
+    const char *path = "swap.npy";
+    REQUIRE_OK(weft_array_save(a, path, NULL));
+    swap_reader r = {.path = path};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, read_while_saving, &r) == 0);
+    /* at least 300 saves, then more, a millisecond apart, until the reader
+     * has read 100 times during them (a busy machine may starve it a while) */
+    int saves = 0, rc = 0;
+    int reads0 = atomic_load(&r.reads);
+    while (rc == 0 && saves < 300) rc = weft_array_save(saves++ % 2 ? a : b, path, NULL);
+    for (int ms = 0; rc == 0 && atomic_load(&r.reads) - reads0 < 100 && ms < 30000; ms++) {
+        rc = weft_array_save(saves++ % 2 ? a : b, path, NULL);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    atomic_store(&r.stop, true);
+    pthread_join(th, NULL);
+    CHECK_OK(rc);
+    CHECK_MSG(atomic_load(&r.reads) - reads0 >= 100, "the reader read %d times in %d saves",
+              atomic_load(&r.reads) - reads0, saves);
+    CHECK_EQ_INT(atomic_load(&r.missing), 0);
+    CHECK_EQ_INT(atomic_load(&r.wrong), 0);
+    CHECK_EQ_INT(tmp_files("."), 0);
+    /* the last save is what is there */
+    weft_array *c = NULL;
+    REQUIRE_OK(weft_array_load(path, NULL, &c));
+    CHECK_EQ_INT(weft_array_size(c), (saves - 1) % 2 ? 1000 : 3000);
+    weft_array_destroy(c);
+    unlink(path);
+    weft_array_destroy(a);
+    weft_array_destroy(b);
+}
+
+/* In a child (the limit stays there): RLIMIT_FSIZE of 64 KiB with SIGXFSZ
+ * ignored, so writing the 1 MiB temporary fails with EFBIG half way. Exit 0
+ * ok, 1 wrong code, 2 message without the path. */
+static int save_over_the_limit(const char *path)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {64 << 10, 64 << 10};
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0) return 77;
+    weft_array *big = counted(1 << 17);
+    int rc = weft_array_save(big, path, NULL);
+    weft_array_destroy(big);
+    if (rc != -EFBIG) {
+        printf("    weft_array_save over the limit: %d (%s)\n", rc, weft_last_error());
+        return 1;
+    }
+    return strstr(weft_last_error(), path) ? 0 : 2;
+}
+
+/* A save that fails leaves the old file as it was and no temporary: a
+ * write that fails half way (the file size limit), and a directory in the
+ * way (exchanged with the new file, then the exchange is undone, as the old
+ * "file" cannot be unlinked). */
+TEST(a_failed_save_keeps_the_old_file)
+{
+    weft_array *small = counted(1000);
+    const char *path = "keep.npy";
+    REQUIRE_OK(weft_array_save(small, path, NULL));
+    size_t n0 = 0, n1 = 0;
+    unsigned char *before = slurp(path, &n0);
+    REQUIRE(before);
+    fflush(stdout);
+    pid_t p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        int code = save_over_the_limit(path);
+        fflush(stdout);
+        _exit(code);
+    }
+    int st;
+    REQUIRE(waitpid(p, &st, 0) == p);
+    REQUIRE(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77) SKIP("setrlimit(RLIMIT_FSIZE) failed");
+    CHECK_EQ_INT(WEXITSTATUS(st), 0);
+    unsigned char *after = slurp(path, &n1);
+    CHECK(after && n1 == n0 && memcmp(before, after, n0) == 0);
+    free(before);
+    free(after);
+    CHECK_EQ_INT(tmp_files("."), 0);
+
+    const char *dir = "in_the_way.npy";
+    REQUIRE(mkdir(dir, 0700) == 0 || errno == EEXIST);
+    CHECK_ERR(weft_array_save(small, dir, NULL), -EISDIR);
+    CHECK(strstr(weft_last_error(), dir) != NULL);
+    struct stat sb;
+    CHECK(stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode));
+    CHECK_EQ_INT(tmp_files("."), 0);
+    rmdir(dir);
+    unlink(path);
+    weft_array_destroy(small);
+}
+
+/* In a child: a 256 KiB tmpfs in a mount namespace of its own (a user
+ * namespace too when not root), a small file saved there, then a 512 KiB
+ * save over it. Exit 0 ok, 77 no mount, 1-7 wrong. */
+static int save_on_a_full_disk(const char *mnt)
+{
+    const char *opts = "size=256k,mode=0700";
+    bool ns = unshare(CLONE_NEWNS) == 0 || unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0;
+    if (!ns || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", mnt, "tmpfs", 0, opts) != 0)
+        return 77;
+    char file[600];
+    snprintf(file, sizeof file, "%s/x.npy", mnt);
+    weft_array *small = counted(1000), *big = counted(1 << 16);
+    int rc = weft_array_save(small, file, NULL);
+    if (rc == -EOVERFLOW) return 77; /* a user namespace without a uid map */
+    if (rc != 0) return 1;
+    rc = weft_array_save(big, file, NULL);
+    printf("    512 KiB on a 256 KiB tmpfs: %s (%s)\n", weft_strerror(rc), weft_last_error());
+    if (rc != WEFT_ENOSPC || !strstr(weft_last_error(), file)) return 2;
+    weft_array *c = NULL;
+    if (weft_array_load(file, NULL, &c) != 0 || weft_array_size(c) != 1000 ||
+        ((double *)weft_array_data(c))[999] != 1000.0)
+        return 3;
+    weft_array_destroy(c);
+    if (tmp_files(mnt) != 0) return 4;
+    /* 4 MiB and more: fallocate says ENOSPC before anything is written */
+    weft_array *huge = counted(1 << 19);
+    rc = weft_array_save(huge, file, NULL);
+    weft_array_destroy(huge);
+    printf("    4 MiB on a 256 KiB tmpfs: %s (%s)\n", weft_strerror(rc), weft_last_error());
+    if (rc != WEFT_ENOSPC || !strstr(weft_last_error(), file)) return 5;
+    if (weft_array_load(file, NULL, &c) != 0 || weft_array_size(c) != 1000) return 6;
+    weft_array_destroy(c);
+    if (tmp_files(mnt) != 0) return 7;
+    /* and with room again, the save goes through */
+    weft_array_destroy(big);
+    big = counted(2000);
+    if (weft_array_save(big, file, NULL) != 0 || tmp_files(mnt) != 0) return 4;
+    weft_array_destroy(big);
+    weft_array_destroy(small);
+    return 0;
+}
+
+TEST(a_full_disk_is_an_error_and_keeps_the_old_file)
+{
+    const char *mnt = "full-tmpfs";
+    REQUIRE(mkdir(mnt, 0700) == 0 || errno == EEXIST);
+    fflush(stdout);
+    pid_t p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        int code = save_on_a_full_disk(mnt);
+        fflush(stdout);
+        _exit(code);
+    }
+    int st;
+    REQUIRE(waitpid(p, &st, 0) == p);
+    REQUIRE(WIFEXITED(st));
+    rmdir(mnt);
+    if (WEXITSTATUS(st) == 77)
+        SKIP("cannot mount a tmpfs here (no CAP_SYS_ADMIN and no user namespaces)");
+    CHECK_EQ_INT(WEXITSTATUS(st), 0);
+}
 /* ------------------------------------------------------------------------
  * Big arguments without copies
  * ------------------------------------------------------------------------ */

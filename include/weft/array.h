@@ -212,12 +212,16 @@ typedef struct weft_npy_save_options {
  * .npy). The bytes keep `a`'s byte order; a contiguous array is written in
  * its order (C or Fortran, fortran_order in the header) with one write, any
  * other view in C order. The header is padded to 64 bytes as numpy pads it.
- * The file appears whole or not at all (a temporary file in the same
- * directory, renamed after the old file is removed: a reader sees the old
- * file, for an instant none, or the new one), with mode 0666 less the
- * umask, as numpy's. Threads: any; `a` is only read. @return 0, WEFT_EINVAL (NULL, forced
- * version too small), or -errno of the file (WEFT_ENOENT, ENOSPC...), with
- * a message naming `path`. */
+ * The file appears whole or not at all: a temporary file in the same
+ * directory is written, then exchanged with the old file in one step
+ * (renameat2 RENAME_EXCHANGE; rename() where the file system has no
+ * exchange) and the old file unlinked, so a reader sees the old file or
+ * the new one, never part of one and never no file. On any error (ENOSPC,
+ * EFBIG, ...) the old file is left as it was and no temporary remains. The
+ * mode is 0666 less the umask, as numpy's. Threads: any; `a` is only read.
+ * @return 0, WEFT_EINVAL (NULL, forced version too small), or -errno of
+ * the file (WEFT_ENOENT, WEFT_ENOSPC, -EISDIR...), with a message naming
+ * `path`. */
 WEFT_API int weft_array_save(const weft_array *a, const char *path,
                              const weft_npy_save_options *opts);
 
