@@ -334,10 +334,14 @@ fi
 # signals (weft's own behaviour, docs/cli.md): the first SIGINT lets the
 # running jobs finish and starts no more; the second SIGTERM kills them
 if [ -z "$filter" ] || [[ signals == *$filter* ]]; then
-    "$W" -j2 'sleep 1; echo {}' ::: 1 2 3 4 >sig1.out 2>/dev/null &
+    # each job says it started (a file); SIGINT goes once jobs 1 and 2 run
+    # and long before either ends (4 s), whatever the load: polling the
+    # process table for their sleeps (as before) could miss a 1 s window
+    # on a busy machine and signal a weft that had finished every job
+    rm -f started.*
+    "$W" -j2 'touch started.{}; sleep 4; echo {}' ::: 1 2 3 4 >sig1.out 2>/dev/null &
     p=$!
-    # wait until both jobs run (their sleeps are the weft's grandchildren)
-    for _ in $(seq 100); do [ "$(pgrep -f '^sleep 1$' -P "$(pgrep -d, -P $p)" 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.05; done
+    for _ in $(seq 600); do [ -e started.1 ] && [ -e started.2 ] && break; sleep 0.05; done
     kill -INT $p
     wait $p
     rc1=$?
