@@ -504,16 +504,6 @@ int weft_array_save(const weft_array *a, const char *path, const weft_npy_save_o
     if (!tmp) return weft__err(WEFT_ENOMEM, "weft_array_save: out of memory");
     snprintf(tmp, plen + 64, "%s.tmp.%ld.%u", path, (long)getpid(), tmp_counter++);
     /* 0666 less the umask, as numpy's files: the kernel applies the umask */
-    if (!zst && a->nbytes >= FALLOCATE_MIN) {
-        /* the old file's clean pages go now: the new file reuses that memory
-         * (dirty pages are only queued for writeback; readers still read the
-         * old file, from the disk) */
-        int old = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
-        if (old >= 0) {
-            posix_fadvise(old, 0, 0, POSIX_FADV_DONTNEED);
-            close(old);
-        }
-    }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0) {
         int rc = weft__err(-errno, "weft_array_save: %s: %s", path, strerror(errno));
@@ -554,11 +544,6 @@ int weft_array_save(const weft_array *a, const char *path, const weft_npy_save_o
             errno != ENOSYS && errno != EINVAL)
             rc = weft__err(-errno, "weft_array_save: %s: %s", path, strerror(errno));
         if (rc == 0) rc = weft__npy_write(a, o.version, fd_write, &s);
-        if (rc == 0 && a->nbytes >= FALLOCATE_MIN) {
-            /* start writing the new file back now, as ext4 does for np.save's
-             * truncated file at close: by the next save it is clean */
-            sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-        }
     }
     if (close(fd) != 0 && rc == 0) rc = weft__err(-errno, "%s: close: %s", path, strerror(errno));
     /* A reader sees the old file or the new one, never part of one, and
