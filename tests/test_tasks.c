@@ -1,4 +1,5 @@
 /* test_tasks.c : task registration and the task context (weft_ctx_*). */
+#define CHECK_CUSTOM_MAIN /* main() below calls weft_init: the processes case needs it */
 #include "check.h"
 #include "check_exec.h"
 
@@ -619,4 +620,15 @@ TEST(ctx_worker_state_serial)
     CHECK_EQ_STR(seen.input, "ser");
     weft_future_release(f);
     CHECK_OK(weft_executor_destroy(ex));
+}
+
+int main(int argc, char **argv)
+{
+    /* before any thread (TSan's runtime starts one): the processes
+     * backend forks its workers from a server started here */
+    if (weft_init(&argc, &argv) != 0) {
+        printf("weft_init: %s\n", weft_last_error());
+        return 1;
+    }
+    return check_main(argc, argv);
 }
