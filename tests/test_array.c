@@ -242,7 +242,7 @@ TEST(weft_files_load_equal_in_numpy)
         char name[32], path[64];
         snprintf(name, sizeof name, "v%d.npy", ver);
         snprintf(path, sizeof path, "wf/%s", name);
-        weft_npy_save_options so = {ver, 0};
+        weft_npy_save_options so = {.version = ver};
         CHECK_OK(weft_array_save(a, path, &so));
         manifest_line(m, name, a, "wf");
     }
@@ -653,7 +653,7 @@ TEST(save_is_atomic_and_reports_errors)
     REQUIRE_OK(weft_array_create(WEFT_DTYPE_INT64, 1, &n, NULL, &a));
     CHECK(weft_array_save(a, "no/such/dir/x.npy", NULL) == WEFT_ENOENT);
     CHECK(strstr(weft_last_error(), "no/such/dir/x.npy") != NULL);
-    weft_npy_save_options so = {7, 0};
+    weft_npy_save_options so = {.version = 7};
     CHECK_ERR(weft_array_save(a, "x.npy", &so), WEFT_EINVAL);
     CHECK_OK(weft_array_save(a, "x.npy", NULL));
     /* no temporary file is left beside it */
@@ -824,6 +824,63 @@ TEST(a_failed_save_keeps_the_old_file)
     weft_array_destroy(small);
 }
 
+/* WEFT_NPY_SAVE_IN_PLACE writes over the file as np.save does: the same
+ * inode (a hard link sees the new array), cut when the new array is
+ * shorter, grown when longer (past the 4 MiB where space is reserved
+ * first), the very bytes an atomic save writes, .zst too; a new path is
+ * created; an unknown mode is refused. */
+TEST(save_in_place_writes_over_the_file)
+{
+    const char *path = "inplace.npy", *link_path = "inplace_link.npy", *ref = "inplace_ref.npy";
+    unlink(path);
+    unlink(link_path);
+    weft_npy_save_options ip = {.mode = WEFT_NPY_SAVE_IN_PLACE};
+    weft_array *mid = counted(1000);
+    CHECK_OK(weft_array_save(mid, path, &ip)); /* a new file */
+    REQUIRE(link(path, link_path) == 0);
+    struct stat s0, s1;
+    REQUIRE(stat(path, &s0) == 0);
+    static const size_t sizes[] = {100, 600000, 1000, 7, 2 << 20};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        weft_array *a = counted(sizes[k]);
+        CHECK_OK(weft_array_save(a, path, &ip));
+        CHECK_OK(weft_array_save(a, ref, NULL));
+        size_t n = 0, nr = 0;
+        unsigned char *got = slurp(link_path, &n), *want = slurp(ref, &nr);
+        CHECK(got && want && n == nr && memcmp(got, want, n) == 0);
+        free(got);
+        free(want);
+        REQUIRE(stat(path, &s1) == 0);
+        CHECK(s1.st_ino == s0.st_ino);
+        weft_array *back = NULL;
+        CHECK_OK(weft_array_load(path, NULL, &back));
+        CHECK(back && weft_array_size(back) == sizes[k] &&
+              ((double *)weft_array_data(back))[sizes[k] - 1] == (double)sizes[k]);
+        weft_array_destroy(back);
+        weft_array_destroy(a);
+    }
+    /* compressed over a longer plain file */
+    weft_array *big = counted(300000);
+    CHECK_OK(weft_array_save(big, path, &ip));
+    CHECK_OK(rename(path, "inplace.npy.zst") == 0 ? 0 : -errno);
+    CHECK_OK(weft_array_save(mid, "inplace.npy.zst", &ip));
+    weft_array *back = NULL;
+    CHECK_OK(weft_array_load("inplace.npy.zst", NULL, &back));
+    CHECK(back && weft_array_size(back) == 1000 &&
+          memcmp(weft_array_data(back), weft_array_data(mid), 8000) == 0);
+    weft_array_destroy(back);
+    ip.mode = (weft_npy_save_mode)7;
+    CHECK_ERR(weft_array_save(mid, path, &ip), WEFT_EINVAL);
+    CHECK(strstr(weft_last_error(), "mode") != NULL);
+    CHECK_EQ_INT(tmp_files("."), 0);
+    unlink("inplace.npy.zst");
+    unlink(link_path);
+    unlink(ref);
+    unlink(path);
+    weft_array_destroy(big);
+    weft_array_destroy(mid);
+}
+
 /* In a child: a 256 KiB tmpfs in a mount namespace of its own (a user
  * namespace too when not root), a small file saved there, then a 512 KiB
  * save over it. Exit 0 ok, 77 no mount, 1-7 wrong. */
@@ -858,6 +915,17 @@ static int save_on_a_full_disk(const char *mnt)
     if (weft_array_load(file, NULL, &c) != 0 || weft_array_size(c) != 1000) return 6;
     weft_array_destroy(c);
     if (tmp_files(mnt) != 0) return 7;
+    /* in place: 4 MiB and more reserve their space before the old bytes
+     * are touched, so a full disk leaves the old file whole too */
+    weft_npy_save_options ip = {.mode = WEFT_NPY_SAVE_IN_PLACE};
+    huge = counted(1 << 19);
+    rc = weft_array_save(huge, file, &ip);
+    weft_array_destroy(huge);
+    printf("    4 MiB in place on a 256 KiB tmpfs: %s (%s)\n", weft_strerror(rc),
+           weft_last_error());
+    if (rc != WEFT_ENOSPC || !strstr(weft_last_error(), file)) return 8;
+    if (weft_array_load(file, NULL, &c) != 0 || weft_array_size(c) != 1000) return 9;
+    weft_array_destroy(c);
     /* and with room again, the save goes through */
     weft_array_destroy(big);
     big = counted(2000);

@@ -197,6 +197,24 @@ WEFT_API void *weft_array_at(const weft_array *a, const size_t *idx);
  * .npy files
  * ------------------------------------------------------------------------ */
 
+/* How weft_array_save() replaces a file (weft_npy_save_options.mode). */
+typedef enum weft_npy_save_mode {
+    /* The default: a temporary file is written, then put in the file's
+     * place in one step; a reader sees the old file or the new one, and a
+     * failed or killed save leaves the old file as it was. Costs, for the
+     * time of the save, a second copy of the file on the disk and in the
+     * page cache. */
+    WEFT_NPY_SAVE_ATOMIC = 0,
+    /* np.save's way: the existing file is written over from its start and
+     * cut to the new length (same inode; created if missing). No second
+     * copy, and the old file's cached pages are reused; but a save that
+     * fails or is killed half way leaves a file that is neither old nor new,
+     * and a reader that has the file open or mapped sees it change. Space is
+     * reserved first (fallocate), so a full disk is reported before the old
+     * bytes are touched, where the file system supports it. */
+    WEFT_NPY_SAVE_IN_PLACE = 1
+} weft_npy_save_mode;
+
 /* Options of weft_array_save(); zero = defaults. */
 typedef struct weft_npy_save_options {
     /* 0: the oldest version that holds the header (1.0, else 2.0, else 3.0:
@@ -204,6 +222,8 @@ typedef struct weft_npy_save_options {
     int version;
     /* zstd level for .zst files (1..22; 0: 3). Ignored for plain .npy. */
     int zstd_level;
+    /* WEFT_NPY_SAVE_ATOMIC (0) or WEFT_NPY_SAVE_IN_PLACE. */
+    weft_npy_save_mode mode;
 } weft_npy_save_options;
 
 /* weft_array_save() :
@@ -212,14 +232,18 @@ typedef struct weft_npy_save_options {
  * .npy). The bytes keep `a`'s byte order; a contiguous array is written in
  * its order (C or Fortran, fortran_order in the header) with one write, any
  * other view in C order. The header is padded to 64 bytes as numpy pads it.
- * The file appears whole or not at all: a temporary file in the same
- * directory is written, then exchanged with the old file in one step
- * (renameat2 RENAME_EXCHANGE; rename() where the file system has no
- * exchange) and the old file unlinked, so a reader sees the old file or
- * the new one, never part of one and never no file. On any error (ENOSPC,
- * EFBIG, ...) the old file is left as it was and no temporary remains. The
- * mode is 0666 less the umask, as numpy's. Threads: any; `a` is only read.
- * @return 0, WEFT_EINVAL (NULL, forced version too small), or -errno of
+ * By default (WEFT_NPY_SAVE_ATOMIC) the file appears whole or not at all:
+ * a temporary file in the same directory is written, then exchanged with
+ * the old file in one step (renameat2 RENAME_EXCHANGE; rename() where the
+ * file system has no exchange) and the old file unlinked, so a reader sees
+ * the old file or the new one, never part of one and never no file. On any
+ * error (ENOSPC, EFBIG, ...) the old file is left as it was and no
+ * temporary remains. WEFT_NPY_SAVE_IN_PLACE writes over the old file as
+ * np.save does (see weft_npy_save_mode: faster, not crash-safe). The mode
+ * of a new file is 0666 less the umask, as numpy's. Threads: any; `a` is
+ * only read; two saves to one path at once: atomic saves leave one of the
+ * two files whole, in-place saves may mix them.
+ * @return 0, WEFT_EINVAL (NULL, forced version too small, unknown mode), or -errno of
  * the file (WEFT_ENOENT, WEFT_ENOSPC, -EISDIR...), with a message naming
  * `path`. */
 WEFT_API int weft_array_save(const weft_array *a, const char *path,

@@ -491,6 +491,80 @@ static int put_in_place(const char *tmp, const char *path, bool *tmp_is_old)
     return 0;
 }
 
+/* Writes a's .npy bytes (zstd-compressed when `zst`) to `fd` from its
+ * current offset. A plain .npy of FALLOCATE_MIN bytes or more first
+ * reserves its blocks with fallocate(fd, falloc_mode, ...), unless
+ * falloc_mode is -1 (not a regular file): the file system says ENOSPC
+ * before anything is written, and the write fills allocated (unwritten)
+ * extents instead of reserving delayed-allocation blocks page by page,
+ * which ext4 would push to the disk at the close of a truncated file
+ * (auto_da_alloc; np.save reserves with FALLOC_FL_KEEP_SIZE for the same
+ * reason). A file system without fallocate (EOPNOTSUPP) is written as it
+ * comes. */
+static int write_npy(const weft_array *a, int fd, const char *path, bool zst,
+                     const weft_npy_save_options *o, int falloc_mode)
+{
+    fdsink s = {fd, path, NULL, NULL, 0};
+    int rc = 0;
+    if (zst) {
+        s.z = ZSTD_createCCtx();
+        s.zcap = ZSTD_CStreamOutSize();
+        s.zbuf = malloc(s.zcap);
+        if (!s.z || !s.zbuf) rc = weft__err(WEFT_ENOMEM, "weft_array_save: out of memory");
+        if (rc == 0) {
+            ZSTD_CCtx_setParameter(s.z, ZSTD_c_compressionLevel, o->zstd_level ? o->zstd_level : 3);
+            ZSTD_CCtx_setParameter(s.z, ZSTD_c_checksumFlag, 1);
+            rc = weft__npy_write(a, o->version, zst_write, &s);
+        }
+        if (rc == 0) {
+            ZSTD_inBuffer in = {NULL, 0, 0};
+            rc = zst_pump(&s, &in, ZSTD_e_end);
+        }
+        ZSTD_freeCCtx(s.z);
+        free(s.zbuf);
+        return rc;
+    }
+    char hdr[WEFT__NPY_HEADER_CAP];
+    size_t hlen;
+    if (falloc_mode >= 0 && a->nbytes >= FALLOCATE_MIN &&
+        weft__npy_format_header(a, o->version, hdr, sizeof hdr, &hlen) == 0 &&
+        fallocate(fd, falloc_mode, 0, (off_t)(hlen + a->nbytes)) != 0 && errno != EOPNOTSUPP &&
+        errno != ENOSYS && errno != EINVAL)
+        return weft__err(-errno, "weft_array_save: %s: %s", path, strerror(errno));
+    return weft__npy_write(a, o->version, fd_write, &s);
+}
+
+/* WEFT_NPY_SAVE_IN_PLACE: written over from the start, then cut to the new
+ * length. Not truncated first: a truncation frees the old file's cached
+ * pages only for the write to take as many again, and on ext4 marks the
+ * file for a flush to the disk at close (auto_da_alloc); written over, the
+ * pages are reused where they are (docs/array.md, "Why a save costs what it
+ * costs"). */
+static int save_in_place(const weft_array *a, const char *path, bool zst,
+                         const weft_npy_save_options *o)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) return weft__err(-errno, "weft_array_save: %s: %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0)
+        rc = weft__err(-errno, "weft_array_save: %s: %s", path, strerror(errno));
+    bool reg = rc == 0 && S_ISREG(st.st_mode);
+    if (rc == 0) rc = write_npy(a, fd, path, zst, o, reg ? FALLOC_FL_KEEP_SIZE : -1);
+    if (rc == 0 && reg) {
+        off_t end = lseek(fd, 0, SEEK_CUR);
+        if (end < 0 || (end < st.st_size && ftruncate(fd, end) != 0))
+            rc = weft__err(-errno, "weft_array_save: %s: cut to the new length: %s", path,
+                           strerror(errno));
+    } else if (rc && reg && lseek(fd, 0, SEEK_CUR) == 0) {
+        /* nothing written (the reservation failed): give back what it may
+         * have reserved past the end; the old bytes are untouched */
+        (void)!ftruncate(fd, st.st_size);
+    }
+    if (close(fd) != 0 && rc == 0) rc = weft__err(-errno, "%s: close: %s", path, strerror(errno));
+    return rc;
+}
+
 int weft_array_save(const weft_array *a, const char *path, const weft_npy_save_options *opts)
 {
     if (!a || !path || !*path) return weft__err(WEFT_EINVAL, "weft_array_save: NULL argument");
@@ -498,7 +572,10 @@ int weft_array_save(const weft_array *a, const char *path, const weft_npy_save_o
     if (o.version < 0 || o.version > 3)
         return weft__err(WEFT_EINVAL, "weft_array_save: %s: .npy version %d (1, 2 or 3)", path,
                          o.version);
+    if (o.mode != WEFT_NPY_SAVE_ATOMIC && o.mode != WEFT_NPY_SAVE_IN_PLACE)
+        return weft__err(WEFT_EINVAL, "weft_array_save: %s: unknown mode %d", path, (int)o.mode);
     bool zst = ends_with(path, ".zst");
+    if (o.mode == WEFT_NPY_SAVE_IN_PLACE) return save_in_place(a, path, zst, &o);
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 64);
     if (!tmp) return weft__err(WEFT_ENOMEM, "weft_array_save: out of memory");
@@ -510,41 +587,8 @@ int weft_array_save(const weft_array *a, const char *path, const weft_npy_save_o
         free(tmp);
         return rc;
     }
-    fdsink s = {fd, path, NULL, NULL, 0};
-    int rc = 0;
-    if (zst) {
-        s.z = ZSTD_createCCtx();
-        s.zcap = ZSTD_CStreamOutSize();
-        s.zbuf = malloc(s.zcap);
-        if (!s.z || !s.zbuf) rc = weft__err(WEFT_ENOMEM, "weft_array_save: out of memory");
-        if (rc == 0) {
-            ZSTD_CCtx_setParameter(s.z, ZSTD_c_compressionLevel, o.zstd_level ? o.zstd_level : 3);
-            ZSTD_CCtx_setParameter(s.z, ZSTD_c_checksumFlag, 1);
-            rc = weft__npy_write(a, o.version, zst_write, &s);
-        }
-        if (rc == 0) {
-            ZSTD_inBuffer in = {NULL, 0, 0};
-            rc = zst_pump(&s, &in, ZSTD_e_end);
-        }
-        ZSTD_freeCCtx(s.z);
-        free(s.zbuf);
-    } else {
-        /* The blocks of a big file are allocated first, in one call: the
-         * file system says ENOSPC before 1 GiB is copied rather than after,
-         * and the write then fills allocated (unwritten) extents instead of
-         * reserving delayed-allocation blocks page by page -- 0.49 s against
-         * 1.6 s for 1 GiB beside numpy's 1.24 s in one run here (docs/array.md,
-         * "Where the time of a save goes"). A file system without fallocate
-         * (EOPNOTSUPP) is written as it comes. */
-        char hdr[WEFT__NPY_HEADER_CAP];
-        size_t hlen;
-        if (a->nbytes >= FALLOCATE_MIN &&
-            weft__npy_format_header(a, o.version, hdr, sizeof hdr, &hlen) == 0 &&
-            fallocate(fd, 0, 0, (off_t)(hlen + a->nbytes)) != 0 && errno != EOPNOTSUPP &&
-            errno != ENOSYS && errno != EINVAL)
-            rc = weft__err(-errno, "weft_array_save: %s: %s", path, strerror(errno));
-        if (rc == 0) rc = weft__npy_write(a, o.version, fd_write, &s);
-    }
+    /* a new file: its blocks reserved and its size set in one call */
+    int rc = write_npy(a, fd, path, zst, &o, 0);
     if (close(fd) != 0 && rc == 0) rc = weft__err(-errno, "%s: close: %s", path, strerror(errno));
     /* A reader sees the old file or the new one, never part of one, and
      * never no file once there was one. */
