@@ -58,8 +58,11 @@
 #define DEPTH 4
 #define DEPTH_LONG 2
 #define LONG_ITEM_NS 500000.0
-#define IDLE_SPIN_NS 50000u   /* no work: pause and yield this long, then park */
-#define ANSWER_SPIN_NS 20000u /* answers awaited: pause at most this long, then yield */
+#define IDLE_SPIN_NS 50000u      /* no work: pause and yield this long, then park */
+#define ANSWER_SPIN_NS 20000u    /* answers awaited: pause at most this long, then yield */
+#define ANSWER_YIELD_NS 1000000u /* ... yield at most this long (adaptive), then park */
+#define POLL_MIN_NS 50000        /* parked: poll for answers at least 50 us apart */
+#define POLL_MAX_NS 2000000      /* and at most 2 ms */
 #define PACK_OOM "out of memory packing the batch for the worker rank"
 
 typedef struct big {
@@ -102,11 +105,13 @@ struct weft__mpi_exec {
     weft__ritem items[BATCH_MAX];
     void **blocks; /* big outputs of the batch being delivered */
     size_t blocks_cap;
-    weft_future *pending; /* taken, not sent yet */
-    double item_ns;       /* recent time per item on the workers */
-    uint32_t answer_spin; /* pause budget while answers are awaited (wire.h) */
-    uint32_t idle_spin;   /* pause budget while no work is queued */
-    int lanes;            /* trace rows per rank (weft__mpi_lanes_per_rank) */
+    weft_future *pending;  /* taken, not sent yet */
+    double item_ns;        /* recent time per item on the workers */
+    uint32_t answer_spin;  /* pause budget while answers are awaited (wire.h) */
+    uint32_t answer_yield; /* yield horizon while answers are awaited (wire.h) */
+    uint32_t idle_spin;    /* pause budget while no work is queued */
+    bool all_ring;         /* every rank rings rank 0's bell when it answers */
+    int lanes;             /* trace rows per rank (weft__mpi_lanes_per_rank) */
     uint32_t next_batch;
     struct {
         weft_task_fn fn;
@@ -116,6 +121,8 @@ struct weft__mpi_exec {
 };
 
 static _Atomic uint32_t next_exec_no;
+
+static bool all_ring(const struct weft__mpi_exec *M);
 
 /* ---- small helpers ---- */
 
@@ -210,7 +217,9 @@ int weft__mpi_exec_open(weft_executor *ex, char **msg)
     M->p = p;
     M->lanes = weft__mpi_lanes_per_rank(p.ranks, p.threads);
     M->answer_spin = ANSWER_SPIN_NS;
+    M->answer_yield = ANSWER_YIELD_NS;
     M->idle_spin = IDLE_SPIN_NS;
+    M->all_ring = all_ring(M);
     M->no = atomic_fetch_add(&next_exec_no, 1);
     M->tag = res_tag(M->no);
     *weft__exec_mpi_slot(ex) = M;
@@ -244,7 +253,7 @@ int weft__mpi_exec_open(weft_executor *ex, char **msg)
     h->total = len;
     h->follow = pieces(len) - 1;
     pthread_mutex_lock(&weft__mpi_mu);
-    for (int r = 1; r <= p.ranks; r++) weft__mpi_send_msg(buf, len, r, TAG_CMD);
+    for (int r = 1; r <= p.ranks; r++) weft__mpi_send_msg(buf, len, r, TAG_CMD); /* rings */
     pthread_mutex_unlock(&weft__mpi_mu);
     free(buf);
 
@@ -282,8 +291,10 @@ void weft__mpi_exec_close(weft_executor *ex)
     h.exec = M->no;
     h.total = sizeof h;
     pthread_mutex_lock(&weft__mpi_mu);
-    for (int r = 1; r <= M->p.ranks; r++)
+    for (int r = 1; r <= M->p.ranks; r++) {
         MPI_Send(&h, (int)sizeof h, MPI_BYTE, r, TAG_CMD, weft__mpi_comm);
+        weft__mpi_ring(r);
+    }
     pthread_mutex_unlock(&weft__mpi_mu);
     for (int k = 0; k < M->p.ranks; k++) {
         w_hdr rh;
@@ -420,6 +431,7 @@ static void post(struct weft__mpi_exec *M, batch *b, int rank)
     isend_pieces(b, b->buf, ((const w_hdr *)b->buf)->total, rank);
     for (size_t i = 0; i < b->nbig; i++) isend_pieces(b, b->bigs[i].p, b->bigs[i].len, rank);
     pthread_mutex_unlock(&weft__mpi_mu);
+    weft__mpi_ring(rank);
     b->sent_ns = weft__now_ns();
     rankq *q = &M->rq[rank - 1];
     if (q->tail)
@@ -727,6 +739,46 @@ static bool poll_one(struct weft__mpi_exec *M)
 
 /* ---- the loop ---- */
 
+/* True when every worker rank of M has mapped rank 0's bells (wire.h):
+ * each rings rank 0's bell after it answers. */
+static bool all_ring(const struct weft__mpi_exec *M)
+{
+    if (!weft__mpi_bells) return false;
+    for (int r = 1; r <= M->p.ranks; r++)
+        if (!__atomic_load_n(&weft__mpi_bells[r].mapped, __ATOMIC_SEQ_CST)) return false;
+    return true;
+}
+
+/* Every rank is full and more work is queued: only an answer can change
+ * anything, so sleep on rank 0's bell until a rank rings it (or timeout).
+ * Dekker with weft__mpi_ring: announce the sleeper, then look. */
+static void sleep_on_bell(struct weft__mpi_exec *M, int64_t timeout_ns)
+{
+    w_bell *b = &weft__mpi_bells[0];
+    uint32_t seq = __atomic_load_n(&b->seq, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&b->sleeping, 1, __ATOMIC_SEQ_CST);
+    int flag = 0;
+    pthread_mutex_lock(&weft__mpi_mu);
+    MPI_Iprobe(MPI_ANY_SOURCE, M->tag, weft__mpi_comm, &flag, MPI_STATUS_IGNORE);
+    pthread_mutex_unlock(&weft__mpi_mu);
+    if (!flag) weft__futex_wait_ex(&b->seq, seq, timeout_ns, true);
+    __atomic_sub_fetch(&b->sleeping, 1, __ATOMIC_SEQ_CST);
+}
+
+/* How long the dispatcher parks between two polls for answers, d ns into
+ * the wait: half the wait so far (a backoff, so an answer that comes soon
+ * is taken soon), at most 1/32 of the recent time per item (an answer
+ * waits on rank 0 for at most ~3% of a task), between POLL_MIN_NS and
+ * POLL_MAX_NS. Before the first answer (no time per item yet): 50 us until
+ * 20 ms, then 500 us. */
+static int64_t poll_interval(const struct weft__mpi_exec *M, uint64_t d)
+{
+    double cap = M->item_ns > 0 ? M->item_ns / 32 : d < 20000000 ? POLL_MIN_NS : 500000;
+    if (cap > POLL_MAX_NS) cap = POLL_MAX_NS;
+    double iv = (double)d / 2 < cap ? (double)d / 2 : cap;
+    return iv < POLL_MIN_NS ? POLL_MIN_NS : (int64_t)iv;
+}
+
 void weft__mpi_dispatch(weft_executor *ex)
 {
     struct weft__mpi_exec *M = *weft__exec_mpi_slot(ex);
@@ -734,7 +786,11 @@ void weft__mpi_dispatch(weft_executor *ex)
     for (;;) {
         bool did = false, got = false;
         while (M->inflight && poll_one(M)) did = got = true;
-        if (got && wait_t0) spin_adapt(&M->answer_spin, weft__now_ns() - wait_t0, ANSWER_SPIN_NS);
+        if (got && wait_t0) {
+            uint64_t waited = weft__now_ns() - wait_t0;
+            spin_adapt(&M->answer_spin, waited, ANSWER_SPIN_NS);
+            horizon_adapt(&M->answer_yield, waited, ANSWER_YIELD_NS);
+        }
         for (int r; (r = pick_rank(M)) > 0;) {
             if (!send_next(M, r)) break;
             did = true;
@@ -769,12 +825,14 @@ void weft__mpi_dispatch(weft_executor *ex)
         uint64_t d = now - wait_t0;
         if (d < M->answer_spin) {
             weft__cpu_relax();
-        } else if (d < 1000000) {
+        } else if (d < M->answer_yield) {
             sched_yield();
+        } else if (M->pending && M->all_ring) {
+            sleep_on_bell(M, 100000000); /* 100 ms: a safety net */
         } else if (M->pending) {
-            sleep_ns(50000);
+            sleep_ns(poll_interval(M, d));
         } else {
-            weft_future *f = weft__exec_idle(ex, d < 20000000 ? 50000 : 500000);
+            weft_future *f = weft__exec_idle(ex, poll_interval(M, d));
             if (f) M->pending = f;
         }
     }

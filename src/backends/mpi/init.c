@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "backends/mpi/wire.h"
@@ -78,6 +79,7 @@ int weft__mpi_init(int *argc, char ***argv)
                          "weft_init: rank %d cannot allocate the mpi backend's "
                          "%u bytes scratch buffer",
                          weft__mpi_rank, PIECE);
+    weft__mpi_bells_open(); /* the same-host ranks sleep on these (wire.h) */
     inited = true;
     /* below SERIALIZED the backend is off: weft_executor_create says why */
     thread_level = provided;
@@ -173,13 +175,17 @@ int weft__mpi_finalize(void)
     w_hdr h;
     memset(&h, 0, sizeof h);
     h.type = MSG_STOP;
-    for (int r = 1; r < weft__mpi_size; r++)
+    for (int r = 1; r < weft__mpi_size; r++) {
         MPI_Send(&h, (int)sizeof h, MPI_BYTE, r, TAG_CMD, weft__mpi_comm);
+        weft__mpi_ring(r);
+    }
     MPI_Comm_free(&weft__mpi_comm);
     if (we_initialized) MPI_Finalize();
     pthread_mutex_unlock(&weft__mpi_mu);
     free(weft__mpi_same_host);
     weft__mpi_same_host = NULL;
+    if (weft__mpi_bells) munmap(weft__mpi_bells, (size_t)weft__mpi_size * sizeof(w_bell));
+    weft__mpi_bells = NULL;
     weft__mpi_scratch_free();
     return 0;
 }

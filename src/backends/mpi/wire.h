@@ -144,6 +144,44 @@ static inline void spin_adapt(uint32_t *budget, uint64_t waited, uint32_t max)
         *budget /= 2;
 }
 
+/* The yield horizon that follows the pause (rank 0 awaiting answers): it
+ * grows at once to twice a wait that ended within `max`, and halves (down
+ * to 0: park right after the pause) after each wait longer than that. So
+ * round trips keep it, while waits for long tasks drop it in a few answers
+ * and stop taking the task threads' cores with sched_yield. */
+static inline void horizon_adapt(uint32_t *h, uint64_t waited, uint32_t max)
+{
+    if (waited <= max) {
+        uint64_t w2 = 2 * waited;
+        if (w2 > *h) *h = w2 > max ? max : (uint32_t)w2;
+    } else {
+        *h /= 2;
+    }
+}
+
+/* ---- the doorbells of the ranks on rank 0's host ----
+ *
+ * MPI has no wait that does not spin (Open MPI's blocking calls poll), so
+ * a worker rank with nothing to do would have to poll MPI_Improbe, and
+ * each poll costs (measured: 2-3% of a core per idle rank at one poll per
+ * ms on this 2-core VM under load). The ranks that share rank 0's host
+ * share one page instead (weft_init: shm_open of a name rank 0 makes and
+ * broadcasts, unlinked once every rank has mapped it), with a bell per
+ * rank: rank 0 rings it after it sends the rank a command
+ * (weft__mpi_ring), the rank's local workers after they finish a batch,
+ * and the rank's main thread sleeps on it (a process-shared futex) instead
+ * of polling, with a long safety timeout. Dekker on seq_cst both ways: the
+ * sleeper sets `sleeping`, then looks (MPI_Iprobe, the done stack); the
+ * ringer publishes (MPI_Isend, the push), bumps `seq`, then reads
+ * `sleeping`. A rank without the page (another host, no /dev/shm) polls
+ * as before. */
+typedef struct w_bell {
+    uint32_t seq;      /* bumped by whoever has news for the rank */
+    uint32_t sleeping; /* the rank's main thread sleeps (or is about to) on seq */
+    uint32_t mapped;   /* the rank has mapped the bells (so it rings rank 0's) */
+    char pad[52];      /* one cache line per rank */
+} w_bell;
+
 /* ---- shared state (init.c) ---- */
 extern MPI_Comm weft__mpi_comm;
 extern int weft__mpi_rank, weft__mpi_size;
@@ -152,6 +190,15 @@ extern pthread_mutex_t weft__mpi_mu;
 /* per rank: same host as rank 0 (CLOCK_MONOTONIC comparable) */
 extern bool *weft__mpi_same_host;
 extern _Atomic int weft__mpi_live; /* open executors on rank 0 */
+/* per rank, shared by the ranks on rank 0's host (see above); NULL: none */
+extern w_bell *weft__mpi_bells;
+
+/* Rank 0, after sending rank `rank` a command: rings its bell (no system
+ * call unless the rank sleeps on it). */
+void weft__mpi_ring(int rank);
+/* Worker ranks' and rank 0's part of weft_init: maps the bells (a
+ * collective call: every rank calls it). */
+void weft__mpi_bells_open(void);
 
 /* Sends / receives len bytes as pieces(len) messages of at most PIECE.
  * recv_big with p NULL receives them into the scratch (drops them). */

@@ -31,15 +31,22 @@
  * The worker id a task sees is rank - 1 in every mode.
  *
  * Waking the main thread: the done stack is a lock-free stack; pushing it
- * bumps done_seq and wakes the main thread with a futex only if it sleeps
- * there (main_sleeping; seq_cst on both sides, so either the main thread
- * sees the batch or the pusher sees it sleeping). While local work runs,
- * the main thread spins 20 us, then sleeps on done_seq with a timeout that
- * grows from 50 us to 1 ms (it must still poll MPI for the next command):
- * the local workers keep the cores. With nothing out, it polls
- * MPI_Improbe pausing for an adaptive budget (at most 50 us, wire.h
- * "waiting"), then yielding until 5 ms, then sleeping in 50 us (later
- * 1 ms) steps.
+ * bumps the main thread's bell and wakes it with a futex only if it sleeps
+ * there (bell->sleeping; seq_cst on both sides, so either the main thread
+ * sees the batch or the pusher sees it sleeping). On rank 0's host the
+ * bell is the rank's shared one (wire.h), which rank 0 also rings after
+ * it sends a command: there the main thread never polls MPI on a timer --
+ * it sleeps until a batch is done or a command comes (100 ms at most, a
+ * safety net), so neither an idle rank nor a busy hybrid one takes a core.
+ * A rank on another host has a private bell and polls: while local work
+ * runs, every 1 ms while the local workers have more items than workers
+ * (x->left > threads: one at least waits, so no worker runs out of work
+ * before the item that empties the queue, which wakes the main thread:
+ * local_item_done), else after a 20 us spin with a timeout that grows from
+ * 50 us to 1 ms. With nothing out, every rank polls MPI_Improbe pausing
+ * for an adaptive budget (at most 50 us, wire.h "waiting"), then yielding
+ * until 5 ms; then a rank with a shared bell sleeps on it, one without
+ * sleeps in 50 us (later 1 ms) steps.
  *
  * Out of memory: nothing aborts. A command or big input the rank cannot
  * hold is received into the scratch buffer and dropped (wire.h); the items
@@ -64,7 +71,9 @@
 
 #include "backends/mpi/wire.h"
 
-#define CMD_SPIN_NS 50000u /* longest pause spin for a command (wire.h, "waiting") */
+#define CMD_SPIN_NS 50000u       /* longest pause spin for a command (wire.h, "waiting") */
+#define BUSY_POLL_NS 1000000     /* every local worker busy, more queued: poll MPI this often */
+#define BELL_SAFETY_NS 100000000 /* a rank with a bell: sleeps this long at most */
 
 typedef struct wexec {
     uint32_t no;
@@ -75,6 +84,7 @@ typedef struct wexec {
     int threads;
     bool procs;           /* ranks x processes */
     weft_executor *local; /* hybrid: the local threads or processes executor */
+    _Atomic long left;    /* hybrid: items handed to the local workers, not finished */
     struct wexec *next;
 } wexec;
 
@@ -131,8 +141,11 @@ static int npool;
 /* batches on local workers: pushed by the thread that finishes them,
  * popped and answered by the main thread */
 static _Atomic(wbatch *) done_head;
-static _Atomic uint32_t done_seq;
-static _Atomic int main_sleeping;
+/* what the main thread sleeps on: the rank's bell, shared with rank 0
+ * (wire.h), or own_bell when the rank has none (then it polls MPI) */
+static w_bell own_bell;
+static w_bell *bell = &own_bell;
+static bool bell_shared;
 static _Atomic int stop_asked; /* processes: a batch wants its rest cancelled */
 static wbatch *out_head;       /* main thread only */
 static size_t nout;
@@ -247,7 +260,7 @@ static void reply(int tag, uint32_t type, const w_hdr *cmd, uint32_t flags, int 
     a.h.rank = weft__mpi_rank;
     a.h.total = sizeof a.h + ml;
     if (ml) memcpy(a.m, msg, ml);
-    MPI_Send(&a, (int)a.h.total, MPI_BYTE, 0, tag, weft__mpi_comm);
+    weft__mpi_send_msg(&a, (size_t)a.h.total, 0, tag); /* rings rank 0's bell */
 }
 
 /* Fails a whole batch: every item gets err (rank 0 fills in the records). */
@@ -360,11 +373,12 @@ static void run_item(wbatch *b, size_t i)
     }
 }
 
-/* Wakes the main thread if it sleeps on done_seq (see the top). */
+/* Wakes the main thread if it sleeps on its bell (see the top). */
 static void notify_main(void)
 {
-    atomic_fetch_add_explicit(&done_seq, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&main_sleeping, memory_order_seq_cst)) weft__futex_wake(&done_seq, 1);
+    __atomic_add_fetch(&bell->seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&bell->sleeping, __ATOMIC_SEQ_CST))
+        weft__futex_wake_ex(&bell->seq, 1, bell_shared);
 }
 
 /* Any thread: b's last item finished; the main thread answers it. */
@@ -378,16 +392,43 @@ static void batch_finished(wbatch *b)
     notify_main();
 }
 
+/* Any thread: one item handed to x's local workers finished. Once no
+ * more items wait for a local worker, the main thread must poll MPI at its
+ * quick pace again (a worker may run out of work): it is woken. */
+static void local_item_done(wexec *x)
+{
+    if (atomic_fetch_sub_explicit(&x->left, 1, memory_order_relaxed) - 1 <= x->threads &&
+        !bell_shared) /* with a shared bell it does not poll: rank 0 rings */
+        notify_main();
+}
+
+/* Main thread: true when every executor with local work has more items
+ * than local workers, so that none of its workers can run out of work
+ * before local_item_done wakes the main thread. */
+static bool local_saturated(void)
+{
+    bool any = false;
+    for (wexec *x = execs; x; x = x->next) {
+        long l = atomic_load_explicit(&x->left, memory_order_relaxed);
+        if (l == 0) continue;
+        if (l <= x->threads) return false;
+        any = true;
+    }
+    return any;
+}
+
 /* ranks x threads: a runner takes b's items one by one until none is left.
  * The last runner to leave hands b to the main thread; after that no
  * runner touches b. */
 static void runner_loop(wbatch *b, uint32_t sub)
 {
+    wexec *x = b->x;
     for (;;) {
         size_t i = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
         if (i >= b->n) break;
         run_item(b, i);
         b->slots[i].sub = sub;
+        local_item_done(x);
     }
     if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel) == 1) batch_finished(b);
 }
@@ -404,6 +445,7 @@ static int hyb_runner(weft_ctx *ctx, const void *in, size_t len)
 static void start_threads(wbatch *b)
 {
     size_t k = (size_t)b->x->threads < b->n ? (size_t)b->x->threads : b->n;
+    atomic_fetch_add_explicit(&b->x->left, (long)b->n, memory_order_relaxed);
     atomic_store_explicit(&b->next, 0, memory_order_relaxed);
     atomic_store_explicit(&b->pending, (long)k, memory_order_relaxed);
     for (size_t r = 0; r < k; r++) {
@@ -498,6 +540,7 @@ static void proc_done(weft_future *f, void *arg)
             notify_main();
         }
     }
+    local_item_done(b->x);
     if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel) == 1) batch_finished(b);
 }
 
@@ -548,8 +591,16 @@ static void start_procs(wbatch *b)
         s->err = 0;
         bool stopped = b->stop_on_error && atomic_load_explicit(&b->stop, memory_order_relaxed);
         if (stopped) s->err = WEFT_ECANCELLED;
-        if (stopped || item_unrunnable(b, i, s) || !proc_submit(b, i))
+        if (stopped || item_unrunnable(b, i, s)) {
             atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel);
+            continue;
+        }
+        /* counted before its callback can run; a failed submit has none */
+        atomic_fetch_add_explicit(&b->x->left, 1, memory_order_relaxed);
+        if (!proc_submit(b, i)) {
+            atomic_fetch_sub_explicit(&b->x->left, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel);
+        }
     }
     /* the +1 above: b cannot finish while its items are being submitted */
     if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel) == 1) batch_finished(b);
@@ -697,7 +748,7 @@ static void do_open(const w_hdr *h, const unsigned char *p)
 }
 
 static void reap(void);
-static void wait_local(int64_t timeout_ns);
+static void wait_local(int64_t timeout_ns, bool cmd_wakes);
 
 static void do_close(const w_hdr *h)
 {
@@ -713,7 +764,7 @@ static void do_close(const w_hdr *h)
             for (wbatch *b = out_head; b && !busy; b = b->out_next) busy = b->x == x;
             if (!busy) break;
             reap();
-            wait_local(100000);
+            wait_local(100000, false);
         }
         *pp = x->next;
         if (x->local) weft_executor_destroy(x->local); /* processes: runs the finalizer there */
@@ -843,15 +894,18 @@ static void reap(void)
     }
 }
 
-/* Main thread: sleeps until a local worker finishes a batch, or timeout. */
-static void wait_local(int64_t timeout_ns)
+/* Main thread: sleeps until a local worker finishes a batch, rank 0 sends
+ * a command (with cmd_wakes, on a rank with a shared bell), or timeout. */
+static void wait_local(int64_t timeout_ns, bool cmd_wakes)
 {
-    uint32_t seq = atomic_load_explicit(&done_seq, memory_order_seq_cst);
-    atomic_store_explicit(&main_sleeping, 1, memory_order_seq_cst);
-    if (!atomic_load_explicit(&done_head, memory_order_seq_cst) &&
+    uint32_t seq = __atomic_load_n(&bell->seq, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&bell->sleeping, 1, __ATOMIC_SEQ_CST);
+    int cmd = 0;
+    if (cmd_wakes && bell_shared) MPI_Iprobe(0, TAG_CMD, weft__mpi_comm, &cmd, MPI_STATUS_IGNORE);
+    if (!cmd && !atomic_load_explicit(&done_head, memory_order_seq_cst) &&
         !atomic_load_explicit(&stop_asked, memory_order_seq_cst))
-        weft__futex_wait(&done_seq, seq, timeout_ns);
-    atomic_store_explicit(&main_sleeping, 0, memory_order_relaxed);
+        weft__futex_wait_ex(&bell->seq, seq, timeout_ns, bell_shared);
+    __atomic_store_n(&bell->sleeping, 0, __ATOMIC_RELAXED);
 }
 
 /* Takes a received batch (its header h, its body at p in rbuf): receives
@@ -968,7 +1022,7 @@ static void do_command(MPI_Message *m, MPI_Status *st)
     case MSG_STOP:
         while (nout) { /* cannot happen: rank 0 stops after every executor closed */
             reap();
-            wait_local(100000);
+            wait_local(100000, false);
         }
         free(rbuf);
         free(sbuf);
@@ -986,6 +1040,10 @@ static void do_command(MPI_Message *m, MPI_Status *st)
 void weft__mpi_worker_loop(void)
 {
     weft__crash_handlers_install(crash_note);
+    if (weft__mpi_bells) {
+        bell = &weft__mpi_bells[weft__mpi_rank];
+        bell_shared = true;
+    }
     /* WEFT_TRACE names rank 0's trace: the local executors of this rank
      * (hybrid) must not write theirs over it */
     unsetenv("WEFT_TRACE");
@@ -1020,15 +1078,26 @@ void weft__mpi_worker_loop(void)
         }
         if (nout) {
             /* local workers run: leave them the cores, but keep polling
-             * MPI for the next command */
-            if (d < 20000)
+             * MPI for the next command: at the quick pace while a worker
+             * may run out of work, every 1 ms while items wait for a local
+             * worker (local_item_done wakes this thread when none waits) */
+            if (bell_shared) {
+                wait_local(BELL_SAFETY_NS, true); /* rank 0 rings for a command */
+                t0 = 0;
+            } else if (local_saturated()) {
+                wait_local(BUSY_POLL_NS, true);
+                t0 = 0; /* once a worker may run short: the quick pace from its start */
+            } else if (d < 20000) {
                 weft__cpu_relax();
-            else
-                wait_local(d < 1000000 ? 50000 : d < 20000000 ? 200000 : 1000000);
+            } else {
+                wait_local(d < 1000000 ? 50000 : d < 20000000 ? 200000 : 1000000, true);
+            }
         } else if (d < budget) {
             weft__cpu_relax();
         } else if (d < 5000000) {
             sched_yield();
+        } else if (bell_shared) {
+            wait_local(BELL_SAFETY_NS, true); /* rank 0 rings for a command */
         } else {
             struct timespec ts = {0, d < 100000000 ? 50000 : 1000000};
             nanosleep(&ts, NULL);
