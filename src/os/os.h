@@ -10,7 +10,8 @@
  * their subject, not a detail -- the processes backend (src/backends/processes/: fork,
  * wait4/waitid, signalfd, socketpair, sendmsg/recvmsg, poll, prctl,
  * setrlimit, memfd_create, mmap, sigaction), the mpi workers (src/backends/mpi/:
- * sigaction, sigaltstack, nanosleep, sched_yield), subprocesses
+ * sigaction, sigaltstack, nanosleep, sched_yield; shm_open, ftruncate, mmap
+ * for the same-host doorbells; futexes through src/os/), subprocesses
  * (src/subprocess/: posix_spawn, pipe2, poll/ppoll, wait4/waitid, kill),
  * IPC (src/ipc/: memfd_create, mmap, ftruncate, fcntl, /proc files), large
  * map results (src/core/map.c: mmap, madvise), arrays (src/array/: file
