@@ -1974,6 +1974,66 @@ static int fail_at(weft_ctx *ctx, const void *in, size_t len)
 }
 WEFT_TASK_REGISTER(fail_at);
 
+/* not registered: callable only where the caller's memory is */
+static int unnamed_double_v(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_table *t;
+    int rc = weft_table_arg(in, len, 0, &t);
+    if (rc) return rc;
+    size_t c, n = weft_table_rows(t);
+    const void *d;
+    if (weft_table_col_index(t, "v", &c) || weft_table_col_data(t, c, &d, NULL)) {
+        weft_table_destroy(t);
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "no v");
+    }
+    double *w = malloc((n + 1) * sizeof *w);
+    for (size_t i = 0; i < n; i++) w[i] = ((const double *)d)[i] * 2;
+    rc = weft_table_add_double(t, "w", w, NULL, n);
+    if (!rc) rc = weft_table_output(ctx, t);
+    free(w);
+    weft_table_destroy(t);
+    return rc;
+}
+
+TEST(derived_chain_of_an_unregistered_function)
+{
+    FILE *fp = fopen("ids2.csv", "wb");
+    REQUIRE(fp);
+    fputs("id,v\n", fp);
+    for (int i = 0; i < 5000; i++) fprintf(fp, "%d,%d.25\n", i, i % 77);
+    REQUIRE(fclose(fp) == 0);
+    weft_csv_options o = {.block_size = 4000};
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        if (CHECK_TSAN && backends[b] == WEFT_BACKEND_PROCESSES) continue;
+        weft_executor *ex = make_exec(backends[b]);
+        REQUIRE(ex);
+        weft_frame *f, *m;
+        REQUIRE_OK(weft_frame_read_csv((const char *[]){"ids2.csv"}, 1, &o, &f));
+        REQUIRE_OK(weft_frame_map_partitions(f, unnamed_double_v, NULL, 0, &m));
+        weft_table *t = NULL;
+        uint64_t before = weft__frame_chain_tasks();
+        int rc = weft_frame_compute(m, ex, NULL, &t);
+        if (backends[b] == WEFT_BACKEND_PROCESSES) {
+            /* no name to call it by in a worker: graph nodes, refused as before */
+            CHECK(rc < 0);
+            CHECK(t == NULL);
+        } else {
+            CHECK_OK(rc);
+            CHECK_EQ_INT(weft_table_rows(t), 5000);
+            CHECK_EQ_INT(weft_table_cols(t), 3);
+            double w;
+            CHECK_OK(weft_table_get_double(t, 2, 4999, &w, NULL));
+            CHECK(w == (4999 % 77 + 0.25) * 2);
+            CHECK_EQ_U64(weft__frame_chain_tasks() - before, weft_frame_partitions(f));
+        }
+        weft_table_destroy(t);
+        weft_frame_destroy(m);
+        weft_frame_destroy(f);
+        weft_executor_destroy(ex);
+    }
+    unlink("ids2.csv");
+}
+
 TEST(derived_chain_error_at_partition_k_and_cancellation)
 {
     FILE *fp = fopen("ids.csv", "wb");
