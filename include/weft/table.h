@@ -148,13 +148,17 @@ WEFT_API int weft_table_deserialize(const void *buf, size_t len, weft_table **ou
 
 /* weft_table_arg() :
  * In a graph task (a map_partitions or assign function): decodes argument
- * `i` of the task's input `in[0..len)` as a table (a copy).
+ * `i` of the task's input `in[0..len)` as a table: a copy, or, when the
+ * frame runs over a CSV read (docs/table.md "Derived frames in the
+ * window"), the partition in place (no copy). Either way the task owns the
+ * table, may add columns to it and destroys it before it returns.
  * Ownership: the caller destroys `*out`. Threads: the task's thread.
  * @return 0, WEFT_EINVAL (no such argument, not a table), WEFT_ENOMEM. */
 WEFT_API int weft_table_arg(const void *in, size_t len, size_t i, weft_table **out);
 
 /* weft_table_output() :
- * In a task: makes the serialized `t` the task's output (`t` is not kept).
+ * In a task: makes the serialized `t` the task's output (`t` is not kept;
+ * over a CSV read the frame takes its columns without serializing them).
  * @return 0, WEFT_EINVAL, WEFT_ENOMEM. Threads: the task's thread. */
 WEFT_API int weft_table_output(weft_ctx *ctx, const weft_table *t);
 
@@ -253,7 +257,9 @@ WEFT_API size_t weft_frame_partitions(const weft_frame *f);
  * pandarallel's parallel_apply: a frame whose partition i is the table the
  * registered task `fn` returns (weft_table_output) for partition i. `fn`
  * receives two arguments: 0 the partition (weft_table_arg), 1 the bytes
- * arg[0..arglen) (copied). Results keep the partitions' order.
+ * arg[0..arglen) (copied). Results keep the partitions' order. Over a CSV
+ * read, chains of map_partitions, assign, filter, select and join run with
+ * the read, one task per range, in_flight ranges at a time.
  * Ownership: the caller destroys `*out`; `f` stays usable.
  * @return 0, WEFT_EINVAL (NULL argument), WEFT_ENOMEM. */
 WEFT_API int weft_frame_map_partitions(const weft_frame *f, weft_task_fn fn, const void *arg,

@@ -19,11 +19,19 @@
  * (csv_stream_run). On an executor that shares memory (asked of the
  * backend, never its kind), compute's read tasks copy their partitions
  * into the result themselves (gather.c) and groupby's fold their partials
- * into the lanes (ops.c): the caller only waits. */
+ * into the lanes (ops.c): the caller only waits.
+ *
+ * A frame derived from a CSV read by per-partition operations only
+ * (map_partitions, assign, filter, select, join, chains of them) also
+ * records the chain of its operations: compute, head, groupby, describe
+ * and nlargest then run one chain_task per range in the same window, the
+ * read and every operation of the partition in one task (docs/table.md,
+ * "Derived frames in the window"). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "core/backend.h"
+#include "graph/graph_internal.h" /* the argument blocks a chained task gets */
 #include "internal.h"
 #include "table/table_internal.h"
 
@@ -50,6 +58,14 @@ struct weft_frame {
      * (weft__tb_csv_partial); NULL for every other frame */
     void **csv_enc;
     size_t *csv_len;
+    /* a frame derived from a CSV read by per-partition operations only
+     * (map_partitions, assign, filter, select, join and chains of them):
+     * csv_enc/csv_len are the read's (copied), and `chain` the operations
+     * each partition goes through, packed (chain_add): `nops` of them.
+     * nops 0 with csv_enc: the read itself. */
+    char *chain;
+    size_t chainlen, nops;
+    bool unnamed; /* an operation's task has no registered name: one address space only */
 };
 
 static int frame_new(tgraph *tg, const weft_frame *parent, size_t np, weft_frame **out)
@@ -81,6 +97,7 @@ int weft_frame_destroy(weft_frame *f)
     for (size_t p = 0; f->csv_enc && p < f->np; p++) free(f->csv_enc[p]);
     free(f->csv_enc);
     free(f->csv_len);
+    free(f->chain);
     free(f->parts);
     free(f->pre);
     free(f);
@@ -233,6 +250,57 @@ typedef struct op_arg {
     size_t lit2len;
 } op_arg;
 
+/* ---- chains: the per-partition operations of a frame derived from a CSV
+ * read, run with the read in one task per range (chain_task below) ----
+ *
+ * One packed record per operation: u64 kind (CH_*), u64 the task's address,
+ * its registered name (pack_str; "" when it has none), u64 the count of
+ * literal arguments, each as u64 length + bytes. The task gets the
+ * partition as argument 0 and the literals after it, as the graph node of
+ * the same operation does; CH_ASSIGN then appends the columns it returns
+ * (weft__tb_hstack). */
+enum {
+    CH_CALL = 1,
+    CH_ASSIGN = 2
+};
+
+/* g (just made from f) continues f's chain with one operation; nothing when
+ * f is not a CSV read or a chain over one. */
+static int chain_add(const weft_frame *f, weft_frame *g, uint64_t kind, weft_task_fn fn,
+                     const void *const *lits, const size_t *lens, size_t nlits)
+{
+    if (!f->csv_enc) return 0;
+    g->csv_enc = calloc(f->np ? f->np : 1, sizeof *g->csv_enc);
+    g->csv_len = calloc(f->np ? f->np : 1, sizeof *g->csv_len);
+    if (!g->csv_enc || !g->csv_len) return WEFT_ENOMEM;
+    for (size_t p = 0; p < f->np; p++) {
+        g->csv_enc[p] = malloc(f->csv_len[p] ? f->csv_len[p] : 1);
+        if (!g->csv_enc[p]) return WEFT_ENOMEM;
+        memcpy(g->csv_enc[p], f->csv_enc[p], f->csv_len[p]);
+        g->csv_len[p] = f->csv_len[p];
+    }
+    const char *name = weft_task_name(fn);
+    pack k = {0};
+    pack_bytes(&k, f->chain, f->chainlen);
+    pack_u64(&k, kind);
+    pack_u64(&k, (uint64_t)(uintptr_t)fn);
+    pack_str(&k, name ? name : "");
+    pack_u64(&k, nlits);
+    for (size_t i = 0; i < nlits; i++) {
+        pack_u64(&k, lens[i]);
+        pack_bytes(&k, lits[i], lens[i]);
+    }
+    if (k.oom) {
+        free(k.p);
+        return WEFT_ENOMEM;
+    }
+    g->chain = k.p;
+    g->chainlen = k.n;
+    g->nops = f->nops + 1;
+    g->unnamed = f->unnamed || !name;
+    return 0;
+}
+
 /* A frame whose partition p is fn(part p, literal bytes[, literal 2]). */
 static int per_part(const weft_frame *f, weft_task_fn fn, const void *lit, size_t litlen,
                     const void *lit2, size_t lit2len, bool lit2_first, weft_frame **out)
@@ -243,13 +311,17 @@ static int per_part(const weft_frame *f, weft_task_fn fn, const void *lit, size_
     weft_frame *g;
     int rc = frame_new(f->tg, f, f->np, &g);
     if (rc) return rc;
+    const void *lits[2];
+    size_t lens[2], nl = 0;
+    if (lit2 && lit2_first) lits[nl] = lit2, lens[nl++] = lit2len;
+    lits[nl] = lit, lens[nl++] = litlen;
+    if (lit2 && !lit2_first) lits[nl] = lit2, lens[nl++] = lit2len;
+    rc = chain_add(f, g, CH_CALL, fn, lits, lens, nl);
     for (size_t p = 0; p < f->np && !rc; p++) {
         weft_arg a[3];
         size_t na = 0;
         a[na++] = weft_arg_node(f->parts[p]);
-        if (lit2 && lit2_first) a[na++] = weft_arg_bytes(lit2, lit2len);
-        a[na++] = weft_arg_bytes(lit, litlen);
-        if (lit2 && !lit2_first) a[na++] = weft_arg_bytes(lit2, lit2len);
+        for (size_t i = 0; i < nl; i++) a[na++] = weft_arg_bytes(lits[i], lens[i]);
         rc = weft_graph_call(f->tg->g, fn, a, na, &g->parts[p]);
     }
     if (rc) {
@@ -275,8 +347,13 @@ int weft_frame_assign(const weft_frame *f, weft_task_fn fn, const void *arg, siz
     weft_frame *cols;
     int rc = weft_frame_map_partitions(f, fn, arg, arglen, &cols);
     if (rc) return rc;
-    weft_frame *g;
+    weft_frame *g = NULL;
     rc = frame_new(f->tg, f, f->np, &g);
+    if (!rc) {
+        const void *lits[1] = {arg};
+        size_t lens[1] = {arglen};
+        rc = chain_add(f, g, CH_ASSIGN, fn, lits, lens, 1);
+    }
     for (size_t p = 0; p < f->np && !rc; p++) {
         weft_arg a[2] = {weft_arg_node(f->parts[p]), weft_arg_node(cols->parts[p])};
         rc = weft_graph_call(f->tg->g, weft__tb_hstack, a, 2, &g->parts[p]);
@@ -409,6 +486,376 @@ static int partial_nodes(weft_frame *f, weft_task_fn fn, const void *lit, size_t
     return rc;
 }
 
+/* ---- a chain: a range's read and its frame's operations in one task ----
+ *
+ * chain_task(range, bound, op, chain, literal) parses the range, then runs
+ * the chain's operations one after the other in the same task and ends as
+ * `op` says: READ outputs the partition, READ_SHARED hands it to the run's
+ * gather (gather.c: copied into the result by the task), GROUPBY,
+ * DESCRIBE, TOP output that partial. Each operation's task is called as
+ * its graph node would call it, argument 0 the partition, then its
+ * literals, but the partition is a reference to the task's table
+ * (weft__table_ref: weft_table_arg gives the task a table borrowing its
+ * columns, no copy) and the task's weft_table_output is captured as a
+ * table (the columns it kept still the partition's, the new ones copied),
+ * which becomes the partition: nothing is serialized between read and
+ * operations. */
+
+/* What a chain's tasks share on an executor that shares memory (the
+ * literal holds its address): the result's gather, and the partition's
+ * columns as read (the first task's, no rows), to turn a table the gather
+ * has copied back into one to parse into (its pages stay faulted in). */
+typedef struct chain_run {
+    tb_gather *g;
+    pthread_mutex_t mu;
+    weft_table *shape;
+} chain_run;
+
+static void tcol_drop(tcol *c)
+{
+    if (!c->borrowed) free(c->data), free(c->valid), free(c->chars);
+    free(c->name);
+    memset(c, 0, sizeof *c);
+}
+
+/* `t` with exactly the columns of `shape` (moved from t, in that order;
+ * the others freed), ready to parse into, or NULL (t freed) when it lacks
+ * one. */
+static weft_table *recycle(weft_table *t, const weft_table *shape)
+{
+    if (!t || !shape) {
+        weft_table_destroy(t);
+        return NULL;
+    }
+    tcol *cols = calloc(shape->ncols + 1, sizeof *cols);
+    bool *taken = calloc(t->ncols + 1, 1);
+    bool ok = cols && taken;
+    for (size_t j = 0; j < shape->ncols && ok; j++) {
+        ok = false;
+        for (size_t k = 0; k < t->ncols && !ok; k++)
+            if (!taken[k] && !t->cols[k].borrowed && t->cols[k].type == shape->cols[j].type &&
+                !strcmp(t->cols[k].name, shape->cols[j].name)) {
+                cols[j] = t->cols[k];
+                taken[k] = ok = true;
+            }
+    }
+    if (!ok) {
+        free(cols), free(taken);
+        weft_table_destroy(t);
+        return NULL;
+    }
+    for (size_t k = 0; k < t->ncols; k++)
+        if (!taken[k]) tcol_drop(&t->cols[k]);
+    free(t->cols);
+    free(taken);
+    t->cols = cols;
+    t->ncols = shape->ncols;
+    t->capcols = shape->ncols + 1;
+    t->nrows = 0;
+    return t;
+}
+
+/* The partition after an operation: `got`'s columns, those it borrowed
+ * from `cur` taken back from cur (no copy), the others moved from got;
+ * cur's columns got did not keep are freed. */
+static int adopt(weft_table *cur, weft_table *got)
+{
+    tcol *cols = calloc(got->ncols + 1, sizeof *cols);
+    size_t *from = calloc(got->ncols + 1, sizeof *from);
+    bool *taken = calloc(cur->ncols + 1, 1);
+    int rc = cols && from && taken ? 0 : WEFT_ENOMEM;
+    /* first which of cur's columns each borrowed one is (the same arrays):
+     * nothing moves unless all are found */
+    for (size_t j = 0; j < got->ncols && !rc; j++) {
+        const tcol *g = &got->cols[j];
+        from[j] = SIZE_MAX;
+        if (!g->borrowed) continue;
+        for (int pass = 0; pass < 2 && from[j] == SIZE_MAX; pass++)
+            for (size_t q = 0; q < cur->ncols && from[j] == SIZE_MAX; q++)
+                if (!taken[q] && cur->cols[q].data == g->data && cur->cols[q].chars == g->chars &&
+                    cur->cols[q].valid == g->valid && (pass || !strcmp(cur->cols[q].name, g->name)))
+                    from[j] = q;
+        if (from[j] == SIZE_MAX)
+            rc = WEFT_EINVAL; /* not cur's: cannot happen, a task sees no other */
+        else
+            taken[from[j]] = true;
+    }
+    if (rc) {
+        free(cols), free(from), free(taken);
+        return rc;
+    }
+    for (size_t j = 0; j < got->ncols; j++) {
+        tcol *g = &got->cols[j];
+        if (from[j] == SIZE_MAX) {
+            cols[j] = *g;
+        } else {
+            cols[j] = cur->cols[from[j]];
+            free(cols[j].name);
+            cols[j].name = g->name; /* the same name, or select's */
+            g->name = NULL;
+        }
+        memset(g, 0, sizeof *g);
+    }
+    for (size_t k = 0; k < cur->ncols; k++)
+        if (!taken[k]) tcol_drop(&cur->cols[k]);
+    free(cur->cols);
+    free(from), free(taken);
+    cur->cols = cols;
+    cur->ncols = got->ncols;
+    cur->capcols = got->ncols + 1;
+    cur->nrows = got->nrows;
+    cur->skipped = got->skipped;
+    return 0;
+}
+
+/* assign: got's columns appended to cur, or replacing cur's of the same
+ * name (as weft__tb_hstack); a column got borrowed from cur is cur's own. */
+static int assign_cols(weft_ctx *ctx, weft_table *cur, weft_table *got)
+{
+    if (got->ncols && got->nrows != cur->nrows)
+        return weft_ctx_fail(ctx, WEFT_EINVAL,
+                             "assign: the function returned %zu rows for a partition of %zu",
+                             got->nrows, cur->nrows);
+    for (size_t k = 0; k < got->ncols; k++) {
+        tcol *g = &got->cols[k];
+        if (g->borrowed) continue; /* cur's column itself */
+        tcol *old = weft__table_col(cur, g->name);
+        if (old) {
+            tcol_drop(old);
+            *old = *g;
+        } else {
+            if (cur->ncols == cur->capcols) {
+                size_t nc = cur->capcols ? cur->capcols * 2 : 8;
+                tcol *p = realloc(cur->cols, nc * sizeof *p);
+                if (!p) return weft_ctx_fail(ctx, WEFT_ENOMEM, "out of memory");
+                cur->cols = p;
+                cur->capcols = nc;
+            }
+            cur->cols[cur->ncols++] = *g;
+        }
+        memset(g, 0, sizeof *g);
+    }
+    return 0;
+}
+
+/* Bytes passed to a partial's task (a serialized partition, a literal). */
+typedef struct cbuf {
+    void *p;
+    size_t len;
+    bool heap; /* weft__out_alloc's */
+} cbuf;
+
+static void cbuf_drop(cbuf *b)
+{
+    if (b->heap) weft__out_free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+static unsigned char ch_nothing[1]; /* an empty output's address (never written) */
+
+/* Runs `fn` on args[0..n) (n <= 4) as a graph node of n arguments runs it
+ * (an argument block of pointers), in a context of its own: its output
+ * becomes *out, or with `cap` its weft_table_output becomes cap->got. On
+ * failure the task's message, named `what`, becomes the chain task's. */
+static int ch_call(weft_ctx *ctx, weft_task_fn fn, const char *what, const cbuf *args, size_t n,
+                   weft__table_capture *cap, cbuf *out)
+{
+    memset(out, 0, sizeof *out);
+    unsigned char blk[ARGS_HDR + ARGS_ENT * 4];
+    args_hdr h = {ARGS_MAGIC, ARGS_REF, (uint32_t)n, 0};
+    memcpy(blk, &h, sizeof h);
+    for (size_t i = 0; i < n; i++) {
+        args_ent e = {(uint64_t)(uintptr_t)args[i].p, args[i].len};
+        memcpy(blk + ARGS_HDR + (size_t)ARGS_ENT * i, &e, sizeof e);
+    }
+    weft_ctx s = *ctx;
+    s.out = NULL;
+    s.out_len = 0;
+    s.out_heap = false;
+    s.inl = ch_nothing; /* room for an empty output only */
+    s.inl_cap = 0;
+    s.msg = NULL;
+    s.alloc_out = NULL;
+    weft__table_capture *prev = NULL;
+    if (cap) {
+        cap->ctx = &s;
+        cap->got = NULL;
+        prev = weft__table_capture_set(cap);
+    }
+    unsigned gen = weft__err_gen;
+    int rc = fn(&s, blk, ARGS_HDR + (size_t)ARGS_ENT * n);
+    if (rc > 0) rc = WEFT_ETASK;
+    if (cap) weft__table_capture_set(prev);
+    cbuf o = {s.out_heap ? s.out : ch_nothing, s.out_len, s.out_heap};
+    if (!rc && cap && !cap->got && o.len) {
+        /* the task set its output's bytes itself: a serialized table? */
+        rc = weft_table_deserialize(o.p, o.len, &cap->got);
+        if (rc) weft_ctx_fail(&s, rc, "its output is not a table");
+    }
+    if (!rc && cap && !cap->got)
+        rc = weft_ctx_fail(&s, WEFT_EINVAL, "it output no table (weft_table_output)");
+    if (rc) {
+        cbuf_drop(&o);
+        if (cap) {
+            weft_table_destroy(cap->got);
+            cap->got = NULL;
+        }
+        const char *m = s.msg                  ? s.msg
+                        : weft__err_gen != gen ? weft_last_error()
+                                               : weft_strerror(rc);
+        char *msg = strdup(m);
+        free(s.msg);
+        rc = weft_ctx_fail(ctx, rc, "%s (partition %llu): %s", what, (unsigned long long)ctx->index,
+                           msg ? msg : "?");
+        free(msg);
+        return rc;
+    }
+    free(s.msg);
+    if (cap)
+        cbuf_drop(&o);
+    else
+        *out = o;
+    return 0;
+}
+
+static _Atomic uint64_t chain_tasks; /* run in this process (tests) */
+
+uint64_t weft__frame_chain_tasks(void)
+{
+    return atomic_load(&chain_tasks);
+}
+
+static int chain_task(weft_ctx *ctx, const void *in, size_t len)
+{
+    atomic_fetch_add(&chain_tasks, 1);
+    unpack u = {in, (const char *)in + len, false};
+    uint64_t rl = unpack_u64(&u);
+    const char *range = u.p;
+    if (!u.bad && (uint64_t)(u.e - u.p) < rl) u.bad = true;
+    if (!u.bad) u.p += rl;
+    uint64_t bl = unpack_u64(&u);
+    const char *bound = u.p;
+    if (!u.bad && (uint64_t)(u.e - u.p) < bl) u.bad = true;
+    if (!u.bad) u.p += bl;
+    uint64_t op = unpack_u64(&u);
+    uint64_t clen = unpack_u64(&u);
+    const char *chain = u.p;
+    if (!u.bad && (uint64_t)(u.e - u.p) < clen) u.bad = true;
+    if (!u.bad) u.p += clen;
+    uint64_t nops = unpack_u64(&u);
+    chain_run *run = NULL;
+    if (op == WEFT__CSV_OP_READ_SHARED) {
+        run = (chain_run *)(uintptr_t)unpack_u64(&u);
+        if (!run) u.bad = true;
+    }
+    if (u.bad) return weft_ctx_fail(ctx, WEFT_EINVAL, "chain: bad input");
+    /* the rest of u: the last step's literal */
+    weft_table *cur = NULL, *reuse = NULL;
+    if (run) {
+        pthread_mutex_lock(&run->mu);
+        const weft_table *shape = run->shape;
+        pthread_mutex_unlock(&run->mu);
+        reuse = recycle(weft__gather_take(run->g), shape);
+    }
+    int rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, reuse, &cur);
+    if (rc) return rc;
+    if (run) {
+        pthread_mutex_lock(&run->mu);
+        if (!run->shape) weft__table_like(cur, &run->shape); /* NULL: no recycling */
+        pthread_mutex_unlock(&run->mu);
+    }
+    unpack c = {chain, chain + clen, false};
+    for (uint64_t i = 0; i < nops && !rc; i++) {
+        uint64_t kind = unpack_u64(&c);
+        weft_task_fn fn = (weft_task_fn)(uintptr_t)unpack_u64(&c);
+        char *name = unpack_str(&c);
+        uint64_t nl = unpack_u64(&c);
+        unsigned char ref[WEFT__TABLE_REF_LEN];
+        weft__table_ref(cur, ref);
+        cbuf args[4];
+        memset(args, 0, sizeof args);
+        args[0] = (cbuf){ref, sizeof ref, false};
+        for (uint64_t j = 0; j < nl && j < 3 && !c.bad; j++) {
+            args[1 + j].len = (size_t)unpack_u64(&c);
+            args[1 + j].p = (void *)(uintptr_t)c.p;
+            if (!c.bad && (uint64_t)(c.e - c.p) < args[1 + j].len) c.bad = true;
+            if (!c.bad) c.p += args[1 + j].len;
+        }
+        if (c.bad || !name || nl > 3) {
+            free(name);
+            rc =
+                weft_ctx_fail(ctx, WEFT_EINVAL, "chain: bad operation %llu", (unsigned long long)i);
+            break;
+        }
+        /* in another process (mpi) the address is not this one's: the name */
+        if (*name && (rc = weft_task_lookup(name, &fn)) != 0) {
+            rc = weft_ctx_fail(ctx, rc, "chain: task '%s': %s", name, weft_last_error());
+            free(name);
+            break;
+        }
+        weft__table_capture cap = {NULL, NULL};
+        cbuf none;
+        rc = ch_call(ctx, fn, *name ? name : "map_partitions task", args, 1 + nl, &cap, &none);
+        free(name);
+        if (rc) break;
+        if (kind == CH_ASSIGN)
+            rc = assign_cols(ctx, cur, cap.got);
+        else if ((rc = adopt(cur, cap.got)) != 0)
+            rc = weft_ctx_fail(ctx, rc, "chain: operation %llu's table", (unsigned long long)i);
+        weft_table_destroy(cap.got);
+    }
+    if (rc) {
+        weft_table_destroy(cur);
+        return rc;
+    }
+    if (op == WEFT__CSV_OP_READ_SHARED) {
+        size_t p = (size_t)weft_ctx_index(ctx);
+        rc = weft__gather_put(run->g, p, cur);
+        return rc ? weft_ctx_fail(ctx, rc,
+                                  "partition %zu could not be placed in the result (its columns "
+                                  "unlike the partitions' before it: a map_partitions function "
+                                  "returned another schema?)",
+                                  p)
+                  : 0;
+    }
+    if (op == WEFT__CSV_OP_READ) {
+        rc = weft_table_output(ctx, cur);
+        weft_table_destroy(cur);
+        return rc;
+    }
+    weft_task_fn pf = op == WEFT__CSV_OP_GROUPBY    ? weft__tb_gb_partial
+                      : op == WEFT__CSV_OP_DESCRIBE ? weft__tb_describe_partial
+                      : op == WEFT__CSV_OP_TOP      ? weft__tb_top_partial
+                                                    : NULL;
+    if (!pf) {
+        weft_table_destroy(cur);
+        return weft_ctx_fail(ctx, WEFT_EINVAL, "chain: unknown op %llu", (unsigned long long)op);
+    }
+    /* the partials read a serialized partition in place (weft__table_view) */
+    size_t sz = weft__table_ser_size(cur);
+    cbuf args[2] = {{sz ? weft__out_alloc(sz) : NULL, sz, true},
+                    {(void *)(uintptr_t)u.p, (size_t)(u.e - u.p), false}};
+    if (args[0].p) weft__table_ser_into(cur, args[0].p);
+    weft_table_destroy(cur);
+    if (!args[0].p)
+        return weft_ctx_fail(ctx, sz ? WEFT_ENOMEM : WEFT_EINVAL, "chain: cannot serialize");
+    cbuf res;
+    rc = ch_call(ctx, pf, "partial", args, op == WEFT__CSV_OP_DESCRIBE ? 1 : 2, NULL, &res);
+    cbuf_drop(&args[0]);
+    if (rc) return rc;
+    if (res.heap && !ctx->alloc_out) { /* the partial's block becomes the output */
+        if (ctx->out_heap) weft__out_free(ctx->out);
+        ctx->out = res.p;
+        ctx->out_len = res.len;
+        ctx->out_heap = true;
+        return 0;
+    }
+    rc = weft_ctx_set_output(ctx, res.p, res.len);
+    cbuf_drop(&res);
+    return rc;
+}
+WEFT_TASK_REGISTER_AS(chain_task, "weft.table.csv_chain");
+
 /* ---- a frame straight from a CSV read: one task per range, a window ----
  *
  * The ranges' bounds (the prerequisites) are computed first on the graph;
@@ -418,6 +865,26 @@ static int partial_nodes(weft_frame *f, weft_task_fn fn, const void *lit, size_t
  * consumed, and consumed in partition order on the calling thread while
  * the workers go on with the next ones (a window, not waves: the workers
  * never wait for the consumer, nor for the slowest partition of a wave). */
+
+/* Whether the executor's tasks run in this address space: then the CSV
+ * tasks hand their tables over by pointer (gather.c, the groupby lanes).
+ * WEFT_TABLE_SERIALIZE=1 in the environment takes the serialized path on
+ * every executor: a diagnostic, for the bench's comparison of the two. */
+static bool shares_memory(weft_executor *ex)
+{
+    const char *e = getenv("WEFT_TABLE_SERIALIZE");
+    if (e && *e && strcmp(e, "0")) return false;
+    return (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) != 0;
+}
+
+/* Whether a frame runs in the window of csv_stream_run: a CSV read, or a
+ * chain over one whose tasks the executor can call (a function without a
+ * registered name only in this address space). */
+static bool streams(const weft_frame *f, weft_executor *ex)
+{
+    if (!f->csv_enc) return false;
+    return !f->unnamed || (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) != 0;
+}
 
 typedef struct csv_stream {
     weft_frame *f;
@@ -481,8 +948,16 @@ static int csv_stream_run(weft_frame *f, weft_executor *ex, const weft_table_run
     s.arg = arg;
     pack k = {0};
     pack_u64(&k, op);
+    if (f->nops) { /* a chain: its operations, then the last step's literal */
+        pack_u64(&k, f->chainlen);
+        pack_bytes(&k, f->chain, f->chainlen);
+        pack_u64(&k, f->nops);
+    }
     pack_bytes(&k, lit, lit ? litlen : 0);
-    if (k.oom) return WEFT_ENOMEM;
+    if (k.oom) {
+        free(k.p);
+        return WEFT_ENOMEM;
+    }
     s.lit = k.p;
     s.litlen = k.n;
     weft_map_options mo = WEFT_MAP_OPTIONS_INIT;
@@ -493,7 +968,7 @@ static int csv_stream_run(weft_frame *f, weft_executor *ex, const weft_table_run
     mo.on_result = csv_result;
     mo.arg = &s;
     mo.progress = co.progress;
-    rc = weft_map_stream(ex, weft__tb_csv_partial, csv_next, &s, &mo, NULL);
+    rc = weft_map_stream(ex, f->nops ? chain_task : weft__tb_csv_partial, csv_next, &s, &mo, NULL);
     if (rc == 1) rc = 0; /* the consumer has what it needs (head) */
     if (rc && s.err) rc = weft__err(s.err, "%s", s.msg ? s.msg : weft_strerror(s.err));
     free(s.msg);
@@ -510,7 +985,7 @@ static int run_partials(weft_frame *f, weft_executor *ex, const weft_table_run_o
                         consume_fn cf, void *carg)
 {
     if (!f || !ex) return WEFT_EINVAL;
-    if (f->csv_enc) return csv_stream_run(f, ex, o, csv_op, lit, litlen, cf, carg);
+    if (streams(f, ex)) return csv_stream_run(f, ex, o, csv_op, lit, litlen, cf, carg);
     weft_node *nodes = NULL;
     int rc = partial_nodes(f, fn, lit, litlen, &nodes);
     if (!rc) rc = run_waves(f, ex, o, nodes, f->np, cf, carg);
@@ -563,17 +1038,6 @@ static int gather_part(void *arg, size_t part, const void *d, size_t len)
     return g->want && g->all->nrows >= g->want ? 1 : 0;
 }
 
-/* Whether the executor's tasks run in this address space: then the CSV
- * tasks hand their tables over by pointer (gather.c, the groupby lanes).
- * WEFT_TABLE_SERIALIZE=1 in the environment takes the serialized path on
- * every executor: a diagnostic, for the bench's comparison of the two. */
-static bool shares_memory(weft_executor *ex)
-{
-    const char *e = getenv("WEFT_TABLE_SERIALIZE");
-    if (e && *e && strcmp(e, "0")) return false;
-    return (weft__executor_caps(ex) & WEFT__CAP_SHARED_MEMORY) != 0;
-}
-
 /* The tables a run keeps for reuse: every partition in flight, plus one
  * being parsed per worker. */
 static size_t pool_size(weft_executor *ex, const weft_table_run_options *o)
@@ -605,17 +1069,41 @@ static int compute_shared(weft_frame *f, weft_executor *ex, const weft_table_run
     return rc;
 }
 
+/* compute of a chain over a CSV read on threads or serial: as
+ * compute_shared, each task running the chain's operations between its
+ * parse and its hand-over, parsing into the tables the gather has copied
+ * (their pages stay faulted in: chain_task). */
+static int compute_chain_shared(weft_frame *f, weft_executor *ex,
+                                const weft_table_run_options *opts, weft_table **out)
+{
+    chain_run run;
+    memset(&run, 0, sizeof run);
+    if (pthread_mutex_init(&run.mu, NULL)) return WEFT_ENOMEM;
+    int rc = weft__gather_create(f->np, pool_size(ex, opts), &run.g);
+    uint64_t ptr = (uint64_t)(uintptr_t)&run;
+    if (!rc)
+        rc = csv_stream_run(f, ex, opts, WEFT__CSV_OP_READ_SHARED, &ptr, sizeof ptr, none_consume,
+                            NULL);
+    if (!rc) rc = weft__gather_finish(run.g, out);
+    weft__gather_destroy(run.g);
+    weft_table_destroy(run.shape);
+    pthread_mutex_destroy(&run.mu);
+    return rc;
+}
+
 int weft_frame_compute(weft_frame *f, weft_executor *ex, const weft_table_run_options *opts,
                        weft_table **out)
 {
     if (!out) return WEFT_EINVAL;
     *out = NULL;
     if (!f || !ex) return WEFT_EINVAL;
-    if (f->csv_enc && shares_memory(ex)) return compute_shared(f, ex, opts, out);
+    if (streams(f, ex) && shares_memory(ex))
+        return f->nops ? compute_chain_shared(f, ex, opts, out) : compute_shared(f, ex, opts, out);
     gather g = {NULL, 0, f->np};
     int rc = weft_table_create(&g.all);
-    /* a CSV read: one task per range, the result sized from the first */
-    if (!rc && f->csv_enc)
+    /* a CSV read, or a chain over one: one task per range, the result
+     * sized from the first */
+    if (!rc && streams(f, ex))
         rc = csv_stream_run(f, ex, opts, WEFT__CSV_OP_READ, NULL, 0, gather_part, &g);
     else if (!rc)
         rc = run_waves(f, ex, opts, f->parts, f->np, gather_part, &g);
@@ -637,7 +1125,10 @@ int weft_frame_head(weft_frame *f, size_t n, weft_executor *ex, const weft_table
     weft_table_run_options o = opts ? *opts : (weft_table_run_options){0};
     if (!o.in_flight) o.in_flight = 1; /* in order, one at a time: stop as soon as enough */
     int rc = weft_table_create(&g.all);
-    if (!rc) rc = run_waves(f, ex, &o, f->parts, f->np, gather_part, &g);
+    if (!rc && streams(f, ex))
+        rc = csv_stream_run(f, ex, &o, WEFT__CSV_OP_READ, NULL, 0, gather_part, &g);
+    else if (!rc)
+        rc = run_waves(f, ex, &o, f->parts, f->np, gather_part, &g);
     if (!rc) rc = weft_table_slice(g.all, 0, n < g.all->nrows ? n : g.all->nrows, out);
     weft_table_destroy(g.all);
     return rc;
@@ -668,7 +1159,7 @@ int weft_frame_groupby(weft_frame *f, const char *const *keys, size_t nkeys, con
     if (rc) return rc;
     gb_lanes *L = NULL;
     rc = weft__gb_lanes_create(spec, len, f->np, pool_size(ex, opts), &L);
-    if (!rc && f->csv_enc && shares_memory(ex)) {
+    if (!rc && f->csv_enc && !f->nops && shares_memory(ex)) {
         /* threads, serial: each task folds its partial into its lane */
         pack k = {0};
         pack_u64(&k, (uint64_t)(uintptr_t)L);

@@ -63,6 +63,7 @@ static int arg_unpack(const void *in, size_t len, size_t i, unpack *u)
 
 static int finish(weft_ctx *ctx, weft_table *t, int rc)
 {
+    if (!rc && weft__table_output_take(ctx, t)) return 0; /* a chain's: the table itself */
     if (!rc) rc = weft_table_output(ctx, t);
     weft_table_destroy(t);
     return rc;
@@ -245,9 +246,11 @@ int weft__tb_hstack(weft_ctx *ctx, const void *in, size_t len)
     for (size_t k = 0; k < add->ncols && !rc; k++) {
         tcol *old = weft__table_col(t, add->cols[k].name);
         if (old) {
-            free(old->data);
-            free(old->valid);
-            free(old->chars);
+            if (!old->borrowed) { /* a chain's view: the arrays are not t's */
+                free(old->data);
+                free(old->valid);
+                free(old->chars);
+            }
             free(old->name);
             *old = add->cols[k];
         } else {

@@ -4,8 +4,11 @@
 #include "table/table_internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 void weft__table_hugepages(void *p, size_t n)
 {
@@ -66,7 +69,9 @@ int weft_table_destroy(weft_table *t)
 {
     if (!t) return 0;
     for (size_t i = 0; i < t->ncols; i++) {
-        if (t->borrowed) { /* a view: the values belong to the buffer */
+        /* a view: the values belong to the buffer, or to the table a
+         * reference named (weft__table_ref) */
+        if (t->borrowed || t->cols[i].borrowed) {
             free(t->cols[i].name);
             continue;
         }
@@ -899,6 +904,116 @@ int weft__table_append_serialized_est(weft_table *dst, const void *buf, size_t l
     return rc;
 }
 
+/* ---- references and capture (a chain's partition in place: frame.c) ---- */
+
+static uint64_t ref_secret_value;
+static pthread_once_t ref_once = PTHREAD_ONCE_INIT;
+
+static void ref_secret_init(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s || !s)
+        s = ((uint64_t)(uintptr_t)&s * 0x9e3779b97f4a7c15ull) ^ (uint64_t)getpid() ^ 1;
+    ref_secret_value = s;
+}
+
+static uint64_t ref_secret(void)
+{
+    pthread_once(&ref_once, ref_secret_init);
+    return ref_secret_value;
+}
+
+void weft__table_ref(const weft_table *t, unsigned char ref[WEFT__TABLE_REF_LEN])
+{
+    uint64_t w[3] = {0, ref_secret(), (uint64_t)(uintptr_t)t};
+    memcpy(w, "WTBREF01", 8);
+    memcpy(ref, w, sizeof w);
+}
+
+/* The table a reference names, or NULL when d[0..n) is not one. */
+static const weft_table *ref_get(const void *d, size_t n)
+{
+    uint64_t w[3];
+    if (!d || n != sizeof w) return NULL;
+    memcpy(w, d, sizeof w);
+    if (memcmp(w, "WTBREF01", 8) || w[1] != ref_secret()) return NULL;
+    return (const weft_table *)(uintptr_t)w[2];
+}
+
+/* A table of `src`'s columns, borrowed (their arrays stay src's); with
+ * `own` the columns not borrowed from anything are copied instead. */
+static int view_of(const weft_table *src, bool own, weft_table **out)
+{
+    weft_table *t;
+    int rc = weft_table_create(&t);
+    for (size_t j = 0; j < src->ncols && !rc; j++) {
+        const tcol *s = &src->cols[j];
+        tcol *d = weft__table_add_col(t, s->name, s->type);
+        if (!d) {
+            rc = WEFT_ENOMEM;
+            break;
+        }
+        if (own && !s->borrowed) { /* a copy of its n rows */
+            size_t w = weft__tcol_width(s->type);
+            rc = weft__tcol_reserve_exact(d, s->n ? s->n : 1);
+            if (!rc && s->n)
+                memcpy(d->data, s->data, (s->type == WEFT_COL_TEXT ? s->n + 1 : s->n) * w);
+            if (!rc && s->valid) {
+                d->valid = malloc(d->cap ? d->cap : 1);
+                if (!d->valid)
+                    rc = WEFT_ENOMEM;
+                else
+                    memcpy(d->valid, s->valid, s->n);
+            }
+            if (!rc && s->type == WEFT_COL_TEXT && s->nchars) {
+                d->chars = malloc(s->nchars);
+                if (!d->chars)
+                    rc = WEFT_ENOMEM;
+                else
+                    memcpy(d->chars, s->chars, s->nchars);
+                d->nchars = d->capchars = s->nchars;
+            }
+            d->n = s->n;
+            continue;
+        }
+        free(d->data); /* the text offsets weft__table_add_col made */
+        d->data = s->data;
+        d->valid = s->valid;
+        d->chars = s->chars;
+        d->nchars = s->nchars;
+        d->capchars = s->capchars;
+        d->n = s->n;
+        d->cap = s->cap;
+        d->borrowed = true;
+    }
+    if (rc) {
+        weft_table_destroy(t);
+        return rc;
+    }
+    t->nrows = src->nrows;
+    t->skipped = src->skipped;
+    *out = t;
+    return 0;
+}
+
+static __thread weft__table_capture *capture_now;
+
+weft__table_capture *weft__table_capture_set(weft__table_capture *c)
+{
+    weft__table_capture *prev = capture_now;
+    capture_now = c;
+    return prev;
+}
+
+bool weft__table_output_take(weft_ctx *ctx, weft_table *t)
+{
+    weft__table_capture *c = capture_now;
+    if (!c || c->ctx != ctx || !t) return false;
+    weft_table_destroy(c->got);
+    c->got = t;
+    return true;
+}
+
 int weft_table_arg(const void *in, size_t len, size_t i, weft_table **out)
 {
     if (!out) return WEFT_EINVAL;
@@ -907,12 +1022,23 @@ int weft_table_arg(const void *in, size_t len, size_t i, weft_table **out)
     size_t n;
     int rc = weft_args_get(in, len, i, &d, &n);
     if (rc) return rc;
+    const weft_table *src = ref_get(d, n);
+    if (src) return view_of(src, false, out); /* in place: the columns borrowed */
     return weft_table_deserialize(d, n, out);
 }
 
 int weft_table_output(weft_ctx *ctx, const weft_table *t)
 {
     if (!ctx || !t) return WEFT_EINVAL;
+    weft__table_capture *c = capture_now;
+    if (c && c->ctx == ctx) { /* a chain's operation: a table, not bytes */
+        weft_table *got;
+        int rc = view_of(t, true, &got);
+        if (rc) return rc;
+        weft_table_destroy(c->got);
+        c->got = got;
+        return 0;
+    }
     for (size_t j = 0; j < t->ncols; j++)
         if (strlen(t->cols[j].name) > UINT16_MAX) return WEFT_EINVAL;
     size_t total = ser_size(t);

@@ -23,6 +23,7 @@ typedef struct tcol {
     uint8_t *valid; /* NULL = all valid */
     char *chars;    /* text bytes */
     size_t nchars, capchars;
+    bool borrowed; /* the arrays are another table's (a chain's view: weft__table_ref) */
 } tcol;
 
 struct weft_table {
@@ -97,6 +98,28 @@ size_t weft__table_ser_size(const weft_table *t);
 void weft__table_ser_into(const weft_table *t, char *p);
 /* Looks up column `name`; NULL if absent. */
 tcol *weft__table_col(const weft_table *t, const char *name);
+
+/* A chain's partition handed to its operations in place (frame.c):
+ * weft__table_ref writes a reference to `t` (a magic, a per-process secret
+ * and the address), which weft_table_arg turns into a table whose columns
+ * are borrowed from `t` (tcol.borrowed: never freed nor written through
+ * it; new columns added to it are its own). While a capture is set on a
+ * thread, weft_table_output(c->ctx, x) makes c->got a table of x's columns
+ * (the borrowed ones still borrowed, the others copied) instead of
+ * serializing x. The reference is valid while `t` lives and is not
+ * changed; it means nothing in another process. */
+#define WEFT__TABLE_REF_LEN 24
+void weft__table_ref(const weft_table *t, unsigned char ref[WEFT__TABLE_REF_LEN]);
+typedef struct weft__table_capture {
+    weft_ctx *ctx;
+    weft_table *got; /* the caller destroys it */
+} weft__table_capture;
+/* Sets this thread's capture (NULL: none); returns the one before. */
+weft__table_capture *weft__table_capture_set(weft__table_capture *c);
+/* As weft_table_output(ctx, t) for weft's own tasks, which are done with
+ * `t`: true when a capture is set for ctx and took `t` itself (no copy;
+ * the caller must not destroy it), false when nothing was done. */
+bool weft__table_output_take(weft_ctx *ctx, weft_table *t);
 
 /* ---- CSV (csv.c) ---- */
 /* The serialized parameters of one CSV partition and the parser. */
@@ -270,6 +293,9 @@ enum {
     WEFT__CSV_OP_GROUPBY_SHARED = 6
 };
 int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len);
+/* Chain tasks (a range's read and its frame's per-partition operations in
+ * one task, frame.c) run so far in this process (tests). */
+uint64_t weft__frame_chain_tasks(void);
 
 /* ---- shared-memory hand-over (gather.c) ----
  * A pool of parsed tables kept from one task to the next (their pages
