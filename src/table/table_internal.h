@@ -148,16 +148,23 @@ int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *b
                     size_t bound_len, const char *const *keep_names, size_t nkeep, bool no_text,
                     weft_table *reuse, weft_table **out);
 /* The field scanner: the first delimiter, newline or quote in b[j..n)
- * (n if none), by `kind` (one of the below; BEST = what this machine has).
+ * (n if none), by `kind` (one of the below; BEST = what this machine has:
+ * AVX2 when the CPU says so, else SSE2 on x86-64).
  * weft__csv_set_scanner forces one for every later read (the tests compare
- * them); WEFT_ENOTSUP when this build lacks it. */
+ * them); WEFT_ENOTSUP when this build or CPU lacks it. */
 enum {
     WEFT__CSV_SCAN_BEST = 0,
     WEFT__CSV_SCAN_SCALAR = 1,
     WEFT__CSV_SCAN_SWAR = 2,
-    WEFT__CSV_SCAN_SSE2 = 3
+    WEFT__CSV_SCAN_SSE2 = 3,
+    WEFT__CSV_SCAN_AVX2 = 4
 };
 size_t weft__csv_find(const char *b, size_t j, size_t n, char delim, int kind);
+/* Walks b[j..n) as the reader does, one scanner's 64-byte blocks from j:
+ * the indexes of every delimiter, newline and quote (quote_only: every
+ * quote), in order, into at[0..cap); returns how many. For the tests. */
+size_t weft__csv_walk(const char *b, size_t j, size_t n, char delim, int kind, bool quote_only,
+                      size_t *at, size_t cap);
 int weft__csv_set_scanner(int kind);
 /* A partition as CSV text (header first when `header`). */
 int weft__csv_format(const weft_table *t, const weft_csv_write_options *o, bool header, char **buf,
