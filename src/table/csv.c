@@ -42,7 +42,6 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -788,60 +787,6 @@ static int read_at(int fd, char *buf, size_t n, uint64_t off, size_t *got)
     return 0;
 }
 
-/* A window of a file. Mapped with MAP_POPULATE: the page-cache pages are
- * mapped at once, with no copy and no fault per page (a copy into fresh
- * memory cost a 4 KiB fault and a copy per page, about as much as parsing
- * the page); read into malloc'ed memory where mmap fails (a pipe, /proc).
- * The caller keeps [off, off + n) within the file's size. */
-typedef struct fwin {
-    char *base;
-    size_t maplen;
-    const char *p;
-    size_t n;
-    bool mapped;
-} fwin;
-
-static int win_open(fwin *w, int fd, uint64_t off, size_t n)
-{
-    memset(w, 0, sizeof *w);
-    w->p = "";
-    if (n == 0) return 0;
-    uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
-    uint64_t base = off - off % pg;
-    size_t delta = (size_t)(off - base);
-    void *m = mmap(NULL, n + delta, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)base);
-    if (m != MAP_FAILED) {
-        w->base = m;
-        w->maplen = n + delta;
-        w->p = (const char *)m + delta;
-        w->n = n;
-        w->mapped = true;
-        return 0;
-    }
-    char *b = malloc(n);
-    if (!b) return WEFT_ENOMEM;
-    weft__table_hugepages(b, n);
-    size_t got;
-    int rc = read_at(fd, b, n, off, &got);
-    if (rc) {
-        free(b);
-        return rc;
-    }
-    w->base = b;
-    w->p = b;
-    w->n = got;
-    return 0;
-}
-
-static void win_close(fwin *w)
-{
-    if (w->mapped)
-        munmap(w->base, w->maplen);
-    else
-        free(w->base);
-    memset(w, 0, sizeof *w);
-}
-
 static uint64_t file_size(int fd)
 {
     struct stat st;
@@ -1251,11 +1196,17 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
         return -e;
     }
     scan_out s = {0, 0, {UINT64_MAX, UINT64_MAX}, {0, 0}, c.start, c.first};
-    const size_t bsz = (size_t)8 << 20; /* a window of the range */
-    int rc = 0;
+    /* the range is read into one buffer of 1 MiB, window after window:
+     * a copy by the kernel (through its own mapping of the page cache)
+     * into the same warm pages, not the file's pages mapped here (a
+     * mapping of 4 KiB pages costs a page walk per page on the first
+     * touch, which on this VM cost more than the scan itself) */
+    const size_t bsz = (size_t)1 << 20;
+    char *wbuf = malloc(bsz);
+    int rc = wbuf ? 0 : WEFT_ENOMEM;
     unsigned par = 0;
     const int kind = csv_scanner();
-    if (!c.first && c.start > 0 && c.start < c.end) {
+    if (!rc && !c.first && c.start > 0 && c.start < c.end) {
         /* a record starts right at the range's start when the byte before
          * is a newline outside quotes (that newline is not a quote, so the
          * state there is the range's starting state) */
@@ -1271,13 +1222,10 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
     if (c.end > fsize) c.end = fsize;
     for (uint64_t off = c.start; off < c.end && !rc;) {
         size_t want = (size_t)(c.end - off < bsz ? c.end - off : bsz), got;
-        fwin w;
-        rc = win_open(&w, fd, off, want);
+        rc = read_at(fd, wbuf, want, off, &got);
         if (rc) break;
-        const char *buf = w.p;
-        got = w.n;
+        const char *buf = wbuf;
         if (got == 0) {
-            win_close(&w);
             break;
         }
         /* one pass of 64-byte blocks (the field scanner's masks with the
@@ -1311,10 +1259,10 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
                 s.newlines++;
             }
         }
-        win_close(&w);
         off += got;
     }
     s.parity = par;
+    free(wbuf);
     close(fd);
     if (!rc)
         rc = weft_ctx_set_output(ctx, &s, sizeof s);
@@ -1641,7 +1589,7 @@ static bool reusable(const weft_table *t, const chunk *c, const int *slot)
 
 int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *bound,
                     size_t bound_len, const char *const *keep_names, size_t nkeep, bool no_text,
-                    weft_table *reuse, weft_table **out)
+                    weft_table *reuse, tb_pool *bufs, weft_table **out)
 {
     *out = NULL;
     chunk c;
@@ -1714,22 +1662,25 @@ int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *b
     if (!rc && b.rec_start < c.end) {
         fd = open(c.path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) rc = weft_ctx_fail(ctx, -errno, "%s: %s", c.path, strerror(errno));
-        /* map the range and a little more; more while the last record runs on */
+        /* read the range and a little more into a pooled buffer; more while
+         * the last record runs on */
         uint64_t fsize = fd >= 0 ? file_size(fd) : 0;
         uint64_t avail = fsize > b.rec_start ? fsize - b.rec_start : 0;
         size_t want = (size_t)(c.end - b.rec_start) + 65536, pos = 0;
         size_t limit = (size_t)(c.end - b.rec_start);
+        tb_buf wb = {NULL, 0};
+        bool taken = false;
         while (!rc) {
-            size_t blen = want < avail ? want : (size_t)avail;
+            size_t blen = want < avail ? want : (size_t)avail, got = 0;
             bool eof = blen == avail;
-            fwin w;
-            rc = win_open(&w, fd, b.rec_start, blen);
+            rc = taken ? weft__buf_reserve(&wb, blen + 1) : weft__buf_take(bufs, blen + 1, &wb);
+            taken = true;
+            if (!rc) rc = read_at(fd, wb.p, blen, b.rec_start, &got);
             if (rc) {
                 weft_ctx_fail(ctx, rc, "%s: %s", c.path, strerror(-rc));
                 break;
             }
-            rc = parse_range(&r, w.p, w.n, eof || w.n < blen, &pos, limit, b.rec_line, ctx);
-            win_close(&w);
+            rc = parse_range(&r, wb.p, got, eof || got < blen, &pos, limit, b.rec_line, ctx);
             if (rc == T_MORE) {
                 rc = 0;
                 want *= 2;
@@ -1737,6 +1688,7 @@ int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *b
             }
             break;
         }
+        weft__buf_give(bufs, &wb);
     }
     if (fd >= 0) close(fd);
     free(r.scratch);
@@ -1759,7 +1711,7 @@ int weft__csv_read(weft_ctx *ctx, const void *in, size_t len)
     size_t rl, bl;
     if (weft_args_get(in, len, 0, &r, &rl) || weft_args_get(in, len, 1, &b, &bl))
         return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad input");
-    int rc = weft__csv_parse(ctx, r, rl, b, bl, NULL, 0, false, NULL, &t);
+    int rc = weft__csv_parse(ctx, r, rl, b, bl, NULL, 0, false, NULL, NULL, &t);
     if (rc) return rc;
     rc = weft_table_output(ctx, t);
     weft_table_destroy(t);

@@ -2036,7 +2036,7 @@ int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len)
     weft_table *t = NULL;
     int rc = 0;
     if (op == WEFT__CSV_OP_READ) {
-        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, NULL, &t);
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, NULL, NULL, &t);
         if (!rc) rc = weft_table_output(ctx, t);
         weft_table_destroy(t);
         return rc;
@@ -2046,7 +2046,8 @@ int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len)
          * rows into the result itself (gather.c) */
         tb_gather *g = (tb_gather *)(uintptr_t)unpack_u64(&u);
         if (u.bad || !g) return weft_ctx_fail(ctx, WEFT_EINVAL, "csv partial: bad input");
-        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, weft__gather_take(g), &t);
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, weft__gather_take(g),
+                             weft__gather_pool(g), &t);
         if (rc) return rc;
         size_t p = (size_t)weft_ctx_index(ctx);
         rc = weft__gather_put(g, p, t);
@@ -2075,7 +2076,7 @@ int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len)
         for (size_t a = 0; want && a < spec.naggs; a++) want[nw++] = spec.cols[a];
         if (!rc)
             rc = weft__csv_parse(ctx, range, rl, bound, bl, want, nw, false,
-                                 L ? weft__pool_take(L->pool) : NULL, &t);
+                                 L ? weft__pool_take(L->pool) : NULL, L ? L->pool : NULL, &t);
         free(want);
         gb_spec_free(&spec);
         if (rc) return rc;
@@ -2096,11 +2097,11 @@ int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len)
                   : 0;
     }
     if (op == WEFT__CSV_OP_DESCRIBE) {
-        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, true, NULL, &t);
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, true, NULL, NULL, &t);
         return rc ? rc : describe_of(ctx, t);
     }
     if (op == WEFT__CSV_OP_TOP) {
-        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, NULL, &t);
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, NULL, NULL, &t);
         return rc ? rc : top_of(ctx, t, &u);
     }
     return weft_ctx_fail(ctx, WEFT_EINVAL, "csv partial: unknown op %llu", (unsigned long long)op);
