@@ -723,6 +723,82 @@ TEST(csv_error_line_numbers_at_every_block_size)
     weft_executor_destroy(ex);
 }
 
+/* A read task reads its range in chunks (4 MiB; a record that runs past a
+ * chunk's end moves to the front, a record longer than the chunk makes it
+ * larger): with chunks of 1 to 70 bytes and 4 KiB, every record and field
+ * crosses a chunk somewhere -- the tricky corpus at several partition
+ * counts, a file with a quoted newline every 97 records and a bad value
+ * on its last line (the same line in the message), and the same file's
+ * records skipped and counted, with a groupby straight from the CSV. */
+TEST(csv_read_in_tiny_chunks)
+{
+    size_t cap = 1 << 20, at = 0, line = 1;
+    char *text = malloc(cap);
+    REQUIRE(text);
+    at += (size_t)sprintf(text, "a,b\n");
+    line++;
+    for (int i = 0; i < 3000; i++) {
+        if (i % 97 == 0) {
+            at += (size_t)sprintf(text + at, "%d,\"x\ny\"\n", i % 13);
+            line += 2;
+        } else {
+            at += (size_t)sprintf(text + at, "%d,plain%d\n", i % 13, i);
+            line++;
+        }
+    }
+    at += (size_t)sprintf(text + at, "oops,z\n");
+    write_file("chunks.csv", text, at);
+    write_file("tricky.csv", tricky, sizeof tricky - 1);
+    free(text);
+    weft_csv_column sch[2] = {{"a", WEFT_COL_INT64}, {"b", WEFT_COL_TEXT}};
+    char want[64];
+    snprintf(want, sizeof want, "chunks.csv:%zu: field 1 (a)", line);
+    weft_table *tricky_want = tricky_expected();
+    weft_executor *ex = make_exec(WEFT_BACKEND_SERIAL);
+    weft_executor *th = make_exec(WEFT_BACKEND_THREADS);
+    REQUIRE(ex && th);
+    const char *keys[1] = {"a"};
+    weft_agg cnt[1] = {{"b", WEFT_AGG_COUNT, NULL}};
+    weft_table *gb_want = NULL;
+    for (size_t ch = 0; ch <= 71; ch++) {
+        REQUIRE_OK(weft__csv_set_chunk(ch == 71 ? 4096 : ch)); /* 0: the default */
+        for (size_t k = 1; k <= 9; k += 4) {
+            weft_csv_options o = {.block_size = (sizeof tricky - 1 + k - 1) / k};
+            weft_table *got = NULL;
+            int rc = read_all("tricky.csv", &o, ex, &got);
+            CHECK_MSG(rc == 0 && weft_table_equal(got, tricky_want), "chunk %zu, %zu parts: %s", ch,
+                      k, rc ? weft_last_error() : "tables differ");
+            weft_table_destroy(got);
+        }
+        weft_csv_options o = {.schema = sch, .n_schema = 2, .block_size = 9000};
+        weft_table *t = NULL;
+        CHECK_ERR(read_all("chunks.csv", &o, ex, &t), WEFT_EINVAL);
+        CHECK_MSG(strstr(weft_last_error(), want), "chunk %zu: %s, want %s", ch, weft_last_error(),
+                  want);
+        o.flags = WEFT_CSV_SKIP_BAD;
+        weft_frame *f;
+        REQUIRE_OK(weft_frame_read_csv((const char *[]){"chunks.csv"}, 1, &o, &f));
+        weft_table *g = NULL;
+        CHECK_OK(weft_frame_groupby(f, keys, 1, cnt, 1, th, NULL, &g));
+        if (!gb_want)
+            gb_want = g, g = NULL;
+        else
+            CHECK_MSG(weft_table_equal(g, gb_want), "chunk %zu: the groupby differs", ch);
+        weft_table_destroy(g);
+        weft_frame_destroy(f);
+        CHECK_OK(read_all("chunks.csv", &o, th, &t));
+        CHECK_EQ_U64(weft_table_rows(t), 3000);
+        CHECK_EQ_U64(weft_table_skipped(t), 1);
+        weft_table_destroy(t);
+    }
+    REQUIRE_OK(weft__csv_set_chunk(0));
+    CHECK_EQ_U64(weft_table_rows(gb_want), 13);
+    weft_table_destroy(gb_want);
+    weft_table_destroy(tricky_want);
+    weft_executor_destroy(ex);
+    weft_executor_destroy(th);
+}
+
 /* Doubles of 17 to 19 significant digits (what %.17g and repr print) take
  * the exact 128-bit path: every one equals strtod's, ties to even too. */
 TEST(csv_long_doubles_are_correctly_rounded)

@@ -771,6 +771,16 @@ static int na_lengths(csv_spec *sp)
 
 /* ---- file helpers ---- */
 
+/* The bytes a read task reads at once (weft__csv_set_chunk: the tests make
+ * it tiny, so that records and fields cross chunks everywhere). */
+static _Atomic size_t csv_chunk = (size_t)4 << 20;
+
+int weft__csv_set_chunk(size_t bytes)
+{
+    atomic_store_explicit(&csv_chunk, bytes ? bytes : (size_t)4 << 20, memory_order_relaxed);
+    return 0;
+}
+
 static int read_at(int fd, char *buf, size_t n, uint64_t off, size_t *got)
 {
     size_t have = 0;
@@ -1325,7 +1335,8 @@ typedef struct reader {
     size_t scap;
     uint64_t skipped;
     bool reserved;
-    bool reused; /* parsing into an earlier partition's table */
+    bool reused;     /* parsing into an earlier partition's table */
+    size_t consumed; /* bytes of the range before the buffer's first */
 } reader;
 
 /* The rows every kept column has room for (the least of their caps). */
@@ -1533,7 +1544,8 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
         if (k == 0) continue; /* blank line */
         if (!bad && k < ncols) bad = 3, bad_field = k;
         if (!bad) {
-            if (++t->nrows == 512 && !r->reserved) reserve_estimate(r, i, limit);
+            if (++t->nrows == 512 && !r->reserved)
+                reserve_estimate(r, r->consumed + i, r->consumed + limit);
             continue;
         }
         rollback(t, rows);
@@ -1662,28 +1674,57 @@ int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *b
     if (!rc && b.rec_start < c.end) {
         fd = open(c.path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) rc = weft_ctx_fail(ctx, -errno, "%s: %s", c.path, strerror(errno));
-        /* read the range and a little more into a pooled buffer; more while
-         * the last record runs on */
+        /* read the range in chunks into a pooled buffer (at most
+         * csv_chunk bytes, more only for a record longer than that), up to
+         * 64 KiB past the range's end (further while its last record runs
+         * on); the record that runs past a chunk's end moves to the front
+         * and the next chunk follows it (line0: the line of the buffer's
+         * first byte) */
         uint64_t fsize = fd >= 0 ? file_size(fd) : 0;
-        uint64_t avail = fsize > b.rec_start ? fsize - b.rec_start : 0;
-        size_t want = (size_t)(c.end - b.rec_start) + 65536, pos = 0;
-        size_t limit = (size_t)(c.end - b.rec_start);
+        size_t chunk = atomic_load_explicit(&csv_chunk, memory_order_relaxed);
+        uint64_t stop = c.end + 65536;
         tb_buf wb = {NULL, 0};
-        bool taken = false;
+        if (!rc) {
+            uint64_t want = stop - b.rec_start;
+            rc = weft__buf_take(bufs, (want < chunk ? (size_t)want : chunk) + 1, &wb);
+            if (rc) weft_ctx_fail(ctx, rc, "out of memory");
+        }
+        uint64_t foff = b.rec_start, line0 = b.rec_line;
+        size_t have = 0, pos = 0, lcap = chunk < wb.cap - 1 ? chunk : wb.cap - 1;
         while (!rc) {
-            size_t blen = want < avail ? want : (size_t)avail, got = 0;
-            bool eof = blen == avail;
-            rc = taken ? weft__buf_reserve(&wb, blen + 1) : weft__buf_take(bufs, blen + 1, &wb);
-            taken = true;
-            if (!rc) rc = read_at(fd, wb.p, blen, b.rec_start, &got);
+            uint64_t end = stop < fsize ? stop : fsize;
+            uint64_t left = end > foff + have ? end - (foff + have) : 0;
+            size_t room = lcap - have, got = 0;
+            size_t n = left < room ? (size_t)left : room;
+            if (n) rc = read_at(fd, wb.p + have, n, foff + have, &got);
             if (rc) {
                 weft_ctx_fail(ctx, rc, "%s: %s", c.path, strerror(-rc));
                 break;
             }
-            rc = parse_range(&r, wb.p, got, eof || got < blen, &pos, limit, b.rec_line, ctx);
-            if (rc == T_MORE) {
+            have += got;
+            bool eof = got < n || foff + have >= fsize;
+            size_t limit = (size_t)(c.end - foff);
+            r.consumed = (size_t)(foff - b.rec_start);
+            rc = parse_range(&r, wb.p, have, eof, &pos, limit, line0, ctx);
+            if (rc == T_MORE || (rc == 0 && !eof && pos >= have && pos < limit)) {
                 rc = 0;
-                want *= 2;
+                if (foff + have >= stop) stop = foff + have + 65536;
+                if (pos == 0) {
+                    if (have < lcap) continue; /* more of the file fits */
+                    /* one record fills the chunk: a larger one */
+                    lcap *= 2;
+                    if (lcap + 1 > wb.cap) {
+                        char *p = realloc(wb.p, lcap + 1);
+                        if (!p) rc = weft_ctx_fail(ctx, WEFT_ENOMEM, "out of memory");
+                        if (p) wb.p = p, wb.cap = lcap + 1;
+                    }
+                    continue;
+                }
+                line0 += count_byte(wb.p, pos, '\n');
+                memmove(wb.p, wb.p + pos, have - pos);
+                have -= pos;
+                foff += pos;
+                pos = 0;
                 continue;
             }
             break;
