@@ -723,7 +723,7 @@ TEST(csv_error_line_numbers_at_every_block_size)
     weft_executor_destroy(ex);
 }
 
-/* A read task reads its range in chunks (4 MiB; a record that runs past a
+/* A read task reads its range in chunks (1 MiB; a record that runs past a
  * chunk's end moves to the front, a record longer than the chunk makes it
  * larger): with chunks of 1 to 70 bytes and 4 KiB, every record and field
  * crosses a chunk somewhere -- the tricky corpus at several partition

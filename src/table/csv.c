@@ -773,11 +773,11 @@ static int na_lengths(csv_spec *sp)
 
 /* The bytes a read task reads at once (weft__csv_set_chunk: the tests make
  * it tiny, so that records and fields cross chunks everywhere). */
-static _Atomic size_t csv_chunk = (size_t)4 << 20;
+static _Atomic size_t csv_chunk = (size_t)1 << 20;
 
 int weft__csv_set_chunk(size_t bytes)
 {
-    atomic_store_explicit(&csv_chunk, bytes ? bytes : (size_t)4 << 20, memory_order_relaxed);
+    atomic_store_explicit(&csv_chunk, bytes ? bytes : (size_t)1 << 20, memory_order_relaxed);
     return 0;
 }
 
@@ -1191,6 +1191,16 @@ typedef struct scan_out {
     uint64_t start, is_first;
 } scan_out;
 
+/* The set bits of x (no popcnt instruction in an x86-64 baseline build:
+ * __builtin_popcountll would call libgcc). */
+static inline uint64_t popcount64(uint64_t x)
+{
+    x -= (x >> 1) & 0x5555555555555555ull;
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+    return (x * 0x0101010101010101ull) >> 56;
+}
+
 int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
 {
     chunk c;
@@ -1253,7 +1263,7 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
                     s.nl_before[par] = s.newlines + 1;
                     s.first[par] = off + i + (size_t)__builtin_ctzll(nl) + 1;
                 }
-                s.newlines += (uint64_t)__builtin_popcountll(nl);
+                s.newlines += popcount64(nl);
                 continue;
             }
             for (uint64_t m = nl | q; m; m &= m - 1) {

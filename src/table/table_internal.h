@@ -169,7 +169,7 @@ size_t weft__csv_find(const char *b, size_t j, size_t n, char delim, int kind);
 size_t weft__csv_walk(const char *b, size_t j, size_t n, char delim, int kind, bool quote_only,
                       size_t *at, size_t cap);
 int weft__csv_set_scanner(int kind);
-/* The bytes a read task reads into its buffer at once (0: 4 MiB); the
+/* The bytes a read task reads into its buffer at once (0: 1 MiB); the
  * tests make it tiny so that records and fields cross the chunks. */
 int weft__csv_set_chunk(size_t bytes);
 /* A partition as CSV text (header first when `header`). */
