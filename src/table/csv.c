@@ -1222,7 +1222,7 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
      * mapping of 4 KiB pages costs a page walk per page on the first
      * touch, which on this VM cost more than the scan itself) */
     const size_t bsz = (size_t)1 << 20;
-    char *wbuf = malloc(bsz);
+    char *wbuf = malloc(c.end > c.start && c.end - c.start < bsz ? (size_t)(c.end - c.start) : bsz);
     int rc = wbuf ? 0 : WEFT_ENOMEM;
     unsigned par = 0;
     const int kind = csv_scanner();

@@ -98,10 +98,12 @@ int weft__buf_take(tb_pool *p, size_t n, tb_buf *b)
 int weft__buf_reserve(tb_buf *b, size_t n)
 {
     if (n <= b->cap) return 0;
-    const size_t huge = (size_t)2 << 20;
-    size_t cap = (n + huge - 1) & ~(huge - 1);
+    /* a large buffer in whole huge pages (2 MiB aligned), a small one (a
+     * small range's) in 4 KiB pages */
+    const size_t huge = (size_t)2 << 20, align = n >= huge ? huge : 4096;
+    size_t cap = (n + align - 1) & ~(align - 1);
     free(b->p); /* its bytes are read again: no copy */
-    b->p = aligned_alloc(huge, cap);
+    b->p = aligned_alloc(align, cap);
     b->cap = b->p ? cap : 0;
     if (!b->p) return WEFT_ENOMEM;
     weft__table_hugepages(b->p, cap);
