@@ -4,7 +4,9 @@
  * A pool of parsed tables: a read task parses into the columns an earlier
  * task of the same run used (emptied), so only the first tasks of a run
  * fault fresh pages in; a table goes back to the pool once its rows are
- * copied out (the gather) or folded (groupby).
+ * copied out (the gather) or folded (groupby). The same pool keeps the
+ * read tasks' byte buffers (weft__buf_take/_give: a range is read into
+ * one, chunk after chunk, not mapped).
  *
  * The gather: a read task hands its parsed table over with
  * weft__gather_put(p, t). Partitions are placed in partition order under

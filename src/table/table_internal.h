@@ -303,7 +303,8 @@ typedef struct tb_buf {
     size_t cap;
 } tb_buf;
 /* A buffer of at least n bytes: an idle one of the pool (NULL: none),
- * grown when short, or a new one (2 MiB aligned, huge pages asked). */
+ * grown when short, or a new one (whole 2 MiB pages from 2 MiB on, huge
+ * pages asked from 4 MiB on; else 4 KiB pages). */
 int weft__buf_take(tb_pool *p, size_t n, tb_buf *b);
 /* At least n bytes (the old bytes are not kept). */
 int weft__buf_reserve(tb_buf *b, size_t n);
