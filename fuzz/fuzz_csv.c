@@ -1,14 +1,15 @@
 /* fuzz_csv.c : libFuzzer target for the CSV reader of src/table/csv.c.
  * The input is written to a file and read as a frame (the serial backend)
- * twice: as one partition, and cut into byte ranges of 1..16 bytes (the
- * input's first byte chooses; its second, the delimiter and whether bad
+ * twice: as one partition, and cut into byte ranges of 1..16 bytes, each
+ * read in chunks of 1..16 bytes (the
+ * input's first byte chooses both; its second, the delimiter and whether bad
  * records are skipped). Any input must give 0, WEFT_EINVAL or WEFT_ENOMEM
  * -- never a crash, a hang, a leak or undefined behaviour -- and when the
  * one-partition read succeeds in strict mode (the file is RFC 4180 as weft
  * reads it: no stray quote), the cut read must give the same table: that
  * is the partitioning method's promise (docs/table.md); the one-partition
  * read gives the same result (or the same error) with every field scanner
- * (SSE2, SWAR, byte by byte: weft__csv_set_scanner). Built by
+ * (AVX2, SSE2, SWAR, byte by byte: weft__csv_set_scanner). Built by
  * scripts/run-fuzz.sh (clang -fsanitize=fuzzer,address,undefined);
  * replay.c runs the same entry point over fuzz/corpus/csv in every ctest. */
 #include <math.h>
@@ -58,9 +59,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     weft_table *one = NULL, *cut = NULL;
     int rc1 = read_as(path, &o, ex, &one);
     if (rc1 != 0 && rc1 != WEFT_EINVAL && rc1 != WEFT_ENOMEM) abort();
-    /* the same read with the plain byte-at-a-time and the SWAR field
-     * scanners: the same result, or the same error */
-    for (int kind = WEFT__CSV_SCAN_SCALAR; kind <= WEFT__CSV_SCAN_SWAR; kind++) {
+    /* the same read with every other field scanner (byte at a time, SWAR,
+     * SSE2, AVX2 when the CPU has it): the same result, or the same error */
+    for (int kind = WEFT__CSV_SCAN_SCALAR; kind <= WEFT__CSV_SCAN_AVX2; kind++) {
         weft_table *other = NULL;
         if (weft__csv_set_scanner(kind)) continue; /* not in this build */
         int rc3 = read_as(path, &o, ex, &other);
@@ -71,7 +72,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         weft_table_destroy(other);
     }
     o.block_size = 1 + (mode % 16);
+    weft__csv_set_chunk(1 + (size_t)(mode >> 4)); /* read in chunks of 1..16 bytes too */
     int rc2 = read_as(path, &o, ex, &cut);
+    weft__csv_set_chunk(0);
     if (rc2 != 0 && rc2 != WEFT_EINVAL && rc2 != WEFT_ENOMEM) abort();
     if (rc1 == 0 && !(o.flags & WEFT_CSV_SKIP_BAD) && (rc2 != 0 || !weft_table_equal(one, cut)))
         abort(); /* a valid file read differently when cut into ranges */

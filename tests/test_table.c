@@ -368,7 +368,8 @@ TEST(csv_scanner_agrees_at_every_alignment)
     static const char alpha[] = {'a', ',', ';', '\n', '"', '\r', 'x', (char)0x80, (char)0xff, 0};
     weft_rng r;
     weft_rng_seed(&r, 7);
-    int kinds[3] = {WEFT__CSV_SCAN_SCALAR, WEFT__CSV_SCAN_SWAR, WEFT__CSV_SCAN_SSE2};
+    int kinds[4] = {WEFT__CSV_SCAN_SCALAR, WEFT__CSV_SCAN_SWAR, WEFT__CSV_SCAN_SSE2,
+                    WEFT__CSV_SCAN_AVX2};
     size_t checked = 0;
     for (int pass = 0; pass < 40; pass++) {
         /* sparse or dense special bytes */
@@ -383,7 +384,7 @@ TEST(csv_scanner_agrees_at_every_alignment)
                 for (int d = 0; d < 2; d++) {
                     char delim = d ? ';' : ',';
                     size_t want = find_ref(b, j, n, delim);
-                    for (int q = 0; q < 3; q++) { /* one this build lacks runs the plain loop */
+                    for (int q = 0; q < 4; q++) { /* one this build lacks runs the plain loop */
                         size_t got = weft__csv_find(b, j, n, delim, kinds[q]);
                         CHECK_MSG(got == want, "kind %d n %zu j %zu delim %c: %zu, want %zu",
                                   kinds[q], n, j, delim, got, want);
@@ -399,8 +400,9 @@ TEST(csv_scanner_agrees_at_every_alignment)
     munmap(m, (size_t)pg * 2);
 }
 
-/* The tricky corpus shifted by 0..15 bytes (blank lines after the header,
- * which the reader skips) so every field meets every alignment, at every
+/* The tricky corpus shifted by 0..63 bytes (blank lines after the header,
+ * which the reader skips) so every field meets every alignment of the
+ * scanner's 64-byte blocks, at every
  * partition count 1..64, with every scanner: always the same table. */
 TEST(csv_tricky_file_every_alignment_and_scanner)
 {
@@ -409,19 +411,20 @@ TEST(csv_tricky_file_every_alignment_and_scanner)
     REQUIRE(ex);
     const char *hdr_end = strchr(tricky, '\n') + 1;
     size_t hl = (size_t)(hdr_end - tricky), rest = sizeof tricky - 1 - hl;
-    char buf[sizeof tricky + 16];
-    int kinds[4] = {WEFT__CSV_SCAN_BEST, WEFT__CSV_SCAN_SCALAR, WEFT__CSV_SCAN_SWAR,
-                    WEFT__CSV_SCAN_SSE2};
-    for (int q = 0; q < 4; q++) {
+    char buf[sizeof tricky + 64];
+    int kinds[5] = {WEFT__CSV_SCAN_BEST, WEFT__CSV_SCAN_SCALAR, WEFT__CSV_SCAN_SWAR,
+                    WEFT__CSV_SCAN_SSE2, WEFT__CSV_SCAN_AVX2};
+    for (int q = 0; q < 5; q++) {
         if (weft__csv_set_scanner(kinds[q]) != 0) continue; /* not in this build */
-        for (size_t shift = 0; shift < 16; shift++) {
+        for (size_t shift = 0; shift < 64; shift++) {
             memcpy(buf, tricky, hl);
             memset(buf + hl, '\n', shift);
             memcpy(buf + hl + shift, hdr_end, rest);
             size_t len = hl + shift + rest;
             write_file("tricky_shift.csv", buf, len);
-            /* every count for the default scanner, a few for the others */
-            for (size_t k = 1; k <= 64; k += q == 0 ? 1 : 9) {
+            /* every count for the default scanner at the first 16 shifts, a
+             * few for the others, four past them */
+            for (size_t k = 1; k <= 64; k += shift >= 16 ? 21 : q == 0 ? 1 : 9) {
                 weft_csv_options o = {.block_size = (len - hl + k - 1) / k};
                 weft_table *got = NULL;
                 int rc = read_all("tricky_shift.csv", &o, ex, &got);
@@ -437,7 +440,7 @@ TEST(csv_tricky_file_every_alignment_and_scanner)
     static const char stray[] = "a,b\n1,2\nxxxxxxxxxxxxxxxxxxxx\"y,1\n";
     write_file("stray2.csv", stray, sizeof stray - 1);
     char first[512] = "";
-    for (int q = 0; q < 4; q++) {
+    for (int q = 0; q < 5; q++) {
         if (weft__csv_set_scanner(kinds[q]) != 0) continue;
         weft_table *t = NULL;
         CHECK_ERR(read_all("stray2.csv", NULL, ex, &t), WEFT_EINVAL);
@@ -450,6 +453,237 @@ TEST(csv_tricky_file_every_alignment_and_scanner)
     REQUIRE_OK(weft__csv_set_scanner(WEFT__CSV_SCAN_BEST));
     weft_table_destroy(want);
     weft_executor_destroy(ex);
+}
+
+/* The reader's walk over 64-byte blocks: from every start, the masks of
+ * consecutive blocks give every delimiter, newline and quote (or every
+ * quote, for quoted fields) in order, with every scanner, on bytes that end
+ * right before an unreadable page (the last block, shorter than 64 bytes,
+ * is never loaded whole). */
+TEST(csv_scanner_walks_blocks_like_a_plain_loop)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    char *m =
+        mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(m != MAP_FAILED);
+    REQUIRE(mprotect(m + pg, (size_t)pg, PROT_NONE) == 0);
+    static const char alpha[] = {'a', ',', ';', '\n', '"', '\r', 'x', (char)0x80, (char)0xff, 0};
+    static const size_t lens[] = {0,   1,   2,   15,  16,  17,  31,  32,  33,  63,  64,
+                                  65,  66,  95,  127, 128, 129, 130, 191, 192, 193, 200,
+                                  255, 256, 257, 300, 319, 320, 321, 383, 384, 385};
+    int kinds[5] = {WEFT__CSV_SCAN_SCALAR, WEFT__CSV_SCAN_SWAR, WEFT__CSV_SCAN_SSE2,
+                    WEFT__CSV_SCAN_AVX2, WEFT__CSV_SCAN_BEST};
+    weft_rng r;
+    weft_rng_seed(&r, 64);
+    size_t want[400], got[400], checked = 0;
+    for (int pass = 0; pass < 8; pass++) {
+        int spread = pass % 4 == 0 ? 1 : pass % 4 == 1 ? 8 : pass % 4 == 2 ? 40 : 200;
+        for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+            size_t n = lens[li];
+            char *b = m + pg - n; /* b[n] is the guard page */
+            for (size_t i = 0; i < n; i++) {
+                int k = (int)weft_rng_range(&r, 0, spread);
+                b[i] = k < (int)sizeof alpha ? alpha[k] : (char)('b' + k % 20);
+            }
+            for (size_t j = 0; j <= n; j++)
+                for (int qo = 0; qo < 2; qo++) {
+                    char delim = pass & 1 ? ';' : ',';
+                    size_t nw = 0;
+                    for (size_t i = j; i < n; i++)
+                        if (b[i] == '"' || (!qo && (b[i] == delim || b[i] == '\n'))) want[nw++] = i;
+                    for (int q = 0; q < 5; q++) {
+                        size_t ng = weft__csv_walk(b, j, n, delim, kinds[q], qo, got, 400);
+                        bool same = ng == nw && (nw == 0 || !memcmp(got, want, nw * sizeof *got));
+                        CHECK_MSG(same, "kind %d n %zu j %zu quotes %d: %zu hits, want %zu",
+                                  kinds[q], n, j, qo, ng, nw);
+                        checked++;
+                    }
+                }
+        }
+    }
+    CHECK(checked > 50000);
+    munmap(m, (size_t)pg * 2);
+}
+
+/* A file built so that its delimiters, quotes (opening, doubled, closing),
+ * CRLF line ends and CRLF inside quoted fields fall at every offset of the
+ * scanner's 64-byte blocks (fields of every length 0..66, the whole shifted
+ * by 0..63 blank lines; every third shift for the scanners not the best),
+ * with and without a final newline (a length that is
+ * no multiple of the block): the same table with every scanner, as one
+ * partition and cut into ranges. */
+TEST(csv_fields_at_every_block_edge)
+{
+    enum {
+        ROWS = 268
+    };
+    size_t cap = 64 + ROWS * 256, n = 0;
+    char *body = malloc(cap), *file = malloc(cap + 64);
+    char(*names)[160] = malloc(ROWS * sizeof *names);
+    const char **np = malloc(ROWS * sizeof *np);
+    int64_t id[ROWS];
+    double sc[ROWS];
+    uint8_t scv[ROWS];
+    REQUIRE(body && file && names && np);
+    for (int i = 0; i < ROWS; i++) {
+        int len = i % 67, form = i % 4;
+        char pad[80];
+        memset(pad, 'a' + i % 26, (size_t)len);
+        pad[len] = 0;
+        id[i] = i * 7 - 300;
+        n += (size_t)snprintf(body + n, cap - n, "%lld,", (long long)id[i]);
+        if (form == 0) { /* plain */
+            snprintf(names[i], sizeof names[i], "%s", pad);
+            n += (size_t)snprintf(body + n, cap - n, "%s", pad);
+        } else if (form == 1) { /* a delimiter inside quotes */
+            snprintf(names[i], sizeof names[i], "%s,z", pad);
+            n += (size_t)snprintf(body + n, cap - n, "\"%s,z\"", pad);
+        } else if (form == 2) { /* a doubled quote */
+            snprintf(names[i], sizeof names[i], "q\"%s", pad);
+            n += (size_t)snprintf(body + n, cap - n, "\"q\"\"%s\"", pad);
+        } else { /* CRLF inside quotes */
+            snprintf(names[i], sizeof names[i], "l\r\n%s", pad);
+            n += (size_t)snprintf(body + n, cap - n, "\"l\r\n%s\"", pad);
+        }
+        np[i] = form == 0 && len == 0 ? NULL : names[i]; /* an empty field is NA */
+        scv[i] = i % 9 != 0;
+        sc[i] = scv[i] ? (double)(i - 100) / 7.0 * 1e3 : 0;
+        if (scv[i])
+            n += (size_t)snprintf(body + n, cap - n, ",%.17g", sc[i]);
+        else
+            n += (size_t)snprintf(body + n, cap - n, ",");
+        n += (size_t)snprintf(body + n, cap - n, "%s", i % 3 == 0 ? "\r\n" : "\n");
+    }
+    weft_table *want;
+    REQUIRE_OK(weft_table_create(&want));
+    REQUIRE_OK(weft_table_add_int64(want, "id", id, NULL, ROWS));
+    REQUIRE_OK(weft_table_add_text(want, "name", np, ROWS));
+    REQUIRE_OK(weft_table_add_double(want, "score", sc, scv, ROWS));
+    weft_executor *ex = make_exec(WEFT_BACKEND_SERIAL);
+    REQUIRE(ex);
+    int kinds[5] = {WEFT__CSV_SCAN_BEST, WEFT__CSV_SCAN_SCALAR, WEFT__CSV_SCAN_SWAR,
+                    WEFT__CSV_SCAN_SSE2, WEFT__CSV_SCAN_AVX2};
+    static const char hdr[] = "id,name,score\n";
+    size_t hl = sizeof hdr - 1;
+    for (int q = 0; q < 5; q++) {
+        if (weft__csv_set_scanner(kinds[q]) != 0) continue; /* not in this build or CPU */
+        for (size_t shift = 0; shift < 64; shift += q == 0 ? 1 : 3)
+            for (int last = 0; last < 2; last++) {
+                memcpy(file, hdr, hl);
+                memset(file + hl, '\n', shift);
+                memcpy(file + hl + shift, body, n);
+                size_t len = hl + shift + n;
+                if (last) len -= 1 + (file[len - 2] == '\r'); /* no final newline */
+                write_file("edges.csv", file, len);
+                size_t blocks[4] = {len, (len - hl) / 2 + 1, (len - hl) / 7 + 1,
+                                    (len - hl) / 13 + 1};
+                for (int bi = 0; bi < 4; bi++) {
+                    weft_csv_options o = {.block_size = blocks[bi]};
+                    weft_table *got = NULL;
+                    int rc = read_all("edges.csv", &o, ex, &got);
+                    CHECK_MSG(rc == 0 && weft_table_equal(got, want),
+                              "scanner %d shift %zu last %d block %zu: rc %d %s", kinds[q], shift,
+                              last, blocks[bi], rc, rc ? weft_last_error() : "tables differ");
+                    weft_table_destroy(got);
+                }
+            }
+    }
+    REQUIRE_OK(weft__csv_set_scanner(WEFT__CSV_SCAN_BEST));
+    weft_table_destroy(want);
+    weft_executor_destroy(ex);
+    free(body), free(file), free(names), free(np);
+}
+
+/* m / 10^k for 17 to 19 digits m and k = 1..22 is read by a product with
+ * 5^k's 128-bit reciprocal, and by the exact division where the product
+ * cannot decide (the exact quotients and the ties): bit for bit strtod's
+ * answer, for random digits and for m = j x 5^k (the value j / 2^k, exact,
+ * or a tie when j is odd and of 54 bits), and their neighbours m +- 1;
+ * and every length of integer part and fraction (the digits read up to
+ * eight at a time). */
+TEST(csv_reciprocal_division_matches_strtod)
+{
+    enum {
+        N = 9200
+    };
+    char(*v)[48] = malloc(N * sizeof *v);
+    REQUIRE(v);
+    weft_rng r;
+    weft_rng_seed(&r, 1522);
+    size_t n = 0;
+    uint64_t p5[23];
+    p5[0] = 1;
+    for (int k = 1; k <= 22; k++) p5[k] = p5[k - 1] * 5;
+    while (n < N / 2) { /* exact quotients, ties and their neighbours */
+        int k = (int)weft_rng_range(&r, 1, 22);
+        int bits = (int)weft_rng_range(&r, 40, 54);
+        uint64_t j = ((uint64_t)1 << (bits - 1)) |
+                     (uint64_t)weft_rng_range(&r, 0, (int64_t)(((uint64_t)1 << (bits - 1)) - 1));
+        if (bits == 54) j |= 1; /* odd, 54 bits: halfway between two doubles */
+        if (j > UINT64_MAX / p5[k]) continue;
+        uint64_t mm = j * p5[k];
+        if (mm <= (1ull << 53) || mm >= 10000000000000000000ull) continue;
+        for (int d = -1; d <= 1; d++) {
+            char dig[24];
+            int nd = snprintf(dig, sizeof dig, "%llu", (unsigned long long)(mm + (uint64_t)d));
+            if (nd > k)
+                snprintf(v[n++], sizeof v[0], "%.*s.%s", nd - k, dig, dig + nd - k);
+            else
+                snprintf(v[n++], sizeof v[0], "%s%se-%d", d < 0 ? "-" : "", dig, k);
+        }
+    }
+    /* every length of integer part (0..12) and fraction (0..13), signed or
+     * not, with an exponent or not: the digits are taken up to eight at a
+     * time from the field's bytes, the last eight when fewer remain */
+    for (int ip = 0; ip <= 12; ip++)
+        for (int fp = 0; fp <= 13; fp++)
+            for (int rep = 0; rep < 4; rep++) {
+                char dig[32];
+                int at = 0;
+                if (rep & 1) dig[at++] = '-';
+                for (int q = 0; q < ip; q++)
+                    dig[at++] = (char)('0' + weft_rng_range(&r, q == 0, 9));
+                if (fp || !ip) dig[at++] = '.';
+                for (int q = 0; q < fp; q++) dig[at++] = (char)('0' + weft_rng_range(&r, 0, 9));
+                if (!ip && !fp) dig[at++] = '5';
+                dig[at] = 0;
+                snprintf(v[n++], sizeof v[0], "%s%s", dig, rep >= 2 ? "e-3" : "");
+            }
+    while (n < N) { /* random 17..19 digits, a point or an exponent */
+        int nd = (int)weft_rng_range(&r, 17, 19), k = (int)weft_rng_range(&r, 1, 22);
+        char dig[24];
+        dig[0] = (char)('1' + weft_rng_range(&r, 0, 8));
+        for (int q = 1; q < nd; q++) dig[q] = (char)('0' + weft_rng_range(&r, 0, 9));
+        dig[nd] = 0;
+        if (nd > k && weft_rng_range(&r, 0, 1))
+            snprintf(v[n++], sizeof v[0], "%.*s.%s", nd - k, dig, dig + nd - k);
+        else
+            snprintf(v[n++], sizeof v[0], "%se-%d", dig, k);
+    }
+    size_t cap = (size_t)N * 48 + 8, at = 0;
+    char *text = malloc(cap);
+    REQUIRE(text);
+    at += (size_t)snprintf(text, cap, "x\n");
+    for (size_t i = 0; i < n; i++) at += (size_t)snprintf(text + at, cap - at, "%s\n", v[i]);
+    write_file("recip.csv", text, at);
+    weft_executor *ex = make_exec(WEFT_BACKEND_SERIAL);
+    REQUIRE(ex);
+    weft_table *t;
+    REQUIRE_OK(read_all("recip.csv", NULL, ex, &t));
+    REQUIRE(weft_table_col_type(t, 0) == WEFT_COL_DOUBLE);
+    REQUIRE(weft_table_rows(t) == n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double got, want = strtod(v[i], NULL);
+        CHECK_OK(weft_table_get_double(t, 0, i, &got, NULL));
+        if (memcmp(&got, &want, sizeof got) && bad++ < 10)
+            CHECK_MSG(false, "%s: %a != %a", v[i], got, want);
+    }
+    CHECK_EQ_U64(bad, 0);
+    weft_table_destroy(t);
+    weft_executor_destroy(ex);
+    free(text);
+    free(v);
 }
 
 /* Line numbers in errors come from the ranges' newline counts (the SSE2
@@ -487,6 +721,82 @@ TEST(csv_error_line_numbers_at_every_block_size)
                   weft_last_error(), want);
     }
     weft_executor_destroy(ex);
+}
+
+/* A read task reads its range in chunks (1 MiB; a record that runs past a
+ * chunk's end moves to the front, a record longer than the chunk makes it
+ * larger): with chunks of 1 to 70 bytes and 4 KiB, every record and field
+ * crosses a chunk somewhere -- the tricky corpus at several partition
+ * counts, a file with a quoted newline every 97 records and a bad value
+ * on its last line (the same line in the message), and the same file's
+ * records skipped and counted, with a groupby straight from the CSV. */
+TEST(csv_read_in_tiny_chunks)
+{
+    size_t cap = 1 << 20, at = 0, line = 1;
+    char *text = malloc(cap);
+    REQUIRE(text);
+    at += (size_t)sprintf(text, "a,b\n");
+    line++;
+    for (int i = 0; i < 3000; i++) {
+        if (i % 97 == 0) {
+            at += (size_t)sprintf(text + at, "%d,\"x\ny\"\n", i % 13);
+            line += 2;
+        } else {
+            at += (size_t)sprintf(text + at, "%d,plain%d\n", i % 13, i);
+            line++;
+        }
+    }
+    at += (size_t)sprintf(text + at, "oops,z\n");
+    write_file("chunks.csv", text, at);
+    write_file("tricky.csv", tricky, sizeof tricky - 1);
+    free(text);
+    weft_csv_column sch[2] = {{"a", WEFT_COL_INT64}, {"b", WEFT_COL_TEXT}};
+    char want[64];
+    snprintf(want, sizeof want, "chunks.csv:%zu: field 1 (a)", line);
+    weft_table *tricky_want = tricky_expected();
+    weft_executor *ex = make_exec(WEFT_BACKEND_SERIAL);
+    weft_executor *th = make_exec(WEFT_BACKEND_THREADS);
+    REQUIRE(ex && th);
+    const char *keys[1] = {"a"};
+    weft_agg cnt[1] = {{"b", WEFT_AGG_COUNT, NULL}};
+    weft_table *gb_want = NULL;
+    for (size_t ch = 0; ch <= 71; ch++) {
+        REQUIRE_OK(weft__csv_set_chunk(ch == 71 ? 4096 : ch)); /* 0: the default */
+        for (size_t k = 1; k <= 9; k += 4) {
+            weft_csv_options o = {.block_size = (sizeof tricky - 1 + k - 1) / k};
+            weft_table *got = NULL;
+            int rc = read_all("tricky.csv", &o, ex, &got);
+            CHECK_MSG(rc == 0 && weft_table_equal(got, tricky_want), "chunk %zu, %zu parts: %s", ch,
+                      k, rc ? weft_last_error() : "tables differ");
+            weft_table_destroy(got);
+        }
+        weft_csv_options o = {.schema = sch, .n_schema = 2, .block_size = 9000};
+        weft_table *t = NULL;
+        CHECK_ERR(read_all("chunks.csv", &o, ex, &t), WEFT_EINVAL);
+        CHECK_MSG(strstr(weft_last_error(), want), "chunk %zu: %s, want %s", ch, weft_last_error(),
+                  want);
+        o.flags = WEFT_CSV_SKIP_BAD;
+        weft_frame *f;
+        REQUIRE_OK(weft_frame_read_csv((const char *[]){"chunks.csv"}, 1, &o, &f));
+        weft_table *g = NULL;
+        CHECK_OK(weft_frame_groupby(f, keys, 1, cnt, 1, th, NULL, &g));
+        if (!gb_want)
+            gb_want = g, g = NULL;
+        else
+            CHECK_MSG(weft_table_equal(g, gb_want), "chunk %zu: the groupby differs", ch);
+        weft_table_destroy(g);
+        weft_frame_destroy(f);
+        CHECK_OK(read_all("chunks.csv", &o, th, &t));
+        CHECK_EQ_U64(weft_table_rows(t), 3000);
+        CHECK_EQ_U64(weft_table_skipped(t), 1);
+        weft_table_destroy(t);
+    }
+    REQUIRE_OK(weft__csv_set_chunk(0));
+    CHECK_EQ_U64(weft_table_rows(gb_want), 13);
+    weft_table_destroy(gb_want);
+    weft_table_destroy(tricky_want);
+    weft_executor_destroy(ex);
+    weft_executor_destroy(th);
 }
 
 /* Doubles of 17 to 19 significant digits (what %.17g and repr print) take
@@ -854,6 +1164,70 @@ TEST(csv_groupby_same_bits_on_every_backend_and_path)
                           weft_backend_name(backends[b]), k);
             weft_table_destroy(a);
             weft_table_destroy(c);
+            weft_frame_destroy(g);
+            weft_frame_destroy(f);
+        }
+        weft_executor_destroy(ex);
+    }
+    weft_table_destroy(first);
+}
+
+/* On threads and serial a groupby's partials reuse pooled scratch (the
+ * key-tuple array, reset slot by slot) and the state tables of ranges
+ * already folded. Ranges that meet other groups than the one before (a
+ * key window sliding along the file, 2 int keys, some keys missing), and
+ * every aggregate: the same result as the derived frame's partials, which
+ * use fresh arrays, and as serial's. */
+TEST(groupby_pooled_partials_match_fresh_ones)
+{
+    size_t cap = 2 << 20, at = 0;
+    char *text = malloc(cap);
+    REQUIRE(text);
+    at += (size_t)sprintf(text + at, "a,b,x,j\n");
+    weft_rng r;
+    weft_rng_seed(&r, 77);
+    for (int i = 0; i < 30000; i++) {
+        long long a = i / 400 + weft_rng_range(&r, 0, 6), b = weft_rng_range(&r, -3, 3);
+        if (weft_rng_range(&r, 0, 99) == 0)
+            at += (size_t)sprintf(text + at, ",%lld", b); /* a missing key */
+        else
+            at += (size_t)sprintf(text + at, "%lld,%lld", a, b);
+        at += (size_t)sprintf(text + at, ",%.17g,%lld\n", (weft_rng_double(&r) - 0.5) * 1e3,
+                              (long long)weft_rng_range(&r, -9, 9));
+        REQUIRE(at + 128 < cap);
+    }
+    write_file("pooled.csv", text, at);
+    free(text);
+    const char *keys[2] = {"a", "b"};
+    weft_agg aggs[8] = {{"x", WEFT_AGG_MEAN, NULL},   {"x", WEFT_AGG_COUNT, NULL},
+                        {"x", WEFT_AGG_VAR, NULL},    {"x", WEFT_AGG_MAX, NULL},
+                        {"j", WEFT_AGG_MIN, NULL},    {"j", WEFT_AGG_SUM, NULL},
+                        {"x", WEFT_AGG_MEDIAN, NULL}, {"j", WEFT_AGG_NUNIQUE, NULL}};
+    const char *all[4] = {"a", "b", "x", "j"};
+    weft_table *first = NULL;
+    weft_backend bk[2] = {WEFT_BACKEND_SERIAL, WEFT_BACKEND_THREADS};
+    for (int b = 0; b < 2; b++) {
+        weft_executor *ex = make_exec(bk[b]);
+        REQUIRE(ex);
+        for (size_t blk = 4096; blk <= 65536; blk *= 4) {
+            weft_csv_options o = {.block_size = blk};
+            weft_frame *f, *g;
+            REQUIRE_OK(weft_frame_read_csv((const char *[]){"pooled.csv"}, 1, &o, &f));
+            REQUIRE_OK(weft_frame_select(f, all, 4, &g));
+            weft_table *p = NULL, *q = NULL;
+            uint64_t dense0 = weft__gb_dense_partials();
+            CHECK_OK(weft_frame_groupby(f, keys, 2, aggs, 8, ex, NULL, &p));
+            CHECK(weft__gb_dense_partials() > dense0);
+            CHECK_OK(weft_frame_groupby(g, keys, 2, aggs, 8, ex, NULL, &q));
+            CHECK_MSG(p && q && weft_table_equal(p, q), "%s block %zu: pooled and fresh differ",
+                      weft_backend_name(bk[b]), blk);
+            if (!first && p)
+                first = p, p = NULL;
+            else if (p && blk == 4096)
+                CHECK_MSG(weft_table_equal(first, p), "%s: differs from serial",
+                          weft_backend_name(bk[b]));
+            weft_table_destroy(p);
+            weft_table_destroy(q);
             weft_frame_destroy(g);
             weft_frame_destroy(f);
         }

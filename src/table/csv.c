@@ -29,8 +29,11 @@
  * Doubles: a field of at most 19 digits whose value needs at most 53 bits
  * and whose decimal exponent is within [-22, 22] is m * 10^e or m / 10^e in
  * one IEEE operation on exact operands, so correctly rounded (Clinger's
- * fast path); every other field goes to glibc's strtod, which is correctly
- * rounded. */
+ * fast path); one of 17 to 19 digits is exact in 128-bit integers (a
+ * product, or a product with 5^k's reciprocal that decides the rounding
+ * in all but the exact and tie cases, which a 128-by-64-bit division
+ * settles: div_pow10_recip); every other field goes to glibc's strtod,
+ * which is correctly rounded (docs/table.md, "The CSV dialect"). */
 #include "internal.h"
 #include "table/table_internal.h"
 
@@ -39,7 +42,6 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -76,18 +78,36 @@ typedef struct field {
 /* ---- the field scanner ----
  *
  * An unquoted field ends at the first delimiter or newline; a quote inside
- * it makes it malformed. csv_find() finds the first of the three bytes from
- * `j`: 16 bytes a step with SSE2 (every x86-64 has it), 8 with a SWAR test
- * on a uint64_t elsewhere (little-endian), one at a time near the end of
- * the buffer. The three give the same index for every input (the test
- * `csv_scanner_agrees_at_every_alignment` compares them on random bytes at
- * every offset and length; weft__csv_set_scanner forces one). */
+ * it makes it malformed; a quoted field ends at its next quote (then the
+ * byte after says whether it is a doubled one). The scanner keeps, for one
+ * block of 64 bytes of the buffer, two bit masks: where the delimiters,
+ * newlines and quotes are (`any`), and where the quotes are (`quote`). A
+ * field's end is then the lowest bit of the mask above its start: the
+ * block's bytes are compared once, not once per field (about 8 fields a
+ * row of 109 bytes: two blocks instead of eight scans). The masks come 64
+ * bytes at a time from AVX2 (two 32-byte compares; only when the CPU
+ * says it has it), SSE2 (four 16-byte compares; every x86-64 has it), a
+ * SWAR test of eight uint64_t (other little-endian machines: an exact
+ * zero-byte test, packed into 8 bits by one multiplication), or one byte
+ * at a time; the last block of a buffer, shorter than 64 bytes, always one
+ * byte at a time (no load ever crosses the buffer's end). The kinds give
+ * the same masks for every input: the tests `csv_scanner_agrees_at_every_alignment`
+ * and `csv_scanner_walks_blocks_like_a_plain_loop` compare them with a
+ * plain loop on random bytes at every start, length and alignment, the
+ * bytes ending right before an unreadable page; weft__csv_set_scanner
+ * forces one. */
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #define HAVE_SSE2_SCAN 1
 #else
 #define HAVE_SSE2_SCAN 0
+#endif
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX2_SCAN 1
+#else
+#define HAVE_AVX2_SCAN 0
 #endif
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define HAVE_SWAR_SCAN 1
@@ -97,11 +117,28 @@ typedef struct field {
 
 static _Atomic int csv_scanner_forced; /* 0: the best this machine has */
 
+static bool cpu_has_avx2(void)
+{
+#if HAVE_AVX2_SCAN
+    static _Atomic int known; /* 0 not asked, 1 no, 2 yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        __builtin_cpu_init();
+        k = __builtin_cpu_supports("avx2") ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+#else
+    return false;
+#endif
+}
+
 int weft__csv_set_scanner(int kind)
 {
-    if (kind < WEFT__CSV_SCAN_BEST || kind > WEFT__CSV_SCAN_SSE2) return WEFT_EINVAL;
+    if (kind < WEFT__CSV_SCAN_BEST || kind > WEFT__CSV_SCAN_AVX2) return WEFT_EINVAL;
     if (kind == WEFT__CSV_SCAN_SSE2 && !HAVE_SSE2_SCAN) return WEFT_ENOTSUP;
     if (kind == WEFT__CSV_SCAN_SWAR && !HAVE_SWAR_SCAN) return WEFT_ENOTSUP;
+    if (kind == WEFT__CSV_SCAN_AVX2 && !cpu_has_avx2()) return WEFT_ENOTSUP;
     atomic_store_explicit(&csv_scanner_forced, kind, memory_order_relaxed);
     return 0;
 }
@@ -111,76 +148,195 @@ static int csv_scanner(void)
 {
     int k = atomic_load_explicit(&csv_scanner_forced, memory_order_relaxed);
     if (k) return k;
+    if (cpu_has_avx2()) return WEFT__CSV_SCAN_AVX2;
     return HAVE_SSE2_SCAN   ? WEFT__CSV_SCAN_SSE2
            : HAVE_SWAR_SCAN ? WEFT__CSV_SCAN_SWAR
                             : WEFT__CSV_SCAN_SCALAR;
 }
 
-static inline size_t find_scalar(const char *b, size_t j, size_t n, char d)
+typedef struct bscan {
+    const char *b;
+    size_t n;       /* the buffer's length */
+    size_t base;    /* the block: the masks' bit i is byte base + i */
+    uint64_t any;   /* delimiters, newlines and quotes of the block */
+    uint64_t quote; /* quotes of the block */
+    char d;
+    int kind;
+} bscan;
+
+/* Bytes b[0..n) (n <= 64) one at a time. */
+static void block_scalar(const char *b, size_t n, char d, uint64_t *any, uint64_t *quote)
 {
-    while (j < n) {
-        char c = b[j];
-        if (c == d || c == '\n' || c == '"') break;
-        j++;
+    uint64_t a = 0, q = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = b[i];
+        a |= (uint64_t)(c == d || c == '\n' || c == '"') << i;
+        q |= (uint64_t)(c == '"') << i;
     }
-    return j;
+    *any = a;
+    *quote = q;
 }
 
 #if HAVE_SWAR_SCAN
-/* A byte of x is zero: its high bit set in the result. Borrows may flag
- * bytes above a zero byte too, never below it, so the lowest flag is exact. */
+/* 0x80 in every byte of x that is zero, exactly (no borrow between bytes). */
 static inline uint64_t swar_zero(uint64_t x)
 {
-    return (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
+    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7Full;
+    return ~(((x & lo7) + lo7) | x | lo7);
 }
 
-static inline size_t find_swar(const char *b, size_t j, size_t n, char d)
+/* The high bits of the 8 bytes of h (0x80 or 0 each) as bits 0..7: each
+ * byte's bit lands on its own bit of the top byte, no two terms of the
+ * product on one bit, so no carries. */
+static inline uint64_t swar_pack(uint64_t h)
+{
+    return ((h >> 7) * 0x0102040810204080ull) >> 56;
+}
+
+static void block_swar(const char *b, char d, uint64_t *any, uint64_t *quote)
 {
     const uint64_t ones = 0x0101010101010101ull;
     const uint64_t md = ones * (unsigned char)d, mn = ones * '\n', mq = ones * '"';
-    while (j + 8 <= n) {
+    uint64_t a = 0, q = 0;
+    for (unsigned k = 0; k < 8; k++) {
         uint64_t w;
-        memcpy(&w, b + j, 8);
-        uint64_t hit = swar_zero(w ^ md) | swar_zero(w ^ mn) | swar_zero(w ^ mq);
-        if (hit) return j + ((size_t)__builtin_ctzll(hit) >> 3);
-        j += 8;
+        memcpy(&w, b + 8 * k, 8);
+        uint64_t zq = swar_zero(w ^ mq);
+        uint64_t za = zq | swar_zero(w ^ md) | swar_zero(w ^ mn);
+        a |= swar_pack(za) << (8 * k);
+        q |= swar_pack(zq) << (8 * k);
     }
-    return find_scalar(b, j, n, d);
+    *any = a;
+    *quote = q;
 }
 #endif
 
 #if HAVE_SSE2_SCAN
-static inline size_t find_sse2(const char *b, size_t j, size_t n, char d)
+static inline void block_sse2(const char *b, char d, uint64_t *any, uint64_t *quote)
 {
     const __m128i vd = _mm_set1_epi8(d), vn = _mm_set1_epi8('\n'), vq = _mm_set1_epi8('"');
-    while (j + 16 <= n) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(b + j));
-        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, vd), _mm_cmpeq_epi8(x, vn)),
-                                 _mm_cmpeq_epi8(x, vq));
-        unsigned mask = (unsigned)_mm_movemask_epi8(m);
-        if (mask) return j + (size_t)__builtin_ctz(mask);
-        j += 16;
+    uint64_t a = 0, q = 0;
+    for (unsigned k = 0; k < 4; k++) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(b + 16 * k));
+        __m128i mq = _mm_cmpeq_epi8(x, vq);
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, vd), _mm_cmpeq_epi8(x, vn)), mq);
+        a |= (uint64_t)(unsigned)_mm_movemask_epi8(m) << (16 * k);
+        q |= (uint64_t)(unsigned)_mm_movemask_epi8(mq) << (16 * k);
     }
-    return find_scalar(b, j, n, d);
+    *any = a;
+    *quote = q;
 }
 #endif
 
-/* The first index >= j of a delimiter, newline or quote in b[0..n), or n. */
-static inline size_t csv_find(const char *b, size_t j, size_t n, char d, int kind)
+#if HAVE_AVX2_SCAN
+__attribute__((target("avx2"))) static void block_avx2(const char *b, char d, uint64_t *any,
+                                                       uint64_t *quote)
 {
+    const __m256i vd = _mm256_set1_epi8(d), vn = _mm256_set1_epi8('\n'), vq = _mm256_set1_epi8('"');
+    __m256i x0 = _mm256_loadu_si256((const __m256i *)(const void *)b);
+    __m256i x1 = _mm256_loadu_si256((const __m256i *)(const void *)(b + 32));
+    __m256i q0 = _mm256_cmpeq_epi8(x0, vq), q1 = _mm256_cmpeq_epi8(x1, vq);
+    __m256i a0 =
+        _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(x0, vd), _mm256_cmpeq_epi8(x0, vn)), q0);
+    __m256i a1 =
+        _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(x1, vd), _mm256_cmpeq_epi8(x1, vn)), q1);
+    *any = (uint64_t)(uint32_t)_mm256_movemask_epi8(a0) |
+           (uint64_t)(uint32_t)_mm256_movemask_epi8(a1) << 32;
+    *quote = (uint64_t)(uint32_t)_mm256_movemask_epi8(q0) |
+             (uint64_t)(uint32_t)_mm256_movemask_epi8(q1) << 32;
+}
+#endif
+
+/* Masks the block of 64 bytes from j (fewer at the buffer's end). */
+static void bs_load(bscan *s, size_t j)
+{
+    s->base = j;
+    /* the range is read once, forwards: ask for the line 16 blocks ahead
+     * now (a hint: never a fault, even past the end), so that it is in the
+     * cache when the scanner gets there (a load that misses waits for
+     * memory: the first touch of each line of a mapped range) */
+    __builtin_prefetch((const void *)((uintptr_t)s->b + j + 1024));
+    if (s->n - j < 64) {
+        block_scalar(s->b + j, s->n - j, s->d, &s->any, &s->quote);
+        return;
+    }
+    switch (s->kind) {
+#if HAVE_AVX2_SCAN
+    case WEFT__CSV_SCAN_AVX2:
+        block_avx2(s->b + j, s->d, &s->any, &s->quote);
+        return;
+#endif
 #if HAVE_SSE2_SCAN
-    if (kind == WEFT__CSV_SCAN_SSE2) return find_sse2(b, j, n, d);
+    case WEFT__CSV_SCAN_SSE2:
+        block_sse2(s->b + j, s->d, &s->any, &s->quote);
+        return;
 #endif
 #if HAVE_SWAR_SCAN
-    if (kind == WEFT__CSV_SCAN_SWAR) return find_swar(b, j, n, d);
+    case WEFT__CSV_SCAN_SWAR:
+        block_swar(s->b + j, s->d, &s->any, &s->quote);
+        return;
 #endif
-    (void)kind;
-    return find_scalar(b, j, n, d);
+    default:
+        block_scalar(s->b + j, 64, s->d, &s->any, &s->quote);
+    }
+}
+
+/* A scanner over b[0..n), its first block at `from` (<= n). */
+static void bs_init(bscan *s, const char *b, size_t n, char d, int kind, size_t from)
+{
+    s->b = b;
+    s->n = n;
+    s->d = d;
+    s->kind = kind;
+    bs_load(s, from);
+}
+
+/* The first index >= j of a delimiter, newline or quote (quote_only: of a
+ * quote) in the buffer, or its length. j >= the current block's start:
+ * the fields are read forwards. */
+static inline size_t bs_next(bscan *s, size_t j, bool quote_only)
+{
+    for (;;) {
+        size_t off = j - s->base;
+        if (off < 64) {
+            uint64_t m = (quote_only ? s->quote : s->any) >> off;
+            if (m) return j + (size_t)__builtin_ctzll(m);
+            j = s->base + 64;
+        }
+        if (j >= s->n) return s->n;
+        bs_load(s, j);
+    }
+}
+
+static inline size_t bs_find(bscan *s, size_t j)
+{
+    return bs_next(s, j, false);
+}
+
+static inline size_t bs_find_quote(bscan *s, size_t j)
+{
+    return bs_next(s, j, true);
 }
 
 size_t weft__csv_find(const char *b, size_t j, size_t n, char delim, int kind)
 {
-    return csv_find(b, j, n, delim, kind ? kind : csv_scanner());
+    bscan s;
+    bs_init(&s, b, n, delim, kind ? kind : csv_scanner(), j);
+    return bs_find(&s, j);
+}
+
+size_t weft__csv_walk(const char *b, size_t j, size_t n, char delim, int kind, bool quote_only,
+                      size_t *at, size_t cap)
+{
+    bscan s;
+    size_t k = 0;
+    bs_init(&s, b, n, delim, kind ? kind : csv_scanner(), j);
+    while (k < cap) {
+        j = bs_next(&s, j, quote_only);
+        if (j >= n) break;
+        at[k++] = j++;
+    }
+    return k;
 }
 
 /* The number of bytes equal to c in p[0..n). */
@@ -209,18 +365,20 @@ static uint64_t count_byte(const char *p, size_t n, char c)
     return k;
 }
 
-/* Reads the field at *i; on T_DELIM/T_EOL *i is past the terminator. */
-static inline int next_field(const char *buf, size_t blen, bool eof, size_t *i, char delim,
-                             int kind, field *f)
+/* Reads the field at *i of the scanner's buffer; on T_DELIM/T_EOL *i is
+ * past the terminator. */
+static inline __attribute__((always_inline)) int next_field(bscan *s, bool eof, size_t *i, field *f)
 {
+    const char *buf = s->b;
+    const size_t blen = s->n;
+    const char delim = s->d;
     size_t p = *i;
     f->escaped = f->bad = false;
     if (p < blen && buf[p] == '"') {
         size_t j = p + 1;
         for (;;) {
-            const char *q = memchr(buf + j, '"', blen - j);
-            if (!q) return eof ? T_UNTERM : T_MORE;
-            size_t k = (size_t)(q - buf);
+            size_t k = bs_find_quote(s, j);
+            if (k >= blen) return eof ? T_UNTERM : T_MORE;
             if (k + 1 >= blen && !eof) return T_MORE;
             if (k + 1 < blen && buf[k + 1] == '"') {
                 f->escaped = true;
@@ -243,10 +401,10 @@ static inline int next_field(const char *buf, size_t blen, bool eof, size_t *i, 
             }
         }
     } else {
-        size_t j = csv_find(buf, p, blen, delim, kind);
+        size_t j = bs_find(s, p);
         while (j < blen && buf[j] == '"') { /* a stray quote: go on to the field's end */
             f->bad = true;
-            j = csv_find(buf, j + 1, blen, delim, kind);
+            j = bs_find(s, j + 1);
         }
         if (j >= blen && !eof) return T_MORE;
         f->start = p;
@@ -351,6 +509,59 @@ static double round_u128(u128 q, bool sticky, int e2)
 }
 #endif
 
+#ifdef __SIZEOF_INT128__
+/* recip5[k] = floor(2^recip5_sh[k] / 5^k) for k = 1..22, recip5_sh[k] =
+ * 127 + bitlen(5^k): the reciprocal of 5^k in [2^127, 2^128), computed once
+ * at load by long division in 64-bit limbs. */
+static u128 recip5[23];
+static int recip5_sh[23];
+
+__attribute__((constructor)) static void recip5_init(void)
+{
+    uint64_t p = 1;
+    for (int k = 1; k <= 22; k++) {
+        p *= 5;
+        int bp = 64 - __builtin_clzll(p);
+        /* 2^(127 + bp) = 2^(bp - 1) x 2^128 and 2^(bp - 1) < p (5^k is
+         * no power of 2): the top limb's quotient is 0 */
+        u128 r = (u128)1 << (bp - 1);
+        u128 q1 = (r << 64) / p;
+        r = (r << 64) % p;
+        u128 q0 = (r << 64) / p;
+        recip5[k] = q1 << 64 | q0;
+        recip5_sh[k] = 127 + bp;
+    }
+}
+
+/* m / 10^k (m > 0, 1 <= k <= 22) correctly rounded into *out, by one
+ * 64 x 128-bit product with 5^k's reciprocal instead of a division; false
+ * when the product cannot decide (then the exact division must).
+ *
+ * With mm = m x 2^lz (its top bit set), s = recip5_sh[k] and I =
+ * recip5[k] = 2^s / 5^k - f (0 <= f < 1), the true V = mm x 2^s / 5^k is
+ * mm x I + mm x f, and 0 <= mm x f < 2^64. Let top = floor(mm x I / 2^64)
+ * = U x 2^64 + L (U its upper, L its lower 64 bits): V / 2^128 lies in
+ * [U + L / 2^64, U + (L + 2) / 2^64). When L is neither 0 nor 2^64 - 1,
+ * that is strictly inside (U, U + 1): the value is U plus a fraction that
+ * is not zero, so U (63 or 64 bits) with a sticky bit rounds exactly as
+ * the true value does (round_u128), and m / 10^k = (V / 2^128) x
+ * 2^(128 - s - lz - k). When L is 0 or all ones (about 2^-63 of random
+ * inputs, and the exact cases: a quotient that ends within the double's
+ * bits, or a tie) the caller divides exactly. */
+static inline bool div_pow10_recip(uint64_t m, int k, double *out)
+{
+    int lz = __builtin_clzll(m);
+    uint64_t mm = m << lz;
+    u128 lo = (u128)mm * (uint64_t)recip5[k];
+    u128 hi = (u128)mm * (uint64_t)(recip5[k] >> 64);
+    u128 top = hi + (lo >> 64);
+    uint64_t L = (uint64_t)top;
+    if (L == 0 || L == UINT64_MAX) return false;
+    *out = round_u128(top >> 64, true, 128 - recip5_sh[k] - lz - k);
+    return true;
+}
+#endif
+
 #if HAVE_SWAR_SCAN
 /* The 8 ASCII digits at s (s[0] the most significant) as a number, or -1
  * when they are not all digits. Every byte is checked to lie in '0'..'9'
@@ -371,6 +582,29 @@ static inline int64_t eight_digits(const char *s)
 }
 #endif
 
+/* The digits of s[*i..n) into *m (times 10 per digit), eight at a time
+ * while eight remain (at most one failed try per run, at its end), then
+ * one at a time (a short run's chain of multiply-adds is shorter than the
+ * eight-digit test and pairing); *nd counts them. */
+static inline __attribute__((always_inline)) void digit_run(const char *s, size_t n, size_t *i,
+                                                            uint64_t *m, int *nd)
+{
+    size_t j = *i;
+    uint64_t v = *m;
+#if HAVE_SWAR_SCAN
+    while (n - j >= 8) {
+        int64_t e8 = eight_digits(s + j);
+        if (e8 < 0) break;
+        v = v * 100000000u + (uint64_t)e8;
+        j += 8;
+    }
+#endif
+    while (j < n && (unsigned)(s[j] - '0') < 10) v = v * 10 + (unsigned)(s[j++] - '0');
+    *nd += (int)(j - *i);
+    *m = v;
+    *i = j;
+}
+
 static bool parse_double(const char *s, size_t n, double *out)
 {
     size_t i = 0;
@@ -378,50 +612,27 @@ static bool parse_double(const char *s, size_t n, double *out)
     if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
     uint64_t m = 0;
     int nd = 0, e10 = 0;
-    bool digits = false, sig = false;
     /* nd counts the digits from the first non-zero one: leading zeros
-     * (0.000123) leave m as it is */
-    while (i < n && s[i] >= '0' && s[i] <= '9') {
-#if HAVE_SWAR_SCAN
-        if (sig && n - i >= 8) { /* past the leading zeros: 8 digits at once */
-            int64_t e8 = eight_digits(s + i);
-            if (e8 >= 0) {
-                m = m * 100000000u + (uint64_t)e8;
-                nd += 8;
-                i += 8;
-                continue;
-            }
-        }
-#endif
-        unsigned dg = (unsigned)(s[i++] - '0');
-        m = m * 10 + dg;
-        sig |= dg != 0;
-        nd += sig;
-        digits = true;
-    }
+     * (0.000123) are skipped first, so every digit of a run is significant
+     * (more than 19 wrap m around: then nd sends the field to strtod) */
+    size_t z0 = i;
+    while (i < n && s[i] == '0') i++;
+    bool digits = i > z0;
+    size_t r0 = i;
+    digit_run(s, n, &i, &m, &nd);
+    digits |= i > r0;
     if (i < n && s[i] == '.') {
         i++;
-        while (i < n && s[i] >= '0' && s[i] <= '9') {
-#if HAVE_SWAR_SCAN
-            if (sig && n - i >= 8) {
-                int64_t e8 = eight_digits(s + i);
-                if (e8 >= 0) {
-                    m = m * 100000000u + (uint64_t)e8;
-                    nd += 8;
-                    e10 -= 8;
-                    i += 8;
-                    digits = true;
-                    continue;
-                }
-            }
-#endif
-            unsigned dg = (unsigned)(s[i++] - '0');
-            m = m * 10 + dg;
-            sig |= dg != 0;
-            nd += sig;
-            e10--;
-            digits = true;
+        if (nd == 0) { /* 0.000123: the fraction's leading zeros */
+            size_t f0 = i;
+            while (i < n && s[i] == '0') i++;
+            e10 -= (int)(i - f0);
+            digits |= i > f0;
         }
+        size_t f1 = i;
+        digit_run(s, n, &i, &m, &nd);
+        e10 -= (int)(i - f1);
+        digits |= i > f1;
     }
     if (digits && i < n && (s[i] == 'e' || s[i] == 'E')) {
         size_t k = i + 1;
@@ -443,11 +654,14 @@ static bool parse_double(const char *s, size_t n, double *out)
 #ifdef __SIZEOF_INT128__
     if (digits && i == n && nd <= 19 && e10 >= -22 && e10 <= 19) {
         /* m > 2^53 (17 to 19 digits, as printed by %.17g or repr): exact
-         * in 128 bits, m * 10^e10 or m * 2^s / 10^-e10 with the remainder
-         * as a sticky bit, rounded once (round_u128) */
+         * in 128 bits, m * 10^e10, or m / 10^-e10 by the reciprocal's
+         * product when it decides, else m * 2^s / 10^-e10 with the
+         * remainder as a sticky bit, rounded once (round_u128) */
         double v;
         if (e10 >= 0) {
             v = round_u128((u128)m * pow10_u64[e10], false, 0);
+        } else if (div_pow10_recip(m, -e10, &v)) {
+            /* v set */
         } else if (-e10 <= 19) {
             /* one 128-by-64-bit division: m * 2^sh has bitlen(den) + 63
              * bits, so the quotient has 63 or 64 (at least 54 are needed)
@@ -500,6 +714,13 @@ static bool parse_int64(const char *s, size_t n, int64_t *out)
     if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
     if (i == n) return false;
     uint64_t v = 0;
+    if (n - i <= 18) { /* at most 10^18 - 1 < 2^63: no overflow to test per digit */
+        for (; i < n; i++) {
+            unsigned d = (unsigned)(s[i] - '0');
+            if (d > 9) return false;
+            v = v * 10 + d;
+        }
+    }
     for (; i < n; i++) {
         unsigned d = (unsigned)(s[i] - '0');
         if (d > 9) return false;
@@ -550,6 +771,16 @@ static int na_lengths(csv_spec *sp)
 
 /* ---- file helpers ---- */
 
+/* The bytes a read task reads at once (weft__csv_set_chunk: the tests make
+ * it tiny, so that records and fields cross chunks everywhere). */
+static _Atomic size_t csv_chunk = (size_t)1 << 20;
+
+int weft__csv_set_chunk(size_t bytes)
+{
+    atomic_store_explicit(&csv_chunk, bytes ? bytes : (size_t)1 << 20, memory_order_relaxed);
+    return 0;
+}
+
 static int read_at(int fd, char *buf, size_t n, uint64_t off, size_t *got)
 {
     size_t have = 0;
@@ -564,60 +795,6 @@ static int read_at(int fd, char *buf, size_t n, uint64_t off, size_t *got)
     }
     *got = have;
     return 0;
-}
-
-/* A window of a file. Mapped with MAP_POPULATE: the page-cache pages are
- * mapped at once, with no copy and no fault per page (a copy into fresh
- * memory cost a 4 KiB fault and a copy per page, about as much as parsing
- * the page); read into malloc'ed memory where mmap fails (a pipe, /proc).
- * The caller keeps [off, off + n) within the file's size. */
-typedef struct fwin {
-    char *base;
-    size_t maplen;
-    const char *p;
-    size_t n;
-    bool mapped;
-} fwin;
-
-static int win_open(fwin *w, int fd, uint64_t off, size_t n)
-{
-    memset(w, 0, sizeof *w);
-    w->p = "";
-    if (n == 0) return 0;
-    uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
-    uint64_t base = off - off % pg;
-    size_t delta = (size_t)(off - base);
-    void *m = mmap(NULL, n + delta, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)base);
-    if (m != MAP_FAILED) {
-        w->base = m;
-        w->maplen = n + delta;
-        w->p = (const char *)m + delta;
-        w->n = n;
-        w->mapped = true;
-        return 0;
-    }
-    char *b = malloc(n);
-    if (!b) return WEFT_ENOMEM;
-    weft__table_hugepages(b, n);
-    size_t got;
-    int rc = read_at(fd, b, n, off, &got);
-    if (rc) {
-        free(b);
-        return rc;
-    }
-    w->base = b;
-    w->p = b;
-    w->n = got;
-    return 0;
-}
-
-static void win_close(fwin *w)
-{
-    if (w->mapped)
-        munmap(w->base, w->maplen);
-    else
-        free(w->base);
-    memset(w, 0, sizeof *w);
 }
 
 static uint64_t file_size(int fd)
@@ -635,7 +812,8 @@ static int for_records(const char *buf, size_t len, bool eof, char delim, size_t
                        record_fn fn, void *arg, size_t *consumed)
 {
     size_t i = 0, nrec = 0, cap = 16;
-    const int kind = csv_scanner();
+    bscan sc;
+    bs_init(&sc, buf, len, delim, csv_scanner(), 0);
     field *fs = malloc(cap * sizeof *fs);
     if (!fs) return WEFT_ENOMEM;
     int rc = 0;
@@ -652,7 +830,7 @@ static int for_records(const char *buf, size_t len, bool eof, char delim, size_t
                 fs = q;
                 cap *= 2;
             }
-            t = next_field(buf, len, eof, &p, delim, kind, &fs[nf]);
+            t = next_field(&sc, eof, &p, &fs[nf]);
             if (t == T_MORE || t == T_UNTERM) break;
             nf++;
             if (t != T_DELIM) break;
@@ -1013,6 +1191,16 @@ typedef struct scan_out {
     uint64_t start, is_first;
 } scan_out;
 
+/* The set bits of x (no popcnt instruction in an x86-64 baseline build:
+ * __builtin_popcountll would call libgcc). */
+static inline uint64_t popcount64(uint64_t x)
+{
+    x -= (x >> 1) & 0x5555555555555555ull;
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+    return (x * 0x0101010101010101ull) >> 56;
+}
+
 int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
 {
     chunk c;
@@ -1028,10 +1216,17 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
         return -e;
     }
     scan_out s = {0, 0, {UINT64_MAX, UINT64_MAX}, {0, 0}, c.start, c.first};
-    const size_t bsz = (size_t)8 << 20; /* a window of the range */
-    int rc = 0;
+    /* the range is read into one buffer of 1 MiB, window after window:
+     * a copy by the kernel (through its own mapping of the page cache)
+     * into the same warm pages, not the file's pages mapped here (a
+     * mapping of 4 KiB pages costs a page walk per page on the first
+     * touch, which on this VM cost more than the scan itself) */
+    const size_t bsz = (size_t)1 << 20;
+    char *wbuf = malloc(c.end > c.start && c.end - c.start < bsz ? (size_t)(c.end - c.start) : bsz);
+    int rc = wbuf ? 0 : WEFT_ENOMEM;
     unsigned par = 0;
-    if (!c.first && c.start > 0 && c.start < c.end) {
+    const int kind = csv_scanner();
+    if (!rc && !c.first && c.start > 0 && c.start < c.end) {
         /* a record starts right at the range's start when the byte before
          * is a newline outside quotes (that newline is not a quote, so the
          * state there is the range's starting state) */
@@ -1047,38 +1242,47 @@ int weft__csv_scan(weft_ctx *ctx, const void *in, size_t len)
     if (c.end > fsize) c.end = fsize;
     for (uint64_t off = c.start; off < c.end && !rc;) {
         size_t want = (size_t)(c.end - off < bsz ? c.end - off : bsz), got;
-        fwin w;
-        rc = win_open(&w, fd, off, want);
+        rc = read_at(fd, wbuf, want, off, &got);
         if (rc) break;
-        const char *buf = w.p;
-        got = w.n;
+        const char *buf = wbuf;
         if (got == 0) {
-            win_close(&w);
             break;
         }
-        /* between two quotes the parity is constant: count newlines of the
-         * segment, and find the first one only while a hypothesis needs it */
-        size_t i = 0;
-        while (i < got) {
-            const char *q = memchr(buf + i, '"', got - i);
-            size_t seg_end = q ? (size_t)(q - buf) : got;
-            if (s.first[par] == UINT64_MAX) {
-                const char *nlp = memchr(buf + i, '\n', seg_end - i);
-                if (nlp) {
-                    size_t at = (size_t)(nlp - buf);
-                    s.nl_before[par] = s.newlines + count_byte(buf + i, at - i, '\n') + 1;
-                    s.first[par] = off + at + 1;
+        /* one pass of 64-byte blocks (the field scanner's masks with the
+         * newline as delimiter: newlines and quotes): a block without a
+         * quote keeps the parity, so its newlines are counted at once and
+         * the first found only while a hypothesis needs it; a block with
+         * quotes is walked bit by bit in order */
+        bscan sc;
+        bs_init(&sc, buf, got, '\n', kind, 0);
+        for (size_t i = 0; i < got; i += 64) {
+            if (i) bs_load(&sc, i);
+            uint64_t q = sc.quote, nl = sc.any & ~q;
+            if (!q) {
+                if (nl && s.first[par] == UINT64_MAX) {
+                    s.nl_before[par] = s.newlines + 1;
+                    s.first[par] = off + i + (size_t)__builtin_ctzll(nl) + 1;
                 }
+                s.newlines += popcount64(nl);
+                continue;
             }
-            s.newlines += count_byte(buf + i, seg_end - i, '\n');
-            if (!q) break;
-            par ^= 1u;
-            i = seg_end + 1;
+            for (uint64_t m = nl | q; m; m &= m - 1) {
+                unsigned b = (unsigned)__builtin_ctzll(m);
+                if ((q >> b) & 1) {
+                    par ^= 1u;
+                    continue;
+                }
+                if (s.first[par] == UINT64_MAX) {
+                    s.nl_before[par] = s.newlines + 1;
+                    s.first[par] = off + i + b + 1;
+                }
+                s.newlines++;
+            }
         }
-        win_close(&w);
         off += got;
     }
     s.parity = par;
+    free(wbuf);
     close(fd);
     if (!rc)
         rc = weft_ctx_set_output(ctx, &s, sizeof s);
@@ -1115,17 +1319,55 @@ int weft__csv_bound(weft_ctx *ctx, const void *in, size_t len)
 
 /* ---- read ---- */
 
+/* What the reader does with a column's fields, fixed once per task from
+ * the column's type and whether it is kept: the record loop switches on
+ * it instead of asking the column's slot, type and room field by field. */
+enum {
+    OP_SKIP,         /* text, not kept: any bytes fit */
+    OP_CHECK_INT,    /* not kept: checked as the full read would */
+    OP_CHECK_DOUBLE, /* (a plain decimal by its syntax, not converted) */
+    OP_CHECK_BOOL,
+    OP_INT, /* kept */
+    OP_DOUBLE,
+    OP_BOOL,
+    OP_TEXT
+};
+
 typedef struct reader {
     const chunk *c;
     weft_table *t;
-    int *slot; /* per CSV column: its column in t, or -1 when not kept */
-    int kind;  /* the field scanner (csv_find) */
+    int *slot;   /* per CSV column: its column in t, or -1 when not kept */
+    uint8_t *op; /* per CSV column: OP_* */
+    tcol **col;  /* per CSV column: its column in t, or NULL */
+    int kind;    /* the field scanner (bscan) */
+    size_t room; /* every kept column has room for a row below this */
     char *scratch;
     size_t scap;
     uint64_t skipped;
     bool reserved;
-    bool reused; /* parsing into an earlier partition's table */
+    bool reused;     /* parsing into an earlier partition's table */
+    size_t consumed; /* bytes of the range before the buffer's first */
 } reader;
+
+/* The rows every kept column has room for (the least of their caps). */
+static size_t min_room(const weft_table *t)
+{
+    size_t m = SIZE_MAX;
+    for (size_t k = 0; k < t->ncols; k++)
+        if (t->cols[k].cap < m) m = t->cols[k].cap;
+    return t->ncols ? m : SIZE_MAX;
+}
+
+/* Room for one more row in every kept column (doubling). */
+static int make_room(reader *r)
+{
+    weft_table *t = r->t;
+    for (size_t k = 0; k < t->ncols; k++)
+        if (t->cols[k].cap <= t->nrows && weft__tcol_reserve(&t->cols[k], t->nrows + 1))
+            return WEFT_ENOMEM;
+    r->room = min_room(t);
+    return 0;
+}
 
 /* After the first records, sizes every column for the range's expected
  * rows (+6%): growing by doubling copies each column about twice. A
@@ -1141,18 +1383,19 @@ static void reserve_estimate(reader *r, size_t used, size_t limit)
     for (size_t k = 0; k < t->ncols; k++) {
         tcol *c = &t->cols[k];
         size_t rows = r->reused && est > c->cap ? est + est / 8 : est;
-        if (weft__tcol_reserve_exact(c, rows)) return;
+        if (weft__tcol_reserve_exact(c, rows)) break;
         if (c->type == WEFT_COL_TEXT) {
             size_t want = (size_t)((double)c->nchars / (double)t->nrows * (double)est * 1.06) + 64;
             if (r->reused && want > c->capchars) want += want / 8;
             if (want > c->capchars) {
                 char *p = realloc(c->chars, want);
-                if (!p) return;
+                if (!p) break;
                 c->chars = p;
                 c->capchars = want;
             }
         }
     }
+    r->room = min_room(t);
 }
 
 static void rollback(weft_table *t, size_t rows)
@@ -1186,60 +1429,60 @@ static bool double_ok(const char *s, size_t n)
     return parse_double(s, n, &v);
 }
 
-/* Checks field k of a record whose column is not kept, as store() would
- * (text always fits); 0, or 1 when the value does not fit the type. */
-static int check_only(reader *r, size_t k, const char *buf, const field *f)
+/* Stores field k of a record (or checks it, when its column is not kept):
+ * 0, 1 when the value does not fit the type, or a negative code. Every
+ * kept column has room for the row (r->room): a value is written in
+ * place; only a first missing value (its column's mask to make) and text
+ * past its bytes' room take the push functions. */
+static inline int store(reader *r, size_t k, const char *buf, const field *f)
 {
-    weft_col_type ty = r->c->sp.types[k];
-    if (ty == WEFT_COL_TEXT) return 0;
-    size_t l;
-    const char *s = field_text(buf, f, &r->scratch, &r->scap, &l);
-    if (!s) return WEFT_ENOMEM;
-    if (is_na(&r->c->sp, s, l)) return 0;
-    int64_t iv;
-    bool bv;
-    if (ty == WEFT_COL_INT64) return parse_int64(s, l, &iv) ? 0 : 1;
-    if (ty == WEFT_COL_DOUBLE) return double_ok(s, l) ? 0 : 1;
-    return parse_bool(s, l, &bv) ? 0 : 1;
-}
-
-/* Stores field k of a record; 0, or 1 when the value does not fit the type. */
-static int store(reader *r, size_t k, const char *buf, const field *f)
-{
-    if (r->slot[k] < 0) return check_only(r, k, buf, f);
-    tcol *col = &r->t->cols[r->slot[k]];
-    size_t l;
-    const char *s = field_text(buf, f, &r->scratch, &r->scap, &l);
-    if (!s) return WEFT_ENOMEM;
-    bool na = is_na(&r->c->sp, s, l);
-    switch (col->type) {
-    case WEFT_COL_INT64: {
+    const unsigned op = r->op[k];
+    if (op == OP_SKIP) return 0;
+    size_t l = f->len;
+    const char *s = buf + f->start;
+    if (f->escaped && !(s = field_text(buf, f, &r->scratch, &r->scap, &l))) return WEFT_ENOMEM;
+    const bool na = is_na(&r->c->sp, s, l);
+    tcol *col = r->col[k];
+    switch (op) {
+    case OP_CHECK_INT: {
+        int64_t iv;
+        return na || parse_int64(s, l, &iv) ? 0 : 1;
+    }
+    case OP_CHECK_DOUBLE:
+        return na || double_ok(s, l) ? 0 : 1;
+    case OP_CHECK_BOOL: {
+        bool bv;
+        return na || parse_bool(s, l, &bv) ? 0 : 1;
+    }
+    case OP_INT: {
         int64_t v = 0;
-        if (!na && !parse_int64(s, l, &v)) return 1;
-        if (col->n < col->cap && (col->valid || !na)) { /* room, no mask to make: inline */
-            if (col->valid) col->valid[col->n] = !na;
-            ((int64_t *)col->data)[col->n++] = v;
-            return 0;
+        if (na) {
+            if (!col->valid) return weft__tcol_push_int64(col, 0, false);
+        } else if (!parse_int64(s, l, &v)) {
+            return 1;
         }
-        return weft__tcol_push_int64(col, v, !na);
+        if (col->valid) col->valid[col->n] = !na;
+        ((int64_t *)col->data)[col->n++] = v;
+        return 0;
     }
-    case WEFT_COL_DOUBLE: {
-        double v = 0;
-        if (!na && !parse_double(s, l, &v)) return 1;
-        if (col->n < col->cap && (col->valid || !na)) {
-            if (col->valid) col->valid[col->n] = !na;
-            ((double *)col->data)[col->n++] = na ? NAN : v;
-            return 0;
+    case OP_DOUBLE: {
+        double v = NAN;
+        if (na) {
+            if (!col->valid) return weft__tcol_push_double(col, 0, false);
+        } else if (!parse_double(s, l, &v)) {
+            return 1;
         }
-        return weft__tcol_push_double(col, v, !na);
+        if (col->valid) col->valid[col->n] = !na;
+        ((double *)col->data)[col->n++] = v;
+        return 0;
     }
-    case WEFT_COL_BOOL: {
+    case OP_BOOL: {
         bool v = false;
         if (!na && !parse_bool(s, l, &v)) return 1;
         return weft__tcol_push_bool(col, v, !na);
     }
-    default:
-        if (!na && col->n < col->cap && col->nchars + l + 1 <= col->capchars) {
+    default: /* OP_TEXT */
+        if (!na && col->nchars + l + 1 <= col->capchars) {
             if (col->valid) col->valid[col->n] = 1;
             if (l) memcpy(col->chars + col->nchars, s, l);
             col->chars[col->nchars + l] = 0;
@@ -1263,19 +1506,21 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
                        uint64_t line0, weft_ctx *ctx)
 {
     const csv_spec *sp = &r->c->sp;
-    const char delim = sp->delimiter;
-    const int kind = r->kind;
     const size_t ncols = sp->ncols;
     weft_table *t = r->t;
     size_t i = *pos;
+    bscan sc;
+    bs_init(&sc, buf, blen, sp->delimiter, r->kind, i);
     while (i < limit && i < blen) {
         size_t rec = i, rows = t->nrows, k = 0;
         int bad = 0; /* 1 bad value, 2 bad quoting, 3 field count */
         size_t bad_field = 0;
         int term;
         field f;
+        if (rows >= r->room && make_room(r))
+            return weft_ctx_fail(ctx, WEFT_ENOMEM, "out of memory");
         for (;;) {
-            term = next_field(buf, blen, eof, &i, delim, kind, &f);
+            term = next_field(&sc, eof, &i, &f);
             if (term == T_MORE) {
                 rollback(t, rows);
                 *pos = rec;
@@ -1309,7 +1554,8 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
         if (k == 0) continue; /* blank line */
         if (!bad && k < ncols) bad = 3, bad_field = k;
         if (!bad) {
-            if (++t->nrows == 512 && !r->reserved) reserve_estimate(r, i, limit);
+            if (++t->nrows == 512 && !r->reserved)
+                reserve_estimate(r, r->consumed + i, r->consumed + limit);
             continue;
         }
         rollback(t, rows);
@@ -1325,7 +1571,9 @@ static int parse_range(reader *r, const char *buf, size_t blen, bool eof, size_t
                                  k > ncols ? " or more" : "", ncols);
         /* re-read the bad field for the message */
         size_t j = rec;
-        for (size_t q = 0; q <= bad_field; q++) next_field(buf, blen, true, &j, delim, kind, &f);
+        bscan s2;
+        bs_init(&s2, buf, blen, sp->delimiter, r->kind, j);
+        for (size_t q = 0; q <= bad_field; q++) next_field(&s2, true, &j, &f);
         size_t l;
         const char *s = field_text(buf, &f, &r->scratch, &r->scap, &l);
         int show = l > 40 ? 40 : (int)l;
@@ -1363,7 +1611,7 @@ static bool reusable(const weft_table *t, const chunk *c, const int *slot)
 
 int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *bound,
                     size_t bound_len, const char *const *keep_names, size_t nkeep, bool no_text,
-                    weft_table *reuse, weft_table **out)
+                    weft_table *reuse, tb_pool *bufs, weft_table **out)
 {
     *out = NULL;
     chunk c;
@@ -1416,37 +1664,88 @@ int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *b
         chunk_free(&c);
         return weft_ctx_fail(ctx, rc, "out of memory");
     }
+    /* each column's op, and its column in the table (fixed: no column is
+     * added from here on) */
+    r.op = malloc(c.sp.ncols + 1);
+    r.col = calloc(c.sp.ncols + 1, sizeof *r.col);
+    if (!r.op || !r.col) rc = weft_ctx_fail(ctx, WEFT_ENOMEM, "out of memory");
+    for (size_t k = 0; k < c.sp.ncols && !rc; k++) {
+        weft_col_type ty = c.sp.types[k];
+        bool kept = r.slot[k] >= 0;
+        r.col[k] = kept ? &r.t->cols[r.slot[k]] : NULL;
+        r.op[k] = ty == WEFT_COL_INT64    ? (kept ? OP_INT : OP_CHECK_INT)
+                  : ty == WEFT_COL_DOUBLE ? (kept ? OP_DOUBLE : OP_CHECK_DOUBLE)
+                  : ty == WEFT_COL_BOOL   ? (kept ? OP_BOOL : OP_CHECK_BOOL)
+                  : kept                  ? OP_TEXT
+                                          : OP_SKIP;
+    }
+    r.room = min_room(r.t);
     int fd = -1;
-    if (b.rec_start < c.end) {
+    if (!rc && b.rec_start < c.end) {
         fd = open(c.path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) rc = weft_ctx_fail(ctx, -errno, "%s: %s", c.path, strerror(errno));
-        /* map the range and a little more; more while the last record runs on */
+        /* read the range in chunks into a pooled buffer (at most
+         * csv_chunk bytes, more only for a record longer than that), up to
+         * 64 KiB past the range's end (further while its last record runs
+         * on); the record that runs past a chunk's end moves to the front
+         * and the next chunk follows it (line0: the line of the buffer's
+         * first byte) */
         uint64_t fsize = fd >= 0 ? file_size(fd) : 0;
-        uint64_t avail = fsize > b.rec_start ? fsize - b.rec_start : 0;
-        size_t want = (size_t)(c.end - b.rec_start) + 65536, pos = 0;
-        size_t limit = (size_t)(c.end - b.rec_start);
+        size_t chunk = atomic_load_explicit(&csv_chunk, memory_order_relaxed);
+        uint64_t stop = c.end + 65536;
+        tb_buf wb = {NULL, 0};
+        if (!rc) {
+            uint64_t want = stop - b.rec_start;
+            rc = weft__buf_take(bufs, (want < chunk ? (size_t)want : chunk) + 1, &wb);
+            if (rc) weft_ctx_fail(ctx, rc, "out of memory");
+        }
+        uint64_t foff = b.rec_start, line0 = b.rec_line;
+        size_t have = 0, pos = 0, lcap = chunk < wb.cap - 1 ? chunk : wb.cap - 1;
         while (!rc) {
-            size_t blen = want < avail ? want : (size_t)avail;
-            bool eof = blen == avail;
-            fwin w;
-            rc = win_open(&w, fd, b.rec_start, blen);
+            uint64_t end = stop < fsize ? stop : fsize;
+            uint64_t left = end > foff + have ? end - (foff + have) : 0;
+            size_t room = lcap - have, got = 0;
+            size_t n = left < room ? (size_t)left : room;
+            if (n) rc = read_at(fd, wb.p + have, n, foff + have, &got);
             if (rc) {
                 weft_ctx_fail(ctx, rc, "%s: %s", c.path, strerror(-rc));
                 break;
             }
-            rc = parse_range(&r, w.p, w.n, eof || w.n < blen, &pos, limit, b.rec_line, ctx);
-            win_close(&w);
-            if (rc == T_MORE) {
+            have += got;
+            bool eof = got < n || foff + have >= fsize;
+            size_t limit = (size_t)(c.end - foff);
+            r.consumed = (size_t)(foff - b.rec_start);
+            rc = parse_range(&r, wb.p, have, eof, &pos, limit, line0, ctx);
+            if (rc == T_MORE || (rc == 0 && !eof && pos >= have && pos < limit)) {
                 rc = 0;
-                want *= 2;
+                if (foff + have >= stop) stop = foff + have + 65536;
+                if (pos == 0) {
+                    if (have < lcap) continue; /* more of the file fits */
+                    /* one record fills the chunk: a larger one */
+                    lcap *= 2;
+                    if (lcap + 1 > wb.cap) {
+                        char *p = realloc(wb.p, lcap + 1);
+                        if (!p) rc = weft_ctx_fail(ctx, WEFT_ENOMEM, "out of memory");
+                        if (p) wb.p = p, wb.cap = lcap + 1;
+                    }
+                    continue;
+                }
+                line0 += count_byte(wb.p, pos, '\n');
+                memmove(wb.p, wb.p + pos, have - pos);
+                have -= pos;
+                foff += pos;
+                pos = 0;
                 continue;
             }
             break;
         }
+        weft__buf_give(bufs, &wb);
     }
     if (fd >= 0) close(fd);
     free(r.scratch);
     free(r.slot);
+    free(r.op);
+    free(r.col);
     r.t->skipped = r.skipped;
     if (!rc)
         *out = r.t;
@@ -1463,7 +1762,7 @@ int weft__csv_read(weft_ctx *ctx, const void *in, size_t len)
     size_t rl, bl;
     if (weft_args_get(in, len, 0, &r, &rl) || weft_args_get(in, len, 1, &b, &bl))
         return weft_ctx_fail(ctx, WEFT_EINVAL, "csv read: bad input");
-    int rc = weft__csv_parse(ctx, r, rl, b, bl, NULL, 0, false, NULL, &t);
+    int rc = weft__csv_parse(ctx, r, rl, b, bl, NULL, 0, false, NULL, NULL, &t);
     if (rc) return rc;
     rc = weft_table_output(ctx, t);
     weft_table_destroy(t);

@@ -4,7 +4,9 @@
  * A pool of parsed tables: a read task parses into the columns an earlier
  * task of the same run used (emptied), so only the first tasks of a run
  * fault fresh pages in; a table goes back to the pool once its rows are
- * copied out (the gather) or folded (groupby).
+ * copied out (the gather) or folded (groupby). The same pool keeps the
+ * read tasks' byte buffers (weft__buf_take/_give: a range is read into
+ * one, chunk after chunk, not mapped).
  *
  * The gather: a read task hands its parsed table over with
  * weft__gather_put(p, t). Partitions are placed in partition order under
@@ -28,6 +30,8 @@ struct tb_pool {
     pthread_mutex_t mu;
     weft_table **t;
     size_t n, max;
+    tb_buf *bufs; /* idle byte buffers, at most max */
+    size_t nbufs;
 };
 
 int weft__pool_create(size_t max, tb_pool **out)
@@ -37,8 +41,10 @@ int weft__pool_create(size_t max, tb_pool **out)
     if (!p) return WEFT_ENOMEM;
     p->max = max ? max : 1;
     p->t = calloc(p->max, sizeof *p->t);
-    if (!p->t || pthread_mutex_init(&p->mu, NULL)) {
+    p->bufs = calloc(p->max, sizeof *p->bufs);
+    if (!p->t || !p->bufs || pthread_mutex_init(&p->mu, NULL)) {
         free(p->t);
+        free(p->bufs);
         free(p);
         return WEFT_ENOMEM;
     }
@@ -72,9 +78,52 @@ void weft__pool_destroy(tb_pool *p)
 {
     if (!p) return;
     for (size_t i = 0; i < p->n; i++) weft_table_destroy(p->t[i]);
+    for (size_t i = 0; i < p->nbufs; i++) free(p->bufs[i].p);
     free(p->t);
+    free(p->bufs);
     pthread_mutex_destroy(&p->mu);
     free(p);
+}
+
+int weft__buf_take(tb_pool *p, size_t n, tb_buf *b)
+{
+    b->p = NULL;
+    b->cap = 0;
+    if (p) {
+        pthread_mutex_lock(&p->mu);
+        if (p->nbufs) *b = p->bufs[--p->nbufs];
+        pthread_mutex_unlock(&p->mu);
+    }
+    return weft__buf_reserve(b, n);
+}
+
+int weft__buf_reserve(tb_buf *b, size_t n)
+{
+    if (n <= b->cap) return 0;
+    /* a large buffer in whole huge pages (2 MiB aligned), a small one (a
+     * small range's) in 4 KiB pages */
+    const size_t huge = (size_t)2 << 20, align = n >= huge ? huge : 4096;
+    size_t cap = (n + align - 1) & ~(align - 1);
+    free(b->p); /* its bytes are read again: no copy */
+    b->p = aligned_alloc(align, cap);
+    b->cap = b->p ? cap : 0;
+    if (!b->p) return WEFT_ENOMEM;
+    weft__table_hugepages(b->p, cap);
+    return 0;
+}
+
+void weft__buf_give(tb_pool *p, tb_buf *b)
+{
+    if (b->p && p) {
+        pthread_mutex_lock(&p->mu);
+        bool kept = p->nbufs < p->max;
+        if (kept) p->bufs[p->nbufs++] = *b;
+        pthread_mutex_unlock(&p->mu);
+        if (kept) b->p = NULL;
+    }
+    free(b->p);
+    b->p = NULL;
+    b->cap = 0;
 }
 
 struct tb_gather {
@@ -305,4 +354,9 @@ int weft__gather_finish(tb_gather *g, weft_table **out)
     *out = a;
     g->all = NULL;
     return 0;
+}
+
+tb_pool *weft__gather_pool(tb_gather *g)
+{
+    return g->pool;
 }

@@ -349,13 +349,34 @@ typedef struct gindex {
     size_t hcap;
 } gindex;
 
-static int gindex_init(gindex *g, const weft_table *src, const size_t *cols, size_t nk)
+static int gindex_init(gindex *g, const weft_table *src, const size_t *cols, size_t nk,
+                       weft_table *reuse)
 {
     memset(g, 0, sizeof *g);
-    int rc = weft_table_create(&g->keys);
-    for (size_t k = 0; k < nk && !rc; k++)
-        if (!weft__table_add_col(g->keys, src->cols[cols[k]].name, src->cols[cols[k]].type))
-            rc = WEFT_ENOMEM;
+    int rc = 0;
+    if (reuse && reuse->ncols >= nk && !reuse->borrowed) {
+        /* a state table of an earlier partial of the same groupby: its key
+         * columns are this one's; emptied, its arrays kept */
+        bool same = true;
+        for (size_t k = 0; k < nk && same; k++)
+            same = reuse->cols[k].type == src->cols[cols[k]].type &&
+                   !strcmp(reuse->cols[k].name, src->cols[cols[k]].name);
+        if (same) {
+            g->keys = reuse;
+            reuse = NULL;
+            g->keys->nrows = 0;
+            g->keys->skipped = 0;
+            for (size_t k = 0; k < g->keys->ncols; k++)
+                g->keys->cols[k].n = g->keys->cols[k].nchars = 0;
+        }
+    }
+    weft_table_destroy(reuse);
+    if (!g->keys) {
+        rc = weft_table_create(&g->keys);
+        for (size_t k = 0; k < nk && !rc; k++)
+            if (!weft__table_add_col(g->keys, src->cols[cols[k]].name, src->cols[cols[k]].type))
+                rc = WEFT_ENOMEM;
+    }
     g->nk = nk;
     g->cap = 1024;
     g->slots = calloc(g->cap, sizeof *g->slots);
@@ -416,6 +437,30 @@ static int64_t gindex_get(gindex *g, const weft_table *src, const size_t *cols, 
     return (int64_t)gr;
 }
 
+/* The scratch of a groupby partial that is not part of it, pooled per run
+ * on an executor that shares memory (gb_lanes): the rows' group numbers,
+ * and dense_groups' array of key tuples, kept at -1 between partials (a
+ * partial resets only the slots of its own groups: no memset of the whole
+ * array when a range meets few groups). NULL: fresh arrays, freed after. */
+typedef struct gb_scratch {
+    int64_t *gid;
+    size_t gcap;
+    int32_t *slot; /* scap slots, each -1 between partials */
+    size_t scap;
+    struct gb_scratch *next;
+} gb_scratch;
+
+static void scratch_free(gb_scratch *s)
+{
+    while (s) {
+        gb_scratch *n = s->next;
+        free(s->gid);
+        free(s->slot);
+        free(s);
+        s = n;
+    }
+}
+
 /* Int64 keys of a small range (at most 8 key columns, all int64, the
  * product of their ranges in this partition at most 2^22 and at most
  * the larger of 4 x its rows and 2^18): a row's group is found by indexing an array with its key tuple
@@ -431,7 +476,7 @@ uint64_t weft__gb_dense_partials(void)
 }
 
 static int dense_groups(gindex *g, const weft_table *src, const size_t *cols, size_t nk,
-                        int64_t *gid)
+                        int64_t *gid, gb_scratch *sc)
 {
     uint64_t lo[8], span[8];
     size_t n = src->nrows, total = 1, limit = (size_t)1 << 22;
@@ -458,9 +503,21 @@ static int dense_groups(gindex *g, const weft_table *src, const size_t *cols, si
         total *= (size_t)span[k];
         if (total > limit) return 0;
     }
-    int32_t *slot = malloc(total * sizeof *slot);
-    if (!slot) return WEFT_ENOMEM;
-    memset(slot, 0xff, total * sizeof *slot); /* -1: no group yet */
+    int32_t *slot;
+    if (sc) {
+        if (sc->scap < total) { /* the pooled array, grown: the new slots set once */
+            int32_t *p = realloc(sc->slot, total * sizeof *p);
+            if (!p) return WEFT_ENOMEM;
+            memset(p + sc->scap, 0xff, (total - sc->scap) * sizeof *p);
+            sc->slot = p;
+            sc->scap = total;
+        }
+        slot = sc->slot;
+    } else {
+        slot = malloc(total * sizeof *slot);
+        if (!slot) return WEFT_ENOMEM;
+        memset(slot, 0xff, total * sizeof *slot); /* -1: no group yet */
+    }
     int rc = 1;
     for (size_t i = 0; i < n && rc == 1; i++) {
         size_t at = 0;
@@ -487,7 +544,19 @@ static int dense_groups(gindex *g, const weft_table *src, const size_t *cols, si
         }
         gid[i] = slot[at];
     }
-    free(slot);
+    if (!sc) {
+        free(slot);
+    } else if (rc == 1) { /* back to -1: the slots of this partial's groups */
+        for (size_t q = 0; q < g->ngroups; q++) {
+            size_t at = 0;
+            for (size_t k = 0; k < nk; k++)
+                at = at * (size_t)span[k] +
+                     (size_t)((uint64_t)((const int64_t *)g->keys->cols[k].data)[q] - lo[k]);
+            slot[at] = -1;
+        }
+    } else { /* a group's keys may be missing: every slot */
+        memset(slot, 0xff, sc->scap * sizeof *slot);
+    }
     if (rc == 1) atomic_fetch_add_explicit(&dense_partials, 1, memory_order_relaxed);
     return rc;
 }
@@ -607,13 +676,22 @@ static int gb_check(const gb_spec *s, const weft_table *t, size_t *keycols, size
     return 0;
 }
 
+/* Neumaier's compensated addition of x to (*s, *c): the larger of the two
+ * addends in magnitude goes first into the lost part. Both are selected
+ * without a branch (the comparison goes either way at random for data of
+ * mixed magnitudes, a mispredicted branch a row); the operations are the
+ * same, so are the bits. */
 static inline void neu_add(double *s, double *c, double x)
 {
-    double t = *s + x;
-    if (fabs(*s) >= fabs(x))
-        *c += (*s - t) + x;
-    else
-        *c += (x - t) + *s;
+    double a = *s, t = a + x;
+    uint64_t ab, xb, m = (uint64_t)0 - (uint64_t)(fabs(a) >= fabs(x));
+    memcpy(&ab, &a, 8);
+    memcpy(&xb, &x, 8);
+    uint64_t bb = (ab & m) | (xb & ~m), sb = (xb & m) | (ab & ~m);
+    double big, small;
+    memcpy(&big, &bb, 8);
+    memcpy(&small, &sb, 8);
+    *c += (big - t) + small;
     *s = t;
 }
 
@@ -678,11 +756,45 @@ static int triple_cmp(const void *x, const void *y)
     return (p->b > q->b) - (p->b < q->b);
 }
 
+/* State column `idx` of `st` for ng groups, zeroed (its mask too, when
+ * `valid` asks for one): the column itself when st is a recycled state
+ * table (then it must have that name and type), else a new column. The
+ * partial's sums are accumulated in place: no array copied into the table
+ * after. *data is its values. */
+static int state_col(weft_table *st, size_t idx, const char *name, weft_col_type type, size_t ng,
+                     void **data, uint8_t **valid)
+{
+    tcol *c;
+    if (idx < st->ncols) {
+        c = &st->cols[idx];
+        if (c->type != type || strcmp(c->name, name)) return WEFT_EINVAL;
+    } else if (idx == st->ncols) {
+        if (!(c = weft__table_add_col(st, name, type))) return WEFT_ENOMEM;
+    } else {
+        return WEFT_EINVAL;
+    }
+    if (weft__tcol_reserve_exact(c, ng + 1)) return WEFT_ENOMEM;
+    memset(c->data, 0, ng * weft__tcol_width(type));
+    if (valid) {
+        if (!c->valid && !(c->valid = malloc(c->cap))) return WEFT_ENOMEM;
+        memset(c->valid, 0, ng);
+        *valid = c->valid;
+    } else if (c->valid) {
+        free(c->valid);
+        c->valid = NULL;
+    }
+    c->n = ng;
+    *data = c->data;
+    return 0;
+}
+
 /* The partial of partition `t` (not destroyed) for the spec in `u`: the
  * state table, then one list table per median and nunique, in
- * (*out)[0..*nout) (malloc'ed, the caller destroys them). */
-static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, weft_table ***out,
-                             size_t *nout)
+ * (*out)[0..*nout) (malloc'ed, the caller destroys them). `sc` (NULL:
+ * none) is pooled scratch; `reuse` (NULL: none; always taken) a state
+ * table of an earlier partial of the same groupby, filled again. */
+static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, gb_scratch *sc,
+                             weft_table *reuse, weft_table ***out, size_t *nout)
 {
     gb_spec s;
     int rc = 0;
@@ -691,18 +803,32 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, weft
     memset(&s, 0, sizeof s);
     if (u->bad || gb_spec_read(u, &s)) {
         gb_spec_free(&s);
+        weft_table_destroy(reuse);
         return weft_ctx_fail(ctx, WEFT_EINVAL, "groupby: bad spec");
     }
     size_t *kc = calloc(s.nkeys + 1, sizeof *kc), *ac = calloc(s.naggs + 1, sizeof *ac);
     char msg[600];
     gindex g;
     memset(&g, 0, sizeof g);
-    int64_t *gid = malloc((t->nrows + 1) * sizeof *gid);
+    int64_t *gid = NULL;
+    if (sc) {
+        if (sc->gcap < t->nrows + 1) {
+            free(sc->gid);
+            sc->gcap = 0;
+            if ((sc->gid = malloc((t->nrows + 1) * sizeof *sc->gid))) sc->gcap = t->nrows + 1;
+        }
+        gid = sc->gid;
+    } else {
+        gid = malloc((t->nrows + 1) * sizeof *gid);
+    }
     weft_table *st = NULL;
     if (!kc || !ac || !gid) rc = WEFT_ENOMEM;
     if (!rc && (rc = gb_check(&s, t, kc, ac, msg, sizeof msg))) weft_ctx_fail(ctx, rc, "%s", msg);
-    if (!rc) rc = gindex_init(&g, t, kc, s.nkeys);
-    int dense = rc ? 0 : dense_groups(&g, t, kc, s.nkeys, gid);
+    if (!rc)
+        rc = gindex_init(&g, t, kc, s.nkeys, reuse);
+    else
+        weft_table_destroy(reuse);
+    int dense = rc ? 0 : dense_groups(&g, t, kc, s.nkeys, gid, sc);
     if (dense < 0) rc = dense;
     for (size_t i = 0; i < t->nrows && !rc && !dense; i++) {
         bool ok = true;
@@ -722,49 +848,45 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, weft
     size_t nlist = 0;
     for (size_t a = 0; a < s.naggs && !rc; a++)
         nlist += s.kinds[a] == WEFT_AGG_MEDIAN || s.kinds[a] == WEFT_AGG_NUNIQUE;
-    /* state columns; named by position so no user name can clash */
+    /* state columns (written in place); named by position so no user name
+     * can clash */
     weft_table **lists = calloc(nlist + 1, sizeof *lists);
-    size_t li = 0;
+    size_t li = 0, ci = s.nkeys;
     if (!lists) rc = WEFT_ENOMEM;
     for (size_t a = 0; a < s.naggs && !rc; a++) {
         const tcol *c = &t->cols[ac[a]];
         weft_agg_kind k = s.kinds[a];
         char nm[3][32]; /* "\x01" + 20 digits + "." + one digit */
         for (unsigned q = 0; q < 3; q++) snprintf(nm[q], sizeof nm[q], "\x01%zu.%u", a, q % 10u);
+        void *d0 = NULL, *d1 = NULL, *d2 = NULL;
         if (k == WEFT_AGG_COUNT) {
-            int64_t *n = calloc(ng + 1, sizeof *n);
-            if (!n) rc = WEFT_ENOMEM;
+            rc = state_col(st, ci++, nm[0], WEFT_COL_INT64, ng, &d0, NULL);
+            int64_t *n = d0;
             for (size_t i = 0; !rc && i < t->nrows; i++)
                 if (gid[i] >= 0 && weft__tcol_ok(c, i)) n[gid[i]]++;
-            if (!rc) rc = weft_table_add_int64(st, nm[0], n, NULL, ng);
-            free(n);
         } else if (k == WEFT_AGG_SUM && c->type == WEFT_COL_INT64) {
-            int64_t *sm = calloc(ng + 1, sizeof *sm);
-            if (!sm) rc = WEFT_ENOMEM;
+            rc = state_col(st, ci++, nm[0], WEFT_COL_INT64, ng, &d0, NULL);
+            int64_t *sm = d0;
             for (size_t i = 0; !rc && i < t->nrows; i++)
                 if (gid[i] >= 0 && weft__tcol_ok(c, i))
                     sm[gid[i]] =
                         (int64_t)((uint64_t)sm[gid[i]] + (uint64_t)((const int64_t *)c->data)[i]);
-            if (!rc) rc = weft_table_add_int64(st, nm[0], sm, NULL, ng);
-            free(sm);
         } else if (k == WEFT_AGG_SUM || k == WEFT_AGG_MEAN) {
-            double *sm = calloc(ng + 1, sizeof *sm), *cp = calloc(ng + 1, sizeof *cp);
-            int64_t *n = calloc(ng + 1, sizeof *n);
-            if (!sm || !cp || !n) rc = WEFT_ENOMEM;
+            rc = state_col(st, ci++, nm[0], WEFT_COL_DOUBLE, ng, &d0, NULL);
+            if (!rc) rc = state_col(st, ci++, nm[1], WEFT_COL_DOUBLE, ng, &d1, NULL);
+            if (!rc) rc = state_col(st, ci++, nm[2], WEFT_COL_INT64, ng, &d2, NULL);
+            double *sm = d0, *cp = d1;
+            int64_t *n = d2;
             for (size_t i = 0; !rc && i < t->nrows; i++)
                 if (gid[i] >= 0 && weft__tcol_ok(c, i)) {
                     neu_add(&sm[gid[i]], &cp[gid[i]], weft__tcol_num(c, i));
                     n[gid[i]]++;
                 }
-            if (!rc) rc = weft_table_add_double(st, nm[0], sm, NULL, ng);
-            if (!rc) rc = weft_table_add_double(st, nm[1], cp, NULL, ng);
-            if (!rc) rc = weft_table_add_int64(st, nm[2], n, NULL, ng);
-            free(sm), free(cp), free(n);
         } else if (k == WEFT_AGG_MIN || k == WEFT_AGG_MAX) {
             size_t w = weft__tcol_width(c->type);
-            char *v = calloc(ng + 1, w);
-            uint8_t *has = calloc(ng + 1, 1);
-            if (!v || !has) rc = WEFT_ENOMEM;
+            uint8_t *has = NULL;
+            rc = state_col(st, ci++, nm[0], c->type, ng, &d0, &has);
+            char *v = d0;
             for (size_t i = 0; !rc && i < t->nrows; i++) {
                 if (gid[i] < 0 || !weft__tcol_ok(c, i)) continue;
                 size_t gg = (size_t)gid[i];
@@ -784,17 +906,12 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, weft
                     has[gg] = 1;
                 }
             }
-            if (!rc && c->type == WEFT_COL_INT64)
-                rc = weft_table_add_int64(st, nm[0], (int64_t *)(void *)v, has, ng);
-            else if (!rc && c->type == WEFT_COL_DOUBLE)
-                rc = weft_table_add_double(st, nm[0], (double *)(void *)v, has, ng);
-            else if (!rc)
-                rc = weft_table_add_bool(st, nm[0], (bool *)(void *)v, has, ng);
-            free(v), free(has);
         } else if (k == WEFT_AGG_VAR) {
-            double *mean = calloc(ng + 1, sizeof *mean), *m2 = calloc(ng + 1, sizeof *m2);
-            int64_t *n = calloc(ng + 1, sizeof *n);
-            if (!mean || !m2 || !n) rc = WEFT_ENOMEM;
+            rc = state_col(st, ci++, nm[0], WEFT_COL_INT64, ng, &d0, NULL);
+            if (!rc) rc = state_col(st, ci++, nm[1], WEFT_COL_DOUBLE, ng, &d1, NULL);
+            if (!rc) rc = state_col(st, ci++, nm[2], WEFT_COL_DOUBLE, ng, &d2, NULL);
+            int64_t *n = d0;
+            double *mean = d1, *m2 = d2;
             for (size_t i = 0; !rc && i < t->nrows; i++) {
                 if (gid[i] < 0 || !weft__tcol_ok(c, i)) continue;
                 size_t gg = (size_t)gid[i];
@@ -804,10 +921,6 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, weft
                 mean[gg] += d / (double)n[gg];
                 m2[gg] += d * (x - mean[gg]);
             }
-            if (!rc) rc = weft_table_add_int64(st, nm[0], n, NULL, ng);
-            if (!rc) rc = weft_table_add_double(st, nm[1], mean, NULL, ng);
-            if (!rc) rc = weft_table_add_double(st, nm[2], m2, NULL, ng);
-            free(mean), free(m2), free(n);
         } else if (k == WEFT_AGG_MEDIAN) {
             size_t cnt = 0;
             for (size_t i = 0; i < t->nrows; i++) cnt += gid[i] >= 0 && weft__tcol_ok(c, i);
@@ -854,6 +967,8 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, weft
             free(tr), free(cols3);
         }
     }
+    if (!rc && st->ncols != ci) /* a recycled table of another layout */
+        rc = weft_ctx_fail(ctx, WEFT_EINVAL, "groupby: a recycled state table is malformed");
     if (!rc) st->skipped = t->skipped;
     weft_table **all = rc ? NULL : malloc((li + 1) * sizeof *all);
     if (!rc && !all) rc = WEFT_ENOMEM;
@@ -870,7 +985,8 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, weft
     if (rc == WEFT_ENOMEM) weft_ctx_fail(ctx, rc, "groupby: out of memory");
     weft_table_destroy(st);
     gindex_fini(&g);
-    free(gid), free(kc), free(ac);
+    if (!sc) free(gid);
+    free(kc), free(ac);
     gb_spec_free(&s);
     return rc;
 }
@@ -886,7 +1002,7 @@ static int gb_partial_of(weft_ctx *ctx, weft_table *t, unpack *u)
 {
     weft_table **all;
     size_t n;
-    int rc = gb_partial_tables(ctx, t, u, &all, &n);
+    int rc = gb_partial_tables(ctx, t, u, NULL, NULL, &all, &n);
     weft_table_destroy(t);
     if (rc) return rc;
     rc = bundle_output(ctx, all, n);
@@ -1108,7 +1224,7 @@ static int acc_map(gb_acc *a, const weft_table *keys, int64_t **map_out)
     int rc = kc && map ? 0 : WEFT_ENOMEM;
     for (size_t k = 0; k < nk && !rc; k++) kc[k] = k;
     if (!rc && !a->init) {
-        rc = gindex_init(&a->g, keys, kc, nk);
+        rc = gindex_init(&a->g, keys, kc, nk, NULL);
         a->init = !rc;
         if (rc) gindex_fini(&a->g);
     }
@@ -1340,6 +1456,8 @@ struct gb_lanes {
     bool busy[WEFT__GB_LANES];   /* a thread is folding into the lane */
     gb_part *pending;            /* np: partials in, not yet folded (ts NULL: none) */
     tb_pool *pool;               /* the read tasks' parsed tables (GROUPBY_SHARED) */
+    tb_pool *spool;              /* folded state tables, filled again by later partials */
+    gb_scratch *scratch;         /* idle scratch of the partials (GROUPBY_SHARED) */
     int err;
 };
 
@@ -1357,10 +1475,14 @@ int weft__gb_lanes_create(const void *spec, size_t len, size_t nparts, size_t po
         L->next[l] = l;
     }
     if (!rc) rc = weft__pool_create(pool_max, &L->pool);
+    /* a state table is taken by a partial being made and given back once
+     * folded: one per lane folding and one being made is enough to keep */
+    if (!rc) rc = weft__pool_create(WEFT__GB_LANES + 1, &L->spool);
     if (!rc && pthread_mutex_init(&L->mu, NULL)) rc = WEFT_ENOMEM;
     if (rc) {
         for (size_t l = 0; l < WEFT__GB_LANES; l++) acc_destroy(L->acc[l]);
         weft__pool_destroy(L->pool);
+        weft__pool_destroy(L->spool);
         free(L->pending);
         free(L);
         return rc;
@@ -1376,13 +1498,36 @@ void weft__gb_lanes_destroy(gb_lanes *L)
     free(L->pending);
     for (size_t l = 0; l < WEFT__GB_LANES; l++) acc_destroy(L->acc[l]);
     weft__pool_destroy(L->pool);
+    weft__pool_destroy(L->spool);
+    scratch_free(L->scratch);
     pthread_mutex_destroy(&L->mu);
     free(L);
 }
 
+/* A partial's scratch (an idle one, or a new one; NULL on ENOMEM: the
+ * partial then allocates its own). */
+static gb_scratch *scratch_take(gb_lanes *L)
+{
+    pthread_mutex_lock(&L->mu);
+    gb_scratch *s = L->scratch;
+    if (s) L->scratch = s->next;
+    pthread_mutex_unlock(&L->mu);
+    return s ? s : calloc(1, sizeof *s);
+}
+
+static void scratch_give(gb_lanes *L, gb_scratch *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&L->mu);
+    s->next = L->scratch;
+    L->scratch = s;
+    pthread_mutex_unlock(&L->mu);
+}
+
 /* Takes partition p's partial ts[0..nt) and folds every partial of its
  * lane that is now next in line, unless another thread is folding into
- * that lane (it folds this one too before it lets go). */
+ * that lane (it folds this one too before it lets go). A folded partial's
+ * state table goes to the pool of state tables. */
 static int lanes_put(gb_lanes *L, size_t p, weft_table **ts, size_t nt)
 {
     pthread_mutex_lock(&L->mu);
@@ -1403,6 +1548,10 @@ static int lanes_put(gb_lanes *L, size_t p, weft_table **ts, size_t nt)
             int e = L->err;
             pthread_mutex_unlock(&L->mu);
             if (!e) e = acc_merge_tables(L->acc[lane], x.ts, x.nt);
+            if (x.nt) {
+                weft__pool_give(L->spool, x.ts[0]);
+                x.ts[0] = NULL;
+            }
             tables_free(x.ts, x.nt);
             pthread_mutex_lock(&L->mu);
             if (e && !L->err) L->err = e;
@@ -1890,7 +2039,7 @@ int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len)
     weft_table *t = NULL;
     int rc = 0;
     if (op == WEFT__CSV_OP_READ) {
-        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, NULL, &t);
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, NULL, NULL, &t);
         if (!rc) rc = weft_table_output(ctx, t);
         weft_table_destroy(t);
         return rc;
@@ -1900,7 +2049,8 @@ int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len)
          * rows into the result itself (gather.c) */
         tb_gather *g = (tb_gather *)(uintptr_t)unpack_u64(&u);
         if (u.bad || !g) return weft_ctx_fail(ctx, WEFT_EINVAL, "csv partial: bad input");
-        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, weft__gather_take(g), &t);
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, weft__gather_take(g),
+                             weft__gather_pool(g), &t);
         if (rc) return rc;
         size_t p = (size_t)weft_ctx_index(ctx);
         rc = weft__gather_put(g, p, t);
@@ -1929,16 +2079,19 @@ int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len)
         for (size_t a = 0; want && a < spec.naggs; a++) want[nw++] = spec.cols[a];
         if (!rc)
             rc = weft__csv_parse(ctx, range, rl, bound, bl, want, nw, false,
-                                 L ? weft__pool_take(L->pool) : NULL, &t);
+                                 L ? weft__pool_take(L->pool) : NULL, L ? L->pool : NULL, &t);
         free(want);
         gb_spec_free(&spec);
         if (rc) return rc;
         if (!L) return gb_partial_of(ctx, t, &u);
-        /* threads, serial: the partial is folded into its lane here, the
-         * parsed columns go back to the pool for the next range */
+        /* threads, serial: the partial is folded into its lane here, in a
+         * state table and scratch of earlier ranges; the parsed columns go
+         * back to the pool for the next range */
         weft_table **all;
         size_t n;
-        rc = gb_partial_tables(ctx, t, &u, &all, &n);
+        gb_scratch *sc = scratch_take(L);
+        rc = gb_partial_tables(ctx, t, &u, sc, weft__pool_take(L->spool), &all, &n);
+        scratch_give(L, sc);
         weft__pool_give(L->pool, t);
         if (rc) return rc;
         size_t p = (size_t)weft_ctx_index(ctx);
@@ -1947,11 +2100,11 @@ int weft__tb_csv_partial(weft_ctx *ctx, const void *in, size_t len)
                   : 0;
     }
     if (op == WEFT__CSV_OP_DESCRIBE) {
-        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, true, NULL, &t);
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, true, NULL, NULL, &t);
         return rc ? rc : describe_of(ctx, t);
     }
     if (op == WEFT__CSV_OP_TOP) {
-        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, NULL, &t);
+        rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, NULL, NULL, &t);
         return rc ? rc : top_of(ctx, t, &u);
     }
     return weft_ctx_fail(ctx, WEFT_EINVAL, "csv partial: unknown op %llu", (unsigned long long)op);
@@ -2104,7 +2257,7 @@ int weft__tb_join(weft_ctx *ctx, const void *in, size_t len)
     size_t *li = NULL;
     int64_t *ri = NULL;
     size_t cap = 0, n = 0;
-    if (!rc) rc = gindex_init(&g, sm, &rk, 1);
+    if (!rc) rc = gindex_init(&g, sm, &rk, 1, NULL);
     if (!rc) {
         first = malloc((sm->nrows + 1) * sizeof *first);
         last = malloc((sm->nrows + 1) * sizeof *last);

@@ -166,22 +166,35 @@ int weft__csv_read(weft_ctx *ctx, const void *in, size_t len);
  * always fits), so the rows and the skipped count are the full read's.
  * `reuse` (NULL: none; always taken, destroyed when not used) is a table
  * an earlier parse of the same read and columns returned: it is emptied
- * and parsed into, its buffers kept (no fresh pages to fault in). */
+ * and parsed into, its buffers kept (no fresh pages to fault in). `bufs`
+ * (NULL: none) is the run's pool whose byte buffers the range is read
+ * into (else the range is mapped). */
+typedef struct tb_pool tb_pool;
 int weft__csv_parse(weft_ctx *ctx, const void *range, size_t rlen, const void *bound,
                     size_t bound_len, const char *const *keep_names, size_t nkeep, bool no_text,
-                    weft_table *reuse, weft_table **out);
+                    weft_table *reuse, tb_pool *bufs, weft_table **out);
 /* The field scanner: the first delimiter, newline or quote in b[j..n)
- * (n if none), by `kind` (one of the below; BEST = what this machine has).
+ * (n if none), by `kind` (one of the below; BEST = what this machine has:
+ * AVX2 when the CPU says so, else SSE2 on x86-64).
  * weft__csv_set_scanner forces one for every later read (the tests compare
- * them); WEFT_ENOTSUP when this build lacks it. */
+ * them); WEFT_ENOTSUP when this build or CPU lacks it. */
 enum {
     WEFT__CSV_SCAN_BEST = 0,
     WEFT__CSV_SCAN_SCALAR = 1,
     WEFT__CSV_SCAN_SWAR = 2,
-    WEFT__CSV_SCAN_SSE2 = 3
+    WEFT__CSV_SCAN_SSE2 = 3,
+    WEFT__CSV_SCAN_AVX2 = 4
 };
 size_t weft__csv_find(const char *b, size_t j, size_t n, char delim, int kind);
+/* Walks b[j..n) as the reader does, one scanner's 64-byte blocks from j:
+ * the indexes of every delimiter, newline and quote (quote_only: every
+ * quote), in order, into at[0..cap); returns how many. For the tests. */
+size_t weft__csv_walk(const char *b, size_t j, size_t n, char delim, int kind, bool quote_only,
+                      size_t *at, size_t cap);
 int weft__csv_set_scanner(int kind);
+/* The bytes a read task reads into its buffer at once (0: 1 MiB); the
+ * tests make it tiny so that records and fields cross the chunks. */
+int weft__csv_set_chunk(size_t bytes);
 /* A partition as CSV text (header first when `header`). */
 int weft__csv_format(const weft_table *t, const weft_csv_write_options *o, bool header, char **buf,
                      size_t *len);
@@ -307,6 +320,22 @@ weft_table *weft__pool_take(tb_pool *p);
 /* Gives `t` back (destroyed when the pool is full). */
 void weft__pool_give(tb_pool *p, weft_table *t);
 void weft__pool_destroy(tb_pool *p);
+/* Byte buffers for the read tasks' ranges, kept in the same pool from one
+ * task to the next: a range is read into one (pread: the kernel copies
+ * through its own mapping of the page cache) instead of mapping the
+ * file's 4 KiB pages, whose first touch costs a page walk each. */
+typedef struct tb_buf {
+    char *p;
+    size_t cap;
+} tb_buf;
+/* A buffer of at least n bytes: an idle one of the pool (NULL: none),
+ * grown when short, or a new one (whole 2 MiB pages from 2 MiB on, huge
+ * pages asked from 4 MiB on; else 4 KiB pages). */
+int weft__buf_take(tb_pool *p, size_t n, tb_buf *b);
+/* At least n bytes (the old bytes are not kept). */
+int weft__buf_reserve(tb_buf *b, size_t n);
+/* Back to the pool (freed when it is full or NULL). */
+void weft__buf_give(tb_pool *p, tb_buf *b);
 
 /* weft_frame_compute of a CSV read on an executor that shares memory: each
  * read task parses its range into a table from the pool and hands it over
@@ -319,6 +348,8 @@ void weft__pool_destroy(tb_pool *p);
 typedef struct tb_gather tb_gather;
 int weft__gather_create(size_t nparts, size_t pool_max, tb_gather **out);
 weft_table *weft__gather_take(tb_gather *g);
+/* The run's pool (its parsed tables and range buffers). */
+tb_pool *weft__gather_pool(tb_gather *g);
 /* Takes `t` (partition p). 0, or the first failure of any put. */
 int weft__gather_put(tb_gather *g, size_t p, weft_table *t);
 /* On the caller once every task has ended: the result (every partition
