@@ -757,7 +757,8 @@ static int chain_task(weft_ctx *ctx, const void *in, size_t len)
         pthread_mutex_unlock(&run->mu);
         reuse = recycle(weft__gather_take(run->g), shape);
     }
-    int rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, reuse, &cur);
+    int rc = weft__csv_parse(ctx, range, rl, bound, bl, NULL, 0, false, reuse,
+                             run ? weft__gather_pool(run->g) : NULL, &cur);
     if (rc) return rc;
     if (run) {
         pthread_mutex_lock(&run->mu);
