@@ -1896,8 +1896,13 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
 
 bool weft__proxy_can_send(weft__proxy *p, size_t len)
 {
+    /* a large input only into an input segment it fits as it is: the
+     * submitter copies it (no request to grow it, no process_vm path) */
+    bool fits = len < BIG_PAYLOAD ||
+                (p->o.in_copiers > 0 && !p->o.memory_limit && p->in.p && len <= p->in.cap &&
+                 atomic_load_explicit(&inseg_state, memory_order_relaxed) > 0);
     return p->alive && !__atomic_load_n(&pctl(p)->dead, __ATOMIC_ACQUIRE) && !force_stop(p) &&
-           p->o.max_tasks == 0 && len < BIG_PAYLOAD && (!p->o.max_input || len <= p->o.max_input);
+           p->o.max_tasks == 0 && fits && (!p->o.max_input || len <= p->o.max_input);
 }
 
 int weft__proxy_send(weft__proxy *p, const weft__ritem *it)
