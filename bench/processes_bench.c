@@ -9,6 +9,16 @@
  *   payload_64mib     one task gets 64 MiB and returns 64 MiB (each byte + 1);
  *                     GB/s of payload = 64 MiB / round-trip time (the bytes
  *                     travel both ways, counted once)
+ *   payload_64mib_shared  the same task on an input already in shared
+ *                     memory (a weft_array_arg of a WEFT_ARRAY_SHARED array:
+ *                     the task gets a token and maps the caller's pages, no
+ *                     copy on the way in; the worker keeps that mapping from
+ *                     task to task); 64 MiB returned as above (GB/s)
+ *   With WEFT_PROCESSES_BENCH_AB=1, payload_64mib also runs on executors
+ *   that copy large inputs another way (systems weft-processes-copy1: one
+ *   copier thread; weft-processes-vm: process_vm_writev/readv), same run.
+ *   With WEFT_PROCESSES_PHASES=1 each payload round trip prints the
+ *   caller's submit and wake-up on stderr, beside the backend's phases.
  *   cpu_speedup       16 CPU-bound tasks: serial time / processes time (x)
  *   channel_pingpong  reference: an 8-byte weft_channel message there and
  *                     back between this program and a forked child, both
@@ -187,6 +197,8 @@ static double run_payload(void)
     size_t n;
     int rc = weft_future_result(f, WEFT_FOREVER, &d, &n);
     double t1 = bench_now();
+    if (getenv("WEFT_PROCESSES_PHASES")) /* against the proxy's line (docs/processes.md) */
+        fprintf(stderr, "weft-phases: caller submit_ns %.0f woke_ns %.0f\n", t0 * 1e9, t1 * 1e9);
     bool ok = rc == 0 && n == PAYLOAD;
     for (size_t k = 0; ok && k < PAYLOAD; k += 4099)
         ok = ((const unsigned char *)d)[k] == (unsigned char)(payload[k] + 1);
@@ -196,6 +208,65 @@ static double run_payload(void)
         return -1;
     }
     return PAYLOAD / (t1 - t0) / 1e9;
+}
+
+/* payload_64mib_shared: the same task on an input already in shared
+ * memory, passed as a weft_array_arg (its token, not its bytes): the
+ * worker maps the caller's pages, nothing is copied on the way in. */
+static weft_array *shared_in;
+static weft_array_arg *shared_arg;
+
+static int plus_one_array(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_array *a;
+    int rc = weft_array_arg_open(in, len, &a);
+    if (rc) return weft_ctx_fail(ctx, rc, "weft_array_arg_open: %s", weft_last_error());
+    size_t n = weft_array_nbytes(a);
+    unsigned char *o = weft_ctx_output(ctx, n);
+    if (o) add_one(o, weft_array_data(a), n);
+    weft_array_destroy(a);
+    return o ? 0 : weft_ctx_fail(ctx, WEFT_ENOMEM, "no output");
+}
+WEFT_TASK_REGISTER(plus_one_array);
+
+static double run_payload_shared(void)
+{
+    const void *arg;
+    size_t arg_len;
+    weft_future *f;
+    if (weft_array_arg_bytes(shared_arg, &arg, &arg_len)) return -1;
+    double t0 = bench_now();
+    if (weft_submit(ex, plus_one_array, arg, arg_len, &f)) return -1;
+    const void *d;
+    size_t n;
+    int rc = weft_future_result(f, WEFT_FOREVER, &d, &n);
+    double t1 = bench_now();
+    if (getenv("WEFT_PROCESSES_PHASES"))
+        fprintf(stderr, "weft-phases: caller shared submit_ns %.0f woke_ns %.0f\n", t0 * 1e9,
+                t1 * 1e9);
+    const unsigned char *src = weft_array_data(shared_in);
+    bool ok = rc == 0 && n == PAYLOAD;
+    for (size_t k = 0; ok && k < PAYLOAD; k += 4099)
+        ok = ((const unsigned char *)d)[k] == (unsigned char)(src[k] + 1);
+    if (ok) ok = ((const unsigned char *)d)[PAYLOAD - 1] == (unsigned char)(src[PAYLOAD - 1] + 1);
+    if (rc) fprintf(stderr, "payload_64mib_shared: %s\n", weft_last_error());
+    weft_future_release(f);
+    if (!ok) {
+        bench_fail("payload_64mib_shared: wrong bytes back (rc %d)", rc);
+        return -1;
+    }
+    return PAYLOAD / (t1 - t0) / 1e9;
+}
+
+/* the shared input of payload_64mib_shared: the bytes of payload_64mib */
+static bool make_shared_input(void)
+{
+    size_t shape[1] = {PAYLOAD};
+    weft_array_options o = {.flags = WEFT_ARRAY_SHARED};
+    if (weft_array_create(WEFT_DTYPE_UINT8, 1, shape, &o, &shared_in)) return false;
+    memcpy(weft_array_data(shared_in), payload, PAYLOAD);
+    if (weft_array_arg_create(ex, shared_in, NULL, &shared_arg)) return false;
+    return weft_array_arg_shared(shared_arg); /* a token, not the bytes */
 }
 
 static double run_cpu(void)
@@ -429,6 +500,32 @@ static void python(const char *bench, const char *system, const char *pysys, con
     bench_python_report(bench, system, unit, "processes_anchor.py", args, 600);
 }
 
+/* WEFT_PROCESSES_BENCH_AB=1: payload_64mib again, in the same run, on
+ * executors made with the other ways of copying a large input
+ * (WEFT_PROCESSES_INPUT_COPY, docs/processes.md): memcpy by one thread
+ * into the input segment (system weft-processes-copy1) and the
+ * process_vm_writev/readv path (weft-processes-vm). */
+static void payload_ab(void)
+{
+    const char *ab = getenv("WEFT_PROCESSES_BENCH_AB");
+    if (!ab || strcmp(ab, "1") != 0 || !wanted("payload_64mib")) return;
+    static const char *mode[] = {"1", "0"};
+    static const char *sys[] = {"weft-processes-copy1", "weft-processes-vm"};
+    weft_executor *main_ex = ex;
+    for (int v = 0; v < 2; v++) {
+        setenv("WEFT_PROCESSES_INPUT_COPY", mode[v], 1);
+        weft_options o = {.backend = WEFT_BACKEND_PROCESSES, .workers = 2};
+        if (weft_executor_create(&o, &ex)) {
+            bench_fail("create (%s): %s", sys[v], weft_last_error());
+            break;
+        }
+        measure_as("payload_64mib", sys[v], "GB/s", run_payload, REPS);
+        weft_executor_destroy(ex);
+    }
+    unsetenv("WEFT_PROCESSES_INPUT_COPY");
+    ex = main_ex;
+}
+
 int main(int argc, char **argv)
 {
     if (weft_init(&argc, &argv)) {
@@ -463,6 +560,13 @@ int main(int argc, char **argv)
     measure_as("memcpy_bandwidth", "memcpy", "GB/s", run_memcpy, REPS);
     measure_as("payload_task_local", "in-process", "GB/s", run_task_local, REPS);
     measure("payload_64mib", "GB/s", run_payload, REPS);
+    payload_ab();
+    if (!wanted("payload_64mib_shared")) {
+    } else if (make_shared_input()) {
+        measure("payload_64mib_shared", "GB/s", run_payload_shared, REPS);
+    } else {
+        bench_fail("payload_64mib_shared: cannot make the shared input: %s", weft_last_error());
+    }
     python("payload_64mib", "python-processpool", "processpool", "payload", 64, "GB/s");
     measure("cpu_speedup", "x", run_cpu, 3);
     python("cpu_speedup", "python-processpool", "processpool", "cpu", 16, "x");
@@ -508,12 +612,23 @@ int main(int argc, char **argv)
                r->median / mc->median);
     bench_target("payload_64mib: weft-processes >= 0.5x memcpy_bandwidth", r && mc,
                  r && mc && r->median >= 0.5 * mc->median);
+    r = bench_get("payload_64mib_shared", "weft-processes");
+    if (r && mc)
+        printf("ratio payload_64mib_shared weft-processes/memcpy_bandwidth = %.3gx\n",
+               r->median / mc->median);
+    static const char *ab_sys[] = {"weft-processes-copy1", "weft-processes-vm"};
+    for (int v = 0; v < 2; v++)
+        if ((r = bench_get("payload_64mib", ab_sys[v])) && mc)
+            printf("ratio payload_64mib %s/memcpy_bandwidth = %.3gx\n", ab_sys[v],
+                   r->median / mc->median);
     r = bench_get("processes_idle_cpu", "weft-processes");
     bench_target("processes_idle_cpu: weft-processes < 1% of a core", r != NULL,
                  r && r->median < 1);
     free(map_in);
     free(payload);
     free(copy_dst);
+    weft_array_arg_destroy(shared_arg);
+    weft_array_destroy(shared_in);
     weft_executor_destroy(ex);
     return bench_finish();
 }

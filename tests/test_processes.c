@@ -922,10 +922,14 @@ static long largest_arena(void)
     return best;
 }
 
-static void payload_round(int vm)
+/* vm: process_vm_* allowed (1) or not (-1); copy: WEFT_PROCESSES_INPUT_COPY
+ * (0: large inputs without the input segment) */
+static void payload_round(int vm, const char *copy)
 {
     weft__procs_set_vm(vm);
+    setenv("WEFT_PROCESSES_INPUT_COPY", copy, 1);
     weft_executor *ex = make(2, NULL);
+    unsetenv("WEFT_PROCESSES_INPUT_COPY");
     REQUIRE(ex);
     size_t sizes[] = {0, 1, 63, 64, 65, 4096, 1 << 20, 3u << 20, 64u << 20};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
@@ -956,8 +960,260 @@ static void payload_round(int vm)
 
 TEST(payloads_0_to_64mib)
 {
-    payload_round(1);  /* large payloads written into / read from the worker's memory */
-    payload_round(-1); /* the same through the shared arena */
+    payload_round(1, "2");  /* large inputs in the input segment, outputs in segments */
+    payload_round(1, "1");  /* the same, copied by one thread */
+    payload_round(1, "0");  /* large payloads written into / read from the worker's memory */
+    payload_round(-1, "2"); /* inputs in the segment, outputs through the shared arena */
+    payload_round(-1, "0"); /* everything through the shared arena */
+}
+
+/* ---- the input segment (large inputs copied into the worker's memfd) ---- */
+
+/* Mappings of input segments in this process (one per live worker that
+ * took a large input). */
+static int input_mappings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return -1;
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "weft-input")) n++;
+    fclose(f);
+    return n;
+}
+
+/* Submits echo_plus on n bytes of pattern `salt` (borrowed) and checks
+ * every byte of the result (60 s at most: never a hang). */
+static void echo_checked(weft_executor *ex, size_t n, unsigned salt)
+{
+    unsigned char *in = malloc(n + 1);
+    REQUIRE(in);
+    for (size_t k = 0; k < n; k++) in[k] = (unsigned char)(k * 31 + salt);
+    weft_future *f;
+    CHECK_OK(weft_submit_ex(ex, echo_plus, in, n,
+                            &(weft_submit_options){.flags = WEFT_SUBMIT_BORROW}, &f));
+    const void *d;
+    size_t len = 0;
+    int rc = weft_future_result(f, 60, &d, &len);
+    CHECK_MSG(rc == 0, "%zu bytes: %s", n, weft_future_error(f));
+    size_t bad = 0;
+    for (size_t k = 0; rc == 0 && k < n && k < len; k++)
+        if (((const unsigned char *)d)[k] != (unsigned char)(in[k] + 1)) bad++;
+    CHECK_MSG(rc != 0 || (len == n && bad == 0), "%zu bytes: %zu back, %zu wrong", n, len, bad);
+    weft_future_release(f);
+    free(in);
+}
+
+/* The pid of the worker of a 1-worker executor. */
+static pid_t worker_pid(weft_executor *ex)
+{
+    weft_future *f;
+    if (weft_submit(ex, getpid_task, NULL, 0, &f)) return 0;
+    const void *d;
+    size_t len = 0;
+    int32_t pid = 0;
+    if (weft_future_result(f, 30, &d, &len) == 0 && len == sizeof pid) memcpy(&pid, d, sizeof pid);
+    weft_future_release(f);
+    return (pid_t)pid;
+}
+
+static bool slow_sanitizer(void)
+{
+    return CHECK_ASAN || CHECK_TSAN;
+}
+
+/* Inputs of mixed sizes back to back on one worker: the segment is made
+ * at the first large one, grown when one does not fit, reused otherwise;
+ * small ones still go through the arena; a map chunk of several large
+ * items shares the segment; a chunk larger than the segment may be (256
+ * MiB) sends the rest with process_vm_*. Every byte checked; nothing is
+ * left mapped or open after the executor. */
+TEST(input_segment_mixed_sizes_back_to_back)
+{
+    int fds0 = count_fds(), maps0 = input_mappings();
+    weft_executor *ex = make(1, NULL);
+    REQUIRE(ex);
+    const size_t mib = (size_t)1 << 20;
+    size_t sizes[] = {3 * mib, 4 * mib,         64 * mib,    5 * mib, 100 * mib, 4 * mib - 1,
+                      0,       64 * mib + 4097, 4 * mib + 1, 100,     9 * mib,   48 * mib};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n = sizes[s];
+        if (slow_sanitizer() && n > 16 * mib) n = 16 * mib + (n & 4095);
+        echo_checked(ex, n, (unsigned)s);
+        if (s == 1) CHECK_EQ_INT(input_mappings() - maps0, 1); /* made at the first 4 MiB */
+    }
+    CHECK_EQ_INT(input_mappings() - maps0, 1); /* one segment, grown: never two */
+    size_t item = 5 * mib + 3, nitems = slow_sanitizer() ? 3 : 60;
+    unsigned char *in = malloc(item * nitems);
+    REQUIRE(in);
+    for (size_t k = 0; k < item * nitems; k++) in[k] = (unsigned char)(k * 7 + 1);
+    weft_results *r = NULL;
+    weft_map_options mo = WEFT_MAP_OPTIONS_INIT;
+    mo.chunk_size = nitems; /* one request: 300 MiB of inputs when not under a sanitizer */
+    CHECK_OK(weft_map(ex, echo_plus, in, item, nitems, &mo, &r));
+    for (size_t i = 0; r && i < nitems; i++) {
+        const void *d;
+        size_t len = 0;
+        CHECK_OK(weft_results_get(r, i, &d, &len));
+        size_t bad = 0;
+        for (size_t k = 0; k < len && k < item; k++)
+            if (((const unsigned char *)d)[k] != (unsigned char)(in[i * item + k] + 1)) bad++;
+        CHECK_MSG(len == item && bad == 0, "map item %zu: %zu bytes, %zu wrong", i, len, bad);
+    }
+    weft_results_destroy(r);
+    free(in);
+    echo_checked(ex, 6 * mib, 99); /* the largest segment is kept */
+    CHECK_EQ_INT(input_mappings() - maps0, 1);
+    CHECK_OK(weft_executor_destroy(ex));
+    CHECK_EQ_INT(input_mappings(), maps0);
+    CHECK_EQ_INT(count_fds(), fds0);
+}
+
+/* A worker killed while the program fills its input segment (the test hook
+ * kills it half-way through the copy): the item had not started, so it
+ * runs again on a fresh worker, with a fresh segment, and comes back
+ * whole; killed that way four times in a row (more than the deaths before
+ * an item is blamed), the item fails with the signal. The next item goes
+ * to a fresh worker; nothing is left mapped or open. */
+TEST(input_segment_worker_killed_while_filled)
+{
+    int fds0 = count_fds(), maps0 = input_mappings();
+    weft_executor *ex = make(1, NULL);
+    REQUIRE(ex);
+    const size_t n = slow_sanitizer() ? (size_t)8 << 20 : (size_t)64 << 20;
+    echo_checked(ex, n, 1); /* a segment exists: the kill hits a warm one */
+    pid_t p0 = worker_pid(ex);
+    weft__procs_test_kill_in_fill(1);
+    echo_checked(ex, n, 2); /* run again on a fresh worker */
+    pid_t p1 = worker_pid(ex);
+    CHECK_MSG(p0 > 0 && p1 > 0 && p0 != p1, "worker %d then %d", (int)p0, (int)p1);
+    weft__procs_test_kill_in_fill(4);
+    unsigned char *in = calloc(1, n);
+    REQUIRE(in);
+    weft_future *f;
+    CHECK_OK(weft_submit(ex, echo_plus, in, n, &f));
+    CHECK_EQ_INT(weft_future_result(f, 60, NULL, NULL), WEFT_ECRASHED);
+    const char *why = weft_future_error(f);
+    CHECK_MSG(why && strstr(why, "signal 9"), "%s", why ? why : "(none)");
+    weft_future_release(f);
+    free(in);
+    weft__procs_test_kill_in_fill(0);
+    echo_checked(ex, n + 4096, 3); /* a fresh worker, a fresh segment */
+    echo_checked(ex, 5u << 20, 4);
+    CHECK_EQ_INT(input_mappings() - maps0, 1);
+    CHECK_OK(weft_executor_destroy(ex));
+    CHECK_EQ_INT(input_mappings(), maps0);
+    CHECK_EQ_INT(count_fds(), fds0);
+    CHECK_EQ_INT(server_children(), 0);
+}
+
+/* input: a weft_ipc_token of a weft_shm, then any bytes (large); reads
+ * them all, sets the region's first byte (it runs), then hangs until
+ * killed */
+static int read_then_hang(weft_ctx *ctx, const void *in, size_t len)
+{
+    weft_ipc_token tok;
+    if (len < sizeof tok) return weft_ctx_fail(ctx, WEFT_EINVAL, "no token");
+    memcpy(&tok, in, sizeof tok);
+    const unsigned char *b = in;
+    unsigned sum = 0;
+    for (size_t k = 0; k < len; k += 4096) sum += b[k];
+    if (sum == 0xffffffffu) return 1; /* never: keeps the reads */
+    weft_shm *shm = NULL;
+    int rc = weft_shm_attach(&tok, &shm);
+    if (rc) return weft_ctx_fail(ctx, rc, "attach: %s", weft_last_error());
+    __atomic_store_n((unsigned char *)weft_shm_ptr(shm), 1, __ATOMIC_RELEASE);
+    for (;;) pause();
+}
+WEFT_TASK_REGISTER(read_then_hang);
+
+/* A worker killed (SIGKILL from outside) while its task runs on an input
+ * in the segment: the item fails with the signal, the next large items go
+ * to a fresh worker and its own segment, nothing leaks. */
+TEST(input_segment_worker_killed_while_the_task_runs)
+{
+    int fds0 = count_fds(), maps0 = input_mappings();
+    weft_executor *ex = make(1, NULL);
+    REQUIRE(ex);
+    const size_t n = (size_t)24 << 20;
+    weft_shm *shm = NULL;
+    REQUIRE_OK(weft_shm_create(64, &shm));
+    volatile unsigned char *runs = weft_shm_ptr(shm);
+    weft_ipc_token tok;
+    REQUIRE_OK(weft_shm_token(shm, &tok));
+    unsigned char *in = calloc(1, n);
+    REQUIRE(in);
+    memcpy(in, &tok, sizeof tok);
+    for (int round = 0; round < 2; round++) {
+        runs[0] = 0;
+        weft_future *f;
+        CHECK_OK(weft_submit(ex, read_then_hang, in, n, &f));
+        /* wait until the task runs in its worker (its input in hand) */
+        for (int i = 0; i < 60000 && !__atomic_load_n(runs, __ATOMIC_ACQUIRE); i++) usleep(1000);
+        REQUIRE(runs[0] == 1);
+        pid_t pid = 0;
+        children_of(weft__fs_pid(), &pid, 1);
+        REQUIRE(pid > 0);
+        kill(pid, SIGKILL);
+        CHECK_EQ_INT(weft_future_result(f, 60, NULL, NULL), WEFT_ECRASHED);
+        const char *why = weft_future_error(f);
+        CHECK_MSG(why && strstr(why, "signal 9"), "%s", why ? why : "(none)");
+        weft_future_release(f);
+        echo_checked(ex, n, (unsigned)round);
+        echo_checked(ex, n * 2, (unsigned)round + 10); /* grown on the fresh worker */
+    }
+    free(in);
+    weft_shm_destroy(shm);
+    CHECK_EQ_INT(input_mappings() - maps0, 1);
+    CHECK_OK(weft_executor_destroy(ex));
+    CHECK_EQ_INT(input_mappings(), maps0);
+    CHECK_EQ_INT(count_fds(), fds0);
+}
+
+/* Two executors at once, each with two workers, large inputs of several
+ * sizes in flight on all four workers (the lanes copy at the same time:
+ * one of them gets the second copier, the others copy alone). */
+TEST(input_segments_of_two_executors_at_once)
+{
+    int fds0 = count_fds(), maps0 = input_mappings();
+    weft_executor *ex[2] = {make(2, NULL), make(2, NULL)};
+    REQUIRE(ex[0] && ex[1]);
+    const size_t mib = (size_t)1 << 20;
+    size_t sizes[] = {4 * mib, 17 * mib + 5, 6 * mib, 33 * mib, 5 * mib + 4095, 12 * mib};
+    enum {
+        NS = sizeof sizes / sizeof sizes[0]
+    };
+    int rounds = slow_sanitizer() ? 1 : 3;
+    for (int round = 0; round < rounds; round++) {
+        unsigned char *in[NS];
+        weft_future *f[NS];
+        for (size_t s = 0; s < NS; s++) {
+            in[s] = malloc(sizes[s]);
+            REQUIRE(in[s]);
+            for (size_t k = 0; k < sizes[s]; k++) in[s][k] = (unsigned char)(k * 11 + s + round);
+            CHECK_OK(weft_submit(ex[s % 2], echo_plus, in[s], sizes[s], &f[s]));
+        }
+        for (size_t s = 0; s < NS; s++) {
+            const void *d;
+            size_t len = 0;
+            int rc = weft_future_result(f[s], 60, &d, &len);
+            CHECK_MSG(rc == 0, "input %zu: %s", s, weft_future_error(f[s]));
+            size_t bad = 0;
+            for (size_t k = 0; rc == 0 && k < len && k < sizes[s]; k++)
+                if (((const unsigned char *)d)[k] != (unsigned char)(in[s][k] + 1)) bad++;
+            CHECK_MSG(rc != 0 || (len == sizes[s] && bad == 0), "input %zu: %zu back, %zu wrong", s,
+                      len, bad);
+            weft_future_release(f[s]);
+            free(in[s]);
+        }
+    }
+    int kept = input_mappings() - maps0;
+    CHECK_MSG(kept >= 2 && kept <= 4, "%d input segments mapped", kept);
+    CHECK_OK(weft_executor_destroy(ex[0]));
+    CHECK_OK(weft_executor_destroy(ex[1]));
+    CHECK_EQ_INT(input_mappings(), maps0);
+    CHECK_EQ_INT(count_fds(), fds0);
 }
 
 TEST(workers_write_a_shared_region_in_place)

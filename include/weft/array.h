@@ -379,7 +379,8 @@ WEFT_API int weft_array_arg_destroy(weft_array_arg *arg);
  * weft_array_arg_bytes() gave, as a view (a reference, a mapping of the
  * shared region, or the input bytes themselves -- copied when they are not
  * aligned for the dtype). Ownership: the task destroys `*out` with
- * weft_array_destroy() before it returns (that unmaps a shared region).
+ * weft_array_destroy() before it returns (a worker process keeps its
+ * mapping of a shared region for its next tasks: docs/array.md).
  * Threads: the task's thread. @return 0, WEFT_EINVAL (not an array
  * argument, or bytes made for another executor's process), WEFT_ENOENT
  * (the caller destroyed the arg: its region is gone), WEFT_ENOMEM; `*out`

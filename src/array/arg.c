@@ -13,17 +13,21 @@
  *   MODE_SHM     processes, nbytes >= threshold: a weft_ipc_token of a
  *                memfd region and the data's offset in it; the worker
  *                attaches (weft_shm_attach: /proc/<owner>/fd/<n>, same
- *                physical pages) and unmaps at weft_array_destroy. The
- *                region is the array's own (WEFT_ARRAY_SHARED) or a copy
- *                the arg made and owns.
+ *                physical pages) and keeps the mapping for the next task
+ *                (see "Kept mappings" below). The region is the array's
+ *                own (WEFT_ARRAY_SHARED) or a copy the arg made and owns.
  *   MODE_INLINE  processes below the threshold, mpi: the elements follow the
  *                header, 64 bytes aligned from the start of the bytes.
  *
  * The header is plain fixed-width data (the same machine's layout for REF
  * and SHM; INLINE assumes ranks of one byte order, as the rest of weft). */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "array/array_internal.h"
@@ -199,6 +203,114 @@ int weft_array_arg_destroy(weft_array_arg *arg)
     return 0;
 }
 
+/* ---- Kept mappings (MODE_SHM in a worker process) ----
+ * Mapping a region anew for every task costs a page-table fill of the
+ * whole array per task and, on VMs that shadow page tables, a fault per
+ * page at its first touch: for a 64 MiB array far more than a task's own
+ * pass over it. A worker process therefore keeps the arrays it opened
+ * from MODE_SHM arguments, up to ARG_KEEP of them (the least recently used
+ * goes), and gives each task a view of the kept one. An entry is keyed by
+ * the header (token with its random key, offset, dtype, shape, order) and
+ * by the identity of the owner's memfd (st_dev and st_ino through
+ * /proc/<owner>/fd/<n>), checked for every entry at every open: an entry
+ * whose region the owner has let go of (the fd closed, or now another
+ * file) is dropped then, so a worker holds a destroyed region's memory at
+ * most until its next open of an array argument (or its exit). In the
+ * program itself nothing is kept (its own args are rare there, and tests
+ * count its mappings). */
+#define ARG_KEEP 4
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+typedef struct kept_arg {
+    weft_array *a; /* NULL: a free slot */
+    arg_hdr h;
+    dev_t dev;
+    ino_t ino;
+    uint64_t used;
+} kept_arg;
+
+static kept_arg kept[ARG_KEEP];
+static uint64_t kept_clock;
+static pthread_mutex_t kept_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The identity of the memfd a token names, now: false if it is gone. */
+static bool region_id(const weft_ipc_token *t, dev_t *dev, ino_t *ino)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)t->pid, (int)t->fd);
+    struct stat st;
+    if (stat(path, &st) != 0 || (uint64_t)st.st_size != t->size) return false;
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+    return true;
+}
+
+static void kept_drop(kept_arg *k)
+{
+    weft_array_destroy(k->a); /* unmapped now, or by the last task's view */
+    memset(k, 0, sizeof *k);
+}
+
+/* A view of the kept array for `h`, after dropping the entries whose
+ * regions are gone: 0 and *out, or 1 (not kept: attach it). */
+static int kept_find(const arg_hdr *h, weft_array **out)
+{
+    int rc = 1;
+    pthread_mutex_lock(&kept_mu);
+    for (int i = 0; i < ARG_KEEP; i++) {
+        kept_arg *k = &kept[i];
+        if (!k->a) continue;
+        dev_t dev;
+        ino_t ino;
+        if (!region_id(&k->h.token, &dev, &ino) || dev != k->dev || ino != k->ino) {
+            kept_drop(k);
+            continue;
+        }
+        if (rc == 1 && memcmp(&k->h, h, sizeof *h) == 0) {
+            k->used = ++kept_clock;
+            rc = weft_array_view(k->a, k->a->ndim, k->a->shape, k->a->strides, 0, out);
+        }
+    }
+    pthread_mutex_unlock(&kept_mu);
+    return rc;
+}
+
+/* Keeps `a` (just attached for `h`, whose region was (dev, ino) before
+ * the attach) if its region is still that one; *out is a view of it, or
+ * `a` itself when it is not kept. */
+static int kept_add(const arg_hdr *h, dev_t dev, ino_t ino, weft_array *a, weft_array **out)
+{
+    dev_t d2;
+    ino_t i2;
+    if (!region_id(&h->token, &d2, &i2) || d2 != dev || i2 != ino) {
+        *out = a;
+        return 0;
+    }
+    pthread_mutex_lock(&kept_mu);
+    kept_arg *slot = &kept[0];
+    for (int i = 0; i < ARG_KEEP; i++) {
+        if (!kept[i].a) {
+            slot = &kept[i];
+            break;
+        }
+        if (kept[i].used < slot->used) slot = &kept[i];
+    }
+    if (slot->a) kept_drop(slot);
+    int rc = weft_array_view(a, a->ndim, a->shape, a->strides, 0, out);
+    if (rc == 0) {
+        slot->a = a;
+        slot->h = *h;
+        slot->dev = dev;
+        slot->ino = ino;
+        slot->used = ++kept_clock;
+    }
+    pthread_mutex_unlock(&kept_mu);
+    if (rc) *out = a; /* not kept (no memory for the view) */
+    return 0;
+}
+
 int weft_array_arg_open(const void *in, size_t len, weft_array **out)
 {
     const char *fn = "weft_array_arg_open";
@@ -226,6 +338,10 @@ int weft_array_arg_open(const void *in, size_t len, weft_array **out)
         return weft_array_view(v, v->ndim, v->shape, v->strides, 0, out);
     }
     case MODE_SHM: {
+        dev_t dev = 0;
+        ino_t ino = 0;
+        bool keep = weft__worker_process && region_id(&h.token, &dev, &ino);
+        if (keep && kept_find(&h, out) == 0) return 0;
         weft_shm *shm = NULL;
         rc = weft_shm_attach(&h.token, &shm);
         if (rc) return rc;
@@ -233,8 +349,18 @@ int weft_array_arg_open(const void *in, size_t len, weft_array **out)
             weft_shm_destroy(shm);
             return weft__err(WEFT_EINVAL, "%s: the array does not fit its region", fn);
         }
-        return weft__array_from_shm(shm, (size_t)h.offset, (weft_dtype)h.dtype, h.ndim, shape,
-                                    (weft_order)h.order, (weft_endian)h.endian, out);
+        weft_array *a = NULL;
+        rc = weft__array_from_shm(shm, (size_t)h.offset, (weft_dtype)h.dtype, h.ndim, shape,
+                                  (weft_order)h.order, (weft_endian)h.endian, &a);
+        if (rc) return rc;
+        if (!keep) {
+            *out = a;
+            return 0;
+        }
+        /* its page tables filled at once, not by a fault per page in the task */
+        uintptr_t lo = (uintptr_t)a->data & ~(uintptr_t)4095;
+        if (nbytes) madvise((void *)lo, (uintptr_t)a->data + nbytes - lo, MADV_POPULATE_READ);
+        return kept_add(&h, dev, ino, a, out);
     }
     case MODE_INLINE: {
         if (h.offset != INLINE_OFF || len < INLINE_OFF || len - INLINE_OFF < nbytes)

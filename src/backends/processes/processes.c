@@ -558,6 +558,21 @@ static int processes_create(const weft_options *opts, weft__shape *shape, void *
     }
     pe->direct = direct == 1;
     po->keep_segments = keep == 1;
+    /* large inputs: 0 process_vm, 1 memcpy by one thread, 2 by two (remote.c) */
+    const char *ic = getenv("WEFT_PROCESSES_INPUT_COPY");
+    po->in_copiers = 2;
+    if (ic && *ic) {
+        if (strcmp(ic, "0") != 0 && strcmp(ic, "1") != 0 && strcmp(ic, "2") != 0) {
+            free(pe);
+            return weft__err(WEFT_EINVAL,
+                             "weft_executor_create: WEFT_PROCESSES_INPUT_COPY is '%s', not 0, 1 "
+                             "or 2",
+                             ic);
+        }
+        po->in_copiers = ic[0] - '0';
+    }
+    const char *ph = getenv("WEFT_PROCESSES_PHASES");
+    po->phases = ph && strcmp(ph, "1") == 0;
     po->task_timeout = opts->processes.task_timeout;
     po->memory_limit = opts->processes.memory_limit;
     po->max_tasks = opts->processes.max_tasks_per_worker;

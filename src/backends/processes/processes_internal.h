@@ -88,6 +88,10 @@ typedef struct weft__wctl {
      * maps one and its future keeps it (no copy); seg_rel[i] = the
      * generation of segment i's output it read without keeping it */
     uint32_t seg_rel[2];
+    /* worker: when it saw the request, had the first item's input in hand
+     * (after its copy, on the process_vm path) and answered (monotonic ns),
+     * stamped only for requests with phases asked (WEFT_PROCESSES_PHASES) */
+    uint64_t ph_seen, ph_in, ph_resp;
     /* The response word and what goes with it, alone on a cache line: the
      * owner spins on resp_seq and the worker writes the line once per
      * response. resp_seq is bumped after every event the owner waits for:
@@ -118,6 +122,11 @@ typedef struct weft__proxy_opts {
     size_t init_len;
     uint64_t seed;
     bool keep_segments; /* the program keeps its mappings of output segments (adopt_segment) */
+    /* Large inputs: 0 = written into the worker with process_vm_writev/readv
+     * (the fallback); 1 = copied with memcpy into the worker's input segment
+     * by the proxy's thread; 2 = the same, split with a second thread. */
+    int in_copiers;
+    bool phases; /* WEFT_PROCESSES_PHASES=1: one line on stderr per large request */
     /* Forced shutdown: once *force >= 2, the item running is stopped by
      * killing the worker (it fails with WEFT_ECANCELLED) and no item after
      * it starts. NULL: never. */
@@ -160,6 +169,9 @@ void weft__procs_set_vm(int state);
  * checks the running task's deadline, as a thread descheduled there on a
  * loaded machine would (0: off). */
 void weft__procs_test_stall(double seconds);
+/* Tests: the next `count` copies of a large input into a worker's input
+ * segment kill that worker (SIGKILL) half-way through (0: off). */
+void weft__procs_test_kill_in_fill(unsigned count);
 /* In a worker process: when the running task started (monotonic ns, the
  * time its deadline counts from); 0 elsewhere. */
 uint64_t weft__worker_item_t0(void);

@@ -24,6 +24,20 @@
  * process_vm_readv) would die with it: before the worker starts the next
  * item it waits (pull_req / pull_ack) until the proxy has reported the
  * finished items, copying that output.
+ *
+ * Large inputs (4 MiB or more) do not go through the arena: each worker
+ * has an *input segment*, a memfd it creates when the proxy asks
+ * (OP_INSEG) and maps pre-faulted; the proxy maps it too (through
+ * /proc/<pid>/fd), pre-faulted, and keeps both mappings from one large
+ * input to the next (grown to the largest request seen, up to INSEG_MAX;
+ * gone with the worker). The proxy copies a large input into it with
+ * memcpy (split with a second thread, copy_in) before it sends the
+ * request, and the task reads it there: a copy at memory speed, with no
+ * page fault and no page pinned. The worker is done with the segment
+ * when it has answered, and the proxy writes the next request only then.
+ * Inputs that do not fit, or when the segment cannot be made (under a
+ * memory limit, or when /proc/<pid>/fd is refused), go with
+ * process_vm_writev/readv into a buffer of the worker (IF_REMOTE_IN).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -31,6 +45,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,13 +73,16 @@
 enum {
     OP_RUN = 1,
     OP_INIT = 2,
-    OP_QUIT = 3
+    OP_QUIT = 3,
+    OP_INSEG = 4 /* make the input segment (its size in items[0].index) */
 };
 enum {
     RF_STOP_ON_ERROR = 1, /* request: cancel the rest after a failure */
     RF_VM = 2,            /* request: large outputs may stay in the worker */
     RF_SHM_OUT = 4,       /* request: large outputs may go in shared segments */
     IF_REMOTE_IN = 1,     /* item: the input is written into the worker's memory */
+    IF_SEG_IN = 2,        /* item: the input is in the input segment at in_off */
+    RF_PHASES = 8,        /* request: stamp ph_seen / ph_resp (WEFT_PROCESSES_PHASES) */
     OF_REMOTE_OUT = 1,    /* record: the output is in the worker's memory at out_off */
     OF_SHARED_OUT = 2,    /* record: ... in its segment seg (also at out_off) */
 };
@@ -78,6 +96,7 @@ typedef struct req_hdr {
     uint64_t data_off; /* where outputs may start */
     uint32_t seq;      /* the request number (req_seq after it) */
     uint32_t pad;
+    uint64_t inseg_id; /* IF_SEG_IN items: which input segment (w_in.id) */
 } req_hdr;
 
 typedef struct req_item {
@@ -350,6 +369,67 @@ static void seg_trim(void)
         if (w_segs[i].fd >= 0 && w_segs[i].gen && w_segs[i].cap > SPARE_MAX) seg_drop(i);
 }
 
+/* ---- the input segment ----
+ * A memfd of the worker that the owner writes large inputs into (see the
+ * top of the file). Made at the owner's request (OP_INSEG), pre-faulted,
+ * kept until the next OP_INSEG (a larger one) or the end of the process. */
+#define INSEG_MAX SPARE_MAX
+typedef struct inseg {
+    int fd; /* -1: none */
+    unsigned char *p;
+    size_t cap;
+    uint64_t id;
+} inseg;
+static inseg w_in = {-1, NULL, 0, 0};
+
+/* Touches one byte of every page of [p, p + len): the page tables are
+ * filled (MAP_POPULATE) and, on a VM that shadows them, the hypervisor's
+ * too, once, not during the first copy or task. */
+static void touch_pages(unsigned char *p, size_t len, bool write)
+{
+    volatile unsigned char *v = p;
+    unsigned sum = 0;
+    for (size_t o = 0; o < len; o += 4096) {
+        if (write)
+            v[o] = 0;
+        else
+            sum += v[o];
+    }
+    (void)sum;
+}
+
+static void w_in_drop(void)
+{
+    if (w_in.fd >= 0) {
+        munmap(w_in.p, w_in.cap);
+        close(w_in.fd);
+    }
+    w_in = (inseg){-1, NULL, 0, 0};
+}
+
+/* Replaces the input segment with one of `cap` bytes: 0 or -errno. */
+static int w_in_make(size_t cap)
+{
+    w_in_drop();
+    if (cap == 0 || cap > INSEG_MAX) return -EINVAL;
+    int fd = memfd_create("weft-input", MFD_CLOEXEC);
+    if (fd < 0) return -errno;
+    void *m = MAP_FAILED;
+    int e = 0;
+    if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)cap) != 0)
+        e = errno;
+    else if ((m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)) ==
+             MAP_FAILED)
+        e = errno;
+    if (m == MAP_FAILED) {
+        close(fd);
+        return -(e ? e : ENOMEM);
+    }
+    touch_pages(m, cap, false);
+    w_in = (inseg){fd, m, cap, ++w_seg_ids};
+    return 0;
+}
+
 /* The crash note (backends/remote/crash.c): the owner reads the signal and
  * errno from the control block (ENOMEM: an allocation failed). */
 static void crash_note(int sig, int err)
@@ -521,7 +601,16 @@ static void w_run_item(const req_hdr *h, const req_item *it, resp_rec *r)
     int rc;
     const void *in = W.base + it->in_off;
     void *in_big = NULL;
-    if (it->flags & IF_REMOTE_IN) {
+    if (it->flags & IF_SEG_IN) {
+        if (w_in.fd < 0 || h->inseg_id != w_in.id || it->in_off > w_in.cap ||
+            it->in_len > w_in.cap - it->in_off) {
+            rc = weft_ctx_fail(&ctx, WEFT_ECRASHED,
+                               "cannot pass the input to the worker: its input segment is not "
+                               "the one the program wrote");
+            goto done;
+        }
+        in = w_in.p + it->in_off;
+    } else if (it->flags & IF_REMOTE_IN) {
         in_big = big_alloc(it->in_len);
         if (!in_big) {
             rc = weft_ctx_fail(&ctx, c->memory_limit ? WEFT_EMEMLIMIT : WEFT_ENOMEM,
@@ -537,6 +626,7 @@ static void w_run_item(const req_hdr *h, const req_item *it, resp_rec *r)
         }
         in = in_big;
     }
+    if ((h->flags & RF_PHASES) && !c->ph_in) c->ph_in = weft__now_ns();
     if (!fn_loaded(it->fn)) {
         rc = weft_ctx_fail(&ctx, WEFT_ENOTREG,
                            "the task function is not loaded in the worker process (a library "
@@ -647,6 +737,10 @@ void weft__worker_main(int memfd)
         seen = __atomic_load_n(&c->req_seq, __ATOMIC_ACQUIRE);
         if (arena_map(&W, __atomic_load_n(&c->arena_size, __ATOMIC_ACQUIRE)) != 0) _exit(115);
         const req_hdr *h = (const req_hdr *)(W.base + WEFT__ARENA_CTRL);
+        if (h->flags & RF_PHASES) {
+            c->ph_seen = weft__now_ns();
+            c->ph_in = 0;
+        }
         const req_item *items = (const req_item *)(h + 1);
         resp_rec *recs = (resp_rec *)(W.base + h->resp_off);
         w_cursor = h->data_off;
@@ -654,6 +748,21 @@ void weft__worker_main(int memfd)
         seg_trim();
         w_vm = (h->flags & RF_VM) != 0;
         w_shm_out = (h->flags & RF_SHM_OUT) != 0;
+        if (h->op == OP_INSEG) {
+            memset(&recs[0], 0, sizeof recs[0]);
+            int st = w_in_make((size_t)items[0].index);
+            if (st) {
+                recs[0].err = WEFT_ENOMEM;
+                w_message(&recs[0], strerror(-st));
+            } else {
+                recs[0].seg_fd = w_in.fd;
+                recs[0].seg_id = w_in.id;
+                recs[0].out_len = w_in.cap;
+            }
+            __atomic_store_n(&c->done_items, 1, __ATOMIC_RELEASE);
+            w_respond(h->seq);
+            continue;
+        }
         if (h->op == OP_INIT || h->op == OP_QUIT) {
             weft_ctx ctx;
             weft__ctx_init(&ctx, NULL, h->worker_id, w_state, w_state_len);
@@ -696,6 +805,7 @@ void weft__worker_main(int memfd)
             __atomic_store_n(&c->done_items, k + 1, __ATOMIC_RELEASE);
             if ((r->flags & (OF_REMOTE_OUT | OF_SHARED_OUT)) && k + 1 < h->n) w_hand_over(c);
         }
+        if (h->flags & RF_PHASES) c->ph_resp = weft__now_ns();
         w_respond(h->seq);
     }
 }
@@ -746,6 +856,83 @@ static int vm_write(pid_t pid, const void *src, size_t len, uint64_t addr)
     return 0;
 }
 
+/* ---- the copy of large inputs into input segments ----
+ * A second copier: one thread of the program, started at the first large
+ * input that takes it, parked on a futex between copies. copy_in() hands
+ * it the second half of a copy and does the first half itself: on this
+ * kind of machine two cores copy ~1.3x as fast as one. One copy at a time
+ * uses it; a lane that finds it busy copies alone. */
+static struct copier {
+    pthread_mutex_t mu; /* held by the lane whose copy it runs */
+    int state;          /* 0 not started, 1 running, -1 could not start */
+    uint32_t seq;       /* lane: bumped with a job (futex) */
+    uint32_t done;      /* copier: = seq when the job is done (futex) */
+    void *dst;
+    const void *src;
+    size_t len;
+} cp = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, NULL, NULL, 0};
+
+static void *copier_main(void *arg)
+{
+    (void)arg;
+    uint32_t seen = 0;
+    for (;;) {
+        while (__atomic_load_n(&cp.seq, __ATOMIC_ACQUIRE) == seen)
+            weft__futex_wait_ex(&cp.seq, seen, -1, false);
+        seen = __atomic_load_n(&cp.seq, __ATOMIC_ACQUIRE);
+        memcpy(cp.dst, cp.src, cp.len);
+        __atomic_store_n(&cp.done, seen, __ATOMIC_RELEASE);
+        weft__futex_wake_ex(&cp.done, 1, false);
+    }
+    return NULL;
+}
+
+/* Copies len bytes, with `copiers` threads (1 or 2). */
+static void copy_in(void *dst, const void *src, size_t len, int copiers)
+{
+    if (copiers < 2 || len < BIG_PAYLOAD || pthread_mutex_trylock(&cp.mu) != 0) {
+        memcpy(dst, src, len);
+        return;
+    }
+    if (cp.state == 0) {
+        pthread_t t;
+        sigset_t all, old; /* the copier takes no signal meant for the program */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        cp.state = pthread_create(&t, NULL, copier_main, NULL) == 0 ? 1 : -1;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (cp.state > 0) pthread_detach(t);
+    }
+    if (cp.state < 0) {
+        pthread_mutex_unlock(&cp.mu);
+        memcpy(dst, src, len);
+        return;
+    }
+    size_t half = (len / 2) & ~(size_t)4095;
+    cp.dst = (char *)dst + half;
+    cp.src = (const char *)src + half;
+    cp.len = len - half;
+    uint32_t s = __atomic_load_n(&cp.seq, __ATOMIC_RELAXED) + 1;
+    __atomic_store_n(&cp.seq, s, __ATOMIC_RELEASE);
+    weft__futex_wake_ex(&cp.seq, 1, false);
+    memcpy(dst, src, half);
+    while (__atomic_load_n(&cp.done, __ATOMIC_ACQUIRE) != s)
+        weft__futex_wait_ex(&cp.done, s - 1, -1, false);
+    pthread_mutex_unlock(&cp.mu);
+}
+
+/* Whether the program can map its workers' input segments (through
+ * /proc/<pid>/fd): 0 unknown, 1 yes, -1 no (large inputs then go with
+ * process_vm_writev/readv). */
+static _Atomic int inseg_state;
+/* Tests: copies into an input segment left to kill their worker. */
+static _Atomic unsigned test_kill_in_fill;
+
+void weft__procs_test_kill_in_fill(unsigned count)
+{
+    atomic_store_explicit(&test_kill_in_fill, count, memory_order_relaxed);
+}
+
 struct weft__proxy {
     weft__proxy_opts o;
     arena a;
@@ -770,9 +957,22 @@ struct weft__proxy {
         uint64_t id; /* the worker's seg_id */
         uint32_t tag;
     } om[NSEG];
+    /* the program's mapping of the worker's input segment (base NULL: none;
+     * id: the worker's w_in.id) */
+    inseg in;
+    /* WEFT_PROCESSES_PHASES: when the lane began writing the last large
+     * request, had the input segment ready, had sent it (monotonic ns) */
+    uint64_t ph[3];
+    bool ph_on; /* the request in flight is stamped */
 };
 
 static void omap_drop_all(weft__proxy *p);
+
+static void inseg_unmap(weft__proxy *p)
+{
+    if (p->in.p) munmap(p->in.p, p->in.cap);
+    p->in = (inseg){-1, NULL, 0, 0};
+}
 
 pid_t weft__proxy_pid(const weft__proxy *p)
 {
@@ -875,6 +1075,7 @@ static int spawn(weft__proxy *p)
 {
     weft__wctl *c = pctl(p);
     omap_drop_all(p); /* the old worker's segments: their held outputs stay mapped */
+    inseg_unmap(p);   /* and its input segment: the new worker makes its own */
     size_t size = c->arena_size;
     memset(c, 0, sizeof *c);
     c->arena_size = size;
@@ -890,16 +1091,65 @@ static int spawn(weft__proxy *p)
     return 0;
 }
 
+static int inseg_ensure(weft__proxy *p, size_t need);
+
+/* Whether an input of `len` bytes goes in the input segment, after the
+ * ones placed so far (*so: the bytes they take; advanced). The same calls
+ * in the same order give the same placements. */
+static bool to_seg(const weft__proxy *p, size_t len, size_t *so)
+{
+    if (len < BIG_PAYLOAD || !p->in.p) return false;
+    size_t at = align_up(*so, 4096);
+    if (len > p->in.cap || at > p->in.cap - len) return false;
+    *so = at + len;
+    return true;
+}
+
+/* Copies a large input into the input segment (the test hook kills the
+ * worker half-way: the program's mapping stays valid, the copy ends). */
+static void fill_seg(weft__proxy *p, unsigned char *dst, const void *src, size_t len)
+{
+    unsigned k = atomic_load_explicit(&test_kill_in_fill, memory_order_relaxed);
+    if (k && atomic_compare_exchange_strong(&test_kill_in_fill, &k, k - 1)) {
+        size_t half = len / 2;
+        copy_in(dst, src, half, p->o.in_copiers);
+        weft__fs_kill(p->pid, SIGKILL);
+        wait_dead(p);
+        copy_in(dst + half, (const char *)src + half, len - half, p->o.in_copiers);
+        return;
+    }
+    copy_in(dst, src, len, p->o.in_copiers);
+}
+
 /* Writes a request for items[0..n) (op RUN) or one INIT/QUIT. The inputs
  * that go through the arena may add up to at most ARENA_IN_MAX bytes: the
  * request then takes fewer items (*taken says how many; NULL: all or
  * -E2BIG). -E2BIG when the first item's input alone does not fit (a
- * length no buffer can have, e.g. a borrowed input with a wrong length). */
+ * length no buffer can have, e.g. a borrowed input with a wrong length).
+ * Large inputs that fit go in the input segment (made or grown first, by
+ * a request of its own), copied here before the request is sent. */
 static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, size_t n,
                          uint32_t flags, size_t *taken)
 {
     bool vm = false;
     for (size_t i = 0; i < n && !vm; i++) vm = items[i].len >= BIG_PAYLOAD;
+    bool big = vm && op == OP_RUN;
+    uint64_t ph0 = big && p->o.phases ? weft__now_ns() : 0;
+    /* large inputs into the input segment (those that fit in INSEG_MAX, in
+     * order): made or grown first, a request of its own */
+    bool seg = big && p->o.in_copiers > 0 && !p->o.memory_limit &&
+               atomic_load_explicit(&inseg_state, memory_order_relaxed) >= 0;
+    if (seg) {
+        size_t need = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t at = align_up(need, 4096);
+            if (items[i].len >= BIG_PAYLOAD && items[i].len <= INSEG_MAX &&
+                at <= INSEG_MAX - items[i].len)
+                need = at + items[i].len;
+        }
+        seg = need && inseg_ensure(p, need) == 0;
+    }
+    uint64_t ph1 = ph0 ? weft__now_ns() : 0;
     vm = op == OP_RUN && (vm || atomic_load_explicit(&vm_state, memory_order_relaxed) > 0) &&
          vm_usable(p);
     /* outputs in shared segments: not under a memory limit (shared
@@ -907,7 +1157,9 @@ static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, 
     bool shm_out =
         vm && !p->o.memory_limit && atomic_load_explicit(&shm_out_state, memory_order_relaxed) >= 0;
     size_t total = WEFT__ARENA_CTRL + sizeof(req_hdr) + n * sizeof(req_item);
+    size_t so = 0;
     for (size_t i = 0; i < n; i++) {
+        if (seg && to_seg(p, items[i].len, &so)) continue;
         if (vm && items[i].len >= BIG_PAYLOAD) continue;
         size_t at = align_up(total, 16);
         if (items[i].len > ARENA_IN_MAX || at + items[i].len > ARENA_IN_MAX) {
@@ -927,11 +1179,13 @@ static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, 
     req_item *ri = (req_item *)(h + 1);
     h->op = op;
     h->n = (uint32_t)n;
-    h->flags = flags | (vm ? RF_VM : 0) | (shm_out ? RF_SHM_OUT : 0);
+    h->flags = flags | (vm ? RF_VM : 0) | (shm_out ? RF_SHM_OUT : 0) | (ph0 ? RF_PHASES : 0);
     h->worker_id = p->o.id;
     h->resp_off = resp_off;
     h->data_off = data_off;
+    h->inseg_id = seg ? p->in.id : 0;
     size_t cur = off;
+    so = 0;
     for (size_t i = 0; i < n; i++) {
         ri[i].fn = items[i].fn;
         ri[i].in_len = items[i].len;
@@ -939,6 +1193,12 @@ static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, 
         ri[i].seed = items[i].seed;
         ri[i].retries = items[i].retries;
         ri[i].in_addr = 0;
+        if (seg && to_seg(p, items[i].len, &so)) {
+            ri[i].flags = IF_SEG_IN; /* copied now, at memory speed */
+            ri[i].in_off = so - items[i].len;
+            fill_seg(p, p->in.p + ri[i].in_off, items[i].in, items[i].len);
+            continue;
+        }
         if (vm && items[i].len >= BIG_PAYLOAD) {
             ri[i].flags = IF_REMOTE_IN; /* written straight into the worker when it asks */
             ri[i].in_off = 0;
@@ -959,6 +1219,12 @@ static int write_request(weft__proxy *p, uint32_t op, const weft__ritem *items, 
     uint32_t sq = p->seq + 1;
     __atomic_store_n(&p->seq, sq, __ATOMIC_RELAXED); /* read by pollers (direct path) */
     h->seq = sq;
+    p->ph_on = ph0 != 0;
+    if (ph0) {
+        p->ph[0] = ph0;
+        p->ph[1] = ph1;
+        p->ph[2] = weft__now_ns();
+    }
     __atomic_store_n(&c->req_seq, sq, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&c->worker_sleeping, __ATOMIC_SEQ_CST))
         weft__futex_wake_ex(&c->req_seq, 1, true);
@@ -1280,6 +1546,49 @@ static int run_control(weft__proxy *p, uint32_t op, weft_task_fn fn, const void 
     return r->err;
 }
 
+/* Makes the worker's input segment at least `need` bytes (asking the
+ * worker: OP_INSEG) and maps it here, pre-faulted: 0, or -errno (the
+ * large inputs then go with process_vm_writev/readv). */
+static int inseg_ensure(weft__proxy *p, size_t need)
+{
+    if (p->in.p && p->in.cap >= need) return 0;
+    if (!p->alive || __atomic_load_n(&pctl(p)->dead, __ATOMIC_ACQUIRE)) return -ESRCH;
+    inseg_unmap(p);
+    weft__ritem it = {0};
+    it.index = align_up(need, 2u << 20); /* the worker's item index: the size */
+    int rc = write_request(p, OP_INSEG, &it, 1, 0, NULL);
+    if (rc) return rc;
+    uint32_t timed = 0;
+    if (wait_response(p, NULL, 0, NULL, &timed, NULL) != 0) return -ESRCH; /* dead: seen later */
+    if (arena_map(&p->a, __atomic_load_n(&pctl(p)->arena_size, __ATOMIC_ACQUIRE)) != 0)
+        return -ENOMEM;
+    const resp_rec *r = rec_at(p, 0);
+    if (r->err) return -ENOMEM;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)p->pid, (int)r->seg_fd);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == EACCES || e == EPERM)
+            atomic_store_explicit(&inseg_state, -1, memory_order_relaxed);
+        return -e;
+    }
+    struct stat st;
+    void *m = MAP_FAILED;
+    int e = EINVAL;
+    size_t cap = (size_t)r->out_len;
+    if (fstat(fd, &st) == 0 && (uint64_t)st.st_size == r->out_len && cap >= need) {
+        m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+        e = errno;
+    }
+    close(fd);
+    if (m == MAP_FAILED) return -e;
+    touch_pages(m, cap, true);
+    p->in = (inseg){-1, m, cap, r->seg_id};
+    atomic_store_explicit(&inseg_state, 1, memory_order_relaxed);
+    return 0;
+}
+
 static int start_worker(weft__proxy *p, char **msg)
 {
     int rc = spawn(p);
@@ -1348,6 +1657,7 @@ void weft__proxy_destroy(weft__proxy *p)
         }
     }
     omap_drop_all(p);
+    inseg_unmap(p);
     arena_close(&p->a);
     close(p->memfd);
     pthread_mutex_destroy(&p->mu);
@@ -1387,6 +1697,33 @@ static bool killed_by_proxy(weft__proxy *p)
 }
 
 #define UNBLAMED_MAX 3 /* deaths before an item started, before it is blamed */
+
+/* WEFT_PROCESSES_PHASES=1: one line on stderr per large request answered,
+ * every phase in µs from when the lane began writing it (at_ns, monotonic,
+ * to line up with the caller's own stamps): input segment ready (a grow
+ * costs a request of its own), inputs copied and request sent, the worker
+ * saw it, began its first item, had that item's input (fetched, on the
+ * process_vm path) and started the task, ended its last task, answered;
+ * the lane saw the answer, the items were reported (futures finished). */
+static void print_phases(weft__proxy *p, const weft__ritem *items, size_t n, uint64_t t_ans)
+{
+    weft__wctl *c = pctl(p);
+    uint64_t t0 = p->ph[0], now = weft__now_ns();
+    size_t in = 0, out = 0;
+    for (size_t k = 0; k < n; k++) {
+        in += items[k].len;
+        out += rec_at(p, k)->out_len;
+    }
+#define PH_US(t) ((t) > t0 ? (double)((t)-t0) * 1e-3 : 0.0)
+    fprintf(stderr,
+            "weft-phases: worker %d pid %d items %zu in %zu out %zu at_ns %llu | segment %.0f "
+            "sent %.0f seen %.0f item0 %.0f input %.0f task1 %.0f answered %.0f lane_saw %.0f "
+            "reported %.0f us\n",
+            p->o.id, (int)p->pid, n, in, out, (unsigned long long)t0, PH_US(p->ph[1]),
+            PH_US(p->ph[2]), PH_US(c->ph_seen), PH_US(rec_at(p, 0)->t0), PH_US(c->ph_in),
+            PH_US(rec_at(p, n - 1)->t1), PH_US(c->ph_resp), PH_US(t_ans), PH_US(now));
+#undef PH_US
+}
 
 /* Runs items[0..n) as weft__proxy_run does; the first `sent` of them are
  * in a request in flight already (the direct path: 0 or 1). */
@@ -1466,6 +1803,7 @@ static void proxy_loop(weft__proxy *p, const weft__ritem *items, size_t n, _Atom
         uint32_t timed = 0;
         batch b = {done, arg, i, 0, false};
         int w = wait_response(p, items + i, j - i, stop, &timed, &b);
+        uint64_t t_ans = p->ph_on ? weft__now_ns() : 0;
         if (b.failed) failed = true;
         i += b.reported; /* reported while the worker went on */
         weft__wctl *c = pctl(p);
@@ -1494,6 +1832,8 @@ static void proxy_loop(weft__proxy *p, const weft__ritem *items, size_t n, _Atom
             if (rec_at(p, k)->err) failed = true;
             report(p, k, done, arg, b.first + k);
         }
+        if (t_ans && w == 0 && got) print_phases(p, items + b.first, got, t_ans);
+        p->ph_on = false;
         p->items_run += got;
         i = b.first + got;
         if (got) tries = unblamed = 0;
@@ -1556,8 +1896,13 @@ void weft__proxy_run(weft__proxy *p, const weft__ritem *items, size_t n, _Atomic
 
 bool weft__proxy_can_send(weft__proxy *p, size_t len)
 {
+    /* a large input only into an input segment it fits as it is: the
+     * submitter copies it (no request to grow it, no process_vm path) */
+    bool fits = len < BIG_PAYLOAD ||
+                (p->o.in_copiers > 0 && !p->o.memory_limit && p->in.p && len <= p->in.cap &&
+                 atomic_load_explicit(&inseg_state, memory_order_relaxed) > 0);
     return p->alive && !__atomic_load_n(&pctl(p)->dead, __ATOMIC_ACQUIRE) && !force_stop(p) &&
-           p->o.max_tasks == 0 && len < BIG_PAYLOAD && (!p->o.max_input || len <= p->o.max_input);
+           p->o.max_tasks == 0 && fits && (!p->o.max_input || len <= p->o.max_input);
 }
 
 int weft__proxy_send(weft__proxy *p, const weft__ritem *it)
