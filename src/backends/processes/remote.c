@@ -858,19 +858,54 @@ static int vm_write(pid_t pid, const void *src, size_t len, uint64_t addr)
 
 /* ---- the copy of large inputs into input segments ----
  * A second copier: one thread of the program, started at the first large
- * input that takes it, parked on a futex between copies. copy_in() hands
- * it the second half of a copy and does the first half itself: on this
- * kind of machine two cores copy ~1.3x as fast as one. One copy at a time
- * uses it; a lane that finds it busy copies alone. */
+ * input that takes it, parked on a futex between copies, and stopped and
+ * joined when the last proxy goes (copier_hold/copier_release count them:
+ * no thread outlives the executors that used it). copy_in() hands it the
+ * second half of a copy and does the first half itself: on this kind of
+ * machine two cores copy ~1.3x as fast as one. One copy at a time uses
+ * it; a lane that finds it busy copies alone. */
 static struct copier {
     pthread_mutex_t mu; /* held by the lane whose copy it runs */
     int state;          /* 0 not started, 1 running, -1 could not start */
     uint32_t seq;       /* lane: bumped with a job (futex) */
     uint32_t done;      /* copier: = seq when the job is done (futex) */
+    bool stop;          /* with a bump of seq: the thread returns */
     void *dst;
     const void *src;
     size_t len;
-} cp = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, NULL, NULL, 0};
+    pthread_t thread;
+} cp = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, false, NULL, NULL, 0, 0};
+
+static pthread_mutex_t cp_users_mu = PTHREAD_MUTEX_INITIALIZER;
+static size_t cp_users; /* live proxies */
+
+static void copier_hold(void)
+{
+    pthread_mutex_lock(&cp_users_mu);
+    cp_users++;
+    pthread_mutex_unlock(&cp_users_mu);
+}
+
+/* The last proxy gone: no copy can be in flight (copies run on a proxy's
+ * lane), so the thread is told to stop and joined; a later proxy starts
+ * a new one. */
+static void copier_release(void)
+{
+    pthread_mutex_lock(&cp_users_mu);
+    if (--cp_users == 0) {
+        pthread_mutex_lock(&cp.mu);
+        if (cp.state > 0) {
+            __atomic_store_n(&cp.stop, true, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&cp.seq, 1, __ATOMIC_RELEASE);
+            weft__futex_wake_ex(&cp.seq, 1, false);
+            pthread_join(cp.thread, NULL);
+            cp.stop = false;
+        }
+        cp.state = 0; /* -1 (could not start) is tried again next time */
+        pthread_mutex_unlock(&cp.mu);
+    }
+    pthread_mutex_unlock(&cp_users_mu);
+}
 
 static void *copier_main(void *arg)
 {
@@ -880,6 +915,7 @@ static void *copier_main(void *arg)
         while (__atomic_load_n(&cp.seq, __ATOMIC_ACQUIRE) == seen)
             weft__futex_wait_ex(&cp.seq, seen, -1, false);
         seen = __atomic_load_n(&cp.seq, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&cp.stop, __ATOMIC_RELAXED)) return NULL;
         memcpy(cp.dst, cp.src, cp.len);
         __atomic_store_n(&cp.done, seen, __ATOMIC_RELEASE);
         weft__futex_wake_ex(&cp.done, 1, false);
@@ -901,7 +937,7 @@ static void copy_in(void *dst, const void *src, size_t len, int copiers)
         pthread_sigmask(SIG_SETMASK, &all, &old);
         cp.state = pthread_create(&t, NULL, copier_main, NULL) == 0 ? 1 : -1;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (cp.state > 0) pthread_detach(t);
+        if (cp.state > 0) cp.thread = t;
     }
     if (cp.state < 0) {
         pthread_mutex_unlock(&cp.mu);
@@ -1640,6 +1676,7 @@ int weft__proxy_create(const weft__proxy_opts *o, weft__proxy **out, char **msg)
         free(p);
         return rc;
     }
+    copier_hold();
     *out = p;
     return 0;
 }
@@ -1662,6 +1699,7 @@ void weft__proxy_destroy(weft__proxy *p)
     close(p->memfd);
     pthread_mutex_destroy(&p->mu);
     free(p);
+    copier_release();
 }
 
 void weft__proxy_describe(weft__proxy *p, uint64_t now, char *buf, size_t len)
