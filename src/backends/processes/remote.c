@@ -907,10 +907,12 @@ static void copier_release(void)
     pthread_mutex_unlock(&cp_users_mu);
 }
 
+/* arg: cp.seq when the thread was made (under cp.mu, which every change
+ * of seq holds): a thread started anew after a stop must not take the
+ * stop's bump of seq for a job. */
 static void *copier_main(void *arg)
 {
-    (void)arg;
-    uint32_t seen = 0;
+    uint32_t seen = (uint32_t)(uintptr_t)arg;
     for (;;) {
         while (__atomic_load_n(&cp.seq, __ATOMIC_ACQUIRE) == seen)
             weft__futex_wait_ex(&cp.seq, seen, -1, false);
@@ -935,7 +937,8 @@ static void copy_in(void *dst, const void *src, size_t len, int copiers)
         sigset_t all, old; /* the copier takes no signal meant for the program */
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        cp.state = pthread_create(&t, NULL, copier_main, NULL) == 0 ? 1 : -1;
+        void *seq0 = (void *)(uintptr_t)__atomic_load_n(&cp.seq, __ATOMIC_RELAXED);
+        cp.state = pthread_create(&t, NULL, copier_main, seq0) == 0 ? 1 : -1;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (cp.state > 0) cp.thread = t;
     }
