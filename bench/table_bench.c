@@ -25,9 +25,13 @@
  * (bench/table_anchor.py), DuckDB and Polars with 2 threads
  * (bench/table_anchor_node.mjs, from bench/node/ as installed by
  * scripts/install-deps.sh --bench; SKIP lines when node or they are missing).
- * Usage: table_bench [--reps N] [--no-anchors] [--only BENCH [--anchors]]
- * [--compare] (--only: that bench alone, weft alone: for a profile, with
- * --anchors its anchors too; --compare: the
+ * DuckDB and Polars, the engines issue 15's targets compare against, run in
+ * rounds beside weft: per bench, weft's N runs, then DuckDB's N, then
+ * Polars' N, and again (--rounds R, default 2: 2N samples each, medians
+ * over all); pandas and dask.dataframe (2x and 5x targets) once, after.
+ * Usage: table_bench [--reps N] [--rounds R] [--no-anchors] [--only BENCH
+ * [--anchors]] [--compare] (--only: that bench alone, weft alone: for a
+ * profile, with --anchors its anchors too; --compare: the
  * read and the groupby mean also on weft's serialized path, which
  * processes take -- WEFT_TABLE_SERIALIZE=1 -- in turns with the default
  * one in the same run: weft-threads-serialized, and their ratio) */
@@ -102,12 +106,14 @@ static int derive(weft_ctx *ctx, const void *in, size_t len)
 }
 WEFT_TASK_REGISTER(derive);
 
-/* node_report() :
+/* node_samples() :
  * Runs `node DIR/table_anchor_node.mjs SYSTEM BENCH PATH REPS ROWS` (DIR as
- * bench_python's) with POLARS_MAX_THREADS=2 and reports its "sample X"
- * lines; a SKIP line when node or the engine's package is missing. */
-static void node_report(const char *bench, const char *system, const char *path, int reps,
-                        long rows)
+ * bench_python's) with POLARS_MAX_THREADS=2 and appends its "sample X"
+ * lines to s[*n..max); a SKIP line when node or the engine's package is
+ * missing (then false: nothing more to ask of that engine), a FAIL line
+ * when the anchor fails. */
+static bool node_samples(const char *bench, const char *system, const char *path, int reps,
+                         long rows, double *s, int *n, int max)
 {
     const char *node = NULL;
     static const char *const nodes[] = {"/usr/bin/node", "/usr/bin/nodejs", "/usr/local/bin/node"};
@@ -117,7 +123,7 @@ static void node_report(const char *bench, const char *system, const char *path,
         bench_skip(bench, system,
                    "node is not installed (scripts/install-deps.sh --bench installs nodejs, npm "
                    "and the engines into bench/node/)");
-        return;
+        return false;
     }
     const char *dirs[] = {bench_g.src_dir, "../../bench", "../bench", "bench"};
     char script[PATH_MAX + 64];
@@ -128,7 +134,7 @@ static void node_report(const char *bench, const char *system, const char *path,
     }
     if (!found) {
         bench_skip(bench, system, "table_anchor_node.mjs not found (set WEFT_BENCH_SRCDIR)");
-        return;
+        return false;
     }
     char cmd[2 * PATH_MAX + 256];
     snprintf(cmd, sizeof cmd, "POLARS_MAX_THREADS=2 %s '%s' %s %s '%s' %d %ld", node, script,
@@ -138,15 +144,14 @@ static void node_report(const char *bench, const char *system, const char *path,
     bench_watchdog(3600, what);
     fflush(stdout);
     FILE *p = popen(cmd, "r");
-    double s[BENCH_MAX_SAMPLES];
-    int n = 0;
+    int n0 = *n;
     bool skipped = false;
     char line[1024];
     while (p && fgets(line, sizeof line, p)) {
         double v;
         line[strcspn(line, "\n")] = '\0';
         if (sscanf(line, "sample %lf", &v) == 1) {
-            if (n < BENCH_MAX_SAMPLES) s[n++] = v;
+            if (*n < max) s[(*n)++] = v;
         } else if (!strncmp(line, "SKIP ", 5)) {
             bench_skip(bench, system, line + 5);
             skipped = true;
@@ -158,11 +163,10 @@ static void node_report(const char *bench, const char *system, const char *path,
     }
     int st = p ? pclose(p) : -1;
     alarm(0);
-    if (skipped) return;
-    if (n > 0 && st == 0)
-        bench_report(bench, system, s, n, "s");
-    else
-        bench_fail("%s: the node anchor failed (status %d) or printed no samples", what, st);
+    if (skipped) return false;
+    if (*n > n0 && st == 0) return true;
+    bench_fail("%s: the node anchor failed (status %d) or printed no samples", what, st);
+    return false;
 }
 
 enum {
@@ -223,7 +227,7 @@ int main(int argc, char **argv)
 {
     if (weft_init(&argc, &argv)) return 1;
     bench_begin(argv[0], __FILE__);
-    int reps = 3;
+    int reps = 3, rounds = 2;
     bool anchors = true, compare = false, with_anchors = false;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
@@ -237,7 +241,11 @@ int main(int argc, char **argv)
             compare = true;
         else if (!strcmp(argv[i], "--anchors"))
             with_anchors = true; /* with --only: that bench's anchors too */
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
     }
+    if (rounds < 1) rounds = 1;
+    if (rounds * reps > BENCH_MAX_SAMPLES) rounds = BENCH_MAX_SAMPLES / (reps < 1 ? 1 : reps);
     if (reps < 1) reps = 1;
     if (reps > BENCH_MAX_SAMPLES) reps = BENCH_MAX_SAMPLES;
     const char *env = getenv("WEFT_TABLE_BENCH_ROWS");
@@ -259,35 +267,56 @@ int main(int argc, char **argv)
     if (weft_executor_create(&o, &ex)) return 1;
     size_t rows_out[B_N] = {0};
     if (only && !with_anchors) anchors = false;
+    static const char *const engines[] = {"duckdb", "polars"};
     for (int b = 0; b < B_N; b++) {
+        bool engine_ok[2] = {true, true};
         double s[BENCH_MAX_SAMPLES];
         int n = 0;
         if (only && strcmp(only, names[b])) continue;
-        bench_watchdog(3600, names[b]);
         /* --compare: the serialized path in turns with the default one */
         bool cmp = compare && (b == B_READ || b == B_MEAN);
-        double sc[BENCH_MAX_SAMPLES];
-        int nc = 0;
-        for (int i = 0; i < reps; i++) {
-            double dt = run_one(b, path, ex, &rows_out[b]);
-            if (dt < 0) break;
-            s[n++] = dt;
-            if (!cmp) continue;
-            size_t rows2 = 0;
-            setenv("WEFT_TABLE_SERIALIZE", "1", 1);
-            dt = run_one(b, path, ex, &rows2);
-            unsetenv("WEFT_TABLE_SERIALIZE");
-            if (dt < 0) break;
-            if (rows2 != rows_out[b])
-                bench_fail("%s: %zu rows serialized, %zu not", names[b], rows2, rows_out[b]);
-            sc[nc++] = dt;
+        double sc[BENCH_MAX_SAMPLES], se[2][BENCH_MAX_SAMPLES];
+        int nc = 0, ne[2] = {0, 0};
+        bool failed = false;
+        /* rounds: weft's reps, then DuckDB's and Polars', and again: the
+         * engines the targets compare against are measured beside weft,
+         * not minutes later (this host's speed drifts: the same binary
+         * took 1.6 s, then 2.3 s ten minutes later) */
+        for (int r = 0; r < rounds && !failed; r++) {
+            bench_watchdog(3600, names[b]);
+            for (int i = 0; i < reps; i++) {
+                double dt = run_one(b, path, ex, &rows_out[b]);
+                if (dt < 0) {
+                    failed = true;
+                    break;
+                }
+                s[n++] = dt;
+                if (!cmp) continue;
+                size_t rows2 = 0;
+                setenv("WEFT_TABLE_SERIALIZE", "1", 1);
+                dt = run_one(b, path, ex, &rows2);
+                unsetenv("WEFT_TABLE_SERIALIZE");
+                if (dt < 0) {
+                    failed = true;
+                    break;
+                }
+                if (rows2 != rows_out[b])
+                    bench_fail("%s: %zu rows serialized, %zu not", names[b], rows2, rows_out[b]);
+                sc[nc++] = dt;
+            }
+            alarm(0);
+            for (int a = 0; a < 2 && anchors && !failed; a++)
+                if (engine_ok[a])
+                    engine_ok[a] = node_samples(names[b], engines[a], path, reps, rows, se[a],
+                                                &ne[a], BENCH_MAX_SAMPLES);
         }
-        alarm(0);
-        if (n == reps) bench_report(names[b], "weft-threads", s, n, "s");
-        if (cmp && nc == reps) {
+        if (!failed) bench_report(names[b], "weft-threads", s, n, "s");
+        if (cmp && !failed) {
             bench_report(names[b], "weft-threads-serialized", sc, nc, "s");
             bench_ratio(names[b], "weft-threads-serialized", "weft-threads");
         }
+        for (int a = 0; a < 2 && anchors && !failed; a++)
+            if (engine_ok[a] && ne[a]) bench_report(names[b], engines[a], se[a], ne[a], "s");
     }
     weft_executor_destroy(ex);
     if ((!only || !strcmp(only, names[B_READ])) && rows_out[B_READ] != (size_t)rows)
@@ -307,11 +336,6 @@ int main(int argc, char **argv)
                 snprintf(args, sizeof args, "%s %s %s %d", sys[a], names[b], path, reps);
                 bench_python_report(names[b], sys[a], "s", "table_anchor.py", args, 3600);
             }
-        static const char *const engines[] = {"duckdb", "polars"};
-        for (int a = 0; a < 2; a++)
-            for (int b = 0; b < B_N; b++)
-                if (!only || !strcmp(only, names[b]))
-                    node_report(names[b], engines[a], path, reps, rows);
         for (int b = 0; b < B_N; b++) {
             bench_ratio(names[b], "pandas", "weft-threads");
             bench_ratio(names[b], "dask-threads", "weft-threads");

@@ -56,8 +56,21 @@ WEFT_API const char *weft_col_type_name(weft_col_type type);
 WEFT_API int weft_table_create(weft_table **out);
 
 /* weft_table_destroy() : frees `t` and its columns. NULL is a no-op.
+ * A column's block of 1 MiB or more is parked in the process's table
+ * cache for the next partitions and runs (weft_table_cache_release()).
  * @return 0. Threads: no other call on `t` may be in progress. */
 WEFT_API int weft_table_destroy(weft_table *t);
+
+/* weft_table_cache_release() :
+ * Frees every block parked in the table cache: the blocks of 1 MiB or
+ * more (columns, read buffers) that tables and reads gave back, kept to
+ * be handed to the next ones instead of being returned to the kernel and
+ * faulted in again (docs/table.md "Memory kept between runs"). The cache
+ * holds at most WEFT_TABLE_CACHE_MIB MiB (default 256; 0: no cache; read
+ * each time a block is parked), the oldest blocks leaving first. Call it when a process is done
+ * with tables for a while, or before fork() when the child's memory is
+ * measured. @return 0. Threads: any thread, at any time. */
+WEFT_API int weft_table_cache_release(void);
 
 /* weft_table_add_int64(), _add_double(), _add_bool() :
  * Appends a column `name` (copied; names are unique) of `n` values copied

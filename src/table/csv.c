@@ -1388,7 +1388,7 @@ static void reserve_estimate(reader *r, size_t used, size_t limit)
             size_t want = (size_t)((double)c->nchars / (double)t->nrows * (double)est * 1.06) + 64;
             if (r->reused && want > c->capchars) want += want / 8;
             if (want > c->capchars) {
-                char *p = realloc(c->chars, want);
+                char *p = weft__blk_grow(c->chars, c->nchars, want);
                 if (!p) break;
                 c->chars = p;
                 c->capchars = want;

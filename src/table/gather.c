@@ -24,6 +24,7 @@
  * widths): then the placer waits until no copy runs and reallocates. */
 #include "table/table_internal.h"
 
+#include <malloc.h>
 #include <pthread.h>
 
 struct tb_pool {
@@ -78,7 +79,7 @@ void weft__pool_destroy(tb_pool *p)
 {
     if (!p) return;
     for (size_t i = 0; i < p->n; i++) weft_table_destroy(p->t[i]);
-    for (size_t i = 0; i < p->nbufs; i++) free(p->bufs[i].p);
+    for (size_t i = 0; i < p->nbufs; i++) weft__blk_free(p->bufs[i].p);
     free(p->t);
     free(p->bufs);
     pthread_mutex_destroy(&p->mu);
@@ -104,7 +105,12 @@ int weft__buf_reserve(tb_buf *b, size_t n)
      * small range's) in 4 KiB pages */
     const size_t huge = (size_t)2 << 20, align = n >= huge ? huge : 4096;
     size_t cap = (n + align - 1) & ~(align - 1);
-    free(b->p); /* its bytes are read again: no copy */
+    weft__blk_free(b->p); /* its bytes are read again: no copy */
+    b->p = weft__blk_take(cap, align);
+    if (b->p) {
+        b->cap = malloc_usable_size(b->p);
+        return 0;
+    }
     b->p = aligned_alloc(align, cap);
     b->cap = b->p ? cap : 0;
     if (!b->p) return WEFT_ENOMEM;
@@ -121,7 +127,7 @@ void weft__buf_give(tb_pool *p, tb_buf *b)
         pthread_mutex_unlock(&p->mu);
         if (kept) b->p = NULL;
     }
-    free(b->p);
+    weft__blk_free(b->p);
     b->p = NULL;
     b->cap = 0;
 }

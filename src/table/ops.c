@@ -454,7 +454,7 @@ static void scratch_free(gb_scratch *s)
 {
     while (s) {
         gb_scratch *n = s->next;
-        free(s->gid);
+        weft__blk_free(s->gid);
         free(s->slot);
         free(s);
         s = n;
@@ -813,13 +813,14 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, gb_s
     int64_t *gid = NULL;
     if (sc) {
         if (sc->gcap < t->nrows + 1) {
-            free(sc->gid);
+            weft__blk_free(sc->gid);
             sc->gcap = 0;
-            if ((sc->gid = malloc((t->nrows + 1) * sizeof *sc->gid))) sc->gcap = t->nrows + 1;
+            if ((sc->gid = weft__blk_grow(NULL, 0, (t->nrows + 1) * sizeof *sc->gid)))
+                sc->gcap = t->nrows + 1;
         }
         gid = sc->gid;
     } else {
-        gid = malloc((t->nrows + 1) * sizeof *gid);
+        gid = weft__blk_grow(NULL, 0, (t->nrows + 1) * sizeof *gid);
     }
     weft_table *st = NULL;
     if (!kc || !ac || !gid) rc = WEFT_ENOMEM;
@@ -924,8 +925,8 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, gb_s
         } else if (k == WEFT_AGG_MEDIAN) {
             size_t cnt = 0;
             for (size_t i = 0; i < t->nrows; i++) cnt += gid[i] >= 0 && weft__tcol_ok(c, i);
-            int64_t *gg = malloc((cnt + 1) * sizeof *gg);
-            double *v = malloc((cnt + 1) * sizeof *v);
+            int64_t *gg = weft__blk_grow(NULL, 0, (cnt + 1) * sizeof *gg);
+            double *v = weft__blk_grow(NULL, 0, (cnt + 1) * sizeof *v);
             if (!gg || !v) rc = WEFT_ENOMEM;
             size_t j = 0;
             for (size_t i = 0; !rc && i < t->nrows; i++)
@@ -936,7 +937,7 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, gb_s
             if (!rc) rc = weft_table_add_int64(lt, "g", gg, NULL, cnt);
             if (!rc) rc = weft_table_add_double(lt, "v", v, NULL, cnt);
             lists[li++] = lt;
-            free(gg), free(v);
+            weft__blk_free(gg), weft__blk_free(v);
         } else { /* nunique: distinct (group, value) of this partition */
             size_t cnt = 0;
             triple *tr = malloc((t->nrows + 1) * sizeof *tr);
@@ -985,7 +986,7 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, gb_s
     if (rc == WEFT_ENOMEM) weft_ctx_fail(ctx, rc, "groupby: out of memory");
     weft_table_destroy(st);
     gindex_fini(&g);
-    if (!sc) free(gid);
+    if (!sc) weft__blk_free(gid);
     free(kc), free(ac);
     gb_spec_free(&s);
     return rc;
@@ -1061,8 +1062,10 @@ static void acc_destroy(gb_acc *a)
     if (!a) return;
     for (size_t i = 0; a->a && i < a->s.naggs; i++) {
         agg_acc *x = &a->a[i];
-        free(x->n), free(x->isum), free(x->imin), free(x->s), free(x->c), free(x->mean);
-        free(x->m2), free(x->dmin), free(x->has), free(x->vals.g), free(x->vals.v), free(x->tr);
+        weft__blk_free(x->n), weft__blk_free(x->isum), weft__blk_free(x->imin);
+        weft__blk_free(x->s), weft__blk_free(x->c), weft__blk_free(x->mean);
+        weft__blk_free(x->m2), weft__blk_free(x->dmin), weft__blk_free(x->has);
+        weft__blk_free(x->vals.g), weft__blk_free(x->vals.v), weft__blk_free(x->tr);
     }
     free(a->a);
     free(a->dslot);
@@ -1096,7 +1099,7 @@ static int acc_create(const void *spec, size_t len, gb_acc **out)
 
 static int grow(void **p, size_t elem, size_t old, size_t n)
 {
-    void *q = realloc(*p, n * elem);
+    void *q = weft__blk_grow(*p, old * elem, n * elem);
     if (!q) return WEFT_ENOMEM;
     memset((char *)q + old * elem, 0, (n - old) * elem);
     *p = q;
@@ -1146,9 +1149,9 @@ static int vecd_add(vecd *vv, size_t more)
     if (vv->n + more <= vv->cap) return 0;
     size_t nc = vv->cap ? vv->cap : 1024;
     while (nc < vv->n + more) nc *= 2;
-    int64_t *ng = realloc(vv->g, nc * sizeof *ng);
+    int64_t *ng = weft__blk_grow(vv->g, vv->n * sizeof *ng, nc * sizeof *ng);
     if (ng) vv->g = ng;
-    double *nv = realloc(vv->v, nc * sizeof *nv);
+    double *nv = weft__blk_grow(vv->v, vv->n * sizeof *nv, nc * sizeof *nv);
     if (nv) vv->v = nv;
     if (!ng || !nv) return WEFT_ENOMEM;
     vv->cap = nc;
@@ -1160,7 +1163,7 @@ static int triples_add(agg_acc *x, size_t more)
     if (x->ntr + more <= x->captr) return 0;
     size_t nc = x->captr ? x->captr : 1024;
     while (nc < x->ntr + more) nc *= 2;
-    triple *p = realloc(x->tr, nc * sizeof *p);
+    triple *p = weft__blk_grow(x->tr, x->ntr * sizeof *p, nc * sizeof *p);
     if (!p) return WEFT_ENOMEM;
     x->tr = p;
     x->captr = nc;

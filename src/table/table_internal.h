@@ -37,6 +37,16 @@ size_t weft__tcol_width(weft_col_type t);
 /* Asks for transparent huge pages over a large buffer about to be written
  * (a first touch of 4 KiB pages costs more than the parsing on some VMs). */
 void weft__table_hugepages(void *p, size_t n);
+/* The cache of large blocks (table.c, docs/table.md "Memory kept between
+ * runs"); any thread. weft__blk_take: a parked block of n to 2n + 1 MiB
+ * bytes aligned to `align`, or NULL (n under 1 MiB, none parked fits).
+ * weft__blk_free: parks p (1 MiB or more, room in the cache) or frees
+ * it. weft__blk_grow: realloc(p, n) keeping the first `used` bytes, into
+ * a parked block when one fits (p is then parked). */
+void *weft__blk_take(size_t n, size_t align);
+void weft__blk_free(void *p);
+void *weft__blk_grow(void *p, size_t used, size_t n);
+void weft__blk_stats(size_t *bytes, size_t *blocks, uint64_t *hits, uint64_t *misses);
 /* Adds an empty column (rows 0) and returns it, or NULL on ENOMEM. */
 tcol *weft__table_add_col(weft_table *t, const char *name, weft_col_type type);
 int weft__tcol_reserve(tcol *c, size_t rows);
