@@ -19,6 +19,9 @@
  *   table_apply           map_partitions: a per-row derived column
  *                         (d1 * 2 + d2) on every partition, concatenated
  *   table_nlargest        streaming: the 10 rows of largest d1
+ *   <bench>_peak_rss      each streaming bench once more in a child
+ *                         process of its own: its peak RSS (MiB; issue
+ *                         15: under 1 GiB)
  * Every weft figure includes reading and parsing the CSV, as the anchors'
  * do. weft runs on threads with 2 workers (WEFT_WORKERS), blocks of 32 MiB.
  * Anchors, same run, same file: pandas and dask.dataframe
@@ -38,8 +41,12 @@
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <weft.h>
 
 #include "bench.h"
@@ -223,6 +230,53 @@ static double run_one(int which, const char *path, weft_executor *ex, size_t *ch
     return dt;
 }
 
+/* peak_rss_mib() :
+ * Runs bench `which` once in a child process with an executor of its own
+ * (threads, 2 workers) and returns the child's peak RSS in MiB
+ * (getrusage ru_maxrss: what the child inherits and touches of this
+ * process counts too, so the table cache and glibc's free memory are
+ * given back first), or -1. */
+static double peak_rss_mib(int which, const char *path)
+{
+    weft_table_cache_release();
+    malloc_trim(0);
+    int fd[2];
+    if (pipe(fd)) return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(fd[0]);
+        long out = -1;
+        weft_options o = WEFT_OPTIONS_INIT;
+        o.backend = WEFT_BACKEND_THREADS;
+        o.workers = 2;
+        weft_executor *ex;
+        size_t check = 0;
+        if (weft_executor_create(&o, &ex) == 0) {
+            if (run_one(which, path, ex, &check) >= 0) {
+                struct rusage ru;
+                getrusage(RUSAGE_SELF, &ru);
+                out = ru.ru_maxrss; /* KiB */
+            }
+            weft_executor_destroy(ex);
+        }
+        ssize_t w = write(fd[1], &out, sizeof out);
+        _exit(w == sizeof out ? 0 : 1);
+    }
+    close(fd[1]);
+    long kib = -1;
+    ssize_t got = read(fd[0], &kib, sizeof kib);
+    close(fd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return got == sizeof kib && kib >= 0 ? (double)kib / 1024 : -1;
+}
+
 int main(int argc, char **argv)
 {
     if (weft_init(&argc, &argv)) return 1;
@@ -319,6 +373,24 @@ int main(int argc, char **argv)
             if (engine_ok[a] && ne[a]) bench_report(names[b], engines[a], se[a], ne[a], "s");
     }
     weft_executor_destroy(ex);
+    /* the streaming rows' peak memory: each in a child of its own (the
+     * read and apply rows hold the 1 GiB table by definition) */
+    bool rss_known = true, rss_met = true;
+    for (int b = B_MEAN; b < B_N; b++) {
+        if (b == B_APPLY || (only && strcmp(only, names[b]))) continue;
+        double mib = peak_rss_mib(b, path);
+        if (mib < 0) {
+            rss_known = false;
+            bench_fail("%s: the peak-memory child failed", names[b]);
+            continue;
+        }
+        char what[64];
+        snprintf(what, sizeof what, "%s_peak_rss", names[b]);
+        bench_report(what, "weft-threads", &mib, 1, "MiB");
+        if (mib >= 1024) rss_met = false;
+    }
+    if (!only || strcmp(only, names[B_READ]))
+        bench_target("peak memory under 1 GiB for every streaming workload", rss_known, rss_met);
     if ((!only || !strcmp(only, names[B_READ])) && rows_out[B_READ] != (size_t)rows)
         bench_fail("read %zu rows, wrote %ld", rows_out[B_READ], rows);
     if ((!only || !strcmp(only, names[B_MEDIAN])) && rows_out[B_MEDIAN] != 100)
