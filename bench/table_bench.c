@@ -39,9 +39,9 @@
  * processes take -- WEFT_TABLE_SERIALIZE=1 -- in turns with the default
  * one in the same run: weft-threads-serialized, and their ratio) */
 #define _GNU_SOURCE
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <malloc.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>

@@ -118,7 +118,8 @@ int main(int argc, char **argv)
         weft_options o = WEFT_OPTIONS_INIT;
         o.backend = levels[b];
         rc = weft_executor_create(&o, &ex);
-        if (levels[b] == WEFT_BACKEND_MPI && (rc == WEFT_ENOTSUP || !weft_backend_available(levels[b]))) {
+        if (levels[b] == WEFT_BACKEND_MPI &&
+            (rc == WEFT_ENOTSUP || !weft_backend_available(levels[b]))) {
             /* not launched by mpirun (or no MPI in this build): not a failure */
             printf("parallel_apply on %-9s: skipped: run `mpirun -n 3 table_groupby`\n",
                    weft_backend_name(levels[b]));

@@ -2588,7 +2588,9 @@ TEST(table_cache_is_shared_by_threads_safely)
     REQUIRE_OK(weft_table_cache_release());
     uint64_t h0, h1;
     weft__blk_stats(NULL, NULL, &h0, NULL);
-    enum { NT = 8 };
+    enum {
+        NT = 8
+    };
     pthread_t th[NT];
     cache_worker w[NT];
     for (int i = 0; i < NT; i++) {

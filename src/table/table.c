@@ -57,7 +57,8 @@ static size_t blk_cap(void)
     char *end;
     errno = 0;
     unsigned long long v = strtoull(e, &end, 10);
-    if (*end || errno || v > ((size_t)1 << 24)) return (size_t)256 << 20; /* malformed: the default */
+    if (*end || errno || v > ((size_t)1 << 24))
+        return (size_t)256 << 20; /* malformed: the default */
     return (size_t)v << 20;
 }
 
