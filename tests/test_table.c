@@ -2468,191 +2468,6 @@ TEST(derived_chain_error_at_partition_k_and_cancellation)
     unlink("ids.csv");
 }
 
-/* ---- the cache of large blocks (table.c) ---- */
-
-static weft_table *int_table(size_t n, int64_t mul)
-{
-    int64_t *v = malloc((n + 1) * sizeof *v);
-    REQUIRE(v);
-    for (size_t i = 0; i < n; i++) v[i] = (int64_t)i * mul;
-    weft_table *t = NULL;
-    REQUIRE_OK(weft_table_create(&t));
-    REQUIRE_OK(weft_table_add_int64(t, "v", v, NULL, n));
-    free(v);
-    return t;
-}
-
-static void check_ints(const weft_table *t, size_t n, int64_t mul)
-{
-    const void *d;
-    const uint8_t *valid;
-    REQUIRE_OK(weft_table_col_data(t, 0, &d, &valid));
-    size_t bad = 0;
-    for (size_t i = 0; i < n; i++) bad += ((const int64_t *)d)[i] != (int64_t)i * mul;
-    CHECK_EQ_U64(bad, 0);
-}
-
-TEST(table_cache_parks_and_hands_out_blocks)
-{
-    unsetenv("WEFT_TABLE_CACHE_MIB");
-    REQUIRE_OK(weft_table_cache_release());
-    size_t bytes, blocks;
-    uint64_t hits, misses, h0;
-    weft__blk_stats(&bytes, &blocks, &h0, NULL);
-    CHECK_EQ_U64(bytes, 0);
-    CHECK_EQ_U64(blocks, 0);
-    const size_t n = 300000; /* 2.4 MB a column */
-    weft_table *t = int_table(n, 1);
-    check_ints(t, n, 1);
-    weft_table_destroy(t);
-    weft__blk_stats(&bytes, &blocks, NULL, NULL);
-    CHECK_EQ_U64(blocks, 1);
-    CHECK(bytes >= n * 8);
-    /* the next table of that size gets the parked block, with its own values */
-    t = int_table(n, 3);
-    weft__blk_stats(&bytes, &blocks, &hits, NULL);
-    CHECK_EQ_U64(hits - h0, 1);
-    CHECK_EQ_U64(blocks, 0);
-    check_ints(t, n, 3);
-    /* a smaller table (not a fit for 2.4 MB: more than half unused) and a
-     * small one (under 1 MiB) do not take it */
-    weft_table_destroy(t);
-    weft_table *small = int_table(1000, 1);
-    weft_table *half = int_table(n / 4, 1);
-    weft__blk_stats(NULL, &blocks, &hits, NULL);
-    CHECK_EQ_U64(blocks, 1);
-    CHECK_EQ_U64(hits - h0, 1);
-    weft_table_destroy(small);
-    weft__blk_stats(NULL, &blocks, NULL, NULL);
-    CHECK_EQ_U64(blocks, 1); /* 8 KB: freed, not parked */
-    weft_table_destroy(half);
-    /* WEFT_TABLE_CACHE_MIB=0: nothing parked */
-    REQUIRE_OK(weft_table_cache_release());
-    setenv("WEFT_TABLE_CACHE_MIB", "0", 1);
-    weft_table_destroy(int_table(n, 1));
-    weft__blk_stats(&bytes, &blocks, NULL, NULL);
-    CHECK_EQ_U64(blocks, 0);
-    CHECK_EQ_U64(bytes, 0);
-    /* a bound of 3 MiB: an 8 MiB block is freed (a column's capacity is a
-     * power of 2 rows), of two 2 MiB blocks the older leaves when the
-     * second is parked */
-    setenv("WEFT_TABLE_CACHE_MIB", "3", 1);
-    weft_table_destroy(int_table(5u << 17, 1));
-    weft__blk_stats(&bytes, &blocks, NULL, NULL);
-    CHECK_EQ_U64(blocks, 0);
-    weft_table *a = int_table(1u << 18, 1), *b = int_table(1u << 18, 2);
-    weft_table_destroy(a);
-    weft_table_destroy(b);
-    weft__blk_stats(&bytes, &blocks, NULL, NULL);
-    CHECK_EQ_U64(blocks, 1);
-    CHECK(bytes <= (size_t)3 << 20);
-    /* a malformed bound is the default */
-    setenv("WEFT_TABLE_CACHE_MIB", "12x", 1);
-    weft_table_destroy(int_table(n, 1));
-    weft__blk_stats(NULL, &blocks, NULL, &misses);
-    CHECK_EQ_U64(blocks, 2);
-    unsetenv("WEFT_TABLE_CACHE_MIB");
-    REQUIRE_OK(weft_table_cache_release());
-    weft__blk_stats(&bytes, &blocks, NULL, NULL);
-    CHECK_EQ_U64(bytes, 0);
-    CHECK_EQ_U64(blocks, 0);
-}
-
-typedef struct cache_worker {
-    int id;
-    size_t bad;
-} cache_worker;
-
-static void *cache_churn(void *arg)
-{
-    cache_worker *w = arg;
-    weft_rng r;
-    weft_rng_seed(&r, (uint64_t)w->id + 100);
-    for (int it = 0; it < 60; it++) {
-        size_t n = (size_t)weft_rng_range(&r, 1 << 17, 1 << 19); /* 1..4 MiB of int64 */
-        int64_t mul = w->id * 1000 + it + 1;
-        weft_table *t = int_table(n, mul);
-        /* the values stay ours while other threads park and take blocks */
-        const void *d;
-        const uint8_t *valid;
-        if (weft_table_col_data(t, 0, &d, &valid)) w->bad++;
-        for (size_t i = 0; i < n; i += 97) w->bad += ((const int64_t *)d)[i] != (int64_t)i * mul;
-        weft_table_destroy(t);
-    }
-    return NULL;
-}
-
-TEST(table_cache_is_shared_by_threads_safely)
-{
-    unsetenv("WEFT_TABLE_CACHE_MIB");
-    REQUIRE_OK(weft_table_cache_release());
-    uint64_t h0, h1;
-    weft__blk_stats(NULL, NULL, &h0, NULL);
-    enum {
-        NT = 8
-    };
-    pthread_t th[NT];
-    cache_worker w[NT];
-    for (int i = 0; i < NT; i++) {
-        w[i].id = i;
-        w[i].bad = 0;
-        REQUIRE(pthread_create(&th[i], NULL, cache_churn, &w[i]) == 0);
-    }
-    size_t bad = 0;
-    for (int i = 0; i < NT; i++) {
-        pthread_join(th[i], NULL);
-        bad += w[i].bad;
-    }
-    CHECK_EQ_U64(bad, 0);
-    weft__blk_stats(NULL, NULL, &h1, NULL);
-    CHECK(h1 > h0); /* blocks went from one thread's table to another's */
-    REQUIRE_OK(weft_table_cache_release());
-}
-
-TEST(groupby_runs_reuse_parked_blocks)
-{
-    unsetenv("WEFT_TABLE_CACHE_MIB");
-    size_t size = gen_csv("cache.csv", 300000, 11);
-    weft_executor *ex = make_exec(WEFT_BACKEND_THREADS);
-    REQUIRE(ex);
-    REQUIRE_OK(weft_table_cache_release());
-    const char *keys[2] = {"k1", "k2"};
-    weft_agg a[3] = {
-        {"x", WEFT_AGG_MEAN, NULL}, {"y", WEFT_AGG_SUM, NULL}, {"z", WEFT_AGG_MEDIAN, NULL}};
-    weft_table *res[2] = {NULL, NULL};
-    uint64_t miss[3], hit[3];
-    weft__blk_stats(NULL, NULL, &hit[0], &miss[0]);
-    for (int run = 0; run < 2; run++) {
-        weft_csv_options o = {.block_size = size / 4 + 1};
-        weft_frame *f;
-        REQUIRE_OK(weft_frame_read_csv((const char *[]){"cache.csv"}, 1, &o, &f));
-        REQUIRE_OK(weft_frame_groupby(f, keys, 2, a, 3, ex, NULL, &res[run]));
-        weft_frame_destroy(f);
-        weft__blk_stats(NULL, NULL, &hit[run + 1], &miss[run + 1]);
-    }
-    printf("    run 1: %llu blocks new, %llu parked ones; run 2: %llu new, %llu parked\n",
-           (unsigned long long)(miss[1] - miss[0]), (unsigned long long)(hit[1] - hit[0]),
-           (unsigned long long)(miss[2] - miss[1]), (unsigned long long)(hit[2] - hit[1]));
-    CHECK(miss[1] - miss[0] > 0);
-    CHECK(hit[2] - hit[1] > 0);
-    CHECK(miss[2] - miss[1] < miss[1] - miss[0]); /* the second run allocates less anew */
-    /* and computes the same table, to the bit */
-    REQUIRE(res[0] && res[1]);
-    CHECK_EQ_U64(weft_table_rows(res[0]), 7 * 6);
-    void *b0, *b1;
-    size_t l0, l1;
-    REQUIRE_OK(weft_table_serialize(res[0], &b0, &l0));
-    REQUIRE_OK(weft_table_serialize(res[1], &b1, &l1));
-    CHECK(l0 == l1 && memcmp(b0, b1, l0) == 0);
-    free(b0);
-    free(b1);
-    weft_table_destroy(res[0]);
-    weft_table_destroy(res[1]);
-    weft_executor_destroy(ex);
-    REQUIRE_OK(weft_table_cache_release());
-    unlink("cache.csv");
-}
-
 /* ---- the memory bound ---- */
 
 TEST(streaming_groupby_stays_under_the_memory_bound)
@@ -2904,6 +2719,194 @@ TEST(operations_on_mpi)
         CHECK_MSG(weft_table_equal(ser[i], mpi[i]), "result %d differs on mpi", i);
     free_ops(ser);
     free_ops(mpi);
+}
+
+/* ---- the cache of large blocks (table.c) ----
+ * After the memory-bound cases: the threads' churn leaves glibc arenas
+ * holding freed memory in this process, which a child forked later
+ * inherits resident and would count in its peak RSS. */
+
+static weft_table *int_table(size_t n, int64_t mul)
+{
+    int64_t *v = malloc((n + 1) * sizeof *v);
+    REQUIRE(v);
+    for (size_t i = 0; i < n; i++) v[i] = (int64_t)i * mul;
+    weft_table *t = NULL;
+    REQUIRE_OK(weft_table_create(&t));
+    REQUIRE_OK(weft_table_add_int64(t, "v", v, NULL, n));
+    free(v);
+    return t;
+}
+
+static void check_ints(const weft_table *t, size_t n, int64_t mul)
+{
+    const void *d;
+    const uint8_t *valid;
+    REQUIRE_OK(weft_table_col_data(t, 0, &d, &valid));
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += ((const int64_t *)d)[i] != (int64_t)i * mul;
+    CHECK_EQ_U64(bad, 0);
+}
+
+TEST(table_cache_parks_and_hands_out_blocks)
+{
+    unsetenv("WEFT_TABLE_CACHE_MIB");
+    REQUIRE_OK(weft_table_cache_release());
+    size_t bytes, blocks;
+    uint64_t hits, misses, h0;
+    weft__blk_stats(&bytes, &blocks, &h0, NULL);
+    CHECK_EQ_U64(bytes, 0);
+    CHECK_EQ_U64(blocks, 0);
+    const size_t n = 300000; /* 2.4 MB a column */
+    weft_table *t = int_table(n, 1);
+    check_ints(t, n, 1);
+    weft_table_destroy(t);
+    weft__blk_stats(&bytes, &blocks, NULL, NULL);
+    CHECK_EQ_U64(blocks, 1);
+    CHECK(bytes >= n * 8);
+    /* the next table of that size gets the parked block, with its own values */
+    t = int_table(n, 3);
+    weft__blk_stats(&bytes, &blocks, &hits, NULL);
+    CHECK_EQ_U64(hits - h0, 1);
+    CHECK_EQ_U64(blocks, 0);
+    check_ints(t, n, 3);
+    /* a smaller table (not a fit for 2.4 MB: more than half unused) and a
+     * small one (under 1 MiB) do not take it */
+    weft_table_destroy(t);
+    weft_table *small = int_table(1000, 1);
+    weft_table *half = int_table(n / 4, 1);
+    weft__blk_stats(NULL, &blocks, &hits, NULL);
+    CHECK_EQ_U64(blocks, 1);
+    CHECK_EQ_U64(hits - h0, 1);
+    weft_table_destroy(small);
+    weft__blk_stats(NULL, &blocks, NULL, NULL);
+    CHECK_EQ_U64(blocks, 1); /* 8 KB: freed, not parked */
+    weft_table_destroy(half);
+    /* WEFT_TABLE_CACHE_MIB=0: nothing parked */
+    REQUIRE_OK(weft_table_cache_release());
+    setenv("WEFT_TABLE_CACHE_MIB", "0", 1);
+    weft_table_destroy(int_table(n, 1));
+    weft__blk_stats(&bytes, &blocks, NULL, NULL);
+    CHECK_EQ_U64(blocks, 0);
+    CHECK_EQ_U64(bytes, 0);
+    /* a bound of 3 MiB: an 8 MiB block is freed (a column's capacity is a
+     * power of 2 rows), of two 2 MiB blocks the older leaves when the
+     * second is parked */
+    setenv("WEFT_TABLE_CACHE_MIB", "3", 1);
+    weft_table_destroy(int_table(5u << 17, 1));
+    weft__blk_stats(&bytes, &blocks, NULL, NULL);
+    CHECK_EQ_U64(blocks, 0);
+    weft_table *a = int_table(1u << 18, 1), *b = int_table(1u << 18, 2);
+    weft_table_destroy(a);
+    weft_table_destroy(b);
+    weft__blk_stats(&bytes, &blocks, NULL, NULL);
+    CHECK_EQ_U64(blocks, 1);
+    CHECK(bytes <= (size_t)3 << 20);
+    /* a malformed bound is the default */
+    setenv("WEFT_TABLE_CACHE_MIB", "12x", 1);
+    weft_table_destroy(int_table(n, 1));
+    weft__blk_stats(NULL, &blocks, NULL, &misses);
+    CHECK_EQ_U64(blocks, 2);
+    unsetenv("WEFT_TABLE_CACHE_MIB");
+    REQUIRE_OK(weft_table_cache_release());
+    weft__blk_stats(&bytes, &blocks, NULL, NULL);
+    CHECK_EQ_U64(bytes, 0);
+    CHECK_EQ_U64(blocks, 0);
+}
+
+typedef struct cache_worker {
+    int id;
+    size_t bad;
+} cache_worker;
+
+static void *cache_churn(void *arg)
+{
+    cache_worker *w = arg;
+    weft_rng r;
+    weft_rng_seed(&r, (uint64_t)w->id + 100);
+    for (int it = 0; it < 60; it++) {
+        size_t n = (size_t)weft_rng_range(&r, 1 << 17, 1 << 19); /* 1..4 MiB of int64 */
+        int64_t mul = w->id * 1000 + it + 1;
+        weft_table *t = int_table(n, mul);
+        /* the values stay ours while other threads park and take blocks */
+        const void *d;
+        const uint8_t *valid;
+        if (weft_table_col_data(t, 0, &d, &valid)) w->bad++;
+        for (size_t i = 0; i < n; i += 97) w->bad += ((const int64_t *)d)[i] != (int64_t)i * mul;
+        weft_table_destroy(t);
+    }
+    return NULL;
+}
+
+TEST(table_cache_is_shared_by_threads_safely)
+{
+    unsetenv("WEFT_TABLE_CACHE_MIB");
+    REQUIRE_OK(weft_table_cache_release());
+    uint64_t h0, h1;
+    weft__blk_stats(NULL, NULL, &h0, NULL);
+    enum {
+        NT = 8
+    };
+    pthread_t th[NT];
+    cache_worker w[NT];
+    for (int i = 0; i < NT; i++) {
+        w[i].id = i;
+        w[i].bad = 0;
+        REQUIRE(pthread_create(&th[i], NULL, cache_churn, &w[i]) == 0);
+    }
+    size_t bad = 0;
+    for (int i = 0; i < NT; i++) {
+        pthread_join(th[i], NULL);
+        bad += w[i].bad;
+    }
+    CHECK_EQ_U64(bad, 0);
+    weft__blk_stats(NULL, NULL, &h1, NULL);
+    CHECK(h1 > h0); /* blocks went from one thread's table to another's */
+    REQUIRE_OK(weft_table_cache_release());
+}
+
+TEST(groupby_runs_reuse_parked_blocks)
+{
+    unsetenv("WEFT_TABLE_CACHE_MIB");
+    size_t size = gen_csv("cache.csv", 300000, 11);
+    weft_executor *ex = make_exec(WEFT_BACKEND_THREADS);
+    REQUIRE(ex);
+    REQUIRE_OK(weft_table_cache_release());
+    const char *keys[2] = {"k1", "k2"};
+    weft_agg a[3] = {
+        {"x", WEFT_AGG_MEAN, NULL}, {"y", WEFT_AGG_SUM, NULL}, {"z", WEFT_AGG_MEDIAN, NULL}};
+    weft_table *res[2] = {NULL, NULL};
+    uint64_t miss[3], hit[3];
+    weft__blk_stats(NULL, NULL, &hit[0], &miss[0]);
+    for (int run = 0; run < 2; run++) {
+        weft_csv_options o = {.block_size = size / 4 + 1};
+        weft_frame *f;
+        REQUIRE_OK(weft_frame_read_csv((const char *[]){"cache.csv"}, 1, &o, &f));
+        REQUIRE_OK(weft_frame_groupby(f, keys, 2, a, 3, ex, NULL, &res[run]));
+        weft_frame_destroy(f);
+        weft__blk_stats(NULL, NULL, &hit[run + 1], &miss[run + 1]);
+    }
+    printf("    run 1: %llu blocks new, %llu parked ones; run 2: %llu new, %llu parked\n",
+           (unsigned long long)(miss[1] - miss[0]), (unsigned long long)(hit[1] - hit[0]),
+           (unsigned long long)(miss[2] - miss[1]), (unsigned long long)(hit[2] - hit[1]));
+    CHECK(miss[1] - miss[0] > 0);
+    CHECK(hit[2] - hit[1] > 0);
+    CHECK(miss[2] - miss[1] < miss[1] - miss[0]); /* the second run allocates less anew */
+    /* and computes the same table, to the bit */
+    REQUIRE(res[0] && res[1]);
+    CHECK_EQ_U64(weft_table_rows(res[0]), 7 * 6);
+    void *b0, *b1;
+    size_t l0, l1;
+    REQUIRE_OK(weft_table_serialize(res[0], &b0, &l0));
+    REQUIRE_OK(weft_table_serialize(res[1], &b1, &l1));
+    CHECK(l0 == l1 && memcmp(b0, b1, l0) == 0);
+    free(b0);
+    free(b1);
+    weft_table_destroy(res[0]);
+    weft_table_destroy(res[1]);
+    weft_executor_destroy(ex);
+    REQUIRE_OK(weft_table_cache_release());
+    unlink("cache.csv");
 }
 
 int main(int argc, char **argv)

@@ -62,9 +62,30 @@ static size_t blk_cap(void)
     return (size_t)v << 20;
 }
 
+/* A fork() while another thread holds the cache's lock would leave the
+ * child's copy locked for good: the lock is taken around fork(), as
+ * glibc does with malloc's. */
+static void blk_prefork(void)
+{
+    pthread_mutex_lock(&blk.mu);
+}
+
+static void blk_postfork(void)
+{
+    pthread_mutex_unlock(&blk.mu);
+}
+
+static void blk_atfork(void)
+{
+    (void)pthread_atfork(blk_prefork, blk_postfork, blk_postfork);
+}
+
+static pthread_once_t blk_once = PTHREAD_ONCE_INIT;
+
 void *weft__blk_take(size_t n, size_t align)
 {
     if (n < BLK_MIN) return NULL;
+    pthread_once(&blk_once, blk_atfork);
     pthread_mutex_lock(&blk.mu);
     size_t best = SIZE_MAX;
     for (size_t i = 0; i < blk.n; i++)
@@ -96,6 +117,7 @@ void weft__blk_free(void *p)
     }
     void *out[BLK_SLOTS];
     size_t nout = 0;
+    pthread_once(&blk_once, blk_atfork);
     pthread_mutex_lock(&blk.mu);
     while (blk.n && (blk.n == BLK_SLOTS || blk.bytes + sz > cap)) { /* the oldest go */
         out[nout++] = blk.p[0];
