@@ -67,9 +67,10 @@ WEFT_API int weft_table_destroy(weft_table *t);
  * be handed to the next ones instead of being returned to the kernel and
  * faulted in again (docs/table.md "Memory kept between runs"). The cache
  * holds at most WEFT_TABLE_CACHE_MIB MiB (default 256; 0: no cache; read
- * each time a block is parked), the oldest blocks leaving first. Call it when a process is done
- * with tables for a while, or before fork() when the child's memory is
- * measured. @return 0. Threads: any thread, at any time. */
+ * each time a block is parked), the oldest blocks leaving first. Call it
+ * when a process is done with tables for a while, or before fork() when
+ * the child's memory is measured. @return 0. Threads: any thread, at any
+ * time. */
 WEFT_API int weft_table_cache_release(void);
 
 /* weft_table_add_int64(), _add_double(), _add_bool() :

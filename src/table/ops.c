@@ -815,12 +815,12 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, gb_s
         if (sc->gcap < t->nrows + 1) {
             weft__blk_free(sc->gid);
             sc->gcap = 0;
-            if ((sc->gid = weft__blk_grow(NULL, 0, (t->nrows + 1) * sizeof *sc->gid)))
+            if ((sc->gid = weft__blk_alloc((t->nrows + 1) * sizeof *sc->gid)))
                 sc->gcap = t->nrows + 1;
         }
         gid = sc->gid;
     } else {
-        gid = weft__blk_grow(NULL, 0, (t->nrows + 1) * sizeof *gid);
+        gid = weft__blk_alloc((t->nrows + 1) * sizeof *gid);
     }
     weft_table *st = NULL;
     if (!kc || !ac || !gid) rc = WEFT_ENOMEM;
@@ -925,8 +925,8 @@ static int gb_partial_tables(weft_ctx *ctx, const weft_table *t, unpack *u, gb_s
         } else if (k == WEFT_AGG_MEDIAN) {
             size_t cnt = 0;
             for (size_t i = 0; i < t->nrows; i++) cnt += gid[i] >= 0 && weft__tcol_ok(c, i);
-            int64_t *gg = weft__blk_grow(NULL, 0, (cnt + 1) * sizeof *gg);
-            double *v = weft__blk_grow(NULL, 0, (cnt + 1) * sizeof *v);
+            int64_t *gg = weft__blk_alloc((cnt + 1) * sizeof *gg);
+            double *v = weft__blk_alloc((cnt + 1) * sizeof *v);
             if (!gg || !v) rc = WEFT_ENOMEM;
             size_t j = 0;
             for (size_t i = 0; !rc && i < t->nrows; i++)

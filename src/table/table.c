@@ -4,9 +4,9 @@
 #include "table/table_internal.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -35,7 +35,6 @@ void weft__table_hugepages(void *p, size_t n)
  * At most WEFT_TABLE_CACHE_MIB MiB (default 256, 0: no cache; read at
  * each block parked, so a change takes effect at the next) are parked;
  * the oldest go first; weft_table_cache_release() frees them all. */
-#include <malloc.h>
 
 #define BLK_MIN ((size_t)1 << 20)
 #define BLK_SLOTS 256
@@ -309,7 +308,7 @@ int weft__tcol_reserve_exact(tcol *c, size_t rows)
 static int mark(tcol *c, bool ok)
 {
     if (!ok && !c->valid) {
-        c->valid = weft__blk_grow(NULL, 0, c->cap ? c->cap : 1);
+        c->valid = weft__blk_alloc(c->cap ? c->cap : 1);
         if (!c->valid) return WEFT_ENOMEM;
         memset(c->valid, 1, c->n);
     }

@@ -46,6 +46,11 @@ void weft__table_hugepages(void *p, size_t n);
 void *weft__blk_take(size_t n, size_t align);
 void weft__blk_free(void *p);
 void *weft__blk_grow(void *p, size_t used, size_t n);
+/* n bytes (malloc's), a parked block when one fits. */
+static inline void *weft__blk_alloc(size_t n)
+{
+    return weft__blk_grow(NULL, 0, n);
+}
 void weft__blk_stats(size_t *bytes, size_t *blocks, uint64_t *hits, uint64_t *misses);
 /* Adds an empty column (rows 0) and returns it, or NULL on ENOMEM. */
 tcol *weft__table_add_col(weft_table *t, const char *name, weft_col_type type);
